@@ -1,0 +1,48 @@
+# The few commands a newcomer needs. Everything runs in .venv (created by scripts/test.sh or
+# scripts/demo.sh); `make test` is exactly what CI runs.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help demo test test-quick lint bench docs notebooks clean distclean
+
+help:
+	@echo "make demo        run the demo (bash scripts/demo.sh)"
+	@echo "make test        install everything and run every test (bash scripts/test.sh; CI runs this)"
+	@echo "make test-quick  unit tests only, current Python"
+	@echo "make lint        ruff + mypy"
+	@echo "make bench       run the benchmarks"
+	@echo "make docs        build the docs (mkdocs build --strict) into site/"
+	@echo "make notebooks   re-execute notebooks/*.ipynb in place to refresh their stored outputs"
+	@echo "make clean       remove caches and test artifacts; distclean also removes the virtualenvs"
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+test-quick:
+	bash scripts/test.sh --quick
+
+lint:
+	bash scripts/test.sh --lint
+
+# The targets below use the dev env, created on first use.
+$(PY):
+	bash scripts/test.sh --setup
+
+bench: $(PY)
+	$(PY) -m benchmarks
+
+docs: $(PY)
+	$(VENV)/bin/mkdocs build --strict
+
+notebooks: $(PY)
+	$(VENV)/bin/jupyter execute --inplace --kernel_name=python3 notebooks/*.ipynb
+
+clean:
+	rm -rf test-artifacts site build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -not -path './.venv*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv .venv-3.12 .venv-3.13

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run the nbflow demo: bash scripts/demo.sh [demo options...]
+#
+# Creates (or reuses) .venv with Python >= 3.11, installs nbflow into it (core dependencies
+# only), then runs `python -m nbflow demo "$@"`. Set PYTHON=... to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+find_python() {
+    local candidate
+    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if ! .venv/bin/python -c '' >/dev/null 2>&1; then
+    python=$(find_python) || {
+        echo "scripts/demo.sh: needs Python >= 3.11 as python3 (or set PYTHON=...)" >&2
+        exit 1
+    }
+    rm -rf .venv
+    echo "creating .venv with $("$python" --version 2>&1)" >&2
+    "$python" -m venv .venv
+    echo '*' >.venv/.gitignore
+fi
+
+# Same stamp as scripts/test.sh: any install from the current pyproject.toml includes the core.
+stamp=.venv/.nbflow-installed
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+if ! grep -q "^$hash " "$stamp" 2>/dev/null; then
+    echo "installing nbflow into .venv (pip install -e .)" >&2
+    .venv/bin/python -m pip install -q -e .
+    echo "$hash ." >>"$stamp"
+fi
+
+exec .venv/bin/python -m nbflow demo "$@"
