@@ -1,0 +1,129 @@
+"""nbflow: Jupyter-native workflow orchestration.
+
+Decorate notebook functions as tasks, run them concurrently on the kernel's event loop, watch
+them live, and get back a :class:`Run` with results, states and a timeline::
+
+    import nbflow as nf
+
+    flow = nf.Flow("report", max_workers=4)
+
+    @flow.task
+    def users():
+        return [1, 2, 3]
+
+    @flow.task(retry=nf.Retry(max_retries=2))
+    async def total(users):
+        return sum(users)
+
+    run = flow.run()
+    run.results["total"]  # 6
+
+Heavy or optional parts (widgets, pandas, dask) are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .dsl import Task
+from .errors import (
+    ConditionError,
+    CycleError,
+    DefinitionError,
+    MissingDependencyError,
+    MissingInputError,
+    NbflowError,
+    RunCancelledError,
+    StoreError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from .events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskFailed,
+    TaskQueued,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+)
+from .fanout import fan_out
+from .flow import Flow
+from .handle import RunHandle
+from .health import health
+from .lifecycle import RunStatus, TaskState
+from .middleware import Context
+from .pool import Pool, WorkerLoad
+from .retry import Retry, retry
+from .run import Run
+from .strategies import Strategy
+
+__version__ = "0.1.0"
+
+# name -> (module, attribute): imported when first used, to keep `import nbflow` fast.
+_LAZY = {
+    "Dashboard": ("nbflow.widgets", "Dashboard"),
+    "DaskExecutor": ("nbflow.dask", "DaskExecutor"),
+    "LocalExecutor": ("nbflow.executors", "LocalExecutor"),
+    "middleware": ("nbflow.builtin_middleware", None),
+}
+
+if TYPE_CHECKING:
+    from .executors import LocalExecutor
+    from .widgets import Dashboard
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConditionError",
+    "Context",
+    "CycleError",
+    "Dashboard",
+    "DaskExecutor",
+    "DefinitionError",
+    "Event",
+    "Flow",
+    "LocalExecutor",
+    "MissingDependencyError",
+    "MissingInputError",
+    "NbflowError",
+    "Pool",
+    "Retry",
+    "Run",
+    "RunCancelledError",
+    "RunFinished",
+    "RunHandle",
+    "RunStarted",
+    "RunStatus",
+    "StoreError",
+    "Strategy",
+    "Task",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskFailedError",
+    "TaskQueued",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskState",
+    "TaskSucceeded",
+    "TaskTimeoutError",
+    "WorkerLoad",
+    "fan_out",
+    "health",
+    "retry",
+]

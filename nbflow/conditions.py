@@ -1,0 +1,138 @@
+"""Safe ``when=`` conditions: parsed once at definition, evaluated with simpleeval.
+
+A condition string is a Python expression over ``results`` (upstream results by task name),
+``vars`` (run variables) and each upstream task's result by its bare name. It is parsed with
+:mod:`ast` when the task is defined (a syntax error is a :class:`ConditionError` then), every
+name is checked against what will exist, and it is evaluated by simpleeval with limits: no
+``__import__``, no dunder or private attribute access, bounded powers and string sizes. Nothing
+here calls :func:`eval` or :func:`exec`.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import simpleeval
+
+from .errors import ConditionError
+
+#: Functions a condition may call: pure, cheap, and unable to reach the outside world.
+SAFE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "len": len, "min": min, "max": max, "abs": abs, "sum": sum, "any": any, "all": all,
+    "round": round, "sorted": sorted, "str": str, "int": int, "float": float, "bool": bool,
+}
+RESERVED_NAMES = frozenset({"results", "vars", "True", "False", "None"})
+
+# simpleeval's default power limit allows 4,000,000 ** 4,000,000: far too slow to evaluate.
+_MAX_POWER = 1_000
+
+
+def _safe_power(base: Any, exponent: Any) -> Any:
+    if abs(exponent) > _MAX_POWER or (isinstance(base, int) and abs(base) > 10**6 and exponent > 64):
+        raise simpleeval.NumberTooHigh(f"{base!r} ** {exponent!r} is too large to compute")
+    return base**exponent
+
+
+_OPERATORS = dict(simpleeval.DEFAULT_OPERATORS)
+_OPERATORS[ast.Pow] = _safe_power
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A parsed condition string, with the task names it reads."""
+
+    task: str
+    expression: str
+    tree: ast.Expression
+    names: frozenset[str]
+    #: task names read through ``results['name']`` with a constant key.
+    result_keys: frozenset[str]
+
+    def referenced_tasks(self, tasks: Iterable[str]) -> set[str]:
+        """Task names this condition reads, as bare names or ``results[...]`` keys."""
+        known = set(tasks)
+        return {n for n in (self.names | self.result_keys) if n in known}
+
+    def check_names(self, allowed: Iterable[str]) -> None:
+        """Raise :class:`ConditionError` when the expression uses a name it cannot see."""
+        allowed_set = set(allowed) | RESERVED_NAMES | set(SAFE_FUNCTIONS)
+        unknown = sorted(self.names - allowed_set)
+        if unknown:
+            visible = ", ".join(sorted(set(allowed) | {"results", "vars"}))
+            raise ConditionError(
+                self.task,
+                self.expression,
+                f"unknown name {unknown[0]!r}; a condition can use {visible} "
+                "(read run variables as vars['name'])",
+            )
+
+    def evaluate(self, results: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
+        """Evaluate against upstream ``results`` and run ``variables``.
+
+        Raises:
+            ConditionError: the expression failed at run time (bad key, forbidden construct).
+        """
+        names: dict[str, Any] = {"results": dict(results), "vars": dict(variables)}
+        for name in self.names:
+            if name in results and name not in names:
+                names[name] = results[name]
+        evaluator = simpleeval.EvalWithCompoundTypes(
+            operators=_OPERATORS, functions=SAFE_FUNCTIONS, names=names
+        )
+        try:
+            return bool(evaluator.eval(self.expression, previously_parsed=self.tree.body))
+        except simpleeval.InvalidExpression as error:
+            raise ConditionError(self.task, self.expression, str(error)) from None
+        except Exception as error:  # a KeyError or TypeError inside the user's expression
+            raise ConditionError(
+                self.task, self.expression, f"{type(error).__name__}: {error}"
+            ) from error
+
+
+def parse_condition(task: str, expression: str) -> Condition:
+    """Parse ``expression`` for ``task``; reject what simpleeval would refuse, up front.
+
+    Raises:
+        ConditionError: a syntax error, a statement, a dunder/private attribute, ``lambda``
+            or a comprehension-free construct simpleeval does not evaluate.
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConditionError(task, str(expression), "a condition must be a non-empty string")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ConditionError(task, expression, f"syntax error: {error.msg}") from None
+    names: set[str] = set()
+    result_keys: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+            if node.id.startswith("_"):
+                raise ConditionError(task, expression, f"name {node.id!r} is not allowed")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            raise ConditionError(
+                task, expression, f"access to private attribute {node.attr!r} is not allowed"
+            )
+        elif isinstance(node, ast.Lambda | ast.NamedExpr | ast.Await | ast.Yield | ast.YieldFrom):
+            raise ConditionError(
+                task, expression, f"{type(node).__name__.lower()} is not allowed"
+            )
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "results"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            result_keys.add(node.slice.value)
+    # Comprehension variables are local names, not references to tasks or variables.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.comprehension):
+            for target in ast.walk(node.target):
+                if isinstance(target, ast.Name):
+                    names.discard(target.id)
+    names -= set(SAFE_FUNCTIONS)
+    return Condition(task, expression, tree, frozenset(names), frozenset(result_keys))

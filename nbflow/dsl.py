@@ -1,0 +1,284 @@
+"""The decorator DSL: ``@flow.task`` turns functions into tasks of a flow definition.
+
+:class:`Definition` holds the tasks and branches of a flow, in definition order, and builds
+the :class:`~nbflow.spec.FlowSpec`. Defining a task again under the same name replaces it in
+place (re-running a notebook cell), keeping its position so ordering stays stable.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, overload
+
+from .conditions import Condition, parse_condition
+from .errors import DefinitionError
+from .retry import Retry
+from .spec import (
+    BranchSpec,
+    FlowSpec,
+    OnError,
+    TaskOptions,
+    TaskSpec,
+    TriggerRule,
+    WeightRule,
+    hash_source,
+    introspect_params,
+)
+
+_source_hashes: dict[Any, str] = {}
+
+
+def _cached_source_hash(fn: Callable[..., Any]) -> str:
+    # Building 10,000 tasks from one factory function must not read its source 10,000 times.
+    key = getattr(inspect.unwrap(fn), "__code__", None) or fn
+    try:
+        found = _source_hashes.get(key)
+    except TypeError:  # unhashable callable object
+        return hash_source(fn)
+    if found is None:
+        found = _source_hashes[key] = hash_source(fn)
+    return found
+
+
+class Task:
+    """A function registered as a task: still callable as the plain function.
+
+    ``task(...)`` calls the original function, so one task can be unit-tested on its own.
+    ``task.spec`` is its :class:`~nbflow.spec.TaskSpec`.
+    """
+
+    def __init__(self, fn: Callable[..., Any], spec: TaskSpec, condition: Condition | None):
+        self.fn = fn
+        self.spec = spec
+        self.condition = condition
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        """The task's name in its flow."""
+        return self.spec.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        kind = "async " if self.spec.is_async else ""
+        return f"<{kind}Task {self.spec.name!r} priority={self.spec.priority}>"
+
+
+def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
+    if items is None:
+        return ()
+    if isinstance(items, str | Task):
+        items = [items]
+    return tuple(i.name if isinstance(i, Task) else str(i) for i in items)
+
+
+def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task:
+    """Introspect ``fn`` and combine it with ``options`` into a :class:`Task`.
+
+    Raises:
+        DefinitionError: ``fn`` is not callable, or ``fan_out`` names no parameter.
+        ConditionError: the ``when`` string does not parse or uses a forbidden construct.
+    """
+    if not callable(fn):
+        raise DefinitionError(f"@flow.task needs a function, got {fn!r}")
+    name = options.name or getattr(fn, "__name__", None)
+    if not name or name == "<lambda>":
+        raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
+    params = introspect_params(fn)
+    if options.fan_out is not None and options.fan_out not in {p.name for p in params}:
+        raise DefinitionError(
+            f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
+            f"parameters are {[p.name for p in params]}"
+        )
+    condition = parse_condition(name, options.when) if options.when is not None else None
+    # The version covers every piece of user code the task runs, callables in options too.
+    extras = [c for c in (options.when_fn, options.cache_key) if c is not None]
+    if options.retry is not None and options.retry.retry_if is not None:
+        extras.append(options.retry.retry_if)
+    source_hash = _cached_source_hash(fn)
+    if extras:
+        joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
+        source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
+    target = inspect.unwrap(fn)
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)
+    )
+    # `options` is validated already; model_construct skips a second validation pass.
+    spec = TaskSpec.model_construct(
+        **{**options.__dict__, "name": name},
+        params=params,
+        is_async=is_async,
+        source_hash=source_hash,
+        index=index,
+    )
+    return Task(fn, spec, condition)
+
+
+class Definition:
+    """The mutable definition of a flow: tasks and branches, in definition order."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_workers: int | None = None,
+        on_error: OnError = "stop",
+        strategy: str = "priority",
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(f"a flow needs a non-empty name, got {name!r}")
+        if on_error not in ("stop", "continue"):
+            raise DefinitionError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise DefinitionError(f"max_workers must be a positive int or None, got {max_workers!r}")
+        self.name = name
+        self.max_workers = max_workers
+        self.on_error: OnError = on_error
+        self.strategy = strategy
+        self.tasks: dict[str, Task] = {}
+        self.branches: dict[str, BranchSpec] = {}
+        self._next_index = 0
+
+    # -- definition -------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: Sequence[str | Task] | str | Task | None = None,
+        priority: int = 0,
+        weight_rule: WeightRule = "absolute",
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        when: str | Callable[..., Any] | None = None,
+        trigger: TriggerRule = "all_success",
+        fan_out: str | None = None,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        allow_partial: bool = False,
+        critical: bool = False,
+        tags: Sequence[str] | None = None,
+        worker: str | None = None,
+        cache: bool = False,
+        cache_key: Callable[..., Any] | None = None,
+        cache_ttl: float | None = None,
+        persist: bool | None = None,
+        estimate: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a function as a task; usable bare (``@flow.task``) or with options.
+
+        Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
+        ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
+        concurrency, rate, allow_partial, critical, tags, worker, cache, cache_key,
+        cache_ttl, persist, estimate``. Parameters named like other tasks receive their results.
+
+        Raises:
+            DefinitionError: an unknown option or a bad value (the message names the field).
+            ConditionError: ``when`` does not parse.
+        """
+        when = options.get("when")
+        if callable(when):
+            options["when_fn"], options["when"] = when, None
+        if "after" in options:
+            options["after"] = _names(options["after"])
+        try:
+            parsed = TaskOptions(**options)
+        except Exception as error:  # pydantic's ValidationError: name the task and the field
+            raise DefinitionError(_describe_option_error(fn, options, error)) from None
+
+        def decorate(func: Callable[..., Any]) -> Task:
+            return self._add(func, parsed)
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _add(self, fn: Callable[..., Any], options: TaskOptions) -> Task:
+        name = options.name or getattr(fn, "__name__", "")
+        old = self.tasks.get(name)
+        index = old.spec.index if old is not None else self._next_index
+        task = build_task(fn, options, index)
+        if old is None:
+            self._next_index += 1
+        self.tasks[task.name] = task
+        return task
+
+    def remove(self, name: str | Task) -> None:
+        """Remove a task from the definition (re-running a notebook that dropped a cell)."""
+        self.tasks.pop(name.name if isinstance(name, Task) else name, None)
+
+    def branch(
+        self,
+        expression: str,
+        then: Sequence[str | Task] | str | Task,
+        otherwise: Sequence[str | Task] | str | Task | None = None,
+        *,
+        name: str | None = None,
+    ) -> BranchSpec:
+        """Run the ``then`` tasks when ``expression`` is true, else the ``otherwise`` ones.
+
+        Exactly one group runs; the other is ``skipped`` (and so are its dependants, under
+        the default trigger rule). The expression is a condition, like ``when=``.
+
+        Raises:
+            ConditionError: the expression does not parse.
+            DefinitionError: a task is in both groups.
+        """
+        then_names, otherwise_names = _names(then), _names(otherwise)
+        both = set(then_names) & set(otherwise_names)
+        if both:
+            raise DefinitionError(f"task {sorted(both)[0]!r} is in both branches of {expression!r}")
+        branch_name = name or f"branch{len(self.branches) + 1}"
+        parse_condition(branch_name, expression)
+        spec = BranchSpec(
+            name=branch_name, expression=expression, then=then_names, otherwise=otherwise_names
+        )
+        self.branches[branch_name] = spec
+        return spec
+
+    # -- export ------------------------------------------------------------------------------
+
+    def spec(self) -> FlowSpec:
+        """The definition as a :class:`~nbflow.spec.FlowSpec` (tasks in definition order)."""
+        return FlowSpec.model_construct(
+            name=self.name,
+            max_workers=self.max_workers,
+            on_error=self.on_error,
+            strategy=self.strategy if isinstance(self.strategy, str) else getattr(
+                self.strategy, "name", type(self.strategy).__name__
+            ),
+            tasks=tuple(sorted((t.spec for t in self.tasks.values()), key=lambda s: s.index)),
+            branches=tuple(self.branches.values()),
+        )
+
+    @property
+    def flow_version(self) -> str:
+        """Stable content hash of the definition and the tasks' source code."""
+        return self.spec().version()
+
+
+def _describe_option_error(fn: Any, options: dict[str, Any], error: Exception) -> str:
+    name = options.get("name") or getattr(fn, "__name__", None) or "<task>"
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return f"task {name!r}: {error}"
+    parts = []
+    for item in errors():
+        field = ".".join(str(p) for p in item.get("loc", ())) or "options"
+        if item.get("type") == "extra_forbidden":
+            known = ", ".join(sorted(TaskOptions.model_fields))
+            parts.append(f"{field}: unknown option; known options are {known}")
+        else:
+            parts.append(f"{field}: {item.get('msg')}")
+    return f"task {name!r}: " + "; ".join(parts)

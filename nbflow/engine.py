@@ -1,0 +1,452 @@
+"""The asyncio engine: runs one flow run on the current event loop.
+
+The engine owns a :class:`~nbflow.scheduler.SchedulerState` and turns its decisions into
+asyncio tasks inside one :class:`asyncio.TaskGroup`, so no task outlives its run. Each step is
+reported as an event: the engine folds it into the run's :class:`~nbflow.state.RunState`
+first, then publishes it to subscribers (store, widgets, user callbacks).
+
+Flow of one task::
+
+    ready (heap) --dispatch--> gates (when / branch) --> worker placed --> attempts
+      attempts: middleware( executor.call(fn, inputs) ) within timeout, retried per policy
+      end --> scheduler.complete() --> downstream queued / skipped / upstream_failed
+
+A failure stops the run when ``on_error="stop"`` or the task is ``critical``: nothing new
+starts, running tasks are cancelled, and tasks that never started end ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import events as ev
+from . import scheduler as sch
+from .errors import ConditionError, TaskTimeoutError
+from .events import EventBus
+from .executors import LocalExecutor
+from .fanout import sliding_window
+from .graph import Gate, Plan
+from .lifecycle import SUCCESSFUL, RunStatus, TaskState
+from .middleware import Context, call_with, handlers_for
+from .pool import Pool
+from .retry import RetryState
+from .state import RunState
+
+S = TaskState
+
+
+class GateContext:
+    """What a callable ``when=`` receives: upstream ``results``, run ``vars``, the ``task``."""
+
+    __slots__ = ("results", "task", "vars")
+
+    def __init__(self, task: str, results: dict[str, Any], variables: dict[str, Any]) -> None:
+        self.task, self.results, self.vars = task, results, variables
+
+    def __getitem__(self, name: str) -> Any:
+        return self.results[name]
+
+
+class Engine:
+    """Runs one run of a :class:`~nbflow.graph.Plan`; create one per run."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        run_id: str,
+        variables: dict[str, Any],
+        strategy: Any,
+        max_workers: int | None,
+        on_error: str,
+        bus: EventBus,
+        pool: Pool | None = None,
+        executor: Any = None,
+        middleware: list[Any] | None = None,
+        wall_start: float | None = None,
+        parent_run: str | None = None,
+        hooks: Any = None,
+    ) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.variables = variables
+        self.strategy = strategy
+        limit = getattr(strategy, "max_workers", None)
+        self.max_workers = min(x for x in (max_workers, limit) if x) if (max_workers or limit) else None
+        self.on_error = on_error
+        self.bus = bus
+        self.pool = pool
+        self.executor = executor or LocalExecutor(max_workers)
+        self._owns_executor = executor is None
+        self.run_mw = handlers_for(middleware or [], "run")
+        self.task_mw = handlers_for(middleware or [], "task")
+        self.wall_start = wall_start
+        self.parent_run = parent_run
+        self.hooks = hooks  # cache/resume lookups (see nbflow.store); None for none
+        self.state = RunState()
+        self._seq = 0
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._slots: list[int] = []
+        self._next_slot = 0
+        self._stopping = False
+        self._final_status: RunStatus | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._sched: sch.SchedulerState | None = None
+        self._done: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Inputs that come from run variables, resolved once per run, not per task.
+        self._var_params = {
+            n: tuple(p.name for p in plan.free_params[n] if p.name in variables) for n in plan.names
+        }
+        self._wants_worker = {
+            n: any(p.name == "worker" for p in plan.free_params[n]) for n in plan.names
+        }
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit(self, cls: type[ev.Event], *args: Any, **kwargs: Any) -> None:
+        event = cls(self.run_id, self._seq, self.loop.time() - self._t0, *args, **kwargs)  # type: ignore[union-attr,call-arg]
+        self._seq += 1
+        self.state.apply(event)
+        if self.bus:
+            self.bus.publish(event)
+
+    def _emit_transition(self, transition: sch.Transition) -> None:
+        for name in transition.queued:
+            self._emit(ev.TaskQueued, name)
+        for name, state, reason in transition.resolved:
+            self._emit(ev.TaskSkipped, name, state.value, reason)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> RunState:
+        """Execute the plan to the end (or until stopped/cancelled); return the final state."""
+        self.loop = loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        self._key = self.strategy.prepare(self.plan)
+        self._done = loop.create_future()
+        plan = self.plan
+        self._emit(
+            ev.RunStarted, plan.flow_name, plan.flow_version, plan.names, dict(self.variables),
+            self.wall_start if self.wall_start is not None else time.time(),
+            tuple(n for n in plan.names if plan.specs[n].fan_out), self.parent_run,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                group.create_task(self._main())
+                try:
+                    await self._done
+                except asyncio.CancelledError:
+                    self._stop(RunStatus.CANCELLED)
+                    raise
+        except asyncio.CancelledError:
+            self._finalize()
+            raise
+        finally:
+            if self._owns_executor:
+                self.executor.close()
+        return self.state
+
+    async def _main(self) -> None:
+        handlers = self.run_mw
+        if not handlers:
+            self._begin()
+            return
+        ctx = Context("run", self.run_id, self.plan.flow_name, self.variables)
+
+        async def innermost() -> RunState:
+            self._begin()
+            await asyncio.shield(self._done)  # type: ignore[arg-type]
+            return self.state
+
+        try:
+            await call_with(handlers, ctx, innermost)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a run middleware failed: fail the run cleanly
+            self.state.error = f"middleware: {type(error).__name__}: {error}"
+            self._stop(RunStatus.FAILED)
+
+    def _begin(self) -> None:
+        self._sched, transition = sch.initial(self.plan, self._key)
+        self._emit_transition(transition)
+        self._dispatch()
+        self._maybe_finish()
+
+    def cancel(self) -> None:
+        """Stop the run: nothing new starts, running tasks are cancelled; status cancelled."""
+        if self.loop is not None and not self._stopping:
+            self._stop(RunStatus.CANCELLED)
+
+    def _stop(self, status: RunStatus) -> None:
+        if self._final_status is None or status is RunStatus.CANCELLED:
+            self._final_status = status
+        self._stopping = True
+        for task in list(self._inflight.values()):
+            task.cancel()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._inflight or (not self._stopping and (self._sched is None or self._sched.ready)):
+            return
+        self._finalize()
+
+    def _finalize(self) -> None:
+        if self.state.status not in (RunStatus.RUNNING, RunStatus.PENDING):
+            return
+        sched = self._sched
+        if sched is not None:
+            leftover = [name for _, name in sched.ready] + sch.undecided(self.plan, sched)
+            sched.ready.clear()
+            for name in leftover:
+                if self.state.tasks[name].state not in (S.SKIPPED, S.UPSTREAM_FAILED):
+                    self._emit(ev.TaskCancelled, name)
+        status = self._final_status
+        if status is None:
+            failed = any(r.state is S.FAILED for r in self.state.tasks.values())
+            status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
+        self._emit(ev.RunFinished, status.value, self.state.error)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        sched, limit, pool = self._sched, self.max_workers, self.pool
+        unplaced: list[tuple[Any, str]] = []
+        while sched.ready and not self._stopping:
+            if limit is not None and len(self._inflight) >= limit:
+                break
+            item = sched.ready[0]
+            name = sch.pop_ready(sched)
+            assert name is not None
+            if not self._gates_open(name):
+                continue
+            if pool is not None:
+                worker = pool.acquire(name, self.plan.specs[name].worker)
+                if worker is None:
+                    unplaced.append(item)
+                    if not pool.candidates():
+                        break
+                    continue
+            else:
+                worker = self._take_slot()
+            self._inflight[name] = self._group.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
+        if unplaced:
+            sch.push_back(sched, unplaced)
+
+    def _take_slot(self) -> str:
+        if self._slots:
+            return f"slot-{self._slots.pop()}"
+        self._next_slot += 1
+        return f"slot-{self._next_slot - 1}"
+
+    def _release(self, worker: str) -> None:
+        if self.pool is not None:
+            self.pool.release(worker)
+        else:
+            self._slots.append(int(worker[5:]))
+
+    def _gates_open(self, name: str) -> bool:
+        """Evaluate ``when``/branch gates; a closed gate skips the task, an error fails it."""
+        gates = self.plan.gates[name]
+        if not gates:
+            return True
+        tasks = self.state.tasks
+        results = {d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL}
+        for gate in gates:
+            try:
+                passed = _evaluate(gate, name, results, self.variables)
+            except Exception as error:
+                self._finish_task(name, S.FAILED, error=error)
+                return False
+            if not passed:
+                reason = f"branch {gate.branch!r}" if gate.branch else "condition is false"
+                self._finish_task(name, S.SKIPPED, reason=reason)
+                return False
+        return True
+
+    # -- one task --------------------------------------------------------------------------
+
+    def _inputs(self, name: str, worker: str) -> dict[str, Any]:
+        tasks = self.state.tasks
+        kwargs: dict[str, Any] = {}
+        for param, dep in self.plan.data_params[name]:
+            record = tasks[dep]
+            kwargs[param] = record.result if record.state in SUCCESSFUL else None
+        variables = self.variables
+        for param in self._var_params[name]:
+            kwargs[param] = variables[param]
+        if self._wants_worker[name] and "worker" not in kwargs:
+            kwargs["worker"] = worker
+        return kwargs
+
+    async def _run_task(self, name: str, worker: str) -> None:
+        spec = self.plan.specs[name]
+        outcome = S.FAILED
+        try:
+            kwargs = self._inputs(name, worker)
+            cached = await self._lookup(name, kwargs) if self.hooks is not None else None
+            if cached is not None:
+                self._emit(ev.TaskSucceeded, name, 0, cached[0], None, True)
+                outcome = S.CACHED
+            elif spec.fan_out:
+                outcome = await self._run_fan_out(name, kwargs, worker)
+            else:
+                ok, result = await self._attempts(name, kwargs, worker, None)
+                outcome = S.SUCCEEDED if ok else S.FAILED
+                if ok and self.hooks is not None:
+                    self.hooks.saved(self, name, kwargs, result)
+        except asyncio.CancelledError:
+            record = self.state.tasks[name]
+            self._emit(ev.TaskCancelled, name, record.attempts)
+            outcome = S.CANCELLED
+        except Exception as error:  # an engine-side failure (bad fan-out input, hook error)
+            self._emit(ev.TaskFailed, name, self.state.tasks[name].attempts, error, _format(error))
+            outcome = S.FAILED
+        finally:
+            self._inflight.pop(name, None)
+            self._release(worker)
+        self._after_task(name, outcome)
+
+    async def _attempts(
+        self, name: str, kwargs: dict[str, Any], worker: str, element: int | None
+    ) -> tuple[bool, Any]:
+        """Run attempts until success or the retry policy gives up: (ok, result or error)."""
+        policy = self.plan.specs[name].retry
+        loop = self.loop
+        assert loop is not None
+        retry_state = RetryState(policy, loop.time()) if policy is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._emit(ev.TaskStarted, name, attempt, worker, element)
+            try:
+                result = await self._call(name, kwargs, attempt, worker, element)
+            except asyncio.CancelledError:
+                if element is not None:
+                    self._emit(ev.TaskCancelled, name, attempt, element)
+                raise
+            except Exception as error:
+                delay = None
+                if retry_state is not None:
+                    retry_state.attempt = attempt
+                    delay = retry_state.next_delay(error, loop.time())
+                if delay is None:
+                    self._emit(ev.TaskFailed, name, attempt, error, _format(error), element)
+                    return False, error
+                self._emit(ev.TaskRetrying, name, attempt, error, delay, element)
+                await asyncio.sleep(delay)
+                continue
+            self._emit(ev.TaskSucceeded, name, attempt, result, element)
+            return True, result
+
+    async def _call(self, name: str, kwargs: dict[str, Any], attempt: int, worker: str, element: int | None) -> Any:
+        spec = self.plan.specs[name]
+        fn = self.plan.funcs[name]
+        executor = self.executor
+        if self.task_mw:
+            ctx = Context(
+                "task", self.run_id, self.plan.flow_name, self.variables, name, attempt, element,
+                worker, dict(kwargs), spec, fn,
+            )
+
+            async def innermost() -> Any:
+                return await executor.call(name, fn, ctx.inputs, is_async=spec.is_async, priority=spec.priority)
+
+            call = call_with(self.task_mw, ctx, innermost)
+        else:
+            call = executor.call(name, fn, kwargs, is_async=spec.is_async, priority=spec.priority)
+        if spec.timeout is None:
+            return await call
+        try:
+            async with asyncio.timeout(spec.timeout) as scope:
+                return await call
+        except TimeoutError:
+            if scope.expired():
+                raise TaskTimeoutError(name, spec.timeout) from None
+            raise
+
+    async def _run_fan_out(self, name: str, kwargs: dict[str, Any], worker: str) -> S:
+        spec = self.plan.specs[name]
+        param = spec.fan_out
+        assert param is not None
+        source = kwargs.get(param)
+        try:
+            items = list(source)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                f"task {name!r} fan_out={param!r}: upstream result {type(source).__name__} is not iterable"
+            ) from None
+        self._emit(ev.TaskStarted, name, 1, worker, None, len(items))
+
+        async def run_one(index: int, item: Any) -> Any:
+            ok, value = await self._attempts(name, {**kwargs, param: item}, worker, index)
+            if not ok:
+                raise value
+            return value
+
+        outcomes = await sliding_window(items, run_one, concurrency=spec.concurrency, rate=spec.rate)
+        failures = [o for o in outcomes if not o.ok]
+        if failures and not spec.allow_partial:
+            first = failures[0].error
+            error = RuntimeError(
+                f"task {name!r}: {len(failures)} of {len(items)} fan-out elements failed; "
+                f"first (element {failures[0].index}): {type(first).__name__}: {first}"
+            )
+            error.__cause__ = first
+            self._emit(ev.TaskFailed, name, 1, error, _format(first) if first else "")
+            return S.FAILED
+        results = [o.value for o in outcomes if o.ok]
+        self._emit(ev.TaskSucceeded, name, 1, results)
+        return S.SUCCEEDED
+
+    # -- after a task ----------------------------------------------------------------------
+
+    def _finish_task(self, name: str, outcome: S, *, error: BaseException | None = None, reason: str = "") -> None:
+        """End a task that never started (gate closed or failed)."""
+        self._sched.running.discard(name)
+        if outcome is S.SKIPPED:
+            self._emit(ev.TaskSkipped, name, outcome.value, reason)
+        else:
+            self._emit(ev.TaskFailed, name, 0, error, _format(error) if error else "")
+        self._after_task(name, outcome, dispatch=False)
+
+    def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
+        transition = sch.complete(self.plan, self._sched, name, outcome, self._key)
+        self._emit_transition(transition)
+        if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
+            self._stop(RunStatus.FAILED)
+            return
+        if dispatch:
+            self._dispatch()
+        self._maybe_finish()
+
+    async def _lookup(self, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
+        return await self.hooks.lookup(self, name, kwargs)
+
+
+def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str, Any]) -> bool:
+    if gate.condition is not None:
+        passed = gate.condition.evaluate(results, variables)
+    else:
+        assert gate.callable is not None
+        try:
+            passed = bool(gate.callable(GateContext(name, results, variables)))
+        except Exception as error:
+            raise ConditionError(name, repr(gate.callable), f"{type(error).__name__}: {error}") from error
+    return not passed if gate.negate else passed
+
+
+def _format(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+Callback = Callable[[ev.Event], Any]

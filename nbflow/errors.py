@@ -1,0 +1,108 @@
+"""Exceptions raised by nbflow.
+
+Every error subclasses :class:`NbflowError` and the nearest built-in, so ``except ValueError``
+keeps working for callers that do not know nbflow. Messages name the task, the field and the
+fix; the data behind a message (a cycle, an unknown name) is kept on the exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+
+class NbflowError(Exception):
+    """Base class of every error raised by nbflow."""
+
+
+class DefinitionError(NbflowError, ValueError):
+    """A flow or task definition is invalid; raised before any task runs."""
+
+
+class CycleError(DefinitionError):
+    """The dependencies form a cycle.
+
+    ``cycle`` holds the task names in order, first and last the same: ``["a", "b", "a"]``.
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__(
+            f"tasks are in a cycle: {' -> '.join(self.cycle)}; "
+            "remove one of these dependencies (a parameter name or an `after=` entry)"
+        )
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """Return the candidate that looks most like ``name``, or None when none is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class MissingDependencyError(DefinitionError):
+    """A task depends on a name that is not a task of the flow."""
+
+    def __init__(self, task: str, missing: str, known: Iterable[str], *, field: str = "after") -> None:
+        self.task = task
+        self.missing = missing
+        self.suggestion = closest(missing, known)
+        hint = f"; did you mean {self.suggestion!r}?" if self.suggestion else ""
+        super().__init__(
+            f"task {task!r} depends on {missing!r} ({field}), which is not a task of this flow{hint}"
+        )
+
+
+class MissingInputError(MissingDependencyError):
+    """A required parameter is neither a task, a run variable, nor has a default."""
+
+    def __init__(self, task: str, parameter: str, tasks: Iterable[str]) -> None:
+        self.task = task
+        self.missing = parameter
+        self.suggestion = closest(parameter, tasks)
+        hint = (
+            f"did you mean task {self.suggestion!r}? Otherwise give"
+            if self.suggestion
+            else "give"
+        )
+        DefinitionError.__init__(
+            self,
+            f"task {task!r} parameter {parameter!r} is not a task, has no default and no run "
+            f"variable supplies it; {hint} it a default or pass variables={{{parameter!r}: ...}}",
+        )
+
+
+class ConditionError(DefinitionError):
+    """A ``when=`` condition does not parse, uses a forbidden construct or an unknown name."""
+
+    def __init__(self, task: str, expression: str, reason: str) -> None:
+        self.task = task
+        self.expression = expression
+        self.reason = reason
+        super().__init__(f"task {task!r} condition {expression!r}: {reason}")
+
+
+class TaskFailedError(NbflowError, RuntimeError):
+    """Raised by :meth:`Run.raise_for_status` and by helpers when a task failed for good."""
+
+    def __init__(self, task: str, error: BaseException | None = None, message: str | None = None):
+        self.task = task
+        self.error = error
+        detail = message or (f"{type(error).__name__}: {error}" if error is not None else "failed")
+        super().__init__(f"task {task!r} failed: {detail}")
+
+
+class TaskTimeoutError(NbflowError, TimeoutError):
+    """One attempt of a task ran longer than its ``timeout``."""
+
+    def __init__(self, task: str, timeout: float) -> None:
+        self.task = task
+        self.timeout = timeout
+        super().__init__(f"task {task!r} attempt timed out after {timeout:g}s")
+
+
+class RunCancelledError(NbflowError, RuntimeError):
+    """A run was cancelled before it finished."""
+
+
+class StoreError(NbflowError, RuntimeError):
+    """The state store cannot be used (corrupted, locked, from a newer schema...)."""

@@ -1,0 +1,156 @@
+"""Typed events the engine emits; everything observable about a run is one of these.
+
+Events are small immutable records with ``__slots__`` (the engine makes a few per task, so
+they must be cheap). ``t`` is seconds on the run's clock (``loop.time()``: virtual under
+simulation), ``seq`` orders events totally within a run. ``element`` is the index of a fan-out
+element, or None for the task as a whole.
+
+Subscribers (``flow.subscribe(cb)``) receive each event as it happens; see :class:`EventBus`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("nbflow.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of all events."""
+
+    run_id: str
+    seq: int
+    t: float
+
+    @property
+    def kind(self) -> str:
+        """The event's type name, e.g. ``"TaskStarted"``."""
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    """A run began; ``tasks`` lists the task names in definition order."""
+
+    flow: str
+    flow_version: str
+    tasks: tuple[str, ...]
+    variables: dict[str, Any]
+    wall_start: float  # time.time() at t == 0, to turn run-clock times into datetimes
+    fan_out: tuple[str, ...] = ()
+    parent_run: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    """A run ended with ``status`` (succeeded, failed or cancelled)."""
+
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueued(Event):
+    """A task's dependencies are met: it waits in the ready queue."""
+
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(Event):
+    """An attempt of a task (or of one fan-out element) started on ``worker``."""
+
+    task: str
+    attempt: int
+    worker: str | None = None
+    element: int | None = None
+    #: set when a fan-out task starts: the number of elements it will run.
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetrying(Event):
+    """An attempt failed and another one follows after ``delay`` seconds."""
+
+    task: str
+    attempt: int  # the attempt that failed
+    error: BaseException
+    delay: float
+    element: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSucceeded(Event):
+    """An attempt succeeded; ``cached`` when the result came from the cache or a resume."""
+
+    task: str
+    attempt: int
+    result: Any = None
+    element: int | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed(Event):
+    """An attempt failed for good (no retry follows)."""
+
+    task: str
+    attempt: int
+    error: BaseException
+    traceback: str = ""
+    element: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkipped(Event):
+    """A task will not run: ``state`` is ``skipped`` or ``upstream_failed``."""
+
+    task: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCancelled(Event):
+    """A task was cancelled (run cancelled or stopped) while pending, queued or running."""
+
+    task: str
+    attempt: int = 0
+    element: int | None = None
+
+
+Subscriber = Callable[[Event], Any]
+
+
+class EventBus:
+    """Delivers events to subscribers; a subscriber that raises is logged, never fatal."""
+
+    __slots__ = ("_subscribers",)
+
+    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Add ``callback``; returns a function that removes it again."""
+        self._subscribers.append(callback)
+        return lambda: self.unsubscribe(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        """Remove ``callback`` if present."""
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
+    def __bool__(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: Event) -> None:
+        """Call every subscriber with ``event``; exceptions are logged and swallowed."""
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("nbflow subscriber %r raised on %s; the run goes on", callback, event.kind)

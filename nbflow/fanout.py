@@ -1,0 +1,111 @@
+"""Fan-out / fan-in: run one function per element with a sliding window.
+
+A sliding window keeps ``concurrency`` elements in flight: as soon as one ends, the next
+starts (unlike batches, where one slow element holds back the whole batch). An optional
+``rate`` caps how many elements start per second. Results come back in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .retry import Retry, retry
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ElementOutcome:
+    """How one element ended: ``ok`` with ``value``, or not ok with ``error``."""
+
+    index: int
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+
+
+async def sliding_window(
+    items: Iterable[Any],
+    run_one: Callable[[int, Any], Awaitable[Any]],
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+) -> list[ElementOutcome]:
+    """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once.
+
+    Errors are collected per element, never raised here; cancellation propagates.
+    """
+    elements = list(items)
+    outcomes: list[ElementOutcome | None] = [None] * len(elements)
+    source = iter(enumerate(elements))
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / rate if rate else 0.0
+    next_start = [loop.time()]
+
+    async def lane() -> None:
+        for index, item in source:  # the shared iterator hands each element to one lane
+            if interval:
+                wait = next_start[0] - loop.time()
+                next_start[0] = max(next_start[0], loop.time()) + interval
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                outcomes[index] = ElementOutcome(index, True, await run_one(index, item))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                outcomes[index] = ElementOutcome(index, False, error=error)
+
+    width = min(concurrency or len(elements), len(elements))
+    if width:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(width):
+                group.create_task(lane())
+    return [o for o in outcomes if o is not None]
+
+
+async def fan_out(
+    fn: Callable[[Any], Awaitable[T] | T],
+    items: Iterable[Any],
+    *,
+    concurrency: int | None = None,
+    aggregate: Callable[[list[T]], Any] | None = None,
+    rate: float | None = None,
+    retry_policy: Retry | int | None = None,
+    return_exceptions: bool = False,
+) -> Any:
+    """Apply ``fn`` to each item concurrently (sliding window) and gather results in order.
+
+    ``fn`` may be sync (run in a thread) or async. With ``retry_policy`` each element is
+    retried on its own. ``aggregate(results)`` turns the list into one value (fan-in).
+
+    Raises:
+        ExceptionGroup: elements failed and ``return_exceptions`` is false; it holds every
+            element's error (each noted with its index).
+    """
+    is_async = inspect.iscoroutinefunction(fn)
+
+    async def call(item: Any) -> Any:
+        if is_async:
+            return await fn(item)  # type: ignore[misc]
+        return await asyncio.to_thread(fn, item)
+
+    async def run_one(index: int, item: Any) -> Any:
+        if retry_policy is None:
+            return await call(item)
+        return await retry(functools.partial(call, item), retry_policy)
+
+    outcomes = await sliding_window(items, run_one, concurrency=concurrency, rate=rate)
+    errors = [o.error for o in outcomes if not o.ok and o.error is not None]
+    if errors and not return_exceptions:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                outcome.error.add_note(f"nbflow.fan_out: element {outcome.index}")
+        raise ExceptionGroup(f"{len(errors)} of {len(outcomes)} fan-out elements failed", errors)
+    values = [o.value if o.ok else o.error for o in outcomes]
+    return aggregate(values) if aggregate is not None else values

@@ -1,0 +1,253 @@
+"""``Flow``: the composition root that wires definition, plan, engine and observers.
+
+``Flow`` inherits the DSL (:class:`~nbflow.dsl.Definition`: ``task``, ``branch``) and adds
+what runs it: ``run`` (blocking, notebook-safe), ``arun`` (awaitable), ``start`` (background
+handle), plus ``subscribe`` and ``use`` for observers and middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import health
+from .dsl import Definition
+from .engine import Engine
+from .events import Event, EventBus
+from .graph import Plan, build_plan, check_inputs
+from .handle import RunHandle
+from .pool import Pool
+from .run import Run
+from .runtime import run_blocking, running_loop
+from .spec import OnError
+from .strategies import resolve_strategy
+
+
+class Flow(Definition):
+    """A named set of tasks and how to run them.
+
+    Args:
+        name: the flow's name (used in history, the store and the dashboard).
+        max_workers: at most this many tasks in flight (None: no limit but the pool's).
+        on_error: ``"stop"`` (first failure stops the run) or ``"continue"`` (only the
+            failed task's dependants are affected).
+        strategy: ``"priority"`` (default), ``"fifo"``, ``"critical_path"``,
+            ``"sequential"`` or a custom strategy object.
+        pool: an :class:`~nbflow.pool.Pool` of named workers.
+        executor: where task functions run (default: the loop and a thread pool).
+        store: reserved for durable state (a path, a store object, or None).
+
+    Raises:
+        DefinitionError: a bad option (the message names it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_workers: int | None = None,
+        on_error: OnError = "stop",
+        strategy: Any = "priority",
+        pool: Pool | None = None,
+        executor: Any = None,
+        store: Any = "default",
+    ) -> None:
+        super().__init__(name, max_workers=max_workers, on_error=on_error, strategy="priority")
+        self.strategy = resolve_strategy(strategy)
+        self.pool = pool
+        self.executor = executor
+        self.store = store
+        self.middleware: list[Any] = []
+        self.bus = EventBus()
+        self._plan_cache: tuple[int, Plan] | None = None
+
+    # -- observers and extensions ------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event of every run of this flow.
+
+        Returns a function that unsubscribes. A callback that raises is logged and ignored.
+        """
+        return self.bus.subscribe(callback)
+
+    def use(self, middleware: Any) -> Any:
+        """Add a middleware (``async def mw(ctx, call_next)``); the first added is outermost."""
+        self.middleware.append(middleware)
+        return middleware
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _generation(self) -> int:
+        # Any change to the definition (re-defined task, new branch) changes this fingerprint.
+        return hash((
+            tuple((n, id(t.spec)) for n, t in self.tasks.items()),
+            tuple(id(b) for b in self.branches.values()),
+        ))
+
+    def plan(self) -> Plan:
+        """Validate the definition and return its execution plan (cached until it changes).
+
+        Raises:
+            CycleError, MissingDependencyError, ConditionError, DefinitionError.
+        """
+        generation = self._generation()
+        if self._plan_cache is None or self._plan_cache[0] != generation:
+            self._plan_cache = (generation, build_plan(self))
+        return self._plan_cache[1]
+
+    def validate(self, variables: Mapping[str, Any] | None = None) -> Plan:
+        """Raise every definition error now, as a run would before starting any task."""
+        plan = self.plan()
+        check_inputs(plan, dict(variables or {}))
+        if self.pool is not None:
+            for name in plan.names:
+                self.pool.check_request(name, plan.specs[name].worker)
+        return plan
+
+    @property
+    def flow_version(self) -> str:
+        """Stable content hash of the definition and the tasks' source code."""
+        return self.plan().flow_version
+
+    def _engine(
+        self,
+        variables: Mapping[str, Any] | None,
+        strategy: Any,
+        max_workers: int | None,
+        on_error: OnError | None,
+        executor: Any,
+        wall_start: float | None = None,
+        parent_run: str | None = None,
+    ) -> tuple[Engine, Run]:
+        values = dict(variables or {})
+        plan = self.validate(values)
+        chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
+        engine = Engine(
+            plan,
+            run_id=uuid.uuid4().hex,
+            variables=values,
+            strategy=chosen,
+            max_workers=max_workers if max_workers is not None else self.max_workers,
+            on_error=on_error or self.on_error,
+            bus=self.bus,
+            pool=self.pool,
+            executor=executor if executor is not None else self.executor,
+            middleware=self.middleware,
+            wall_start=wall_start,
+            parent_run=parent_run,
+        )
+        return engine, Run(engine.state, plan, chosen)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def arun(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        strategy: Any = None,
+        max_workers: int | None = None,
+        on_error: OnError | None = None,
+        executor: Any = None,
+        show: bool = False,
+        simulate: bool = False,
+    ) -> Run:
+        """Run the flow on the current event loop and return the finished :class:`Run`.
+
+        Definition errors are raised before any task runs. Cancelling the awaiting task
+        cancels the run (its tasks end ``cancelled``) and re-raises ``CancelledError``.
+        """
+        if simulate:
+            from .clock import run_simulated
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                None, lambda: run_simulated(self._simulated_run(variables, strategy, max_workers, on_error))
+            )
+        engine, run = self._engine(variables, strategy, max_workers, on_error, executor)
+        if show:
+            self._show(run, engine)
+        with health.tracking(engine):
+            await engine.run()
+        return run
+
+    async def _simulated_run(self, variables: Any, strategy: Any, max_workers: Any, on_error: Any) -> Run:
+        from .clock import SIMULATION_EPOCH, InlineExecutor
+
+        engine, run = self._engine(
+            variables, strategy, max_workers, on_error, InlineExecutor(), wall_start=SIMULATION_EPOCH
+        )
+        await engine.run()
+        return run
+
+    def run(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        strategy: Any = None,
+        max_workers: int | None = None,
+        on_error: OnError | None = None,
+        executor: Any = None,
+        show: bool = False,
+        simulate: bool = False,
+    ) -> Run:
+        """Run the flow to the end and return the :class:`Run`; blocks.
+
+        Works in a plain script and inside a running Jupyter kernel (whose loop it re-enters,
+        so tasks run on the kernel's own loop). ``simulate=True`` runs on a virtual clock:
+        ``asyncio.sleep`` and timeouts cost no real time, and timelines are reproducible.
+        """
+        return run_blocking(
+            self.arun(
+                variables, strategy=strategy, max_workers=max_workers, on_error=on_error,
+                executor=executor, show=show, simulate=simulate,
+            )
+        )
+
+    def start(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        strategy: Any = None,
+        max_workers: int | None = None,
+        on_error: OnError | None = None,
+        executor: Any = None,
+        show: bool = False,
+    ) -> RunHandle:
+        """Start a run in the background of the current loop and return its handle.
+
+        With no running loop (a plain script), the run gets its own loop in a thread.
+        Definition errors are raised here, before anything starts.
+        """
+        engine, run = self._engine(variables, strategy, max_workers, on_error, executor)
+        loop = running_loop()
+
+        async def execute() -> Run:
+            with health.tracking(engine):
+                await engine.run()
+            return run
+
+        if loop is not None:
+            handle = RunHandle(engine, run, task=loop.create_task(execute()))
+        else:
+            thread = threading.Thread(target=asyncio.run, args=(execute(),), daemon=True, name=f"nbflow-{self.name}")
+            handle = RunHandle(engine, run, thread=thread)
+            thread.start()
+            while engine.loop is None and thread.is_alive():
+                time.sleep(0.001)  # until the engine's loop exists, so cancel() can reach it
+        if show:
+            handle._observers.append(self._show(run, engine))
+        return handle
+
+    def _show(self, run: Run, engine: Engine) -> Any:
+        from .widgets import Dashboard
+
+        dashboard = Dashboard(run, engine=engine)
+        dashboard.display()
+        return dashboard
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r} tasks={len(self.tasks)} strategy={getattr(self.strategy, 'name', self.strategy)!r}>"

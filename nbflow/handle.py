@@ -1,0 +1,97 @@
+"""``RunHandle``: a run started in the background with ``flow.start()``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from .runtime import ensure_reentrant, running_loop
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .run import Run
+
+
+class RunHandle:
+    """Controls a background run: ``await handle``, ``handle.wait()``, ``handle.cancel()``.
+
+    The run executes on the loop that was running when ``flow.start()`` was called (the
+    kernel's loop in Jupyter), or on a private loop in a background thread when no loop ran.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        run: Run,
+        task: asyncio.Future[Any] | None = None,
+        thread: threading.Thread | None = None,
+    ) -> None:
+        self.engine = engine
+        self.run = run
+        self._task = task
+        self._thread = thread
+        self._observers: list[Any] = []  # widgets re-synced when the run is awaited
+
+    @property
+    def run_id(self) -> str:
+        """Id of the run."""
+        return self.run.run_id
+
+    @property
+    def status(self) -> str:
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        return self.run.status
+
+    def done(self) -> bool:
+        """Whether the run has finished."""
+        return self.run.done
+
+    def cancel(self) -> None:
+        """Cancel the run: running tasks are cancelled, nothing new starts."""
+        loop = self.engine.loop
+        if loop is None or self.run.done:
+            return
+        if running_loop() is loop:
+            self.engine.cancel()
+        else:
+            loop.call_soon_threadsafe(self.engine.cancel)
+
+    def _finished(self) -> Run:
+        for observer in self._observers:
+            sync = getattr(observer, "sync", None)
+            if callable(sync):
+                sync()
+        return self.run
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until the run ends and return it (works inside a running notebook loop).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first (the run goes on).
+        """
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"run {self.run_id} still running after {timeout}s")
+            return self._finished()
+        assert self._task is not None
+        if not self._task.done():
+            loop = self._task.get_loop()
+            ensure_reentrant(loop)
+            waiter = asyncio.wait_for(asyncio.shield(self._task), timeout) if timeout else self._task
+            loop.run_until_complete(waiter)
+        return self._finished()
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            yield from loop.run_in_executor(None, self._thread.join).__await__()
+        else:
+            assert self._task is not None
+            yield from asyncio.shield(self._task).__await__()
+        return self._finished()
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run.flow!r} {self.status} run_id={self.run_id}>"

@@ -1,0 +1,160 @@
+"""Worker pools: named workers with capacities, and policies that place tasks on them.
+
+``nf.Pool({"cpu-a": 2, "cpu-b": 2}, policy="least_loaded")`` declares two workers that run at
+most two tasks each. When a task is ready, the engine asks the pool for a worker; the policy
+chooses among the workers that have a free slot (and match the task's ``worker=`` request, by
+name or tag). ``least_loaded`` reads the live number of tasks in flight on each worker at that
+moment, so a worker busy with a long task is passed over. A task that asks for a parameter
+named ``worker`` receives the chosen name.
+
+A policy is ``"round_robin"``, ``"least_loaded"``, a callable
+``policy(task_name, candidates) -> worker_name``, or an object with such a ``select`` method.
+``candidates`` are :class:`WorkerLoad` snapshots, in declaration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DefinitionError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLoad:
+    """A worker as a policy sees it: its load at the moment of the decision."""
+
+    name: str
+    capacity: int
+    in_flight: int
+    tags: tuple[str, ...] = ()
+    index: int = 0
+
+    @property
+    def free(self) -> int:
+        """Slots left."""
+        return self.capacity - self.in_flight
+
+
+Policy = Callable[[str, Sequence[WorkerLoad]], str]
+
+
+def round_robin() -> Policy:
+    """Cycle through the workers in declaration order, skipping those without a free slot."""
+    last = [-1]
+
+    def select(task: str, candidates: Sequence[WorkerLoad]) -> str:
+        after = [c for c in candidates if c.index > last[0]]
+        chosen = min(after or candidates, key=lambda c: c.index)
+        last[0] = chosen.index
+        return chosen.name
+
+    return select
+
+
+def least_loaded(task: str, candidates: Sequence[WorkerLoad]) -> str:
+    """The worker with the smallest share of its capacity in use; ties by declaration order."""
+    return min(candidates, key=lambda c: (c.in_flight / c.capacity, c.in_flight, c.index)).name
+
+
+class Pool:
+    """Named workers with capacities and a placement policy.
+
+    Args:
+        workers: ``{"name": capacity}``, a list of names (capacity 1 each), or an int n
+            (workers ``w0 .. w{n-1}``).
+        policy: ``"round_robin"`` (default), ``"least_loaded"``, or a custom policy.
+        tags: optional ``{"worker": ["gpu", ...]}``; a task's ``worker="gpu"`` matches them.
+
+    Raises:
+        DefinitionError: no workers, a capacity below 1, or an unknown policy name.
+    """
+
+    def __init__(
+        self,
+        workers: Mapping[str, int] | Sequence[str] | int,
+        policy: str | Policy | Any = "round_robin",
+        *,
+        tags: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        if isinstance(workers, int):
+            workers = {f"w{i}": 1 for i in range(workers)}
+        elif not isinstance(workers, Mapping):
+            workers = dict.fromkeys(workers, 1)
+        if not workers:
+            raise DefinitionError("a Pool needs at least one worker")
+        for name, capacity in workers.items():
+            if not isinstance(capacity, int) or capacity < 1:
+                raise DefinitionError(f"worker {name!r} capacity must be an int >= 1, got {capacity!r}")
+        self.capacity: dict[str, int] = dict(workers)
+        self.tags: dict[str, tuple[str, ...]] = {n: tuple((tags or {}).get(n, ())) for n in workers}
+        self.in_flight: dict[str, int] = dict.fromkeys(workers, 0)
+        self._order = {name: i for i, name in enumerate(workers)}
+        self.policy_name, self._select = _resolve_policy(policy)
+
+    @property
+    def total_capacity(self) -> int:
+        """Sum of all workers' capacities."""
+        return sum(self.capacity.values())
+
+    def candidates(self, want: str | None = None) -> list[WorkerLoad]:
+        """Workers with a free slot that match ``want`` (a worker name or tag), as snapshots."""
+        result = []
+        for name, capacity in self.capacity.items():
+            used = self.in_flight[name]
+            if used >= capacity:
+                continue
+            if want is not None and want != name and want not in self.tags[name]:
+                continue
+            result.append(WorkerLoad(name, capacity, used, self.tags[name], self._order[name]))
+        return result
+
+    def check_request(self, task: str, want: str | None) -> None:
+        """Raise when ``want`` matches no worker at all (a definition error)."""
+        if want is None:
+            return
+        if not any(want == n or want in self.tags[n] for n in self.capacity):
+            raise DefinitionError(
+                f"task {task!r} worker={want!r} matches no worker of the pool; workers are "
+                f"{sorted(self.capacity)} with tags {sorted({t for ts in self.tags.values() for t in ts})}"
+            )
+
+    def acquire(self, task: str, want: str | None = None) -> str | None:
+        """Place ``task``: the chosen worker's name, or None when no matching slot is free."""
+        candidates = self.candidates(want)
+        if not candidates:
+            return None
+        name = self._select(task, candidates)
+        if name not in self.in_flight or all(c.name != name for c in candidates):
+            raise DefinitionError(
+                f"pool policy {self.policy_name!r} chose {name!r} for task {task!r}, which is not "
+                f"one of the free candidates {[c.name for c in candidates]}"
+            )
+        self.in_flight[name] += 1
+        return name
+
+    def release(self, worker: str) -> None:
+        """Free the slot a task held on ``worker``."""
+        self.in_flight[worker] -= 1
+
+    def __repr__(self) -> str:
+        load = ", ".join(f"{n}={self.in_flight[n]}/{c}" for n, c in self.capacity.items())
+        return f"<Pool {self.policy_name} {load}>"
+
+
+def _resolve_policy(policy: Any) -> tuple[str, Policy]:
+    if policy == "round_robin":
+        return "round_robin", round_robin()
+    if policy == "least_loaded":
+        return "least_loaded", least_loaded
+    if isinstance(policy, str):
+        raise DefinitionError(
+            f"unknown pool policy {policy!r}; use 'round_robin', 'least_loaded' or a callable"
+        )
+    select = getattr(policy, "select", None)
+    if callable(select):
+        return type(policy).__name__, select
+    if callable(policy):
+        return getattr(policy, "__name__", "custom"), policy
+    raise DefinitionError(f"pool policy {policy!r} is neither a name nor a callable")

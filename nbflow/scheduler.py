@@ -1,0 +1,160 @@
+"""The scheduler's state as plain data, and the pure transitions that change it.
+
+State (one :class:`SchedulerState` per run)::
+
+    counts[task]   per task: [done, succeeded, failed_like, skipped] among its upstream
+    decided        tasks whose fate is known (queued, started, or given a terminal state)
+    ready          heap of (strategy key, task): tasks whose trigger rule fired
+    running        tasks started and not finished
+    outcome        terminal state of each finished task
+
+:func:`complete` records a finished task and walks its downstream tasks through their trigger
+rules, returning what became ready and what was skipped or upstream-failed on the way
+(cascading). Nothing here knows about asyncio, so every transition is tested by comparing
+states. Ties between equal keys break on definition order, deterministically.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .graph import Plan
+from .lifecycle import FAILED_LIKE, SUCCESSFUL, TaskState
+
+# Indexes into a task's counts list.
+DONE, OK, FAILED, SKIPPED = 0, 1, 2, 3
+
+READY = "ready"
+WAIT = None
+
+
+def decide(rule: str, total: int, counts: list[int]) -> str | None:
+    """Apply a trigger rule to the upstream counts of one task.
+
+    Returns ``"ready"``, ``"skipped"``, ``"upstream_failed"`` or None (wait). The table
+    follows Apache Airflow's semantics for the same rule names; see docs/concepts.md.
+    """
+    done, ok, failed, skipped = counts
+    if rule == "all_success":
+        if failed:
+            return TaskState.UPSTREAM_FAILED
+        if skipped:
+            return TaskState.SKIPPED
+        return READY if ok == total else WAIT
+    if rule == "all_done":
+        return READY if done == total else WAIT
+    if rule == "none_failed":
+        if failed:
+            return TaskState.UPSTREAM_FAILED
+        return READY if done == total else WAIT
+    if rule == "one_success":
+        if ok:
+            return READY
+        if done == total:
+            return TaskState.SKIPPED if skipped == total else TaskState.UPSTREAM_FAILED
+        return WAIT
+    if rule == "one_failed":
+        if failed:
+            return READY
+        return TaskState.SKIPPED if done == total else WAIT
+    raise ValueError(f"unknown trigger rule {rule!r}")
+
+
+@dataclass(slots=True)
+class SchedulerState:
+    """Mutable scheduling state of one run (see the module docstring)."""
+
+    counts: dict[str, list[int]]
+    decided: set[str] = field(default_factory=set)
+    ready: list[tuple[Any, str]] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)
+    outcome: dict[str, TaskState] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """True when no task is ready or running (the run can end)."""
+        return not self.ready and not self.running
+
+
+@dataclass(slots=True)
+class Transition:
+    """What one call to :func:`complete` or :func:`initial` decided."""
+
+    queued: list[str] = field(default_factory=list)
+    #: (task, state, reason) for tasks that became skipped or upstream_failed.
+    resolved: list[tuple[str, TaskState, str]] = field(default_factory=list)
+
+
+Key = Callable[[str], Any]
+
+
+def initial(plan: Plan, key: Key) -> tuple[SchedulerState, Transition]:
+    """The starting state: every task without upstream is ready."""
+    state = SchedulerState(counts={n: [0, 0, 0, 0] for n in plan.names})
+    transition = Transition()
+    for name in plan.roots():
+        _enqueue(state, name, key, transition)
+    return state, transition
+
+
+def _enqueue(state: SchedulerState, name: str, key: Key, transition: Transition) -> None:
+    state.decided.add(name)
+    heapq.heappush(state.ready, (key(name), name))
+    transition.queued.append(name)
+
+
+def pop_ready(state: SchedulerState) -> str | None:
+    """Take the best ready task (smallest key) and mark it running; None when none is ready."""
+    if not state.ready:
+        return None
+    _, name = heapq.heappop(state.ready)
+    state.running.add(name)
+    return name
+
+
+def push_back(state: SchedulerState, items: Iterable[tuple[Any, str]]) -> None:
+    """Return tasks taken with :func:`pop_ready` that could not be placed on a worker."""
+    for item in items:
+        state.running.discard(item[1])
+        heapq.heappush(state.ready, item)
+
+
+def complete(
+    plan: Plan, state: SchedulerState, name: str, outcome: TaskState, key: Key
+) -> Transition:
+    """Record that ``name`` ended in ``outcome``; propagate through trigger rules.
+
+    Mutates ``state`` (call it from one thread only). Skips and upstream failures cascade:
+    a task resolved here is itself completed, so its dependants are decided too.
+    """
+    transition = Transition()
+    stack = [(name, outcome)]
+    while stack:
+        current, result = stack.pop()
+        state.running.discard(current)
+        state.outcome[current] = result
+        state.decided.add(current)
+        column = OK if result in SUCCESSFUL else FAILED if result in FAILED_LIKE else SKIPPED
+        for child in plan.downstream[current]:
+            if child in state.decided:
+                continue
+            counts = state.counts[child]
+            counts[DONE] += 1
+            counts[column] += 1
+            verdict = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
+            if verdict is READY:
+                _enqueue(state, child, key, transition)
+            elif verdict is not None:
+                state.decided.add(child)
+                reason = f"upstream {current!r} ended {result.value}"
+                transition.resolved.append((child, TaskState(verdict), reason))
+                stack.append((child, TaskState(verdict)))
+    return transition
+
+
+def undecided(plan: Plan, state: SchedulerState) -> list[str]:
+    """Tasks never queued nor resolved (what a stopped run marks ``cancelled``)."""
+    return [n for n in plan.names if n not in state.decided]

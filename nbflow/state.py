@@ -1,0 +1,212 @@
+"""The run-state reducer: one place where events become the state of a run.
+
+:class:`RunState` applies events in order (``state.apply(event)``). :class:`~nbflow.run.Run`,
+the timeline, the store and the dashboard all read this one state, so they always agree.
+Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``) are
+appended as attempts start and closed as they end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as ev
+from .lifecycle import RunStatus, TaskState
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    """One attempt of a task (or of a fan-out element): a row of the timeline."""
+
+    task: str
+    attempt: int
+    status: str
+    start: float
+    end: float | None = None
+    worker: str | None = None
+    error: str | None = None
+    element: int | None = None
+    base: str = ""
+    seq: int = 0
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """Everything known about one task of one run."""
+
+    name: str
+    state: TaskState = TaskState.PENDING
+    attempts: int = 0
+    result: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+    worker: str | None = None
+    queued_t: float | None = None
+    queued_seq: int | None = None
+    started_t: float | None = None
+    started_seq: int | None = None
+    ended_t: float | None = None
+    reason: str = ""
+    size: int | None = None
+    elements_done: int = 0
+    elements_failed: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from first start to end (None until it has both)."""
+        if self.started_t is None or self.ended_t is None:
+            return None
+        return self.ended_t - self.started_t
+
+
+@dataclass(slots=True)
+class RunState:
+    """State of one run, built only by :meth:`apply`."""
+
+    run_id: str = ""
+    flow: str = ""
+    flow_version: str = ""
+    status: RunStatus = RunStatus.PENDING
+    variables: dict[str, Any] = field(default_factory=dict)
+    wall_start: float = 0.0
+    started_t: float | None = None
+    finished_t: float | None = None
+    error: str | None = None
+    parent_run: str | None = None
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    rows: list[AttemptRow] = field(default_factory=list)
+    open_rows: dict[tuple[str, int | None], AttemptRow] = field(default_factory=dict)
+    fan_out: frozenset[str] = frozenset()
+    last_seq: int = -1
+    last_t: float = 0.0
+
+    def apply(self, event: ev.Event) -> None:
+        """Fold one event into the state."""
+        self.last_seq = event.seq
+        self.last_t = event.t
+        _HANDLERS[type(event)](self, event)
+
+    # -- derived views ---------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks in each state."""
+        result: dict[str, int] = {}
+        for record in self.tasks.values():
+            result[record.state.value] = result.get(record.state.value, 0) + 1
+        return result
+
+    @property
+    def duration(self) -> float:
+        """Seconds since the run started (until it finished)."""
+        if self.started_t is None:
+            return 0.0
+        end = self.finished_t if self.finished_t is not None else self.last_t
+        return max(0.0, end - self.started_t)
+
+    # -- transitions -----------------------------------------------------------------------
+
+    def _close(self, task: str, element: int | None, t: float, status: str, error: Any) -> None:
+        row = self.open_rows.pop((task, element), None)
+        if row is not None:
+            row.end, row.status = t, status
+            if error is not None:
+                row.error = f"{type(error).__name__}: {error}"
+
+
+def _run_started(s: RunState, e: ev.RunStarted) -> None:
+    s.run_id, s.flow, s.flow_version = e.run_id, e.flow, e.flow_version
+    s.variables, s.wall_start, s.started_t = dict(e.variables), e.wall_start, e.t
+    s.status, s.parent_run, s.fan_out = RunStatus.RUNNING, e.parent_run, frozenset(e.fan_out)
+    s.tasks = {name: TaskRecord(name) for name in e.tasks}
+
+
+def _run_finished(s: RunState, e: ev.RunFinished) -> None:
+    s.status, s.finished_t, s.error = RunStatus(e.status), e.t, e.error
+
+
+def _queued(s: RunState, e: ev.TaskQueued) -> None:
+    record = s.tasks[e.task]
+    record.state, record.queued_t, record.queued_seq = TaskState.QUEUED, e.t, e.seq
+
+
+def _started(s: RunState, e: ev.TaskStarted) -> None:
+    record = s.tasks[e.task]
+    if e.element is None:
+        record.state = TaskState.RUNNING
+        record.attempts = e.attempt
+        record.worker = e.worker
+        if record.started_t is None:
+            record.started_t, record.started_seq = e.t, e.seq
+        if e.size is not None:
+            record.size = e.size
+        if e.task in s.fan_out:
+            return  # a fan-out task's rows are its elements' attempts
+        label = e.task
+    else:
+        label = f"{e.task}[{e.element}]"
+    row = AttemptRow(label, e.attempt, "running", e.t, None, e.worker, None, e.element, e.task, e.seq)
+    s.rows.append(row)
+    s.open_rows[(e.task, e.element)] = row
+
+
+def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
+    s._close(e.task, e.element, e.t, "failed", e.error)
+    if e.element is None:
+        record = s.tasks[e.task]
+        record.state, record.error = TaskState.RETRYING, e.error
+
+
+def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
+    status = "cached" if e.cached else "succeeded"
+    if e.element is not None:
+        s._close(e.task, e.element, e.t, status, None)
+        s.tasks[e.task].elements_done += 1
+        return
+    record = s.tasks[e.task]
+    if e.cached and (e.task, None) not in s.open_rows and e.task not in s.fan_out:
+        row = AttemptRow(e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq)
+        s.rows.append(row)
+    s._close(e.task, None, e.t, status, None)
+    record.state = TaskState.CACHED if e.cached else TaskState.SUCCEEDED
+    record.result, record.error, record.ended_t = e.result, None, e.t
+    if record.started_t is None:
+        record.started_t, record.started_seq = e.t, e.seq
+
+
+def _failed(s: RunState, e: ev.TaskFailed) -> None:
+    if e.element is not None:
+        s._close(e.task, e.element, e.t, "failed", e.error)
+        s.tasks[e.task].elements_failed += 1
+        return
+    s._close(e.task, None, e.t, "failed", e.error)
+    record = s.tasks[e.task]
+    record.state, record.error, record.traceback, record.ended_t = (
+        TaskState.FAILED, e.error, e.traceback, e.t,
+    )
+
+
+def _skipped(s: RunState, e: ev.TaskSkipped) -> None:
+    record = s.tasks[e.task]
+    record.state, record.reason, record.ended_t = TaskState(e.state), e.reason, e.t
+
+
+def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
+    s._close(e.task, e.element, e.t, "cancelled", None)
+    if e.element is None:
+        record = s.tasks[e.task]
+        record.state, record.ended_t = TaskState.CANCELLED, e.t
+
+
+_HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
+    ev.RunStarted: _run_started,
+    ev.RunFinished: _run_finished,
+    ev.TaskQueued: _queued,
+    ev.TaskStarted: _started,
+    ev.TaskRetrying: _retrying,
+    ev.TaskSucceeded: _succeeded,
+    ev.TaskFailed: _failed,
+    ev.TaskSkipped: _skipped,
+    ev.TaskCancelled: _cancelled,
+}
