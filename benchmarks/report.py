@@ -1,0 +1,147 @@
+"""Turn raw result rows into summaries, a markdown table and a JSON document.
+
+A raw row comes from one child (``benchmarks/runner.py``) or from the parent when the child
+could not produce one (timeout, crash, missing peer). :func:`summarize` adds the medians and the
+derived columns; :func:`markdown` prints them. Column meanings are in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.engines import BASELINE
+
+Row = dict[str, Any]
+
+
+def _median(values: Sequence[float] | None) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(rows: Iterable[Row]) -> list[Row]:
+    """Add ``median_s``, ``us_per_task``, ``build_median_s``, ``ratio``, ``efficiency`` and
+    the W6 (100k/10k) and W7 (vs. plain) comparisons to each ok row; return new dicts."""
+    out = [dict(r) for r in rows]
+    for r in out:
+        if r.get("status") != "ok":
+            continue
+        r["median_s"] = _median(r.get("run_s"))
+        r["build_median_s"] = _median(r.get("build_s"))
+        r["us_per_task"] = r["median_s"] * 1e6 / max(1, r["n_tasks"])
+        if r.get("ideal_s"):
+            r["efficiency"] = r["ideal_s"] / r["median_s"]
+    ok = {(r["engine"], r["workload"], r.get("variant", "")): r for r in out
+          if r.get("status") == "ok"}
+    for (engine, key, variant), r in ok.items():
+        base = ok.get((BASELINE, key, ""))
+        if base and base["median_s"]:
+            r["ratio"] = r["median_s"] / base["median_s"]
+        if key == "W6-100k" and (small := ok.get((engine, "W6-10k", variant))):
+            r["scale_ratio"] = r["median_s"] / small["median_s"]
+        if variant and (plain := ok.get((engine, key, ""))):
+            r["overhead_pct"] = 100.0 * (r["median_s"] / plain["median_s"] - 1.0)
+    return out
+
+
+def _fmt_s(v: float | None) -> str:
+    if v is None:
+        return ""
+    return f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _fmt_num(v: float | None, digits: int = 1) -> str:
+    return "" if v is None else f"{v:,.{digits}f}"
+
+
+def _notes(r: Row) -> str:
+    notes = []
+    if r.get("status") != "ok":
+        text = r["status"] if not r.get("reason") else f"{r['status']}: {r['reason']}"
+        return text.replace("|", "/").replace("\n", " ")
+    if r.get("scale_ratio") is not None:
+        notes.append(f"100k/10k time x{r['scale_ratio']:.1f}")
+    if r.get("overhead_pct") is not None:
+        notes.append(f"{r['overhead_pct']:+.0f}% vs plain")
+    if r.get("efficiency") is not None:
+        notes.append(f"ideal {r['ideal_s']:.2f} s")
+    n = len(r.get("run_s") or [])
+    notes.append(f"n={n}")
+    return "; ".join(notes)
+
+
+def _workload_cell(r: Row) -> str:
+    return r["workload"] + (f" {r['variant']}" if r.get("variant") else "")
+
+
+COLUMNS = ("engine", "workload", "tasks", "median wall", "µs/task", "vs ready-queue",
+           "peak RSS MiB", "W4 eff", "build", "notes")
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """The long table: one line per (engine, workload, variant), in run order."""
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "--:", "--:",
+                             "---"]) + "|"]
+    for r in rows:
+        ok = r.get("status") == "ok"
+        rss = r.get("peak_rss_kib")
+        cells = [
+            r["label"], _workload_cell(r), f"{r['n_tasks']:,}",
+            _fmt_s(r.get("median_s")) if ok else "",
+            _fmt_num(r.get("us_per_task")) if ok else "",
+            _fmt_num(r.get("ratio"), 2) if ok else "",
+            _fmt_num(rss / 1024, 0) if ok and rss else "",
+            _fmt_num(r.get("efficiency"), 2),
+            _fmt_s(r.get("build_median_s")) if ok and (r.get("build_median_s") or 0) >= 1e-4
+            else "",
+            _notes(r),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pivot(rows: Sequence[Row]) -> str:
+    """The issue-9 layout: workloads down, engines across, µs/task (W4: efficiency)."""
+    engines: list[str] = []
+    keys: list[str] = []
+    cell: dict[tuple[str, str], str] = {}
+    for r in rows:
+        wk = _workload_cell(r)
+        if r["label"] not in engines:
+            engines.append(r["label"])
+        if wk not in keys:
+            keys.append(wk)
+        if r.get("status") != "ok":
+            text = r["status"].split(":")[0] if r["status"] != "n/a" else (r.get("reason") or "n/a")
+        elif r.get("efficiency") is not None:
+            text = f"eff {r['efficiency']:.2f}"
+        else:
+            text = f"{r['us_per_task']:,.0f}"
+            if r.get("build_median_s") and r["engine"] in ("hamilton", "nbflow"):
+                text += f" / {r['build_median_s'] * 1e6 / max(1, r['n_tasks']):,.0f}"
+        cell[(wk, r["label"])] = text
+    head = "| workload | " + " | ".join(engines) + " |"
+    rule = "|---|" + "--:|" * len(engines)
+    body = ["| " + k + " | " + " | ".join(cell.get((k, e), "") for e in engines) + " |"
+            for k in keys]
+    return "\n".join([head, rule, *body])
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    import os
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "cpus": os.cpu_count(), "machine": platform.machine()}
+
+
+def write_json(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:
+    """Write ``{"meta": ..., "rows": [...]}`` (creating the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=1, default=str))

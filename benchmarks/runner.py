@@ -1,0 +1,153 @@
+"""Child process: run one workload on one engine, print result rows as JSON lines.
+
+Usage (the parent, ``benchmarks/cli.py``, spawns this; run it by hand to debug one cell)::
+
+    python -m benchmarks.runner --engine nbflow --workload W1-1k [--quick] [--repeat 5]
+
+Each repeat is timed with ``time.perf_counter``: ``build_s`` for :meth:`Engine.prepare`,
+``run_s`` for :meth:`Engine.execute` (asyncio engines run on one long-lived loop, as in a
+kernel). A small warm-up run of the same shape comes first, so imports, thread pools and servers
+are not billed to the first repeat. Every run's sink values are checked against the reference.
+Peak RSS is ``ru_maxrss`` of this process. Rows are printed on stdout after :data:`MARK`; an
+engine's own chatter on stdout is ignored by the parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from benchmarks.engines import BY_NAME
+from benchmarks.engines.base import Engine, NotRunnable
+from benchmarks.workloads import Workload, all_workloads, expected_sinks
+
+MARK = "@@BENCH-ROW@@ "
+
+
+def _emit(row: dict[str, Any]) -> None:
+    sys.stdout.write(MARK + json.dumps(row) + "\n")
+    sys.stdout.flush()
+
+
+def _peak_rss_kib() -> int:
+    # Linux reports kilobytes (macOS bytes); the benchmark machines are Linux.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _one(engine: Engine, runner: asyncio.Runner, workload: Workload, variant: str
+         ) -> tuple[float, float, Mapping[str, int]]:
+    """One timed repeat: (build seconds, run seconds, sinks)."""
+    t0 = time.perf_counter()
+    prepared = engine.prepare(workload, variant)
+    t1 = time.perf_counter()
+    if engine.is_async:
+
+        async def timed() -> tuple[float, Mapping[str, int]]:
+            start = time.perf_counter()
+            sinks = await engine.aexecute(prepared)
+            return time.perf_counter() - start, sinks
+
+        run_s, sinks = runner.run(timed())
+    else:
+        start = time.perf_counter()
+        sinks = engine.execute(prepared)
+        run_s = time.perf_counter() - start
+    return t1 - t0, run_s, sinks
+
+
+def _check(workload: Workload, sinks: Mapping[str, int]) -> None:
+    expected = expected_sinks(workload)
+    got = {k: sinks.get(k) for k in expected}
+    if got != expected:
+        wrong = [k for k in expected if got[k] != expected[k]][:3]
+        raise AssertionError(
+            f"wrong results for {workload.key}: "
+            + ", ".join(f"{k}={got[k]!r} (expected {expected[k]!r})" for k in wrong)
+        )
+
+
+def run_cell(engine_name: str, key: str, quick: bool, repeat: int, budget_s: float) -> None:
+    """Run one (engine, workload) cell and emit one row per variant."""
+    info = BY_NAME[engine_name]
+    workload = all_workloads(quick)[key]
+    warmup = all_workloads(quick=True)[key]
+    base: dict[str, Any] = {
+        "engine": engine_name, "label": info.label, "workload": key, "group": workload.group,
+        "title": workload.title, "n_tasks": workload.n_tasks, "ideal_s": workload.ideal_s,
+    }
+    try:
+        engine = info.load()
+    except Exception as exc:
+        _emit({**base, "status": "not run", "reason": f"import failed: {exc!r}"[:300]})
+        return
+    reason = engine.unsupported(workload)
+    if reason:
+        _emit({**base, "status": "n/a", "reason": reason})
+        return
+    t_setup = time.perf_counter()
+    try:
+        engine.setup(workload)
+    except NotRunnable as exc:
+        _emit({**base, "status": "not run", "reason": str(exc)[:300]})
+        return
+    setup_s = time.perf_counter() - t_setup
+    try:
+        with asyncio.Runner() as runner:
+            for variant in engine.variants(workload):
+                _run_variant(engine, runner, workload, warmup, variant, base, repeat, budget_s,
+                             setup_s)
+    finally:
+        engine.teardown()
+
+
+def _run_variant(engine: Engine, runner: asyncio.Runner, workload: Workload, warmup: Workload,
+                 variant: str, base: dict[str, Any], repeat: int, budget_s: float,
+                 setup_s: float) -> None:
+    row: dict[str, Any] = {**base, "variant": variant, "setup_s": setup_s}
+    try:
+        _check(warmup, _one(engine, runner, warmup, variant)[2])
+        builds: list[float] = []
+        runs: list[float] = []
+        started = time.perf_counter()
+        for _ in range(repeat):
+            gc.collect()
+            build_s, run_s, sinks = _one(engine, runner, workload, variant)
+            _check(workload, sinks)
+            builds.append(build_s)
+            runs.append(run_s)
+            if time.perf_counter() - started > budget_s:
+                break  # slow engine: fewer repeats rather than a timeout
+        row.update(status="ok", build_s=builds, run_s=runs, versions=engine.versions())
+    except NotRunnable as exc:
+        row.update(status="n/a", reason=str(exc)[:300])
+    except Exception as exc:
+        tb = traceback.format_exc(limit=4)
+        print(tb, file=sys.stderr)
+        row.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
+    row["peak_rss_kib"] = _peak_rss_kib()
+    _emit(row)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the child's arguments and run the cell."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.runner")
+    parser.add_argument("--engine", required=True, choices=sorted(BY_NAME))
+    parser.add_argument("--workload", required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=40.0,
+                        help="stop repeating once this many seconds went into repeats")
+    args = parser.parse_args(argv)
+    run_cell(args.engine, args.workload, args.quick, max(1, args.repeat), args.budget)
+
+
+if __name__ == "__main__":
+    main()
