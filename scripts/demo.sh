@@ -34,7 +34,8 @@ stamp=.venv/.nbflow-installed
 hash=$(sha256sum pyproject.toml | cut -c1-16)
 if ! grep -q "^$hash " "$stamp" 2>/dev/null; then
     echo "installing nbflow into .venv (pip install -e .)" >&2
-    .venv/bin/python -m pip install -q -e .
+    .venv/bin/python -m pip install -q -e . 2>&1 |
+        { grep -v "is ignored: it is neither a file nor a directory" || true; }
     echo "$hash ." >>"$stamp"
 fi
 

@@ -6,6 +6,7 @@
 #   bash scripts/test.sh --quick   unit tests only, on .venv's Python (for developers)
 #   bash scripts/test.sh --lint    ruff + mypy only
 #   bash scripts/test.sh --setup   only create/update .venv
+#   add --keep-going to run every stage even after a failure (the exit code still fails)
 #
 # Needs only Python >= 3.11 with venv. As root with apt-get (Debian, as in CI) it also installs
 # Debian's chromium and graphviz when they are missing; `playwright install` is never used
@@ -24,12 +25,14 @@ ROOT=$PWD
 ARTIFACTS=$ROOT/test-artifacts
 JUNIT_DIR=$ARTIFACTS/junit
 MODE=full
+KEEP_GOING=0
 
 for arg in "$@"; do
     case $arg in
         --quick) MODE=quick ;;
         --lint) MODE=lint ;;
         --setup) MODE=setup ;;
+        --keep-going) KEEP_GOING=1 ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
             exit 0
@@ -43,7 +46,7 @@ done
 
 # ---------------------------------------------------------------------------- helpers
 
-STAGE="setup"
+STAGE="start"
 STAGE_START=$SECONDS
 TIMINGS=()
 
@@ -57,6 +60,7 @@ section() {
 stage_done() {
     TIMINGS+=("$(printf '%5ss  %s' $((SECONDS - STAGE_START)) "$STAGE")")
 }
+FAILED_STAGES=()
 
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 skip() { printf 'SKIP: %s\n' "$*"; }
@@ -123,7 +127,10 @@ ensure_venv() {
         echo "$dir: reusing (already has -e $spec for this pyproject.toml)"
     else
         echo "$dir: pip install -e \"$spec\""
-        "$dir/bin/python" -m pip install -q -e "$spec"
+        # This machine's pip config names local indexes that hold only some projects; pip
+        # warns once per missing project. Drop that noise, keep everything else.
+        "$dir/bin/python" -m pip install -q -e "$spec" 2>&1 |
+            { grep -v "is ignored: it is neither a file nor a directory" || true; }
         echo "$want" >>"$stamp"
     fi
 }
@@ -204,6 +211,9 @@ on_exit() {
     printf '%5ss  total\n' "$SECONDS"
     if [ $rc = 0 ]; then
         printf '\nscripts/test.sh: all stages passed\n'
+    elif [ ${#FAILED_STAGES[@]} != 0 ]; then
+        printf '\nscripts/test.sh: FAILED stages:\n'
+        printf '  - %s\n' "${FAILED_STAGES[@]}"
     else
         printf '\nscripts/test.sh: FAILED in stage "%s" (exit %s)\n' "$STAGE" "$rc"
     fi
@@ -213,6 +223,76 @@ on_exit() {
 trap on_exit EXIT
 
 # ---------------------------------------------------------------------------- stages
+
+stage_ruff() {
+    local paths=() dir
+    for dir in nbflow tests benchmarks; do
+        if [ -d "$dir" ]; then paths+=("$dir"); fi
+    done
+    "$VPY" -m ruff check "${paths[@]}"
+}
+
+stage_mypy() {
+    if compgen -G "nbflow/*.py" >/dev/null; then
+        "$VPY" -m mypy
+    else
+        skip "mypy: nbflow/ has no Python files yet"
+    fi
+}
+
+stage_unit() {
+    run_pytest unit "$VPY" tests -m "not browser"
+}
+
+stage_notebooks() {
+    if compgen -G "notebooks/*.ipynb" >/dev/null; then
+        run_pytest notebooks "$VPY" --nbval --nbval-current-env \
+            --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
+    else
+        skip "notebooks: no notebooks/*.ipynb"
+    fi
+}
+
+stage_browser() {
+    run_pytest browser "$VPY" tests/browser -m browser
+}
+
+stage_docs() {
+    if [ -f mkdocs.yml ]; then
+        "$ROOT/.venv/bin/mkdocs" build --strict
+    else
+        skip "docs: no mkdocs.yml"
+    fi
+}
+
+stage_other_python() {
+    local version=$1 other
+    if other=$(find_python_version "$version"); then
+        ensure_venv "$ROOT/.venv-$version" "$other" ".[test]"
+        run_pytest "core-py$version" "$ROOT/.venv-$version/bin/python" \
+            tests -m "not browser and not notebook and not dask"
+    else
+        skip "Python $version not found (looked in ${PYENV_ROOT:-$HOME/.pyenv}/versions" \
+            "and for python$version on PATH)"
+    fi
+}
+
+# stage TITLE FUNCTION [ARGS]: run one stage. By default the first failure ends the script.
+# With --keep-going the stage runs as a background job, where `set -e` still applies inside
+# it (bash ignores -e in a function called from `cmd || ...`), and failures are collected.
+stage() {
+    section "$1"
+    shift
+    if [ $KEEP_GOING = 0 ]; then
+        "$@"
+    else
+        "$@" &
+        if ! wait $!; then
+            FAILED_STAGES+=("$STAGE")
+            printf 'FAILED: %s (going on: --keep-going)\n' "$STAGE"
+        fi
+    fi
+}
 
 PY=$(find_python) || {
     echo "scripts/test.sh: needs Python >= 3.11 as python3 (or set PYTHON=...)" >&2
@@ -230,62 +310,29 @@ fi
 section "virtualenv .venv (pip install -e .[dev])"
 ensure_venv "$ROOT/.venv" "$PY" ".[dev]"
 "$VPY" --version
-if [ $MODE = setup ]; then
-    exit 0
+
+case $MODE in
+    setup) ;;
+    quick)
+        stage "unit tests (quick): pytest tests -m 'not browser'" stage_unit
+        ;;
+    lint)
+        stage "ruff check" stage_ruff
+        stage "mypy" stage_mypy
+        ;;
+    full)
+        stage "ruff check" stage_ruff
+        stage "mypy" stage_mypy
+        stage "unit tests: pytest tests -m 'not browser'" stage_unit
+        stage "notebooks: pytest --nbval notebooks/" stage_notebooks
+        stage "browser tests: pytest tests/browser -m browser" stage_browser
+        stage "docs: mkdocs build --strict" stage_docs
+        for version in ${NBFLOW_PYTHONS-3.12 3.13}; do
+            stage "core tests on Python $version" stage_other_python "$version"
+        done
+        ;;
+esac
+
+if [ ${#FAILED_STAGES[@]} != 0 ]; then
+    exit 1
 fi
-
-if [ $MODE = quick ]; then
-    section "unit tests (quick): pytest tests -m 'not browser'"
-    run_pytest unit "$VPY" tests -m "not browser"
-    exit 0
-fi
-
-section "ruff check"
-LINT_PATHS=()
-for dir in nbflow tests benchmarks; do
-    [ -d "$dir" ] && LINT_PATHS+=("$dir")
-done
-"$VPY" -m ruff check "${LINT_PATHS[@]}"
-
-section "mypy"
-if compgen -G "nbflow/*.py" >/dev/null; then
-    "$VPY" -m mypy
-else
-    skip "mypy: nbflow/ has no Python files yet"
-fi
-
-if [ $MODE = lint ]; then
-    exit 0
-fi
-
-section "unit tests: pytest tests -m 'not browser'"
-run_pytest unit "$VPY" tests -m "not browser"
-
-section "notebooks: pytest --nbval notebooks/"
-if compgen -G "notebooks/*.ipynb" >/dev/null; then
-    run_pytest notebooks "$VPY" --nbval --nbval-current-env \
-        --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
-else
-    skip "notebooks: no notebooks/*.ipynb"
-fi
-
-section "browser tests: pytest tests/browser -m browser"
-run_pytest browser "$VPY" tests/browser -m browser
-
-section "docs: mkdocs build --strict"
-if [ -f mkdocs.yml ]; then
-    "$ROOT/.venv/bin/mkdocs" build --strict
-else
-    skip "docs: no mkdocs.yml"
-fi
-
-for version in ${NBFLOW_PYTHONS-3.12 3.13}; do
-    section "core tests on Python $version"
-    if other=$(find_python_version "$version"); then
-        ensure_venv "$ROOT/.venv-$version" "$other" ".[test]"
-        run_pytest "core-py$version" "$ROOT/.venv-$version/bin/python" \
-            tests -m "not browser and not notebook and not dask"
-    else
-        skip "Python $version not found (looked in ${PYENV_ROOT:-$HOME/.pyenv}/versions and for python$version on PATH)"
-    fi
-done
