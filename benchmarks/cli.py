@@ -29,7 +29,6 @@ from benchmarks.runner import MARK
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-LOGS = RESULTS / "logs"
 
 # Larger cells that are skipped when the smaller one of the same shape says they cannot finish.
 PROJECTIONS = {"W1-10k": "W1-1k", "W6-100k": "W6-10k"}
@@ -46,6 +45,7 @@ class Options:
     timeout_s: float = 120.0
     with_peers: bool = True
     json_path: Path | None = None
+    results_dir: Path = RESULTS
     interpreters: dict[str, str] = field(default_factory=dict)
     peer_errors: dict[str, str] = field(default_factory=dict)
 
@@ -54,7 +54,7 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _base_row(info: EngineInfo, w: workloads.Workload) -> dict[str, Any]:
+def base_row(info: EngineInfo, w: workloads.Workload) -> dict[str, Any]:
     return {"engine": info.name, "label": info.label, "workload": w.key, "group": w.group,
             "title": w.title, "n_tasks": w.n_tasks, "ideal_s": w.ideal_s, "variant": ""}
 
@@ -85,8 +85,9 @@ def run_child(info: EngineInfo, w: workloads.Workload, opts: Options) -> list[di
         cmd.append("--quick")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / f"{w.key}-{info.name}.log"
+    logs = opts.results_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{w.key}-{info.name}.log"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -95,13 +96,13 @@ def run_child(info: EngineInfo, w: workloads.Workload, opts: Options) -> list[di
         os.killpg(proc.pid, signal.SIGKILL)  # the child's session: Prefect's server goes too
         out, err = proc.communicate()
         log_path.write_text(err)
-        return [{**_base_row(info, w), "status": "too slow",
+        return [{**base_row(info, w), "status": "too slow",
                  "reason": f">{opts.timeout_s:.0f} s"}]
     log_path.write_text(err)
     rows = [json.loads(line[len(MARK):]) for line in out.splitlines() if line.startswith(MARK)]
     if not rows:
         last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "no output")
-        rows = [{**_base_row(info, w), "status": "error",
+        rows = [{**base_row(info, w), "status": "error",
                  "reason": f"exit {proc.returncode}: {last.strip()}"[:300]}]
     return rows
 
@@ -135,12 +136,12 @@ def run_matrix(opts: Options) -> list[dict[str, Any]]:
             if not info.runs(w.group):
                 continue
             if info.name in opts.peer_errors:
-                rows.append({**_base_row(info, w), "status": "not run",
+                rows.append({**base_row(info, w), "status": "not run",
                              "reason": opts.peer_errors[info.name]})
                 continue
             skip = _skip_reason(info, w, rows, opts.timeout_s)
             if skip:
-                rows.append({**_base_row(info, w), "status": "too slow", "reason": skip})
+                rows.append({**base_row(info, w), "status": "too slow", "reason": skip})
                 _log(f"{w.key:8} {info.name:17} skipped ({skip})")
                 continue
             started = time.perf_counter()
@@ -164,6 +165,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--repeat", type=int, default=3, help="timed repeats per cell (median)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per cell")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS,
+                        help="where latest.json and the children's logs go")
     parser.add_argument("--no-peers", action="store_true",
                         help="nbflow and the asyncio baselines only, current interpreter")
     args = parser.parse_args(argv)
@@ -178,7 +181,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         engines.insert(0, BY_NAME[BASELINE])
     return Options(engines=engines, workloads=chosen, quick=args.quick,
                    repeat=max(1, args.repeat), timeout_s=args.timeout,
-                   with_peers=not args.no_peers, json_path=args.json)
+                   with_peers=not args.no_peers, json_path=args.json,
+                   results_dir=args.results_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                              time.localtime(started)),
             "wall_s": round(time.time() - started, 1), "quick": opts.quick,
             "repeat": opts.repeat, "timeout_s": opts.timeout_s}
-    report.write_json(RESULTS / "latest.json", rows, meta)
+    report.write_json(opts.results_dir / "latest.json", rows, meta)
     if opts.json_path:
         report.write_json(opts.json_path, rows, meta)
     print(f"## nbflow benchmarks ({meta['started']}, Python {meta['python']}, "

@@ -70,9 +70,22 @@ def _notes(r: Row) -> str:
         notes.append(f"{r['overhead_pct']:+.0f}% vs plain")
     if r.get("efficiency") is not None:
         notes.append(f"ideal {r['ideal_s']:.2f} s")
+    phases = r.get("phases") or {}
+    if phases and r["group"] in ("W6", "E"):
+        notes.append(", ".join(f"{k} {_fmt_s(_median(v))}" for k, v in phases.items()))
     n = len(r.get("run_s") or [])
     notes.append(f"n={n}")
     return "; ".join(notes)
+
+
+def _short_status(r: Row) -> str:
+    """A few words for the pivot: ``no retries``, ``too slow (>120 s)``, ``not run``."""
+    status, reason = r["status"], r.get("reason") or ""
+    if status == "n/a":
+        return reason.split(":")[0].split(" (")[0] or "n/a"
+    if status == "too slow":
+        return f"too slow ({reason.split(':')[0]})" if reason.startswith(">") else "too slow"
+    return status
 
 
 def _workload_cell(r: Row) -> str:
@@ -118,7 +131,7 @@ def pivot(rows: Sequence[Row]) -> str:
         if wk not in keys:
             keys.append(wk)
         if r.get("status") != "ok":
-            text = r["status"].split(":")[0] if r["status"] != "n/a" else (r.get("reason") or "n/a")
+            text = _short_status(r)
         elif r.get("efficiency") is not None:
             text = f"eff {r['efficiency']:.2f}"
         else:

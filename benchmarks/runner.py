@@ -8,8 +8,9 @@ Each repeat is timed with ``time.perf_counter``: ``build_s`` for :meth:`Engine.p
 ``run_s`` for :meth:`Engine.execute` (asyncio engines run on one long-lived loop, as in a
 kernel). A small warm-up run of the same shape comes first, so imports, thread pools and servers
 are not billed to the first repeat. Every run's sink values are checked against the reference.
-Peak RSS is ``ru_maxrss`` of this process. Rows are printed on stdout after :data:`MARK`; an
-engine's own chatter on stdout is ignored by the parent.
+An engine may also expose ``engine.phases`` (seconds by name, e.g. nbflow's ``define`` and
+``validate``), collected per repeat. Peak RSS is ``ru_maxrss`` of this process. Rows are
+printed on stdout after :data:`MARK`; an engine's own chatter on stdout is ignored.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def _run_variant(engine: Engine, runner: asyncio.Runner, workload: Workload, war
         _check(warmup, _one(engine, runner, warmup, variant)[2])
         builds: list[float] = []
         runs: list[float] = []
+        phases: dict[str, list[float]] = {}
         started = time.perf_counter()
         for _ in range(repeat):
             gc.collect()
@@ -123,9 +125,13 @@ def _run_variant(engine: Engine, runner: asyncio.Runner, workload: Workload, war
             _check(workload, sinks)
             builds.append(build_s)
             runs.append(run_s)
+            for phase, seconds in (getattr(engine, "phases", None) or {}).items():
+                phases.setdefault(phase, []).append(seconds)
             if time.perf_counter() - started > budget_s:
                 break  # slow engine: fewer repeats rather than a timeout
-        row.update(status="ok", build_s=builds, run_s=runs, versions=engine.versions())
+        row.update(status="ok", run_s=runs, phases=phases, versions=engine.versions())
+        if engine.reports_build:
+            row["build_s"] = builds
     except NotRunnable as exc:
         row.update(status="n/a", reason=str(exc)[:300])
     except Exception as exc:

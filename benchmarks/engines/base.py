@@ -37,6 +37,8 @@ class Engine:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     is_async: ClassVar[bool] = False
+    #: True when :meth:`prepare` is a real definition step worth reporting (nbflow, Hamilton).
+    reports_build: ClassVar[bool] = False
 
     def unsupported(self, workload: Workload) -> str | None:
         """Why this engine cannot run ``workload`` (e.g. ``"no retries"``), or None."""

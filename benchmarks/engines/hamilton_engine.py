@@ -63,6 +63,7 @@ class HamiltonEngine(Engine):
 
     name = "hamilton"
     label = "Hamilton sync driver"
+    reports_build = True
 
     def unsupported(self, workload: Workload) -> str | None:
         """Hamilton has no task retries (W5)."""

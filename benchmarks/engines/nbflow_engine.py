@@ -1,0 +1,152 @@
+"""nbflow through its public API (``shared/API.md``), on one long-lived event loop.
+
+Tasks are defined programmatically, in a loop, as a notebook user with many similar tasks
+would: ``flow.task(name=f"t{i}")(fn)``. nbflow infers data dependencies from parameter NAMES,
+so each node function is made by a small factory: one shared ``async def node(**kwargs)`` body
+whose ``__signature__`` lists its upstream task names (``inspect.signature`` honours it; nbflow
+calls tasks with keyword arguments). No ``exec``, and one code object for every node, so the
+flow's source hashing sees one function.
+
+``prepare`` (timed as "build") is the define-time cost: decorating every task, then
+``flow.validate()`` — spec, graph and checks — split into the ``define`` and ``validate``
+phases. ``aexecute`` is ``await flow.arun()``. W7's variants turn on the SQLite store or the
+dashboard; a feature that does not exist yet is reported as "n/a: feature missing".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.engines.base import Engine, NotRunnable, async_node_fns
+from benchmarks.workloads import FlakyCounter, Workload
+
+STORE = "+sqlite-store"
+DASHBOARD = "+dashboard-open"
+
+
+def node_fn(name: str, op: Callable[..., Awaitable[int]], params: tuple[str, ...]
+            ) -> Callable[..., Awaitable[int]]:
+    """An async function named ``name`` whose parameters are ``params`` (upstream task names).
+
+    It calls ``op`` with the upstream values; the order does not matter for ``max``/``sum``.
+    """
+
+    async def node(**kwargs: int) -> int:
+        return await op(*kwargs.values())
+
+    node.__name__ = node.__qualname__ = name
+    node.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in params]
+    )
+    return node
+
+
+@dataclass
+class Prepared:
+    """A defined, validated flow, plus what the variant needs at run time."""
+
+    flow: Any
+    workload: Workload
+    show: bool = False
+    store_path: Path | None = None
+
+
+class NbflowEngine(Engine):
+    """``nf.Flow(..., store=None)`` + ``flow.task(name=...)(fn)`` + ``await flow.arun()``."""
+
+    name = "nbflow"
+    label = "nbflow"
+    is_async = True
+    reports_build = True
+
+    def __init__(self) -> None:
+        self.nf: Any = None
+        self.phases: dict[str, float] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def setup(self, workload: Workload) -> None:
+        """Import nbflow. Raises :class:`NotRunnable` with the import error."""
+        try:
+            import nbflow
+        except Exception as exc:
+            raise NotRunnable(f"nbflow import failed: {exc!r}") from exc
+        self.nf = nbflow
+        self._tmp = tempfile.TemporaryDirectory(prefix="nbflow-bench-")
+
+    def teardown(self) -> None:
+        """Remove the temporary store folder."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def variants(self, workload: Workload) -> tuple[str, ...]:
+        """W7: plain (store=None, no dashboard), SQLite store on, dashboard open."""
+        return ("", STORE, DASHBOARD) if workload.group == "W7" else ("",)
+
+    def _store_for(self, variant: str, workload: Workload) -> Path | None:
+        if variant != STORE:
+            return None
+        if importlib.util.find_spec("nbflow.store") is None:
+            raise NotRunnable("feature missing: nbflow.store (the SQLite store)")
+        assert self._tmp is not None
+        path = Path(self._tmp.name) / f"{workload.key}-{time.monotonic_ns()}.db"
+        return path
+
+    def _check_dashboard(self, variant: str) -> bool:
+        if variant != DASHBOARD:
+            return False
+        try:
+            self.nf.Dashboard  # noqa: B018 - lazy attribute: imports nbflow.widgets
+        except Exception as exc:
+            raise NotRunnable(f"feature missing: nf.Dashboard ({type(exc).__name__}: {exc})"
+                              ) from exc
+        return True
+
+    def prepare(self, workload: Workload, variant: str = "") -> Prepared:
+        """Define every task, then validate (the ``define`` and ``validate`` phases)."""
+        nf, w = self.nf, workload
+        store_path = self._store_for(variant, w)
+        show = self._check_dashboard(variant)
+        t0 = time.perf_counter()
+        flow = nf.Flow(f"bench-{w.key}", max_workers=w.max_in_flight,
+                       store=str(store_path) if store_path else None)
+        options: dict[str, Any] = {}
+        if w.retries:
+            options["retry"] = nf.Retry(max_retries=w.retries, delay=0)
+        ops = async_node_fns(w, FlakyCounter(w.n_tasks))
+        names = w.names
+        for i, deps in enumerate(w.deps):
+            params = tuple(names[d] for d in deps)
+            flow.task(name=names[i], **options)(node_fn(names[i], ops[i], params))
+        t1 = time.perf_counter()
+        validate = getattr(flow, "validate", None)
+        if callable(validate):
+            validate()
+        self.phases = {"define": t1 - t0, "validate": time.perf_counter() - t1}
+        return Prepared(flow, w, show=show, store_path=store_path)
+
+    async def aexecute(self, prepared: Prepared) -> Mapping[str, int]:
+        """``await flow.arun()`` (``show=True`` for the dashboard variant); check the store."""
+        kwargs = {"show": True} if prepared.show else {}
+        run = await prepared.flow.arun(**kwargs)
+        if run.status != "succeeded":
+            name, error = next(iter(run.errors.items()), ("?", "no error recorded"))
+            raise RuntimeError(f"run {run.status}: task {name!r}: {error!r}")
+        if prepared.store_path is not None and not _written(prepared.store_path):
+            raise NotRunnable(f"feature missing: store={prepared.store_path.name!r} wrote nothing")
+        w = prepared.workload
+        return {w.names[i]: run.results[w.names[i]] for i in w.sinks}
+
+    def versions(self) -> dict[str, str]:
+        """nbflow's version (from the working tree)."""
+        return {"nbflow": str(getattr(self.nf, "__version__", "?"))}
+
+
+def _written(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
