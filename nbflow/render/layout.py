@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from nbflow.errors import CycleError, DefinitionError
 
 Point = tuple[float, float]
+Adj = list[list[int]]  # neighbours by node index
 
 
 @dataclass
@@ -33,14 +34,13 @@ class Layout:
     routes: dict[tuple[str, str], list[Point]] = field(default_factory=dict)
 
 
-def _index(
-    names: Sequence[str], edges: Sequence[tuple[str, str]]
-) -> tuple[dict[str, int], list[list[int]], list[list[int]]]:
+def _index(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> tuple[Adj, Adj]:
+    """Successor and predecessor lists by index, duplicates dropped."""
     idx = {name: i for i, name in enumerate(names)}
     if len(idx) != len(names):
         raise DefinitionError("node names must be unique")
-    succ: list[list[int]] = [[] for _ in names]
-    pred: list[list[int]] = [[] for _ in names]
+    succ: Adj = [[] for _ in names]
+    pred: Adj = [[] for _ in names]
     seen: set[tuple[int, int]] = set()
     for u, v in edges:
         if u not in idx or v not in idx:
@@ -51,10 +51,10 @@ def _index(
             seen.add(e)
             succ[e[0]].append(e[1])
             pred[e[1]].append(e[0])
-    return idx, succ, pred
+    return succ, pred
 
 
-def _generations(names: Sequence[str], succ: list[list[int]], pred: list[list[int]]) -> list[int]:
+def _generations(names: Sequence[str], succ: Adj, pred: Adj) -> list[int]:
     """Kahn's algorithm by generations: a node's layer is its longest path from a source."""
     indeg = [len(p) for p in pred]
     layer = [0] * len(names)
@@ -90,7 +90,7 @@ def topological_layers(names: Sequence[str], edges: Sequence[tuple[str, str]]) -
         CycleError: the edges form a cycle (the cycle is on the exception).
         DefinitionError: an edge names an unknown node, or names repeat.
     """
-    _, succ, pred = _index(names, edges)
+    succ, pred = _index(names, edges)
     layer = _generations(names, succ, pred)
     out: list[list[str]] = [[] for _ in range(max(layer, default=-1) + 1)]
     for i, name in enumerate(names):
@@ -149,7 +149,7 @@ def layered_layout(
     node_w = default_node_w(names) if node_w is None else node_w
     if not names:
         return Layout({}, 2 * margin, 2 * margin, node_w, node_h, [])
-    _, succ, pred = _index(names, edges)
+    succ, pred = _index(names, edges)
     layer = _generations(names, succ, pred)
     for i in range(len(names)):  # sources sit just before their first consumer
         if not pred[i] and succ[i]:
@@ -192,22 +192,14 @@ def layered_layout(
             if i < n:
                 positions[names[i]] = points[i]
     bottom = max(points[ids[-1]][1] + (node_h / 2 if ids[-1] < n else 4) for ids in order)
+    width = 2 * margin + len(order) * node_w + (len(order) - 1) * gap_x
+    layers = [[names[i] for i in ids if i < n] for ids in order]
     routes = {(names[u], names[v]): [points[d] for d in ch] for (u, v), ch in chains.items()}
-    return Layout(
-        positions=positions,
-        width=2 * margin + len(order) * node_w + (len(order) - 1) * gap_x,
-        height=bottom + margin,
-        node_w=node_w,
-        node_h=node_h,
-        layers=[[names[i] for i in ids if i < n] for ids in order],
-        routes=routes,
-    )
+    return Layout(positions, width, bottom + margin, node_w, node_h, layers, routes)
 
 
-def _order(
-    layer: list[int], esucc: list[list[int]], epred: list[list[int]], sweeps: int
-) -> list[list[int]]:
-    order: list[list[int]] = [[] for _ in range(max(layer) + 1)]
+def _order(layer: list[int], esucc: Adj, epred: Adj, sweeps: int) -> Adj:
+    order: Adj = [[] for _ in range(max(layer) + 1)]
     for i, k in enumerate(layer):
         order[k].append(i)
     pos = [0.0] * len(layer)
@@ -248,26 +240,14 @@ def _order(
 
 
 def _assign_y(
-    order: list[list[int]],
-    esucc: list[list[int]],
-    epred: list[list[int]],
-    n: int,
-    node_h: float,
-    gap_y: float,
+    order: Adj, esucc: Adj, epred: Adj, n: int, node_h: float, gap_y: float
 ) -> list[float]:
-    size = len(esucc)
-    half = [node_h / 2 if i < n else 4.0 for i in range(size)]
-    ys = [0.0] * size
-    for ids in order:  # start stacked and centred on 0
-        y = 0.0
-        for j, i in enumerate(ids):
-            if j:
-                y += _sep(ids[j - 1], i, half, n, gap_y)
-            ys[i] = y
-        for i in ids:
-            ys[i] -= y / 2
+    half = [node_h / 2 if i < n else 4.0 for i in range(len(esucc))]  # bends are 8 px tall
+    ys = [0.0] * len(esucc)
+    for ids in order:  # all wanting 0 gives a tight stack centred on 0
+        _project(ids, [0.0] * len(ids), ys, half, n, gap_y)
     for nbrs in (epred, esucc, None, None):
-        for ids in order:
+        for ids in order if nbrs is not esucc else order[::-1]:
             want = []
             for i in ids:
                 ns = nbrs[i] if nbrs is not None else epred[i] + esucc[i]
@@ -303,18 +283,15 @@ def _project(
 
 # How the layout works
 # --------------------
-# 1. Layering. Kahn's algorithm by generations gives each node its longest distance from a
-#    source, so every edge points to a higher layer. Sources are then moved to just before
-#    their first consumer, so a config task used only at the end does not stretch an edge
-#    across the whole picture.
-# 2. Long edges. An edge spanning k layers gets k-1 bend points, each a tiny node in its
-#    layer. They take part in ordering and spacing, so long edges route between nodes. A
-#    budget keeps this linear in practice.
-# 3. Ordering. Alternating down and up sweeps sort each layer by the barycenter (mean
-#    relative position) of its neighbours in the layer just placed; a node without such
-#    neighbours keeps its place. Python's sort is stable, so ties keep the previous order and
-#    the result is deterministic. We keep the order with the fewest crossings seen, counted
-#    as inversions between adjacent layers, so sweeping never makes things worse.
-# 4. Vertical placement. Each layer wants each node at the mean height of its neighbours;
-#    the closest placement that keeps the order and minimum gaps is an isotonic regression,
-#    solved exactly in O(k) by pooling adjacent violators. A few passes straighten edges.
+# 1. Layering: Kahn's algorithm by generations gives each node its longest distance from a
+#    source, so every edge points right. Sources then move to just before their first
+#    consumer, so a config task used only at the end does not stretch across the picture.
+# 2. Long edges: an edge spanning k layers gets k-1 bend points, tiny nodes that take part
+#    in ordering and spacing, so long edges route between nodes (a budget keeps it linear).
+# 3. Ordering: alternating down and up sweeps sort each layer by the barycenter (mean
+#    relative position) of its neighbours in the layer just placed; a node without any
+#    keeps its place. The sort is stable, so ties keep the previous order (deterministic).
+#    The order with the fewest crossings seen wins, so sweeping never makes things worse.
+# 4. Vertical placement: each node wants the mean height of its neighbours; the closest
+#    placement keeping order and minimum gaps is an isotonic regression, solved exactly in
+#    O(k) by pooling adjacent violators. A few passes straighten the edges.
