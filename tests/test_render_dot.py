@@ -20,6 +20,7 @@ from nbflow.render import (
     choose_renderer,
     find_dot,
     render_dot_svg,
+    run_dot,
     to_dot_source,
 )
 from nbflow.render import dot as dot_mod
@@ -132,6 +133,20 @@ def test_render_dot_svg_does_not_block_the_loop(tmp_path):
 
     assert asyncio.run(main()).startswith("<svg")
     assert ticks >= 1
+
+
+def test_render_dot_svg_falls_back_to_a_thread_without_loop_subprocesses(tmp_path, monkeypatch):
+    exe = fake_dot(tmp_path)
+
+    async def unsupported(*args, **kwargs):
+        raise NotImplementedError  # what a selector event loop on Windows does
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", unsupported)
+    assert asyncio.run(render_dot_svg("digraph {}", dot=str(exe))) == FAKE_SVG + "\n"
+
+
+def test_run_dot_blocking_variant(tmp_path):
+    assert run_dot("digraph {}", dot=str(fake_dot(tmp_path))) == FAKE_SVG + "\n"
 
 
 # --- with the real Graphviz ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from nbflow.render.dot import (
     choose_renderer,
     find_dot,
     render_dot_svg,
+    run_dot,
     to_dot_source,
 )
 from nbflow.render.gantt import gantt_svg
@@ -39,6 +40,7 @@ __all__ = [
     "legend_svg",
     "render_dag_svg",
     "render_dot_svg",
+    "run_dot",
     "to_dot_source",
     "topological_layers",
 ]

@@ -125,13 +125,18 @@ async def render_dot_svg(source: str, dot: str | None = None, timeout: float = 3
     exe = dot or find_dot()
     if exe is None:
         raise FileNotFoundError(_INSTALL_HINT)
-    proc = await asyncio.create_subprocess_exec(
-        exe,
-        "-Tsvg",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            "-Tsvg",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except NotImplementedError:
+        # A selector loop on Windows (what ipykernel uses there) has no subprocess support;
+        # a worker thread keeps the loop free all the same.
+        return await asyncio.to_thread(run_dot, source, exe, timeout)
     try:
         async with asyncio.timeout(timeout):
             out, err = await proc.communicate(source.encode())
@@ -142,6 +147,24 @@ async def render_dot_svg(source: str, dot: str | None = None, timeout: float = 3
             proc.kill()
             await proc.wait()
     return _checked(exe, proc.returncode, out, err)
+
+
+def run_dot(source: str, dot: str | None = None, timeout: float = 30) -> str:
+    """Blocking ``dot -Tsvg``: for scripts and threads, never on a running event loop.
+
+    Raises:
+        FileNotFoundError, TimeoutError, RuntimeError: as :func:`render_dot_svg`.
+    """
+    exe = dot or find_dot()
+    if exe is None:
+        raise FileNotFoundError(_INSTALL_HINT)
+    try:
+        done = subprocess.run(
+            [exe, "-Tsvg"], input=source.encode(), capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{exe!r} -Tsvg did not finish within {timeout} s") from None
+    return _checked(exe, done.returncode, done.stdout, done.stderr)
 
 
 def _checked(exe: str, code: int | None, out: bytes, err: bytes) -> str:
@@ -206,16 +229,7 @@ def dot_geometry_sync(view: GraphView, dot: str | None = None, timeout: float = 
     Raises:
         FileNotFoundError, TimeoutError, RuntimeError: as :func:`render_dot_svg`.
     """
-    exe = dot or find_dot()
-    if exe is None:
-        raise FileNotFoundError(_INSTALL_HINT)
-    try:
-        done = subprocess.run(
-            [exe, "-Tsvg"], input=to_dot_source(view).encode(), capture_output=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"{exe!r} -Tsvg did not finish within {timeout} s") from None
-    return geometry_from_dot_svg(view, _checked(exe, done.returncode, done.stdout, done.stderr))
+    return geometry_from_dot_svg(view, run_dot(to_dot_source(view), dot, timeout))
 
 
 class DotTemplate(DagTemplate):

@@ -27,6 +27,7 @@ class _Bar(NamedTuple):
     end: float | None  # None: still running
     lane: str
     task: str
+    status: str
     row: Mapping[str, Any]
 
 
@@ -83,23 +84,7 @@ def gantt_svg(
     """
     if lane_by not in ("task", "worker"):
         raise ValueError(f"lane_by must be 'task' or 'worker', not {lane_by!r}")
-    if hasattr(rows, "to_dict") and hasattr(
-        rows, "columns"
-    ):  # a DataFrame, without importing pandas
-        rows = rows.to_dict("records")
-    bars: list[_Bar] = []
-    for row in rows:
-        start = _seconds(row.get("start"))
-        if start is None:
-            continue
-        task = str(row.get("task", "?"))
-        if lane_by == "task":
-            m = _ELEMENT.match(task)
-            lane = m[1] if m else task
-        else:
-            worker = row.get("worker")
-            lane = "local" if worker is None or worker != worker else str(worker)
-        bars.append(_Bar(start, _seconds(row.get("end")), lane, task, row))
+    bars = _read(rows, lane_by)
     t0 = min((b.start for b in bars), default=0.0)
     latest = max((max(b.start, b.end or b.start) for b in bars), default=t0)
     now_s = _seconds(now)
@@ -119,19 +104,8 @@ def gantt_svg(
     parts: list[str] = []
     y = _TOP
     for n, (lane, members) in enumerate(lanes.items()):
-        heap: list[tuple[float, int]] = []  # (end, track): the track that frees up first on top
-        track_of: dict[int, int] = {}
-        for i in members:
-            start, end = bars[i].start, bars[i].end
-            end = open_end if end is None else end
-            # A track is free again a few pixels after its bar ends, so bars never touch.
-            if heap and (heap[0][0] + gap <= start or len(heap) >= _MAX_TRACKS):
-                _, track = heapq.heappop(heap)
-            else:
-                track = len(heap)
-            heapq.heappush(heap, (max(end, start), track))
-            track_of[i] = track
-        tracks = max(track_of.values()) + 1
+        track_of = _pack([bars[i] for i in members], open_end, gap)
+        tracks = max(track_of) + 1
         lane_h = 2 * _LANE_PAD + tracks * _BAR_H + (tracks - 1) * _TRACK_GAP
         if n % 2 == 0:
             parts.append(
@@ -143,16 +117,14 @@ def gantt_svg(
             f'text-anchor="end" font-size="12" fill="currentColor"><title>{esc(lane)}</title>'
             f"{esc(clip(lane, int((label_w - 8) / 6.8)))}</text>"
         )
-        for i in members:
-            by = y + _LANE_PAD + track_of[i] * (_BAR_H + _TRACK_GAP)
+        for i, track in zip(members, track_of, strict=True):
+            by = y + _LANE_PAD + track * (_BAR_H + _TRACK_GAP)
             parts.append(_bar(bars[i], by, x0, t0, scale, open_end, lane_by))
         y += lane_h
 
     height = y + _BOTTOM
     axis = _axis(span, scale, x0, height, now_s, t0)
-    statuses = {
-        str(b.row.get("status") or ("running" if b.end is None else "succeeded")) for b in bars
-    }
+    statuses = {b.status for b in bars}
     legend, height = _legend(statuses, x0, height), height + 22
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="nbflow-gantt" width="{width}" '
@@ -169,9 +141,8 @@ def gantt_svg(
 def _bar(
     bar: _Bar, y: float, x0: float, t0: float, scale: float, open_end: float, lane_by: str
 ) -> str:
-    start, end, lane, task, row = bar
+    start, end, lane, task, status, row = bar
     running = end is None
-    status = str(row.get("status") or ("running" if running else "succeeded"))
     s = style_for(status)
     stop = open_end if end is None else end
     x = x0 + (start - t0) * scale
@@ -207,6 +178,42 @@ def _bar(
         f'rx="3" fill="{fill}"{extra} data-task="{esc(task)}" data-attempt="{esc(attempt)}" '
         f'data-status="{esc(status)}"><title>{esc(tip)}</title></rect>{text}'
     )
+
+
+def _read(rows: Iterable[Mapping[str, Any]] | Any, lane_by: str) -> list[_Bar]:
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame; pandas not imported
+        rows = rows.to_dict("records")
+    bars = []
+    for row in rows:
+        start = _seconds(row.get("start"))
+        if start is None:
+            continue
+        task, end = str(row.get("task", "?")), _seconds(row.get("end"))
+        if lane_by == "task":
+            m = _ELEMENT.match(task)
+            lane = m[1] if m else task
+        else:
+            worker = row.get("worker")
+            lane = "local" if worker is None or worker != worker else str(worker)
+        status = str(row.get("status") or ("running" if end is None else "succeeded"))
+        bars.append(_Bar(start, end, lane, task, status, row))
+    return bars
+
+
+def _pack(bars: list[_Bar], open_end: float, gap: float) -> list[int]:
+    """Sub-track of each bar (bars sorted by start): greedy interval colouring with a heap."""
+    heap: list[tuple[float, int]] = []  # (end, track): the track that frees up first on top
+    tracks = []
+    for bar in bars:
+        end = open_end if bar.end is None else max(bar.end, bar.start)
+        # A track is free again a few pixels after its bar ends, so bars never touch.
+        if heap and (heap[0][0] + gap <= bar.start or len(heap) >= _MAX_TRACKS):
+            _, track = heapq.heappop(heap)
+        else:
+            track = len(heap)
+        heapq.heappush(heap, (end, track))
+        tracks.append(track)
+    return tracks
 
 
 def _bar_look(status: str, running: bool) -> tuple[str, str, str]:

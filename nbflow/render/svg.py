@@ -242,43 +242,25 @@ def grouped_view(view: GraphView, max_nodes: int = 300, by: str = "auto") -> Gra
         raise ValueError(f"grouped_view(by={by!r}, max_nodes={max_nodes!r}) is not supported")
     if len(view.nodes) <= max_nodes:
         return view
-    level = {
-        n: k for k, names in enumerate(topological_layers(view.names, view.edges)) for n in names
-    }
+    layers = topological_layers(view.names, view.edges)
+    level = {name: k for k, names in enumerate(layers) for name in names}
     if by == "auto":
-        by = (
-            "group"
-            if any(n.group for n in view.nodes)
-            else "tag"
-            if any(n.tags for n in view.nodes)
-            else "level"
-        )
-    keys = (
-        {
-            n.name: (n.group or "ungrouped")
-            if by == "group"
-            else (n.tags[0] if n.tags else "untagged")
-            for n in view.nodes
-        }
-        if by != "level"
-        else {}
-    )
+        by = "group" if any(n.group for n in view.nodes) else "tag"
+        by = "level" if by == "tag" and not any(n.tags for n in view.nodes) else by
+    keys = {n.name: n.group or "ungrouped" for n in view.nodes}
+    if by == "tag":
+        keys = {n.name: n.tags[0] if n.tags else "untagged" for n in view.nodes}
     if by == "level" or len(set(keys.values())) > max_nodes:
-        chunk = math.ceil((max(level.values()) + 1) / max_nodes)
-        keys = {
-            n: f"level {k // chunk * chunk}"
-            if chunk == 1
-            else f"levels {k // chunk * chunk}-{k // chunk * chunk + chunk - 1}"
-            for n, k in level.items()
-        }
+        chunk = math.ceil(len(layers) / max_nodes)  # consecutive levels share a group
+        span = {k: (k - k % chunk, k - k % chunk + chunk - 1) for k in range(len(layers))}
+        name = {k: f"level {a}" if chunk == 1 else f"levels {a}-{b}" for k, (a, b) in span.items()}
+        keys = {n: name[k] for n, k in level.items()}
     members: dict[str, list[NodeView]] = {}
     for node in view.nodes:
         members.setdefault(keys[node.name], []).append(node)
-    rank = {
-        g: i
-        for i, g in enumerate(sorted(members, key=lambda g: min(level[n.name] for n in members[g])))
-    }
-    nodes = tuple(_group_node(g, members[g]) for g in sorted(members, key=rank.__getitem__))
+    order = sorted(members, key=lambda g: min(level[n.name] for n in members[g]))  # stable
+    rank = {g: i for i, g in enumerate(order)}
+    nodes = tuple(_group_node(g, members[g]) for g in order)
     edges = {(keys[u], keys[v]): None for u, v in view.edges if rank[keys[u]] < rank[keys[v]]}
     return GraphView(nodes, tuple(edges))
 
