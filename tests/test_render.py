@@ -250,6 +250,12 @@ def test_template_restyle_keeps_geometry():
     assert {n: box(g) for n, g in before.items()} == {n: box(g) for n, g in after.items()}
 
 
+def test_template_rejects_layout_of_another_graph():
+    other = layered_layout(["load"], [])
+    with pytest.raises(ValueError, match="the layout has no position for task"):
+        render_dag_svg(mixed_view(), other)
+
+
 def test_template_rejects_unknown_renderer():
     with pytest.raises(ValueError, match="unknown renderer 'svgwrite'"):
         DagTemplate(mixed_view(), renderer="svgwrite")

@@ -167,6 +167,28 @@ def test_render_dot_svg_real_dot_draws_every_node():
 
 
 @needs_dot
+def test_real_dot_on_300_nodes_leaves_the_loop_running():
+    v = view(300)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    async def main():
+        tick = asyncio.create_task(ticker())
+        try:
+            return await DotTemplate.create(v)
+        finally:
+            tick.cancel()
+
+    assert len(asyncio.run(main()).geometry.boxes) == 300
+    assert ticks >= 1
+
+
+@needs_dot
 def test_dot_template_injects_state_and_restyles():
     v = view(5)
     tpl = asyncio.run(DotTemplate.create(v))

@@ -91,8 +91,15 @@ def _edge_path(
 
 
 def python_geometry(view: GraphView, layout: Layout | None = None) -> Geometry:
-    """Geometry from the built-in layered layout (computed here when ``layout`` is None)."""
+    """Geometry from the built-in layered layout (computed here when ``layout`` is None).
+
+    Raises:
+        ValueError: ``layout`` lacks a node of ``view`` (it was made for another graph).
+    """
     lay = layout or layered_layout(view.names, view.edges)
+    missing = next((n for n in view.names if n not in lay.positions), None)
+    if missing is not None:
+        raise ValueError(f"the layout has no position for task {missing!r}; lay out this view")
     w, h = lay.node_w, lay.node_h
     boxes = {name: (x, y, w, h) for name, (x, y) in lay.positions.items()}
     paths = []
