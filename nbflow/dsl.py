@@ -194,12 +194,12 @@ class Definition:
             options["when_fn"], options["when"] = when, None
         if "after" in options:
             options["after"] = _names(options["after"])
-        try:
-            parsed = TaskOptions(**options)
-        except Exception as error:  # pydantic's ValidationError: name the task and the field
-            raise DefinitionError(_describe_option_error(fn, options, error)) from None
 
         def decorate(func: Callable[..., Any]) -> Task:
+            try:
+                parsed = TaskOptions(**options)
+            except Exception as error:  # pydantic's ValidationError: name the task and field
+                raise DefinitionError(_describe_option_error(func, options, error)) from None
             return self._add(func, parsed)
 
         return decorate(fn) if fn is not None else decorate
@@ -277,7 +277,7 @@ def _describe_option_error(fn: Any, options: dict[str, Any], error: Exception) -
     for item in errors():
         field = ".".join(str(p) for p in item.get("loc", ())) or "options"
         if item.get("type") == "extra_forbidden":
-            known = ", ".join(sorted(TaskOptions.model_fields))
+            known = ", ".join(sorted(set(TaskOptions.model_fields) - {"when_fn"}))
             parts.append(f"{field}: unknown option; known options are {known}")
         else:
             parts.append(f"{field}: {item.get('msg')}")

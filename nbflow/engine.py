@@ -236,9 +236,19 @@ class Engine:
                     continue
             else:
                 worker = self._take_slot()
-            self._inflight[name] = self._group.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
+            task = self._group.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
+            task.add_done_callback(lambda _, name=name, worker=worker: self._reap(name, worker))
+            self._inflight[name] = task
         if unplaced:
             sch.push_back(sched, unplaced)
+
+    def _reap(self, name: str, worker: str) -> None:
+        # A task cancelled before its coroutine ever ran skips _run_task's own bookkeeping.
+        if name in self._inflight:
+            self._inflight.pop(name)
+            self._release(worker)
+            self._emit(ev.TaskCancelled, name, 0)
+            self._after_task(name, S.CANCELLED)
 
     def _take_slot(self) -> str:
         if self._slots:
@@ -418,6 +428,12 @@ class Engine:
         self._after_task(name, outcome, dispatch=False)
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
+        if self._stopping:
+            # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
+            # `upstream_failed`: nothing upstream of them failed on its own.
+            sch.record(self._sched, name, outcome)  # type: ignore[arg-type]
+            self._maybe_finish()
+            return
         transition = sch.complete(self.plan, self._sched, name, outcome, self._key)
         self._emit_transition(transition)
         if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):

@@ -155,6 +155,13 @@ def complete(
     return transition
 
 
+def record(state: SchedulerState, name: str, outcome: TaskState) -> None:
+    """Record ``name``'s outcome without deciding its dependants (the run is stopping)."""
+    state.running.discard(name)
+    state.outcome[name] = outcome
+    state.decided.add(name)
+
+
 def undecided(plan: Plan, state: SchedulerState) -> list[str]:
     """Tasks never queued nor resolved (what a stopped run marks ``cancelled``)."""
     return [n for n in plan.names if n not in state.decided]

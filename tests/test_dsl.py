@@ -1,0 +1,161 @@
+"""The decorator DSL: tasks, options, re-definition, plain calls."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import nbflow as nf
+from nbflow.dsl import Definition
+from nbflow.spec import TaskOptions
+
+
+def test_task_bare_and_with_arguments():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a():
+        return 1
+
+    @flow.task(priority=5, tags=["io"])
+    def b(a):
+        return a + 1
+
+    assert isinstance(a, nf.Task) and a.name == "a"
+    assert b.spec.priority == 5 and b.spec.tags == ("io",)
+    assert list(flow.tasks) == ["a", "b"]
+
+
+def test_decorated_task_stays_callable_as_plain_function():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def add(x, y=2):
+        """Adds."""
+        return x + y
+
+    assert add(1) == 3
+    assert add.__doc__ == "Adds."
+    assert add.__name__ == "add"
+
+
+def test_redefinition_replaces_task_and_keeps_position():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a():
+        return 1
+
+    @flow.task
+    def b():
+        return 2
+
+    @flow.task(name="a")
+    def a_again():
+        return 10
+
+    assert list(flow.tasks) == ["a", "b"]
+    assert flow.tasks["a"].spec.index == 0
+    assert flow.run().results == {"a": 10, "b": 2}
+
+
+def test_retry_int_means_max_retries():
+    flow = nf.Flow("f")
+
+    @flow.task(retry=2)
+    def a():
+        return 1
+
+    assert a.spec.retry == nf.Retry(max_retries=2)
+
+
+def test_after_accepts_task_objects():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a():
+        return 1
+
+    @flow.task(after=[a])
+    def b():
+        return 2
+
+    assert b.spec.after == ("a",)
+
+
+def test_unknown_option_names_task_field_and_known_options():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.DefinitionError, match=r"task 'a': prio: unknown option; known options are .*priority"):
+
+        @flow.task(prio=3)
+        def a():
+            return 1
+
+
+def test_bad_option_value_names_the_field():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.DefinitionError, match=r"task 'a': timeout: Input should be greater than 0"):
+
+        @flow.task(timeout=-1)
+        def a():
+            return 1
+
+
+def test_lambda_needs_a_name():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.DefinitionError, match="needs a task name"):
+        flow.task(lambda: 1)
+    assert flow.task(name="one")(lambda: 1).name == "one"
+
+
+def test_fan_out_must_name_a_parameter():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.DefinitionError, match=r"fan_out='items' is not a parameter"):
+
+        @flow.task(fan_out="items")
+        def a(x):
+            return x
+
+
+def test_concurrency_without_fan_out_is_refused():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.DefinitionError, match="need fan_out"):
+
+        @flow.task(concurrency=3)
+        def a(x):
+            return x
+
+
+def test_decorator_signature_matches_task_options():
+    """The decorator's keyword arguments are exactly TaskOptions' fields (one source of truth)."""
+    from typing import get_overloads
+
+    with_options = get_overloads(Definition.task)[-1]
+    keyword_names = {
+        p.name for p in inspect.signature(with_options).parameters.values() if p.kind is p.KEYWORD_ONLY
+    }
+    # `when` accepts a callable, which the DSL stores as `when_fn` (kept out of the JSON spec).
+    assert keyword_names == set(TaskOptions.model_fields) - {"when_fn"}
+
+
+def test_callable_when_is_stored_out_of_the_json_spec():
+    flow = nf.Flow("f")
+
+    @flow.task(when=lambda ctx: True)
+    def a():
+        return 1
+
+    assert a.spec.when is None and a.spec.when_fn is not None
+    assert "when_fn" not in a.spec.model_dump()
+
+
+@pytest.mark.parametrize("bad", ["", 3])
+def test_flow_name_must_be_a_string(bad):
+    with pytest.raises(nf.DefinitionError, match="non-empty name"):
+        nf.Flow(bad)
+
+
+def test_on_error_must_be_known():
+    with pytest.raises(nf.DefinitionError, match="on_error must be 'stop' or 'continue'"):
+        nf.Flow("f", on_error="explode")

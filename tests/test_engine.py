@@ -1,0 +1,431 @@
+"""The asyncio engine: concurrency, ordering, retries, timeouts, errors, cancellation, events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+
+import nbflow as nf
+
+
+def test_sequential_runs_by_priority_then_definition_order():
+    flow = nf.Flow("seq", strategy="sequential")
+    for name, priority in [("t1", 1), ("t2", 10), ("t3", 5)]:
+        flow.task(name=name, priority=priority)(lambda: None)
+    run = flow.run()
+    assert run.timeline()["task"].tolist() == ["t2", "t3", "t1"]
+
+
+def test_sequential_respects_dependencies_over_priority():
+    flow = nf.Flow("seq", strategy="sequential")
+    flow.task(name="low", priority=0)(lambda: 1)
+    flow.task(name="high", priority=100, after=["low"])(lambda: 2)
+    flow.task(name="mid", priority=50)(lambda: 3)
+    assert flow.run().timeline()["task"].tolist() == ["mid", "low", "high"]
+
+
+def test_max_workers_bounds_tasks_in_flight_and_is_reached():
+    flow = nf.Flow("bounded", max_workers=3)
+    in_flight, peak = [0], [0]
+
+    async def work():
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+
+    for i in range(20):
+        flow.task(name=f"t{i}")(work)
+    run = flow.run()
+    assert run.status == "succeeded"
+    assert peak[0] == 3
+
+
+def test_sync_task_runs_off_the_loop():
+    """A sync task sleeping 0.5 s does not stop an async ticker on the same loop."""
+    flow = nf.Flow("threads")
+    ticks = []
+
+    @flow.task
+    def blocking():
+        time.sleep(0.5)
+        return threading.current_thread().name
+
+    @flow.task
+    async def ticker():
+        for _ in range(20):
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    run = flow.run()
+    assert run.results["blocking"].startswith("nbflow")
+    assert len(ticks) == 20  # all ticks happened while the thread slept
+
+
+def test_results_reach_parameters_and_variables_fill_the_rest():
+    flow = nf.Flow("data")
+
+    @flow.task
+    def a():
+        return 2
+
+    @flow.task
+    async def b(a, factor, offset=1):
+        return a * factor + offset
+
+    run = flow.run(variables={"factor": 10})
+    assert run.results == {"a": 2, "b": 21}
+
+
+def test_retry_counts_attempts_and_timeline_rows():
+    flow = nf.Flow("retry")
+    calls = []
+
+    @flow.task(retry=nf.Retry(max_retries=3, delay=0.001, on=(ConnectionError,)))
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError(f"boom {len(calls)}")
+        return "ok"
+
+    events = []
+    flow.subscribe(events.append)
+    run = flow.run()
+    assert run.results["flaky"] == "ok" and len(calls) == 3
+    frame = run.timeline()
+    assert frame["attempt"].tolist() == [1, 2, 3]
+    assert frame["status"].tolist() == ["failed", "failed", "succeeded"]
+    assert frame["error"].iloc[0] == "ConnectionError: boom 1"
+    retrying = [e for e in events if isinstance(e, nf.TaskRetrying)]
+    assert [e.attempt for e in retrying] == [1, 2]
+    assert retrying[1].delay == pytest.approx(0.002)
+
+
+def test_retry_gives_up_and_keeps_traceback():
+    flow = nf.Flow("retry")
+
+    @flow.task(retry=2)
+    def always():
+        raise ValueError("nope")
+
+    run = flow.run(on_error="continue")
+    assert run.status == "failed"
+    assert isinstance(run.errors["always"], ValueError)
+    assert "raise ValueError" in run.tracebacks["always"]
+    assert len(run.timeline()) == 3
+
+
+def test_non_retryable_error_fails_at_once():
+    flow = nf.Flow("retry")
+    calls = []
+
+    @flow.task(retry=nf.Retry(max_retries=5, delay=0, on=(ConnectionError,)))
+    def wrong():
+        calls.append(1)
+        raise KeyError("x")
+
+    assert flow.run().status == "failed" and len(calls) == 1
+
+
+def test_timeout_fails_the_attempt_and_is_retryable():
+    flow = nf.Flow("timeouts")
+    calls = []
+
+    @flow.task(timeout=0.05, retry=nf.Retry(max_retries=1, delay=0))
+    async def slow():
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.sleep(10)
+        return "second try"
+
+    run = flow.run()
+    assert run.results["slow"] == "second try"
+    frame = run.timeline()
+    assert frame["status"].tolist() == ["failed", "succeeded"]
+    assert "timed out after 0.05s" in frame["error"].iloc[0]
+
+
+def test_timeout_without_retry_fails_with_task_timeout_error():
+    flow = nf.Flow("timeouts")
+
+    @flow.task(timeout=0.05)
+    async def slow():
+        await asyncio.sleep(10)
+
+    run = flow.run()
+    assert isinstance(run.errors["slow"], nf.TaskTimeoutError)
+    assert isinstance(run.errors["slow"], TimeoutError)
+
+
+def _failing_flow(on_error):
+    flow = nf.Flow("errors", on_error=on_error, max_workers=4)
+
+    @flow.task
+    async def bad():
+        await asyncio.sleep(0.01)
+        raise RuntimeError("bad")
+
+    @flow.task
+    def after_bad(bad):
+        return "never"
+
+    @flow.task
+    async def slow_independent():
+        await asyncio.sleep(0.3)
+        return "slow"
+
+    @flow.task
+    def independent_child(slow_independent):
+        return "child"
+
+    return flow
+
+
+def test_on_error_stop_cancels_running_and_starts_nothing_new():
+    run = _failing_flow("stop").run()
+    assert run.status == "failed"
+    assert run.states == {
+        "bad": "failed",
+        "after_bad": "upstream_failed",
+        "slow_independent": "cancelled",
+        "independent_child": "cancelled",
+    }
+
+
+def test_on_error_continue_runs_independent_branches():
+    run = _failing_flow("continue").run()
+    assert run.status == "failed"
+    assert run.states == {
+        "bad": "failed",
+        "after_bad": "upstream_failed",
+        "slow_independent": "succeeded",
+        "independent_child": "succeeded",
+    }
+
+
+def test_critical_task_stops_even_under_continue():
+    flow = nf.Flow("critical", on_error="continue")
+
+    @flow.task(critical=True)
+    async def vital():
+        raise RuntimeError("down")
+
+    @flow.task
+    async def other():
+        await asyncio.sleep(0.3)
+
+    run = flow.run()
+    assert run.states == {"vital": "failed", "other": "cancelled"}
+
+
+def test_cancel_mid_run_leaves_nothing_running_or_pending():
+    flow = nf.Flow("cancel", max_workers=2)
+    started = []
+
+    @flow.task
+    async def first():
+        started.append("first")
+        await asyncio.sleep(10)
+
+    @flow.task
+    async def second():
+        started.append("second")
+        await asyncio.sleep(10)
+
+    @flow.task
+    async def waiting():
+        started.append("waiting")
+
+    @flow.task
+    def downstream(first):
+        return 1
+
+    async def scenario():
+        handle = flow.start()
+        while len(started) < 2:
+            await asyncio.sleep(0.005)
+        assert handle.status == "running"
+        handle.cancel()
+        return await handle
+
+    run = asyncio.run(scenario())
+    assert run.status == "cancelled"
+    assert run.states == {
+        "first": "cancelled", "second": "cancelled", "waiting": "cancelled", "downstream": "cancelled",
+    }
+    assert "waiting" not in started
+    assert not any(s in ("running", "pending", "queued", "retrying") for s in run.states.values())
+
+
+def test_cancelling_the_awaiting_task_cancels_the_run():
+    flow = nf.Flow("cancel")
+    events = []
+    flow.subscribe(events.append)
+
+    @flow.task
+    async def forever():
+        await asyncio.sleep(10)
+
+    async def scenario():
+        task = asyncio.ensure_future(flow.arun())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    finished = [e for e in events if isinstance(e, nf.RunFinished)]
+    assert [e.status for e in finished] == ["cancelled"]
+    assert [e.task for e in events if isinstance(e, nf.TaskCancelled)] == ["forever"]
+
+
+def test_when_false_skips_task_and_its_dependants():
+    flow = nf.Flow("cond")
+
+    @flow.task
+    def mode():
+        return "lite"
+
+    @flow.task(when="mode == 'full'")
+    def heavy(mode):
+        return 1
+
+    @flow.task
+    def report(heavy):
+        return 2
+
+    @flow.task(when=lambda ctx: ctx.vars.get("go"))
+    def gated():
+        return 3
+
+    run = flow.run(variables={"go": False})
+    assert run.states == {"mode": "succeeded", "heavy": "skipped", "report": "skipped", "gated": "skipped"}
+    assert run.status == "succeeded"
+    assert flow.run(variables={"go": True}).states["gated"] == "succeeded"
+
+
+def test_condition_error_at_run_time_fails_the_task():
+    flow = nf.Flow("cond", on_error="continue")
+
+    @flow.task
+    def data():
+        return {}
+
+    @flow.task(when="data['missing'] > 1")
+    def use(data):
+        return 1
+
+    run = flow.run()
+    assert run.states["use"] == "failed"
+    assert isinstance(run.errors["use"], nf.ConditionError)
+    assert "KeyError" in str(run.errors["use"])
+
+
+def test_events_arrive_in_order_and_a_raising_subscriber_is_harmless(caplog):
+    flow = nf.Flow("events")
+
+    @flow.task
+    def a():
+        return 1
+
+    @flow.task
+    def b(a):
+        return a + 1
+
+    seen = []
+
+    def broken(event):
+        raise RuntimeError("subscriber bug")
+
+    flow.subscribe(broken)
+    flow.subscribe(lambda e: seen.append((e.kind, getattr(e, "task", None))))
+    with caplog.at_level(logging.ERROR, logger="nbflow.events"):
+        run = flow.run()
+    assert run.status == "succeeded" and run.results["b"] == 2
+    assert seen == [
+        ("RunStarted", None), ("TaskQueued", "a"), ("TaskStarted", "a"), ("TaskSucceeded", "a"),
+        ("TaskQueued", "b"), ("TaskStarted", "b"), ("TaskSucceeded", "b"), ("RunFinished", None),
+    ]
+    assert "subscriber bug" in caplog.text
+
+
+def test_unsubscribe_stops_delivery():
+    flow = nf.Flow("events")
+    flow.task(name="a")(lambda: 1)
+    seen = []
+    unsubscribe = flow.subscribe(seen.append)
+    flow.run()
+    count = len(seen)
+    unsubscribe()
+    flow.run()
+    assert len(seen) == count > 0
+
+
+def test_run_attributes_and_repr():
+    flow = nf.Flow("attrs")
+    flow.task(name="a")(lambda: 1)
+    run = flow.run()
+    assert len(run.run_id) == 32 and run.flow_version == flow.flow_version
+    assert run.duration >= 0
+    assert repr(run) == "<Run 'attrs' succeeded done=1/1 failed=0>"
+    frame = run.timeline()
+    assert list(frame.columns)[:8] == ["task", "attempt", "status", "start", "end", "duration_s", "worker", "error"]
+    assert frame["end"].iloc[0] >= frame["start"].iloc[0]
+
+
+def test_arun_and_start_from_async_code():
+    flow = nf.Flow("async")
+
+    @flow.task
+    async def a():
+        return 5
+
+    async def scenario():
+        run = await flow.arun()
+        handle = flow.start()
+        second = await handle
+        return run, second, handle
+
+    run, second, handle = asyncio.run(scenario())
+    assert run.results == second.results == {"a": 5}
+    assert handle.status == "succeeded" and handle.done()
+
+
+def test_start_without_a_loop_runs_in_a_thread_and_wait_returns():
+    flow = nf.Flow("thread")
+
+    @flow.task
+    async def a():
+        await asyncio.sleep(0.01)
+        return 1
+
+    handle = flow.start()
+    run = handle.wait(timeout=10)
+    assert run.status == "succeeded" and run.results == {"a": 1}
+
+
+def test_empty_flow_succeeds():
+    assert nf.Flow("empty").run().status == "succeeded"
+
+
+def test_definition_errors_are_raised_before_any_task_runs():
+    flow = nf.Flow("early")
+    ran = []
+
+    @flow.task
+    def fine():
+        ran.append(1)
+
+    @flow.task(after=["nope"])
+    def broken():
+        ran.append(2)
+
+    with pytest.raises(nf.MissingDependencyError):
+        flow.run()
+    with pytest.raises(nf.MissingDependencyError):
+        flow.start()
+    assert ran == []

@@ -1,0 +1,139 @@
+"""Definition errors: all raised before any task runs, with precise messages."""
+
+from __future__ import annotations
+
+import pytest
+
+import nbflow as nf
+
+
+def _ran_nothing(flow, **kwargs):
+    ran = []
+    flow.subscribe(lambda e: ran.append(e) if isinstance(e, nf.TaskStarted) else None)
+    return ran
+
+
+def test_cycle_error_names_the_cycle():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a(c):
+        return 1
+
+    @flow.task
+    def b(a):
+        return 1
+
+    @flow.task
+    def c(b):
+        return 1
+
+    ran = _ran_nothing(flow)
+    with pytest.raises(nf.CycleError, match=r"tasks are in a cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)") as info:
+        flow.run()
+    assert info.value.cycle[0] == info.value.cycle[-1] and len(info.value.cycle) == 4
+    assert ran == []
+
+
+def test_after_cycle_is_found_too():
+    flow = nf.Flow("f")
+    flow.task(name="a", after=["b"])(lambda: 1)
+    flow.task(name="b", after=["a"])(lambda: 1)
+    with pytest.raises(nf.CycleError, match=r"a -> b -> a|b -> a -> b"):
+        flow.validate()
+
+
+def test_missing_dependency_names_task_unknown_and_closest():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def users():
+        return 1
+
+    @flow.task(after=["user"])
+    def report():
+        return 1
+
+    with pytest.raises(
+        nf.MissingDependencyError,
+        match=r"task 'report' depends on 'user' \(after\), which is not a task of this flow; did you mean 'users'\?",
+    ) as info:
+        flow.run()
+    assert info.value.suggestion == "users"
+
+
+def test_required_parameter_nothing_supplies():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def users():
+        return 1
+
+    @flow.task
+    def report(usres):
+        return 1
+
+    with pytest.raises(nf.MissingInputError, match=r"task 'report' parameter 'usres' .* did you mean task 'users'\?"):
+        flow.run()
+    # the same parameter supplied by a run variable is fine
+    assert flow.run(variables={"usres": 5}).results["report"] == 1
+
+
+def test_condition_syntax_error_is_raised_at_definition():
+    flow = nf.Flow("f")
+    with pytest.raises(nf.ConditionError, match=r"task 'a' condition 'len\(results\[' : syntax error|task 'a' condition 'len\(results\[': syntax error"):
+
+        @flow.task(when="len(results[")
+        def a():
+            return 1
+
+
+def test_condition_unknown_name_is_raised_before_run():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a():
+        return 1
+
+    @flow.task(when="mode == 'full'")
+    def b(a):
+        return 1
+
+    with pytest.raises(nf.ConditionError, match=r"task 'b' condition \"mode == 'full'\": unknown name 'mode'.*vars\['name'\]"):
+        flow.validate()
+
+
+def test_condition_reading_a_task_makes_it_upstream():
+    flow = nf.Flow("f")
+
+    @flow.task
+    def a():
+        return 3
+
+    @flow.task(when="a > 2")
+    def b():
+        return "ran"
+
+    plan = flow.plan()
+    assert plan.upstream["b"] == ("a",)
+    assert flow.run().results["b"] == "ran"
+
+
+def test_fan_out_parameter_must_be_upstream():
+    flow = nf.Flow("f")
+
+    @flow.task(fan_out="items")
+    def each(items):
+        return items
+
+    with pytest.raises(nf.DefinitionError, match=r"fan_out='items': that parameter must name an upstream task"):
+        flow.validate()
+
+
+def test_plan_is_cached_until_definition_changes():
+    flow = nf.Flow("f")
+    flow.task(name="a")(lambda: 1)
+    first = flow.plan()
+    assert flow.plan() is first
+    flow.task(name="b")(lambda: 2)
+    assert flow.plan() is not first

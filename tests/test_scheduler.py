@@ -1,0 +1,118 @@
+"""The pure scheduler: transitions compared as whole states, and the trigger-rule table."""
+
+from __future__ import annotations
+
+import pytest
+
+import nbflow as nf
+from nbflow import scheduler as sch
+from nbflow.lifecycle import TaskState as S
+
+
+def _plan(edges, triggers=None, names=None):
+    flow = nf.Flow("f")
+    triggers = triggers or {}
+    names = names or sorted({n for e in edges for n in e})
+    for name in names:
+        ups = [u for u, d in edges if d == name]
+        flow.task(name=name, after=ups, trigger=triggers.get(name, "all_success"))(lambda: None)
+    return flow.plan()
+
+
+def key_of(plan):
+    from nbflow.strategies import PriorityStrategy
+
+    return PriorityStrategy().prepare(plan)
+
+
+def test_initial_state_queues_roots_in_definition_order():
+    plan = _plan([("a", "c"), ("b", "c")])
+    state, transition = sch.initial(plan, key_of(plan))
+    assert transition.queued == ["a", "b"]
+    assert state.counts == {"a": [0, 0, 0, 0], "b": [0, 0, 0, 0], "c": [0, 0, 0, 0]}
+    assert sorted(n for _, n in state.ready) == ["a", "b"]
+    assert state.running == set() and state.outcome == {}
+
+
+def test_complete_walks_downstream_only_when_all_upstream_succeeded():
+    plan = _plan([("a", "c"), ("b", "c")])
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    assert sch.pop_ready(state) == "a"
+    assert sch.pop_ready(state) == "b"
+    first = sch.complete(plan, state, "a", S.SUCCEEDED, key)
+    assert first.queued == [] and state.counts["c"] == [1, 1, 0, 0]
+    second = sch.complete(plan, state, "b", S.SUCCEEDED, key)
+    assert second.queued == ["c"]
+    assert state.outcome == {"a": S.SUCCEEDED, "b": S.SUCCEEDED}
+    assert state.running == set()
+
+
+def test_failure_cascades_upstream_failed_through_the_chain():
+    plan = _plan([("a", "b"), ("b", "c"), ("c", "d")])
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state)
+    transition = sch.complete(plan, state, "a", S.FAILED, key)
+    assert [(n, s.value) for n, s, _ in transition.resolved] == [
+        ("b", "upstream_failed"), ("c", "upstream_failed"), ("d", "upstream_failed"),
+    ]
+    assert state.finished
+
+
+def test_pop_ready_follows_priority_then_definition_order():
+    flow = nf.Flow("f")
+    for name, priority in [("t1", 1), ("t2", 10), ("t3", 5), ("t4", 5)]:
+        flow.task(name=name, priority=priority)(lambda: None)
+    plan = flow.plan()
+    state, _ = sch.initial(plan, key_of(plan))
+    assert [sch.pop_ready(state) for _ in range(4)] == ["t2", "t3", "t4", "t1"]
+    assert sch.pop_ready(state) is None
+
+
+# Rows: rule, upstream outcomes -> expected decision once all are known (Airflow semantics).
+TRIGGER_TABLE = [
+    ("all_success", ["succeeded", "succeeded"], "ready"),
+    ("all_success", ["succeeded", "failed"], "upstream_failed"),
+    ("all_success", ["succeeded", "skipped"], "skipped"),
+    ("all_success", ["skipped", "failed"], "upstream_failed"),
+    ("all_done", ["succeeded", "failed"], "ready"),
+    ("all_done", ["skipped", "upstream_failed"], "ready"),
+    ("none_failed", ["succeeded", "skipped"], "ready"),
+    ("none_failed", ["skipped", "skipped"], "ready"),
+    ("none_failed", ["succeeded", "failed"], "upstream_failed"),
+    ("one_success", ["failed", "succeeded"], "ready"),
+    ("one_success", ["failed", "failed"], "upstream_failed"),
+    ("one_success", ["skipped", "skipped"], "skipped"),
+    ("one_success", ["skipped", "failed"], "upstream_failed"),
+    ("one_failed", ["succeeded", "failed"], "ready"),
+    ("one_failed", ["succeeded", "succeeded"], "skipped"),
+    ("one_failed", ["skipped", "upstream_failed"], "ready"),
+    ("one_failed", ["skipped", "skipped"], "skipped"),
+]
+
+
+@pytest.mark.parametrize(("rule", "outcomes", "expected"), TRIGGER_TABLE)
+def test_trigger_rule_table(rule, outcomes, expected):
+    counts = [0, 0, 0, 0]
+    for outcome in outcomes:
+        state = S(outcome)
+        counts[sch.DONE] += 1
+        column = sch.OK if state in (S.SUCCEEDED, S.CACHED) else sch.SKIPPED if state is S.SKIPPED else sch.FAILED
+        counts[column] += 1
+    assert sch.decide(rule, len(outcomes), counts) == expected
+
+
+@pytest.mark.parametrize(("rule", "seen", "expected"), [
+    ("one_success", ["succeeded"], "ready"),   # fires before the other upstream ends
+    ("one_failed", ["failed"], "ready"),
+    ("all_success", ["failed"], "upstream_failed"),
+    ("all_success", ["succeeded"], None),
+    ("all_done", ["failed"], None),
+])
+def test_trigger_rules_decide_early_or_wait(rule, seen, expected):
+    counts = [0, 0, 0, 0]
+    for outcome in seen:
+        counts[sch.DONE] += 1
+        counts[sch.OK if outcome == "succeeded" else sch.FAILED] += 1
+    assert sch.decide(rule, 2, counts) == expected
