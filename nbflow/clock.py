@@ -46,7 +46,12 @@ class InlineExecutor:
     """Runs sync task functions inline on the (private, simulated) loop; async ones as usual."""
 
     async def call(
-        self, task: str, fn: Callable[..., Any], kwargs: dict[str, Any], *, is_async: bool,
+        self,
+        task: str,
+        fn: Callable[..., Any],
+        kwargs: dict[str, Any],
+        *,
+        is_async: bool,
         priority: int = 0,
     ) -> Any:
         """Call ``fn(**kwargs)``; await it when async."""

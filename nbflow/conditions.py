@@ -21,8 +21,19 @@ from .errors import ConditionError
 
 #: Functions a condition may call: pure, cheap, and unable to reach the outside world.
 SAFE_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "len": len, "min": min, "max": max, "abs": abs, "sum": sum, "any": any, "all": all,
-    "round": round, "sorted": sorted, "str": str, "int": int, "float": float, "bool": bool,
+    "len": len,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "sum": sum,
+    "any": any,
+    "all": all,
+    "round": round,
+    "sorted": sorted,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
 }
 RESERVED_NAMES = frozenset({"results", "vars", "True", "False", "None"})
 
@@ -31,7 +42,9 @@ _MAX_POWER = 1_000
 
 
 def _safe_power(base: Any, exponent: Any) -> Any:
-    if abs(exponent) > _MAX_POWER or (isinstance(base, int) and abs(base) > 10**6 and exponent > 64):
+    if abs(exponent) > _MAX_POWER or (
+        isinstance(base, int) and abs(base) > 10**6 and exponent > 64
+    ):
         raise simpleeval.NumberTooHigh(f"{base!r} ** {exponent!r} is too large to compute")
     return base**exponent
 
@@ -117,9 +130,7 @@ def parse_condition(task: str, expression: str) -> Condition:
                 task, expression, f"access to private attribute {node.attr!r} is not allowed"
             )
         elif isinstance(node, ast.Lambda | ast.NamedExpr | ast.Await | ast.Yield | ast.YieldFrom):
-            raise ConditionError(
-                task, expression, f"{type(node).__name__.lower()} is not allowed"
-            )
+            raise ConditionError(task, expression, f"{type(node).__name__.lower()} is not allowed")
         elif (
             isinstance(node, ast.Subscript)
             and isinstance(node.value, ast.Name)

@@ -105,8 +105,8 @@ def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task
         joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
         source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
     target = inspect.unwrap(fn)
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)
+    is_async = inspect.iscoroutinefunction(target) or (
+        not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__)
     )
     # `options` is validated already; model_construct skips a second validation pass.
     spec = TaskSpec.model_construct(
@@ -135,7 +135,9 @@ class Definition:
         if on_error not in ("stop", "continue"):
             raise DefinitionError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise DefinitionError(f"max_workers must be a positive int or None, got {max_workers!r}")
+            raise DefinitionError(
+                f"max_workers must be a positive int or None, got {max_workers!r}"
+            )
         self.name = name
         self.max_workers = max_workers
         self.on_error: OnError = on_error
@@ -205,7 +207,7 @@ class Definition:
         return decorate(fn) if fn is not None else decorate
 
     def _add(self, fn: Callable[..., Any], options: TaskOptions) -> Task:
-        name = options.name or getattr(fn, "__name__", "")
+        name = str(options.name or getattr(fn, "__name__", ""))
         old = self.tasks.get(name)
         index = old.spec.index if old is not None else self._next_index
         task = build_task(fn, options, index)
@@ -255,9 +257,9 @@ class Definition:
             name=self.name,
             max_workers=self.max_workers,
             on_error=self.on_error,
-            strategy=self.strategy if isinstance(self.strategy, str) else getattr(
-                self.strategy, "name", type(self.strategy).__name__
-            ),
+            strategy=self.strategy
+            if isinstance(self.strategy, str)
+            else getattr(self.strategy, "name", type(self.strategy).__name__),
             tasks=tuple(sorted((t.spec for t in self.tasks.values()), key=lambda s: s.index)),
             branches=tuple(self.branches.values()),
         )

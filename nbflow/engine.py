@@ -18,6 +18,7 @@ starts, running tasks are cancelled, and tasks that never started end ``cancelle
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import traceback
 from collections.abc import Callable
@@ -76,7 +77,9 @@ class Engine:
         self.variables = variables
         self.strategy = strategy
         limit = getattr(strategy, "max_workers", None)
-        self.max_workers = min(x for x in (max_workers, limit) if x) if (max_workers or limit) else None
+        self.max_workers = (
+            min(x for x in (max_workers, limit) if x) if (max_workers or limit) else None
+        )
         self.on_error = on_error
         self.bus = bus
         self.pool = pool
@@ -109,7 +112,7 @@ class Engine:
     # -- events ----------------------------------------------------------------------------
 
     def _emit(self, cls: type[ev.Event], *args: Any, **kwargs: Any) -> None:
-        event = cls(self.run_id, self._seq, self.loop.time() - self._t0, *args, **kwargs)  # type: ignore[union-attr,call-arg]
+        event = cls(self.run_id, self._seq, self.loop.time() - self._t0, *args, **kwargs)  # type: ignore[union-attr]
         self._seq += 1
         self.state.apply(event)
         if self.bus:
@@ -131,9 +134,14 @@ class Engine:
         self._done = loop.create_future()
         plan = self.plan
         self._emit(
-            ev.RunStarted, plan.flow_name, plan.flow_version, plan.names, dict(self.variables),
+            ev.RunStarted,
+            plan.flow_name,
+            plan.flow_version,
+            plan.names,
+            dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
-            tuple(n for n in plan.names if plan.specs[n].fan_out), self.parent_run,
+            tuple(n for n in plan.names if plan.specs[n].fan_out),
+            self.parent_run,
         )
         try:
             async with asyncio.TaskGroup() as group:
@@ -216,8 +224,14 @@ class Engine:
 
     # -- dispatch --------------------------------------------------------------------------
 
+    @property
+    def sched(self) -> sch.SchedulerState:
+        """The scheduler state (exists once the run has begun)."""
+        assert self._sched is not None, "the run has not begun"
+        return self._sched
+
     def _dispatch(self) -> None:
-        sched, limit, pool = self._sched, self.max_workers, self.pool
+        sched, limit, pool = self.sched, self.max_workers, self.pool
         unplaced: list[tuple[Any, str]] = []
         while sched.ready and not self._stopping:
             if limit is not None and len(self._inflight) >= limit:
@@ -237,12 +251,12 @@ class Engine:
             else:
                 worker = self._take_slot()
             task = self._group.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
-            task.add_done_callback(lambda _, name=name, worker=worker: self._reap(name, worker))
+            task.add_done_callback(functools.partial(self._reap, name, worker))
             self._inflight[name] = task
         if unplaced:
             sch.push_back(sched, unplaced)
 
-    def _reap(self, name: str, worker: str) -> None:
+    def _reap(self, name: str, worker: str, _task: object = None) -> None:
         # A task cancelled before its coroutine ever ran skips _run_task's own bookkeeping.
         if name in self._inflight:
             self._inflight.pop(name)
@@ -268,7 +282,9 @@ class Engine:
         if not gates:
             return True
         tasks = self.state.tasks
-        results = {d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL}
+        results = {
+            d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
+        }
         for gate in gates:
             try:
                 passed = _evaluate(gate, name, results, self.variables)
@@ -356,18 +372,31 @@ class Engine:
             self._emit(ev.TaskSucceeded, name, attempt, result, element)
             return True, result
 
-    async def _call(self, name: str, kwargs: dict[str, Any], attempt: int, worker: str, element: int | None) -> Any:
+    async def _call(
+        self, name: str, kwargs: dict[str, Any], attempt: int, worker: str, element: int | None
+    ) -> Any:
         spec = self.plan.specs[name]
         fn = self.plan.funcs[name]
         executor = self.executor
         if self.task_mw:
             ctx = Context(
-                "task", self.run_id, self.plan.flow_name, self.variables, name, attempt, element,
-                worker, dict(kwargs), spec, fn,
+                "task",
+                self.run_id,
+                self.plan.flow_name,
+                self.variables,
+                name,
+                attempt,
+                element,
+                worker,
+                dict(kwargs),
+                spec,
+                fn,
             )
 
             async def innermost() -> Any:
-                return await executor.call(name, fn, ctx.inputs, is_async=spec.is_async, priority=spec.priority)
+                return await executor.call(
+                    name, fn, ctx.inputs, is_async=spec.is_async, priority=spec.priority
+                )
 
             call = call_with(self.task_mw, ctx, innermost)
         else:
@@ -391,7 +420,8 @@ class Engine:
             items = list(source)  # type: ignore[arg-type]
         except TypeError:
             raise TypeError(
-                f"task {name!r} fan_out={param!r}: upstream result {type(source).__name__} is not iterable"
+                f"task {name!r} fan_out={param!r}: upstream result "
+                f"{type(source).__name__} is not iterable"
             ) from None
         self._emit(ev.TaskStarted, name, 1, worker, None, len(items))
 
@@ -401,7 +431,9 @@ class Engine:
                 raise value
             return value
 
-        outcomes = await sliding_window(items, run_one, concurrency=spec.concurrency, rate=spec.rate)
+        outcomes = await sliding_window(
+            items, run_one, concurrency=spec.concurrency, rate=spec.rate
+        )
         failures = [o for o in outcomes if not o.ok]
         if failures and not spec.allow_partial:
             first = failures[0].error
@@ -418,9 +450,11 @@ class Engine:
 
     # -- after a task ----------------------------------------------------------------------
 
-    def _finish_task(self, name: str, outcome: S, *, error: BaseException | None = None, reason: str = "") -> None:
+    def _finish_task(
+        self, name: str, outcome: S, *, error: BaseException | None = None, reason: str = ""
+    ) -> None:
         """End a task that never started (gate closed or failed)."""
-        self._sched.running.discard(name)
+        self.sched.running.discard(name)
         if outcome is S.SKIPPED:
             self._emit(ev.TaskSkipped, name, outcome.value, reason)
         else:
@@ -431,10 +465,10 @@ class Engine:
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
-            sch.record(self._sched, name, outcome)  # type: ignore[arg-type]
+            sch.record(self.sched, name, outcome)
             self._maybe_finish()
             return
-        transition = sch.complete(self.plan, self._sched, name, outcome, self._key)
+        transition = sch.complete(self.plan, self.sched, name, outcome, self._key)
         self._emit_transition(transition)
         if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
@@ -455,7 +489,9 @@ def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[st
         try:
             passed = bool(gate.callable(GateContext(name, results, variables)))
         except Exception as error:
-            raise ConditionError(name, repr(gate.callable), f"{type(error).__name__}: {error}") from error
+            raise ConditionError(
+                name, repr(gate.callable), f"{type(error).__name__}: {error}"
+            ) from error
     return not passed if gate.negate else passed
 
 

@@ -42,13 +42,16 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
 class MissingDependencyError(DefinitionError):
     """A task depends on a name that is not a task of the flow."""
 
-    def __init__(self, task: str, missing: str, known: Iterable[str], *, field: str = "after") -> None:
+    def __init__(
+        self, task: str, missing: str, known: Iterable[str], *, field: str = "after"
+    ) -> None:
         self.task = task
         self.missing = missing
         self.suggestion = closest(missing, known)
         hint = f"; did you mean {self.suggestion!r}?" if self.suggestion else ""
         super().__init__(
-            f"task {task!r} depends on {missing!r} ({field}), which is not a task of this flow{hint}"
+            f"task {task!r} depends on {missing!r} ({field}), "
+            f"which is not a task of this flow{hint}"
         )
 
 
@@ -60,9 +63,7 @@ class MissingInputError(MissingDependencyError):
         self.missing = parameter
         self.suggestion = closest(parameter, tasks)
         hint = (
-            f"did you mean task {self.suggestion!r}? Otherwise give"
-            if self.suggestion
-            else "give"
+            f"did you mean task {self.suggestion!r}? Otherwise give" if self.suggestion else "give"
         )
         DefinitionError.__init__(
             self,

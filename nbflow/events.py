@@ -153,4 +153,6 @@ class EventBus:
             try:
                 callback(event)
             except Exception:
-                log.exception("nbflow subscriber %r raised on %s; the run goes on", callback, event.kind)
+                log.exception(
+                    "nbflow subscriber %r raised on %s; the run goes on", callback, event.kind
+                )

@@ -38,7 +38,12 @@ class LocalExecutor:
         return self._pool
 
     async def call(
-        self, task: str, fn: Callable[..., Any], kwargs: dict[str, Any], *, is_async: bool,
+        self,
+        task: str,
+        fn: Callable[..., Any],
+        kwargs: dict[str, Any],
+        *,
+        is_async: bool,
         priority: int = 0,
     ) -> Any:
         """Run ``fn(**kwargs)`` and return its result (awaiting it if it is awaitable)."""

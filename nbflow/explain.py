@@ -32,7 +32,7 @@ def explain(run: Run, task: str) -> str:
     if upstream:
         waited = sorted(
             upstream,
-            key=lambda d: state.tasks[d].ended_t if state.tasks[d].ended_t is not None else -1,
+            key=lambda d: state.tasks[d].ended_t or -1.0,
         )
         described = ", ".join(
             f"{d} ({state.tasks[d].state.value}"
@@ -44,35 +44,55 @@ def explain(run: Run, task: str) -> str:
     else:
         lines.append(f"{task!r} has no upstream tasks, so it was ready when the run started.")
     if record.state in (TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED):
-        lines.append(f"It never started: it ended {record.state.value}" + (f" ({record.reason})." if record.reason else "."))
+        lines.append(
+            f"It never started: it ended {record.state.value}"
+            + (f" ({record.reason})." if record.reason else ".")
+        )
         return " ".join(lines)
     if record.queued_seq is None or record.started_seq is None:
         lines.append(f"It has not started yet (state {record.state.value}).")
         return " ".join(lines)
-    lines.append(f"It became ready at {record.queued_t:.3f}s and started at {record.started_t:.3f}s.")
+    lines.append(
+        f"It became ready at {record.queued_t:.3f}s and started at {record.started_t:.3f}s."
+    )
     rivals = [
-        r for r in state.tasks.values()
-        if r.name != task and r.queued_seq is not None and r.queued_seq < record.started_seq
+        r
+        for r in state.tasks.values()
+        if r.name != task
+        and r.queued_seq is not None
+        and r.queued_seq < record.started_seq
         and (r.started_seq is None or r.started_seq > record.started_seq)
     ]
     earlier = [
-        r for r in state.tasks.values()
-        if r.name != task and r.queued_seq is not None and r.started_seq is not None
-        and r.queued_seq < record.started_seq and record.queued_seq < r.started_seq < record.started_seq
+        r
+        for r in state.tasks.values()
+        if r.name != task
+        and r.queued_seq is not None
+        and r.started_seq is not None
+        and r.queued_seq < record.started_seq
+        and record.queued_seq < r.started_seq < record.started_seq
     ]
     strategy = getattr(run._strategy, "name", "priority")
     if plan is not None:
         prio = plan.specs[task].priority
         lines.append(f"Strategy {strategy!r}; its priority is {prio}.")
         if earlier:
-            names = ", ".join(f"{r.name} (priority {plan.specs[r.name].priority})" for r in sorted(earlier, key=lambda r: r.started_seq or 0))
+            names = ", ".join(
+                f"{r.name} (priority {plan.specs[r.name].priority})"
+                for r in sorted(earlier, key=lambda r: r.started_seq or 0)
+            )
             lines.append(f"While it was ready, these started first: {names}.")
         if rivals:
-            names = ", ".join(f"{r.name} (priority {plan.specs[r.name].priority})" for r in rivals[:10])
+            names = ", ".join(
+                f"{r.name} (priority {plan.specs[r.name].priority})" for r in rivals[:10]
+            )
             more = f" and {len(rivals) - 10} more" if len(rivals) > 10 else ""
             lines.append(f"Ready with it and started after it: {names}{more}.")
         if not earlier and not rivals:
             lines.append("No other task competed for a worker at that moment.")
     if record.worker:
-        lines.append(f"It ran on {record.worker}" + (f" and took {record.attempts} attempt(s)." if record.attempts else "."))
+        lines.append(
+            f"It ran on {record.worker}"
+            + (f" and took {record.attempts} attempt(s)." if record.attempts else ".")
+        )
     return " ".join(lines)

@@ -101,11 +101,13 @@ async def fan_out(
         return await retry(functools.partial(call, item), retry_policy)
 
     outcomes = await sliding_window(items, run_one, concurrency=concurrency, rate=rate)
-    errors = [o.error for o in outcomes if not o.ok and o.error is not None]
+    errors: list[Exception] = [
+        o.error for o in outcomes if isinstance(o.error, Exception) and not o.ok
+    ]
     if errors and not return_exceptions:
         for outcome in outcomes:
             if outcome.error is not None:
                 outcome.error.add_note(f"nbflow.fan_out: element {outcome.index}")
         raise ExceptionGroup(f"{len(errors)} of {len(outcomes)} fan-out elements failed", errors)
-    values = [o.value if o.ok else o.error for o in outcomes]
+    values: list[Any] = [o.value if o.ok else o.error for o in outcomes]
     return aggregate(values) if aggregate is not None else values

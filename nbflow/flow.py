@@ -83,10 +83,12 @@ class Flow(Definition):
 
     def _generation(self) -> int:
         # Any change to the definition (re-defined task, new branch) changes this fingerprint.
-        return hash((
-            tuple((n, id(t.spec)) for n, t in self.tasks.items()),
-            tuple(id(b) for b in self.branches.values()),
-        ))
+        return hash(
+            (
+                tuple((n, id(t.spec)) for n, t in self.tasks.items()),
+                tuple(id(b) for b in self.branches.values()),
+            )
+        )
 
     def plan(self) -> Plan:
         """Validate the definition and return its execution plan (cached until it changes).
@@ -165,7 +167,10 @@ class Flow(Definition):
 
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                None, lambda: run_simulated(self._simulated_run(variables, strategy, max_workers, on_error))
+                None,
+                lambda: run_simulated(
+                    self._simulated_run(variables, strategy, max_workers, on_error)
+                ),
             )
         engine, run = self._engine(variables, strategy, max_workers, on_error, executor)
         if show:
@@ -174,11 +179,18 @@ class Flow(Definition):
             await engine.run()
         return run
 
-    async def _simulated_run(self, variables: Any, strategy: Any, max_workers: Any, on_error: Any) -> Run:
+    async def _simulated_run(
+        self, variables: Any, strategy: Any, max_workers: Any, on_error: Any
+    ) -> Run:
         from .clock import SIMULATION_EPOCH, InlineExecutor
 
         engine, run = self._engine(
-            variables, strategy, max_workers, on_error, InlineExecutor(), wall_start=SIMULATION_EPOCH
+            variables,
+            strategy,
+            max_workers,
+            on_error,
+            InlineExecutor(),
+            wall_start=SIMULATION_EPOCH,
         )
         await engine.run()
         return run
@@ -202,8 +214,13 @@ class Flow(Definition):
         """
         return run_blocking(
             self.arun(
-                variables, strategy=strategy, max_workers=max_workers, on_error=on_error,
-                executor=executor, show=show, simulate=simulate,
+                variables,
+                strategy=strategy,
+                max_workers=max_workers,
+                on_error=on_error,
+                executor=executor,
+                show=show,
+                simulate=simulate,
             )
         )
 
@@ -233,7 +250,9 @@ class Flow(Definition):
         if loop is not None:
             handle = RunHandle(engine, run, task=loop.create_task(execute()))
         else:
-            thread = threading.Thread(target=asyncio.run, args=(execute(),), daemon=True, name=f"nbflow-{self.name}")
+            thread = threading.Thread(
+                target=asyncio.run, args=(execute(),), daemon=True, name=f"nbflow-{self.name}"
+            )
             handle = RunHandle(engine, run, thread=thread)
             thread.start()
             while engine.loop is None and thread.is_alive():
@@ -250,4 +269,5 @@ class Flow(Definition):
         return dashboard
 
     def __repr__(self) -> str:
-        return f"<Flow {self.name!r} tasks={len(self.tasks)} strategy={getattr(self.strategy, 'name', self.strategy)!r}>"
+        strategy = getattr(self.strategy, "name", self.strategy)
+        return f"<Flow {self.name!r} tasks={len(self.tasks)} strategy={strategy!r}>"

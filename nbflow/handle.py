@@ -80,7 +80,9 @@ class RunHandle:
         if not self._task.done():
             loop = self._task.get_loop()
             ensure_reentrant(loop)
-            waiter = asyncio.wait_for(asyncio.shield(self._task), timeout) if timeout else self._task
+            waiter = (
+                asyncio.wait_for(asyncio.shield(self._task), timeout) if timeout else self._task
+            )
             loop.run_until_complete(waiter)
         return self._finished()
 

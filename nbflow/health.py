@@ -31,7 +31,8 @@ class Health(dict[str, Any]):
     def __str__(self) -> str:
         oldest = self.get("oldest_task")
         age = f", oldest {oldest} running {self['oldest_age_s']:.1f}s" if oldest else ""
-        return f"nbflow: {self['active_runs']} active run(s), {self['tasks_in_flight']} task(s) in flight{age}"
+        runs, tasks = self["active_runs"], self["tasks_in_flight"]
+        return f"nbflow: {runs} active run(s), {tasks} task(s) in flight{age}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -49,13 +50,19 @@ def health(flow: Any = None) -> Health:
     runs = []
     for engine in engines:
         now = engine.loop.time() - engine._t0 if engine.loop is not None else 0.0
-        running = [r for r in engine.state.tasks.values() if r.state in (TaskState.RUNNING, TaskState.RETRYING)]
+        running = [
+            r
+            for r in engine.state.tasks.values()
+            if r.state in (TaskState.RUNNING, TaskState.RETRYING)
+        ]
         in_flight += len(running)
         for record in running:
             age = now - (record.started_t or now)
             if oldest is None or age > oldest[0]:
                 oldest = (age, record.name, engine.run_id)
-        runs.append({"flow": engine.plan.flow_name, "run_id": engine.run_id, "in_flight": len(running)})
+        runs.append(
+            {"flow": engine.plan.flow_name, "run_id": engine.run_id, "in_flight": len(running)}
+        )
     return Health(
         active_runs=len(engines),
         tasks_in_flight=in_flight,

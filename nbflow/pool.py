@@ -86,7 +86,9 @@ class Pool:
             raise DefinitionError("a Pool needs at least one worker")
         for name, capacity in workers.items():
             if not isinstance(capacity, int) or capacity < 1:
-                raise DefinitionError(f"worker {name!r} capacity must be an int >= 1, got {capacity!r}")
+                raise DefinitionError(
+                    f"worker {name!r} capacity must be an int >= 1, got {capacity!r}"
+                )
         self.capacity: dict[str, int] = dict(workers)
         self.tags: dict[str, tuple[str, ...]] = {n: tuple((tags or {}).get(n, ())) for n in workers}
         self.in_flight: dict[str, int] = dict.fromkeys(workers, 0)
@@ -117,7 +119,7 @@ class Pool:
         if not any(want == n or want in self.tags[n] for n in self.capacity):
             raise DefinitionError(
                 f"task {task!r} worker={want!r} matches no worker of the pool; workers are "
-                f"{sorted(self.capacity)} with tags {sorted({t for ts in self.tags.values() for t in ts})}"
+                f"{sorted(self.capacity)} with tags {sorted(set().union(*self.tags.values()))}"
             )
 
     def acquire(self, task: str, want: str | None = None) -> str | None:

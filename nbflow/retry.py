@@ -181,7 +181,7 @@ async def retry(
             result = fn()
             if inspect.isawaitable(result):
                 result = await result
-            return result  # type: ignore[return-value]
+            return result
         except Exception as error:
             delay = state.next_delay(error, loop.time())
             if delay is None:

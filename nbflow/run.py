@@ -72,7 +72,8 @@ class Run:
     def errors(self) -> dict[str, BaseException]:
         """Task name -> exception of its last attempt, for tasks that failed."""
         return {
-            n: r.error for n, r in self._state.tasks.items()
+            n: r.error
+            for n, r in self._state.tasks.items()
             if r.state is TaskState.FAILED and r.error is not None
         }
 
@@ -109,11 +110,16 @@ class Run:
         origin = pd.Timestamp(s.wall_start, unit="s")
         rows = [
             (
-                r.task, r.attempt, r.status,
+                r.task,
+                r.attempt,
+                r.status,
                 origin + pd.Timedelta(seconds=r.start),
                 origin + pd.Timedelta(seconds=r.end) if r.end is not None else pd.NaT,
                 (r.end - r.start) if r.end is not None else None,
-                r.worker, r.error, r.element, r.base,
+                r.worker,
+                r.error,
+                r.element,
+                r.base,
             )
             for r in s.rows
         ]

@@ -94,7 +94,7 @@ class ParamSpec(BaseModel):
 class TaskSpec(TaskOptions):
     """A task: its options plus what the function's signature and source tell."""
 
-    name: str  # type: ignore[assignment]
+    name: str
     params: tuple[ParamSpec, ...] = ()
     is_async: bool = False
     source_hash: str = ""

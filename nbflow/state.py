@@ -146,7 +146,9 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         label = e.task
     else:
         label = f"{e.task}[{e.element}]"
-    row = AttemptRow(label, e.attempt, "running", e.t, None, e.worker, None, e.element, e.task, e.seq)
+    row = AttemptRow(
+        label, e.attempt, "running", e.t, None, e.worker, None, e.element, e.task, e.seq
+    )
     s.rows.append(row)
     s.open_rows[(e.task, e.element)] = row
 
@@ -166,7 +168,9 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
         return
     record = s.tasks[e.task]
     if e.cached and (e.task, None) not in s.open_rows and e.task not in s.fan_out:
-        row = AttemptRow(e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq)
+        row = AttemptRow(
+            e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
+        )
         s.rows.append(row)
     s._close(e.task, None, e.t, status, None)
     record.state = TaskState.CACHED if e.cached else TaskState.SUCCEEDED
@@ -183,7 +187,10 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
     s._close(e.task, None, e.t, "failed", e.error)
     record = s.tasks[e.task]
     record.state, record.error, record.traceback, record.ended_t = (
-        TaskState.FAILED, e.error, e.traceback, e.t,
+        TaskState.FAILED,
+        e.error,
+        e.traceback,
+        e.t,
     )
 
 

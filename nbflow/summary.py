@@ -9,9 +9,16 @@ if TYPE_CHECKING:
     from .run import Run
 
 _COLOURS = {
-    "succeeded": "#009E73", "cached": "#56B4E9", "failed": "#D55E00", "running": "#E69F00",
-    "retrying": "#F0E442", "skipped": "#999999", "upstream_failed": "#CC79A7",
-    "cancelled": "#666666", "pending": "#DDDDDD", "queued": "#BBBBBB",
+    "succeeded": "#009E73",
+    "cached": "#56B4E9",
+    "failed": "#D55E00",
+    "running": "#E69F00",
+    "retrying": "#F0E442",
+    "skipped": "#999999",
+    "upstream_failed": "#CC79A7",
+    "cancelled": "#666666",
+    "pending": "#DDDDDD",
+    "queued": "#BBBBBB",
 }
 
 
@@ -27,11 +34,14 @@ def run_summary_html(run: Run) -> str:
     rows = []
     for name, record in state.tasks.items():
         duration = f"{record.duration:.3f}s" if record.duration is not None else ""
-        error = html.escape(f"{type(record.error).__name__}: {record.error}") if record.error else ""
+        error = (
+            html.escape(f"{type(record.error).__name__}: {record.error}") if record.error else ""
+        )
         rows.append(
             f"<tr><td>{html.escape(name)}</td>"
             f'<td><span style="color:{_COLOURS.get(record.state.value, "#000")}">&#9679;</span> '
-            f"{record.state.value}</td><td>{record.attempts}</td><td>{html.escape(record.worker or '')}</td>"
+            f"{record.state.value}</td><td>{record.attempts}</td>"
+            f"<td>{html.escape(record.worker or '')}</td>"
             f"<td>{duration}</td><td>{error}</td></tr>"
         )
     return (

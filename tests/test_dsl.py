@@ -86,7 +86,9 @@ def test_after_accepts_task_objects():
 
 def test_unknown_option_names_task_field_and_known_options():
     flow = nf.Flow("f")
-    with pytest.raises(nf.DefinitionError, match=r"task 'a': prio: unknown option; known options are .*priority"):
+    with pytest.raises(
+        nf.DefinitionError, match=r"task 'a': prio: unknown option; known options are .*priority"
+    ):
 
         @flow.task(prio=3)
         def a():
@@ -95,7 +97,9 @@ def test_unknown_option_names_task_field_and_known_options():
 
 def test_bad_option_value_names_the_field():
     flow = nf.Flow("f")
-    with pytest.raises(nf.DefinitionError, match=r"task 'a': timeout: Input should be greater than 0"):
+    with pytest.raises(
+        nf.DefinitionError, match=r"task 'a': timeout: Input should be greater than 0"
+    ):
 
         @flow.task(timeout=-1)
         def a():
@@ -133,7 +137,9 @@ def test_decorator_signature_matches_task_options():
 
     with_options = get_overloads(Definition.task)[-1]
     keyword_names = {
-        p.name for p in inspect.signature(with_options).parameters.values() if p.kind is p.KEYWORD_ONLY
+        p.name
+        for p in inspect.signature(with_options).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
     }
     # `when` accepts a callable, which the DSL stores as `when_fn` (kept out of the JSON spec).
     assert keyword_names == set(TaskOptions.model_fields) - {"when_fn"}

@@ -255,7 +255,10 @@ def test_cancel_mid_run_leaves_nothing_running_or_pending():
     run = asyncio.run(scenario())
     assert run.status == "cancelled"
     assert run.states == {
-        "first": "cancelled", "second": "cancelled", "waiting": "cancelled", "downstream": "cancelled",
+        "first": "cancelled",
+        "second": "cancelled",
+        "waiting": "cancelled",
+        "downstream": "cancelled",
     }
     assert "waiting" not in started
     assert not any(s in ("running", "pending", "queued", "retrying") for s in run.states.values())
@@ -303,7 +306,12 @@ def test_when_false_skips_task_and_its_dependants():
         return 3
 
     run = flow.run(variables={"go": False})
-    assert run.states == {"mode": "succeeded", "heavy": "skipped", "report": "skipped", "gated": "skipped"}
+    assert run.states == {
+        "mode": "succeeded",
+        "heavy": "skipped",
+        "report": "skipped",
+        "gated": "skipped",
+    }
     assert run.status == "succeeded"
     assert flow.run(variables={"go": True}).states["gated"] == "succeeded"
 
@@ -347,8 +355,14 @@ def test_events_arrive_in_order_and_a_raising_subscriber_is_harmless(caplog):
         run = flow.run()
     assert run.status == "succeeded" and run.results["b"] == 2
     assert seen == [
-        ("RunStarted", None), ("TaskQueued", "a"), ("TaskStarted", "a"), ("TaskSucceeded", "a"),
-        ("TaskQueued", "b"), ("TaskStarted", "b"), ("TaskSucceeded", "b"), ("RunFinished", None),
+        ("RunStarted", None),
+        ("TaskQueued", "a"),
+        ("TaskStarted", "a"),
+        ("TaskSucceeded", "a"),
+        ("TaskQueued", "b"),
+        ("TaskStarted", "b"),
+        ("TaskSucceeded", "b"),
+        ("RunFinished", None),
     ]
     assert "subscriber bug" in caplog.text
 
@@ -373,7 +387,16 @@ def test_run_attributes_and_repr():
     assert run.duration >= 0
     assert repr(run) == "<Run 'attrs' succeeded done=1/1 failed=0>"
     frame = run.timeline()
-    assert list(frame.columns)[:8] == ["task", "attempt", "status", "start", "end", "duration_s", "worker", "error"]
+    assert list(frame.columns)[:8] == [
+        "task",
+        "attempt",
+        "status",
+        "start",
+        "end",
+        "duration_s",
+        "worker",
+        "error",
+    ]
     assert frame["end"].iloc[0] >= frame["start"].iloc[0]
 
 

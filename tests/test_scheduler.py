@@ -55,7 +55,9 @@ def test_failure_cascades_upstream_failed_through_the_chain():
     sch.pop_ready(state)
     transition = sch.complete(plan, state, "a", S.FAILED, key)
     assert [(n, s.value) for n, s, _ in transition.resolved] == [
-        ("b", "upstream_failed"), ("c", "upstream_failed"), ("d", "upstream_failed"),
+        ("b", "upstream_failed"),
+        ("c", "upstream_failed"),
+        ("d", "upstream_failed"),
     ]
     assert state.finished
 
@@ -98,18 +100,27 @@ def test_trigger_rule_table(rule, outcomes, expected):
     for outcome in outcomes:
         state = S(outcome)
         counts[sch.DONE] += 1
-        column = sch.OK if state in (S.SUCCEEDED, S.CACHED) else sch.SKIPPED if state is S.SKIPPED else sch.FAILED
+        column = (
+            sch.OK
+            if state in (S.SUCCEEDED, S.CACHED)
+            else sch.SKIPPED
+            if state is S.SKIPPED
+            else sch.FAILED
+        )
         counts[column] += 1
     assert sch.decide(rule, len(outcomes), counts) == expected
 
 
-@pytest.mark.parametrize(("rule", "seen", "expected"), [
-    ("one_success", ["succeeded"], "ready"),   # fires before the other upstream ends
-    ("one_failed", ["failed"], "ready"),
-    ("all_success", ["failed"], "upstream_failed"),
-    ("all_success", ["succeeded"], None),
-    ("all_done", ["failed"], None),
-])
+@pytest.mark.parametrize(
+    ("rule", "seen", "expected"),
+    [
+        ("one_success", ["succeeded"], "ready"),  # fires before the other upstream ends
+        ("one_failed", ["failed"], "ready"),
+        ("all_success", ["failed"], "upstream_failed"),
+        ("all_success", ["succeeded"], None),
+        ("all_done", ["failed"], None),
+    ],
+)
 def test_trigger_rules_decide_early_or_wait(rule, seen, expected):
     counts = [0, 0, 0, 0]
     for outcome in seen:

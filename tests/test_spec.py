@@ -10,7 +10,7 @@ import textwrap
 import nbflow as nf
 
 FLOW_SOURCE = textwrap.dedent(
-    '''
+    """
     import nbflow as nf
     flow = nf.Flow("versioned", max_workers=2)
 
@@ -23,7 +23,7 @@ FLOW_SOURCE = textwrap.dedent(
         return sum(load) * scale
 
     print(flow.flow_version)
-    '''
+    """
 )
 
 
