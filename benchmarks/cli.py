@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write_json(opts.json_path, rows, meta)
     print(f"## nbflow benchmarks ({meta['started']}, Python {meta['python']}, "
           f"{meta['cpus']} CPUs, repeat={opts.repeat}{', quick' if opts.quick else ''})\n")
+    print(f"Versions: {report.versions(rows)}.\n")
     print(report.markdown(rows))
     print("\n### µs per task (W4: efficiency; nbflow and Hamilton: run / build)\n")
     print(report.pivot(rows))

@@ -54,7 +54,8 @@ def overhead_table(rows: list[dict[str, Any]]) -> str:
 def define_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: nbflow's define + validate time for W1-10k vs Hamilton's driver build."""
     nb, ham = _find(rows, "nbflow", "W1-10k"), _find(rows, "hamilton", "W1-10k")
-    lines = ["| step (W1 10k graph) | median |", "|---|--:|"]
+    n = (nb or ham or {}).get("n_tasks", 0)
+    lines = [f"| step (W1-10k graph, {n:,} tasks) | median |", "|---|--:|"]
     nb_total = ham_build = None
     if nb and nb["status"] == "ok":
         for phase, label in (("define", "nbflow: decorate every task"),

@@ -146,6 +146,14 @@ def pivot(rows: Sequence[Row]) -> str:
     return "\n".join([head, rule, *body])
 
 
+def versions(rows: Iterable[Row]) -> str:
+    """``dask 2026.8.0, prefect 3.8.8, ...``: every package version the children reported."""
+    found: dict[str, str] = {}
+    for r in rows:
+        found.update(r.get("versions") or {})
+    return ", ".join(f"{k} {v}" for k, v in sorted(found.items()))
+
+
 def environment() -> dict[str, Any]:
     """Where the numbers were measured."""
     import os

@@ -5,7 +5,9 @@ idea as nbflow's DSL. The benchmark makes a module whose functions are created i
 shares one body (``**kwargs``) and gets its name, ``__signature__`` and ``__annotations__`` set,
 which is what Hamilton introspects. ``prepare`` (timed as "build") is ``driver.Builder()
 .with_modules(module).build()``; ``execute`` is ``driver.execute(sinks)``. The sync driver runs
-nodes one after another, inline; Hamilton has no retries, so W5 is "n/a".
+nodes one after another, inline; Hamilton has no retries, so W5 is "n/a". Its executor
+walks dependencies recursively, so a 1,000-task chain exceeds Python's default recursion limit:
+the limit is raised in proportion to the graph's depth, as a Hamilton user would have to.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.engines.base import Engine, NotRunnable, sync_node_fns
-from benchmarks.workloads import Workload
+from benchmarks.workloads import Workload, topological_layers
 
 _MODULE = "nbflow_bench_hamilton_dag"
 
@@ -81,6 +83,8 @@ class HamiltonEngine(Engine):
         """Create the module and build the driver (Hamilton's define/validate cost)."""
         from hamilton import driver
 
+        depth = len(topological_layers(workload))
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * depth + 1_000))
         dr = driver.Builder().with_modules(dag_module(workload)).build()
         return Prepared(dr, [workload.names[i] for i in workload.sinks])
 
