@@ -1,0 +1,29 @@
+"""The README's example runs as written (minus the widget, which needs a kernel)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_runs(capsys):
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    exec(compile(code.replace(", show=True", ""), "README.md", "exec"), {})  # our own file
+    assert capsys.readouterr().out.strip() == "succeeded published 42"
+
+
+def test_readme_gives_exactly_two_setup_commands():
+    block = re.search(r"## Set up.*?```bash\n(.*?)```", README.read_text(), re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert "scripts/test.sh" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_demo_command_runs(tmp_path, monkeypatch):
+    from nbflow.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--pace", "0"]) == 0
