@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import middleware
 from .dsl import Task
 from .errors import (
     ConditionError,
@@ -68,7 +69,6 @@ _LAZY = {
     "Dashboard": ("nbflow.widgets", "Dashboard"),
     "DaskExecutor": ("nbflow.dask", "DaskExecutor"),
     "LocalExecutor": ("nbflow.executors", "LocalExecutor"),
-    "middleware": ("nbflow.builtin_middleware", None),
 }
 
 if TYPE_CHECKING:
@@ -125,5 +125,6 @@ __all__ = [
     "WorkerLoad",
     "fan_out",
     "health",
+    "middleware",
     "retry",
 ]

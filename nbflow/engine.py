@@ -211,9 +211,11 @@ class Engine:
         if sched is not None:
             leftover = [name for _, name in sched.ready] + sch.undecided(self.plan, sched)
             sched.ready.clear()
-            for name in leftover:
-                if self.state.tasks[name].state not in (S.SKIPPED, S.UPSTREAM_FAILED):
-                    self._emit(ev.TaskCancelled, name)
+        else:  # stopped before the first task was queued (a run middleware failed)
+            leftover = list(self.plan.names)
+        for name in leftover:
+            if self.state.tasks[name].state not in (S.SKIPPED, S.UPSTREAM_FAILED):
+                self._emit(ev.TaskCancelled, name)
         status = self._final_status
         if status is None:
             failed = any(r.state is S.FAILED for r in self.state.tasks.values())

@@ -78,6 +78,15 @@ class Run:
         }
 
     @property
+    def element_errors(self) -> dict[str, dict[int, BaseException]]:
+        """Fan-out task -> {element index: error} for elements that failed for good.
+
+        With ``allow_partial=True`` the task succeeds with the successes only; its failed
+        elements are reported here.
+        """
+        return {n: dict(r.element_errors) for n, r in self._state.tasks.items() if r.element_errors}
+
+    @property
     def tracebacks(self) -> dict[str, str]:
         """Task name -> formatted traceback of its final failure."""
         return {n: r.traceback for n, r in self._state.tasks.items() if r.traceback}

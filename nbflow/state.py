@@ -52,6 +52,7 @@ class TaskRecord:
     size: int | None = None
     elements_done: int = 0
     elements_failed: int = 0
+    element_errors: dict[int, BaseException] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -182,7 +183,9 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
 def _failed(s: RunState, e: ev.TaskFailed) -> None:
     if e.element is not None:
         s._close(e.task, e.element, e.t, "failed", e.error)
-        s.tasks[e.task].elements_failed += 1
+        record = s.tasks[e.task]
+        record.elements_failed += 1
+        record.element_errors[e.element] = e.error
         return
     s._close(e.task, None, e.t, "failed", e.error)
     record = s.tasks[e.task]

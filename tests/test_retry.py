@@ -1,0 +1,139 @@
+"""nf.Retry as a value object and on its own: backoff, filters, deadline, jitter, decorators."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import nbflow as nf
+from nbflow.retry import RetryState
+
+
+def test_retry_is_a_frozen_comparable_value():
+    a = nf.Retry(max_retries=2, on=(IOError,))
+    assert a == nf.Retry(max_retries=2, on=("OSError",))
+    with pytest.raises(Exception, match="frozen"):
+        a.max_retries = 5  # type: ignore[misc]
+    assert "max_retries=2" in repr(a)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_retries", -1, "greater than or equal to 0"),
+        ("backoff", 0.5, "greater than or equal to 1"),
+        ("on", ("NotAnError",), "not an exception class"),
+    ],
+)
+def test_retry_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        nf.Retry(**{field: value})
+
+
+def test_backoff_grows_and_is_capped():
+    policy = nf.Retry(delay=0.1, backoff=2.0, max_delay=0.5)
+    assert [policy.delay_for(n) for n in (1, 2, 3, 4, 5)] == pytest.approx(
+        [0.1, 0.2, 0.4, 0.5, 0.5]
+    )
+
+
+def test_jitter_is_reproducible_with_a_seed():
+    policy = nf.Retry(delay=0.0, jitter=1.0, seed=42)
+    first = [policy.delay_for(n, rng) for rng in [policy.rng()] for n in (1, 2, 3)]
+    second = [policy.delay_for(n, rng) for rng in [policy.rng()] for n in (1, 2, 3)]
+    assert first == second and all(0.0 <= d <= 1.0 for d in first) and len(set(first)) == 3
+
+
+def test_retry_helper_retries_then_returns():
+    calls = []
+
+    async def fetch():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("flaky")
+        return "page"
+
+    seen = []
+    result = asyncio.run(
+        nf.retry(
+            fetch, nf.Retry(max_retries=3, delay=0), on_retry=lambda a, e, d: seen.append((a, d))
+        )
+    )
+    assert result == "page" and len(calls) == 3 and seen == [(1, 0.0), (2, 0.0)]
+
+
+def test_not_on_and_retry_if_stop_retrying_at_once():
+    policy = nf.Retry(max_retries=5, delay=0, not_on=(PermissionError,))
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise PermissionError("no")
+
+    with pytest.raises(PermissionError):
+        asyncio.run(nf.retry(denied, policy))
+    assert len(calls) == 1
+
+    picky = nf.Retry(max_retries=5, delay=0, retry_if=lambda e: "transient" in str(e))
+    calls.clear()
+
+    def fatal():
+        calls.append(1)
+        raise ValueError("fatal")
+
+    with pytest.raises(ValueError, match="fatal"):
+        asyncio.run(nf.retry(fatal, picky))
+    assert len(calls) == 1
+
+
+def test_deadline_bounds_total_time():
+    state = RetryState(nf.Retry(max_retries=100, delay=1.0, backoff=1.0, deadline=2.5), now=0.0)
+    state.attempt = 1
+    assert state.next_delay(RuntimeError(), now=0.0) == 1.0
+    state.attempt = 2
+    assert state.next_delay(RuntimeError(), now=1.6) is None  # 1.6 + 1.0 passes the deadline
+
+
+def test_policy_as_decorator_on_sync_and_async_functions():
+    policy = nf.Retry(max_retries=2, delay=0)
+    sync_calls, async_calls = [], []
+
+    @policy
+    def sync_flaky(x):
+        sync_calls.append(x)
+        if len(sync_calls) < 2:
+            raise OSError("once")
+        return x * 2
+
+    @policy
+    async def async_flaky(x):
+        async_calls.append(x)
+        if len(async_calls) < 3:
+            raise OSError("twice")
+        return x * 3
+
+    assert sync_flaky(4) == 8 and len(sync_calls) == 2
+    assert asyncio.run(async_flaky(2)) == 6 and len(async_calls) == 3
+    assert sync_flaky.__name__ == "sync_flaky"
+
+
+def test_cancellation_is_never_retried():
+    assert not nf.Retry().should_retry(asyncio.CancelledError())
+
+
+def test_retrying_event_carries_attempt_and_delay():
+    flow = nf.Flow("retry-events", store=None)
+    calls = []
+
+    @flow.task(retry=nf.Retry(max_retries=2, delay=0.001, backoff=3.0))
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("again")
+
+    events = []
+    flow.subscribe(events.append)
+    flow.run()
+    retrying = [(e.attempt, e.delay) for e in events if isinstance(e, nf.TaskRetrying)]
+    assert retrying == [(1, pytest.approx(0.001)), (2, pytest.approx(0.003))]
