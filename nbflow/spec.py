@@ -14,10 +14,11 @@ import hashlib
 import inspect
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .retry import Retry, coerce_retry
 
@@ -55,6 +56,22 @@ class TaskOptions(BaseModel):
     cache_ttl: float | None = Field(default=None, gt=0)
     persist: bool | None = None
     estimate: float | None = Field(default=None, gt=0)
+    #: free JSON-like data kept with the task and covered by ``flow_version`` (flows defined
+    #: as data keep their agent, action, parameters and title here).
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("meta", mode="before")
+    @classmethod
+    def _jsonable_meta(cls, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError(f"meta must be a mapping, got {type(value).__name__}")
+        try:
+            to_jsonable_python(value)
+        except PydanticSerializationError as error:
+            raise ValueError(f"meta must hold JSON-like data (it is hashed): {error}") from None
+        return dict(value)
 
     @field_validator("retry", mode="before")
     @classmethod
@@ -164,7 +181,8 @@ def source_of(fn: Callable[..., Any]) -> str:
     target = inspect.unwrap(fn)
     try:
         return textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError):
+    except Exception:  # no file (OSError), a builtin (TypeError), or a non-Python file
+        # that inspect tries to tokenize (tokenize.TokenError on 3.12+, SyntaxError)
         code = getattr(target, "__code__", None)
         if code is None:
             return f"<{type(target).__qualname__}>"
@@ -174,3 +192,74 @@ def source_of(fn: Callable[..., Any]) -> str:
 def hash_source(fn: Callable[..., Any]) -> str:
     """A short SHA-256 of the function's source (see :func:`source_of`)."""
     return hashlib.sha256(source_of(fn).encode()).hexdigest()[:16]
+
+
+# -- code the task calls ------------------------------------------------------------------------
+
+_code_hashes: dict[Any, str] = {}
+
+
+def _code_hash(fn: Callable[..., Any]) -> str:
+    # Keyed by code object: 10,000 closures of one factory read its source once.
+    key = getattr(inspect.unwrap(fn), "__code__", None)
+    if key is None:
+        return hash_source(fn)
+    found = _code_hashes.get(key)
+    if found is None:
+        found = _code_hashes[key] = hash_source(fn)
+    return found
+
+
+def _global_names(code: Any) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:  # nested functions, lambdas and comprehensions
+        if hasattr(const, "co_names"):
+            names.extend(_global_names(const))
+    return names
+
+
+def helper_functions(fn: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
+    """The plain functions ``fn`` calls by global name from its own module, recursively.
+
+    A global name of ``fn``'s code (``co_names``, nested code included) counts when it is
+    bound, at the time of the call, to a Python function (or a wrapper of one, such as a
+    task) defined in the same module as ``fn`` (``__main__`` for a notebook). Helpers of
+    helpers are followed, each function once (cycles end). Library code in other modules is
+    not followed. Returns ``(global name, function)`` pairs sorted by name.
+    """
+    root = inspect.unwrap(fn)
+    module = getattr(root, "__module__", None)
+    seen = {getattr(root, "__code__", None)}
+    found: dict[str, Callable[..., Any]] = {}
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        code = getattr(current, "__code__", None)
+        namespace = getattr(current, "__globals__", None)
+        if code is None or not isinstance(namespace, dict):
+            continue
+        for name in _global_names(code):
+            value = namespace.get(name)
+            if value is None or not callable(value):
+                continue
+            target = inspect.unwrap(value) if hasattr(value, "__wrapped__") else value
+            if not inspect.isfunction(target) or target.__module__ != module:
+                continue
+            if target.__code__ in seen:
+                continue
+            seen.add(target.__code__)
+            found.setdefault(name, target)
+            stack.append(target)
+    return sorted(found.items())
+
+
+def deep_source_hash(fn: Callable[..., Any]) -> str:
+    """A short SHA-256 of ``fn``'s source and of every helper it calls (see
+    :func:`helper_functions`), so editing a notebook helper changes the hash of the tasks
+    that call it. Equal to :func:`hash_source` for a function that calls no helper."""
+    own = _code_hash(fn)
+    helpers = helper_functions(fn)
+    if not helpers:
+        return own
+    joined = own + "".join(f"|{name}:{_code_hash(helper)}" for name, helper in helpers)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
