@@ -128,3 +128,23 @@ def test_health_reports_active_runs_and_oldest_task():
     assert mine["oldest_age_s"] > 0
     assert str(mine).startswith("nbflow: 1 active run(s), 1 task(s) in flight, oldest slow")
     assert after["active_runs"] == 0
+
+
+def test_timeouts_and_retry_delays_use_the_virtual_clock():
+    flow = nf.Flow("sim-timeout", store=None)
+    attempts = []
+
+    @flow.task(timeout=60, retry=nf.Retry(max_retries=2, delay=120, backoff=1.0))
+    async def stuck():
+        attempts.append(1)
+        await asyncio.sleep(3600 if len(attempts) < 3 else 1)
+        return "done"
+
+    started = time.perf_counter()
+    run = flow.run(simulate=True)
+    assert time.perf_counter() - started < 5
+    assert run.results["stuck"] == "done"
+    frame = run.timeline()
+    assert frame["status"].tolist() == ["failed", "failed", "succeeded"]
+    assert frame["duration_s"].round(6).tolist() == [60.0, 60.0, 1.0]
+    assert run.duration == pytest.approx(60 + 120 + 60 + 120 + 1)
