@@ -134,7 +134,7 @@ def test_timeouts_and_retry_delays_use_the_virtual_clock():
     flow = nf.Flow("sim-timeout", store=None)
     attempts = []
 
-    @flow.task(timeout=60, retry=nf.Retry(max_retries=2, delay=120, backoff=1.0))
+    @flow.task(timeout=60, retry=nf.Retry(max_retries=2, delay=120, backoff=1.0, max_delay=600))
     async def stuck():
         attempts.append(1)
         await asyncio.sleep(3600 if len(attempts) < 3 else 1)
