@@ -1,9 +1,12 @@
 """Typed events the engine emits; everything observable about a run is one of these.
 
-Events are small immutable records with ``__slots__`` (the engine makes a few per task, so
-they must be cheap). ``t`` is seconds on the run's clock (``loop.time()``: virtual under
-simulation), ``seq`` orders events totally within a run. ``element`` is the index of a fan-out
-element, or None for the task as a whole.
+Events are small records with ``__slots__``; treat them as read-only. They are not frozen
+dataclasses on purpose: the engine makes three per task, and a frozen dataclass costs five
+times as much to build (0.63 µs against 0.13 µs here).
+
+``t`` is seconds on the run's clock (``loop.time()``: virtual under simulation), ``seq``
+orders events totally within a run. ``element`` is the index of a fan-out element, or None
+for the task as a whole.
 
 Subscribers (``flow.subscribe(cb)``) receive each event as it happens; see :class:`EventBus`.
 """
@@ -18,7 +21,7 @@ from typing import Any
 log = logging.getLogger("nbflow.events")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """Base of all events."""
 
@@ -32,7 +35,7 @@ class Event:
         return type(self).__name__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunStarted(Event):
     """A run began; ``tasks`` lists the task names in definition order."""
 
@@ -45,7 +48,7 @@ class RunStarted(Event):
     parent_run: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunFinished(Event):
     """A run ended with ``status`` (succeeded, failed or cancelled)."""
 
@@ -53,14 +56,14 @@ class RunFinished(Event):
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskQueued(Event):
     """A task's dependencies are met: it waits in the ready queue."""
 
     task: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskStarted(Event):
     """An attempt of a task (or of one fan-out element) started on ``worker``."""
 
@@ -72,7 +75,7 @@ class TaskStarted(Event):
     size: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskRetrying(Event):
     """An attempt failed and another one follows after ``delay`` seconds."""
 
@@ -81,9 +84,11 @@ class TaskRetrying(Event):
     error: BaseException
     delay: float
     element: int | None = None
+    #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
+    worker: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskSucceeded(Event):
     """An attempt succeeded; ``cached`` when the result came from the cache or a resume."""
 
@@ -92,9 +97,12 @@ class TaskSucceeded(Event):
     result: Any = None
     element: int | None = None
     cached: bool = False
+    #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``
+    #: (a remote executor reports the Dask worker here).
+    worker: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskFailed(Event):
     """An attempt failed for good (no retry follows)."""
 
@@ -103,9 +111,11 @@ class TaskFailed(Event):
     error: BaseException
     traceback: str = ""
     element: int | None = None
+    #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
+    worker: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskSkipped(Event):
     """A task will not run: ``state`` is ``skipped`` or ``upstream_failed``."""
 
@@ -114,7 +124,7 @@ class TaskSkipped(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskCancelled(Event):
     """A task was cancelled (run cancelled or stopped) while pending, queued or running."""
 

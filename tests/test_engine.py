@@ -452,3 +452,14 @@ def test_definition_errors_are_raised_before_any_task_runs():
     with pytest.raises(nf.MissingDependencyError):
         flow.start()
     assert ran == []
+
+
+def test_gc_is_frozen_during_a_run_and_restored_after():
+    import gc
+
+    flow = nf.Flow("gc", store=None)
+    seen = []
+    flow.task(name="probe")(lambda: seen.append(gc.get_freeze_count()))
+    before = gc.get_freeze_count()
+    flow.run()
+    assert seen[0] > before and gc.get_freeze_count() == before
