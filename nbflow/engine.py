@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import os
 import threading
@@ -131,7 +130,8 @@ class Engine:
         self._next_slot = 0
         self._stopping = False
         self._final_status: RunStatus | None = None
-        self._group: asyncio.TaskGroup | None = None
+        self._owners: dict[asyncio.Task[None], tuple[str, str]] = {}
+        self._crash: BaseException | None = None
         self._sched: sch.SchedulerState | None = None
         self._done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -193,15 +193,24 @@ class Engine:
         return self.state
 
     async def _execute(self) -> None:
-        # Every task of the run is a child of this group: none can outlive the run.
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            group.create_task(self._main())
-            try:
-                await self._done
-            except asyncio.CancelledError:
-                self._stop(RunStatus.CANCELLED)
-                raise
+        # Structured by hand rather than with asyncio.TaskGroup, which costs a second
+        # done-callback per task: every child is cancelled and awaited before we return,
+        # and a child that crashes (a BaseException) ends the run and is re-raised here.
+        main = asyncio.ensure_future(self._main())
+        try:
+            await self._done
+        except asyncio.CancelledError:
+            self._stop(RunStatus.CANCELLED)
+            await self._drain(main)
+            raise
+        await self._drain(main)
+        if self._crash is not None:
+            raise self._crash
+
+    async def _drain(self, main: asyncio.Future[None]) -> None:
+        pending = [main, *self._inflight.values()]
+        while pending := [t for t in pending if not t.done()]:
+            await asyncio.wait(pending)
 
     async def _main(self) -> None:
         handlers = self.run_mw
@@ -295,19 +304,28 @@ class Engine:
                     continue
             else:
                 worker = self._take_slot()
-            task = self._group.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
-            task.add_done_callback(functools.partial(self._reap, name, worker))
+            task = self.loop.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
+            task.add_done_callback(self._child_done)
+            self._owners[task] = (name, worker)
             self._inflight[name] = task
         if unplaced:
             sch.push_back(sched, unplaced)
 
-    def _reap(self, name: str, worker: str, _task: object = None) -> None:
-        # A task cancelled before its coroutine ever ran skips _run_task's own bookkeeping.
-        if name in self._inflight:
+    def _child_done(self, task: asyncio.Task[None]) -> None:
+        name, worker = self._owners.pop(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Only a BaseException (KeyboardInterrupt, SystemExit) escapes _run_task.
+            self._crash = self._crash or task.exception()
+            self._final_status = RunStatus.FAILED
+        if self._inflight.get(name) is task:
+            # Cancelled before its coroutine ever ran, or crashed: _run_task did no
+            # bookkeeping, so do it here.
             self._inflight.pop(name)
             self._release(worker)
             self._emit(ev.TaskCancelled, name, 0)
             self._after_task(name, S.CANCELLED)
+        if self._crash is not None and not self._stopping:
+            self._stop(RunStatus.FAILED)
 
     def _take_slot(self) -> str:
         if self._slots:
