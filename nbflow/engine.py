@@ -197,6 +197,7 @@ class Engine:
         # done-callback per task: every child is cancelled and awaited before we return,
         # and a child that crashes (a BaseException) ends the run and is re-raised here.
         main = asyncio.ensure_future(self._main())
+        assert self._done is not None
         try:
             await self._done
         except asyncio.CancelledError:
