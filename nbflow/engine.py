@@ -17,6 +17,7 @@ starts, running tasks are cancelled, and tasks that never started end ``cancelle
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import gc
@@ -557,20 +558,38 @@ class Engine:
 def _needs_local(plan: Plan) -> frozenset[str]:
     """Tasks whose results the kernel reads itself, so a remote executor must fetch them.
 
-    Gates (``when``, branches) read their upstream results; a fan-out enumerates its source;
-    the cache stores a cached task's result and keys it on its inputs.
+    A condition string reads the tasks it names (all upstream ones if it uses ``results`` as a
+    whole), a callable gate may read any upstream result; a fan-out enumerates its source; the
+    cache stores a cached task's result and keys it on its inputs.
     """
     names: set[str] = set()
     for name in plan.names:
         spec = plan.specs[name]
-        if plan.gates[name]:
-            names.update(plan.upstream[name])
+        for gate in plan.gates[name]:
+            condition = gate.condition
+            if condition is None or _reads_all_results(condition.tree):
+                names.update(plan.upstream[name])
+            else:
+                names.update(condition.referenced_tasks(plan.upstream[name]))
         if spec.fan_out:
             names.update(dep for param, dep in plan.data_params[name] if param == spec.fan_out)
         if spec.cache:
             names.add(name)
             names.update(dep for _, dep in plan.data_params[name])
     return frozenset(names)
+
+
+def _reads_all_results(tree: ast.AST) -> bool:
+    """Whether a condition uses ``results`` other than as ``results['<constant>']``."""
+    keyed = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+    }
+    return any(
+        isinstance(node, ast.Name) and node.id == "results" and id(node) not in keyed
+        for node in ast.walk(tree)
+    )
 
 
 def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str, Any]) -> bool:

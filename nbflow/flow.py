@@ -142,7 +142,7 @@ class Flow(Definition):
             wall_start=wall_start,
             parent_run=parent_run,
         )
-        return engine, Run(engine.state, plan, chosen)
+        return engine, Run(engine.state, plan, chosen, executor=engine.executor)
 
     # -- running -----------------------------------------------------------------------------
 

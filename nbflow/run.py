@@ -7,6 +7,7 @@ lazily (pandas is imported on first use).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskFailedError
@@ -28,10 +29,21 @@ class Run:
     ``duration``, ``run_id``, ``flow_version``, ``timeline()``, ``explain(task)``.
     """
 
-    def __init__(self, state: RunState, plan: Plan | None = None, strategy: Any = None) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        plan: Plan | None = None,
+        strategy: Any = None,
+        *,
+        executor: Any = None,
+    ) -> None:
         self._state = state
         self._plan = plan
         self._strategy = strategy
+        # A remote executor (nbflow.dask) leaves results on the cluster; fetch them on read.
+        remote = getattr(executor, "remote_results", False)
+        self._materialize: Callable[[Any], Any] | None = executor.materialize if remote else None
+        self._fetched: dict[str, Any] = {}
 
     @property
     def state(self) -> RunState:
@@ -64,9 +76,16 @@ class Run:
         return self._state.status not in (RunStatus.PENDING, RunStatus.RUNNING)
 
     @property
-    def results(self) -> dict[str, Any]:
-        """Task name -> result, for tasks that succeeded (or came from cache)."""
-        return {n: r.result for n, r in self._state.tasks.items() if r.state in SUCCESSFUL}
+    def results(self) -> Mapping[str, Any]:
+        """Task name -> result, for tasks that succeeded (or came from cache).
+
+        A plain dict, except after a run on a remote executor (``nf.DaskExecutor``): then a
+        :class:`RemoteResults` that fetches each result from the cluster when it is read.
+        """
+        values = {n: r.result for n, r in self._state.tasks.items() if r.state in SUCCESSFUL}
+        if self._materialize is None:
+            return values
+        return RemoteResults(values, self._materialize, self._fetched)
 
     @property
     def errors(self) -> dict[str, BaseException]:
@@ -153,3 +172,66 @@ class Run:
         from .summary import run_summary_html
 
         return run_summary_html(self)
+
+
+class RemoteResults(Mapping[str, Any]):
+    """``run.results`` of a run on a remote executor: each value is fetched when first read.
+
+    Keys (the tasks that succeeded) are known without asking the cluster. ``results[name]``
+    fetches that one result and keeps it on the run, so a second read costs nothing; results
+    nobody reads never leave the cluster. ``to_dict()`` (and ``==`` with a dict) fetches all
+    missing values in one request. ``remote(name)`` gives the handle itself (a Dask future).
+
+    Raises:
+        KeyError: on reading a task that did not succeed.
+        NbflowError: from the executor, when the cluster cannot be reached any more.
+    """
+
+    __slots__ = ("_fetch", "_fetched", "_raw")
+
+    def __init__(
+        self, raw: dict[str, Any], fetch: Callable[[Any], Any], fetched: dict[str, Any]
+    ) -> None:
+        self._raw, self._fetch, self._fetched = raw, fetch, fetched
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._fetched:
+            return self._fetched[name]
+        value = self._fetch(self._raw[name])
+        self._fetched[name] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def remote(self, name: str) -> Any:
+        """The result of ``name`` as the executor holds it (a Dask future), not fetched."""
+        return self._raw[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every result as a plain dict, fetching the missing ones in one request."""
+        missing = {n: v for n, v in self._raw.items() if n not in self._fetched}
+        if missing:
+            self._fetched.update(self._fetch(missing))
+        return {n: self._fetched[n] for n in self._raw}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.to_dict() == dict(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable view, like dict
+
+    def __repr__(self) -> str:
+        # Unread results show as their handle (a Dask future's repr names its type and key).
+        shown = ", ".join(
+            f"{n!r}: {self._fetched[n] if n in self._fetched else self._raw[n]!r}"
+            for n in self._raw
+        )
+        return f"RemoteResults({{{shown}}})"

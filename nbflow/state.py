@@ -108,10 +108,20 @@ class RunState:
 
     # -- transitions -----------------------------------------------------------------------
 
-    def _close(self, task: str, element: int | None, t: float, status: str, error: Any) -> None:
+    def _close(
+        self,
+        task: str,
+        element: int | None,
+        t: float,
+        status: str,
+        error: Any,
+        worker: str | None = None,
+    ) -> None:
         row = self.open_rows.pop((task, element), None)
         if row is not None:
             row.end, row.status = t, status
+            if worker is not None:  # a remote executor tells where the attempt really ran
+                row.worker = worker
             if error is not None:
                 row.error = f"{type(error).__name__}: {error}"
 
@@ -155,7 +165,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
 
 
 def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
-    s._close(e.task, e.element, e.t, "failed", e.error)
+    s._close(e.task, e.element, e.t, "failed", e.error, e.worker)
     if e.element is None:
         record = s.tasks[e.task]
         record.state, record.error = TaskState.RETRYING, e.error
@@ -164,7 +174,7 @@ def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
 def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     status = "cached" if e.cached else "succeeded"
     if e.element is not None:
-        s._close(e.task, e.element, e.t, status, None)
+        s._close(e.task, e.element, e.t, status, None, e.worker)
         s.tasks[e.task].elements_done += 1
         return
     record = s.tasks[e.task]
@@ -173,7 +183,9 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
-    s._close(e.task, None, e.t, status, None)
+    s._close(e.task, None, e.t, status, None, e.worker)
+    if e.worker is not None:
+        record.worker = e.worker
     record.state = TaskState.CACHED if e.cached else TaskState.SUCCEEDED
     record.result, record.error, record.ended_t = e.result, None, e.t
     if record.started_t is None:
@@ -182,12 +194,12 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
 
 def _failed(s: RunState, e: ev.TaskFailed) -> None:
     if e.element is not None:
-        s._close(e.task, e.element, e.t, "failed", e.error)
+        s._close(e.task, e.element, e.t, "failed", e.error, e.worker)
         record = s.tasks[e.task]
         record.elements_failed += 1
         record.element_errors[e.element] = e.error
         return
-    s._close(e.task, None, e.t, "failed", e.error)
+    s._close(e.task, None, e.t, "failed", e.error, e.worker)
     record = s.tasks[e.task]
     record.state, record.error, record.traceback, record.ended_t = (
         TaskState.FAILED,
