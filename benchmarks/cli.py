@@ -118,12 +118,12 @@ def _skip_reason(info: EngineInfo, w: workloads.Workload, done: list[dict[str, A
     if prior is None:
         return None
     if prior["status"] == "too slow":
-        return f"too slow: {smaller} already took >{timeout_s:.0f} s"
+        return f"{smaller} already took >{timeout_s:.0f} s"
     if prior["status"] == "ok":
         factor = 10.0
         projected = factor * min(prior["run_s"]) + (prior.get("setup_s") or 0.0)
         if projected > timeout_s:
-            return (f"too slow: projected {projected:.0f} s from {smaller} "
+            return (f"projected {projected:.0f} s from {smaller} "
                     f"({min(prior['run_s']):.1f} s x {factor:.0f}), limit {timeout_s:.0f} s")
     return None
 

@@ -84,7 +84,7 @@ def _short_status(r: Row) -> str:
     if status == "n/a":
         return reason.split(":")[0].split(" (")[0] or "n/a"
     if status == "too slow":
-        return f"too slow ({reason.split(':')[0]})" if reason.startswith(">") else "too slow"
+        return f"too slow ({reason})" if reason.startswith(">") else "too slow (projected)"
     return status
 
 
