@@ -69,9 +69,23 @@ _LAZY = {
     "Dashboard": ("nbflow.widgets", "Dashboard"),
     "DaskExecutor": ("nbflow.dask", "DaskExecutor"),
     "LocalExecutor": ("nbflow.executors", "LocalExecutor"),
+    "load_flow": ("nbflow.data.loader", "load_flow"),
+    "agents": ("nbflow.data.agents", "agents"),
+    "agent": ("nbflow.data.agents", "agent"),
+    "FlowValidationError": ("nbflow.data.schema", "FlowValidationError"),
+    "TemplateError": ("nbflow.data.templates", "TemplateError"),
+    "history": ("nbflow.versions", "history"),
+    "diff_versions": ("nbflow.versions", "diff_versions"),
+    "MemoryStore": ("nbflow.store.memory", "MemoryStore"),
+    "SQLiteStore": ("nbflow.store.sqlite", "SQLiteStore"),
+    "StateStore": ("nbflow.store", "StateStore"),
 }
 
 if TYPE_CHECKING:
+    from .data.agents import agent, agents
+    from .data.loader import load_flow
+    from .data.schema import FlowValidationError
+    from .data.templates import TemplateError
     from .executors import LocalExecutor
     from .widgets import Dashboard
 
@@ -97,7 +111,9 @@ __all__ = [
     "DefinitionError",
     "Event",
     "Flow",
+    "FlowValidationError",
     "LocalExecutor",
+    "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
     "NbflowError",
@@ -109,6 +125,8 @@ __all__ = [
     "RunHandle",
     "RunStarted",
     "RunStatus",
+    "SQLiteStore",
+    "StateStore",
     "StoreError",
     "Strategy",
     "Task",
@@ -122,9 +140,15 @@ __all__ = [
     "TaskState",
     "TaskSucceeded",
     "TaskTimeoutError",
+    "TemplateError",
     "WorkerLoad",
+    "agent",
+    "agents",
+    "diff_versions",
     "fan_out",
     "health",
+    "history",
+    "load_flow",
     "middleware",
     "retry",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, overload
 
 from .conditions import Condition, parse_condition
@@ -177,6 +177,7 @@ class Definition:
         cache_ttl: float | None = None,
         persist: bool | None = None,
         estimate: float | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -185,7 +186,8 @@ class Definition:
         Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
         ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
         concurrency, rate, allow_partial, critical, tags, worker, cache, cache_key,
-        cache_ttl, persist, estimate``. Parameters named like other tasks receive their results.
+        cache_ttl, persist, estimate, meta``. Parameters named like other tasks receive their
+        results.
 
         Raises:
             DefinitionError: an unknown option or a bad value (the message names the field).

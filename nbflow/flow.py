@@ -268,6 +268,61 @@ class Flow(Definition):
         dashboard.display()
         return dashboard
 
+    # -- flows as data, chaining, schedules (nbflow.data, nbflow.chaining, nbflow.schedule) --
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], *, agents: Any = None) -> Flow:
+        """Build a flow from a document mapping (parsed YAML/JSON); see :mod:`nbflow.data`.
+
+        Raises:
+            FlowValidationError: every problem of the document, each with its path.
+        """
+        from .data.loader import from_dict
+
+        return from_dict(document, agents=agents)
+
+    def to_dict(self, *, agents: Any = None) -> dict[str, Any]:
+        """This flow as a document mapping (the inverse of :meth:`from_dict`)."""
+        from .data.export import to_dict
+
+        return to_dict(self, agents=agents)
+
+    def to_yaml(self, path: Any = None, *, agents: Any = None) -> str:
+        """This flow as YAML text, also written to ``path`` if given (:mod:`nbflow.data.export`).
+
+        Raises:
+            DefinitionError: a task's function is registered with no agent, or an option is
+                a Python callable.
+        """
+        from .data.export import to_yaml
+
+        return to_yaml(self, path, agents=agents)
+
+    def trigger_after(
+        self,
+        upstream: Flow,
+        *,
+        when: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        version: str | None = None,
+    ) -> Any:
+        """Start a run of this flow whenever a run of ``upstream`` finishes and ``when`` holds.
+
+        See :func:`nbflow.chaining.trigger_after` (returns a ``Chain``).
+        """
+        from .chaining import trigger_after
+
+        return trigger_after(self, upstream, when=when, variables=variables, version=version)
+
+    def every(self, interval: float | str, **options: Any) -> Any:
+        """Start runs every ``interval`` (seconds or ``"5m"``) until ``.stop()``.
+
+        See :func:`nbflow.schedule.every` (returns a ``Schedule``).
+        """
+        from .schedule import every
+
+        return every(self, interval, **options)
+
     def __repr__(self) -> str:
         strategy = getattr(self.strategy, "name", self.strategy)
         return f"<Flow {self.name!r} tasks={len(self.tasks)} strategy={strategy!r}>"
