@@ -68,6 +68,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Dashboard": ("nbflow.widgets", "Dashboard"),
     "DaskExecutor": ("nbflow.dask", "DaskExecutor"),
+    "DaskClusterError": ("nbflow.dask", "DaskClusterError"),
     "LocalExecutor": ("nbflow.executors", "LocalExecutor"),
     "load_flow": ("nbflow.data.loader", "load_flow"),
     "agents": ("nbflow.data.agents", "agents"),
@@ -82,6 +83,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .dask import DaskClusterError, DaskExecutor
     from .data.agents import agent, agents
     from .data.loader import load_flow
     from .data.schema import FlowValidationError
@@ -107,6 +109,7 @@ __all__ = [
     "Context",
     "CycleError",
     "Dashboard",
+    "DaskClusterError",
     "DaskExecutor",
     "DefinitionError",
     "Event",

@@ -195,15 +195,18 @@ class DaskExecutor:
             DaskClusterError: the scheduler was lost or the future cancelled outside nbflow.
         """
         client = await self._ready()
-        future = client.submit(
-            _invoke,
-            fn,
-            kwargs,
-            is_async,
-            key=f"{task}-{uuid.uuid4().hex}",
-            priority=priority,
-            pure=False,
-        )
+        try:
+            future = client.submit(
+                _invoke,
+                fn,
+                kwargs,
+                is_async,
+                key=f"{task}-{uuid.uuid4().hex}",
+                priority=priority,
+                pure=False,
+            )
+        except Exception as error:  # Dask could not pickle the function or an input
+            raise _unsendable(task, fn, kwargs, error) from error
         try:
             await self._wait(client, future, task)
         except BaseException:  # cancelled or timed out here: stop the Dask task too
@@ -238,7 +241,7 @@ class DaskExecutor:
         """
         if not _holds_futures(value):
             return value
-        client = self._client
+        client = self._live_client()
         return await self._io(client, lambda: client.gather(value, asynchronous=True), "fetch")
 
     def materialize(self, value: Any) -> Any:
@@ -251,12 +254,7 @@ class DaskExecutor:
         """
         if not _holds_futures(value):
             return value
-        client = self._client
-        if client is None or client.status in ("closing", "closed"):
-            raise DaskClusterError(
-                "DaskExecutor: the client is closed, so results left on the cluster are gone; "
-                "read run.results before closing the executor"
-            )
+        client = self._live_client()
         loop = client.loop.asyncio_loop
         if running_loop() is loop:  # an asynchronous client on this very (notebook) loop
             return run_blocking(self.amaterialize(value))
@@ -315,6 +313,15 @@ class DaskExecutor:
 
     # -- talking to the client ---------------------------------------------------------------
 
+    def _live_client(self) -> Any:
+        client = self._client
+        if client is None or client.status in ("closing", "closed"):
+            raise DaskClusterError(
+                "DaskExecutor: the client is closed, so results left on the cluster are gone; "
+                "read run.results before closing the executor"
+            )
+        return client
+
     async def _wait(self, client: Any, future: Any, task: str) -> None:
         """Until ``future`` is finished, erred or cancelled; fail if the client disconnects."""
         loop = asyncio.get_running_loop()
@@ -346,10 +353,11 @@ class DaskExecutor:
 
     async def _cancel(self, client: Any, future: Any) -> None:
         """Cancel ``future`` on the cluster; best effort, bounded by ``timeout``."""
-        try:
-            await self._io(client, lambda: client.cancel([future], asynchronous=True), "cancel")
-        except (DaskClusterError, OSError, RuntimeError):
-            future.release()  # at least drop our reference, so the scheduler may forget it
+        if client.status == "running":  # else the scheduler is gone: nothing to ask it
+            with contextlib.suppress(DaskClusterError, OSError, RuntimeError):
+                await self._io(client, lambda: client.cancel([future], asynchronous=True), "cancel")
+                return
+        future.release()  # at least drop our reference, so the scheduler may forget it
 
     async def _io(self, client: Any, make: Callable[[], Awaitable[T]], what: str) -> T:
         """Run the coroutine ``make()`` on the client's loop and await it from this loop."""
@@ -409,6 +417,27 @@ def _holds_futures(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_futures(v) for v in value.values())
     return False
+
+
+def _unsendable(
+    task: str, fn: Callable[..., Any], kwargs: dict[str, Any], error: Exception
+) -> TypeError:
+    """A clear error for a call Dask could not serialize, naming the input that fails."""
+    import cloudpickle
+
+    culprit = f"its function {getattr(fn, '__qualname__', fn)!r}"
+    for name, value in [("", fn), *kwargs.items()]:
+        if isinstance(value, distributed.Future):
+            continue
+        try:
+            cloudpickle.dumps(value)
+        except Exception as cause:
+            what = f"input {name!r} ({type(value).__name__})" if name else culprit
+            return TypeError(
+                f"task {task!r}: {what} cannot be pickled to send it to Dask: {cause}; "
+                "pass something that pickles (or create it inside the task)"
+            )
+    return TypeError(f"task {task!r}: Dask could not send the call to the cluster: {error}")
 
 
 def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,6 +288,19 @@ def test_dask_task_error_reaches_the_run_with_its_remote_traceback(
     assert isinstance(run.errors["broken"], ValueError)
     assert "bad input 42" in str(run.errors["broken"])
     assert "def broken" in run.tracebacks["broken"] or "broken" in run.tracebacks["broken"]
+
+
+def test_dask_unpicklable_input_names_the_input(executor: DaskExecutor) -> None:
+    flow = nf.Flow("dask-unpicklable", store=None)
+
+    @flow.task
+    def uses(lock: Any) -> int:
+        return 1
+
+    run = flow.run(variables={"lock": threading.Lock()}, executor=executor)
+    error = run.errors["uses"]
+    assert isinstance(error, TypeError)
+    assert str(error).startswith("task 'uses': input 'lock' (lock) cannot be pickled")
 
 
 # -- cancellation and timeouts -----------------------------------------------------------------
