@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import simpleeval
 
 from . import events as ev
+from .clock import SIMULATION_EPOCH
 from .conditions import _OPERATORS, SAFE_FUNCTIONS, parse_condition
 from .errors import ConditionError, CycleError, DefinitionError
 from .handle import RunHandle
@@ -162,6 +163,8 @@ class Chain:
 
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
+            if event.wall_start == SIMULATION_EPOCH:
+                return  # simulated runs are what-ifs: they start nothing real
             self._live[event.run_id] = RunState()
         state = self._live.get(event.run_id)
         if state is None:

@@ -271,15 +271,17 @@ class Flow(Definition):
     # -- flows as data, chaining, schedules (nbflow.data, nbflow.chaining, nbflow.schedule) --
 
     @classmethod
-    def from_dict(cls, document: Mapping[str, Any], *, agents: Any = None) -> Flow:
+    def from_dict(cls, document: Mapping[str, Any], *, agents: Any = None, **options: Any) -> Flow:
         """Build a flow from a document mapping (parsed YAML/JSON); see :mod:`nbflow.data`.
+
+        ``options`` are the other ``Flow`` arguments (``store=``, ``pool=``, ``executor=``).
 
         Raises:
             FlowValidationError: every problem of the document, each with its path.
         """
         from .data.loader import from_dict
 
-        return from_dict(document, agents=agents)
+        return from_dict(document, agents=agents, **options)
 
     def to_dict(self, *, agents: Any = None) -> dict[str, Any]:
         """This flow as a document mapping (the inverse of :meth:`from_dict`)."""

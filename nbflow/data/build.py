@@ -283,8 +283,10 @@ def check_all(parsed: Parsed, registry: AgentRegistry) -> tuple[list[TaskPlan], 
     return plans, problems
 
 
-def build_flow(parsed: Parsed, plans: list[TaskPlan]) -> DataFlow:
+def build_flow(parsed: Parsed, plans: list[TaskPlan], **options: Any) -> DataFlow:
     """Create the :class:`DataFlow` of a document whose problems are all fixed.
+
+    ``options`` are extra :class:`~nbflow.flow.Flow` arguments (``store``, ``pool``...).
 
     Raises:
         DefinitionError: nbflow refused an option (should have been caught earlier).
@@ -299,6 +301,7 @@ def build_flow(parsed: Parsed, plans: list[TaskPlan]) -> DataFlow:
         max_workers=doc.max_workers,
         on_error=doc.on_error,
         strategy=doc.strategy,
+        **options,
     )
     for plan in plans:
         options = dict(plan.task.options)

@@ -26,11 +26,15 @@ from .schema import Parsed, Problem, parse, raise_problems
 __all__ = ["from_dict", "load_flow", "loads_flow", "to_dict", "to_yaml"]
 
 
-def load_flow(source: str | os.PathLike[str], *, agents: AgentRegistry | None = None) -> DataFlow:
+def load_flow(
+    source: str | os.PathLike[str], *, agents: AgentRegistry | None = None, **options: Any
+) -> DataFlow:
     """Load a flow from a ``.yaml``/``.yml``/``.json`` file (or from document text).
 
     A string containing a newline is read as the document itself (YAML or JSON).
     ``agents`` is the registry that resolves agent and action names (default ``nf.agents``).
+    Other keyword arguments go to :class:`~nbflow.flow.Flow` (``store=``, ``pool=``,
+    ``executor=``): what a run needs that is not part of the definition.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -39,11 +43,12 @@ def load_flow(source: str | os.PathLike[str], *, agents: AgentRegistry | None = 
         CycleError, ConditionError: the tasks form a cycle / a condition reads an unknown name.
     """
     if isinstance(source, str) and "\n" in source:
-        return loads_flow(source, agents=agents)
+        return loads_flow(source, agents=agents, **options)
     path = Path(source)
     text = path.read_text(encoding="utf-8")
     as_json = path.suffix.lower() == ".json"
-    return loads_flow(text, agents=agents, source=str(path), format="json" if as_json else "yaml")
+    kind = "json" if as_json else "yaml"
+    return loads_flow(text, agents=agents, source=str(path), format=kind, **options)
 
 
 def loads_flow(
@@ -52,8 +57,11 @@ def loads_flow(
     agents: AgentRegistry | None = None,
     source: str | None = None,
     format: str = "yaml",
+    **options: Any,
 ) -> DataFlow:
     """Load a flow from YAML (``format="yaml"``, also reads JSON) or JSON text.
+
+    ``options`` go to :class:`~nbflow.flow.Flow`, as for :func:`load_flow`.
 
     Raises:
         FlowValidationError: the text does not parse, or the document has problems.
@@ -63,7 +71,7 @@ def loads_flow(
     except ValueError as error:
         raise_problems([Problem("(document)", f"cannot parse {format.upper()}: {error}")], source)
         raise  # unreachable: raise_problems raised
-    return from_dict(document, agents=agents, source=source)
+    return from_dict(document, agents=agents, source=source, **options)
 
 
 def _safe_yaml(text: str) -> Any:
@@ -111,8 +119,11 @@ def from_dict(
     *,
     agents: AgentRegistry | None = None,
     source: str | None = None,
+    **options: Any,
 ) -> DataFlow:
     """Build a flow from a document mapping (the parsed YAML/JSON).
+
+    ``options`` go to :class:`~nbflow.flow.Flow` (``store=``, ``pool=``, ``executor=``).
 
     Raises:
         FlowValidationError: every problem of the document, with its path.
@@ -125,7 +136,7 @@ def from_dict(
     plans, problems = check_all(parsed, registry)
     every = sorted([*parsed.problems, *problems], key=_document_order)
     raise_problems(every, source)
-    flow = build_flow(parsed, plans)
+    flow = build_flow(parsed, plans, **options)
     flow.plan()  # cycles, and names conditions cannot see, are definition errors too
     return flow
 

@@ -261,12 +261,29 @@ def parse_task(index: int, raw: Any) -> tuple[ParsedTask | None, list[Problem]]:
         doc = TaskDoc.model_validate(doc_part)
     except ValidationError as error:
         problems.extend(translate(error, path, task_id))
+    retry = option_part.get("retry")
+    if isinstance(retry, Mapping):
+        # Validated here, not in TaskOptions' coercion: that would call Retry(**mapping),
+        # which a non-string key (YAML 1.1's `on:` read as True) breaks with a TypeError.
+        fields = [f for f in Retry.model_fields if f != "retry_if"]
+        for key in [k for k in retry if not isinstance(k, str)]:
+            problems.append(Problem(f"{path}.retry.{key}", _unknown(str(key), fields), task_id))
+        try:
+            option_part["retry"] = Retry.model_validate(
+                {k: v for k, v in retry.items() if isinstance(k, str)}
+            )
+        except ValidationError as error:
+            problems.extend(translate(error, f"{path}.retry", task_id))
+            del option_part["retry"]
     options: dict[str, Any] = {}
     try:
         validated = TaskOptions.model_validate(option_part)
         options = {k: getattr(validated, k) for k in option_part}
     except ValidationError as error:
         problems.extend(translate(error, path, task_id))
+    # Report in the order the fields are written in the document.
+    order = {str(key): i for i, key in enumerate(raw)}
+    problems.sort(key=lambda p: order.get(p.path[len(path) + 1 :].split(".")[0], len(order)))
     if doc is None or problems:
         return None, problems
     return ParsedTask(index, doc, options), problems
@@ -276,6 +293,8 @@ def _unknown(key: str, known: Iterable[str]) -> str:
     names = list(known)
     close = closest(key, names)
     hint = f" (did you mean {close!r}?)" if close else ""
+    if key.lower() in ("true", "false"):
+        hint = " (a YAML 1.1 parser reads on/off/yes/no as booleans: quote the key, as 'on')"
     return f"unknown field{hint}; known fields are {', '.join(names)}"
 
 
@@ -283,7 +302,7 @@ def format_path(prefix: str, loc: Iterable[Any]) -> str:
     """``("retry", "max_retries")`` under ``tasks[3]`` -> ``tasks[3].retry.max_retries``."""
     path = prefix
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             path += f"[{part}]"
         else:
             path += f".{part}" if path else str(part)
