@@ -305,6 +305,8 @@ class DaskExecutor:
 
     def __repr__(self) -> str:
         client = self._client
+        if self._closed:
+            return "<DaskExecutor closed>"
         if client is None:
             where = self.address or "LocalCluster (not started)"
             return f"<DaskExecutor {where} not connected>"
