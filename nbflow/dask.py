@@ -135,26 +135,38 @@ class DaskExecutor:
         """Connect now (start the LocalCluster if one is needed) and return the client.
 
         Raises:
-            DaskClusterError: the scheduler at ``address`` did not answer within ``timeout``.
+            DaskClusterError: the scheduler at ``address`` did not answer within ``timeout``,
+                or the LocalCluster did not start, or the executor was closed.
         """
         with self._lock:
             if self._closed:
                 raise DaskClusterError(f"DaskExecutor: {_CLOSED_HINT}")
             if self._client is not None:
                 return self._client
+            if self.address is not None:
+                try:
+                    self._client = distributed.Client(
+                        self.address, timeout=self.timeout, set_as_default=False
+                    )
+                except OSError as error:
+                    raise DaskClusterError(
+                        f"DaskExecutor: cannot connect to the Dask scheduler at "
+                        f"{self.address}: {error}"
+                    ) from error
+                return self._client
             try:
-                if self.address is None:
-                    self.cluster = distributed.LocalCluster(**self.cluster_kwargs)
-                    target: Any = self.cluster
-                else:
-                    target = self.address
+                self.cluster = distributed.LocalCluster(**self.cluster_kwargs)
                 self._client = distributed.Client(
-                    target, timeout=self.timeout, set_as_default=False
+                    self.cluster, timeout=self.timeout, set_as_default=False
                 )
-            except OSError as error:
-                where = self.address or "a new LocalCluster"
+            except (OSError, RuntimeError) as error:
+                if self.cluster is not None:
+                    self.cluster.close()
+                    self.cluster = None
                 raise DaskClusterError(
-                    f"DaskExecutor: cannot connect to the Dask scheduler at {where}: {error}"
+                    f"DaskExecutor: cannot start a LocalCluster({self.cluster_kwargs}): {error}; "
+                    "in a script, run flows under `if __name__ == '__main__':` (Dask starts "
+                    "worker processes with spawn, which re-imports the main module)"
                 ) from error
             return self._client
 
