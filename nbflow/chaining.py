@@ -17,9 +17,10 @@ A's run (``${results.count}``, ``${vars.region}``, ``${run_id}``). B's run recor
 ``parent_run`` = A's run id, so history and the dashboard show them linked.
 
 Every finished run of A leaves a :class:`Trigger` in ``chain.triggers``: fired or not, and
-why. A ``when`` that fails to evaluate is logged and does not start B. A pinned ``version``
-refuses to start B when B's ``flow_version`` has changed since. A cycle of chains
-(A -> B -> A) is refused when the second link is made, with the cycle named.
+why. Simulated runs (``simulate=True``) are what-ifs and trigger nothing. A ``when`` that
+fails to evaluate is logged and does not start B. A pinned ``version`` refuses to start B
+when B's ``flow_version`` has changed since. A cycle of chains (A -> B -> A) is refused
+when the second link is made, with the cycle named.
 
 The chained run lives on the loop A finished on: in Jupyter the kernel's loop. In a script,
 ``flow_a.run()`` closes its own loop when A ends, which would cancel B: there, run A with

@@ -98,7 +98,10 @@ def _yaml_loader() -> Any:
 
         import yaml
 
-        class Loader(yaml.SafeLoader):
+        # libyaml's parser when PyYAML has it (several times faster), else pure Python.
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class Loader(base):  # type: ignore[valid-type,misc]
             pass
 
         Loader.yaml_implicit_resolvers = {
