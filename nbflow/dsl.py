@@ -24,6 +24,7 @@ from .spec import (
     TaskSpec,
     TriggerRule,
     WeightRule,
+    deep_source_hash,
     hash_source,
     introspect_params,
 )
@@ -100,7 +101,7 @@ def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task
     extras = [c for c in (options.when_fn, options.cache_key) if c is not None]
     if options.retry is not None and options.retry.retry_if is not None:
         extras.append(options.retry.retry_if)
-    source_hash = _cached_source_hash(fn)
+    source_hash = deep_source_hash(fn)  # its own source and the notebook helpers it calls
     if extras:
         joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
         source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]

@@ -39,7 +39,11 @@ class Flow(Definition):
             ``"sequential"`` or a custom strategy object.
         pool: an :class:`~nbflow.pool.Pool` of named workers.
         executor: where task functions run (default: the loop and a thread pool).
-        store: reserved for durable state (a path, a store object, or None).
+        store: where runs are recorded (history, resume, cache): ``"default"`` is the
+            ``NBFLOW_STORE`` environment variable if set (``"none"`` for no store), else
+            ``.nbflow/nbflow.db`` under the working directory at run time; or a path, a
+            store object (:class:`~nbflow.store.sqlite.SQLiteStore`, ``MemoryStore``), or
+            None for no store.
 
     Raises:
         DefinitionError: a bad option (the message names it).
@@ -115,6 +119,41 @@ class Flow(Definition):
         """Stable content hash of the definition and the tasks' source code."""
         return self.plan().flow_version
 
+    # -- durability (nbflow.store, nbflow.cache, nbflow.versions) ----------------------------
+
+    def _durable(
+        self, plan: Plan, run_id: str, variables: dict[str, Any], resume: Any, executor: Any
+    ) -> Any:
+        from .cache import attach_store
+
+        return attach_store(
+            self.store, plan, run_id, variables, resume=resume, spec=self.spec, executor=executor
+        )
+
+    @property
+    def state_store(self) -> Any:
+        """The store this flow's runs are recorded in now (None: no store).
+
+        Raises:
+            StoreError: the store cannot be used (corrupted, locked, from a newer nbflow).
+        """
+        from .store import resolve_store
+
+        return resolve_store(self.store)
+
+    def versions(self) -> Any:
+        """The recorded versions of this flow: a pandas DataFrame, oldest first.
+
+        Columns: ``version``, ``created``, ``n_tasks``, ``runs``, ``last_run``, ``current``
+        (whether it is the definition as it is now). See :func:`nbflow.diff_versions`.
+
+        Raises:
+            StoreError: the flow has no store, or it cannot be read.
+        """
+        from .versions import flow_versions
+
+        return flow_versions(self)
+
     def _engine(
         self,
         variables: Mapping[str, Any] | None,
@@ -124,23 +163,31 @@ class Flow(Definition):
         executor: Any,
         wall_start: float | None = None,
         parent_run: str | None = None,
+        resume: str | None = None,
+        record: bool = True,
     ) -> tuple[Engine, Run]:
         values = dict(variables or {})
         plan = self.validate(values)
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
+        run_id = uuid.uuid4().hex
+        executor = executor if executor is not None else self.executor
+        # Durability (nbflow.cache): the store's recorder sees each event first; the hooks
+        # skip tasks that a resumed run or the cache has done already.
+        durable = self._durable(plan, run_id, values, resume, executor) if record else None
         engine = Engine(
             plan,
-            run_id=uuid.uuid4().hex,
+            run_id=run_id,
             variables=values,
             strategy=chosen,
             max_workers=max_workers if max_workers is not None else self.max_workers,
             on_error=on_error or self.on_error,
-            bus=self.bus,
+            bus=durable.bus(self.bus) if durable is not None else self.bus,
             pool=self.pool,
-            executor=executor if executor is not None else self.executor,
+            executor=executor,
             middleware=self.middleware,
             wall_start=wall_start,
             parent_run=parent_run,
+            hooks=durable.hooks if durable is not None else None,
         )
         return engine, Run(engine.state, plan, chosen, executor=engine.executor)
 
@@ -156,13 +203,21 @@ class Flow(Definition):
         executor: Any = None,
         show: bool = False,
         simulate: bool = False,
+        resume: str | None = None,
     ) -> Run:
         """Run the flow on the current event loop and return the finished :class:`Run`.
 
         Definition errors are raised before any task runs. Cancelling the awaiting task
         cancels the run (its tasks end ``cancelled``) and re-raises ``CancelledError``.
+        ``resume="last"`` or ``resume=run_id`` skips what that run of this flow already did
+        (see :meth:`run`). Simulated runs are what-ifs: they are not recorded in the store.
+
+        Raises:
+            StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
         if simulate:
+            if resume is not None:
+                raise ValueError("simulate=True runs are not recorded; resume= needs a real run")
             from .clock import run_simulated
 
             loop = asyncio.get_running_loop()
@@ -172,7 +227,9 @@ class Flow(Definition):
                     self._simulated_run(variables, strategy, max_workers, on_error)
                 ),
             )
-        engine, run = self._engine(variables, strategy, max_workers, on_error, executor)
+        engine, run = self._engine(
+            variables, strategy, max_workers, on_error, executor, resume=resume
+        )
         if show:
             self._show(run, engine)
         with health.tracking(engine):
@@ -191,6 +248,7 @@ class Flow(Definition):
             on_error,
             InlineExecutor(),
             wall_start=SIMULATION_EPOCH,
+            record=False,
         )
         await engine.run()
         return run
@@ -205,12 +263,21 @@ class Flow(Definition):
         executor: Any = None,
         show: bool = False,
         simulate: bool = False,
+        resume: str | None = None,
     ) -> Run:
         """Run the flow to the end and return the :class:`Run`; blocks.
 
         Works in a plain script and inside a running Jupyter kernel (whose loop it re-enters,
         so tasks run on the kernel's own loop). ``simulate=True`` runs on a virtual clock:
         ``asyncio.sleep`` and timeouts cost no real time, and timelines are reproducible.
+
+        The run is recorded in the flow's store (see ``store=``). ``resume="last"`` (the
+        last run of this flow in the store) or ``resume=run_id``: tasks that succeeded in
+        that run, with the same task version and inputs, are not run again; their results
+        load from the store and they show as ``cached``. Everything else runs.
+
+        Raises:
+            StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
         return run_blocking(
             self.arun(
@@ -221,6 +288,7 @@ class Flow(Definition):
                 executor=executor,
                 show=show,
                 simulate=simulate,
+                resume=resume,
             )
         )
 
@@ -233,13 +301,17 @@ class Flow(Definition):
         on_error: OnError | None = None,
         executor: Any = None,
         show: bool = False,
+        resume: str | None = None,
     ) -> RunHandle:
         """Start a run in the background of the current loop and return its handle.
 
         With no running loop (a plain script), the run gets its own loop in a thread.
-        Definition errors are raised here, before anything starts.
+        Definition errors (and store errors) are raised here, before anything starts.
+        ``resume`` works as in :meth:`run`.
         """
-        engine, run = self._engine(variables, strategy, max_workers, on_error, executor)
+        engine, run = self._engine(
+            variables, strategy, max_workers, on_error, executor, resume=resume
+        )
         loop = running_loop()
 
         async def execute() -> Run:

@@ -1,0 +1,113 @@
+"""What the durable store costs a run: a 2,000-task no-op flow, ``store=None`` vs SQLite.
+
+    python -m benchmarks.store_overhead                 # 2,000 tasks, 15 rounds
+    python -m benchmarks.store_overhead --tasks 500 --rounds 5 --json out.json
+
+Each round runs the same flow once without a store and once with an
+:class:`~nbflow.store.sqlite.SQLiteStore` in a temporary directory, alternating which goes
+first so drift in machine load hits both alike. A recorded run returns only after its
+records are committed (the recorder flushes at ``RunFinished``), so the wall time includes
+all store work: events, attempts, results pickled and written. CPU time (all threads of the
+process) is reported too: it is the store's real cost and is less disturbed by other
+processes on a busy machine than wall time is.
+
+The flow is a binary tree (task i runs after task (i - 1) // 2) of sync no-op functions, so
+the engine's own per-task cost is as small as it gets and the store's share is the largest.
+Target: median overhead under 20 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def build(store: Any, tasks: int) -> Any:
+    """A ``tasks``-task no-op flow (a binary tree of ``after=`` edges) on ``store``."""
+    import nbflow as nf
+
+    flow = nf.Flow("store-overhead", store=store)
+
+    def make() -> Any:
+        def noop() -> None:
+            return None
+
+        return noop
+
+    for i in range(tasks):
+        flow.task(name=f"t{i}", after=[f"t{(i - 1) // 2}"] if i else [])(make())
+    return flow
+
+
+def measure(flow: Any) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``flow.run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run = flow.run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert run.status == "succeeded", run
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print a report, return the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+
+    from nbflow.store import close_all
+    from nbflow.store.sqlite import SQLiteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "bench.db")
+        flows = {"none": build(None, args.tasks), "sqlite": build(store, args.tasks)}
+        for flow in flows.values():  # warm up: imports, plan, the version record
+            measure(flow)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in flows}
+        for round_ in range(args.rounds):
+            order = ["none", "sqlite"] if round_ % 2 == 0 else ["sqlite", "none"]
+            for name in order:
+                samples[name].append(measure(flows[name]))
+        runs = store.runs("store-overhead")
+        attempts = sum(len(store.attempts(r["run_id"])) for r in runs[-2:])
+        close_all()
+    if attempts != 2 * args.tasks:
+        raise SystemExit(f"store lost records: {attempts} attempts for 2 runs")
+
+    report: dict[str, Any] = {"tasks": args.tasks, "rounds": args.rounds}
+    for name, values in samples.items():
+        walls, cpus = [w for w, _ in values], [c for _, c in values]
+        report[name] = {
+            "wall_min_s": min(walls),
+            "wall_median_s": statistics.median(walls),
+            "cpu_median_s": statistics.median(cpus),
+        }
+    for metric in ("wall_min_s", "wall_median_s", "cpu_median_s"):
+        base, with_store = report["none"][metric], report["sqlite"][metric]
+        report[f"overhead_{metric[:-2]}_pct"] = 100.0 * (with_store - base) / base
+    print(f"{args.tasks}-task no-op flow, {args.rounds} rounds (seconds per run)")
+    print(f"{'':10}{'wall min':>10}{'wall median':>13}{'cpu median':>12}")
+    for name in ("none", "sqlite"):
+        row = report[name]
+        print(
+            f"{name:10}{row['wall_min_s']:10.3f}{row['wall_median_s']:13.3f}"
+            f"{row['cpu_median_s']:12.3f}"
+        )
+    print(
+        f"{'overhead':10}{report['overhead_wall_min_pct']:9.1f}%"
+        f"{report['overhead_wall_median_pct']:12.1f}%{report['overhead_cpu_median_pct']:11.1f}%"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,43 @@
+"""What every store backend shares: the writer (submit, flush, warnings) and its handle."""
+
+from __future__ import annotations
+
+from .writer import Writer
+
+
+class BaseStore:
+    """A store backend: writes go through a :class:`~nbflow.store.writer.Writer`.
+
+    Subclasses make the writer (with their sink) and implement the read methods of
+    :class:`~nbflow.store.StateStore`.
+    """
+
+    location: str
+    timeout: float
+
+    def __init__(self, writer: Writer, location: str, timeout: float) -> None:
+        self._writer = writer
+        self.location = location
+        self.timeout = timeout
+        #: ``submit(item)``: hand one record to the writer; O(1), never blocks.
+        self.submit = writer.submit
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every record submitted so far is written.
+
+        Raises:
+            StoreError: a write failed since the last flush, or the writer did not catch up
+                within ``timeout`` (default: the store's ``timeout``), e.g. a locked file.
+        """
+        self._writer.flush(self.timeout if timeout is None else timeout)
+
+    def take_warnings(self, run_id: str) -> list[str]:
+        """Warnings the writer kept about ``run_id`` (e.g. a result that does not pickle)."""
+        return self._writer.take_warnings(run_id)
+
+    def knows_version(self, flow: str, version: str) -> bool:
+        """Whether this flow version is recorded already."""
+        return self._writer.known(flow, version)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location!r}>"

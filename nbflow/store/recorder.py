@@ -1,0 +1,78 @@
+"""The per-run event subscriber that feeds a store, and what the store knows about the run.
+
+:class:`Recorder` is subscribed to one run's events. Its cost on the event loop is one queue
+put per event; everything else (JSON, pickling, SQL) happens in the store's writer thread.
+When the run finishes it waits for the writer to catch up, so a finished ``flow.run()`` is
+on disk, and re-issues the writer's warnings (a result that cannot be pickled...) in the
+caller's thread, where a notebook shows them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError
+from ..events import Event, RunFinished
+from .keys import StoreWarning, task_version
+
+if TYPE_CHECKING:
+    from ..graph import Plan
+    from ..spec import FlowSpec
+    from . import StateStore
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What the store needs to know about a run beyond its events.
+
+    ``spec`` is set only when the store has not recorded this flow version yet (building it
+    costs a little). ``local`` lists, with a remote executor, the tasks whose results reach
+    the kernel (others are handles on a cluster and are not persisted); None means all.
+    """
+
+    run_id: str
+    plan: Plan
+    variables: dict[str, Any]
+    spec: FlowSpec | None = None
+    resumed_from: str | None = None
+    local: frozenset[str] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def task_version(self, name: str) -> str:
+        """The version of task ``name`` for this run (memoized; see :func:`keys.task_version`)."""
+        found = self.versions.get(name)
+        if found is None:
+            plan = self.plan
+            found = self.versions[name] = task_version(plan.specs[name], plan.funcs[name])
+        return found
+
+
+class Recorder:
+    """Subscriber of one run: hands each event to ``store.submit`` (an O(1) queue put)."""
+
+    __slots__ = ("_put", "run_id", "store")
+
+    def __init__(self, store: StateStore, context: RunContext) -> None:
+        self.store = store
+        self.run_id = context.run_id
+        self._put = store.submit
+        store.submit(context)
+
+    def __call__(self, event: Event) -> None:
+        self._put(event)
+        if type(event) is RunFinished:
+            self.finish()
+
+    def finish(self) -> None:
+        """Wait until the store has written the run; warn about what it could not store."""
+        try:
+            self.store.flush()
+        except StoreError as error:
+            warnings.warn(f"run {self.run_id}: {error}", StoreWarning, stacklevel=2)
+        for message in self.store.take_warnings(self.run_id):
+            warnings.warn(message, StoreWarning, stacklevel=2)
+
+    def __repr__(self) -> str:
+        return f"<Recorder run={self.run_id} store={self.store.location!r}>"

@@ -1,0 +1,289 @@
+"""The single batched writer of a store: a queue, one thread, one transaction per batch.
+
+The event loop's whole cost is ``submit(item)``, which is ``SimpleQueue.put``. The writer
+thread sleeps until an item arrives, gathers more for ``interval`` seconds (or until a
+``flush()`` asks it to hurry), projects them into rows (:class:`~nbflow.store.rows.Projector`:
+JSON, pickling) and writes them in transactions of at most ``max_batch`` items.
+
+One writer exists per store file per process (:func:`shared_writer`), so two flows of one
+notebook never contend for the file; two processes contend only at commit time, which
+SQLite's ``busy_timeout`` serializes.
+
+A batch that fails because the database is locked is kept and retried until the lock goes;
+``flush()`` meanwhile times out with a :class:`StoreLockedError`. Any other failure drops the
+batch (its rows are lost, the run goes on) and is reported by the next ``flush()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..errors import StoreError
+from .rows import Batch, Projector
+
+log = logging.getLogger("nbflow.store")
+
+
+class StoreLockedError(StoreError):
+    """The database stayed locked by another writer for longer than the store's timeout."""
+
+
+class Sink(Protocol):
+    """Where a writer's batches go (an SQLite connection, in-memory tables)."""
+
+    def write(self, batch: Batch) -> None:
+        """Write ``batch`` atomically; raise :class:`StoreError` (locked: retryable)."""
+
+    def known_versions(self) -> set[tuple[str, str]]:
+        """``(flow, flow_version)`` pairs already recorded."""
+
+    def close(self) -> None:
+        """Release the sink."""
+
+
+class _Flush:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: StoreError | None = None
+
+
+_STOP = object()
+
+
+class Writer:
+    """Applies submitted items to a :class:`Sink`, in batches, in one background thread.
+
+    Args:
+        open_sink: makes the sink, called in the writer thread (SQLite connections belong
+            to the thread that made them).
+        location: the store's file (or name), for messages.
+        max_result_bytes: larger pickled results are not stored (see the projector).
+        interval: seconds to gather items before a commit.
+        max_batch: at most this many items per transaction.
+        threaded: False applies each item at once in the caller's thread (MemoryStore).
+    """
+
+    def __init__(
+        self,
+        open_sink: Callable[[], Sink],
+        *,
+        location: str,
+        max_result_bytes: int,
+        interval: float = 0.05,
+        max_batch: int = 2000,
+        threaded: bool = True,
+    ) -> None:
+        self.location = location
+        self.interval = interval
+        self.max_batch = max_batch
+        self.projector = Projector(max_result_bytes)
+        self._error: StoreError | None = None
+        self._open_sink = open_sink
+        self._sink: Sink | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.submit: Callable[[Any], None]
+        if threaded:
+            self.submit = self._queue.put  # the event loop's only cost per event
+            self._thread = threading.Thread(
+                target=self._run, name=f"nbflow-store-writer:{location}", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._sink = open_sink()
+            self.projector.known_versions |= self._sink.known_versions()
+            self.submit = self._apply_now
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything submitted so far is written.
+
+        Raises:
+            StoreError: a batch could not be written since the last flush, or the writer did
+                not catch up within ``timeout`` seconds (e.g. the file is locked).
+        """
+        if self._thread is None:
+            self._raise_pending()
+            return
+        marker = _Flush()
+        self._queue.put(marker)
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            error = self._error
+            if isinstance(error, StoreLockedError):
+                raise StoreLockedError(
+                    f"{error} Nothing is lost yet: the records wait in memory and are written "
+                    "when the lock is released."
+                )
+            raise StoreError(
+                f"store {self.location}: the writer did not catch up within {timeout:g} s "
+                "(very large results, or a slow disk); the records are still being written"
+            )
+        if marker.error is not None:
+            raise marker.error
+
+    def take_warnings(self, run_id: str) -> list[str]:
+        """Messages the writer kept for ``run_id`` (call after :meth:`flush`)."""
+        return self.projector.warnings.pop(run_id, [])
+
+    def known(self, flow: str, version: str) -> bool:
+        """Whether ``(flow, version)`` is recorded (or about to be)."""
+        return (flow, version) in self.projector.known_versions
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Write what is pending, stop the thread and close the sink."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            self._wake.set()
+            thread.join(timeout)
+        elif self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def _raise_pending(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _apply_now(self, item: Any) -> None:
+        with self._lock:
+            batch = Batch()
+            self._project(item, batch)
+            self._commit(batch, [])
+            if self._error is not None:
+                log.warning("%s", self._error)
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._sink = self._open_sink()
+            self.projector.known_versions |= self._sink.known_versions()
+        except StoreError as error:
+            self._error = error
+        except Exception as error:  # never let the thread die with items waiting
+            self._error = StoreError(f"store {self.location}: cannot open: {error}")
+        while True:
+            item = self._queue.get()
+            if item is not _STOP and type(item) is not _Flush:
+                self._wake.wait(self.interval)  # gather a batch; flush() cuts this short
+            self._wake.clear()
+            if self._drain(item):
+                break
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def _drain(self, item: Any) -> bool:
+        batch, markers, count, stop = Batch(), [], 0, False
+        while True:
+            if item is _STOP:
+                stop = True
+            elif type(item) is _Flush:
+                markers.append(item)
+            else:
+                self._project(item, batch)
+                count += 1
+                if count >= self.max_batch:
+                    self._commit(batch, markers)
+                    batch, markers, count = Batch(), [], 0
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._commit(batch, markers)
+        return stop
+
+    def _project(self, item: Any, batch: Batch) -> None:
+        try:
+            self.projector.apply(item, batch)
+        except Exception:
+            log.exception("nbflow store %s: could not record %r", self.location, item)
+
+    def _commit(self, batch: Batch, markers: list[_Flush]) -> None:
+        if self._sink is None:  # the store could not be opened: nothing can be written
+            if self._error is None:
+                self._error = StoreError(f"store {self.location} is closed")
+        elif len(batch) or batch.blobs:
+            self._write(self._sink, batch)
+        if markers:
+            error, self._error = self._error, None
+            for marker in markers:
+                marker.error = error
+                marker.done.set()
+
+    def _write(self, sink: Sink, batch: Batch) -> None:
+        delay = 0.01
+        while True:
+            try:
+                sink.write(batch)
+            except StoreLockedError as error:  # kept and retried until the lock goes
+                self._error = error
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except StoreError as error:
+                self._error = error
+                log.error("%s; %d records were dropped", error, len(batch))
+            except Exception as error:
+                self._error = StoreError(f"store {self.location}: {error}")
+                log.exception("nbflow store %s: %d records dropped", self.location, len(batch))
+            else:
+                if isinstance(self._error, StoreLockedError):
+                    self._error = None  # written after all
+            return
+
+
+# -- one writer per file per process ---------------------------------------------------------
+
+_writers: dict[str, Writer] = {}
+_registry_lock = threading.Lock()
+
+
+def shared_writer(location: str, make: Callable[[], Writer]) -> Writer:
+    """The process's writer for ``location``, made by ``make()`` the first time."""
+    with _registry_lock:
+        writer = _writers.get(location)
+        if writer is None or (writer._thread is not None and not writer._thread.is_alive()):
+            writer = _writers[location] = make()
+        return writer
+
+
+def close_writer(location: str, timeout: float | None = 10.0) -> None:
+    """Flush and stop the writer of ``location`` (a later store handle makes a new one)."""
+    with _registry_lock:
+        writer = _writers.pop(location, None)
+    if writer is not None:
+        writer.close(timeout)
+
+
+def close_all(timeout: float | None = 10.0) -> None:
+    """Flush and stop every writer of this process (also run at interpreter exit)."""
+    for location in list(_writers):
+        close_writer(location, timeout)
+
+
+def _forget_after_fork() -> None:
+    # A forked child has the registry but not the threads; it must not touch the parent's
+    # connections either (closing them could checkpoint the parent's WAL), so keep them alive.
+    _orphans.extend(_writers.values())
+    _writers.clear()
+
+
+_orphans: list[Writer] = []
+atexit.register(close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
