@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -81,11 +82,6 @@ def timed_run(flow: nf.Flow, executor: Any) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     run.raise_for_status()
     return elapsed, int(run.results["total"])
-
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 def table(numbers: dict[str, Any]) -> str:
@@ -153,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"local {local_s:.2f} s, dask {dask_s:.2f} s", file=sys.stderr)
     local.close()
 
-    local_s, dask_s = median(local_times), median(dask_times)
+    local_s, dask_s = statistics.median(local_times), statistics.median(dask_times)
     ideal_local = args.n * element_s  # the GIL runs one element at a time
     ideal_dask = ideal_local / args.workers
     numbers = {

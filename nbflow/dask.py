@@ -171,6 +171,8 @@ class DaskExecutor:
             return self._client
 
     async def _ready(self) -> Any:
+        if self._closed:
+            raise DaskClusterError(f"DaskExecutor: {_CLOSED_HINT}")
         client = self._client
         if client is None:
             # Starting a cluster takes seconds: do it off the loop, so widgets stay live.
@@ -228,6 +230,8 @@ class DaskExecutor:
         if status == "finished":
             where = await self._where(client, future)
             if where is not None:
+                if len(self._placed) >= _MAX_PLACED:  # a caller that never asks: forget
+                    self._placed.clear()
                 self._placed[future.key] = where
             return future
         if status == "error":  # fetching an erred future raises its exception
@@ -280,10 +284,16 @@ class DaskExecutor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the client and the LocalCluster this executor created (not a given client)."""
+        """Close the client and the LocalCluster this executor created (not a given client).
+
+        A closed executor runs no more tasks. Results of earlier runs stay readable while a
+        client you gave is open; with the executor's own cluster they are gone.
+        """
         with self._lock:
             client, cluster = self._client, self.cluster
-            self._client, self.cluster, self._closed = None, None, True
+            self.cluster, self._closed = None, True
+            if self._owns_client:  # a given client stays usable for reading results
+                self._client = None
             self._placed.clear()
         if self._owns_client and client is not None:
             client.close()
@@ -409,6 +419,10 @@ class DaskExecutor:
         info = getattr(client, "scheduler", None)
         return str(getattr(info, "address", None) or self.address or "?")
 
+
+#: Worker addresses kept for worker_of(); the engine asks right away, so this only bounds
+#: memory for callers of call() that never ask.
+_MAX_PLACED = 100_000
 
 _LOST_HINT = (
     "the scheduler is unreachable (stopped, crashed or the network is down); "

@@ -480,6 +480,23 @@ def test_dask_executor_starts_and_closes_its_own_local_cluster() -> None:
     assert "create a new DaskExecutor" in str(closed.errors["one"])
 
 
+def test_dask_closing_an_executor_leaves_a_given_client_open(client: Any) -> None:
+    flow = nf.Flow("dask-given", store=None)
+
+    @flow.task
+    def one() -> int:
+        return 1
+
+    executor = DaskExecutor(client=client)
+    run = flow.run(executor=executor)
+    executor.close()
+    assert client.status == "running"
+    assert run.results["one"] == 1  # still on the (open) cluster, still readable
+    closed = flow.run(executor=executor)
+    assert isinstance(closed.errors["one"], DaskClusterError)
+    assert repr(executor) == "<DaskExecutor closed>"
+
+
 def test_dask_executor_rejects_conflicting_arguments(client: Any) -> None:
     with pytest.raises(ValueError, match="either client=, or address="):
         DaskExecutor(client=client, address="tcp://127.0.0.1:1")
