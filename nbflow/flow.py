@@ -119,6 +119,20 @@ class Flow(Definition):
         """Stable content hash of the definition and the tasks' source code."""
         return self.plan().flow_version
 
+    def graph(self, run: Run | None = None) -> Any:
+        """The flow's DAG as a ``graphviz.Digraph`` (Jupyter renders it by itself).
+
+        Given a ``run``, nodes are coloured by that run's task states (same palette as the
+        dashboard), with attempts, durations and fan-out counters; flows of over 300 tasks
+        are drawn grouped. Rendering the Digraph needs Graphviz's ``dot``.
+
+        Raises:
+            CycleError, MissingDependencyError, ConditionError, DefinitionError.
+        """
+        from .widgets.views import Structure, to_digraph
+
+        return to_digraph(Structure.from_plan(self.plan()), run.state if run else None)
+
     # -- durability (nbflow.store, nbflow.cache, nbflow.versions) ----------------------------
 
     def _durable(
@@ -221,12 +235,15 @@ class Flow(Definition):
             from .clock import run_simulated
 
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
+            simulated = await loop.run_in_executor(
                 None,
                 lambda: run_simulated(
                     self._simulated_run(variables, strategy, max_workers, on_error)
                 ),
             )
+            if show:  # the run took no real time: show its final state, from this thread
+                self._show(simulated, None)
+            return simulated
         engine, run = self._engine(
             variables, strategy, max_workers, on_error, executor, resume=resume
         )
@@ -333,7 +350,7 @@ class Flow(Definition):
             handle._observers.append(self._show(run, engine))
         return handle
 
-    def _show(self, run: Run, engine: Engine) -> Any:
+    def _show(self, run: Run, engine: Engine | None) -> Any:
         from .widgets import Dashboard
 
         dashboard = Dashboard(run, engine=engine)

@@ -1,53 +1,64 @@
-"""Static HTML summary of a run, for frontends where widgets do not render (nbviewer, GitHub)."""
+"""Static HTML summary of a run, for frontends where widgets do not render (nbviewer, GitHub).
+
+``Run._repr_html_`` returns :func:`run_summary_html`: the dashboard's status header (with its
+``data-nbflow-status`` marker), the DAG as inline SVG, the Gantt chart of every attempt and
+the task table, whose failed rows open to their tracebacks. No JavaScript and no widgets,
+only inline styles, so it survives sanitising renderers and saved notebooks. The DAG uses a
+layout the dashboard already made for this flow when there is one (Graphviz's, if it ran),
+else the built-in layout, so no subprocess runs while a cell's output is being formatted.
+"""
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .run import Run
+    from .widgets.views import Structure
 
-_COLOURS = {
-    "succeeded": "#009E73",
-    "cached": "#56B4E9",
-    "failed": "#D55E00",
-    "running": "#E69F00",
-    "retrying": "#F0E442",
-    "skipped": "#999999",
-    "upstream_failed": "#CC79A7",
-    "cancelled": "#666666",
-    "pending": "#DDDDDD",
-    "queued": "#BBBBBB",
-}
+#: Runs with more attempts than this get no Gantt chart in the summary (it would be huge).
+SUMMARY_GANTT_ROWS = 1000
 
 
-def run_summary_html(run: Run) -> str:
-    """A compact HTML table: status line, counts per state, and one row per task."""
+def run_summary_html(run: Run, structure: Structure | None = None, max_rows: int = 200) -> str:
+    """Return the summary of ``run`` as one self-contained HTML ``<div>``.
+
+    ``structure`` is the drawn graph (default: from the run's plan, grouped above 300
+    tasks); ``max_rows`` caps the task table (the most urgent tasks are listed first).
+    """
+    from .widgets import layouts, panels
+    from .widgets.views import Structure
+
     state = run.state
-    counts = state.counts()
-    badges = " ".join(
-        f'<span style="background:{_COLOURS.get(k, "#ccc")};color:#000;padding:1px 6px;'
-        f'border-radius:8px;margin-right:4px">{html.escape(k)}: {v}</span>'
-        for k, v in sorted(counts.items())
-    )
-    rows = []
-    for name, record in state.tasks.items():
-        duration = f"{record.duration:.3f}s" if record.duration is not None else ""
-        error = (
-            html.escape(f"{type(record.error).__name__}: {record.error}") if record.error else ""
+    plan = getattr(run, "_plan", None)
+    if structure is None:
+        structure = Structure.from_plan(plan) if plan is not None else Structure.from_state(state)
+    template = layouts.best_cached(structure) or layouts.python_template(structure)[0]
+    title = state.flow or (plan.flow_name if plan is not None else "")
+    parts = [
+        panels.header_html(state, title, len(structure.names)),
+        panels.dag_html(template, structure, state),
+    ]
+    if state.rows and len(state.rows) <= SUMMARY_GANTT_ROWS:
+        parts.append(_section("Timeline", panels.timeline_html(state, structure), True))
+    elif state.rows:
+        parts.append(panels.empty(f"Timeline: {len(state.rows):,} attempts; see run.timeline()."))
+    if state.tasks:
+        table = panels.table_html(
+            state, max_rows, {n: f.priority for n, f in structure.facts.items()}
         )
-        rows.append(
-            f"<tr><td>{html.escape(name)}</td>"
-            f'<td><span style="color:{_COLOURS.get(record.state.value, "#000")}">&#9679;</span> '
-            f"{record.state.value}</td><td>{record.attempts}</td>"
-            f"<td>{html.escape(record.worker or '')}</td>"
-            f"<td>{duration}</td><td>{error}</td></tr>"
-        )
+        parts.append(_section(f"Tasks ({len(state.tasks)})", table, run.status == "failed"))
     return (
-        f'<div class="nbflow-summary" data-nbflow-status="{state.status.value}">'
-        f"<b>{html.escape(state.flow)}</b> run <code>{html.escape(state.run_id)}</code>: "
-        f"<b>{state.status.value}</b> in {state.duration:.2f}s<br>{badges}"
-        "<table><thead><tr><th>task</th><th>state</th><th>attempts</th><th>worker</th>"
-        f"<th>duration</th><th>error</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        '<div class="nbflow-summary" style="border:1px solid rgba(127,127,127,.28);'
+        f'border-radius:6px;padding:0 6px 6px;margin:4px 0">{"".join(parts)}</div>'
+    )
+
+
+def _section(title: str, body: str, open_: bool) -> str:
+    from .widgets.panels import esc
+
+    return (
+        f'<details{" open" if open_ else ""} style="margin:6px 4px 0">'
+        '<summary style="cursor:pointer;font-weight:600;font-size:13px;padding:4px 2px">'
+        f"{esc(title)}</summary>{body}</details>"
     )

@@ -1,0 +1,521 @@
+"""``Dashboard``: the live ipywidgets view of one run (DAG, task table, timeline).
+
+The dashboard reads only the run's :class:`~nbflow.state.RunState`; events just tell it that
+something changed. An event marks it dirty and a :class:`~nbflow.widgets.throttle.Coalescer`
+flushes on the kernel's event loop at most ``1 / interval`` times a second, plus once at
+``RunFinished``. A flush draws the header and the visible tab (widget traits set inside
+``hold_sync()``); hidden tabs are drawn when they are opened, at the end of a small run, and
+by :meth:`Dashboard.sync`.
+
+Widgets are only touched from the thread that created the dashboard (the kernel's). Events
+that arrive from another thread (``simulate=True`` or a run on a private loop) are not drawn
+live: the final state is drawn when the run finishes or is waited for (:meth:`sync`).
+
+The DAG is laid out once per graph shape and restyled per update. With Graphviz ``dot``
+available, the layout runs as an async subprocess while the built-in layout is shown; both
+are cached per shape, so re-running a cell lays nothing out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from nbflow.events import RunFinished
+from nbflow.render import DagTemplate, choose_renderer
+from nbflow.widgets import layouts, panels
+from nbflow.widgets.throttle import Coalescer
+from nbflow.widgets.views import MAX_NODES, Structure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nbflow.engine import Engine
+    from nbflow.events import Event, EventBus
+    from nbflow.run import Run
+
+log = logging.getLogger("nbflow.widgets")
+
+#: Runs with at most this many attempt rows draw every tab at their end; bigger runs draw
+#: hidden tabs only when opened or on :meth:`Dashboard.sync` (a 2,000-bar Gantt is ~10 ms
+#: of SVG and ~0.5 MB sent to the browser: not worth paying for a tab nobody looks at).
+EAGER_ROWS = 500
+
+PANELS = ("dag", "table", "gantt")
+
+# The ipywidgets tab bar and toggle buttons, restyled flat inside our dashboard only (the
+# selectors out-rank ipywidgets' own). Colours are theme variables with light fallbacks.
+_ACCENT = "#0072B2"
+STYLE = f"""<style>
+.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar {{
+  border-bottom: 1px solid rgba(127,127,127,.25); min-height: 32px; padding-left: 8px; }}
+.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab {{
+  background: transparent; border: none; border-bottom: 2px solid transparent;
+  flex: 0 0 auto; min-width: 0; max-width: none; margin: 0 4px 0 0; padding: 0 12px;
+  min-height: 30px; line-height: 30px; transform: none; font-size: 12.5px;
+  color: var(--jp-ui-font-color2, #6b7280); }}
+.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab.lm-mod-current {{
+  border-bottom-color: {_ACCENT}; color: var(--jp-ui-font-color0, #111827);
+  font-weight: 600; background: transparent; }}
+.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab:hover {{
+  color: var(--jp-ui-font-color0, #111827); }}
+.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab::before {{
+  display: none; }}
+.nbflow-dashboard .jupyter-widgets.widget-tab > .widget-tab-contents {{
+  border: none; padding: 8px 10px 4px; background: transparent; }}
+.nbflow-dashboard .widget-toggle-buttons .widget-toggle-button {{
+  height: 26px; line-height: 24px; font-size: 12px; border-radius: 6px; padding: 0 10px;
+  background: transparent; border: 1px solid rgba(127,127,127,.35); box-shadow: none;
+  margin-right: 4px; color: inherit; }}
+.nbflow-dashboard .widget-toggle-buttons .widget-toggle-button.mod-active {{
+  background: {_ACCENT}; border-color: {_ACCENT}; color: #fff; }}
+.nbflow-dashboard .widget-html-content {{ line-height: normal; }}
+</style>"""
+
+
+@dataclass
+class DashboardStats:
+    """Counters of the work a dashboard did (for tests and benchmarks; no timings)."""
+
+    flushes: int = 0
+    header_renders: int = 0
+    dag_renders: int = 0
+    table_renders: int = 0
+    gantt_renders: int = 0
+    layouts: int = 0
+    renderer: str = "python"
+    errors: int = 0
+
+
+def _resolve(source: Any, engine: Engine | None) -> tuple[Run, Engine | None, Any]:
+    from nbflow.handle import RunHandle
+    from nbflow.run import Run
+
+    if isinstance(source, RunHandle):
+        return source.run, engine or source.engine, source
+    if isinstance(source, Run):
+        return source, engine, None
+    raise TypeError(
+        f"Dashboard needs a Run or a RunHandle (from flow.run() or flow.start()), "
+        f"not {type(source).__name__}"
+    )
+
+
+class Dashboard(widgets.VBox):
+    """A live view of one run: status header, then tabs Graph / Tasks / Timeline.
+
+    ``Dashboard(run_or_handle)`` subscribes to the run's events (through ``engine.bus``,
+    the handle's engine, or ``bus``) until the run finishes, and redraws from the run's state
+    at most ``1 / interval`` times a second. A finished run is drawn once. Display it with
+    :meth:`display` (or as a cell's value); ``flow.run(show=True)`` and
+    ``flow.start(show=True)`` do both. The header's root element carries
+    ``data-nbflow-status`` (see :mod:`nbflow.widgets.panels`).
+
+    Args:
+        source: a :class:`~nbflow.run.Run` or :class:`~nbflow.handle.RunHandle`.
+        engine: the run's engine, to subscribe to its events (a handle brings its own).
+        bus: an :class:`~nbflow.events.EventBus` to listen on instead of ``engine.bus``.
+        prefer: ``"python"`` for the built-in layout, ``"dot"`` or None for Graphviz when
+            found (the built-in one otherwise).
+        interval: seconds between redraws at most (``math.inf``: only at the end).
+        max_nodes: flows with more tasks are drawn grouped (by tag, else by level).
+        lane_by: initial Timeline lanes, ``"task"`` or ``"worker"``.
+        max_rows: the task table of a bigger run lists this many tasks, most urgent first.
+        heartbeat: seconds between redraws while nothing happens, so elapsed times grow
+            (None: off).
+
+    Raises:
+        TypeError: ``source`` is neither a Run nor a RunHandle.
+        ValueError: a bad ``prefer``, ``interval``, ``lane_by`` or ``max_nodes``.
+    """
+
+    # Class-level defaults: ipywidgets calls close() from __del__, even on an instance
+    # whose __init__ raised half way.
+    _co: Coalescer | None = None
+    _beat: asyncio.TimerHandle | None = None
+    _unsubscribe: Callable[[], None] | None = None
+    _layout_task: asyncio.Future[Any] | None = None
+    _closed = False
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        engine: Engine | None = None,
+        bus: EventBus | None = None,
+        prefer: str | None = None,
+        interval: float = 0.25,
+        max_nodes: int = MAX_NODES,
+        lane_by: str = "task",
+        max_rows: int = panels.MAX_ROWS,
+        heartbeat: float | None = 1.0,
+    ) -> None:
+        if lane_by not in ("task", "worker"):
+            raise ValueError(f"lane_by must be 'task' or 'worker', not {lane_by!r}")
+        renderer = choose_renderer(prefer)
+        if prefer is None and not _in_kernel():
+            # Outside a kernel nothing shows the DAG live; dot would only cost a subprocess.
+            renderer = "python"
+        run, engine, handle = _resolve(source, engine)
+        plan = getattr(run, "_plan", None) or (engine.plan if engine is not None else None)
+        structure = (
+            Structure.from_plan(plan, max_nodes)
+            if plan is not None
+            else Structure.from_state(run.state, max_nodes)
+        )
+        self.run = run
+        self.stats = DashboardStats()
+        self._structure = structure
+        self._max_rows = max_rows
+        self._heartbeat_s = heartbeat
+        self._priorities = {n: f.priority for n, f in structure.facts.items() if f.priority}
+        self._thread = threading.get_ident()
+        self._loop = _running_loop()
+        self._stale = set(PANELS)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._beat: asyncio.TimerHandle | None = None
+        self._layout_task: asyncio.Future[Any] | None = None
+        self._display: Any = None
+        self._shown_html: str | None = None
+        self._closed = False
+        self._template = self._initial_template(renderer)
+
+        self._header = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._dag = widgets.HTML()
+        self._table = widgets.HTML()
+        lane_label = "Lane per group" if structure.grouped else "Lane per task"
+        self._lanes = widgets.ToggleButtons(
+            options=[(lane_label, "task"), ("Lane per worker", "worker")],
+            value=lane_by,
+            style=widgets.ToggleButtonsStyle(button_width="auto"),
+            layout=widgets.Layout(margin="2px 0 6px 2px"),
+        )
+        self._gantt = widgets.HTML()
+        self._tabs = widgets.Tab(
+            children=[self._dag, self._table, widgets.VBox([self._lanes, self._gantt])],
+            titles=("Graph", "Tasks", "Timeline"),
+        )
+        super().__init__(
+            children=[self._header, self._tabs],
+            layout=widgets.Layout(
+                border="1px solid rgba(127,127,127,.28)", padding="0 0 4px 0", margin="6px 0"
+            ),
+        )
+        self.add_class("nbflow-dashboard")
+        self._tabs.observe(self._on_tab, names="selected_index")
+        self._lanes.observe(self._on_lanes, names="value")
+
+        live = not run.done and (engine is not None or bus is not None)
+        self._co = Coalescer(self._flush, self._loop, interval) if self._loop is not None else None
+        self._draw(set(PANELS) if run.done else {"dag"} | self._visible())
+        if live:
+            self._run_id = engine.run_id if engine is not None else run.run_id
+            chosen = bus if bus is not None else engine.bus  # type: ignore[union-attr]
+            self._unsubscribe = chosen.subscribe(self._on_event)
+            self._schedule_beat()
+        if handle is not None and self not in handle._observers:
+            handle._observers.append(self)
+
+    # -- public ----------------------------------------------------------------------------
+
+    def display(self) -> Dashboard:
+        """Show the dashboard in the current notebook output (nothing outside a kernel).
+
+        Returns self. The output gets a display id, so :meth:`sync` can replace its static
+        fallback (``text/html``, for frontends without widgets) with the final summary.
+        """
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - ipywidgets depends on IPython
+            return self
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return self
+        from IPython.display import display
+
+        self._display = display(self, display_id=True)
+        return self
+
+    def sync(self) -> Dashboard:
+        """Draw the final (current) state in every tab and re-send all widget state.
+
+        Called when a run is waited for (``handle.wait()``, ``await handle``): notebook
+        runners (nbclient, nbval) save only widget state changed by the executing cell, so
+        this makes saved notebooks show the finished dashboard. Safe to call any time, from
+        the dashboard's own thread (other threads: scheduled on its loop).
+        """
+        if threading.get_ident() != self._thread:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.sync)
+            return self
+        if self._closed:
+            return self
+        if self.run.done:
+            self._finish()
+        self._guarded(self._draw, set(PANELS))
+        for widget in self._widgets():
+            widget.send_state()
+        self._guarded(self._update_display)
+        return self
+
+    def close(self) -> None:
+        """Stop listening, cancel timers and layouts, and close every widget of the dashboard."""
+        self._closed = True
+        self._finish()
+        if self._layout_task is not None:
+            self._layout_task.cancel()
+        if hasattr(self, "_tabs"):
+            for widget in self._widgets():
+                if widget is not self:
+                    widget.close()
+        super().close()
+
+    @property
+    def status(self) -> str:
+        """The run's status as shown: pending, running, succeeded, failed or cancelled."""
+        return self.run.status
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the DAG is drawn grouped (the flow has more than ``max_nodes`` tasks)."""
+        return self._structure.grouped
+
+    def __repr__(self) -> str:
+        # Deterministic (no ids or timings): nbval compares the text/plain of widgets.
+        return f"<nbflow.Dashboard flow={self.run.flow or self._flow_name()!r}>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        data = super()._repr_mimebundle_(**kwargs)
+        if data is None:
+            return None
+        data["text/plain"] = repr(self)
+        html = self._guarded(self._static_html)
+        if html:
+            data["text/html"] = html
+            self._shown_html = html
+        return data
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        # Hot path (every event of the run): compare, maybe schedule; drawing happens later.
+        if event.run_id != self._run_id:
+            return
+        if event.__class__ is RunFinished:
+            self._on_finished()
+            return
+        co = self._co
+        if co is not None and co._handle is None and threading.get_ident() == self._thread:
+            co.mark()
+
+    def _on_finished(self) -> None:
+        if threading.get_ident() == self._thread:
+            self._final()
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._final)
+        self._detach()
+
+    def _final(self) -> None:
+        self._finish()
+        small = len(self.run.state.rows) <= EAGER_ROWS
+        self.stats.flushes += 1
+        self._guarded(self._draw, set(PANELS) if small else {"dag"} | self._visible())
+        self._guarded(self._update_display)
+
+    def _finish(self) -> None:
+        """Stop live updates: no scheduled flush, no heartbeat, no subscription."""
+        if self._co is not None:
+            self._co.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        self._detach()
+
+    def _detach(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is None:
+            return
+        # We may be inside EventBus.publish, iterating its subscriber list: removing
+        # ourselves now would make it skip the next subscriber. Leave once it is done.
+        try:
+            asyncio.get_running_loop().call_soon(unsubscribe)
+        except RuntimeError:
+            unsubscribe()
+
+    def _schedule_beat(self) -> None:
+        if self._heartbeat_s and self._loop is not None and self._co is not None:
+            self._beat = self._loop.call_later(self._heartbeat_s, self._on_beat)
+
+    def _on_beat(self) -> None:
+        self._beat = None
+        if self.run.done or self._closed or self._co is None:
+            return
+        if not self._co.pending:
+            self._co.mark()
+        self._schedule_beat()
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        panel = PANELS[change["new"]] if change.get("new") is not None else None
+        if panel in self._stale:
+            self._guarded(self._draw, {panel}, False)
+
+    def _on_lanes(self, change: dict[str, Any]) -> None:
+        self._guarded(self._draw, {"gantt"}, False)
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self.stats.flushes += 1
+        self._draw(self._visible())
+
+    def _visible(self) -> set[str]:
+        index = self._tabs.selected_index if hasattr(self, "_tabs") else 0
+        return {PANELS[index or 0]}
+
+    def _draw(self, wanted: set[str], news: bool = True) -> None:
+        """Draw the header and the ``wanted`` panels from the run state.
+
+        ``news``: the state changed since the last draw, so panels not drawn now are stale.
+        """
+        state = self.run.state
+        s = self.stats
+        changed: list[tuple[widgets.HTML, str]] = [
+            (
+                self._header,
+                STYLE + panels.header_html(state, self._flow_name(), len(self._structure.names)),
+            )
+        ]
+        s.header_renders += 1
+        if "dag" in wanted:
+            changed.append((self._dag, self._dag_html()))
+            s.dag_renders += 1
+        if "table" in wanted:
+            changed.append((self._table, self._table_html()))
+            s.table_renders += 1
+        if "gantt" in wanted:
+            changed.append((self._gantt, self._gantt_html()))
+            s.gantt_renders += 1
+        self._stale = (set(PANELS) if news else self._stale) - wanted
+        with contextlib.ExitStack() as stack:
+            for widget, _ in changed:
+                stack.enter_context(widget.hold_sync())
+            for widget, value in changed:
+                widget.value = value
+
+    def _flow_name(self) -> str:
+        plan = getattr(self.run, "_plan", None)
+        return self.run.flow or (plan.flow_name if plan is not None else "")
+
+    def _dag_html(self) -> str:
+        return panels.dag_html(self._template, self._structure, self.run.state)
+
+    def _table_html(self) -> str:
+        if not self.run.state.tasks:
+            return panels.empty("The run has not started yet.")
+        return panels.frame(
+            panels.table_html(self.run.state, self._max_rows, self._priorities), 520
+        )
+
+    def _gantt_html(self) -> str:
+        return panels.timeline_html(self.run.state, self._structure, self._lanes.value)
+
+    def _static_html(self) -> str:
+        from nbflow.summary import run_summary_html
+
+        return run_summary_html(self.run, structure=self._structure)
+
+    def _update_display(self) -> None:
+        if self._display is None:
+            return
+        html = self._static_html()
+        if html != self._shown_html:
+            self._display.update(self)
+
+    def _widgets(self) -> list[widgets.Widget]:
+        box = self._tabs.children[2]
+        return [
+            self._header,
+            self._dag,
+            self._table,
+            self._lanes,
+            self._gantt,
+            box,
+            self._tabs,
+            self,
+        ]
+
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("nbflow dashboard update failed; the run goes on")
+            return None
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _initial_template(self, renderer: str) -> DagTemplate:
+        structure = self._structure
+        if renderer == "dot":
+            template = layouts.cached("dot", structure)
+            if template is not None:
+                self.stats.renderer = "dot"
+                return template
+        template, computed = layouts.python_template(structure)
+        self.stats.layouts += computed
+        if renderer == "dot" and self._loop is not None:
+            # Shown with the built-in layout meanwhile; dot's replaces it when ready. In a
+            # kernel, whose loop lives on, dot is an async subprocess. Elsewhere the loop may
+            # end first, and a subprocess being started then holds up the loop's shutdown
+            # (asyncio waits for it), so dot runs in a worker thread there.
+            job = (
+                layouts.dot_template(structure)
+                if _in_kernel()
+                else asyncio.to_thread(layouts.dot_template_blocking, structure)
+            )
+            task = asyncio.ensure_future(job, loop=self._loop)
+            task.add_done_callback(self._on_layout)
+            self._layout_task = task
+        return template
+
+    def _on_layout(self, task: asyncio.Future[Any]) -> None:
+        self._layout_task = None
+        if task.cancelled() or self._closed:
+            return
+        error = task.exception()
+        if error is not None:
+            log.info("Graphviz layout failed (%s); keeping the built-in layout", error)
+            return
+        self._template = task.result()
+        self.stats.layouts += 1
+        self.stats.renderer = "dot"
+        if "dag" in self._visible() or self.run.done:
+            self._guarded(self._draw, {"dag"}, False)
+        else:
+            self._stale.add("dag")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _in_kernel() -> bool:
+    """Whether we run inside an IPython kernel (a notebook, Voila), whose loop lives on."""
+    shell = sys.modules.get("IPython") and _ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _ipython() -> Any:
+    from IPython import get_ipython
+
+    return get_ipython()

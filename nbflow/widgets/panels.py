@@ -1,0 +1,331 @@
+"""HTML fragments of the dashboard and the static summary: header, task table, panel frames.
+
+Pure string functions of a :class:`~nbflow.state.RunState`. Styles are inline (no ``<style>``
+blocks), so a fragment looks the same inside an ipywidgets ``HTML``, in a sanitised notebook
+output and on nbviewer; colours come from the one state palette, text colours are inherited,
+so light and dark themes both work.
+
+The header's root element is the run's stable status marker that tests and tools can wait
+for: ``<div class="nbflow-status" data-nbflow-status="running|succeeded|failed|cancelled"
+data-done=.. data-total=..>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nbflow
+from nbflow.render import DagTemplate, gantt_svg
+from nbflow.render.palette import FONT_FAMILY, STATES, TERMINAL, URGENCY, style_for
+from nbflow.render.svg import fmt_duration
+from nbflow.widgets.views import Structure, counter, error_text, gantt_rows, now_t
+
+if TYPE_CHECKING:
+    from nbflow.state import RunState, TaskRecord
+
+#: Tables of bigger runs list this many tasks, the most urgent first.
+MAX_ROWS = 200
+
+#: Order of the progress bar's segments, left to right (finished work first).
+_SEGMENTS = (
+    "succeeded",
+    "cached",
+    "skipped",
+    "failed",
+    "upstream_failed",
+    "cancelled",
+    "running",
+    "retrying",
+    "queued",
+)
+_FAINT = "rgba(127,127,127,.16)"
+_RULE = "rgba(127,127,127,.22)"
+_RUN_STYLE = {"pending": "pending", "running": "running", "succeeded": "succeeded"}
+
+
+def esc(text: object) -> str:
+    """Escape for HTML text and quoted attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def done_count(state: RunState) -> int:
+    """Tasks in a terminal state (what the progress bar counts)."""
+    return sum(1 for r in state.tasks.values() if r.state.value in TERMINAL)
+
+
+def chip(state: str, text: str, title: str = "") -> str:
+    """A small rounded label in a state's colours, e.g. ``✓ 5 succeeded``."""
+    s = style_for(state)
+    border = "dashed" if s.dash else "solid"
+    tip = f' title="{esc(title)}"' if title else ""
+    return (
+        f'<span class="nbflow-chip" data-chip="{esc(state)}"{tip} style="display:inline-flex;'
+        f"align-items:center;gap:4px;background:{s.fill};color:{s.text};border:1px {border} "
+        f"{s.stroke};border-radius:6px;padding:0 7px;font-size:11.5px;line-height:19px;"
+        f'white-space:nowrap"><span style="color:{s.stroke}">{s.glyph}</span>{esc(text)}</span>'
+    )
+
+
+def header_html(state: RunState, title: str | None = None, total: int | None = None) -> str:
+    """The status header: flow name, status pill, elapsed time, segmented progress, counts.
+
+    Its root carries the status marker (see the module docstring). ``total`` defaults to the
+    number of tasks in the state (which is 0 until the run has started).
+    """
+    status = state.status.value
+    counts = state.counts()
+    total = len(state.tasks) if total is None else total
+    done = sum(counts.get(k, 0) for k in TERMINAL)
+    pill = style_for("cancelled" if status == "cancelled" else _RUN_STYLE.get(status, status))
+    name = title or state.flow or "flow"
+    run_id = state.run_id[:8] or "not started"
+    elapsed = fmt_duration(max(0.0, now_t(state) - (state.started_t or 0.0)))
+    segments = "".join(
+        f'<div data-segment="{k}" title="{counts[k]} {esc(style_for(k).label)}" '
+        f'style="flex:{counts[k]} 0 0;background:{style_for(k).stroke}"></div>'
+        for k in _SEGMENTS
+        if counts.get(k)
+    )
+    rest = max(total - sum(counts.get(k, 0) for k in _SEGMENTS), 0)
+    if rest or not segments:
+        segments += f'<div data-segment="pending" style="flex:{rest or 1} 0 0"></div>'
+    chips = " ".join(chip(k, f"{counts[k]} {style_for(k).label}") for k in STATES if counts.get(k))
+    return (
+        f'<div class="nbflow-status" data-nbflow-status="{esc(status)}" '
+        f'data-flow="{esc(state.flow)}" data-run-id="{esc(state.run_id)}" data-done="{done}" '
+        f'data-total="{total}" style="font-family:{esc(FONT_FAMILY)};line-height:1.45;'
+        f'padding:10px 12px 8px;color:inherit">'
+        '<div style="display:flex;align-items:center;gap:10px;flex-wrap:wrap">'
+        f'<span style="font-weight:650;font-size:15px">{esc(name)}</span>'
+        f'<span class="nbflow-pill" style="background:{pill.fill};color:{pill.text};'
+        f"border:1px solid {pill.stroke};border-radius:999px;padding:0 10px;font-size:11px;"
+        f'font-weight:650;letter-spacing:.04em;text-transform:uppercase;line-height:20px">'
+        f'<span style="color:{pill.stroke}">{pill.glyph}</span> {esc(status)}</span>'
+        f'<span style="opacity:.62;font-size:12px">run <code style="font-size:11.5px">'
+        f"{esc(run_id)}</code> · {elapsed}</span>"
+        f'<span style="margin-left:auto;font-size:12.5px"><b>{done}</b>'
+        f'<span style="opacity:.62"> / {total} tasks done</span></span></div>'
+        f'<div class="nbflow-runbar" role="progressbar" aria-valuemin="0" '
+        f'aria-valuemax="{total}" aria-valuenow="{done}" style="display:flex;gap:1px;'
+        f'height:8px;border-radius:4px;overflow:hidden;background:{_FAINT};margin:8px 0 7px">'
+        f"{segments}</div>"
+        f'<div style="display:flex;gap:6px;flex-wrap:wrap">{chips}</div>'
+        + (
+            f'<div style="margin-top:6px;font-size:12px;color:{style_for("failed").text}">'
+            f"{esc(state.error)}</div>"
+            if state.error
+            else ""
+        )
+        + "</div>"
+    )
+
+
+def _rows(state: RunState, max_rows: int) -> tuple[list[TaskRecord], dict[str, int]]:
+    """Records to list (definition order; the most urgent first when capped), hidden counts."""
+    records = list(state.tasks.values())
+    if len(records) <= max_rows:
+        return records, {}
+    rank = {s: i for i, s in enumerate(URGENCY)}
+    shown = sorted(records, key=lambda r: rank[r.state.value])[:max_rows]  # sort is stable
+    keep = {id(r) for r in shown}
+    hidden: dict[str, int] = {}
+    for r in records:
+        if id(r) not in keep:
+            hidden[r.state.value] = hidden.get(r.state.value, 0) + 1
+    return [r for r in records if id(r) in keep], hidden
+
+
+def _error_cell(record: TaskRecord) -> str:
+    text = error_text(record.error)
+    if record.state.value == "failed" and text:
+        return f'<span style="color:{style_for("failed").text}">{esc(text)}</span>'
+    if record.reason:
+        return f'<span style="opacity:.7">{esc(record.reason)}</span>'
+    if text:  # a retrying task's last error
+        return f'<span style="opacity:.8">{esc(text)}</span>'
+    return ""
+
+
+def user_traceback(text: str) -> str:
+    """``text`` (a formatted traceback) without the frames of nbflow and asyncio themselves.
+
+    What is left starts at the user's task function, which is what a reader wants to see.
+    The text comes back unchanged when it does not look like a traceback or when every
+    frame would go.
+    """
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("Traceback"):
+        return text
+    kept, drop = [lines[0]], False
+    dropped = 0
+    for line in lines[1:]:
+        if line.startswith('  File "'):
+            path = line[8 : line.find('"', 8)]
+            drop = path.startswith(_INTERNAL)
+            dropped += drop
+            if not drop:
+                kept.append(line)
+        elif line.startswith("    ") and drop:
+            continue
+        else:
+            drop = False
+            kept.append(line)
+    if not dropped or not any(line.startswith('  File "') for line in kept):
+        return text
+    return "\n".join(kept)
+
+
+# Frames from these directories are the machinery around a task, not the user's code.
+_INTERNAL = tuple(
+    str(Path(module.__file__ or ".").resolve().parent) + os.sep for module in (asyncio, nbflow)
+)
+
+
+def _traceback_row(record: TaskRecord) -> str:
+    body = esc(user_traceback(record.traceback))
+    return (
+        f'<tr class="nbflow-traceback-row" data-row-task="{esc(record.name)}">'
+        '<td colspan="6" style="padding:0 10px 6px"><details class="nbflow-traceback">'
+        '<summary style="cursor:pointer;font-size:12px;opacity:.75">Traceback of '
+        f'{esc(record.name)}</summary><pre style="margin:6px 0 2px;max-height:340px;'
+        "overflow:auto;font-size:11.5px;line-height:1.45;padding:8px 10px;border-radius:6px;"
+        f'background:{_FAINT};white-space:pre">{body}</pre></details></td></tr>'
+    )
+
+
+def table_html(
+    state: RunState, max_rows: int = MAX_ROWS, priorities: dict[str, int] | None = None
+) -> str:
+    """The task table: state, tries, worker, duration and error per task.
+
+    A failed task's row is followed by a full-width ``<details>`` that opens to its
+    traceback (frames of nbflow itself left out). Runs with more than ``max_rows`` tasks
+    list the most urgent ``max_rows`` and count the rest by state.
+    """
+    now = now_t(state)
+    records, hidden = _rows(state, max_rows)
+    th = 'style="text-align:left;padding:5px 10px;font-weight:600;opacity:.7;white-space:nowrap"'
+    out = [
+        f'<table class="nbflow-table" style="border-collapse:collapse;width:100%;'
+        f'font-size:12.5px;font-family:{esc(FONT_FAMILY)}"><thead>'
+        f'<tr style="border-bottom:1px solid {_RULE}">'
+        + "".join(f"<th {th}>{h}</th>" for h in ("Task", "State", "Tries", "Worker", "Duration"))
+        + f'<th {th} width="40%">Error</th></tr></thead><tbody>'
+    ]
+    td = 'style="padding:5px 10px;vertical-align:top;white-space:nowrap"'
+    for r in records:
+        value = r.state.value
+        duration = r.duration
+        if duration is None and r.started_t is not None:
+            duration = max(0.0, now - r.started_t)
+        extra = counter(r)
+        priority = (priorities or {}).get(r.name, 0)
+        name = esc(r.name) + (
+            f' <span style="opacity:.55;font-size:11px;font-weight:400">p={priority}</span>'
+            if priority
+            else ""
+        )
+        out.append(
+            f'<tr class="nbflow-row" data-row-task="{esc(r.name)}" data-row-state="{value}" '
+            f'style="border-top:1px solid {_RULE}"><td {td}><span style="font-weight:600">'
+            f"{name}</span></td><td {td}>{chip(value, style_for(value).label)}"
+            + (f' <span style="opacity:.7">{esc(extra)}</span>' if extra else "")
+            + f"</td><td {td}>{r.attempts or ''}</td><td {td}>{esc(r.worker or '')}</td>"
+            f"<td {td}>{fmt_duration(duration) if duration is not None else ''}</td>"
+            f'<td style="padding:5px 10px;vertical-align:top">{_error_cell(r)}</td></tr>'
+        )
+        if value == "failed" and r.traceback:
+            out.append(_traceback_row(r))
+    out.append("</tbody></table>")
+    if hidden:
+        more = ", ".join(f"{n} {style_for(k).label}" for k, n in sorted(hidden.items()))
+        out.append(
+            f'<div style="padding:6px 10px;font-size:12px;opacity:.7">{sum(hidden.values())} '
+            f"more tasks not listed ({esc(more)}); <code>run.states</code> has them all.</div>"
+        )
+    return "".join(out)
+
+
+def legend(states: Iterable[str] = STATES) -> str:
+    """A one-line legend: a small chip (glyph and colours) per state."""
+    items = "".join(
+        chip(s, style_for(s).label)
+        .replace("font-size:11.5px", "font-size:10.5px")
+        .replace("padding:0 7px", "padding:0 5px")
+        for s in states
+    )
+    return f'<div class="nbflow-legend" style="display:flex;flex-wrap:wrap;gap:4px">{items}</div>'
+
+
+def frame(body: str, max_height: int = 560, note: str = "") -> str:
+    """A scrollable panel around an SVG or table, with an optional muted note above it."""
+    top = (
+        f'<div style="font-size:12px;opacity:.65;padding:2px 4px 6px;font-family:'
+        f'{esc(FONT_FAMILY)}">{note}</div>'
+        if note
+        else ""
+    )
+    return (
+        f'{top}<div class="nbflow-frame" style="overflow:auto;max-height:{max_height}px;'
+        f'padding:4px 2px">{body}</div>'
+    )
+
+
+def empty(text: str) -> str:
+    """A quiet placeholder for a panel with nothing to show yet."""
+    return (
+        f'<div style="padding:18px 12px;opacity:.6;font-size:12.5px;font-family:'
+        f'{esc(FONT_FAMILY)}">{esc(text)}</div>'
+    )
+
+
+def states_present(states: Iterable[str]) -> tuple[str, ...]:
+    """``states`` in palette order, without duplicates (for a legend of what is on screen)."""
+    seen = set(states)
+    return tuple(s for s in STATES if s in seen)
+
+
+#: Beyond this many attempts the timeline is not drawn (``run.timeline()`` has them all).
+MAX_GANTT_ROWS = 5000
+
+
+def dag_html(template: DagTemplate, structure: Structure, state: RunState | None) -> str:
+    """The Graph panel: the DAG (restyled from ``state``), a note when grouped, the legend."""
+    nodes = structure.nodes(state) if state is not None else None
+    note = ""
+    if structure.grouped:
+        note = (
+            f"{len(structure.names):,} tasks drawn as {len(structure.groups)} groups; "
+            "each shows its most urgent state and done/total."
+        )
+    return (
+        frame(template.svg(nodes), 560, note) + f'<div style="padding:6px 4px 2px">{legend()}</div>'
+    )
+
+
+def timeline_html(state: RunState, structure: Structure, lane_by: str = "task") -> str:
+    """The Timeline panel: a Gantt chart of every attempt, one lane per task or per worker.
+
+    When the flow is drawn grouped, ``lane_by="task"`` gives one lane per group instead
+    (its tasks' bars packed onto the lane's sub-tracks).
+    """
+    rows = gantt_rows(state)
+    if not rows:
+        return empty("No attempts yet: bars appear as tasks start.")
+    if len(rows) > MAX_GANTT_ROWS:
+        return empty(f"{len(rows):,} attempts are too many to draw; use run.timeline() instead.")
+    if lane_by == "task" and structure.grouped:
+        group = {n: g for g, members in structure.groups.items() for n in members}
+        for row, attempt in zip(rows, state.rows, strict=False):
+            row["worker"] = group.get(attempt.base or attempt.task, "other")
+        lane_by = "worker"
+    now = state.last_t if state.finished_t is None else None
+    svg = gantt_svg(rows, lane_by=lane_by, width=920, now=now)
+    # Shrink to the output's width rather than hide the end of the run behind a scrollbar.
+    svg = svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
+    return frame(svg, 520)

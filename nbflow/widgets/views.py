@@ -1,0 +1,279 @@
+"""From a run's state to what the renderers draw: pure functions, no widgets, no events.
+
+:class:`Structure` is the drawn shape of one flow (names, edges, static node facts, and for
+big flows the grouping), computed once per dashboard. Per update it turns a
+:class:`~nbflow.state.RunState` into node views, and :func:`gantt_rows` turns the state's
+attempt rows into Gantt input. :func:`to_digraph` builds the ``graphviz.Digraph`` that
+``flow.graph(run)`` returns. The dashboard, the static summary and ``flow.graph`` all draw
+from here, so they agree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nbflow.lifecycle import RunStatus
+from nbflow.render import GraphView, NodeView, topological_layers
+from nbflow.render.palette import TERMINAL, URGENCY, style_for
+from nbflow.render.svg import detail_line
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from nbflow.graph import Plan
+    from nbflow.state import RunState, TaskRecord
+
+#: Flows with more tasks than this are drawn grouped (by tag, else by topological level).
+MAX_NODES = 300
+
+_RANK = {state: i for i, state in enumerate(URGENCY)}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """What the definition says about a task (does not change during a run)."""
+
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+
+
+def error_text(error: BaseException | None) -> str | None:
+    """``"ValueError: bad row"`` for an exception, None for None."""
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def now_t(state: RunState) -> float:
+    """The run clock's current time: live while running, the end time once finished.
+
+    The run clock starts at 0 at ``wall_start`` (``time.time()``), so while a run is live
+    the wall clock tells how far it is, even between events (a long task's elapsed time
+    keeps growing on screen).
+    """
+    if state.finished_t is not None:
+        return state.finished_t
+    if state.status is RunStatus.RUNNING and state.wall_start:
+        return max(state.last_t, time.time() - state.wall_start)
+    return state.last_t
+
+
+def counter(record: TaskRecord) -> str | None:
+    """``"37/100"`` for a fan-out task whose size is known, else None."""
+    if record.size is None:
+        return None
+    return f"{record.elements_done}/{record.size}"
+
+
+def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float) -> NodeView:
+    """The node of one task: state, attempts, duration (elapsed while running), error."""
+    if record is None:
+        return NodeView(name, "pending", facts.priority, tags=facts.tags)
+    duration = record.duration
+    if duration is None and record.started_t is not None:
+        duration = max(0.0, now - record.started_t)
+    return NodeView(
+        name,
+        record.state.value,
+        facts.priority,
+        record.attempts,
+        duration,
+        error_text(record.error),
+        facts.tags,
+        counter(record),
+    )
+
+
+def group_keys(
+    names: Sequence[str],
+    level: Mapping[str, int],
+    facts: Mapping[str, TaskFacts],
+    max_nodes: int = MAX_NODES,
+) -> dict[str, str]:
+    """Map each task to its group when a flow is too big to draw task by task.
+
+    By first tag when some task has a tag and the keys make at most ``max_nodes`` groups;
+    else by topological ``level``, consecutive levels merged so at most ``max_nodes`` remain.
+
+    Raises:
+        ValueError: ``max_nodes < 1``.
+    """
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be at least 1, not {max_nodes!r}")
+    tagged = {n: facts[n].tags[0] if facts[n].tags else "untagged" for n in names}
+    if any(facts[n].tags for n in names) and len(set(tagged.values())) <= max_nodes:
+        return tagged
+    depth = max(level.values(), default=0) + 1
+    chunk = math.ceil(depth / max_nodes)
+    keys = {}
+    for name in names:
+        k = level[name]
+        a = k - k % chunk
+        keys[name] = f"level {a}" if chunk == 1 else f"levels {a}-{min(a + chunk, depth) - 1}"
+    return keys
+
+
+def group_node(
+    key: str, members: Sequence[TaskRecord | None], facts: Sequence[TaskFacts]
+) -> NodeView:
+    """One group's node: its most urgent member state and ``done/total`` members."""
+    state, done, failed = "succeeded", 0, []
+    rank = len(URGENCY)
+    for record in members:
+        value = record.state.value if record is not None else "pending"
+        r = _RANK[value]
+        if r < rank:
+            state, rank = value, r
+        if value in TERMINAL:
+            done += 1
+        if value == "failed" and record is not None:
+            failed.append(f"{record.name}: {error_text(record.error) or 'failed'}")
+    error = None
+    if failed:
+        error = (
+            f"{len(failed)} failed: " + "; ".join(failed[:3]) + ("; …" if len(failed) > 3 else "")
+        )
+    priority = max((f.priority for f in facts), default=0)
+    return NodeView(key, state, priority, error=error, counter=f"{done}/{len(members)}")
+
+
+class Structure:
+    """The drawn shape of a flow: full task graph, or groups when it has over ``max_nodes``.
+
+    ``view`` is the :class:`GraphView` to lay out (all nodes pending); :meth:`nodes` gives
+    the current node views for a run state, keyed like ``view``'s nodes.
+
+    Raises:
+        ValueError: ``max_nodes < 1``.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        edges: Sequence[tuple[str, str]],
+        facts: Mapping[str, TaskFacts] | None = None,
+        max_nodes: int = MAX_NODES,
+    ) -> None:
+        if max_nodes < 1:
+            raise ValueError(f"max_nodes must be at least 1, not {max_nodes!r}")
+        self.names = tuple(names)
+        self.edges = tuple(dict.fromkeys(edges))
+        self.facts = {n: (facts or {}).get(n, TaskFacts()) for n in self.names}
+        self.grouped = len(self.names) > max_nodes
+        self.groups: dict[str, list[str]] = {}
+        if self.grouped:
+            layers = topological_layers(list(self.names), list(self.edges))
+            level = {name: k for k, layer in enumerate(layers) for name in layer}
+            keys = group_keys(self.names, level, self.facts, max_nodes)
+            for name in self.names:
+                self.groups.setdefault(keys[name], []).append(name)
+            # Groups left to right by their earliest member; an edge against this order
+            # (possible with tags) is dropped so the drawn graph stays acyclic.
+            order = sorted(self.groups, key=lambda g: min(level[n] for n in self.groups[g]))
+            rank = {g: i for i, g in enumerate(order)}
+            self.groups = {g: self.groups[g] for g in order}
+            group_edges = {
+                (keys[u], keys[v]): None for u, v in self.edges if rank[keys[u]] < rank[keys[v]]
+            }
+            self.view = GraphView(
+                tuple(group_node(g, [None] * len(m), []) for g, m in self.groups.items()),
+                tuple(group_edges),
+            )
+        else:
+            self.view = GraphView(
+                tuple(node_view(n, None, self.facts[n], 0.0) for n in self.names), self.edges
+            )
+
+    @classmethod
+    def from_plan(cls, plan: Plan, max_nodes: int = MAX_NODES) -> Structure:
+        """The structure of a validated plan (edges from its upstream map)."""
+        edges = [(u, n) for n in plan.names for u in plan.upstream[n]]
+        facts = {n: TaskFacts(s.priority, tuple(s.tags)) for n, s in plan.specs.items()}
+        return cls(plan.names, edges, facts, max_nodes)
+
+    @classmethod
+    def from_state(cls, state: RunState, max_nodes: int = MAX_NODES) -> Structure:
+        """A structure with no edges, for a run whose plan is unknown (e.g. from a store)."""
+        return cls(list(state.tasks), [], None, max_nodes)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Identity of the drawn graph: equal keys can share a layout."""
+        return (tuple(self.view.names), self.view.edges)
+
+    def nodes(self, state: RunState) -> dict[str, NodeView]:
+        """Current node views for ``state`` (group nodes when grouped)."""
+        records = state.tasks
+        if self.grouped:
+            return {
+                g: group_node(g, [records.get(n) for n in m], [self.facts[n] for n in m])
+                for g, m in self.groups.items()
+            }
+        now = now_t(state)
+        facts = self.facts
+        return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
+
+
+def gantt_rows(state: RunState) -> list[dict[str, Any]]:
+    """The state's attempt rows as :func:`~nbflow.render.gantt_svg` input (run-clock seconds).
+
+    One row per attempt (per fan-out element attempt, labelled ``task[i]``); an open attempt
+    has ``end=None`` and is drawn up to now.
+    """
+    return [
+        {
+            "task": r.task,
+            "attempt": r.attempt,
+            "status": r.status,
+            "start": r.start,
+            "end": r.end,
+            "duration_s": None if r.end is None else r.end - r.start,
+            "worker": r.worker,
+            "error": r.error,
+        }
+        for r in list(state.rows)  # a copy: a run in another thread may append meanwhile
+    ]
+
+
+def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.Digraph:
+    """A ``graphviz.Digraph`` of the structure, nodes styled by ``state`` when given.
+
+    Nodes are rounded boxes, left to right, labelled with a state glyph, the name and a
+    detail line (priority, tries, duration, fan-out counter); a failed node's tooltip holds
+    its error. Styles come from :data:`~nbflow.render.STATE_STYLE`, as in the dashboard.
+    """
+    import graphviz  # lazily: keeps `import nbflow` fast
+
+    nodes = structure.nodes(state) if state is not None else structure.view.by_name()
+    g = graphviz.Digraph(
+        "nbflow",
+        graph_attr={"rankdir": "LR", "nodesep": "0.25", "ranksep": "0.6", "bgcolor": "transparent"},
+        node_attr={
+            "shape": "box",
+            "fontname": "Helvetica",
+            "fontsize": "11",
+            "margin": "0.15,0.06",
+        },
+        edge_attr={"color": "#9AA5B5", "arrowsize": "0.6", "penwidth": "1.2"},
+    )
+    ids = {}
+    for i, node in enumerate(nodes.values()):
+        s = style_for(node.state)
+        ids[node.name] = f"n{i}"
+        detail = detail_line(node) + (f" · {node.counter}" if node.counter else "")
+        g.node(
+            f"n{i}",
+            label=f"{s.glyph} {graphviz.escape(node.name)}\\n{graphviz.escape(detail)}",
+            style="rounded,filled" + (",dashed" if s.dash else ""),
+            fillcolor=s.fill,
+            color=s.stroke,
+            fontcolor=s.text,
+            penwidth=str(s.stroke_width),
+            tooltip=graphviz.escape(f"{node.name}: {node.error or s.label}"),
+            **{"class": f"nbflow-state-{node.state}"},
+        )
+    for u, v in structure.view.edges:
+        g.edge(ids[u], ids[v])
+    return g

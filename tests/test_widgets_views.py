@@ -1,0 +1,224 @@
+"""The pure parts behind the dashboard: views, HTML panels, the static summary, flow.graph(),
+and the coalescer. No widgets here."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import xml.etree.ElementTree as ET
+
+import graphviz
+import pytest
+
+import nbflow as nf
+from nbflow.lifecycle import TaskState
+from nbflow.render import STATE_STYLE
+from nbflow.state import RunState, TaskRecord
+from nbflow.summary import run_summary_html
+from nbflow.widgets import panels
+from nbflow.widgets.throttle import Coalescer
+from nbflow.widgets.views import Structure, TaskFacts, group_keys, node_view
+
+
+def failing_flow() -> nf.Flow:
+    flow = nf.Flow("report", on_error="continue")
+
+    @flow.task(priority=7)
+    def load():
+        return [1, 2, 3]
+
+    @flow.task(fan_out="load")
+    def square(load):
+        return load * load
+
+    @flow.task
+    def broken(square):
+        raise KeyError("amount")
+
+    @flow.task
+    def publish(broken):
+        return broken
+
+    return flow
+
+
+# -- flow.graph ----------------------------------------------------------------------------
+
+
+def test_flow_graph_without_a_run_is_a_pending_digraph():
+    g = failing_flow().graph()
+    assert isinstance(g, graphviz.Digraph)
+    pending = STATE_STYLE["pending"].fill
+    assert g.source.count(f'fillcolor="{pending}"') == 4
+    assert g.source.count("->") == 3
+    assert "p=7" in g.source
+
+
+def test_flow_graph_of_a_run_is_coloured_by_state():
+    flow = failing_flow()
+    run = flow.run()
+    source = flow.graph(run).source
+    node = {
+        name: line
+        for line in source.splitlines()
+        for name in ("load", "square", "broken", "publish")
+        if f" {name}\\n" in line
+    }
+    assert STATE_STYLE["succeeded"].fill in node["load"]
+    assert STATE_STYLE["failed"].fill in node["broken"]
+    assert "KeyError" in node["broken"]  # the error is the tooltip
+    assert STATE_STYLE["upstream_failed"].fill in node["publish"]
+    assert "3/3" in node["square"]  # fan-out counter
+
+
+# -- views ---------------------------------------------------------------------------------
+
+
+def test_node_view_counts_elements_and_elapsed_time():
+    record = TaskRecord("t", TaskState.RUNNING, attempts=2, started_t=1.0, size=10)
+    record.elements_done = 4
+    node = node_view("t", record, TaskFacts(priority=3, tags=("io",)), now=3.5)
+    assert (node.state, node.counter, node.duration_s, node.priority) == ("running", "4/10", 2.5, 3)
+    assert node_view("t", None, TaskFacts(), 0.0).state == "pending"
+
+
+def test_group_keys_use_tags_else_levels_merged_to_fit():
+    names = [f"t{i}" for i in range(10)]
+    level = {n: i for i, n in enumerate(names)}
+    untagged = dict.fromkeys(names, TaskFacts())
+    assert set(group_keys(names, level, untagged, max_nodes=10).values()) == {
+        f"level {i}" for i in range(10)
+    }
+    merged = group_keys(names, level, untagged, max_nodes=4)
+    assert len(set(merged.values())) <= 4
+    assert merged["t0"] == merged["t2"] == "levels 0-2"
+    tagged = {n: TaskFacts(tags=("a" if i < 5 else "b",)) for i, n in enumerate(names)}
+    assert set(group_keys(names, level, tagged, 4).values()) == {"a", "b"}
+    with pytest.raises(ValueError, match="max_nodes must be at least 1"):
+        group_keys(names, level, untagged, 0)
+
+
+def test_grouped_structure_aggregates_member_states():
+    names = [f"t{i}" for i in range(6)]
+    edges = [("t0", "t2"), ("t1", "t3"), ("t2", "t4"), ("t3", "t5")]
+    s = Structure(names, edges, max_nodes=3)
+    assert s.grouped and list(s.groups) == ["level 0", "level 1", "level 2"]
+    assert s.view.edges == (("level 0", "level 1"), ("level 1", "level 2"))
+    state = RunState()
+    state.tasks = {n: TaskRecord(n) for n in names}
+    state.tasks["t0"].state = TaskState.SUCCEEDED
+    state.tasks["t1"].state = TaskState.FAILED
+    state.tasks["t1"].error = ValueError("bad")
+    nodes = s.nodes(state)
+    assert nodes["level 0"].state == "failed"
+    assert nodes["level 0"].counter == "2/2"
+    assert "t1: ValueError: bad" in (nodes["level 0"].error or "")
+    assert nodes["level 2"].state == "pending"
+
+
+# -- panels --------------------------------------------------------------------------------
+
+
+def test_header_marker_and_progress_before_and_after_the_run():
+    flow = failing_flow()
+    run = flow.run()
+    html = panels.header_html(run.state, "report", 4)
+    assert 'data-nbflow-status="failed"' in html
+    assert 'aria-valuenow="4"' in html and 'aria-valuemax="4"' in html
+    assert "2 succeeded" in html and "1 failed" in html and "1 upstream failed" in html
+    empty = panels.header_html(RunState(), "report", 4)
+    assert 'data-nbflow-status="pending"' in empty and 'aria-valuenow="0"' in empty
+
+
+def test_table_caps_rows_and_lists_the_most_urgent_first():
+    state = RunState()
+    state.tasks = {f"t{i}": TaskRecord(f"t{i}", TaskState.SUCCEEDED) for i in range(10)}
+    state.tasks["t7"].state = TaskState.FAILED
+    html = panels.table_html(state, max_rows=3)
+    listed = re.findall(r'data-row-task="(t\d+)" data-row-state', html)
+    assert listed == ["t0", "t1", "t7"]  # the failure first, shown in definition order
+    assert "7 more tasks not listed (7 succeeded)" in html
+
+
+def test_user_traceback_drops_nbflow_and_asyncio_frames():
+    run = failing_flow().run()
+    full = run.state.tasks["broken"].traceback
+    assert "engine.py" in full
+    short = panels.user_traceback(full)
+    assert "engine.py" not in short and "asyncio" not in short
+    assert "in broken" in short and short.rstrip().endswith("KeyError: 'amount'")
+    assert panels.user_traceback("not a traceback") == "not a traceback"
+
+
+# -- static summary ------------------------------------------------------------------------
+
+
+def test_run_repr_html_is_a_static_summary_with_dag_gantt_and_table():
+    run = failing_flow().run()
+    html = run._repr_html_()
+    assert html == run_summary_html(run)
+    assert 'data-nbflow-status="failed"' in html
+    assert "<script" not in html
+    dag = re.search(r'<svg[^>]*class="nbflow-dag".*?</svg>', html, re.S)
+    assert dag is not None
+    ET.fromstring(dag[0])  # well-formed
+    assert len(re.findall(r'<g class="nbflow-node nbflow-state', dag[0])) == 4
+    assert html.count('class="nbflow-bar"') == len(run.timeline())
+    assert '<details class="nbflow-traceback">' in html
+
+
+def test_summary_of_a_huge_run_omits_the_timeline():
+    flow = nf.Flow("wide")
+    for i in range(1200):
+        flow.task(name=f"t{i}")(lambda: None)
+    html = run_summary_html(flow.run())
+    assert 'class="nbflow-bar"' not in html
+    assert "Timeline: 1,200 attempts; see run.timeline()" in html
+    assert len(re.findall(r'data-row-task="t\d+" data-row-state', html)) == 200
+
+
+# -- coalescer -----------------------------------------------------------------------------
+
+
+def test_coalescer_turns_a_burst_into_one_flush_and_survives_errors():
+    async def main() -> tuple[Coalescer, list[int]]:
+        calls: list[int] = []
+        co = Coalescer(lambda: calls.append(1), asyncio.get_running_loop(), interval=0.01)
+        for _ in range(10_000):
+            co.mark()
+        await asyncio.sleep(0.05)
+        assert calls == [1] and not co.pending
+        co.flush_now()
+        assert len(calls) == 2
+
+        def boom() -> None:
+            raise RuntimeError("no")
+
+        bad = Coalescer(boom, asyncio.get_running_loop(), interval=0.01)
+        bad.flush_now()
+        return bad, calls
+
+    bad, _ = asyncio.run(main())
+    assert bad.errors == 1 and bad.flushes == 1
+
+
+def test_coalescer_with_infinite_interval_only_flushes_when_asked():
+    async def main() -> int:
+        calls: list[int] = []
+        co = Coalescer(lambda: calls.append(1), asyncio.get_running_loop(), interval=math.inf)
+        co.mark()
+        await asyncio.sleep(0.01)
+        assert calls == [] and not co.pending
+        co.flush_now()
+        return len(calls)
+
+    assert asyncio.run(main()) == 1
+
+
+def test_coalescer_rejects_a_bad_interval():
+    async def main() -> None:
+        with pytest.raises(ValueError, match="interval must be positive seconds, not 0"):
+            Coalescer(lambda: None, asyncio.get_running_loop(), interval=0)
+
+    asyncio.run(main())
