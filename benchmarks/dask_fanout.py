@@ -12,9 +12,11 @@ Prints the wall time of each (median of ``--repeat`` interleaved runs), the spee
 overhead per element against the ideal (``n * element time / parallelism``, the element time
 measured here on an undisturbed core), and the cost per element of the same fan-out with no-op
 elements. The loop length is calibrated in this process first; cluster start-up and a small
-warm-up run on each executor are not timed. The load average is printed: on a shared machine
-other processes take cores from the workers. ``--quick`` runs 40 elements of 20 ms (a check of
-the script, not a measurement). ``--json PATH`` also writes the numbers.
+warm-up run on each executor are not timed. The load average is printed, and so is the gain
+that ``--workers`` plain processes (multiprocessing, no Dask) get over one on this machine at
+that moment: the ceiling for any process-based executor. On a shared machine other processes
+take cores from the workers, and both numbers show it. ``--quick`` runs 40 elements of 20 ms
+(a check of the script, not a measurement). ``--json PATH`` also writes the numbers.
 """
 
 from __future__ import annotations
@@ -54,6 +56,29 @@ def calibrate(ms: float) -> int:
     """Loop count that takes about ``ms`` milliseconds here (on an undisturbed core)."""
     probe = 400_000
     return max(1, round(ms / 1000 / (element_seconds(probe) / probe)))
+
+
+def _timed_burn(loops: int) -> float:
+    start = time.perf_counter()
+    burn(loops)
+    return time.perf_counter() - start
+
+
+def parallel_ceiling(processes: int, loops: int) -> float:
+    """Throughput gain of ``processes`` plain processes over one, here and now (no Dask).
+
+    On an idle machine with that many free cores this is about ``processes``; on a busy one
+    it is what any process-based executor can hope for at best.
+    """
+    import multiprocessing
+
+    alone = min(_timed_burn(loops) for _ in range(2))
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_timed_burn, [1] * processes)  # start-up, not timed
+        start = time.perf_counter()
+        pool.map(_timed_burn, [loops] * processes)
+        wall = time.perf_counter() - start
+    return processes * alone / wall
 
 
 def build_flow(n: int, loops: int) -> nf.Flow:
@@ -96,7 +121,8 @@ def table(numbers: dict[str, Any]) -> str:
         f"| Dask LocalCluster ({workers} processes) | {numbers['dask_s']:.2f} | "
         f"{numbers['ideal_dask_s']:.2f} | {numbers['dask_overhead_ms']:.2f} | "
         f"{numbers['dask_noop_ms']:.2f} |\n\n"
-        f"speed-up of Dask over local: {numbers['speedup']:.2f}x "
+        f"speed-up of Dask over local: {numbers['speedup']:.2f}x; {workers} plain processes "
+        f"reach {numbers['process_ceiling']:.2f}x over one on this machine right now "
         f"(cluster start-up, not included: {numbers['dask_cluster_start_s']:.2f} s; "
         f"load average before/after: {numbers['load_before']} / {numbers['load_after']})"
     )
@@ -149,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"local {local_s:.2f} s, dask {dask_s:.2f} s", file=sys.stderr)
     local.close()
 
+    ceiling = parallel_ceiling(args.workers, 10 * loops)
     local_s, dask_s = statistics.median(local_times), statistics.median(dask_times)
     ideal_local = args.n * element_s  # the GIL runs one element at a time
     ideal_dask = ideal_local / args.workers
@@ -163,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ideal_local_s": round(ideal_local, 3),
         "ideal_dask_s": round(ideal_dask, 3),
         "speedup": round(local_s / dask_s, 3),
+        "process_ceiling": round(ceiling, 3),
         "local_overhead_ms": round((local_s - ideal_local) / args.n * 1000, 2),
         "dask_overhead_ms": round((dask_s - ideal_dask) / args.n * 1000, 2),
         "local_noop_ms": round(local_noop / args.n * 1000, 3),
