@@ -278,8 +278,10 @@ class SQLiteStore(BaseStore):
         prepare(location, timeout)
 
         def make() -> Writer:
+            # The writer waits for locks in short steps, so a flush can tell a lock held
+            # by another writer from a slow write, and say so.
             return Writer(
-                lambda: SQLiteSink(location, timeout),
+                lambda: SQLiteSink(location, min(timeout, 0.1)),
                 location=location,
                 max_result_bytes=max_result_bytes,
                 interval=interval,

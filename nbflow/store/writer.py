@@ -87,6 +87,7 @@ class Writer:
         self.max_batch = max_batch
         self.projector = Projector(max_result_bytes)
         self._error: StoreError | None = None
+        self._locked_since: float | None = None  # monotonic time the current lock wait began
         self._open_sink = open_sink
         self._sink: Sink | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -121,11 +122,14 @@ class Writer:
         self._queue.put(marker)
         self._wake.set()
         if not marker.done.wait(timeout):
-            error = self._error
-            if isinstance(error, StoreLockedError):
+            since = self._locked_since
+            if since is not None:
                 raise StoreLockedError(
-                    f"{error} Nothing is lost yet: the records wait in memory and are written "
-                    "when the lock is released."
+                    f"store {self.location} is locked by another writer: this process's "
+                    f"records have waited {time.monotonic() - since:.1f} s to be written "
+                    "(another process or connection holds a write transaction on it). Nothing "
+                    "is lost yet: the records wait in memory and are written when the lock is "
+                    "released."
                 )
             raise StoreError(
                 f"store {self.location}: the writer did not catch up within {timeout:g} s "
@@ -232,8 +236,10 @@ class Writer:
                 sink.write(batch)
             except StoreLockedError as error:  # kept and retried until the lock goes
                 self._error = error
+                if self._locked_since is None:
+                    self._locked_since = time.monotonic()
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.25)
                 continue
             except StoreError as error:
                 self._error = error
@@ -244,6 +250,7 @@ class Writer:
             else:
                 if isinstance(self._error, StoreLockedError):
                     self._error = None  # written after all
+            self._locked_since = None
             return
 
 

@@ -1,0 +1,223 @@
+"""Result caching: cache=True, cache_key=, cache_ttl, invalidation, across processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import nbflow as nf
+from nbflow import cache as cache_module
+from nbflow.store import StoreWarning
+
+FLOWS = Path(__file__).parent / "flows"
+
+
+def _scale():
+    return 10
+
+
+def _flow(calls, **options):
+    flow = nf.Flow("cached")
+
+    @flow.task(cache=True, **options)
+    def base(n=3):
+        calls.append("base")
+        return [_scale() * i for i in range(n)]
+
+    @flow.task(cache=True)
+    def report(base):
+        calls.append("report")
+        return sum(base)
+
+    return flow
+
+
+def test_a_second_run_is_served_from_the_cache():
+    calls: list[str] = []
+    seen: list[nf.Event] = []
+    _flow(calls).run()
+    flow = _flow(calls)
+    flow.subscribe(seen.append)
+    run = flow.run()
+    assert calls == ["base", "report"]
+    assert run.states == {"base": "cached", "report": "cached"}
+    assert run.results == {"base": [0, 10, 20], "report": 30}
+    succeeded = [e for e in seen if isinstance(e, nf.TaskSucceeded)]
+    assert [e.cached for e in succeeded] == [True, True]
+    assert run.timeline().status.tolist() == ["cached", "cached"]
+
+
+def test_changing_a_tasks_code_invalidates_it_and_through_its_result_its_dependants():
+    calls: list[str] = []
+    flow = _flow(calls)
+    flow.run()
+
+    @flow.task(cache=True)
+    def base(n=3):  # the notebook cell, edited and run again
+        calls.append("base2")
+        return [1, 2, 3]
+
+    run = flow.run()
+    assert calls == ["base", "report", "base2", "report"]
+    assert run.results["report"] == 6
+
+
+def test_changing_a_notebook_helper_invalidates_the_tasks_that_call_it(monkeypatch):
+    calls: list[str] = []
+    _flow(calls).run()
+
+    def _scale():
+        return 100
+
+    monkeypatch.setitem(globals(), "_scale", _scale)
+    run = _flow(calls).run()
+    assert calls == ["base", "report", "base", "report"]
+    assert run.results["report"] == 300
+
+
+def test_new_code_with_the_same_result_keeps_the_dependants_cached():
+    calls: list[str] = []
+    flow = _flow(calls)
+    flow.run()
+
+    @flow.task(cache=True)
+    def base(n=3):
+        calls.append("base2")
+        return [0, 10, 20]
+
+    run = flow.run()
+    assert calls == ["base", "report", "base2"]
+    assert run.states == {"base": "succeeded", "report": "cached"}
+
+
+def test_different_inputs_are_different_cache_entries():
+    calls: list[str] = []
+    _flow(calls).run(variables={"n": 2})
+    _flow(calls).run(variables={"n": 3})
+    run = _flow(calls).run(variables={"n": 2})
+    assert calls == ["base", "report", "base", "report"]
+    assert run.results["report"] == 10
+
+
+def test_cache_key_callable_decides_what_counts_as_the_same_inputs():
+    calls: list[str] = []
+    flow = nf.Flow("keyed")
+
+    @flow.task(cache_key=lambda url, attempt_label: url)
+    def fetch(url, attempt_label):
+        calls.append(attempt_label)
+        return url.upper()
+
+    flow.run(variables={"url": "a", "attempt_label": "first"})
+    run = flow.run(variables={"url": "a", "attempt_label": "second"})
+    assert calls == ["first"] and run.states == {"fetch": "cached"}
+    flow.run(variables={"url": "b", "attempt_label": "third"})
+    assert calls == ["first", "third"]
+
+
+def test_cache_key_returning_none_skips_the_cache():
+    calls: list[str] = []
+    flow = nf.Flow("nokey")
+    flow.task(cache_key=lambda: None, name="t")(lambda: calls.append("t"))
+    flow.run()
+    flow.run()
+    assert calls == ["t", "t"]
+
+
+def test_a_cache_key_that_raises_fails_the_task_with_a_clear_error():
+    flow = nf.Flow("badkey")
+
+    def key(**inputs):
+        raise KeyError("nope")
+
+    flow.task(cache_key=key, name="t")(lambda x=1: x)
+    run = flow.run()
+    assert run.states == {"t": "failed"}
+    assert "task 't': cache_key=key raised KeyError" in str(run.errors["t"])
+
+
+def test_cache_ttl_expires_entries(monkeypatch):
+    calls: list[str] = []
+    _flow(calls, cache_ttl=60).run()
+    assert _flow(calls, cache_ttl=60).run().states["base"] == "cached"
+    later = cache_module.time.time() + 3600
+    monkeypatch.setattr(cache_module.time, "time", lambda: later)
+    run = _flow(calls, cache_ttl=60).run()
+    assert run.states["base"] == "succeeded" and calls.count("base") == 2
+
+
+def test_fan_out_tasks_are_cached_as_a_whole():
+    calls: list[int] = []
+    flow = nf.Flow("fan-cache")
+
+    @flow.task
+    def items():
+        return [1, 2, 3]
+
+    @flow.task(fan_out="items", cache=True)
+    def double(items):
+        calls.append(items)
+        return 2 * items
+
+    flow.run()
+    run = flow.run()
+    assert calls == [1, 2, 3] and run.results["double"] == [2, 4, 6]
+    assert run.states["double"] == "cached"
+
+
+def test_an_input_that_cannot_be_pickled_is_hashed_by_repr_with_a_warning():
+    flow = nf.Flow("lock-input")
+    lock = threading.Lock()
+    flow.task(cache=True, name="t")(lambda handle: 1)
+    with pytest.warns(StoreWarning, match=r"task 't': run variable 'handle' cannot be pickled"):
+        run = flow.run(variables={"handle": lock})
+    assert run.status == "succeeded"
+
+
+def test_cache_true_without_a_store_warns_that_it_does_nothing():
+    flow = nf.Flow("nostore", store=None)
+    flow.task(cache=True, name="t")(lambda: 1)
+    with pytest.warns(StoreWarning, match=r"flow 'nostore' has no store, so cache=True on \['t'\]"):
+        flow.run()
+
+
+@pytest.mark.slow
+def test_cache_hits_across_processes_and_misses_after_the_code_changed(tmp_path):
+    db, markers = tmp_path / "cache.db", tmp_path / "markers"
+    markers.mkdir()
+    script = tmp_path / "cache_flow.py"
+    shutil.copy(FLOWS / "cache_flow.py", script)
+
+    def run() -> dict:
+        out = subprocess.run(
+            [sys.executable, str(script), str(db), str(markers)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def ran() -> dict[str, int]:
+        return {p.name: len(p.read_text().split()) for p in markers.iterdir()}
+
+    first = run()
+    assert first["states"] == {"base": "succeeded", "report": "succeeded"}
+    second = run()  # another process: served from the store
+    assert second["states"] == {"base": "cached", "report": "cached"}
+    assert second["results"] == first["results"] and ran() == {"base": 1, "report": 1}
+
+    # Edit the helper `scale()` that `base` calls, as a notebook user would.
+    source = script.read_text()
+    assert "return 10" in source
+    script.write_text(source.replace("return 10", "return 7"))
+    third = run()
+    assert third["states"] == {"base": "succeeded", "report": "succeeded"}
+    assert third["results"] == {"base": [0, 7, 14], "report": 21}
+    assert ran() == {"base": 2, "report": 2}

@@ -1,0 +1,306 @@
+"""The state store: what a run records, where the default store lives, the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+import nbflow as nf
+from nbflow.spec import deep_source_hash, helper_functions
+from nbflow.store import MemoryStore, StoreWarning, open_store, resolve_store
+from nbflow.store.sqlite import SQLiteStore
+
+
+def _flow(store="default", name="recorded"):
+    flow = nf.Flow(name, store=store, on_error="continue")
+    failures = {"flaky": 1}
+
+    @flow.task
+    def load():
+        return [1, 2, 3]
+
+    @flow.task(retry=nf.Retry(max_retries=2, delay=0.001))
+    def flaky(load):
+        if failures["flaky"]:
+            failures["flaky"] -= 1
+            raise ConnectionError("try again")
+        return len(load)
+
+    @flow.task
+    def broken(load):
+        raise ValueError("no good")
+
+    @flow.task
+    def after_broken(broken):
+        return 1
+
+    return flow
+
+
+def test_a_run_records_its_run_attempts_and_ordered_events():
+    flow = _flow()
+    seen = []
+    flow.subscribe(seen.append)
+    run = flow.run(variables={"mode": "full"})
+    store = flow.state_store
+    (record,) = store.runs("recorded")
+    assert record["run_id"] == run.run_id and record["status"] == "failed"
+    assert record["version"] == run.flow_version
+    assert json.loads(record["variables"]) == {"mode": "full"}
+    assert record["started"] <= record["ended"]
+
+    attempts = {(a["task"], a["attempt"]): a for a in store.attempts(run.run_id)}
+    assert set(attempts) == {("load", 1), ("flaky", 1), ("flaky", 2), ("broken", 1)}
+    assert attempts[("flaky", 1)]["state"] == "failed"
+    assert attempts[("flaky", 1)]["error"] == "ConnectionError: try again"
+    assert attempts[("flaky", 2)]["state"] == "succeeded"
+    assert attempts[("broken", 1)]["error"] == "ValueError: no good"
+    assert "raise ValueError" in attempts[("broken", 1)]["traceback"]
+    assert all(a["worker"] and a["ended"] >= a["started"] for a in attempts.values())
+
+    events = store.events(run.run_id)
+    assert [(e["seq"], e["kind"], e["task"]) for e in events] == [
+        (e.seq, e.kind, getattr(e, "task", None)) for e in seen
+    ]
+    skipped = next(e for e in events if e["kind"] == "TaskSkipped")
+    assert skipped["payload"] == {
+        "state": "upstream_failed",
+        "reason": skipped["payload"]["reason"],
+    }
+    retry = next(e for e in events if e["kind"] == "TaskRetrying")
+    assert retry["payload"]["error"] == "ConnectionError: try again" and retry["attempt"] == 1
+
+
+def test_the_default_store_is_a_file_per_test_here(tmp_path):
+    flow = _flow()
+    flow.run()
+    assert flow.state_store.location == str(tmp_path / "nbflow.db")
+    assert (tmp_path / "nbflow.db").exists()
+
+
+def test_the_default_store_without_env_lives_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBFLOW_STORE")
+    monkeypatch.chdir(tmp_path)
+    _flow().run()
+    assert (tmp_path / ".nbflow" / "nbflow.db").exists()
+    assert (tmp_path / ".nbflow" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_nbflow_store_none_and_store_none_record_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBFLOW_STORE", "none")
+    flow = _flow()
+    assert flow.run().status == "failed" and flow.state_store is None
+    monkeypatch.setenv("NBFLOW_STORE", str(tmp_path / "x.db"))
+    _flow(store=None).run()
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_resolve_store_accepts_paths_objects_memory_and_rejects_the_rest(tmp_path):
+    path = tmp_path / "a.db"
+    assert resolve_store(path) is resolve_store(str(path))  # one handle per file
+    memory = MemoryStore()
+    assert resolve_store(memory) is memory
+    assert resolve_store(":memory:") is open_store(":memory:")
+    assert resolve_store(None) is None
+    with pytest.raises(TypeError, match="store must be a path, a store object"):
+        resolve_store(42)
+
+
+def test_one_writer_thread_per_file_however_many_handles(tmp_path):
+    path = tmp_path / "shared.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    assert first._writer is second._writer
+    writers = [t for t in threading.enumerate() if t.name.endswith(str(path))]
+    assert len(writers) == 1
+
+
+def test_a_deleted_store_file_is_started_again(tmp_path):
+    path = tmp_path / "gone.db"
+    flow = _flow(store=path)
+    flow.run()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"gone.db{suffix}").unlink(missing_ok=True)
+    run = flow.run()
+    assert [r["run_id"] for r in nf.history(store=path).to_dict("records")] == [run.run_id]
+
+
+def test_memory_store_records_and_resumes_like_sqlite():
+    store = MemoryStore()
+    flow = _flow(store=store)
+    seen = []
+    flow.subscribe(seen.append)
+    first = flow.run()
+    second = _flow(store=store).run(resume="last")
+    assert second.states["load"] == "cached" and second.states["flaky"] == "cached"
+    assert second.states["broken"] == "failed"
+    frame = nf.history(store=store)
+    assert frame.run_id.tolist() == [first.run_id, second.run_id]
+    assert [e["kind"] for e in store.events(first.run_id)] == [e.kind for e in seen]
+
+
+def test_fan_out_elements_are_attempts_of_their_own(tmp_path):
+    flow = nf.Flow("fan", store=tmp_path / "f.db")
+
+    @flow.task
+    def items():
+        return [1, 2, 3]
+
+    @flow.task(fan_out="items")
+    def double(items):
+        return 2 * items
+
+    run = flow.run()
+    attempts = flow.state_store.attempts(run.run_id)
+    elements = [a["element"] for a in attempts if a["task"] == "double"]
+    assert sorted(elements, key=lambda e: -1 if e is None else e) == [None, 0, 1, 2]
+    resumed = flow.run(resume="last")
+    assert resumed.states["double"] == "cached" and resumed.results["double"] == [2, 4, 6]
+
+
+def test_a_result_that_cannot_be_pickled_warns_naming_the_task_and_the_run_goes_on():
+    flow = nf.Flow("unpicklable")
+    calls = []
+
+    @flow.task
+    def lock():
+        calls.append("lock")
+        return threading.Lock()
+
+    @flow.task
+    def fine(lock):
+        return 1
+
+    with pytest.warns(StoreWarning, match=r"task 'lock': its result \(lock\) cannot be pickled"):
+        run = flow.run()
+    assert run.status == "succeeded"
+    with pytest.warns(StoreWarning):
+        again = flow.run(resume="last")
+    assert calls == ["lock", "lock"] and again.states["lock"] == "succeeded"
+
+
+def test_results_above_max_result_bytes_are_not_stored(tmp_path):
+    store = SQLiteStore(tmp_path / "small.db", max_result_bytes=100)
+    flow = nf.Flow("big", store=store)
+    flow.task(lambda: "x" * 1000, name="big")
+    with pytest.warns(StoreWarning, match=r"task 'big': its result pickles to 1,0\d\d bytes"):
+        run = flow.run()
+    assert store.results(run.run_id)["big"].digest is None
+
+
+def test_variables_that_are_not_json_are_kept_as_repr(tmp_path):
+    flow = nf.Flow("vars", store=tmp_path / "v.db")
+    flow.task(lambda thing: 1, name="t")
+    run = flow.run(variables={"thing": {1, 2}, "n": 3})
+    (record,) = flow.state_store.runs("vars")
+    assert json.loads(record["variables"]) == {"thing": "{1, 2}", "n": 3}
+    assert run.status == "succeeded"
+
+
+def test_a_cancelled_run_is_recorded_as_cancelled(tmp_path):
+    flow = nf.Flow("cancel", store=tmp_path / "c.db")
+
+    @flow.task
+    async def slow():
+        await asyncio.sleep(30)
+
+    async def main():
+        handle = flow.start()
+        await asyncio.sleep(0.05)
+        handle.cancel()
+        return await handle
+
+    run = asyncio.run(main())
+    (record,) = flow.state_store.runs("cancel")
+    assert record["status"] == run.status == "cancelled"
+    (attempt,) = flow.state_store.attempts(run.run_id)
+    assert attempt["state"] == "cancelled"
+
+
+def test_concurrent_runs_on_one_loop_share_the_store(tmp_path):
+    store = SQLiteStore(tmp_path / "loop.db")
+    flows = [nf.Flow(f"f{i}", store=store) for i in range(3)]
+    for flow in flows:
+        for j in range(20):
+            flow.task(lambda: None, name=f"t{j}")
+
+    async def main():
+        return await asyncio.gather(*(f.arun() for f in flows))
+
+    runs = asyncio.run(main())
+    for run in runs:
+        assert len(store.attempts(run.run_id)) == 20
+        seqs = [e["seq"] for e in store.events(run.run_id)]
+        assert seqs == list(range(len(seqs)))
+
+
+def test_history_is_a_dataframe_of_runs_oldest_first():
+    _flow().run()
+    _flow(name="other").run()
+    everything = nf.history()
+    assert everything.flow.tolist() == ["recorded", "other"]
+    assert list(everything.columns) == [
+        "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
+        "resumed_from", "parent_run",
+    ]  # fmt: skip
+    assert nf.history("other").flow.tolist() == ["other"]
+    assert (everything.duration_s >= 0).all() and str(everything.start.dtype).startswith("date")
+
+
+def test_history_without_a_store_is_an_error(monkeypatch):
+    monkeypatch.setenv("NBFLOW_STORE", "none")
+    with pytest.raises(nf.StoreError, match="no store"):
+        nf.history()
+
+
+# -- task versions: the code a task calls ------------------------------------------------------
+
+
+def _leaf():
+    return 1
+
+
+def _middle():
+    return _leaf() + _cycle_a()
+
+
+def _cycle_a():
+    return _cycle_b() if False else 0
+
+
+def _cycle_b():
+    return _cycle_a()
+
+
+def test_helper_functions_follows_notebook_helpers_recursively_and_stops_at_cycles():
+    def task():
+        return _middle() + len([])
+
+    assert [name for name, _ in helper_functions(task)] == [
+        "_cycle_a",
+        "_cycle_b",
+        "_leaf",
+        "_middle",
+    ]
+
+
+def test_deep_source_hash_changes_when_a_helper_changes(monkeypatch):
+    def task():
+        return _leaf()
+
+    before = deep_source_hash(task)
+
+    def _leaf_v2():
+        return 2
+
+    monkeypatch.setitem(globals(), "_leaf", _leaf_v2)
+    assert deep_source_hash(task) != before
+
+
+def test_library_functions_are_not_part_of_the_version():
+    def task():
+        return json.dumps([1])
+
+    assert helper_functions(task) == []

@@ -1,0 +1,134 @@
+"""Bad stores: each a clear ``nf.StoreError`` naming the file and what to do."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+
+import pytest
+
+import nbflow as nf
+from nbflow.store import StoreWarning
+from nbflow.store import sqlite as sqlite_store
+from nbflow.store.sqlite import SQLiteStore
+
+
+def _flow(path, calls):
+    flow = nf.Flow("bad", store=path)
+
+    @flow.task
+    def task():
+        calls.append("task")
+        return 1
+
+    return flow
+
+
+def test_a_corrupted_file_is_a_store_error_before_any_task_runs(tmp_path):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite at all \x00\x01\x02" * 200)
+    with pytest.raises(nf.StoreError, match=rf"store {path} is corrupted or not an SQLite") as info:
+        SQLiteStore(path)
+    assert "move the file away" in str(info.value) and "NBFLOW_STORE" in str(info.value)
+    calls: list[str] = []
+    with pytest.raises(nf.StoreError, match="corrupted"):
+        _flow(path, calls).run()
+    assert calls == []
+
+
+def test_a_database_locked_by_another_writer_is_a_store_error_after_the_timeout(tmp_path):
+    path = tmp_path / "locked.db"
+    SQLiteStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
+    try:
+        with pytest.raises(
+            nf.StoreError, match=rf"store {path} is locked by another writer"
+        ) as info:
+            SQLiteStore(path, timeout=0.2)
+        assert "waited 0.2 s" in str(info.value) and "timeout=" in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_lock_taken_during_a_run_delays_its_records_but_loses_none(tmp_path):
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, timeout=0.2)
+    calls: list[str] = []
+    flow = _flow(store, calls)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
+    try:
+        with pytest.warns(StoreWarning, match="is locked by another writer.*Nothing is lost"):
+            run = flow.run()
+        assert run.status == "succeeded"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    (record,) = store.runs("bad")  # written once the lock went
+    assert record["run_id"] == run.run_id and record["status"] == "succeeded"
+
+
+def test_a_database_from_a_newer_nbflow_is_a_store_error(tmp_path):
+    path = tmp_path / "future.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(nf.StoreError, match=r"newer nbflow \(schema version 99; this nbflow knows"):
+        SQLiteStore(path)
+
+
+def test_an_sqlite_database_that_is_not_a_store_is_a_store_error(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(nf.StoreError, match=r"not an nbflow store \(it has tables \['invoices'\]"):
+        SQLiteStore(path)
+
+
+def test_a_path_that_cannot_be_created_is_a_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    with pytest.raises(nf.StoreError, match="cannot create the directory of store"):
+        SQLiteStore(blocker / "sub" / "x.db")
+
+
+def test_older_files_are_migrated_to_the_current_schema(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    old = SQLiteStore(path)
+    _flow(old, []).run()
+    old.close()
+    nf.store.close_all()
+    migration = ("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, migration])
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", sqlite_store.SCHEMA_VERSION + 1)
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert con.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
+
+
+def test_a_new_file_gets_the_current_schema_in_wal_mode(tmp_path):
+    path = tmp_path / "new.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [
+            (sqlite_store.SCHEMA_VERSION,)
+        ]
+
+
+def test_an_unreadable_stored_result_runs_the_task_again(tmp_path):
+    path = tmp_path / "r.db"
+    calls: list[str] = []
+    first = _flow(path, calls).run()
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE blobs SET data = x'00'")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = _flow(path, calls).run(resume=first.run_id)
+    assert calls == ["task", "task"] and again.states == {"task": "succeeded"}
+    assert any("stored result" in str(w.message) for w in caught)
