@@ -141,7 +141,8 @@ class NbflowEngine(Engine):
         if prepared.store_path is not None and not _written(prepared.store_path):
             raise NotRunnable(f"feature missing: store={prepared.store_path.name!r} wrote nothing")
         w = prepared.workload
-        return {w.names[i]: run.results[w.names[i]] for i in w.sinks}
+        results = run.results  # a property that builds a dict: read it once
+        return {w.names[i]: results[w.names[i]] for i in w.sinks}
 
     def versions(self) -> dict[str, str]:
         """nbflow's version (from the working tree)."""

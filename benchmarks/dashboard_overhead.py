@@ -1,0 +1,174 @@
+"""What the live dashboard costs a run: a 2,000-task flow with ``show=True`` vs without.
+
+    python -m benchmarks.dashboard_overhead            # in-process and in a real kernel
+    python -m benchmarks.dashboard_overhead --no-kernel
+
+The flow: 2,000 no-op async tasks in 40 layers of 50, each depending on 2 tasks of the layer
+above (seeded), ``max_workers=None``, no store (so only the dashboard differs). Each variant
+runs ``await flow.arun()`` / ``await flow.arun(show=True)``, alternating, after one warm-up
+of each; the best of 5 wall times is reported, and their ratio. ``show=True`` includes
+everything the user pays: building the widgets, subscribing, live flushes, the final draw.
+
+Two settings, both in this one command:
+
+* **in-process**: this interpreter, no kernel. ipywidgets then has no comm, so widget state
+  is never serialised; this isolates nbflow's own work.
+* **in a kernel**: the same code in a real IPython kernel (started with this interpreter,
+  driven over ZMQ by a client that reads every message), where the dashboard is displayed,
+  its state is JSON-serialised and sent, as in JupyterLab.
+
+Target (issue 4): the dashboard adds under 10 % (ratio < 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from typing import Any
+
+LAYERS, WIDTH, FAN_IN, REPEAT = 40, 50, 2, 5
+
+# Runs in this process and, as source text, inside the kernel: keep it self-contained.
+BENCH = textwrap.dedent(
+    """
+    import asyncio, inspect, random, time
+    import nbflow as nf
+
+    def build_flow(layers, width, fan_in, seed=7):
+        rng = random.Random(seed)
+        flow = nf.Flow("dashboard-overhead", max_workers=None, store=None)
+        above = []
+        for layer in range(layers):
+            names = [f"t{layer}_{i}" for i in range(width)]
+            for name in names:
+                params = rng.sample(above, fan_in) if above else []
+
+                async def node(**inputs):
+                    return None
+
+                node.__name__ = node.__qualname__ = name
+                node.__signature__ = inspect.Signature(
+                    [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in params]
+                )
+                flow.task(name=name)(node)
+            above = names
+        flow.validate()
+        return flow
+
+    async def measure(layers, width, fan_in, repeat):
+        flow = build_flow(layers, width, fan_in)
+        from nbflow.widgets import Dashboard  # imported once, as in a kernel after the first use
+        shown = []
+        original = Dashboard.display
+        def display(self):
+            shown.append(self)
+            return original(self)
+        Dashboard.display = display
+        times = {"without": [], "with": []}
+        for i in range(repeat + 1):  # the first round warms up (imports, layout cache)
+            for variant in ("without", "with"):
+                started = time.perf_counter()
+                run = await flow.arun(show=variant == "with")
+                elapsed = time.perf_counter() - started
+                assert run.status == "succeeded", run
+                if i:
+                    times[variant].append(elapsed)
+        last = shown[-1].stats
+        return {
+            "tasks": len(flow.tasks),
+            "without": min(times["without"]),
+            "with": min(times["with"]),
+            "flushes": last.flushes,
+            "dag_renders": last.dag_renders,
+            "displayed": shown[-1]._display is not None,
+        }
+    """
+)
+
+
+def in_process() -> dict[str, Any]:
+    """Measure in this interpreter (no kernel, no comm)."""
+    import asyncio
+
+    namespace: dict[str, Any] = {}
+    exec(BENCH, namespace)
+    result: dict[str, Any] = asyncio.run(namespace["measure"](LAYERS, WIDTH, FAN_IN, REPEAT))
+    return result
+
+
+def in_kernel() -> dict[str, Any]:
+    """Measure inside a real IPython kernel running this interpreter."""
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    out: list[str] = []
+
+    def on_message(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    try:
+        client.wait_for_ready(timeout=60)
+        code = (
+            BENCH
+            + "\nimport json, sys\n"
+            + f"_r = await measure({LAYERS}, {WIDTH}, {FAN_IN}, {REPEAT})\n"
+            + "_r['python'] = sys.executable\n"
+            + "print('RESULT' + json.dumps(_r))\n"
+        )
+        client.execute_interactive(code, timeout=600, output_hook=on_message)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    text = "".join(out)
+    line = next((x for x in text.splitlines() if x.startswith("RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"the kernel did not report a result:\n{text}")
+    result: dict[str, Any] = json.loads(line[len("RESULT") :])
+    if result.pop("python") != sys.executable:
+        raise RuntimeError("the kernel ran another Python than this one")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-kernel", action="store_true", help="only the in-process setting")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    rows = {"in-process (no kernel)": in_process()}
+    if not args.no_kernel:
+        rows["in an IPython kernel"] = in_kernel()
+    n = next(iter(rows.values()))["tasks"]
+    print(
+        f"Dashboard overhead: {n:,} no-op async tasks ({LAYERS} layers x {WIDTH}, fan-in "
+        f"{FAN_IN}), max_workers=None, store=None; best of {REPEAT} each\n"
+    )
+    print("| setting | without | with dashboard | ratio | flushes | DAG renders |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    worst = 0.0
+    for name, r in rows.items():
+        ratio = r["with"] / r["without"]
+        worst = max(worst, ratio)
+        print(
+            f"| {name} | {r['without'] * 1e3:.1f} ms | {r['with'] * 1e3:.1f} ms | "
+            f"{ratio:.3f} | {r['flushes']} | {r['dag_renders']} |"
+        )
+    verdict = "meets" if worst < 1.10 else "MISSES"
+    print(f"\nworst ratio {worst:.3f}: {verdict} the target (< 1.10)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
