@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import socket
 import time
@@ -176,6 +177,46 @@ def _encoder(cls: type) -> Callable[[Any], str | None]:
     return encode
 
 
+def _row_builder(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A function turning an event of class ``cls`` into its event-log row.
+
+    Built once per class, so that a row costs one call: no failing ``getattr`` for fields
+    the class lacks, and no payload encoding while the other fields are all None or False,
+    which is the common case.
+    """
+    fields = [f.name for f in dataclasses.fields(cls)]
+    kind = cls.__name__
+    columns = [
+        name if name in fields else None for name in ("task", "attempt", "element", "worker")
+    ]
+    getters = [operator.attrgetter(name) if name else (lambda e: None) for name in columns]
+    get_task, get_attempt, get_element, get_worker = getters
+    extras = operator.attrgetter(*[f for f in fields if f not in _COLUMN_FIELDS] or ["run_id"])
+    has_extras = any(f not in _COLUMN_FIELDS for f in fields)
+    encode = _encoder(cls)
+
+    def build(e: Any) -> tuple[Any, ...]:
+        payload = None
+        if has_extras:
+            values = extras(e)
+            values = values if isinstance(values, tuple) else (values,)
+            if any(v is not None and v is not False for v in values):
+                payload = encode(e)
+        return (
+            e.run_id,
+            e.seq,
+            kind,
+            e.t,
+            get_task(e),
+            get_attempt(e),
+            get_element(e),
+            get_worker(e),
+            payload,
+        )
+
+    return build
+
+
 def _error_text(error: Any) -> str:
     return f"{type(error).__name__}: {error}"
 
@@ -222,8 +263,8 @@ class Projector:
             ev.TaskFailed: self._task_failed,
             ev.TaskCancelled: self._task_cancelled,
         }
-        #: event class -> (kind, payload encoder, handler or None), filled on first sight.
-        self._kinds: dict[type, tuple[str, Callable[[Any], str | None], Any]] = {}
+        #: event class -> (row builder, handler or None), filled on first sight.
+        self._kinds: dict[type, tuple[Callable[[Any], tuple[Any, ...]], Any]] = {}
 
     def warn(self, run_id: str, message: str) -> None:
         """Keep ``message`` for the recorder of ``run_id`` to re-issue as a warning."""
@@ -236,17 +277,13 @@ class Projector:
         kind = self._kinds.get(type(item))
         if kind is None and isinstance(item, ev.Event):
             cls = type(item)
-            kind = self._kinds[cls] = (cls.__name__, _encoder(cls), self._handlers.get(cls))
+            kind = self._kinds[cls] = (_row_builder(cls), self._handlers.get(cls))
         if kind is not None:
             track = self._runs.get(item.run_id)
             if track is None:
                 return  # a run this store has no context for (never recorded)
-            name, encode, handler = kind
-            batch.events.append(
-                (item.run_id, item.seq, name, item.t, getattr(item, "task", None),
-                 getattr(item, "attempt", None), getattr(item, "element", None),
-                 getattr(item, "worker", None), encode(item))
-            )  # fmt: skip
+            build, handler = kind
+            batch.events.append(build(item))
             if handler is not None:
                 handler(track, item, batch)
         elif isinstance(item, RunContext):
