@@ -19,8 +19,13 @@ class BaseStore:
         self._writer = writer
         self.location = location
         self.timeout = timeout
-        #: ``submit(item)``: hand one record to the writer; O(1), never blocks.
-        self.submit = writer.submit
+        if type(self).submit is BaseStore.submit:
+            # Skip one call per event on the loop; a subclass overriding submit keeps its own.
+            self.submit = writer.submit  # type: ignore[method-assign,assignment]
+
+    def submit(self, item: object) -> None:
+        """Hand one record to the writer; O(1), never blocks (runs on the event loop)."""
+        self._writer.submit(item)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every record submitted so far is written.
