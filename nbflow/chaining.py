@@ -37,15 +37,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import simpleeval
-
 from . import events as ev
 from .clock import SIMULATION_EPOCH
-from .conditions import _OPERATORS, SAFE_FUNCTIONS, parse_condition
+from .conditions import parse_condition
 from .errors import ConditionError, CycleError, DefinitionError
 from .handle import RunHandle
 from .health import tracking
 from .run import Run
+from .runtime import keep_alive
 from .state import RunState
 
 if TYPE_CHECKING:
@@ -186,7 +185,7 @@ class Chain:
         }
         if self._condition is not None:
             try:
-                passed = _evaluate(self._condition, names)
+                passed = self._condition.evaluate_names(names)
             except Exception as error:
                 log.error(
                     "%s: condition %r failed on run %s: %s", self.label, self.when, run_id, error
@@ -218,13 +217,6 @@ class Chain:
                 raise ChainVersionError(self.downstream.name, self.version, current)
 
 
-def _evaluate(condition: Any, names: dict[str, Any]) -> bool:
-    evaluator = simpleeval.EvalWithCompoundTypes(
-        operators=_OPERATORS, functions=SAFE_FUNCTIONS, names=names
-    )
-    return bool(evaluator.eval(condition.expression, previously_parsed=condition.tree.body))
-
-
 def _start(flow: Flow, variables: dict[str, Any], *, parent_run: str) -> RunHandle:
     """Start a run of ``flow`` on the running loop, linked to ``parent_run``."""
     loop = asyncio.get_running_loop()
@@ -236,6 +228,7 @@ def _start(flow: Flow, variables: dict[str, Any], *, parent_run: str) -> RunHand
         return run
 
     task = loop.create_task(execute(), name=f"nbflow-chain-{flow.name}-{uuid.uuid4().hex[:6]}")
+    keep_alive(task)
     return RunHandle(engine, run, task=task)
 
 

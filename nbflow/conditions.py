@@ -92,6 +92,14 @@ class Condition:
         for name in self.names:
             if name in results and name not in names:
                 names[name] = results[name]
+        return self.evaluate_names(names)
+
+    def evaluate_names(self, names: dict[str, Any]) -> bool:
+        """Evaluate against an explicit namespace (chaining uses ``status``, ``run_id``...).
+
+        Raises:
+            ConditionError: the expression failed at run time.
+        """
         evaluator = simpleeval.EvalWithCompoundTypes(
             operators=_OPERATORS, functions=SAFE_FUNCTIONS, names=names
         )

@@ -218,3 +218,17 @@ def test_chained_run_is_linked_to_its_parent_in_history(tmp_path):
     rows = versions.history("b", store=store)
     assert rows["run_id"].tolist() == [run_b.run_id]
     assert rows["parent_run"].tolist() == [run_a.run_id]
+
+
+def test_chained_run_completes_after_a_blocking_run_in_a_script():
+    """`flow_a.run()` with no running loop waits for the run it triggered instead of
+    letting asyncio.run cancel it when A's loop closes."""
+    a = nf.Flow("script-a", store=None)
+    b = nf.Flow("script-b", store=None)
+    a.task(name="count")(lambda: 11)
+    b.task(name="report")(lambda total: f"total {total}")
+    chain = b.trigger_after(
+        a, when="results['count'] > 10", variables={"total": "${results.count}"}
+    )
+    assert a.run().status == "succeeded"
+    assert [r.results for r in chain.runs] == [{"report": "total 11"}]
