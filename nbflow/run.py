@@ -61,6 +61,11 @@ class Run:
         return self._state.flow
 
     @property
+    def parent_run(self) -> str | None:
+        """Id of the run whose end started this one (a chained flow), else None."""
+        return self._state.parent_run
+
+    @property
     def flow_version(self) -> str:
         """Content hash of the flow definition that ran."""
         return self._state.flow_version

@@ -232,3 +232,14 @@ def test_chained_run_completes_after_a_blocking_run_in_a_script():
     )
     assert a.run().status == "succeeded"
     assert [r.results for r in chain.runs] == [{"report": "total 11"}]
+
+
+def test_chained_run_knows_its_parent():
+    a = nf.Flow("parent-a", store=None)
+    b = nf.Flow("parent-b", store=None)
+    a.task(name="x")(lambda: 1)
+    b.task(name="y")(lambda: 2)
+    chain = b.trigger_after(a)
+    first = a.run()
+    assert [r.parent_run for r in chain.runs] == [first.run_id]
+    assert first.parent_run is None
