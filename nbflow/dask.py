@@ -16,7 +16,8 @@ engine reads itself (``when``/branch conditions, a fan-out's source list, ``cach
 ``nbflow.engine._needs_local``).
 
 The executor advertises this to the engine and to ``Run`` with ``remote_results = True`` and
-three methods: ``worker_of(result_or_error)`` (the worker address for the timeline),
+three methods: ``placement(result_or_error)`` (the worker and the moment the attempt really
+began there, for the timeline),
 ``await amaterialize(value)`` and ``materialize(value)`` (fetch, async and sync).
 
 The client: by default the executor creates a *synchronous* ``distributed.Client`` (whose
@@ -37,6 +38,7 @@ import concurrent.futures
 import contextlib
 import inspect
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -122,7 +124,11 @@ class DaskExecutor:
         self._owns_client = client is None
         self._lock = threading.Lock()
         self._closed = False
-        self._placed: dict[str, str] = {}  # future key -> worker address, until worker_of()
+        # future key -> (worker address, wall-clock start), until placement() takes it. Workers
+        # report each start on this executor's own event topic (see _invoke).
+        self._placed: dict[str, tuple[str, float | None]] = {}
+        self._topic = f"nbflow-started-{uuid.uuid4().hex}"
+        self._subscribed: Any = None  # the client whose topic handler is ours
 
     # -- connection --------------------------------------------------------------------------
 
@@ -209,12 +215,16 @@ class DaskExecutor:
             DaskClusterError: the scheduler was lost or the future cancelled outside nbflow.
         """
         client = await self._ready()
+        if self._subscribed is not client:
+            client.subscribe_topic(self._topic, self._on_started)
+            self._subscribed = client
         try:
             future = client.submit(
                 _invoke,
                 fn,
                 kwargs,
                 is_async,
+                self._topic,
                 key=f"{task}-{uuid.uuid4().hex}",
                 priority=priority,
                 pure=False,
@@ -224,16 +234,17 @@ class DaskExecutor:
         try:
             await self._wait(client, future, task)
         except BaseException:  # cancelled or timed out here: stop the Dask task too
+            self._placed.pop(future.key, None)
             await self._cancel(client, future)
             raise
         status = future.status
         if status == "finished":
-            where = await self._where(client, future)
-            if where is not None:
-                if len(self._placed) >= _MAX_PLACED:  # a caller that never asks: forget
-                    self._placed.clear()
-                self._placed[future.key] = where
+            if future.key not in self._placed:  # its start report was lost: ask who holds it
+                where = await self._where(client, future)
+                if where is not None:
+                    self._placed[future.key] = (where, None)
             return future
+        self._placed.pop(future.key, None)
         if status == "error":  # fetching an erred future raises its exception
             await self._io(client, lambda: client.gather([future], asynchronous=True), task)
         raise DaskClusterError(
@@ -241,13 +252,25 @@ class DaskExecutor:
             f"{_LOST_HINT if client.status != 'running' else 'was it cancelled elsewhere?'}"
         )
 
-    def worker_of(self, outcome: Any) -> str | None:
-        """The address of the Dask worker that produced ``outcome`` (a result or an error)."""
+    def placement(self, outcome: Any) -> tuple[str, float | None] | None:
+        """Where and when the attempt behind ``outcome`` (a result or an error) ran.
+
+        Returns ``(worker address, wall-clock time it began on that worker)`` (the time is
+        None when unknown), or None for something this executor did not produce.
+        """
         if isinstance(outcome, BaseException):
             where = getattr(outcome, "nbflow_worker", None)
-            return where if isinstance(where, str) else None
+            began = getattr(outcome, "nbflow_began", None)
+            return (where, began) if isinstance(where, str) else None
         key = getattr(outcome, "key", None)
         return self._placed.pop(key, None) if isinstance(key, str) else None
+
+    def _on_started(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A worker began an attempt (runs on the client's loop, before the result comes)."""
+        message = event[1]
+        if len(self._placed) >= _MAX_PLACED:  # attempts nobody asked about: forget them
+            self._placed.clear()
+        self._placed[message["key"]] = (message["worker"], message["began"])
 
     async def amaterialize(self, value: Any) -> Any:
         """``value`` with every Dask future in it (also inside lists/dicts) fetched.
@@ -420,8 +443,8 @@ class DaskExecutor:
         return str(getattr(info, "address", None) or self.address or "?")
 
 
-#: Worker addresses kept for worker_of(); the engine asks right away, so this only bounds
-#: memory for callers of call() that never ask.
+#: Placements kept for placement(); the engine asks right away, so this only bounds memory
+#: for callers of call() that never ask.
 _MAX_PLACED = 100_000
 
 _LOST_HINT = (
@@ -468,19 +491,26 @@ def _unsendable(
     return TypeError(f"task {task!r}: Dask could not send the call to the cluster: {error}")
 
 
-def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:
+def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool, topic: str) -> Any:
     """What each Dask task runs (on the worker): ``fn(**kwargs)``, async ones via asyncio.run.
 
     The keyword arguments travel as one dict so a task parameter named like one of
-    ``Client.submit``'s options (``key``, ``priority``, ``workers``...) cannot clash with it. An
-    exception is tagged with the worker's address (``nbflow_worker``) for the timeline.
+    ``Client.submit``'s options (``key``, ``priority``, ``workers``...) cannot clash with it.
+    Where and when the attempt began goes to the executor on its event ``topic`` (the result
+    itself stays here); an exception carries the same as ``nbflow_worker``/``nbflow_began``.
     """
+    began, address = time.time(), None
+    with contextlib.suppress(ValueError):  # ValueError: not running on a Dask worker
+        worker = distributed.get_worker()
+        address = worker.address
+        report = {"key": worker.get_current_task(), "worker": address, "began": began}
+        worker.log_event(topic, report)
     try:
         result = fn(**kwargs)
         if is_async or inspect.iscoroutine(result):
             result = asyncio.run(result)
         return result
     except Exception as error:
-        with contextlib.suppress(Exception):  # not on a worker, or no attributes allowed
-            error.nbflow_worker = distributed.get_worker().address  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):  # some exceptions refuse attributes
+            error.nbflow_worker, error.nbflow_began = address, began  # type: ignore[attr-defined]
         raise

@@ -417,11 +417,11 @@ class Engine:
         while True:
             attempt += 1
             self._emit(ev.TaskStarted, name, attempt, worker, element)
-            where = None  # set by a remote executor: the worker the attempt really ran on
+            where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
             try:
                 result = await self._call(name, kwargs, attempt, worker, element)
                 if self._remote:
-                    where = self.executor.worker_of(result)
+                    where = self._placement(result)
                     if element is None and name in self._fetch:
                         result = await self.executor.amaterialize(result)
             except asyncio.CancelledError:
@@ -429,20 +429,28 @@ class Engine:
                     self._emit(ev.TaskCancelled, name, attempt, element)
                 raise
             except Exception as error:
-                if self._remote:
-                    where = where or self.executor.worker_of(error)
+                if self._remote and where is _NOWHERE:
+                    where = self._placement(error)
                 delay = None
                 if retry_state is not None:
                     retry_state.attempt = attempt
                     delay = retry_state.next_delay(error, loop.time())
                 if delay is None:
-                    self._emit(ev.TaskFailed, name, attempt, error, _format(error), element, where)
+                    self._emit(ev.TaskFailed, name, attempt, error, _format(error), element, *where)
                     return False, error
-                self._emit(ev.TaskRetrying, name, attempt, error, delay, element, where)
+                self._emit(ev.TaskRetrying, name, attempt, error, delay, element, *where)
                 await asyncio.sleep(delay)
                 continue
-            self._emit(ev.TaskSucceeded, name, attempt, result, element, False, where)
+            self._emit(ev.TaskSucceeded, name, attempt, result, element, False, *where)
             return True, result
+
+    def _placement(self, outcome: Any) -> tuple[str | None, float | None]:
+        """Where and when (run clock) a remote executor ran the attempt behind ``outcome``."""
+        found = self.executor.placement(outcome)
+        if found is None:
+            return _NOWHERE
+        worker, began = found
+        return worker, (None if began is None else began - self.state.wall_start)
 
     async def _call(
         self, name: str, kwargs: dict[str, Any], attempt: int, worker: str, element: int | None
@@ -553,6 +561,9 @@ class Engine:
 
     async def _lookup(self, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
         return await self.hooks.lookup(self, name, kwargs)
+
+
+_NOWHERE: tuple[str | None, float | None] = (None, None)
 
 
 def _needs_local(plan: Plan) -> frozenset[str]:

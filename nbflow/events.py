@@ -86,6 +86,8 @@ class TaskRetrying(Event):
     element: int | None = None
     #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
     worker: str | None = None
+    #: run-clock time the attempt really began there (remote executors: after queueing).
+    began: float | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +102,8 @@ class TaskSucceeded(Event):
     #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``
     #: (a remote executor reports the Dask worker here).
     worker: str | None = None
+    #: run-clock time the attempt really began there (remote executors: after queueing).
+    began: float | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +117,8 @@ class TaskFailed(Event):
     element: int | None = None
     #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
     worker: str | None = None
+    #: run-clock time the attempt really began there (remote executors: after queueing).
+    began: float | None = None
 
 
 @dataclass(slots=True)

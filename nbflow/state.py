@@ -116,12 +116,15 @@ class RunState:
         status: str,
         error: Any,
         worker: str | None = None,
+        began: float | None = None,
     ) -> None:
         row = self.open_rows.pop((task, element), None)
         if row is not None:
             row.end, row.status = t, status
             if worker is not None:  # a remote executor tells where the attempt really ran
                 row.worker = worker
+            if began is not None and row.start < began <= t:  # ...and when, after queueing
+                row.start = began
             if error is not None:
                 row.error = f"{type(error).__name__}: {error}"
 
@@ -165,7 +168,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
 
 
 def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
-    s._close(e.task, e.element, e.t, "failed", e.error, e.worker)
+    s._close(e.task, e.element, e.t, "failed", e.error, e.worker, e.began)
     if e.element is None:
         record = s.tasks[e.task]
         record.state, record.error = TaskState.RETRYING, e.error
@@ -174,7 +177,7 @@ def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
 def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     status = "cached" if e.cached else "succeeded"
     if e.element is not None:
-        s._close(e.task, e.element, e.t, status, None, e.worker)
+        s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
         s.tasks[e.task].elements_done += 1
         return
     record = s.tasks[e.task]
@@ -183,7 +186,7 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
-    s._close(e.task, None, e.t, status, None, e.worker)
+    s._close(e.task, None, e.t, status, None, e.worker, e.began)
     if e.worker is not None:
         record.worker = e.worker
     record.state = TaskState.CACHED if e.cached else TaskState.SUCCEEDED
@@ -194,12 +197,12 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
 
 def _failed(s: RunState, e: ev.TaskFailed) -> None:
     if e.element is not None:
-        s._close(e.task, e.element, e.t, "failed", e.error, e.worker)
+        s._close(e.task, e.element, e.t, "failed", e.error, e.worker, e.began)
         record = s.tasks[e.task]
         record.elements_failed += 1
         record.element_errors[e.element] = e.error
         return
-    s._close(e.task, None, e.t, "failed", e.error, e.worker)
+    s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
     record = s.tasks[e.task]
     record.state, record.error, record.traceback, record.ended_t = (
         TaskState.FAILED,

@@ -185,6 +185,32 @@ def test_dask_timeline_worker_column_names_dask_workers(
     assert run.state.tasks["total"].worker in workers(client)
 
 
+def test_dask_timeline_bars_start_when_the_worker_began(
+    executor: DaskExecutor, client: Any
+) -> None:
+    # Eight 0.3 s elements, all submitted at once, on two one-thread workers: each worker runs
+    # them one after another, and the timeline must say so (not eight overlapping bars).
+    flow = nf.Flow("dask-gantt", store=None)
+
+    @flow.task
+    def items() -> list[int]:
+        return list(range(8))
+
+    @flow.task(fan_out="items")
+    def nap(items: int) -> int:
+        time.sleep(0.3)
+        return items
+
+    run = flow.run(executor=executor)
+    rows = [r for r in run.state.rows if r.base == "nap"]
+    assert len(rows) == 8
+    for row in rows:
+        assert row.end is not None
+        middle = (row.start + row.end) / 2
+        same_worker = [r for r in rows if r.worker == row.worker]
+        assert sum(r.start <= middle <= r.end for r in same_worker) == 1  # type: ignore[operator]
+
+
 def test_dask_results_are_fetched_once_and_only_when_read(executor: DaskExecutor) -> None:
     run = example_flow().run(variables={"mode": "full"}, executor=executor)
     results = run.results

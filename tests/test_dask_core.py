@@ -1,15 +1,17 @@
 """The core's side of remote execution, without Dask: these run everywhere (no ``dask`` mark).
 
 * ``import nbflow`` and a local run never import dask or distributed;
-* the engine's remote-executor protocol (``remote_results``, ``worker_of``, ``amaterialize``,
+* the engine's remote-executor protocol (``remote_results``, ``placement``, ``amaterialize``,
   ``materialize``), driven by a fake executor whose "futures" are :class:`Handle` objects;
 * :class:`~nbflow.run.RemoteResults`, the lazy ``run.results`` of a remote run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +61,19 @@ class Handle:
 
 
 class FakeRemote:
-    """Keeps results as Handles, like DaskExecutor keeps futures; records what it did."""
+    """Keeps results as Handles, like DaskExecutor keeps futures; records what it did.
+
+    Each call "queues" for ``queued`` seconds before it begins, and reports that moment.
+    """
 
     remote_results = True
 
-    def __init__(self) -> None:
+    def __init__(self, queued: float = 0.0) -> None:
         self.received: dict[str, dict[str, Any]] = {}  # task -> kwargs as passed in
         self.fetched: list[Any] = []
         self.calls = 0
+        self.queued = queued
+        self.began: dict[str, float] = {}  # task -> wall-clock start of its last attempt
 
     async def call(
         self, task: str, fn: Any, kwargs: dict[str, Any], *, is_async: bool, priority: int = 0
@@ -75,6 +82,9 @@ class FakeRemote:
         self.received[task] = dict(kwargs)
         worker = f"remote-{self.calls % 2}"
         resolved = {k: _unwrap(v) for k, v in kwargs.items()}  # what a worker would do
+        if self.queued:
+            await asyncio.sleep(self.queued)
+        self.began[task] = time.time()
         try:
             result = await fn(**resolved) if is_async else fn(**resolved)
         except Exception as error:
@@ -82,10 +92,11 @@ class FakeRemote:
             raise
         return Handle(result, worker)
 
-    def worker_of(self, outcome: Any) -> str | None:
+    def placement(self, outcome: Any) -> tuple[str, float | None] | None:
         if isinstance(outcome, Handle):
-            return outcome.worker
-        return getattr(outcome, "where", None)
+            return outcome.worker, None
+        where = getattr(outcome, "where", None)
+        return (where, None) if where else None
 
     async def amaterialize(self, value: Any) -> Any:
         self.fetched.append(value)
@@ -166,6 +177,29 @@ def test_remote_engine_fills_the_worker_column_from_the_executor() -> None:
     frame = run.timeline()
     assert set(frame["worker"]) <= {"remote-0", "remote-1"}
     assert run.state.tasks["report"].worker in {"remote-0", "remote-1"}
+
+
+def test_remote_engine_moves_an_attempt_start_to_when_it_really_began() -> None:
+    executor = FakeRemote(queued=0.05)
+    original = executor.placement
+
+    def placement(outcome: Any) -> tuple[str, float | None] | None:
+        found = original(outcome)
+        return (found[0], executor.began["only"]) if found else None
+
+    executor.placement = placement  # type: ignore[method-assign]
+    flow = nf.Flow("remote-began", store=None)
+
+    @flow.task
+    def only() -> int:
+        return 1
+
+    submitted: list[float] = []
+    flow.subscribe(lambda e: submitted.append(e.t) if isinstance(e, nf.TaskStarted) else None)
+    run = flow.run(executor=executor)
+    (row,) = run.state.rows
+    assert row.start == pytest.approx(executor.began["only"] - run.state.wall_start)
+    assert submitted[0] < row.start <= row.end  # queued time is not drawn as running
 
 
 def test_remote_engine_reports_the_worker_of_a_failed_attempt() -> None:
