@@ -26,6 +26,8 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +103,12 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
     return con
 
 
-def prepare(path: str, timeout: float) -> None:
+def prepare(path: str, timeout: float) -> sqlite3.Connection:
     """Create or check the file at ``path``: WAL mode, schema migrated to :data:`SCHEMA_VERSION`.
 
     Takes the write lock briefly, so a file locked by another writer fails here, before a
-    run starts.
+    run starts. Returns the open connection (the caller's reader): closing the only
+    connection of a WAL file checkpoints it, which costs an fsync for nothing.
 
     Raises:
         StoreError: the file is corrupted, not an nbflow store, from a newer nbflow, locked
@@ -127,6 +130,7 @@ def prepare(path: str, timeout: float) -> None:
     except sqlite3.Error as error:
         raise store_error(error, path, timeout) from None
     try:
+        con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at process crash
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -136,9 +140,12 @@ def prepare(path: str, timeout: float) -> None:
             con.execute("ROLLBACK")
             raise
     except sqlite3.Error as error:
-        raise store_error(error, path, timeout) from None
-    finally:
         con.close()
+        raise store_error(error, path, timeout) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _migrate(con: sqlite3.Connection, path: str) -> None:
@@ -166,6 +173,27 @@ def _migrate(con: sqlite3.Connection, path: str) -> None:
     if version != SCHEMA_VERSION:
         con.execute("DELETE FROM schema_version")
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+
+_ROWS_PER_STATEMENT = 200
+_statements: dict[tuple[str, int, int], str] = {}
+
+
+def _insert_rows(con: sqlite3.Connection, verb: str, width: int, rows: Sequence[Any]) -> None:
+    """Insert ``rows`` with multi-row ``VALUES`` statements of up to 200 rows each.
+
+    ``executemany`` steps the statement once per row, releasing and re-taking the GIL each
+    time; while the event loop is busy, every re-take waits. One statement per 200 rows binds
+    in C and steps once, which costs a third less CPU and lets the loop run meanwhile.
+    """
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        part = rows[start : start + _ROWS_PER_STATEMENT]
+        key = (verb, width, len(part))
+        sql = _statements.get(key)
+        if sql is None:
+            row = "(" + ",".join("?" * width) + ")"
+            sql = _statements[key] = f"{verb} VALUES " + ",".join([row] * len(part))
+        con.execute(sql, list(chain.from_iterable(part)))
 
 
 class SQLiteSink:
@@ -234,12 +262,9 @@ class SQLiteSink:
                 batch.statuses,
             )
         if batch.attempts:
-            con.executemany(
-                "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                batch.attempts.values(),
-            )
+            _insert_rows(con, "INSERT OR REPLACE INTO attempts", 15, list(batch.attempts.values()))
         if batch.events:
-            con.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)", batch.events)
+            _insert_rows(con, "INSERT OR IGNORE INTO events", 9, batch.events)
         if batch.blobs:
             con.executemany(
                 "INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)", batch.blobs.items()
@@ -275,7 +300,9 @@ class SQLiteStore(BaseStore):
         interval: float = 0.05,
     ) -> None:
         location = os.path.abspath(os.fspath(Path(path).expanduser()))
-        prepare(location, timeout)
+        reader = prepare(location, timeout)
+        reader.row_factory = sqlite3.Row
+        reader.execute("PRAGMA query_only = ON")
 
         def make() -> Writer:
             # The writer waits for locks in short steps, so a flush can tell a lock held
@@ -289,7 +316,7 @@ class SQLiteStore(BaseStore):
 
         super().__init__(shared_writer(location, make), location, timeout)
         self.path = Path(location)
-        self._reader: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = reader
         self._read_lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------------
