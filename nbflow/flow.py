@@ -98,7 +98,8 @@ class Flow(Definition):
         """Validate the definition and return its execution plan (cached until it changes).
 
         Raises:
-            CycleError, MissingDependencyError, ConditionError, DefinitionError.
+            DefinitionError: the definition is invalid (its subclasses CycleError,
+                MissingDependencyError and ConditionError say how).
         """
         generation = self._generation()
         if self._plan_cache is None or self._plan_cache[0] != generation:
@@ -127,7 +128,8 @@ class Flow(Definition):
         are drawn grouped. Rendering the Digraph needs Graphviz's ``dot``.
 
         Raises:
-            CycleError, MissingDependencyError, ConditionError, DefinitionError.
+            DefinitionError: the definition is invalid (its subclasses CycleError,
+                MissingDependencyError and ConditionError say how).
         """
         from .widgets.views import Structure, to_digraph
 
