@@ -17,7 +17,7 @@ engine reads itself (``when``/branch conditions, a fan-out's source list, ``cach
 
 The executor advertises this to the engine and to ``Run`` with ``remote_results = True`` and
 three methods: ``placement(result_or_error)`` (the worker and the moment the attempt really
-began there, for the timeline),
+began there, for the timeline; each worker reports it on the executor's own Dask event topic),
 ``await amaterialize(value)`` and ``materialize(value)`` (fetch, async and sync).
 
 The client: by default the executor creates a *synchronous* ``distributed.Client`` (whose
