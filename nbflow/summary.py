@@ -32,7 +32,7 @@ def run_summary_html(run: Run, structure: Structure | None = None, max_rows: int
     state = run.state
     plan = getattr(run, "_plan", None)
     if structure is None:
-        structure = Structure.from_plan(plan) if plan is not None else Structure.from_state(state)
+        structure = layouts.structure_for(plan) if plan is not None else Structure.from_state(state)
     template = layouts.best_cached(structure) or layouts.python_template(structure)[0]
     title = state.flow or (plan.flow_name if plan is not None else "")
     parts = [
@@ -44,9 +44,7 @@ def run_summary_html(run: Run, structure: Structure | None = None, max_rows: int
     elif state.rows:
         parts.append(panels.empty(f"Timeline: {len(state.rows):,} attempts; see run.timeline()."))
     if state.tasks:
-        table = panels.table_html(
-            state, max_rows, {n: f.priority for n, f in structure.facts.items()}
-        )
+        table = panels.table_html(state, max_rows, structure.priorities)
         parts.append(_section(f"Tasks ({len(state.tasks)})", table, run.status == "failed"))
     return (
         '<div class="nbflow-summary" style="border:1px solid rgba(127,127,127,.28);'

@@ -131,14 +131,27 @@ def test_header_marker_and_progress_before_and_after_the_run():
     assert 'data-nbflow-status="pending"' in empty and 'aria-valuenow="0"' in empty
 
 
-def test_table_caps_rows_and_lists_the_most_urgent_first():
+def test_big_table_lists_only_unfinished_or_failed_tasks_most_urgent_first():
     state = RunState()
     state.tasks = {f"t{i}": TaskRecord(f"t{i}", TaskState.SUCCEEDED) for i in range(10)}
     state.tasks["t7"].state = TaskState.FAILED
+    state.tasks["t2"].state = TaskState.RUNNING
     html = panels.table_html(state, max_rows=3)
     listed = re.findall(r'data-row-task="(t\d+)" data-row-state', html)
-    assert listed == ["t0", "t1", "t7"]  # the failure first, shown in definition order
-    assert "7 more tasks not listed (7 succeeded)" in html
+    assert listed == ["t2", "t7"]  # in definition order
+    assert "8 more tasks not listed (8 succeeded)" in html
+    for i in (3, 4, 5):
+        state.tasks[f"t{i}"].state = TaskState.PENDING
+    listed = re.findall(r'data-row-task="(t\d+)" data-row-state', panels.table_html(state, 3))
+    assert listed == ["t2", "t3", "t7"]  # failed, running, then the first pending
+    assert panels.table_html(state, max_rows=20).count('class="nbflow-row"') == 10
+
+
+def test_big_table_of_a_clean_run_is_one_line():
+    state = RunState()
+    state.tasks = {f"t{i}": TaskRecord(f"t{i}", TaskState.SUCCEEDED) for i in range(300)}
+    html = panels.table_html(state, max_rows=200)
+    assert "<table" not in html and "300 tasks: 300 succeeded" in html
 
 
 def test_user_traceback_drops_nbflow_and_asyncio_frames():
@@ -175,7 +188,7 @@ def test_summary_of_a_huge_run_omits_the_timeline():
     html = run_summary_html(flow.run())
     assert 'class="nbflow-bar"' not in html
     assert "Timeline: 1,200 attempts; see run.timeline()" in html
-    assert len(re.findall(r'data-row-task="t\d+" data-row-state', html)) == 200
+    assert "1,200 tasks: 1,200 succeeded" in html
 
 
 # -- coalescer -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from nbflow.events import RunFinished
 from nbflow.render import DagTemplate, choose_renderer
@@ -76,6 +77,9 @@ STYLE = f"""<style>
   margin-right: 4px; color: inherit; }}
 .nbflow-dashboard .widget-toggle-buttons .widget-toggle-button.mod-active {{
   background: {_ACCENT}; border-color: {_ACCENT}; color: #fff; }}
+.nbflow-dashboard.widget-vbox {{
+  border: 1px solid rgba(127,127,127,.28); border-radius: 4px; padding-bottom: 4px;
+  margin: 6px 0; }}
 .nbflow-dashboard .widget-html-content {{ line-height: normal; }}
 </style>"""
 
@@ -159,14 +163,12 @@ class Dashboard(widgets.VBox):
     ) -> None:
         if lane_by not in ("task", "worker"):
             raise ValueError(f"lane_by must be 'task' or 'worker', not {lane_by!r}")
-        renderer = choose_renderer(prefer)
-        if prefer is None and not _in_kernel():
-            # Outside a kernel nothing shows the DAG live; dot would only cost a subprocess.
-            renderer = "python"
+        # Outside a kernel nothing shows the DAG live: dot would only cost a subprocess.
+        renderer = choose_renderer(prefer) if prefer or _in_kernel() else "python"
         run, engine, handle = _resolve(source, engine)
         plan = getattr(run, "_plan", None) or (engine.plan if engine is not None else None)
         structure = (
-            Structure.from_plan(plan, max_nodes)
+            layouts.structure_for(plan, max_nodes)
             if plan is not None
             else Structure.from_state(run.state, max_nodes)
         )
@@ -175,7 +177,6 @@ class Dashboard(widgets.VBox):
         self._structure = structure
         self._max_rows = max_rows
         self._heartbeat_s = heartbeat
-        self._priorities = {n: f.priority for n, f in structure.facts.items() if f.priority}
         self._thread = threading.get_ident()
         self._loop = _running_loop()
         self._stale = set(PANELS)
@@ -187,27 +188,30 @@ class Dashboard(widgets.VBox):
         self._closed = False
         self._template = self._initial_template(renderer)
 
-        self._header = widgets.HTML(layout=widgets.Layout(width="100%"))
-        self._dag = widgets.HTML()
-        self._table = widgets.HTML()
+        # One Layout and one Style shared by the HTML panes: each widget model is a comm,
+        # and opening comms is most of what building the dashboard costs in a kernel.
+        plain, html_style = widgets.Layout(), HTMLStyle()
+        self._header = widgets.HTML(layout=plain, style=html_style)
+        self._dag = widgets.HTML(layout=plain, style=html_style)
+        self._table = widgets.HTML(layout=plain, style=html_style)
+        self._gantt = widgets.HTML(layout=plain, style=html_style)
         lane_label = "Lane per group" if structure.grouped else "Lane per task"
         self._lanes = widgets.ToggleButtons(
             options=[(lane_label, "task"), ("Lane per worker", "worker")],
             value=lane_by,
             style=widgets.ToggleButtonsStyle(button_width="auto"),
-            layout=widgets.Layout(margin="2px 0 6px 2px"),
+            layout=plain,
         )
-        self._gantt = widgets.HTML()
         self._tabs = widgets.Tab(
-            children=[self._dag, self._table, widgets.VBox([self._lanes, self._gantt])],
+            children=[
+                self._dag,
+                self._table,
+                widgets.VBox([self._lanes, self._gantt], layout=plain),
+            ],
             titles=("Graph", "Tasks", "Timeline"),
+            layout=plain,
         )
-        super().__init__(
-            children=[self._header, self._tabs],
-            layout=widgets.Layout(
-                border="1px solid rgba(127,127,127,.28)", padding="0 0 4px 0", margin="6px 0"
-            ),
-        )
+        super().__init__(children=[self._header, self._tabs], layout=plain)
         self.add_class("nbflow-dashboard")
         self._tabs.observe(self._on_tab, names="selected_index")
         self._lanes.observe(self._on_lanes, names="value")
@@ -420,23 +424,31 @@ class Dashboard(widgets.VBox):
         if not self.run.state.tasks:
             return panels.empty("The run has not started yet.")
         return panels.frame(
-            panels.table_html(self.run.state, self._max_rows, self._priorities), 520
+            panels.table_html(self.run.state, self._max_rows, self._structure.priorities), 520
         )
 
     def _gantt_html(self) -> str:
         return panels.timeline_html(self.run.state, self._structure, self._lanes.value)
 
     def _static_html(self) -> str:
+        """The ``text/html`` fallback: the full summary once finished, the header before."""
+        if not self.run.done:
+            return panels.header_html(self.run.state, self._flow_name(), len(self._structure.names))
         from nbflow.summary import run_summary_html
 
         return run_summary_html(self.run, structure=self._structure)
 
     def _update_display(self) -> None:
+        """Replace the displayed static fallback by the current summary (once it changed)."""
         if self._display is None:
             return
         html = self._static_html()
-        if html != self._shown_html:
-            self._display.update(self)
+        if html == self._shown_html:
+            return
+        bundle = super()._repr_mimebundle_() or {}
+        bundle.update({"text/plain": repr(self), "text/html": html})
+        self._shown_html = html
+        self._display.update(bundle, raw=True)
 
     def _widgets(self) -> list[widgets.Widget]:
         box = self._tabs.children[2]

@@ -10,8 +10,10 @@ from here, so they agree.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,7 +78,7 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         duration = max(0.0, now - record.started_t)
     return NodeView(
         name,
-        record.state.value,
+        record.state,
         facts.priority,
         record.attempts,
         duration,
@@ -115,27 +117,25 @@ def group_keys(
     return keys
 
 
-def group_node(
-    key: str, members: Sequence[TaskRecord | None], facts: Sequence[TaskFacts]
-) -> NodeView:
-    """One group's node: its most urgent member state and ``done/total`` members."""
-    state, done, failed = "succeeded", 0, []
-    rank = len(URGENCY)
-    for record in members:
-        value = record.state.value if record is not None else "pending"
-        r = _RANK[value]
-        if r < rank:
-            state, rank = value, r
-        if value in TERMINAL:
-            done += 1
-        if value == "failed" and record is not None:
-            failed.append(f"{record.name}: {error_text(record.error) or 'failed'}")
+def group_node(key: str, members: Sequence[TaskRecord | None], priority: int = 0) -> NodeView:
+    """One group's node: its most urgent member state and ``done/total`` members.
+
+    ``None`` members have not started (pending); ``priority`` is the group's highest.
+    """
+    counts = Counter(r.state if r is not None else "pending" for r in members)
+    # TaskState members hash like their names, so the counts index by plain strings.
+    state = min(counts, key=_RANK.__getitem__, default="pending")
+    done = sum(counts[k] for k in TERMINAL)
     error = None
-    if failed:
+    if counts["failed"]:
+        failed = [
+            f"{r.name}: {error_text(r.error) or 'failed'}"
+            for r in members
+            if r is not None and r.state == "failed"
+        ]
         error = (
             f"{len(failed)} failed: " + "; ".join(failed[:3]) + ("; …" if len(failed) > 3 else "")
         )
-    priority = max((f.priority for f in facts), default=0)
     return NodeView(key, state, priority, error=error, counter=f"{done}/{len(members)}")
 
 
@@ -174,11 +174,17 @@ class Structure:
             order = sorted(self.groups, key=lambda g: min(level[n] for n in self.groups[g]))
             rank = {g: i for i, g in enumerate(order)}
             self.groups = {g: self.groups[g] for g in order}
+            self._group_priority = {
+                g: max(self.facts[n].priority for n in m) for g, m in self.groups.items()
+            }
             group_edges = {
                 (keys[u], keys[v]): None for u, v in self.edges if rank[keys[u]] < rank[keys[v]]
             }
             self.view = GraphView(
-                tuple(group_node(g, [None] * len(m), []) for g, m in self.groups.items()),
+                tuple(
+                    group_node(g, [None] * len(m), self._group_priority[g])
+                    for g, m in self.groups.items()
+                ),
                 tuple(group_edges),
             )
         else:
@@ -198,17 +204,22 @@ class Structure:
         """A structure with no edges, for a run whose plan is unknown (e.g. from a store)."""
         return cls(list(state.tasks), [], None, max_nodes)
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[Any, ...]:
         """Identity of the drawn graph: equal keys can share a layout."""
         return (tuple(self.view.names), self.view.edges)
+
+    @functools.cached_property
+    def priorities(self) -> dict[str, int]:
+        """Task name -> priority, for the tasks whose priority is not 0."""
+        return {n: f.priority for n, f in self.facts.items() if f.priority}
 
     def nodes(self, state: RunState) -> dict[str, NodeView]:
         """Current node views for ``state`` (group nodes when grouped)."""
         records = state.tasks
         if self.grouped:
             return {
-                g: group_node(g, [records.get(n) for n in m], [self.facts[n] for n in m])
+                g: group_node(g, [records.get(n) for n in m], self._group_priority[g])
                 for g, m in self.groups.items()
             }
         now = now_t(state)
