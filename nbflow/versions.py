@@ -255,7 +255,8 @@ def diff_versions(a: Any, b: Any, *, store: Any = None) -> VersionDiff:
 
     ``a`` and ``b`` are version hashes (a unique prefix is enough) as shown by
     ``flow.versions()``, ``Run`` objects, or ``Flow`` objects (their definition now, which
-    needs no store). ``store``: a path or store object (default: the default store).
+    needs no store). ``store``: a path or store object to look versions up in (default: the
+    store of the ``Flow`` given, else the default store).
 
     Raises:
         StoreError: a version is not in the store, or there is no store to look it up in.
@@ -263,7 +264,11 @@ def diff_versions(a: Any, b: Any, *, store: Any = None) -> VersionDiff:
     """
     found_store = None
     if any(not _is_flow(v) for v in (a, b)):
-        found_store = _store(store)
+        flows = [v for v in (a, b) if _is_flow(v)]
+        if store is None and flows and flows[0].state_store is not None:
+            found_store = flows[0].state_store  # the store the Flow given records into
+        else:
+            found_store = _store(store)
     old = _resolve(a, found_store, None)
     new = _resolve(b, found_store, old["flow"])
     return compare(old, new)
