@@ -167,7 +167,7 @@ def test_fan_out_tasks_are_cached_as_a_whole():
 
     flow.run()
     run = flow.run()
-    assert calls == [1, 2, 3] and run.results["double"] == [2, 4, 6]
+    assert sorted(calls) == [1, 2, 3] and run.results["double"] == [2, 4, 6]  # ran once
     assert run.states["double"] == "cached"
 
 
