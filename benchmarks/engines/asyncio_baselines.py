@@ -13,16 +13,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import graphlib
 import queue
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.engines.base import (
+    AsyncNodeFn,
     Engine,
     async_node_fns,
     sinks_of,
@@ -89,7 +91,7 @@ class _ReadyQueueRun:
     def __init__(self, prepared: Prepared) -> None:
         w = prepared.workload
         self.w = w
-        self.fns: list[Callable[..., Awaitable[int]]] = prepared.fns
+        self.fns: list[AsyncNodeFn] = prepared.fns
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.values: list[Any] = [None] * w.n_tasks
@@ -109,7 +111,7 @@ class _ReadyQueueRun:
         while ready and self.in_flight < limit:
             i = ready.popleft()
             task = self.loop.create_task(self.fns[i](*[values[d] for d in deps[i]]))
-            task.add_done_callback(lambda t, i=i: self.on_done(i, t))
+            task.add_done_callback(functools.partial(self.on_done, i))
             self.in_flight += 1
 
     def on_done(self, i: int, task: asyncio.Task[int]) -> None:
@@ -185,7 +187,11 @@ class GraphlibThreads(Engine):
 
             def submit(i: int) -> None:
                 fut = pool.submit(fns[i], *[values[d] for d in w.deps[i]])
-                fut.add_done_callback(lambda f, i=i: finished.put((i, f)))
+
+                def done(f: Future[int], i: int = i) -> None:
+                    finished.put((i, f))
+
+                fut.add_done_callback(done)
 
             for i in sorter.get_ready():
                 submit(i)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ClassVar
 
 from benchmarks.workloads import SLEEP_S, FlakyCounter, Workload, compute
@@ -114,14 +114,15 @@ def _flaky(counter: FlakyCounter, index: int, *_inputs: int) -> int:
     return counter.attempt(index)
 
 
-def async_node_fns(
-    workload: Workload, counter: FlakyCounter | None = None
-) -> list[Callable[..., Awaitable[int]]]:
+AsyncNodeFn = Callable[..., Coroutine[Any, Any, int]]
+
+
+def async_node_fns(workload: Workload, counter: FlakyCounter | None = None) -> list[AsyncNodeFn]:
     """One coroutine function per node, called with the upstream values positionally."""
-    table: dict[str, Callable[..., Awaitable[int]]] = {
+    table: dict[str, AsyncNodeFn] = {
         "depth": _adepth, "sum": _asum, "sleep": _asleep,
     }
-    fns: list[Callable[..., Awaitable[int]]] = []
+    fns: list[AsyncNodeFn] = []
     for i, op in enumerate(workload.ops):
         if op == "flaky":
             assert counter is not None, "flaky workloads need a FlakyCounter"

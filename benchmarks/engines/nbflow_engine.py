@@ -19,20 +19,19 @@ import importlib.util
 import inspect
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engines.base import Engine, NotRunnable, async_node_fns
+from benchmarks.engines.base import AsyncNodeFn, Engine, NotRunnable, async_node_fns
 from benchmarks.workloads import FlakyCounter, Workload
 
 STORE = "+sqlite-store"
 DASHBOARD = "+dashboard-open"
 
 
-def node_fn(name: str, op: Callable[..., Awaitable[int]], params: tuple[str, ...]
-            ) -> Callable[..., Awaitable[int]]:
+def node_fn(name: str, op: AsyncNodeFn, params: tuple[str, ...]) -> AsyncNodeFn:
     """An async function named ``name`` whose parameters are ``params`` (upstream task names).
 
     It calls ``op`` with the upstream values; the order does not matter for ``max``/``sum``.
