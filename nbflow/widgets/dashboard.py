@@ -32,6 +32,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 from nbflow.events import RunFinished
 from nbflow.render import DagTemplate, choose_renderer
 from nbflow.widgets import layouts, panels
+from nbflow.widgets.theme import STYLE
 from nbflow.widgets.throttle import Coalescer
 from nbflow.widgets.views import MAX_NODES, Structure
 
@@ -50,38 +51,6 @@ log = logging.getLogger("nbflow.widgets")
 EAGER_ROWS = 500
 
 PANELS = ("dag", "table", "gantt")
-
-# The ipywidgets tab bar and toggle buttons, restyled flat inside our dashboard only (the
-# selectors out-rank ipywidgets' own). Colours are theme variables with light fallbacks.
-_ACCENT = "#0072B2"
-STYLE = f"""<style>
-.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar {{
-  border-bottom: 1px solid rgba(127,127,127,.25); min-height: 32px; padding-left: 8px; }}
-.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab {{
-  background: transparent; border: none; border-bottom: 2px solid transparent;
-  flex: 0 0 auto; min-width: 0; max-width: none; margin: 0 4px 0 0; padding: 0 12px;
-  min-height: 30px; line-height: 30px; transform: none; font-size: 12.5px;
-  color: var(--jp-ui-font-color2, #6b7280); }}
-.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab.lm-mod-current {{
-  border-bottom-color: {_ACCENT}; color: var(--jp-ui-font-color0, #111827);
-  font-weight: 600; background: transparent; }}
-.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab:hover {{
-  color: var(--jp-ui-font-color0, #111827); }}
-.nbflow-dashboard .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab::before {{
-  display: none; }}
-.nbflow-dashboard .jupyter-widgets.widget-tab > .widget-tab-contents {{
-  border: none; padding: 8px 10px 4px; background: transparent; }}
-.nbflow-dashboard .widget-toggle-buttons .widget-toggle-button {{
-  height: 26px; line-height: 24px; font-size: 12px; border-radius: 6px; padding: 0 10px;
-  background: transparent; border: 1px solid rgba(127,127,127,.35); box-shadow: none;
-  margin-right: 4px; color: inherit; }}
-.nbflow-dashboard .widget-toggle-buttons .widget-toggle-button.mod-active {{
-  background: {_ACCENT}; border-color: {_ACCENT}; color: #fff; }}
-.nbflow-dashboard.widget-vbox {{
-  border: 1px solid rgba(127,127,127,.28); border-radius: 4px; padding-bottom: 4px;
-  margin: 6px 0; }}
-.nbflow-dashboard .widget-html-content {{ line-height: normal; }}
-</style>"""
 
 
 @dataclass
@@ -180,12 +149,8 @@ class Dashboard(widgets.VBox):
         self._thread = threading.get_ident()
         self._loop = _running_loop()
         self._stale = set(PANELS)
-        self._unsubscribe: Callable[[], None] | None = None
-        self._beat: asyncio.TimerHandle | None = None
-        self._layout_task: asyncio.Future[Any] | None = None
         self._display: Any = None
         self._shown_html: str | None = None
-        self._closed = False
         self._template = self._initial_template(renderer)
 
         # One Layout and one Style shared by the HTML panes: each widget model is a comm,
@@ -218,7 +183,8 @@ class Dashboard(widgets.VBox):
 
         live = not run.done and (engine is not None or bus is not None)
         self._co = Coalescer(self._flush, self._loop, interval) if self._loop is not None else None
-        self._draw(set(PANELS) if run.done else {"dag"} | self._visible())
+        small = len(run.state.rows) <= EAGER_ROWS
+        self._draw(set(PANELS) if run.done and small else {"dag"} | self._visible())
         if live:
             self._run_id = engine.run_id if engine is not None else run.run_id
             chosen = bus if bus is not None else engine.bus  # type: ignore[union-attr]

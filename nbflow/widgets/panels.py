@@ -46,6 +46,8 @@ _SEGMENTS = (
     "queued",
 )
 _FAINT = "rgba(127,127,127,.16)"
+# JupyterLab's error colour (right for its light and dark themes), else a dark vermillion.
+_ERROR = "var(--jp-error-color1, #B3470B)"
 _RULE = "rgba(127,127,127,.22)"
 _RUN_STYLE = {"pending": "pending", "running": "running", "succeeded": "succeeded"}
 
@@ -129,7 +131,7 @@ def header_html(state: RunState, title: str | None = None, total: int | None = N
         f"{segments}</div>"
         f'<div style="display:flex;gap:6px;flex-wrap:wrap">{chips}</div>'
         + (
-            f'<div style="margin-top:6px;font-size:12px;color:{style_for("failed").text}">'
+            f'<div style="margin-top:6px;font-size:12px;color:{_ERROR}">'
             f"{esc(state.error)}</div>"
             if state.error
             else ""
@@ -163,7 +165,7 @@ _URGENT = {state: i for i, state in enumerate(URGENCY)}
 def _error_cell(record: TaskRecord) -> str:
     text = error_text(record.error)
     if record.state == "failed" and text:
-        return f'<span style="color:{style_for("failed").text}">{esc(text)}</span>'
+        return f'<span style="color:{_ERROR}">{esc(text)}</span>'
     if record.reason:
         return f'<span style="opacity:.7">{esc(record.reason)}</span>'
     if text:  # a retrying task's last error
@@ -336,6 +338,12 @@ def dag_html(template: DagTemplate, structure: Structure, state: RunState | None
             f"{len(structure.names):,} tasks drawn as {len(structure.groups)} groups; "
             "each shows its most urgent state and done/total."
         )
+    # Shrink a wide graph to the output's width, but not below 60 % (text stays readable);
+    # wider still, the frame scrolls.
+    width = template.geometry.width
+    svg = svg.replace(
+        "<svg ", f'<svg style="max-width:100%;height:auto;min-width:{0.6 * width:.0f}px" ', 1
+    )
     return frame(svg, 560, note) + f'<div style="padding:6px 4px 2px">{legend()}</div>'
 
 
@@ -355,7 +363,7 @@ def timeline_html(state: RunState, structure: Structure, lane_by: str = "task") 
         for row, attempt in zip(rows, state.rows, strict=False):
             row["worker"] = group.get(attempt.base or attempt.task, "other")
         lane_by = "worker"
-    now = state.last_t if state.finished_t is None else None
+    now = now_t(state) if state.finished_t is None else None
     svg = gantt_svg(rows, lane_by=lane_by, width=920, now=now)
     # Shrink to the output's width rather than hide the end of the run behind a scrollbar.
     svg = svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)

@@ -1,10 +1,10 @@
-"""The live dashboard in a real JupyterLab: states change while the flow runs.
+"""The live dashboard in a real JupyterLab: states change while the flows run.
 
-``notebooks/dashboard.ipynb`` starts a flow in the background with ``flow.start(show=True)``
-(tasks sleep, so they are seen ``running``; ``load`` fails once and is retried), awaits it,
-then runs a flow built to fail with ``flow.run(show=True)``. A MutationObserver records
-every ``data-state`` a DAG node ever had; the test then checks the final DOM of each
-dashboard: node states, the status marker, the progress bar and one Gantt bar per attempt.
+``notebooks/dashboard.ipynb`` runs three flows, each shown with its dashboard (see the
+notebook's first cell). A MutationObserver records every ``data-state`` a DAG node ever had;
+the test waits until the last flow is seen mid-run, takes a picture, waits for it to end,
+then checks the final DOM of each dashboard: node states, the status marker, the progress
+bar, and one Gantt bar per attempt. One notebook, one page: every page costs ~10 s.
 """
 
 from __future__ import annotations
@@ -23,17 +23,35 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-GOOD_TASKS = {"extract", "validate", "transform", "load", "report"}
-BAD_TASKS = {"fetch", "parse", "store"}
+BACKGROUND = {"extract", "validate", "transform", "load", "report"}
 # One bar per attempt: load fails once (2 bars), transform fans out over 4 elements.
-GOOD_BARS = {"extract": 1, "validate": 1, "transform": 4, "load": 2, "report": 1}
-FINISHED = '.nbflow-status[data-flow="broken-demo"]:not([data-nbflow-status="running"])'
+BACKGROUND_BARS = {"extract": 1, "validate": 1, "transform": 4, "load": 2, "report": 1}
+FAILING = {"fetch", "parse", "store"}
+SHOWCASE = {
+    "users": "succeeded",
+    "orders": "succeeded",
+    "products": "succeeded",
+    "enrich": "succeeded",
+    "revenue": "succeeded",
+    "forecast": "failed",
+    "charts": "upstream_failed",
+    "publish": "skipped",
+    "archive": "succeeded",
+    "notify": "succeeded",
+}
+SHOWCASE_MID_RUN = '.nbflow-dashboard g.nbflow-node[data-task="enrich"][data-state="running"]'
 
 
 def dashboard(run: NotebookRun, flow: str) -> Locator:
     """The dashboard widget of ``flow`` (the one containing its status marker)."""
     marker = f'.nbflow-status[data-flow="{flow}"]'
     return run.page.locator(".nbflow-dashboard", has=run.page.locator(marker)).first
+
+
+def wait_finished(run: NotebookRun, flow: str) -> None:
+    done = ":is([data-nbflow-status=succeeded], [data-nbflow-status=failed])"
+    marker = f'.nbflow-status[data-flow="{flow}"]{done}'
+    run.page.wait_for_selector(marker, state="attached", timeout=60_000)
 
 
 def node_states(box: Locator) -> dict[str, str]:
@@ -43,62 +61,85 @@ def node_states(box: Locator) -> dict[str, str]:
     return dict(pairs)
 
 
-def test_dashboard_nodes_seen_running_then_all_succeeded(
+def bars(box: Locator) -> list[list[str]]:
+    return box.locator("rect.nbflow-bar").evaluate_all(
+        "els => els.map(e => [e.dataset.task, e.dataset.attempt, e.dataset.status])"
+    )
+
+
+def progress(box: Locator) -> tuple[str | None, str | None]:
+    runbar = box.locator(".nbflow-runbar")
+    return runbar.get_attribute("aria-valuenow"), runbar.get_attribute("aria-valuemax")
+
+
+def shoot(box: Locator, name: str, tab: str | None = None) -> None:
+    if tab is not None:
+        box.get_by_role("tab", name=tab).click()
+        box.page.wait_for_timeout(300)
+    box.scroll_into_view_if_needed()
+    box.screenshot(path=str(ARTIFACTS_DIR / name))
+
+
+def test_dashboards_update_live_and_end_right(
     run_notebook: Callable[..., NotebookRun], attribute_recorder: Callable[[str, str], str]
 ) -> None:
     run = run_notebook(
         "dashboard.ipynb",
-        FINISHED,
+        SHOWCASE_MID_RUN,
         on_page=attribute_recorder("g.nbflow-node", "data-state"),
         timeout=90,
     )
-    seen = {(task, state) for task, state in run.records}
-    running = {task for task, state in seen if state == "running"}
-    assert running & GOOD_TASKS, f"no node of the background flow was seen running: {seen}"
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    showcase = dashboard(run, "daily-report")
+    shoot(showcase, "dashboard_showcase_running.png")
+    wait_finished(run, "daily-report")
+    records = run.page.evaluate("() => window.__nbflowRecords")
 
-    good = dashboard(run, "etl-demo")
-    assert node_states(good) == dict.fromkeys(GOOD_TASKS, "succeeded")
-    status = good.locator(".nbflow-status")
-    assert status.get_attribute("data-nbflow-status") == "succeeded"
-
-    progress = good.locator(".nbflow-runbar")
-    assert progress.get_attribute("aria-valuenow") == progress.get_attribute("aria-valuemax")
-    assert progress.get_attribute("aria-valuemax") == str(len(GOOD_TASKS))
-
-    bars = good.locator("rect.nbflow-bar").evaluate_all(
-        "els => els.map(e => [e.dataset.task, e.dataset.attempt, e.dataset.status])"
-    )
+    # 1. The background run: nodes were seen running, then all succeeded.
+    seen_running = {task for task, state in records if state == "running"}
+    assert seen_running & BACKGROUND, f"no node of the background flow seen running: {records}"
+    box = dashboard(run, "etl-demo")
+    assert node_states(box) == dict.fromkeys(BACKGROUND, "succeeded")
+    assert box.locator(".nbflow-status").get_attribute("data-nbflow-status") == "succeeded"
+    assert progress(box) == ("5", "5")
+    drawn = bars(box)
     per_task: dict[str, int] = {}
-    for task, _, _ in bars:
-        base = task.split("[")[0]
-        per_task[base] = per_task.get(base, 0) + 1
-    assert per_task == GOOD_BARS
-    load = sorted((attempt, status) for task, attempt, status in bars if task == "load")
+    for task, _, _ in drawn:
+        per_task[task.split("[")[0]] = per_task.get(task.split("[")[0], 0) + 1
+    assert per_task == BACKGROUND_BARS
+    load = sorted((attempt, status) for task, attempt, status in drawn if task == "load")
     assert load == [("1", "failed"), ("2", "succeeded")]
 
+    # 2. The flow built to fail: exactly one failed node, its traceback one click away.
     bad = dashboard(run, "broken-demo")
     assert bad.locator(".nbflow-status").get_attribute("data-nbflow-status") == "failed"
     states = node_states(bad)
-    assert set(states) == BAD_TASKS
+    assert set(states) == FAILING
     assert [task for task, state in states.items() if state == "failed"] == ["parse"]
     assert states["fetch"] == "succeeded"
+    assert progress(bad) == ("3", "3")
+
+    # 3. Every kind of outcome, drawn live (blocking flow.run) and at the end.
+    assert "running" in {state for task, state in records if task == "enrich"}
+    assert node_states(showcase) == SHOWCASE
+    counter = showcase.locator("g.nbflow-node[data-task='enrich'] .nbflow-counter")
+    assert counter.text_content() == "6/6"
+    assert progress(showcase) == ("10", "10")
+    assert len(bars(showcase)) == 14  # orders 2 attempts, enrich 6 elements, 6 tasks once
     assert run.page_errors == []
 
-    _screenshots(run, good, bad)
-
-
-def _screenshots(run: NotebookRun, good: Locator, bad: Locator) -> None:
-    """Crops of each dashboard and of its other tabs, for the README and for review."""
-    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-    good.scroll_into_view_if_needed()
-    good.screenshot(path=str(ARTIFACTS_DIR / "dashboard_graph.png"))
-    for title, name in (("Timeline", "dashboard_timeline.png"), ("Tasks", "dashboard_tasks.png")):
-        good.get_by_role("tab", name=title).click()
-        run.page.wait_for_timeout(300)
-        good.screenshot(path=str(ARTIFACTS_DIR / name))
-    bad.scroll_into_view_if_needed()
-    bad.get_by_role("tab", name="Tasks").click()
-    run.page.wait_for_timeout(300)
+    # Pictures for review and for the README (docs/img/dashboard.png is the graph one), with
+    # the file browser hidden, as a reader's wider notebook would show it.
+    run.page.evaluate(
+        "() => { window.jupyterapp.commands.execute('application:toggle-left-area'); }"
+    )
+    run.page.wait_for_timeout(500)
+    shoot(showcase, "dashboard_showcase_graph.png")
+    shoot(showcase, "dashboard_showcase_timeline.png", tab="Timeline")
+    shoot(box, "dashboard_background_timeline.png", tab="Timeline")
+    shoot(bad, "dashboard_failed_tasks.png", tab="Tasks")
     bad.locator("details.nbflow-traceback summary").first.click()
-    bad.screenshot(path=str(ARTIFACTS_DIR / "dashboard_failed_traceback.png"))
-    assert bad.locator("details.nbflow-traceback pre").first.inner_text().count("ValueError")
+    traceback = bad.locator("details.nbflow-traceback pre").first.inner_text()
+    assert "ValueError: row 17: column 'amount' is missing" in traceback
+    assert "nbflow/engine.py" not in traceback  # nbflow's own frames are left out
+    shoot(bad, "dashboard_failed_traceback.png")
