@@ -103,6 +103,9 @@ def attach_store(
                 stacklevel=4,
             )
         return None
+    ensure_open = getattr(store, "ensure_open", None)
+    if ensure_open is not None:
+        ensure_open()
     resumed_from, previous = _resume_rows(store, plan.flow_name, resume)
     spec_now = None
     if not store.knows_version(plan.flow_name, plan.flow_version) and spec is not None:

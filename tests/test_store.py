@@ -304,3 +304,12 @@ def test_library_functions_are_not_part_of_the_version():
         return json.dumps([1])
 
     assert helper_functions(task) == []
+
+
+def test_a_store_handle_outlives_close_all(tmp_path):
+    store = SQLiteStore(tmp_path / "long-lived.db")
+    flow = _flow(store=store)
+    flow.run()
+    nf.store.close_all()  # e.g. between tests: the handle's writer thread stops
+    second = flow.run()
+    assert [r["run_id"] for r in store.runs("recorded")][-1] == second.run_id

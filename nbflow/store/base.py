@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import StoreError
 from .writer import Writer
 
 
@@ -16,12 +17,29 @@ class BaseStore:
     timeout: float
 
     def __init__(self, writer: Writer, location: str, timeout: float) -> None:
-        self._writer = writer
         self.location = location
         self.timeout = timeout
+        self._use(writer)
+
+    def _use(self, writer: Writer) -> None:
+        self._writer = writer
         if type(self).submit is BaseStore.submit:
             # Skip one call per event on the loop; a subclass overriding submit keeps its own.
             self.submit = writer.submit  # type: ignore[method-assign,assignment]
+
+    def ensure_open(self) -> None:
+        """Get a writer again if this handle's was stopped (``nbflow.store.close_all()``).
+
+        Called when a run starts, so a long-lived handle outlives a ``close_all``.
+
+        Raises:
+            StoreError: the store cannot be opened again.
+        """
+        if self._writer.closed:
+            self._use(self._reopen())
+
+    def _reopen(self) -> Writer:
+        raise StoreError(f"store {self.location} is closed")
 
     def submit(self, item: object) -> None:
         """Hand one record to the writer; O(1), never blocks (runs on the event loop)."""

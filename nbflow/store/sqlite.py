@@ -314,10 +314,15 @@ class SQLiteStore(BaseStore):
                 interval=interval,
             )
 
+        self._make_writer = make
         super().__init__(shared_writer(location, make), location, timeout)
         self.path = Path(location)
         self._reader: sqlite3.Connection | None = reader
         self._read_lock = threading.Lock()
+
+    def _reopen(self) -> Writer:
+        prepare(self.location, self.timeout).close()  # the file may be gone or changed
+        return shared_writer(self.location, self._make_writer)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ class Writer:
             StoreError: a batch could not be written since the last flush, or the writer did
                 not catch up within ``timeout`` seconds (e.g. the file is locked).
         """
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._raise_pending()
             return
         marker = _Flush()
@@ -145,6 +145,11 @@ class Writer:
     def known(self, flow: str, version: str) -> bool:
         """Whether ``(flow, version)`` is recorded (or about to be)."""
         return (flow, version) in self.projector.known_versions
+
+    @property
+    def closed(self) -> bool:
+        """Whether the thread has stopped (after :meth:`close`): submits go nowhere."""
+        return self._thread is not None and not self._thread.is_alive()
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Write what is pending, stop the thread and close the sink."""
