@@ -119,6 +119,10 @@ class DaskExecutor:
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.cluster_kwargs = {**LOCAL_CLUSTER_DEFAULTS, **cluster_kwargs}
+        if self.cluster_kwargs.get("processes") is False and "protocol" not in cluster_kwargs:
+            # In-process workers default to the inproc:// transport, which refuses a host;
+            # keep the loopback host and talk TCP instead.
+            self.cluster_kwargs["protocol"] = "tcp://"
         self.cluster: Any = None  # the LocalCluster this executor started, if any
         self._client: Any = client
         self._owns_client = client is None

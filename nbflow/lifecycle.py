@@ -50,7 +50,8 @@ FAILED_LIKE: frozenset[TaskState] = frozenset({S.FAILED, S.UPSTREAM_FAILED, S.CA
 
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.UPSTREAM_FAILED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED, S.CACHED, S.SUCCEEDED}),
+    # queued -> failed: a `when` condition that raises fails the task before it starts.
+    S.QUEUED: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED, S.CACHED, S.SUCCEEDED, S.FAILED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.RETRYING, S.CANCELLED, S.CACHED}),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
     **{state: frozenset() for state in TERMINAL},

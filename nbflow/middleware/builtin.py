@@ -66,7 +66,9 @@ class TaskValidationError(NbflowError, TypeError):
 
     def __init__(self, task: str, parameter: str, expected: Any, value: Any, detail: str) -> None:
         self.task, self.parameter, self.expected = task, parameter, expected
-        name = getattr(expected, "__name__", None) or str(expected)
+        # `list[float].__name__` is just "list": show generics in full.
+        plain = isinstance(expected, type) and not typing.get_args(expected)
+        name = expected.__name__ if plain else str(expected).replace("typing.", "")
         where = "return value" if parameter == "return" else f"parameter {parameter!r}"
         super().__init__(
             f"task {task!r} {where}: expected {name}, got {type(value).__name__} {value!r:.80}"
