@@ -44,6 +44,7 @@ class Run:
         remote = getattr(executor, "remote_results", False)
         self._materialize: Callable[[Any], Any] | None = executor.materialize if remote else None
         self._fetched: dict[str, Any] = {}
+        self._results_cache: tuple[int, dict[str, Any]] | None = None
 
     @property
     def state(self) -> RunState:
@@ -87,7 +88,14 @@ class Run:
         A plain dict, except after a run on a remote executor (``nf.DaskExecutor``): then a
         :class:`RemoteResults` that fetches each result from the cluster when it is read.
         """
-        values = {n: r.result for n, r in self._state.tasks.items() if r.state in SUCCESSFUL}
+        # Built once per state change, not per access: `run.results[name]` in a loop over
+        # 10,000 tasks must not rebuild a 10,000-entry dict each time.
+        cached = self._results_cache
+        if cached is not None and cached[0] == self._state.last_seq:
+            values = cached[1]
+        else:
+            values = {n: r.result for n, r in self._state.tasks.items() if r.state in SUCCESSFUL}
+            self._results_cache = (self._state.last_seq, values)
         if self._materialize is None:
             return values
         return RemoteResults(values, self._materialize, self._fetched)

@@ -463,3 +463,11 @@ def test_gc_is_frozen_during_a_run_and_restored_after():
     before = gc.get_freeze_count()
     flow.run()
     assert seen[0] > before and gc.get_freeze_count() == before
+
+
+def test_results_mapping_is_built_once_per_state_change():
+    flow = nf.Flow("results-cache", store=None)
+    flow.task(name="a")(lambda: 1)
+    run = flow.run()
+    assert run.results is run.results
+    assert run.results == {"a": 1}
