@@ -103,12 +103,38 @@ def test_older_files_are_migrated_to_the_current_schema(tmp_path, monkeypatch):
     old.close()
     nf.store.close_all()
     migration = ("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
+    newer = sqlite_store.SCHEMA_VERSION + 1
     monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, migration])
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", sqlite_store.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", newer)
     SQLiteStore(path).close()
     with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(newer,)]
         assert con.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
+
+
+def test_a_version_1_file_keeps_its_event_log_when_migrated_to_segments(tmp_path):
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as con:  # a store as schema version 1 wrote it
+        for statement in sqlite_store.MIGRATIONS[0]:
+            con.execute(statement)
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (1)")
+        con.executemany(
+            "INSERT INTO events VALUES ('r1', ?, ?, ?, ?, ?, NULL, ?, ?)",
+            [
+                (1, "TaskStarted", 0.5, "a", 1, "slot-0", None),
+                (0, "TaskQueued", 0.25, "a", None, None, None),
+                (2, "TaskFailed", 0.75, "a", 1, None, '{"error":"ValueError: x"}'),
+            ],
+        )
+    store = SQLiteStore(path)
+    events = store.events("r1")
+    assert [(e["seq"], e["kind"], e["t"], e["attempt"]) for e in events] == [
+        (0, "TaskQueued", 0.25, None),
+        (1, "TaskStarted", 0.5, 1),
+        (2, "TaskFailed", 0.75, 1),
+    ]
+    assert events[2]["payload"] == {"error": "ValueError: x"} and events[1]["worker"] == "slot-0"
 
 
 def test_a_new_file_gets_the_current_schema_in_wal_mode(tmp_path):
