@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 SUMMARY_GANTT_ROWS = 1000
 
 
-def run_summary_html(run: Run, structure: Structure | None = None, max_rows: int = 200) -> str:
+def run_summary_html(
+    run: Run, structure: Structure | None = None, max_rows: int = 200, dag: str | None = None
+) -> str:
     """Return the summary of ``run`` as one self-contained HTML ``<div>``.
 
     ``structure`` is the drawn graph (default: from the run's plan, grouped above 300
-    tasks); ``max_rows`` caps the task table (the most urgent tasks are listed first).
+    tasks); ``max_rows`` caps the task table (the most urgent tasks are listed first);
+    ``dag`` is the Graph panel when the caller has just drawn it for the same state.
     """
     from .widgets import layouts, panels
     from .widgets.views import Structure
@@ -35,12 +38,14 @@ def run_summary_html(run: Run, structure: Structure | None = None, max_rows: int
         structure = layouts.structure_for(plan) if plan is not None else Structure.from_state(state)
     template = layouts.best_cached(structure) or layouts.python_template(structure)[0]
     title = state.flow or (plan.flow_name if plan is not None else "")
+    scope = panels.scope_of(state)
     parts = [
         panels.header_html(state, title, len(structure.names)),
-        panels.dag_html(template, structure, state),
+        dag if dag is not None else panels.dag_html(template, structure, state, scope),
     ]
     if state.rows and len(state.rows) <= SUMMARY_GANTT_ROWS:
-        parts.append(_section("Timeline", panels.timeline_html(state, structure), True))
+        timeline = panels.timeline_html(state, structure, "task", scope)
+        parts.append(_section("Timeline", timeline, True))
     elif state.rows:
         parts.append(panels.empty(f"Timeline: {len(state.rows):,} attempts; see run.timeline()."))
     if state.tasks:

@@ -356,8 +356,12 @@ def test_gantt_has_one_bar_per_attempt_with_retries_and_fan_out():
         ("1", "failed"),
         ("2", "succeeded"),
     ]
+    assert d._lanes is None  # the lane toggle is made when the Timeline is first opened
+    d._tabs.selected_index = 2
+    assert d._lanes is not None and d._tabs.children[2].children == (d._lanes, d._gantt)
     d._lanes.value = "worker"
     assert len(bars(d._gantt.value)) == 8
+    assert 'class="nbflow-lane"' in d._gantt.value and "slot-0" in d._gantt.value
 
 
 # -- robustness ----------------------------------------------------------------------------
@@ -419,9 +423,7 @@ def test_sync_resends_every_widget_state(monkeypatch):
         return d
 
     asyncio.run(main())
-    assert sorted(sent) == sorted(
-        ["HTML", "HTML", "HTML", "ToggleButtons", "HTML", "VBox", "Tab", "Dashboard"]
-    )
+    assert sorted(sent) == sorted(["HTML", "HTML", "HTML", "HTML", "Tab", "Dashboard"])
 
 
 def test_run_in_a_thread_is_drawn_when_waited_for():
@@ -482,3 +484,26 @@ def test_close_stops_listening():
     subscribers, d = asyncio.run(main())
     assert d._on_event not in subscribers
     assert d.stats.flushes == 0
+
+
+def test_two_dashboards_of_one_flow_never_share_svg_ids():
+    """``url(#id)`` finds the first id on the page, maybe in a hidden tab: ids must differ."""
+    flow = nf.Flow("twice", on_error="continue")
+
+    @flow.task
+    def boom():
+        raise ValueError("x")
+
+    @flow.task
+    def after(boom):
+        return boom
+
+    first, second = (Dashboard(flow.run(), prefer="python") for _ in range(2))
+    ids = []
+    for d in (first, second):
+        html = d._dag.value + d._gantt.value
+        defined = set(re.findall(r'id="([^"]+)"', html))
+        used = set(re.findall(r"url\(#([^)]+)\)", html))
+        assert used and used <= defined  # every reference resolves inside its own drawing
+        ids.append(defined)
+    assert not ids[0] & ids[1]

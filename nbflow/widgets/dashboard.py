@@ -150,41 +150,40 @@ class Dashboard(widgets.VBox):
         self._loop = _running_loop()
         self._stale = set(PANELS)
         self._display: Any = None
+        self._dag_memo: tuple[Any, str] = (None, "")
         self._shown_html: str | None = None
         self._template = self._initial_template(renderer)
 
         # One Layout and one Style shared by the HTML panes: each widget model is a comm,
         # and opening comms is most of what building the dashboard costs in a kernel.
+        live = not run.done and (engine is not None or bus is not None)
+        self._lane_by = lane_by
+        small = len(run.state.rows) <= EAGER_ROWS
+        first = self._render(set(PANELS) if run.done and small else {"dag"})
+        # Initial values go into the widgets' comm_open messages (no update message each),
+        # and one Layout and one Style serve every pane: each widget model is a comm, and
+        # comm messages are most of what building a dashboard costs in a kernel.
         plain, html_style = widgets.Layout(), HTMLStyle()
-        self._header = widgets.HTML(layout=plain, style=html_style)
-        self._dag = widgets.HTML(layout=plain, style=html_style)
-        self._table = widgets.HTML(layout=plain, style=html_style)
-        self._gantt = widgets.HTML(layout=plain, style=html_style)
-        lane_label = "Lane per group" if structure.grouped else "Lane per task"
-        self._lanes = widgets.ToggleButtons(
-            options=[(lane_label, "task"), ("Lane per worker", "worker")],
-            value=lane_by,
-            style=widgets.ToggleButtonsStyle(button_width="auto"),
-            layout=plain,
-        )
+
+        def pane(name: str, placeholder: str = "") -> widgets.HTML:
+            return widgets.HTML(first.get(name, placeholder), layout=plain, style=html_style)
+
+        self._header = pane("header")
+        self._dag = pane("dag")
+        self._table = pane("table")
+        self._gantt = pane("gantt")
+        self._plain = plain
+        self._lanes: widgets.ToggleButtons | None = None  # made when the Timeline is opened
         self._tabs = widgets.Tab(
-            children=[
-                self._dag,
-                self._table,
-                widgets.VBox([self._lanes, self._gantt], layout=plain),
-            ],
+            children=[self._dag, self._table, self._gantt],
             titles=("Graph", "Tasks", "Timeline"),
             layout=plain,
         )
-        super().__init__(children=[self._header, self._tabs], layout=plain)
-        self.add_class("nbflow-dashboard")
+        super().__init__(
+            children=[self._header, self._tabs], layout=plain, _dom_classes=("nbflow-dashboard",)
+        )
         self._tabs.observe(self._on_tab, names="selected_index")
-        self._lanes.observe(self._on_lanes, names="value")
-
-        live = not run.done and (engine is not None or bus is not None)
         self._co = Coalescer(self._flush, self._loop, interval) if self._loop is not None else None
-        small = len(run.state.rows) <= EAGER_ROWS
-        self._draw(set(PANELS) if run.done and small else {"dag"} | self._visible())
         if live:
             self._run_id = engine.run_id if engine is not None else run.run_id
             chosen = bus if bus is not None else engine.bus  # type: ignore[union-attr]
@@ -333,10 +332,29 @@ class Dashboard(widgets.VBox):
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         panel = PANELS[change["new"]] if change.get("new") is not None else None
+        if panel == "gantt" and self._lanes is None:
+            self._guarded(self._add_lane_toggle)
         if panel in self._stale:
             self._guarded(self._draw, {panel}, False)
 
+    def _add_lane_toggle(self) -> None:
+        """Put the task/worker lane toggle above the Gantt chart (on first opening it).
+
+        Made on demand: three more widget models (three comms) that most runs never need.
+        """
+        label = "Lane per group" if self._structure.grouped else "Lane per task"
+        self._lanes = widgets.ToggleButtons(
+            options=[(label, "task"), ("Lane per worker", "worker")],
+            value=self._lane_by,
+            style=widgets.ToggleButtonsStyle(button_width="auto"),
+            layout=self._plain,
+        )
+        self._lanes.observe(self._on_lanes, names="value")
+        box = widgets.VBox([self._lanes, self._gantt], layout=self._plain)
+        self._tabs.children = (self._dag, self._table, box)
+
     def _on_lanes(self, change: dict[str, Any]) -> None:
+        self._lane_by = change["new"]
         self._guarded(self._draw, {"gantt"}, False)
 
     # -- drawing ---------------------------------------------------------------------------
@@ -349,42 +367,60 @@ class Dashboard(widgets.VBox):
         index = self._tabs.selected_index if hasattr(self, "_tabs") else 0
         return {PANELS[index or 0]}
 
+    def _render(self, wanted: set[str]) -> dict[str, str]:
+        """The HTML of the header and of the ``wanted`` panels, from the run state."""
+        s = self.stats
+        out = {
+            "header": STYLE
+            + panels.header_html(self.run.state, self._flow_name(), len(self._structure.names))
+        }
+        s.header_renders += 1
+        if "dag" in wanted:
+            out["dag"] = self._dag_html()
+            s.dag_renders += 1
+        if "table" in wanted:
+            out["table"] = self._table_html()
+            s.table_renders += 1
+        if "gantt" in wanted:
+            out["gantt"] = self._gantt_html()
+            s.gantt_renders += 1
+        self._stale = set(PANELS) - wanted
+        return out
+
     def _draw(self, wanted: set[str], news: bool = True) -> None:
-        """Draw the header and the ``wanted`` panels from the run state.
+        """Draw the header and the ``wanted`` panels; set the widgets inside ``hold_sync``.
 
         ``news``: the state changed since the last draw, so panels not drawn now are stale.
         """
-        state = self.run.state
-        s = self.stats
-        changed: list[tuple[widgets.HTML, str]] = [
-            (
-                self._header,
-                STYLE + panels.header_html(state, self._flow_name(), len(self._structure.names)),
-            )
-        ]
-        s.header_renders += 1
-        if "dag" in wanted:
-            changed.append((self._dag, self._dag_html()))
-            s.dag_renders += 1
-        if "table" in wanted:
-            changed.append((self._table, self._table_html()))
-            s.table_renders += 1
-        if "gantt" in wanted:
-            changed.append((self._gantt, self._gantt_html()))
-            s.gantt_renders += 1
-        self._stale = (set(PANELS) if news else self._stale) - wanted
+        stale = self._stale
+        values = self._render(wanted)
+        if not news:
+            self._stale = stale - wanted
+        targets = {"header": self._header, "dag": self._dag, "table": self._table}
+        targets["gantt"] = self._gantt
         with contextlib.ExitStack() as stack:
-            for widget, _ in changed:
-                stack.enter_context(widget.hold_sync())
-            for widget, value in changed:
-                widget.value = value
+            for name in values:
+                stack.enter_context(targets[name].hold_sync())
+            for name, value in values.items():
+                targets[name].value = value
 
     def _flow_name(self) -> str:
         plan = getattr(self.run, "_plan", None)
         return self.run.flow or (plan.flow_name if plan is not None else "")
 
     def _dag_html(self) -> str:
-        return panels.dag_html(self._template, self._structure, self.run.state)
+        state = self.run.state
+        scope = panels.scope_of(state)
+        if not self.run.done:  # live: elapsed times move even without events
+            return panels.dag_html(self._template, self._structure, state, scope)
+        # Finished: memoised per layout, so the final draw and the summary share one drawing.
+        key = (state.last_seq, id(self._template))
+        if self._dag_memo[0] != key:
+            self._dag_memo = (
+                key,
+                panels.dag_html(self._template, self._structure, state, scope),
+            )
+        return self._dag_memo[1]
 
     def _table_html(self) -> str:
         if not self.run.state.tasks:
@@ -394,7 +430,8 @@ class Dashboard(widgets.VBox):
         )
 
     def _gantt_html(self) -> str:
-        return panels.timeline_html(self.run.state, self._structure, self._lanes.value)
+        state = self.run.state
+        return panels.timeline_html(state, self._structure, self._lane_by, panels.scope_of(state))
 
     def _static_html(self) -> str:
         """The ``text/html`` fallback: the full summary once finished, the header before."""
@@ -402,7 +439,7 @@ class Dashboard(widgets.VBox):
             return panels.header_html(self.run.state, self._flow_name(), len(self._structure.names))
         from nbflow.summary import run_summary_html
 
-        return run_summary_html(self.run, structure=self._structure)
+        return run_summary_html(self.run, structure=self._structure, dag=self._dag_html())
 
     def _update_display(self) -> None:
         """Replace the displayed static fallback by the current summary (once it changed)."""
@@ -417,17 +454,10 @@ class Dashboard(widgets.VBox):
         self._display.update(bundle, raw=True)
 
     def _widgets(self) -> list[widgets.Widget]:
-        box = self._tabs.children[2]
-        return [
-            self._header,
-            self._dag,
-            self._table,
-            self._lanes,
-            self._gantt,
-            box,
-            self._tabs,
-            self,
-        ]
+        found: list[widgets.Widget] = [self._header, self._dag, self._table, self._gantt]
+        if self._lanes is not None:
+            found += [self._lanes, self._tabs.children[2]]
+        return [*found, self._tabs, self]
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

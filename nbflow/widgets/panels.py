@@ -16,6 +16,7 @@ import asyncio
 import functools
 import html
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -131,8 +132,7 @@ def header_html(state: RunState, title: str | None = None, total: int | None = N
         f"{segments}</div>"
         f'<div style="display:flex;gap:6px;flex-wrap:wrap">{chips}</div>'
         + (
-            f'<div style="margin-top:6px;font-size:12px;color:{_ERROR}">'
-            f"{esc(state.error)}</div>"
+            f'<div style="margin-top:6px;font-size:12px;color:{_ERROR}">{esc(state.error)}</div>'
             if state.error
             else ""
         )
@@ -324,14 +324,35 @@ def states_present(states: Iterable[str]) -> tuple[str, ...]:
 MAX_GANTT_ROWS = 5000
 
 
-def dag_html(template: DagTemplate, structure: Structure, state: RunState | None) -> str:
-    """The Graph panel: the DAG (restyled from ``state``), a note when grouped, the legend."""
+def scope_of(state: RunState | None) -> str:
+    """A suffix that makes SVG ids unique to one run's drawings on a page (see below)."""
+    return f"-{state.run_id[:8]}" if state is not None and state.run_id else ""
+
+
+# SVG ids (arrow markers, hatch patterns) live in one namespace per HTML page, and
+# ``url(#id)`` resolves to the first element with that id, even inside a hidden tab or a
+# closed <details>, where Chrome draws nothing: arrowheads and hatching then vanish from
+# another drawing. The renderers derive ids from the graph's shape (the DAG) or use a fixed
+# one (the Gantt), so two dashboards of one flow on a page share them; we add the run's id.
+_DAG_ID = re.compile(r'id="(nbf[0-9a-f]+)-arrow"')
+
+
+def dag_html(
+    template: DagTemplate, structure: Structure, state: RunState | None, scope: str = ""
+) -> str:
+    """The Graph panel: the DAG (restyled from ``state``), a note when grouped, the legend.
+
+    ``scope`` is appended to the SVG's ids (default: none; see :func:`scope_of`).
+    """
     if state is None or not state.tasks:  # not started: every node as laid out, pending
         from nbflow.widgets.layouts import pending_svg
 
         svg = pending_svg(template)
     else:
         svg = template.svg(structure.nodes(state))
+    found = _DAG_ID.search(svg, 0, 2000) if scope else None  # the <defs> come first
+    if found:
+        svg = svg.replace(f"{found[1]}-", f"{found[1]}{scope}-")
     note = ""
     if structure.grouped:
         note = (
@@ -347,8 +368,12 @@ def dag_html(template: DagTemplate, structure: Structure, state: RunState | None
     return frame(svg, 560, note) + f'<div style="padding:6px 4px 2px">{legend()}</div>'
 
 
-def timeline_html(state: RunState, structure: Structure, lane_by: str = "task") -> str:
+def timeline_html(
+    state: RunState, structure: Structure, lane_by: str = "task", scope: str = ""
+) -> str:
     """The Timeline panel: a Gantt chart of every attempt, one lane per task or per worker.
+
+    ``scope`` is appended to the SVG's ids (see :func:`scope_of`).
 
     When the flow is drawn grouped, ``lane_by="task"`` gives one lane per group instead
     (its tasks' bars packed onto the lane's sub-tracks).
@@ -367,4 +392,6 @@ def timeline_html(state: RunState, structure: Structure, lane_by: str = "task") 
     svg = gantt_svg(rows, lane_by=lane_by, width=920, now=now)
     # Shrink to the output's width rather than hide the end of the run behind a scrollbar.
     svg = svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
+    if scope:
+        svg = svg.replace("nbflow-gantt-hatch", f"nbflow-gantt-hatch{scope}")
     return frame(svg, 520)
