@@ -460,6 +460,7 @@ def test_simulated_run_with_show_displays_the_final_state(monkeypatch):
 
 
 def test_display_outside_a_kernel_is_a_no_op_and_repr_is_stable():
+    assert nf.Dashboard is Dashboard
     d = Dashboard(_finished(*gated_flow()), prefer="python")
     assert d.display() is d
     assert repr(d) == "<nbflow.Dashboard flow='gated'>"
@@ -507,3 +508,19 @@ def test_two_dashboards_of_one_flow_never_share_svg_ids():
         assert used and used <= defined  # every reference resolves inside its own drawing
         ids.append(defined)
     assert not ids[0] & ids[1]
+
+
+def test_cancelled_run_ends_cancelled_on_the_dashboard():
+    async def main() -> Dashboard:
+        flow, _gate = gated_flow()  # the gate never opens: only cancel() ends the run
+        handle = flow.start()
+        d = Dashboard(handle, heartbeat=None, prefer="python")
+        await until(lambda: handle.run.states.get("first") == "running")
+        handle.cancel()
+        await handle
+        return d
+
+    d = asyncio.run(main())
+    assert marker(d)["nbflow-status"] == "cancelled"
+    assert node_states(d) == {"first": "cancelled", "second": "cancelled"}
+    assert re.search(r'class="nbflow-pill".*?■</span> cancelled</span>', d._header.value, re.S)
