@@ -6,7 +6,7 @@ An executor is any object with::
     def close(self) -> None        # optional
 
 :class:`LocalExecutor` (the default) awaits async functions on the event loop and runs sync
-functions in a thread pool, so a blocking function never stalls the loop (or the notebook).
+functions in threads, so a blocking function never stalls the loop (or the notebook).
 ``nbflow.dask.DaskExecutor`` runs calls on a Dask cluster instead.
 """
 
@@ -14,15 +14,59 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+# A job for a worker thread: (loop, future, context, fn, kwargs); None tells a worker to stop.
+_Job = tuple[
+    asyncio.AbstractEventLoop, asyncio.Future[Any], contextvars.Context, Any, dict[str, Any]
+]
+
+
+class _Completions:
+    """Finished calls of one event loop, handed back in batches.
+
+    A worker appends its outcome and wakes the loop only when no wake-up is pending yet, so
+    a burst of short sync tasks costs one ``call_soon_threadsafe`` (a self-pipe write) per
+    batch instead of one per call, and no ``concurrent.futures.Future`` is made at all.
+    """
+
+    __slots__ = ("done", "loop", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.done: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        self.pending = False
+
+    def add(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        self.done.append((future, ok, value))
+        if not self.pending:
+            self.pending = True
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:  # the loop is closed: nobody waits for these results
+                self.pending = False
+
+    def drain(self) -> None:
+        # Clear the flag before draining: an outcome appended meanwhile schedules a new drain.
+        self.pending = False
+        done = self.done
+        while done:
+            future, ok, value = done.popleft()
+            if future.done():  # cancelled or timed out while the thread ran
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
 
 class LocalExecutor:
-    """Async functions on the loop; sync functions on a thread pool of ``threads`` threads.
+    """Async functions on the loop; sync functions on up to ``threads`` worker threads.
 
     A sync call that times out or is cancelled keeps running in its thread until it returns
     (Python cannot stop a thread); its result is then discarded.
@@ -30,12 +74,11 @@ class LocalExecutor:
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or 32
-        self._pool: ThreadPoolExecutor | None = None
-
-    def _threadpool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nbflow")
-        return self._pool
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._completions: dict[asyncio.AbstractEventLoop, _Completions] = {}
 
     async def call(
         self,
@@ -50,15 +93,52 @@ class LocalExecutor:
         if is_async:
             return await fn(**kwargs)
         loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, fn, **kwargs)
-        result = await loop.run_in_executor(self._threadpool(), call)
+        future = loop.create_future()
+        self._submit((loop, future, contextvars.copy_context(), fn, kwargs))
+        result = await future
         if inspect.isawaitable(result):
             result = await result
         return result
 
+    def _submit(self, job: _Job) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._workers) < self.threads:
+                worker = threading.Thread(
+                    target=self._work, name=f"nbflow-{len(self._workers)}", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        jobs, completions = self._jobs, self._completions
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            loop, future, context, fn, kwargs = job
+            try:
+                value, ok = context.run(fn, **kwargs), True
+            except BaseException as error:  # handed to the awaiting task, like an executor
+                value, ok = error, False
+            del job, fn, kwargs
+            # Idle before handing the result back: the loop may submit the next call at once,
+            # and it should find this thread rather than start another.
+            with self._lock:
+                self._idle += 1
+            batch = completions.get(loop)
+            if batch is None:
+                batch = completions.setdefault(loop, _Completions(loop))
+            batch.add(future, ok, value)
+            del future, value
+
     def close(self) -> None:
-        """Release the threads (without waiting for calls that outlived their timeout)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the worker threads (without waiting for calls that outlived their timeout)."""
+        for _ in self._workers:
+            self._jobs.put(None)
+        self._workers.clear()
+        with self._lock:
+            self._idle = 0
+        self._completions.clear()
