@@ -147,7 +147,8 @@ class RetryState:
     def __init__(self, policy: Retry, now: float) -> None:
         self.policy = policy
         self.attempt = 0
-        self.rng = policy.rng()
+        # Seeding a Random costs more than a retry without jitter: only when it is needed.
+        self.rng = policy.rng() if policy.jitter else None
         self.deadline_at = now + policy.deadline if policy.deadline else None
 
     def next_delay(self, error: BaseException, now: float) -> float | None:
