@@ -25,12 +25,13 @@ import os
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from . import events as ev
 from . import scheduler as sch
-from .errors import ConditionError, TaskTimeoutError
+from .errors import ConditionError, OverheadWarning, TaskTimeoutError
 from .events import EventBus
 from .executors import LocalExecutor
 from .fanout import sliding_window
@@ -275,6 +276,8 @@ class Engine:
             failed = any(r.state is S.FAILED for r in self.state.tasks.values())
             status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         self._emit(ev.RunFinished, status.value, self.state.error)
+        if self.wall_start is None:  # real time only: simulated durations say nothing
+            warn_if_overhead_dominates(self.state)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
@@ -601,6 +604,29 @@ def _reads_all_results(tree: ast.AST) -> bool:
         isinstance(node, ast.Name) and node.id == "results" and id(node) not in keyed
         for node in ast.walk(tree)
     )
+
+
+#: Below this median attempt duration, nbflow's ~15-25 µs per task is a large share of a run.
+SHORT_TASK_S = 50e-6
+#: ...and only for runs this big, where the overhead adds up to something a person notices.
+MANY_TASKS = 1000
+
+
+def warn_if_overhead_dominates(state: RunState) -> None:
+    """Warn (``OverheadWarning``) when a big run's tasks were shorter than nbflow's overhead."""
+    rows = state.rows
+    if len(rows) < MANY_TASKS:
+        return
+    durations = sorted(r.end - r.start for r in rows if r.end is not None)
+    if durations and durations[len(durations) // 2] < SHORT_TASK_S:
+        warnings.warn(
+            f"flow {state.flow!r}: {len(rows)} attempts with a median of "
+            f"{durations[len(durations) // 2] * 1e6:.0f} µs each; nbflow's own cost (~20 µs a "
+            "task) dominates. Batch small work into fewer, bigger tasks (e.g. fan_out over "
+            "chunks); see docs/performance.md",
+            OverheadWarning,
+            stacklevel=2,
+        )
 
 
 def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str, Any]) -> bool:

@@ -105,5 +105,9 @@ class RunCancelledError(NbflowError, RuntimeError):
     """A run was cancelled before it finished."""
 
 
+class OverheadWarning(UserWarning):
+    """A run's tasks were so short that nbflow's own per-task cost dominated its time."""
+
+
 class StoreError(NbflowError, RuntimeError):
     """The state store cannot be used (corrupted, locked, from a newer schema...)."""

@@ -471,3 +471,27 @@ def test_results_mapping_is_built_once_per_state_change():
     run = flow.run()
     assert run.results is run.results
     assert run.results == {"a": 1}
+
+
+def test_a_big_run_of_tiny_tasks_warns_that_overhead_dominates():
+    flow = nf.Flow("tiny", store=None)
+
+    async def nothing():
+        return None
+
+    for i in range(1200):
+        flow.task(name=f"t{i}")(nothing)
+    with pytest.warns(nf.OverheadWarning, match="1200 attempts with a median of"):
+        flow.run()
+
+
+def test_small_or_simulated_runs_do_not_warn(recwarn):
+    small = nf.Flow("small", store=None)
+    for i in range(50):
+        small.task(name=f"t{i}")(lambda: None)
+    small.run()
+    big = nf.Flow("simulated", store=None)
+    for i in range(1200):
+        big.task(name=f"t{i}")(lambda: None)
+    big.run(simulate=True)
+    assert not [w for w in recwarn if issubclass(w.category, nf.OverheadWarning)]
