@@ -39,7 +39,7 @@ BENCH = textwrap.dedent(
     import asyncio, inspect, random, time
     import nbflow as nf
 
-    def build_flow(layers, width, fan_in, seed=7):
+    def build_flow(layers, width, fan_in, sleep=0.0, seed=7):
         rng = random.Random(seed)
         flow = nf.Flow("dashboard-overhead", max_workers=None, store=None)
         above = []
@@ -49,7 +49,8 @@ BENCH = textwrap.dedent(
                 params = rng.sample(above, fan_in) if above else []
 
                 async def node(**inputs):
-                    return None
+                    if sleep:
+                        await asyncio.sleep(sleep)
 
                 node.__name__ = node.__qualname__ = name
                 node.__signature__ = inspect.Signature(
@@ -60,8 +61,8 @@ BENCH = textwrap.dedent(
         flow.validate()
         return flow
 
-    async def measure(layers, width, fan_in, repeat):
-        flow = build_flow(layers, width, fan_in)
+    async def measure(layers, width, fan_in, repeat, sleep=0.0):
+        flow = build_flow(layers, width, fan_in, sleep)
         from nbflow.widgets import Dashboard  # imported once, as in a kernel after the first use
         shown = []
         original = Dashboard.display
@@ -99,17 +100,18 @@ BENCH = textwrap.dedent(
 )
 
 
-def in_process(repeat: int = REPEAT) -> dict[str, Any]:
+def in_process(repeat: int = REPEAT, sleep: float = 0.0) -> dict[str, Any]:
     """Measure in this interpreter (no kernel, no comm)."""
     import asyncio
 
     namespace: dict[str, Any] = {}
     exec(BENCH, namespace)
-    result: dict[str, Any] = asyncio.run(namespace["measure"](LAYERS, WIDTH, FAN_IN, repeat))
+    measure = namespace["measure"](LAYERS, WIDTH, FAN_IN, repeat, sleep)
+    result: dict[str, Any] = asyncio.run(measure)
     return result
 
 
-def in_kernel(repeat: int = REPEAT) -> dict[str, Any]:
+def in_kernel(repeat: int = REPEAT, sleep: float = 0.0) -> dict[str, Any]:
     """Measure inside a real IPython kernel running this interpreter."""
     from jupyter_client.manager import KernelManager
 
@@ -131,7 +133,7 @@ def in_kernel(repeat: int = REPEAT) -> dict[str, Any]:
         code = (
             BENCH
             + "\nimport json, sys\n"
-            + f"_r = await measure({LAYERS}, {WIDTH}, {FAN_IN}, {repeat})\n"
+            + f"_r = await measure({LAYERS}, {WIDTH}, {FAN_IN}, {repeat}, {sleep})\n"
             + "_r['python'] = sys.executable\n"
             + "print('RESULT' + json.dumps(_r))\n"
         )
@@ -153,32 +155,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-kernel", action="store_true", help="only the in-process setting")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed runs per variant")
+    parser.add_argument(
+        "--sleep",
+        type=float,
+        default=0.0,
+        help="also run tasks that sleep this many seconds (e.g. 0.01: live redraws happen)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
     rows = {"in-process (no kernel)": in_process(args.repeat)}
     if not args.no_kernel:
         rows["in an IPython kernel"] = in_kernel(args.repeat)
+    if args.sleep:
+        # Perspective: a run long enough for live redraws (the dashboard's steady state).
+        label = f"sleep {args.sleep * 1e3:g} ms per task"
+        rows[f"in-process, {label}"] = in_process(args.repeat, args.sleep)
+        if not args.no_kernel:
+            rows[f"in a kernel, {label}"] = in_kernel(args.repeat, args.sleep)
     n = next(iter(rows.values()))["tasks"]
     print(
-        f"Dashboard overhead: {n:,} no-op async tasks ({LAYERS} layers x {WIDTH}, fan-in "
+        f"Dashboard overhead: {n:,} async tasks ({LAYERS} layers x {WIDTH}, fan-in "
         f"{FAN_IN}), max_workers=None, store=None; best of {args.repeat} each, alternating\n"
     )
     print("| setting | without | with dashboard | ratio | CPU ratio | flushes | DAG renders |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    worst = 0.0
     for name, r in rows.items():
         ratio = r["with"] / r["without"]
-        worst = max(worst, ratio)
         print(
             f"| {name} | {r['without'] * 1e3:.1f} ms | {r['with'] * 1e3:.1f} ms | "
             f"{ratio:.3f} | {r['cpu_with'] / r['cpu_without']:.3f} | {r['flushes']} | "
             f"{r['dag_renders']} |"
         )
+    worst = max(r["with"] / r["without"] for name, r in rows.items() if "sleep" not in name)
     verdict = "meets" if worst < 1.10 else "misses"
     print(
-        f"\nworst wall-time ratio {worst:.3f}: {verdict} the target (< 1.10). CPU ratio: this "
-        "process's CPU time only (less sensitive to other load on the machine)."
+        f"\nworst no-op wall-time ratio {worst:.3f}: {verdict} the target (< 1.10). "
+        "CPU ratio: this process's CPU time only (less sensitive to other load on the machine)."
     )
     if args.json:
         with open(args.json, "w") as f:
