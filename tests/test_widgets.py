@@ -166,6 +166,7 @@ def test_burst_of_10000_events_costs_one_flush():
     asyncio.run(main())
 
 
+@pytest.mark.filterwarnings("ignore::nbflow.errors.OverheadWarning")  # no-op tasks, on purpose
 def test_real_run_of_10000_events_renders_a_bounded_number_of_times():
     flow = nf.Flow("many")
     for i in range(3000):

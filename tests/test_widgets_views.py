@@ -235,3 +235,22 @@ def test_coalescer_rejects_a_bad_interval():
             Coalescer(lambda: None, asyncio.get_running_loop(), interval=0)
 
     asyncio.run(main())
+
+
+def test_flows_of_one_shape_share_a_layout_but_not_their_priorities():
+    from nbflow.widgets import layouts
+
+    def flow_with(priority: int) -> nf.Flow:
+        flow = nf.Flow(f"shape-p{priority}")
+        flow.task(name="a", priority=priority)(lambda: 1)
+        flow.task(name="b", after=["a"])(lambda: 2)
+        return flow
+
+    drawn = []
+    for priority in (3, 9):
+        structure = layouts.structure_for(flow_with(priority).plan())
+        template, _ = layouts.python_template(structure)
+        drawn.append((template, panels.dag_html(template, structure, None)))
+    assert drawn[0][0] is drawn[1][0]  # one layout for both
+    assert "p=3" in drawn[0][1] and "p=9" not in drawn[0][1]
+    assert "p=9" in drawn[1][1] and "p=3" not in drawn[1][1]

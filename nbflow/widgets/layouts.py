@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 CACHE_SIZE = 16
 _TEMPLATES: OrderedDict[tuple[Any, ...], DagTemplate] = OrderedDict()
 _STRUCTURES: OrderedDict[tuple[Any, ...], Structure] = OrderedDict()
-_PENDING: OrderedDict[int, tuple[DagTemplate, str]] = OrderedDict()
+_PENDING: OrderedDict[tuple[int, int], tuple[DagTemplate, Structure, str]] = OrderedDict()
 V = TypeVar("V")
 
 
@@ -47,12 +47,18 @@ def structure_for(plan: Plan, max_nodes: int = MAX_NODES) -> Structure:
     return _put(_STRUCTURES, key, Structure.from_plan(plan, max_nodes))
 
 
-def pending_svg(template: DagTemplate) -> str:
-    """``template.svg()`` with every node as laid out (all pending), memoised per template."""
-    found = _PENDING.get(id(template))
-    if found is not None and found[0] is template:
-        return found[1]
-    return _put(_PENDING, id(template), (template, template.svg()))[1]
+def pending_svg(template: DagTemplate, structure: Structure) -> str:
+    """The drawing before a run starts (every node of ``structure`` pending), memoised.
+
+    Drawn from the structure's own nodes, not the template's: a layout is shared by every
+    flow of the same shape, whose priorities may differ.
+    """
+    key = (id(template), id(structure))
+    found = _PENDING.get(key)
+    if found is not None and found[0] is template and found[1] is structure:
+        return found[2]
+    drawing = template.svg(structure.view.by_name())
+    return _put(_PENDING, key, (template, structure, drawing))[2]
 
 
 def cached(renderer: str, structure: Structure) -> DagTemplate | None:

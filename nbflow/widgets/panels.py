@@ -347,7 +347,7 @@ def dag_html(
     if state is None or not state.tasks:  # not started: every node as laid out, pending
         from nbflow.widgets.layouts import pending_svg
 
-        svg = pending_svg(template)
+        svg = pending_svg(template, structure)
     else:
         svg = template.svg(structure.nodes(state))
     found = _DAG_ID.search(svg, 0, 2000) if scope else None  # the <defs> come first
