@@ -274,14 +274,16 @@ class Dashboard(widgets.VBox):
     # -- events ----------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        # Hot path (every event of the run): compare, maybe schedule; drawing happens later.
-        if event.run_id != self._run_id:
-            return
+        # Hot path: every event of the run (and of other runs on a shared bus) comes here.
+        # Drawing happens later; while a flush is scheduled there is nothing to do at all.
         if event.__class__ is RunFinished:
-            self._on_finished()
+            if event.run_id == self._run_id:
+                self._on_finished()
             return
         co = self._co
-        if co is not None and co._handle is None and threading.get_ident() == self._thread:
+        if co is None or co._handle is not None:
+            return
+        if event.run_id == self._run_id and threading.get_ident() == self._thread:
             co.mark()
 
     def _on_finished(self) -> None:
