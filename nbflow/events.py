@@ -165,7 +165,8 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Call every subscriber with ``event``; exceptions are logged and swallowed."""
-        for callback in self._subscribers:
+        # A copy: a subscriber may unsubscribe itself (or others) while being called.
+        for callback in tuple(self._subscribers):
             try:
                 callback(event)
             except Exception:

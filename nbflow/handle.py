@@ -36,8 +36,8 @@ class RunHandle:
 
     @property
     def run_id(self) -> str:
-        """Id of the run."""
-        return self.run.run_id
+        """Id of the run (known as soon as the run is created, before it starts)."""
+        return self.engine.run_id
 
     @property
     def status(self) -> str:

@@ -495,3 +495,31 @@ def test_small_or_simulated_runs_do_not_warn(recwarn):
         big.task(name=f"t{i}")(lambda: None)
     big.run(simulate=True)
     assert not [w for w in recwarn if issubclass(w.category, nf.OverheadWarning)]
+
+
+def test_a_subscriber_may_unsubscribe_while_events_are_published():
+    flow = nf.Flow("unsubscribe", store=None)
+    flow.task(name="a")(lambda: 1)
+    seen = []
+
+    def once(event):
+        unsubscribe()
+
+    unsubscribe = flow.subscribe(once)
+    flow.subscribe(seen.append)
+    flow.run()
+    assert seen[0].kind == "RunStarted"  # the second subscriber missed nothing
+
+
+def test_handle_knows_its_run_id_before_the_run_starts():
+    flow = nf.Flow("handle-id", store=None)
+    flow.task(name="a")(lambda: 1)
+
+    async def scenario():
+        handle = flow.start()
+        run_id = handle.run_id
+        run = await handle
+        return run_id, run.run_id
+
+    early, final = asyncio.run(scenario())
+    assert early == final and len(early) == 32

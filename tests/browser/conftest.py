@@ -167,8 +167,13 @@ class LabServer:
         return json.loads(body) if body else None
 
     def notebook_url(self, name: str) -> str:
-        """Return the URL that opens notebook ``name`` (relative to ``root_dir``) in Lab."""
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        """Return the URL that opens notebook ``name`` (relative to ``root_dir``) in Lab.
+
+        Each page gets a fresh workspace: the server is shared by the whole session, and a
+        reused workspace would reopen the previous test's notebook, so "run all" could run
+        the wrong one.
+        """
+        return f"{self.url}/lab/workspaces/w{token_hex(4)}/tree/{name}?token={self.token}"
 
     def add_notebook(self, source: Path) -> str:
         """Copy ``source`` into the server's root dir and return its name there."""
