@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,30 @@ def test_two_processes_record_every_attempt_of_their_runs_once(tmp_path):
             assert seqs == list(range(1 + 200 * 3 + 2 * 2 + 1))
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_the_same_moment_all_succeed(tmp_path):
+    """The switch of a new file to WAL can deadlock between processes; SQLite then answers
+    "locked" at once (no busy wait), so preparing a store retries until its timeout."""
+    script = (
+        "import sys, time\n"
+        "from nbflow.store.sqlite import prepare\n"
+        "start = float(sys.argv[2])\n"
+        "while time.time() < start:\n"
+        "    pass\n"
+        "prepare(sys.argv[1], 10).close()\n"
+    )
+    for round_ in range(3):
+        db = tmp_path / f"fresh{round_}.db"
+        start = time.time() + 1.0
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(db), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors

@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -152,9 +153,7 @@ def prepare(path: str, timeout: float) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise store_error(error, path, timeout) from None
     try:
-        con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at process crash
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("BEGIN IMMEDIATE")
+        _lock_for_setup(con, timeout)
         try:
             _migrate(con, path)
             con.execute("COMMIT")
@@ -168,6 +167,27 @@ def prepare(path: str, timeout: float) -> sqlite3.Connection:
         con.close()
         raise
     return con
+
+
+def _lock_for_setup(con: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL and take the write lock, retrying "locked" until ``timeout``.
+
+    Two processes preparing a new file at once can both hold a shared lock and both want the
+    exclusive one for the switch to WAL; SQLite's deadlock prevention then answers "locked"
+    at once, without waiting in the busy handler. So we wait here instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at process crash
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _migrate(con: sqlite3.Connection, path: str) -> None:
