@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     print(run)
     frame = run.timeline()
     print(frame[["task", "attempt", "status", "duration_s", "worker"]].to_string(index=False))
-    store = getattr(flow, "store", None)
-    location = getattr(store, "path", None)
+    store = flow.state_store
+    location = getattr(store, "location", None)
     if location:
         print(f"\nrun {run.run_id} recorded in {location}")
         print("`python -m nbflow demo --resume last` resumes it")

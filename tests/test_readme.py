@@ -22,8 +22,14 @@ def test_readme_gives_exactly_two_setup_commands():
     assert "scripts/test.sh" in (README.parent / ".ci" / "run").read_text()
 
 
-def test_demo_command_runs(tmp_path, monkeypatch):
+def test_demo_command_runs_records_and_resumes(tmp_path, monkeypatch, capsys):
     from nbflow.__main__ import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--pace", "0"]) == 0
+    first = capsys.readouterr().out
+    assert "<Run 'quickstart' succeeded done=6/6 failed=0>" in first
+    assert "recorded in" in first
+    assert main(["demo", "--pace", "0", "--resume", "last"]) == 0
+    resumed = capsys.readouterr().out
+    assert resumed.count("(from store)") == 6
