@@ -16,7 +16,7 @@ A task is skipped when
 
 Changing a task's code changes its version; changing its result changes its dependants'
 inputs hash, so they run again too. Results themselves are recorded by the store's writer
-from ``TaskSucceeded`` events, so ``saved`` has nothing to do.
+from ``TaskSucceeded`` events; the hooks only decide what need not run.
 """
 
 from __future__ import annotations
@@ -216,9 +216,6 @@ class StoreHooks:
                         return hit
         self.store.submit(("keys", context.run_id, name, version, inputs, key))
         return None
-
-    def saved(self, engine: Engine, name: str, kwargs: dict[str, Any], result: Any) -> None:
-        """Nothing to do: the store's writer records results from the run's events."""
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -26,7 +26,6 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from . import events as ev
@@ -385,17 +384,16 @@ class Engine:
         outcome = S.FAILED
         try:
             kwargs = self._inputs(name, worker)
-            cached = await self._lookup(name, kwargs) if self.hooks is not None else None
+            hooks = self.hooks
+            cached = await hooks.lookup(self, name, kwargs) if hooks is not None else None
             if cached is not None:
                 self._emit(ev.TaskSucceeded, name, 0, cached[0], None, True)
                 outcome = S.CACHED
             elif spec.fan_out:
                 outcome = await self._run_fan_out(name, kwargs, worker)
             else:
-                ok, result = await self._attempts(name, kwargs, worker, None)
+                ok, _ = await self._attempts(name, kwargs, worker, None)
                 outcome = S.SUCCEEDED if ok else S.FAILED
-                if ok and self.hooks is not None:
-                    self.hooks.saved(self, name, kwargs, result)
         except asyncio.CancelledError:
             record = self.state.tasks[name]
             self._emit(ev.TaskCancelled, name, record.attempts)
@@ -562,8 +560,6 @@ class Engine:
             self._dispatch()
         self._maybe_finish()
 
-    async def _lookup(self, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
-        return await self.hooks.lookup(self, name, kwargs)
 
 
 _NOWHERE: tuple[str | None, float | None] = (None, None)
@@ -647,6 +643,3 @@ def _format(error: BaseException | None) -> str:
     if error is None:
         return ""
     return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
-
-Callback = Callable[[ev.Event], Any]

@@ -65,18 +65,8 @@ FAILED_STAGES=()
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 skip() { printf 'SKIP: %s\n' "$*"; }
 
-# The first interpreter that exists, runs, and is Python >= 3.11.
-find_python() {
-    local candidate
-    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
-            command -v "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=scripts/python.sh
+source scripts/python.sh  # the scripts cd to the repo root first
 
 # An interpreter of exactly version $1 (like 3.12): pyenv's first, then pythonX.Y on PATH.
 # pyenv shims exist on PATH even for versions that are not selected, so each one is run.
