@@ -44,6 +44,11 @@ def bars(html: str) -> list[tuple[str, str, str]]:
     )
 
 
+def subscribers_of(bus: Any) -> list[Any]:
+    """The bus's subscriber list (``subscribers``; ``_subscribers`` in older versions)."""
+    return bus.subscribers if hasattr(bus, "subscribers") else bus._subscribers
+
+
 async def until(predicate: Any, steps: int = 2000) -> None:
     """Let the loop run until ``predicate()`` holds (a wait, not a timing assertion)."""
     for _ in range(steps):
@@ -394,11 +399,11 @@ def test_dashboard_leaves_the_bus_after_the_run_and_others_still_get_run_finishe
         bus = handle.engine.bus
         kinds: list[str] = []
         bus.subscribe(lambda e: kinds.append(e.kind))  # subscribed after the dashboard
-        assert d._on_event in bus._subscribers
+        assert d._subscriber in subscribers_of(bus)
         gate.set()
         await handle
         await asyncio.sleep(0)
-        return bus._subscribers, kinds
+        return subscribers_of(bus), kinds
 
     subscribers, kinds = asyncio.run(main())
     assert kinds[-1] == "RunFinished"
@@ -481,10 +486,10 @@ def test_close_stops_listening():
         await asyncio.sleep(0)
         gate.set()
         await handle
-        return handle.engine.bus._subscribers, d
+        return subscribers_of(handle.engine.bus), d
 
     subscribers, d = asyncio.run(main())
-    assert d._on_event not in subscribers
+    assert d._subscriber not in subscribers
     assert d.stats.flushes == 0
 
 

@@ -169,6 +169,9 @@ class DagTemplate:
             x0, y0 = cx - w / 2, cy - h / 2
             label = esc(clip(name, int((w - 40) / 7.2)))
             self._static[name] = (x0, y0, w, h, f' data-task="{esc(name)}"', label)
+        # Drawn nodes by view: a node whose view did not change since the last drawing (a
+        # finished task, a group whose counts stayed) is not formatted again.
+        self._drawn: dict[NodeView, str] = {}
 
     def svg(self, states: Mapping[str, NodeView] | None = None) -> str:
         """Return the SVG with each node drawn from ``states[name]`` (else the template's view).
@@ -177,9 +180,16 @@ class DagTemplate:
         track more tasks than are drawn); a changed structure needs a new template.
         """
         states = states or {}
+        drawn = self._drawn
+        if len(drawn) > 4 * len(self._nodes) + 64:  # bounded: durations of live runs vary
+            drawn.clear()
         parts = [self._head]
         for name, base in self._nodes.items():
-            parts.append(self._node(name, states.get(name, base)))
+            node = states.get(name, base)
+            markup = drawn.get(node)
+            if markup is None:
+                markup = drawn[node] = self._node(name, node)
+            parts.append(markup)
         parts.append(self._tail)
         return "".join(parts)
 

@@ -20,13 +20,20 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nbflow
 from nbflow.render import DagTemplate, gantt_svg
 from nbflow.render.palette import FONT_FAMILY, STATES, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import fmt_duration
-from nbflow.widgets.views import Structure, counter, error_text, gantt_rows, now_t
+from nbflow.widgets.views import (
+    Structure,
+    counter,
+    error_text,
+    gantt_rows,
+    now_t,
+    state_counts,
+)
 
 if TYPE_CHECKING:
     from nbflow.state import RunState, TaskRecord
@@ -65,7 +72,19 @@ def counts(state: RunState) -> Counter[str]:
     compare like their names, and reading ``.value`` on 2,000 records costs more than the
     count.
     """
-    return Counter(r.state for r in list(state.tasks.values()))
+    if state.finished_t is None:
+        return state_counts(list(state.tasks.values()))
+    key = (id(state), state.run_id, state.last_seq)
+    if _COUNTS[0] != key:
+        _COUNTS[:] = [key, state_counts(list(state.tasks.values()))]
+    return Counter(_COUNTS[1])  # a copy: callers may change theirs
+
+
+# The counts of the last finished state counted: the final drawing, the static summary and
+# sync() count a 2,000-task run once, not once per header and table. A finished state no
+# longer changes; the key has the run's id, so a later state at the same address never
+# matches, and only the counts are kept, not the state.
+_COUNTS: list[Any] = [None, None]
 
 
 def done_count(state: RunState) -> int:
@@ -150,6 +169,9 @@ def _rows(state: RunState, max_rows: int) -> tuple[list[TaskRecord], dict[str, i
     records = list(state.tasks.values())
     if len(records) <= max_rows:
         return records, {}
+    n = counts(state)
+    if all(k in _QUIET for k in n):  # all plainly done (a big run's usual end): count only
+        return [], {str(k): v for k, v in n.items()}
     shown = [r for r in records if r.state not in _QUIET]
     if len(shown) > max_rows:
         shown = sorted(shown, key=lambda r: _URGENT[r.state])[:max_rows]  # sort is stable

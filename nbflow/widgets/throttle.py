@@ -60,6 +60,11 @@ class Coalescer:
             delay = max(0.0, self._last + self.interval - self._loop.time())
             self._handle = self._loop.call_later(delay, self._run)
 
+    def defer_first(self, delay: float) -> None:
+        """Let the first flush come ``delay`` seconds from now (not ``interval``): for an
+        owner that did not draw everything when it was created."""
+        self._last = self._loop.time() - self.interval + delay
+
     def flush_now(self) -> None:
         """Cancel the scheduled flush and flush now (even when nothing was marked)."""
         self.cancel()

@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from nbflow.lifecycle import RunStatus
@@ -33,6 +35,15 @@ if TYPE_CHECKING:
 MAX_NODES = 300
 
 _RANK = {state: i for i, state in enumerate(URGENCY)}
+_STATE = attrgetter("state")
+
+
+def state_counts(records: Sequence[TaskRecord]) -> Counter[str]:
+    """Number of ``records`` per state (keys are the ``TaskState`` members themselves).
+
+    ``TaskState`` members are ``str`` subclasses that hash and compare like their names.
+    """
+    return Counter(map(_STATE, records))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +128,18 @@ def group_keys(
     return keys
 
 
-def group_node(key: str, members: Sequence[TaskRecord | None], priority: int = 0) -> NodeView:
+def group_node(
+    key: str, members: Sequence[TaskRecord | None], priority: int = 0, complete: bool = False
+) -> NodeView:
     """One group's node: its most urgent member state and ``done/total`` members.
 
     ``None`` members have not started (pending); ``priority`` is the group's highest.
+    ``complete``: the caller knows that no member is None (then they are counted in C).
     """
-    counts = Counter(r.state if r is not None else "pending" for r in members)
+    if complete:
+        counts = state_counts(members)  # type: ignore[arg-type]
+    else:
+        counts = Counter(r.state if r is not None else "pending" for r in members)
     # TaskState members hash like their names, so the counts index by plain strings.
     state = min(counts, key=_RANK.__getitem__, default="pending")
     done = sum(counts[k] for k in TERMINAL)
@@ -174,6 +191,14 @@ class Structure:
             order = sorted(self.groups, key=lambda g: min(level[n] for n in self.groups[g]))
             rank = {g: i for i, g in enumerate(order)}
             self.groups = {g: self.groups[g] for g in order}
+            # Members in group order, and each group's slice of them: nodes() looks every
+            # task up in one pass.
+            self._members = [n for m in self.groups.values() for n in m]
+            self._slices: list[tuple[str, int, int]] = []
+            start = 0
+            for g, m in self.groups.items():
+                self._slices.append((g, start, start + len(m)))
+                start += len(m)
             self._group_priority = {
                 g: max(self.facts[n].priority for n in m) for g, m in self.groups.items()
             }
@@ -218,10 +243,10 @@ class Structure:
         """Current node views for ``state`` (group nodes when grouped)."""
         records = state.tasks
         if self.grouped:
-            return {
-                g: group_node(g, [records.get(n) for n in m], self._group_priority[g])
-                for g, m in self.groups.items()
-            }
+            found = list(map(records.get, self._members))
+            complete = not any(map(is_, found, repeat(None)))  # identity: no __eq__ calls
+            priority = self._group_priority
+            return {g: group_node(g, found[a:b], priority[g], complete) for g, a, b in self._slices}
         now = now_t(state)
         facts = self.facts
         return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
