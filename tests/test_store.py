@@ -313,3 +313,32 @@ def test_a_store_handle_outlives_close_all(tmp_path):
     nf.store.close_all()  # e.g. between tests: the handle's writer thread stops
     second = flow.run()
     assert [r["run_id"] for r in store.runs("recorded")][-1] == second.run_id
+
+
+def test_the_event_log_keeps_times_workers_and_payloads_of_the_common_events(tmp_path):
+    flow = nf.Flow("log", store=tmp_path / "log.db")
+
+    @flow.task
+    def items():
+        return [1, 2]
+
+    @flow.task(fan_out="items")
+    def double(items):
+        return 2 * items
+
+    seen = []
+    flow.subscribe(seen.append)
+    first = flow.run()
+    stored = flow.state_store.events(first.run_id)
+    assert len(stored) == len(seen)
+    for event, row in zip(seen, stored, strict=True):
+        assert row["kind"] == event.kind and abs(row["t"] - event.t) < 1e-6
+        assert row["worker"] == getattr(event, "worker", None)
+        assert row["element"] == getattr(event, "element", None)
+    sizes = [r["payload"] for r in stored if r["kind"] == "TaskStarted" and r["task"] == "double"]
+    assert {"size": 2} in sizes
+    resumed = flow.run(resume="last")
+    cached = [r for r in flow.state_store.events(resumed.run_id) if r["kind"] == "TaskSucceeded"]
+    assert [r["payload"] for r in cached] == [{"cached": True}, {"cached": True}]
+    attempts = flow.state_store.attempts(resumed.run_id)
+    assert [a["state"] for a in attempts] == ["cached", "cached"]

@@ -158,3 +158,33 @@ def test_an_unreadable_stored_result_runs_the_task_again(tmp_path):
         again = _flow(path, calls).run(resume=first.run_id)
     assert calls == ["task", "task"] and again.states == {"task": "succeeded"}
     assert any("stored result" in str(w.message) for w in caught)
+
+
+def test_a_version_2_file_keeps_its_event_log_when_migrated_to_typed_segments(tmp_path):
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as con:  # a store as schema version 2 wrote it
+        for statement in (*sqlite_store.MIGRATIONS[0], *sqlite_store.MIGRATIONS[1]):
+            con.execute(statement)
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (2)")
+        con.execute(
+            "INSERT INTO event_segments VALUES ('r1', 0, 1, ?)",
+            ('[[0,"TaskQueued",0.25,"a",null,null,null,null],'
+             '[1,"TaskFailed",0.75,"a",1,null,null,"{\\"error\\":\\"ValueError: x\\"}"]]',),
+        )  # fmt: skip
+    store = SQLiteStore(path)
+    events = store.events("r1")
+    assert [(e["seq"], e["kind"], e["t"], e["attempt"]) for e in events] == [
+        (0, "TaskQueued", 0.25, None),
+        (1, "TaskFailed", 0.75, 1),
+    ]
+    assert events[1]["payload"] == {"error": "ValueError: x"}
+    flow = nf.Flow("after-migration", store=store)
+    flow.task(lambda: 1, name="one")
+    run = flow.run()
+    assert [(e["kind"], e["task"]) for e in store.events(run.run_id)][1:4] == [
+        ("TaskQueued", "one"),
+        ("TaskStarted", "one"),
+        ("TaskSucceeded", "one"),
+    ]
+    assert store.results(run.run_id)["one"].digest is not None

@@ -1,61 +1,56 @@
-"""``MemoryStore``: the store protocol in plain dicts, for tests and throwaway sessions.
+"""``MemoryStore``: the store in a private in-memory SQLite database, for tests and throwaway
+sessions.
 
-Same projection and semantics as :class:`~nbflow.store.sqlite.SQLiteStore` (results are
-pickled, so a cached result is a copy), but nothing survives the process and records are
-applied in the caller's thread as they come.
+Same schema, projection, queries and semantics as :class:`~nbflow.store.sqlite.SQLiteStore`
+(results are pickled, so a cached result is a copy), but nothing survives the process. It has
+no writer thread: records wait in a queue and are written in the thread that flushes, which
+the recorder does when a run finishes, and every read does first.
 """
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import threading
 from typing import Any
 
-from ..errors import StoreError
 from .base import BaseStore
-from .rows import ATTEMPT_COLUMNS, EVENT_COLUMNS, NO_ELEMENT, RUN_COLUMNS, Batch, ResultRow
+from .rows import Batch
+from .sqlite import SQLiteStore, _migrate, write_batch
 from .writer import Writer
 
 
-class _Tables:
-    """The in-memory tables, written by the writer and read by the store."""
+class _MemorySink:
+    """The in-memory database: written by the writer, read by the store, under one lock."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.flows: dict[str, float] = {}
-        self.versions: dict[tuple[str, str], tuple[str, str, float, int, str, str]] = {}
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.attempts: dict[tuple[str, str, int, int], tuple[Any, ...]] = {}
-        self.events: dict[tuple[str, int], tuple[Any, ...]] = {}
-        self.blobs: dict[str, bytes] = {}
+        self.con = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self.con.row_factory = sqlite3.Row
+        self.con.execute("BEGIN")
+        _migrate(self.con, ":memory:")
+        self.con.execute("COMMIT")
 
     def write(self, batch: Batch) -> None:
         with self.lock:
-            for name, created in batch.flows.items():
-                self.flows.setdefault(name, created)
-            for version in batch.versions:
-                self.versions.setdefault((version[0], version[1]), version)
-            for run_id, row in batch.runs.items():
-                self.runs[run_id] = dict(zip(RUN_COLUMNS, row, strict=True))
-            for run_id, status in batch.statuses:
-                found = self.runs.get(run_id)
-                if found is not None and found["status"] == "running":
-                    found["status"] = status
-            for key, attempt in batch.attempts.items():
-                self.attempts[key] = tuple(attempt)
-            for event in batch.events:
-                self.events.setdefault((event[0], event[1]), event)
-            for digest, blob in batch.blobs.items():
-                self.blobs.setdefault(digest, blob)
+            con = self.con
+            con.execute("BEGIN")
+            try:
+                write_batch(con, batch)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def known_versions(self) -> set[tuple[str, str]]:
-        return set(self.versions)
+        with self.lock:
+            rows = self.con.execute("SELECT flow, version FROM flow_versions").fetchall()
+        return {(r[0], r[1]) for r in rows}
 
     def close(self) -> None:
         pass
 
 
-class MemoryStore(BaseStore):
+class MemoryStore(SQLiteStore):
     """A :class:`~nbflow.store.StateStore` in memory (lost when the process ends).
 
     Args:
@@ -63,126 +58,19 @@ class MemoryStore(BaseStore):
     """
 
     def __init__(self, *, max_result_bytes: int = 512 * 2**20) -> None:
-        self._tables = _Tables()
-        tables = self._tables
+        self._sink = sink = _MemorySink()
         writer = Writer(
-            lambda: tables,
+            lambda: sink,
             location=f"memory:{id(self):x}",
             max_result_bytes=max_result_bytes,
             threaded=False,
         )
-        super().__init__(writer, writer.location, 10.0)
+        BaseStore.__init__(self, writer, writer.location, 10.0)
 
-    def runs(self, flow: str | None = None) -> list[dict[str, Any]]:
-        """Every run (of ``flow``), oldest first."""
-        with self._tables.lock:
-            rows = [dict(r) for r in self._tables.runs.values()]
-        rows = [r for r in rows if flow is None or r["flow"] == flow]
-        return sorted(rows, key=lambda r: r["started"] or 0.0)
-
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        """The run record of ``run_id``, or None."""
-        found = self._tables.runs.get(run_id)
-        return dict(found) if found is not None else None
-
-    def last_run(self, flow: str) -> str | None:
-        """Id of the most recently started run of ``flow``, or None."""
-        runs = self.runs(flow)
-        return runs[-1]["run_id"] if runs else None
-
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
-        """Every attempt of ``run_id`` (element None for the task as a whole)."""
-        with self._tables.lock:
-            rows = [
-                dict(zip(ATTEMPT_COLUMNS, a, strict=True))
-                for k, a in self._tables.attempts.items()
-                if k[0] == run_id
-            ]
-        for row in rows:
-            if row["element"] == NO_ELEMENT:
-                row["element"] = None
-        return sorted(
-            rows, key=lambda r: (r["started"], r["task"], r["element"] or -1, r["attempt"])
-        )
-
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        """The event log of ``run_id`` in order; ``payload`` decoded."""
-        with self._tables.lock:
-            found = [e for k, e in self._tables.events.items() if k[0] == run_id]
-        rows = [dict(zip(EVENT_COLUMNS, e, strict=True)) for e in sorted(found, key=lambda e: e[1])]
-        for row in rows:
-            row["payload"] = json.loads(row["payload"]) if row["payload"] else {}
-        return rows
-
-    def _results(self) -> list[ResultRow]:
-        with self._tables.lock:
-            rows = list(self._tables.attempts.values())
-        return [
-            ResultRow(a[0], a[1], a[10], a[11], a[12], a[13], a[14], a[6])
-            for a in rows
-            if a[2] == NO_ELEMENT and a[10] is not None
-        ]
-
-    def results(self, run_id: str) -> dict[str, ResultRow]:
-        """Task -> :class:`ResultRow` for the tasks of ``run_id`` that succeeded."""
-        return {r.task: r for r in self._results() if r.run_id == run_id}
-
-    def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
-        """The newest stored result with cache key ``key`` (created at or after ``since``)."""
-        found = [
-            r
-            for r in self._results()
-            if r.cache_key == key and r.digest is not None and r.created >= (since or 0.0)
-        ]
-        return max(found, key=lambda r: r.created) if found else None
-
-    def load(self, digest: str) -> bytes | None:
-        """The pickled result with ``digest``, or None."""
-        return self._tables.blobs.get(digest)
-
-    def versions(self, flow: str) -> list[dict[str, Any]]:
-        """Recorded versions of ``flow``, oldest first, with run counts."""
-        runs = self.runs(flow)
-        rows = []
-        with self._tables.lock:
-            versions = [v for v in self._tables.versions.values() if v[0] == flow]
-        for name, version, created, n_tasks, _spec, _sources in sorted(
-            versions, key=lambda v: v[2]
-        ):
-            mine = [r["started"] for r in runs if r["version"] == version]
-            rows.append(
-                {
-                    "flow": name,
-                    "version": version,
-                    "created": created,
-                    "n_tasks": n_tasks,
-                    "runs": len(mine),
-                    "last_run": max((s for s in mine if s is not None), default=None),
-                }
-            )
-        return rows
-
-    def version(self, version: str, flow: str | None = None) -> dict[str, Any] | None:
-        """One recorded version (a unique prefix is enough): flow, version, spec, sources.
-
-        Raises:
-            StoreError: the prefix matches several versions.
-        """
-        with self._tables.lock:
-            found = [
-                v
-                for v in self._tables.versions.values()
-                if v[1].startswith(version) and (flow is None or v[0] == flow)
-            ]
-        if len(found) > 1:
-            raise StoreError(
-                f"version prefix {version!r} matches several versions in {self.location}; "
-                "give more characters"
-            )
-        if not found:
-            return None
-        names = ("flow", "version", "created", "n_tasks", "spec", "sources")
-        return dict(zip(names, found[0], strict=True))
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        self.flush()
+        with self._sink.lock:
+            return self._sink.con.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release (the database lives as long as this object)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
@@ -41,12 +42,53 @@ class RunContext:
     versions: dict[str, str] = field(default_factory=dict)
 
     def task_version(self, name: str) -> str:
-        """The version of task ``name`` for this run (memoized; see :func:`keys.task_version`)."""
-        found = self.versions.get(name)
+        """The version of task ``name`` for this run (see :func:`keys.task_version`).
+
+        Computed once per run for all tasks: tasks made by one factory share their code, and
+        a plain function's version depends only on its code, its module's globals (the
+        helpers it calls, as they are now) and its spec, so each distinct one is hashed once.
+        """
+        versions = self.versions
+        found = versions.get(name)
         if found is None:
             plan = self.plan
-            found = self.versions[name] = task_version(plan.specs[name], plan.funcs[name])
+            by_key: dict[Any, str] = {}
+            for task, key in _code_keys(plan).items():
+                if task not in versions:
+                    if key is None:
+                        versions[task] = task_version(plan.specs[task], plan.funcs[task])
+                        continue
+                    version = by_key.get(key)
+                    if version is None:
+                        version = by_key[key] = task_version(plan.specs[task], plan.funcs[task])
+                    versions[task] = version
+            found = versions[name]
         return found
+
+
+_plan_keys: dict[int, tuple[Plan, dict[str, Any]]] = {}
+
+
+def _code_keys(plan: Plan) -> dict[str, Any]:
+    """Task -> what its version depends on besides the helpers' current code (None: unknown).
+
+    Kept for the last few plans: a flow's plan is reused by its runs until the flow changes.
+    """
+    found = _plan_keys.get(id(plan))
+    if found is not None and found[0] is plan:
+        return found[1]
+    keys: dict[str, Any] = {}
+    for name in plan.names:
+        spec, fn = plan.specs[name], plan.funcs[name]
+        if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
+            keys[name] = (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
+                          spec.allow_partial)  # fmt: skip
+        else:
+            keys[name] = None
+    if len(_plan_keys) >= 8:
+        _plan_keys.pop(next(iter(_plan_keys), 0), None)
+    _plan_keys[id(plan)] = (plan, keys)
+    return keys
 
 
 class Recorder:

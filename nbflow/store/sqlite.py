@@ -12,9 +12,11 @@ Layout (``schema_version`` holds the version; :data:`MIGRATIONS` brings older fi
   serves it from a resumed run or the cache: state ``cached``) also holds the task's result:
   its version and inputs hash (resume), cache key (cache) and the digest of its pickle;
 - ``events(run_id, seq, kind, t, task, attempt, element, worker, payload)``: the ordered
-  event log, a view over ``event_segments(run_id, first_seq, last_seq, events)`` (one row
-  per run per commit, a JSON array of events); ``payload`` is JSON of the event's other
-  fields (None when it has none);
+  event log, a view over ``event_segments(run_id, first_seq, last_seq, kind, events)``: a
+  few rows per run per commit, each a JSON array of events (``kind`` ``*``: rows of the
+  view's columns; a hot event class: compact rows of that class, see
+  :mod:`nbflow.store.rows`); ``payload`` is JSON of the event's other fields (None when it
+  has none);
 - ``blobs(digest, data)``: pickled results, each distinct content once.
 
 Times are Unix seconds; an event's ``t`` is seconds since its run started. The file holds
@@ -29,17 +31,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
 from .base import BaseStore
-from .rows import Batch, ResultRow
+from .rows import EVENTS_VIEW, Batch, ResultRow
 from .writer import StoreLockedError, Writer, shared_writer
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _EVENT_FIELDS = ("seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
@@ -88,6 +88,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
             f"json_extract(e.value, '$[{i}]') AS {name}" for i, name in enumerate(_EVENT_FIELDS)
         )
         + " FROM event_segments s, json_each(s.events) e",
+    ),
+    # 3: segments of one hot event class (queued, started, succeeded) hold compact rows of
+    # that class, made in C from the events' attributes; the attempt rows are derived from
+    # them in SQL. Older segments are kind '*' (rows of the view's columns, as before).
+    (
+        "ALTER TABLE event_segments ADD COLUMN kind TEXT NOT NULL DEFAULT '*'",
+        "DROP VIEW events",
+        EVENTS_VIEW,
     ),
 ]
 
@@ -217,39 +225,16 @@ def _migrate(con: sqlite3.Connection, path: str) -> None:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
-_ROWS_PER_STATEMENT = 200
-_statements: dict[tuple[str, int, int], str] = {}
-
-
-def _insert_rows(con: sqlite3.Connection, verb: str, width: int, rows: Sequence[Any]) -> None:
-    """Insert ``rows`` with multi-row ``VALUES`` statements of up to 200 rows each.
-
-    ``executemany`` steps the statement once per row, releasing and re-taking the GIL each
-    time; while the event loop is busy, every re-take waits. One statement per 200 rows binds
-    in C and steps once, which costs a third less CPU and lets the loop run meanwhile.
-    """
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        part = rows[start : start + _ROWS_PER_STATEMENT]
-        key = (verb, width, len(part))
-        sql = _statements.get(key)
-        if sql is None:
-            row = "(" + ",".join("?" * width) + ")"
-            sql = _statements[key] = f"{verb} VALUES " + ",".join([row] * len(part))
-        con.execute(sql, list(chain.from_iterable(part)))
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), default=repr).encode
-
-
-def _segments(events: Sequence[tuple[Any, ...]]) -> list[tuple[str, int, int, str]]:
-    """Group event rows by run: ``(run_id, first seq, last seq, JSON array of events)``."""
-    by_run: dict[str, list[tuple[Any, ...]]] = {}
-    for row in events:
-        found = by_run.get(row[0])
-        if found is None:
-            found = by_run[row[0]] = []
-        found.append(row[1:])
-    return [(run, rows[0][0], rows[-1][0], _encode(rows)) for run, rows in by_run.items()]
+def write_batch(con: sqlite3.Connection, batch: Batch) -> None:
+    """Apply ``batch``'s statements in order, then store its blobs (inside a transaction)."""
+    execute, many = con.execute, con.executemany
+    for sql, params in batch.ops:
+        if type(params) is list:
+            many(sql, params)
+        else:
+            execute(sql, params)
+    if batch.blobs:
+        many("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)", batch.blobs.items())
 
 
 class SQLiteSink:
@@ -283,50 +268,13 @@ class SQLiteSink:
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
-                self._write(con, batch)
+                write_batch(con, batch)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.timeout) from None
-
-    @staticmethod
-    def _write(con: sqlite3.Connection, batch: Batch) -> None:
-        if batch.flows:
-            con.executemany(
-                "INSERT OR IGNORE INTO flows (name, created) VALUES (?, ?)", batch.flows.items()
-            )
-        if batch.versions:
-            con.executemany(
-                "INSERT OR IGNORE INTO flow_versions (flow, version, created, n_tasks, spec, "
-                "sources) VALUES (?, ?, ?, ?, ?, ?)",
-                batch.versions,
-            )
-        if batch.runs:
-            con.executemany(
-                "INSERT INTO runs (run_id, flow, version, variables, status, started, ended, "
-                "error, parent_run, resumed_from, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
-                "started = excluded.started, ended = excluded.ended, error = excluded.error, "
-                "parent_run = excluded.parent_run",
-                batch.runs.values(),
-            )
-        if batch.statuses:
-            con.executemany(
-                "UPDATE runs SET status = ?2 WHERE run_id = ?1 AND status = 'running'",
-                batch.statuses,
-            )
-        if batch.attempts:
-            _insert_rows(con, "INSERT OR REPLACE INTO attempts", 15, list(batch.attempts.values()))
-        if batch.events:
-            con.executemany(
-                "INSERT INTO event_segments VALUES (?, ?, ?, ?)", _segments(batch.events)
-            )
-        if batch.blobs:
-            con.executemany(
-                "INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)", batch.blobs.items()
-            )
 
     def close(self) -> None:
         """Close the connection."""

@@ -2,12 +2,15 @@
 
 The event loop's whole cost is ``submit(item)``, which is ``SimpleQueue.put``. The writer
 thread sleeps until an item arrives, gathers more for ``interval`` seconds (or until a
-``flush()`` asks it to hurry), projects them into rows (:class:`~nbflow.store.rows.Projector`:
-JSON, pickling) and writes them in transactions of at most ``max_batch`` items.
+``flush()`` asks it to hurry), then drains the queue: events of the hot classes (queued,
+started, succeeded) go to lists as they are, everything else to the
+:class:`~nbflow.store.rows.Projector`, which turns the lot into SQL statements (a few per
+batch for the hot events: see :mod:`nbflow.store.rows`) written in one transaction.
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
-SQLite's ``busy_timeout`` serializes.
+SQLite's ``busy_timeout`` serializes. A writer made with ``threaded=False`` has no thread:
+``flush()`` drains the queue in the caller's thread (:class:`~nbflow.store.memory.MemoryStore`).
 
 A batch that fails because the database is locked is kept and retried until the lock goes;
 ``flush()`` meanwhile times out with a :class:`StoreLockedError`. Any other failure drops the
@@ -69,7 +72,7 @@ class Writer:
         max_result_bytes: larger pickled results are not stored (see the projector).
         interval: seconds to gather items before a commit.
         max_batch: at most this many items per transaction.
-        threaded: False applies each item at once in the caller's thread (MemoryStore).
+        threaded: False: no thread; :meth:`flush` writes in the caller's thread (MemoryStore).
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class Writer:
         location: str,
         max_result_bytes: int,
         interval: float = 0.05,
-        max_batch: int = 2000,
+        max_batch: int = 20000,
         threaded: bool = True,
     ) -> None:
         self.location = location
@@ -94,9 +97,8 @@ class Writer:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.submit: Callable[[Any], None]
+        self.submit: Callable[[Any], None] = self._queue.put  # the loop's only cost per event
         if threaded:
-            self.submit = self._queue.put  # the event loop's only cost per event
             self._thread = threading.Thread(
                 target=self._run, name=f"nbflow-store-writer:{location}", daemon=True
             )
@@ -104,7 +106,6 @@ class Writer:
         else:
             self._sink = open_sink()
             self.projector.known_versions |= self._sink.known_versions()
-            self.submit = self._apply_now
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -115,7 +116,17 @@ class Writer:
             StoreError: a batch could not be written since the last flush, or the writer did
                 not catch up within ``timeout`` seconds (e.g. the file is locked).
         """
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None:
+            with self._lock:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                else:
+                    self._drain(item)
+            self._raise_pending()
+            return
+        if not self._thread.is_alive():
             self._raise_pending()
             return
         marker = _Flush()
@@ -158,7 +169,11 @@ class Writer:
             self._queue.put(_STOP)
             self._wake.set()
             thread.join(timeout)
-        elif self._sink is not None:
+        elif thread is None and self._sink is not None:
+            try:
+                self.flush()
+            except StoreError as error:
+                log.warning("%s", error)
             self._sink.close()
             self._sink = None
 
@@ -166,14 +181,6 @@ class Writer:
         error, self._error = self._error, None
         if error is not None:
             raise error
-
-    def _apply_now(self, item: Any) -> None:
-        with self._lock:
-            batch = Batch()
-            self._project(item, batch)
-            self._commit(batch, [])
-            if self._error is not None:
-                log.warning("%s", self._error)
 
     # -- writer thread -----------------------------------------------------------------------
 
@@ -197,22 +204,32 @@ class Writer:
             self._sink = None
 
     def _drain(self, item: Any) -> bool:
-        batch, markers, count, stop = Batch(), [], 0, False
+        """Write ``item`` and everything queued after it; True when told to stop."""
+        projector = self.projector
+        hot = projector.hot
+        get = self._queue.get_nowait
+        batch, markers, stop, left = Batch(), [], False, self.max_batch
         while True:
-            if item is _STOP:
+            # The hot path: an event of a hot class only goes to its list (projected in bulk).
+            found = hot.get(type(item))
+            if found is not None:
+                found.append(item)
+            elif item is _STOP:
                 stop = True
             elif type(item) is _Flush:
                 markers.append(item)
             else:
                 self._project(item, batch)
-                count += 1
-                if count >= self.max_batch:
-                    self._commit(batch, markers)
-                    batch, markers, count = Batch(), [], 0
+            left -= 1
+            if not left:
+                self._end(batch)
+                self._commit(batch, markers)
+                batch, markers, left = Batch(), [], self.max_batch
             try:
-                item = self._queue.get_nowait()
+                item = get()
             except queue.Empty:
                 break
+        self._end(batch)
         self._commit(batch, markers)
         return stop
 
@@ -222,11 +239,19 @@ class Writer:
         except Exception:
             log.exception("nbflow store %s: could not record %r", self.location, item)
 
+    def _end(self, batch: Batch) -> None:
+        try:
+            self.projector.end(batch)
+        except Exception:
+            log.exception("nbflow store %s: could not record a batch of events", self.location)
+            for events in self.projector.hot.values():
+                events.clear()
+
     def _commit(self, batch: Batch, markers: list[_Flush]) -> None:
         if self._sink is None:  # the store could not be opened: nothing can be written
             if self._error is None:
                 self._error = StoreError(f"store {self.location} is closed")
-        elif len(batch) or batch.blobs:
+        elif len(batch):
             self._write(self._sink, batch)
         if markers:
             error, self._error = self._error, None
