@@ -65,8 +65,11 @@ class Condition:
     result_keys: frozenset[str]
 
     def referenced_tasks(self, tasks: Iterable[str]) -> set[str]:
-        """Task names this condition reads, as bare names or ``results[...]`` keys."""
-        known = set(tasks)
+        """Task names this condition reads, as bare names or ``results[...]`` keys.
+
+        ``tasks`` may be a set or dict of a flow's 100,000 names: it is not copied.
+        """
+        known = tasks if isinstance(tasks, set | frozenset | dict) else set(tasks)
         return {n for n in (self.names | self.result_keys) if n in known}
 
     def check_names(self, allowed: Iterable[str]) -> None:

@@ -7,10 +7,10 @@ place (re-running a notebook cell), keeping its position so ordering stays stabl
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import FunctionType
 from typing import Any, overload
 
 from .conditions import Condition, parse_condition
@@ -27,6 +27,8 @@ from .spec import (
     deep_source_hash,
     hash_source,
     introspect_params,
+    task_spec,
+    unwrapped,
 )
 
 _source_hashes: dict[Any, str] = {}
@@ -34,7 +36,7 @@ _source_hashes: dict[Any, str] = {}
 
 def _cached_source_hash(fn: Callable[..., Any]) -> str:
     # Building 10,000 tasks from one factory function must not read its source 10,000 times.
-    key = getattr(inspect.unwrap(fn), "__code__", None) or fn
+    key = getattr(unwrapped(fn), "__code__", None) or fn
     try:
         found = _source_hashes.get(key)
     except TypeError:  # unhashable callable object
@@ -42,6 +44,12 @@ def _cached_source_hash(fn: Callable[..., Any]) -> str:
     if found is None:
         found = _source_hashes[key] = hash_source(fn)
     return found
+
+
+# functools.WRAPPER_ASSIGNMENTS but __annotations__: reading it builds a dict on many objects,
+# and a task needs none of its own (inspect.signature follows __wrapped__).
+_WRAPPER_ASSIGNMENTS = ("__module__", "__name__", "__qualname__", "__doc__")
+_MISSING = object()
 
 
 class Task:
@@ -55,7 +63,14 @@ class Task:
         self.fn = fn
         self.spec = spec
         self.condition = condition
-        functools.update_wrapper(self, fn)
+        # functools.update_wrapper, inlined: it is a tenth of a task's define time.
+        own = self.__dict__
+        for attr in _WRAPPER_ASSIGNMENTS:
+            value = getattr(fn, attr, _MISSING)
+            if value is not _MISSING:
+                own[attr] = value
+        own.update(getattr(fn, "__dict__", {}))
+        own["__wrapped__"] = fn
 
     @property
     def name(self) -> str:
@@ -78,8 +93,17 @@ def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
     return tuple(i.name if isinstance(i, Task) else str(i) for i in items)
 
 
-def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task:
+def build_task(
+    fn: Callable[..., Any],
+    options: TaskOptions,
+    index: int,
+    name: str | None = None,
+    params: dict[Any, Any] | None = None,
+) -> Task:
     """Introspect ``fn`` and combine it with ``options`` into a :class:`Task`.
+
+    ``name`` overrides ``options.name`` (options shared between tasks carry none);
+    ``params`` is the flow's dict of shared parameter specs (see ``introspect_params``).
 
     Raises:
         DefinitionError: ``fn`` is not callable, or ``fan_out`` names no parameter.
@@ -87,14 +111,14 @@ def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task
     """
     if not callable(fn):
         raise DefinitionError(f"@flow.task needs a function, got {fn!r}")
-    name = options.name or getattr(fn, "__name__", None)
+    name = name or options.name or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
-    params = introspect_params(fn)
-    if options.fan_out is not None and options.fan_out not in {p.name for p in params}:
+    specs = introspect_params(fn, params)
+    if options.fan_out is not None and options.fan_out not in {p.name for p in specs}:
         raise DefinitionError(
             f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
-            f"parameters are {[p.name for p in params]}"
+            f"parameters are {[p.name for p in specs]}"
         )
     condition = parse_condition(name, options.when) if options.when is not None else None
     # The version covers every piece of user code the task runs, callables in options too.
@@ -105,17 +129,15 @@ def build_task(fn: Callable[..., Any], options: TaskOptions, index: int) -> Task
     if extras:
         joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
         source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
-    target = inspect.unwrap(fn)
-    is_async = inspect.iscoroutinefunction(target) or (
-        not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__)
-    )
-    # `options` is validated already; model_construct skips a second validation pass.
-    spec = TaskSpec.model_construct(
-        **{**options.__dict__, "name": name},
-        params=params,
-        is_async=is_async,
-        source_hash=source_hash,
-        index=index,
+    target = unwrapped(fn)
+    is_async = (
+        bool(target.__code__.co_flags & inspect.CO_COROUTINE)
+        if type(target) is FunctionType
+        else inspect.iscoroutinefunction(target)
+    ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
+    # `options` is validated already: assemble the spec without a second validation pass.
+    spec = task_spec(
+        options, name=name, params=specs, is_async=is_async, source_hash=source_hash, index=index
     )
     return Task(fn, spec, condition)
 
@@ -146,6 +168,10 @@ class Definition:
         self.tasks: dict[str, Task] = {}
         self.branches: dict[str, BranchSpec] = {}
         self._next_index = 0
+        # Validated options by option set (the name aside): 10,000 tasks defined in a loop
+        # with the same options are validated once and share one TaskOptions.
+        self._options: dict[Any, TaskOptions] = {}
+        self._params: dict[Any, Any] = {}  # shared ParamSpecs, see introspect_params
 
     # -- definition -------------------------------------------------------------------------
 
@@ -201,19 +227,51 @@ class Definition:
             options["after"] = _names(options["after"])
 
         def decorate(func: Callable[..., Any]) -> Task:
-            try:
-                parsed = TaskOptions(**options)
-            except Exception as error:  # pydantic's ValidationError: name the task and field
-                raise DefinitionError(_describe_option_error(func, options, error)) from None
-            return self._add(func, parsed)
+            parsed, name = self._parse_options(func, options)
+            return self._add(func, parsed, name)
 
         return decorate(fn) if fn is not None else decorate
 
-    def _add(self, fn: Callable[..., Any], options: TaskOptions) -> Task:
-        name = str(options.name or getattr(fn, "__name__", ""))
+    def _parse_options(
+        self, fn: Callable[..., Any], options: dict[str, Any]
+    ) -> tuple[TaskOptions, str | None]:
+        """Validated options and the task name; validation runs once per distinct option set.
+
+        Raises:
+            DefinitionError: an unknown option or a bad value (the message names the field).
+        """
+        name = options.get("name")
+        key: Any = None
+        if len(options) == ("name" in options) and (name is None or type(name) is str):
+            key = ()  # the usual case, tasks defined in a loop: nothing but a name
+            found = self._options.get(key)
+            if found is not None:
+                return found, name
+        elif name is None or type(name) is str:
+            # The value's type is in the key: 1, 1.0 and True are equal but may validate apart.
+            key = tuple(sorted((k, type(v), v) for k, v in options.items() if k != "name"))
+            try:
+                found = self._options.get(key)
+            except TypeError:  # an unhashable value (a list, a dict): validate every time
+                key = found = None
+            if found is not None:
+                return found, name
+        try:
+            parsed = TaskOptions(**options)
+        except Exception as error:  # pydantic's ValidationError: name the task and field
+            raise DefinitionError(_describe_option_error(fn, options, error)) from None
+        name = parsed.name
+        if name is not None:  # the shared object carries no name: tasks differ by it
+            parsed = parsed.model_copy(update={"name": None})
+        if key is not None:
+            self._options[key] = parsed
+        return parsed, name
+
+    def _add(self, fn: Callable[..., Any], options: TaskOptions, name: str | None = None) -> Task:
+        name = str(name or options.name or getattr(fn, "__name__", ""))
         old = self.tasks.get(name)
         index = old.spec.index if old is not None else self._next_index
-        task = build_task(fn, options, index)
+        task = build_task(fn, options, index, name=name, params=self._params)
         if old is None:
             self._next_index += 1
         self.tasks[task.name] = task

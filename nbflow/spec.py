@@ -6,6 +6,12 @@ function finds. :class:`FlowSpec` is the whole definition; ``model_dump_json()``
 
 ``flow_version`` is a SHA-256 over the canonical JSON of the spec plus every task's source
 code, so it is stable across processes and changes with any change of code or options.
+
+Flows of 100,000 tasks are defined in a loop, so the per-task path avoids pydantic work that
+gives nothing new: a task's options are validated once per distinct option set (see
+:mod:`nbflow.dsl`), :func:`task_spec` assembles a TaskSpec from validated parts, equal
+parameters are one shared :class:`ParamSpec`, and :meth:`FlowSpec.version` serialises each
+distinct option set once and streams the tasks into the hash.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import operator
 import textwrap
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -142,10 +150,47 @@ class FlowSpec(BaseModel):
     branches: tuple[BranchSpec, ...] = ()
 
     def version(self) -> str:
-        """Content hash of this definition (options, dependencies and task source code)."""
-        payload = self.model_dump(mode="json")
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Content hash of this definition (options, dependencies and task source code).
+
+        The SHA-256 of ``json.dumps(self.model_dump(mode="json"), sort_keys=True,
+        separators=(",", ":"), default=str)``, computed without building that document.
+        """
+        digest = hashlib.sha256()
+        head = self.model_dump(mode="json", exclude={"tasks"})
+        head["tasks"] = None  # a placeholder that keeps the key's sorted position
+        for position, key in enumerate(sorted(head)):
+            digest.update((("," if position else "{") + _dumps(key) + ":").encode())
+            if key == "tasks":
+                _hash_tasks(digest, self.tasks)
+            else:
+                digest.update(_dumps(head[key]).encode())
+        digest.update(b"}")
+        return digest.hexdigest()[:16]
+
+
+# -- building specs without re-validation --------------------------------------------------------
+
+#: ``model_fields_set`` of every TaskSpec built here: all fields are given. Shared (pydantic
+#: copies it before any change), so 100,000 tasks do not hold 100,000 equal sets.
+_ALL_TASK_FIELDS = set(TaskSpec.model_fields)
+
+
+def task_spec(options: TaskOptions, **own: Any) -> TaskSpec:
+    """A :class:`TaskSpec` from validated ``options`` plus the fields introspection found.
+
+    ``own`` holds ``name``, ``params``, ``is_async``, ``source_hash`` and ``index``, already
+    of the right types; nothing is validated again (that is ~20 µs a task in pydantic).
+    ``meta`` gets its own copy: options objects are shared between tasks.
+    """
+    values = {**options.__dict__, **own}
+    values["meta"] = dict(values["meta"])
+    spec = TaskSpec.__new__(TaskSpec)
+    _set = object.__setattr__  # TaskSpec is frozen: bypass its __setattr__, as pydantic does
+    _set(spec, "__dict__", values)
+    _set(spec, "__pydantic_fields_set__", _ALL_TASK_FIELDS)
+    _set(spec, "__pydantic_extra__", None)
+    _set(spec, "__pydantic_private__", None)
+    return spec
 
 
 def _jsonable_default(value: Any) -> Any:
@@ -158,22 +203,191 @@ def _jsonable_default(value: Any) -> Any:
     return f"<{type(value).__qualname__}>"
 
 
-def introspect_params(fn: Callable[..., Any]) -> tuple[ParamSpec, ...]:
-    """The parameters of ``fn`` that can be filled by name (``*args``/``**kwargs`` are skipped)."""
-    params = []
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        has_default = p.default is not p.empty
-        params.append(
-            ParamSpec(
-                name=p.name,
-                has_default=has_default,
-                default=_jsonable_default(p.default) if has_default else None,
-                kind=p.kind.name.lower(),
-            )
+_PARAM_FIELDS_SET = set(ParamSpec.model_fields)
+_KIND_NAMES: dict[Any, str] = {
+    kind: kind.name.lower()
+    for kind in type(inspect.Parameter.POSITIONAL_ONLY)  # type: ignore[attr-defined]
+}
+_VAR_POSITIONAL, _VAR_KEYWORD = inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
+_EMPTY = inspect.Parameter.empty
+_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD, _KEYWORD_ONLY = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+def _parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, kind, default or Parameter.empty)`` of each parameter, as in ``inspect.signature``.
+
+    A plain function is read from its code object and defaults: ``inspect.signature`` costs
+    several µs a call, a tenth of a task's whole define-time budget.
+    """
+    own = getattr(fn, "__dict__", None)
+    if type(fn) is FunctionType and not own.keys() & _SIGNATURE_SPECIALS:  # type: ignore[union-attr]
+        signature = own.get("__signature__")  # type: ignore[union-attr]
+        if signature is None:
+            return _code_parameters(fn)
+        if isinstance(signature, inspect.Signature):
+            return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+#: Attributes that make inspect.signature look beyond a function's code and defaults.
+_SIGNATURE_SPECIALS = frozenset({"__wrapped__", "_partialmethod", "__partialmethod__"})
+
+
+def _code_parameters(fn: FunctionType) -> list[tuple[str, Any, Any]]:
+    # What inspect._signature_from_function finds (positional args come first in co_varnames,
+    # then keyword-only ones; *args and **kwargs are not needed here).
+    code = fn.__code__
+    names, count, positional_only = code.co_varnames, code.co_argcount, code.co_posonlyargcount
+    defaults = fn.__defaults__ or ()
+    first_default = count - len(defaults)
+    found: list[tuple[str, Any, Any]] = [
+        (
+            names[i],
+            _POSITIONAL_ONLY if i < positional_only else _POSITIONAL_OR_KEYWORD,
+            defaults[i - first_default] if i >= first_default else _EMPTY,
         )
+        for i in range(count)
+    ]
+    keyword_defaults = fn.__kwdefaults__ or {}
+    for name in names[count : count + code.co_kwonlyargcount]:
+        found.append((name, _KEYWORD_ONLY, keyword_defaults.get(name, _EMPTY)))
+    return found
+
+
+def _param_spec(name: str, has_default: bool, default: Any, kind: str) -> ParamSpec:
+    # Built from values of the right types already: skip validation (as model_construct).
+    spec = ParamSpec.__new__(ParamSpec)
+    _set = object.__setattr__
+    _set(
+        spec,
+        "__dict__",
+        {"name": name, "has_default": has_default, "default": default, "kind": kind},
+    )
+    _set(spec, "__pydantic_fields_set__", _PARAM_FIELDS_SET)
+    _set(spec, "__pydantic_extra__", None)
+    _set(spec, "__pydantic_private__", None)
+    return spec
+
+
+def introspect_params(
+    fn: Callable[..., Any], shared: dict[Any, ParamSpec] | None = None
+) -> tuple[ParamSpec, ...]:
+    """The parameters of ``fn`` that can be filled by name (``*args``/``**kwargs`` are skipped).
+
+    ``shared`` (a flow's own dict) interns equal parameters: in a flow of 100,000 tasks the
+    parameter ``t5`` of every reader of task ``t5`` is one object.
+    """
+    params = []
+    for name, kind, value in _parameters(fn):
+        if kind is _VAR_POSITIONAL or kind is _VAR_KEYWORD:
+            continue
+        has_default = value is not _EMPTY
+        default = _jsonable_default(value) if has_default else None
+        if shared is None or not isinstance(default, _SIMPLE_DEFAULTS):
+            params.append(_param_spec(name, has_default, default, _KIND_NAMES[kind]))
+            continue
+        # The type is part of the key: 1, 1.0 and True are equal but dump differently.
+        key = (name, kind, type(default), default) if has_default else (name, kind)
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = _param_spec(name, has_default, default, _KIND_NAMES[kind])
+        params.append(found)
     return tuple(params)
+
+
+# -- the version hash, streamed ----------------------------------------------------------------
+
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+#: What that encoder writes for a str (ensure_ascii): one C call, no encoder set-up.
+_dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+#: Fields in the exported JSON, sorted as ``json.dumps(sort_keys=True)`` writes them.
+_TASK_KEYS = sorted(n for n, f in TaskSpec.model_fields.items() if not f.exclude)
+#: Fields that differ from task to task; the others usually come from a shared options object.
+_OWN_KEYS = ("after", "index", "is_async", "meta", "name", "params", "source_hash")
+_SHARED_KEYS = tuple(k for k in _TASK_KEYS if k not in _OWN_KEYS)
+_shared_values = operator.itemgetter(*_SHARED_KEYS)
+
+
+def _chunks(spec: TaskSpec) -> list[str]:
+    # The JSON text between the own fields' values, for tasks whose shared fields are these.
+    dumped = spec.model_dump(mode="json", include=set(_SHARED_KEYS))
+    chunks, text = [], "{"
+    for key in _TASK_KEYS:
+        text += ("" if text == "{" else ",") + f"{_dumps(key)}:"
+        if key in _OWN_KEYS:
+            chunks.append(text)
+            text = ""
+        else:
+            text += _dumps(dumped[key])
+    chunks.append(text + "}")
+    return chunks
+
+
+def _param_json(param: ParamSpec) -> str:
+    # As json.dumps(param.model_dump(mode="json"), sort_keys=True) writes it; pydantic only
+    # for defaults whose JSON form may differ from json's (floats: inf and nan).
+    values = param.__dict__
+    default = values["default"]
+    if default is None or type(default) in (str, int, bool):
+        text = "null" if default is None else _dumps(default)
+        return (
+            f'{{"default":{text},"has_default":{"true" if values["has_default"] else "false"},'
+            f'"kind":{_dump_str(values["kind"])},"name":{_dump_str(values["name"])}}}'
+        )
+    return _dumps(param.model_dump(mode="json"))
+
+
+def _hash_tasks(digest: Any, tasks: tuple[TaskSpec, ...]) -> None:
+    """Feed ``digest`` the JSON array of ``tasks``, as ``json.dumps`` of their dump writes it.
+
+    Each distinct set of shared option values (keyed by identity) and each parameter object
+    is serialised once; a task adds only its own fields' text.
+    """
+    chunk_memo: dict[tuple[int, ...], list[str]] = {}
+    param_memo: dict[int, str] = {}
+    parts: list[str] = [""] * (2 * len(_OWN_KEYS) + 1)
+    last: tuple[Any, ...] = (object(),) * len(_SHARED_KEYS)  # matches no task
+    chunks: list[str] = []
+    digest.update(b"[")
+    for position, spec in enumerate(tasks):
+        if position:
+            digest.update(b",")
+        if type(spec) is not TaskSpec:
+            digest.update(_dumps(TaskSpec.model_dump(spec, mode="json")).encode())
+            continue
+        values = spec.__dict__
+        shared = _shared_values(values)
+        # Tasks defined in a loop hold the very same objects: compare by identity only
+        # (equal values may dump differently, as -0.0 and 0.0 do).
+        if not all(map(operator.is_, shared, last)):
+            key = tuple(map(id, shared))
+            found = chunk_memo.get(key)
+            if found is None:
+                found = chunk_memo[key] = _chunks(spec)
+            chunks, last = found, shared
+        params = []
+        for param in values["params"]:
+            text = param_memo.get(id(param))
+            if text is None:
+                text = param_memo[id(param)] = _param_json(param)
+            params.append(text)
+        after, meta = values["after"], values["meta"]
+        parts[0::2] = chunks
+        parts[1::2] = (
+            "[" + ",".join(map(_dump_str, after)) + "]" if after else "[]",
+            int.__repr__(values["index"]),
+            "true" if values["is_async"] else "false",
+            _dumps(spec.model_dump(mode="json", include={"meta"})["meta"]) if meta else "{}",
+            _dump_str(values["name"]),
+            "[" + ",".join(params) + "]" if params else "[]",
+            _dump_str(values["source_hash"]),
+        )
+        digest.update("".join(parts).encode())
+    digest.update(b"]")
 
 
 def source_of(fn: Callable[..., Any]) -> str:
@@ -199,9 +413,14 @@ def hash_source(fn: Callable[..., Any]) -> str:
 _code_hashes: dict[Any, str] = {}
 
 
+def unwrapped(fn: Any) -> Any:
+    """``inspect.unwrap(fn)``, with no call for the usual function that wraps nothing."""
+    return inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
+
+
 def _code_hash(fn: Callable[..., Any]) -> str:
     # Keyed by code object: 10,000 closures of one factory read its source once.
-    key = getattr(inspect.unwrap(fn), "__code__", None)
+    key = getattr(unwrapped(fn), "__code__", None)
     if key is None:
         return hash_source(fn)
     found = _code_hashes.get(key)
@@ -210,12 +429,23 @@ def _code_hash(fn: Callable[..., Any]) -> str:
     return found
 
 
-def _global_names(code: Any) -> list[str]:
-    names = list(code.co_names)
-    for const in code.co_consts:  # nested functions, lambdas and comprehensions
-        if hasattr(const, "co_names"):
-            names.extend(_global_names(const))
-    return names
+_code_globals: dict[Any, tuple[str, ...]] = {}
+
+
+def _global_names(code: Any) -> tuple[str, ...]:
+    # A pure function of the code object, so cached like its hash.
+    found = _code_globals.get(code)
+    if found is None:
+        names = list(code.co_names)
+        for const in code.co_consts:  # nested functions, lambdas and comprehensions
+            if hasattr(const, "co_names"):
+                names.extend(_global_names(const))
+        found = _code_globals[code] = tuple(names)
+    return found
+
+
+def _may_be_function(value: Any) -> bool:
+    return inspect.isfunction(value) or hasattr(value, "__wrapped__")
 
 
 def helper_functions(fn: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
@@ -227,9 +457,15 @@ def helper_functions(fn: Callable[..., Any]) -> list[tuple[str, Callable[..., An
     helpers are followed, each function once (cycles end). Library code in other modules is
     not followed. Returns ``(global name, function)`` pairs sorted by name.
     """
-    root = inspect.unwrap(fn)
+    root = unwrapped(fn)
     module = getattr(root, "__module__", None)
-    seen = {getattr(root, "__code__", None)}
+    code = getattr(root, "__code__", None)
+    namespace = getattr(root, "__globals__", None)
+    if code is None or not isinstance(namespace, dict):
+        return []
+    if not any(map(_may_be_function, map(namespace.get, _global_names(code)))):
+        return []  # the usual task: calls no function by global name (quick exit, same answer)
+    seen = {code}
     found: dict[str, Callable[..., Any]] = {}
     stack = [root]
     while stack:

@@ -165,3 +165,26 @@ def test_flow_name_must_be_a_string(bad):
 def test_on_error_must_be_known():
     with pytest.raises(nf.DefinitionError, match="on_error must be 'stop' or 'continue'"):
         nf.Flow("f", on_error="explode")
+
+
+def test_options_validated_once_per_option_set_are_not_mixed_up():
+    flow = nf.Flow("shared-options")
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="b", when="a > 0")(lambda a: a)  # one option besides the name
+    flow.task(name="c")(lambda: 1)
+    flow.task(name="d", priority=True)(lambda: 1)  # equal to 1, validated on its own
+    flow.task(name="e", priority=1)(lambda: 1)
+    flow.task(tags=["x"])(lambda_named := _named("f"))  # unhashable value: no sharing
+    assert flow.tasks["b"].spec.when == "a > 0" and flow.tasks["c"].spec.when is None
+    assert flow.tasks["b"].condition is not None and flow.tasks["c"].condition is None
+    assert flow.tasks["d"].spec.priority == flow.tasks["e"].spec.priority == 1
+    assert flow.tasks["f"].spec.tags == ("x",) and lambda_named.__name__ == "f"
+    assert [flow.tasks[n].spec.name for n in "abcdef"] == list("abcdef")
+
+
+def _named(name):
+    def fn():
+        return 1
+
+    fn.__name__ = name
+    return fn

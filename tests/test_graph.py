@@ -152,3 +152,35 @@ def test_plan_is_cached_until_definition_changes():
     assert flow.plan() is first
     flow.task(name="b")(lambda: 2)
     assert flow.plan() is not first
+
+
+def test_plan_graph_is_built_on_first_use_and_matches_the_plan():
+    flow = nf.Flow("lazy")
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="b")(lambda a: a)
+    flow.task(name="c", after=["a"], when="b > 0")(lambda b: b)
+    plan = flow.plan()
+    assert plan._graph is None  # validation does not need networkx
+    graph = plan.graph
+    assert graph is plan.graph and sorted(graph.edges) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert graph.nodes["c"]["spec"] is plan.specs["c"]
+    assert plan.upstream["c"] == ("b", "a")  # data, then after=, then condition reads
+
+
+def test_validation_is_linear_in_tasks_with_conditions():
+    import gc
+    import time
+
+    def define(n):
+        flow = nf.Flow("many-conditions")
+        flow.task(name="root")(lambda: 1)
+        for i in range(n):
+            flow.task(name=f"t{i}", when="root > 0")(lambda root: root)
+        gc.collect()
+        start = time.perf_counter()
+        flow.validate()
+        return time.perf_counter() - start
+
+    define(200)  # warm up
+    small, large = min(define(1_000) for _ in range(3)), min(define(8_000) for _ in range(3))
+    assert large < 8 * small * 3  # not quadratic (copying all names per condition was)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -83,3 +84,95 @@ def test_object_defaults_do_not_leak_memory_addresses():
         return 1
 
     assert flow.spec().model_dump()["tasks"][0]["params"][0]["default"] == "<object>"
+
+
+def _reference_version(spec) -> str:
+    # The definition of flow_version: the hash of the whole spec's canonical JSON.
+    payload = spec.model_dump(mode="json")
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _varied_flow() -> nf.Flow:
+    flow = nf.Flow("varied", max_workers=3, on_error="continue", strategy="fifo")
+    shared = nf.Retry(max_retries=2, delay=0.5, on=(ConnectionError, "TimeoutError"))
+    for i in range(6):  # tasks defined in a loop share one options object
+        flow.task(name=f"leaf{i}", priority=2, retry=shared, tags=("batch",))(lambda: 1)
+    flow.task(name="ünïcode ✓", meta={"title": "Zoë", "n": [1, 2.5, None], "z": {"b": 1}})(
+        lambda leaf0, leaf1, scale=1.5, label="x", flag=True, items=(1, "a"), obj=object(): 0
+    )
+
+    @flow.task(after=["leaf2"], when="leaf3 > 0", timeout=2, estimate=0.25, critical=True)
+    async def gated(leaf3, *args, mode="full", **kwargs):
+        return leaf3
+
+    @flow.task(fan_out="leaf4", concurrency=2, rate=3.0, allow_partial=True, cache=True)
+    def fanned(leaf4, worker=None):
+        return leaf4
+
+    flow.task(name="leaf5", priority=True)(lambda: 2)  # redefined: same position, new options
+    flow.branch("leaf0 > 0", then=["fanned"], otherwise=["gated"])
+    return flow
+
+
+def test_streamed_version_equals_the_hash_of_the_whole_json():
+    spec = _varied_flow().spec()
+    assert spec.version() == _reference_version(spec)
+    empty = nf.Flow("empty").spec()
+    assert empty.version() == _reference_version(empty)
+
+
+def test_tasks_defined_in_a_loop_share_options_and_parameters():
+    flow = nf.Flow("loop")
+    flow.task(name="a")(lambda: 1)
+    for i in range(3):
+        flow.task(name=f"r{i}", priority=1)(lambda a: a)
+    readers = [flow.tasks[f"r{i}"].spec for i in range(3)]
+    assert readers[0].params[0] is readers[1].params[0]  # one ParamSpec for `a`
+    assert readers[0].retry is readers[2].retry and readers[0].priority == 1
+    assert readers[0].meta is not readers[1].meta  # mutable: each task has its own
+    assert [s.name for s in readers] == ["r0", "r1", "r2"]
+    assert readers[0].model_fields_set == set(nf.spec.TaskSpec.model_fields)
+
+
+def _signature_cases():
+    import functools
+    import inspect
+
+    def mixed(x, y=1, /, z=2, *args, k, m=3, **kw): ...
+
+    def plain(p, q=(1, 2)): ...
+
+    @functools.wraps(plain)
+    def wrapped(*a, **k): ...
+
+    def declared(x): ...
+
+    declared.__signature__ = inspect.Signature(
+        [inspect.Parameter("u", inspect.Parameter.KEYWORD_ONLY)]
+    )
+
+    class Callable:
+        def method(self, a, b=2): ...
+
+        def __call__(self, z): ...
+
+    def keyword_only(*, only, other=None): ...
+
+    return [mixed, plain, wrapped, declared, Callable().method, Callable(), keyword_only,
+            lambda v, w=None: 0, functools.partial(plain, 1), print]
+
+
+def test_parameters_read_from_code_match_inspect_signature():
+    import inspect
+
+    from nbflow.spec import _parameters
+
+    var = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    for fn in _signature_cases():
+        expected = [
+            (p.name, p.kind, p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in var
+        ]
+        assert [t for t in _parameters(fn) if t[1] not in var] == expected, fn
