@@ -213,6 +213,45 @@ def test_interval_inf_draws_only_at_start_and_end():
     assert d.stats.dag_renders == 2  # construction + RunFinished
 
 
+def test_a_live_dashboard_opens_four_widget_models_and_draws_a_short_run_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a run pays for its dashboard: each widget model is a comm in a kernel."""
+    from ipywidgets.widgets.widget import _instances
+
+    from nbflow.widgets import dashboard
+
+    monkeypatch.setattr(dashboard, "FIRST_FLUSH", 60.0)  # no redraw before the end, however slow
+    # Made once per kernel and shared by every dashboard.
+    shared = (
+        dashboard._shared_layout(),
+        dashboard._shared_style(),
+        dashboard._shared_placeholder(),
+    )
+
+    async def main() -> Dashboard:
+        flow, gate = gated_flow()
+        handle = flow.start()
+        before = set(_instances)
+        d = Dashboard(handle, heartbeat=None, prefer="python")
+        assert len(set(_instances) - before) == 4  # the dashboard, header, tabs and graph
+        assert d.stats.dag_renders == 0  # a skeleton until the first redraw (0.1 s) or the end
+        assert d._table is None and d._gantt is None
+        assert d._tabs.children[1] is d._tabs.children[2] is shared[2]
+        gate.set()
+        await until(lambda: d.run.done)
+        return d
+
+    d = asyncio.run(main())
+    assert d.stats.dag_renders == 1  # the run ended before the first redraw: drawn once
+    assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
+    # A small run draws every tab at its end (a big one when opened): the panes exist now.
+    assert d._table is not None and d._tabs.children[1] is d._table
+    assert 'data-row-task="second"' in d._table.value
+    d.close()
+    assert all(w.comm is not None for w in shared)  # closing a dashboard keeps the shared ones
+
+
 # -- layouts -------------------------------------------------------------------------------
 
 
