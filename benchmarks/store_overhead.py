@@ -13,9 +13,12 @@ processes on a busy machine than wall time is.
 
 The flow is a binary tree (task i runs after task (i - 1) // 2) of sync no-op functions, so
 the engine's own per-task cost is as small as it gets and the store's share is the largest.
-Target: median overhead under 20 %. Measured on the 2-core development machine (shared, so
-noisy): 40 to 55 % for no-op tasks; the store spends 10 to 20 us of writer-thread CPU per
-task against the engine's 35 to 45 us. See docs/durability.md.
+Target: median overhead under 20 %. Not met yet. Measured on the 2-core development machine
+(shared with other benchmarks, so wall times are noisy; CPU is steadier), with the engine at
+about 20 us of CPU per no-op task: before the bulk projection (schema 2) +124 to +153 % wall,
++85 to +101 % CPU, 20 us of writer-thread CPU per task; after it (schema 3) +29 to +58 %
+wall, +41 to +43 % CPU, 9 us of writer-thread CPU per task (about 5 us of Python, 4 us in
+SQLite) and 1 us more on the event loop. See docs/durability.md.
 """
 
 from __future__ import annotations

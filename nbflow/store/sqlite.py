@@ -285,7 +285,7 @@ class SQLiteStore(BaseStore):
     """Durable store in one SQLite file: runs, attempts, events, results, flow versions.
 
     Writes go through the process's single writer thread for this file (batched: a commit
-    every ``interval`` seconds or 500 records); reads use a connection of this handle.
+    every ``interval`` seconds); reads use a connection of this handle.
 
     Args:
         path: the database file (created, with its directory, when missing).
