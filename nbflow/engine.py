@@ -39,6 +39,7 @@ from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .middleware import Context, call_with, handlers_for
 from .pool import Pool
 from .retry import RetryState
+from .state import HANDLERS as _APPLY
 from .state import RunState
 
 S = TaskState
@@ -125,9 +126,12 @@ class Engine:
         self.parent_run = parent_run
         self.hooks = hooks  # cache/resume lookups (see nbflow.store); None for none
         self.state = RunState()
+        self._subscribers = bus.subscribers
         self._seq = 0
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._slots: list[int] = []
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # task name -> its runner
+        self._runners: set[asyncio.Task[None]] = set()
+        self._spawn_pending = False
+        self._slots: list[str] = []  # free "slot-N" names (without a pool), reused LIFO
         self._next_slot = 0
         self._stopping = False
         self._final_status: RunStatus | None = None
@@ -136,25 +140,37 @@ class Engine:
         self._sched: sch.SchedulerState | None = None
         self._done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Inputs that come from run variables, resolved once per run, not per task.
-        self._var_params = {
-            n: tuple(p.name for p in plan.free_params[n] if p.name in variables) for n in plan.names
-        }
-        self._wants_worker = {
-            n: any(p.name == "worker" for p in plan.free_params[n]) for n in plan.names
-        }
+        # Inputs that come from run variables, resolved once per run, not per task; listed
+        # only for the tasks that have such parameters (few), so a run starts in O(those).
+        self._var_params: dict[str, tuple[str, ...]] = {}
+        self._wants_worker: set[str] = set()
+        for n, params in plan.free_params.items():
+            if params:
+                self._var_params[n] = tuple(p.name for p in params if p.name in variables)
+                if any(p.name == "worker" for p in params):
+                    self._wants_worker.add(n)
+        self._gated = {n for n, gates in plan.gates.items() if gates}
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
         self._remote = bool(getattr(self.executor, "remote_results", False))
         self._fetch = _needs_local(plan) if self._remote else frozenset()
+        # Tasks that need none of the attempt machinery (one attempt, no timeout, no fan-out)
+        # take a short path when the run has no task middleware, cache/resume hooks or remote
+        # executor: most tasks of most flows.
+        self._short_path = not (self.task_mw or self._remote or hooks)
+        self._inline_async = type(self.executor) is LocalExecutor
 
     # -- events ----------------------------------------------------------------------------
 
-    def _emit(self, cls: type[ev.Event], *args: Any, **kwargs: Any) -> None:
-        event = cls(self.run_id, self._seq, self.loop.time() - self._t0, *args, **kwargs)  # type: ignore[union-attr]
-        self._seq += 1
-        self.state.apply(event)
-        if self.bus:
+    def _emit(self, cls: type[ev.Event], *args: Any) -> None:
+        seq, t = self._seq, self._clock() - self._t0
+        event = cls(self.run_id, seq, t, *args)
+        self._seq = seq + 1
+        # RunState.apply, inline (three events per task): fold the event into the state.
+        state = self.state
+        state.last_seq, state.last_t = seq, t
+        _APPLY[cls](state, event)
+        if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
 
     def _emit_transition(self, transition: sch.Transition) -> None:
@@ -167,7 +183,15 @@ class Engine:
 
     async def run(self) -> RunState:
         """Execute the plan to the end (or until stopped/cancelled); return the final state."""
+        with frozen_gc():  # before RunStarted: it allocates a record per task
+            return await self._run()
+
+    async def _run(self) -> RunState:
         self.loop = loop = asyncio.get_running_loop()
+        # The loop's clock; time.monotonic itself when that is all loop.time() does, which
+        # saves a Python call on each of the four readings per task.
+        plain_clock = type(loop).time is asyncio.BaseEventLoop.time
+        self._clock = time.monotonic if plain_clock else loop.time
         self._t0 = loop.time()
         self._key = self.strategy.prepare(self.plan)
         self._done = loop.create_future()
@@ -183,8 +207,7 @@ class Engine:
             self.parent_run,
         )
         try:
-            with frozen_gc():
-                await self._execute()
+            await self._execute()
         except asyncio.CancelledError:
             self._finalize()
             raise
@@ -210,7 +233,7 @@ class Engine:
             raise self._crash
 
     async def _drain(self, main: asyncio.Future[None]) -> None:
-        pending = [main, *self._inflight.values()]
+        pending = [main, *self._runners]
         while pending := [t for t in pending if not t.done()]:
             await asyncio.wait(pending)
 
@@ -288,16 +311,30 @@ class Engine:
         assert self._sched is not None, "the run has not begun"
         return self._sched
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, me: asyncio.Task[None] | None = None) -> tuple[str, str] | None:
+        """Start ready tasks while there is room (``max_workers``, the pool).
+
+        With ``me`` (a runner whose task just ended), the best ready task goes to ``me``,
+        returned as ``(task, worker)``. Without, ready tasks go to new runners, at most as
+        many as exist already (at least one), so the runner count doubles per loop turn
+        while tasks wait. What is left waits for :meth:`_spawn` on the loop's next turn.
+
+        So a stretch of instant tasks is run by one runner in turn, with no asyncio task and
+        no loop round trip per task; tasks that wait (I/O, sleeps, threads) still all start
+        within a few turns, as many at once as the limits allow.
+        """
         sched, limit, pool = self.sched, self.max_workers, self.pool
+        ready, inflight, gated = sched.ready, self._inflight, self._gated
         unplaced: list[tuple[Any, str]] = []
-        while sched.ready and not self._stopping:
-            if limit is not None and len(self._inflight) >= limit:
+        mine = None
+        budget = 1 if me is not None else max(1, len(self._runners))
+        while ready and budget and not self._stopping:
+            if limit is not None and len(inflight) >= limit:
                 break
-            item = sched.ready[0]
+            item = ready[0]
             name = sch.pop_ready(sched)
             assert name is not None
-            if not self._gates_open(name):
+            if gated and name in gated and not self._gates_open(name):
                 continue
             if pool is not None:
                 worker = pool.acquire(name, self.plan.specs[name].worker)
@@ -307,23 +344,98 @@ class Engine:
                         break
                     continue
             else:
-                worker = self._take_slot()
-            task = self.loop.create_task(self._run_task(name, worker))  # type: ignore[union-attr]
-            task.add_done_callback(self._child_done)
+                worker = self._slots.pop() if self._slots else self._take_slot()
+            budget -= 1
+            if me is not None:
+                task, mine = me, (name, worker)
+            else:
+                task = self.loop.create_task(self._runner(name, worker))  # type: ignore[union-attr]
+                task.add_done_callback(self._child_done)
+                self._runners.add(task)
             self._owners[task] = (name, worker)
-            self._inflight[name] = task
+            inflight[name] = task
         if unplaced:
             sch.push_back(sched, unplaced)
+        if not budget and ready and not self._spawn_pending and not self._stopping:
+            # More is ready than this call could start: come back on the next turn.
+            self._spawn_pending = True
+            self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
+        return mine
+
+    def _spawn(self) -> None:
+        self._spawn_pending = False
+        if self._sched is not None:
+            self._dispatch()
+            self._maybe_finish()
+
+    async def _runner(self, name: str, worker: str) -> None:
+        """Run ``name``, then whatever ready task it is handed next, until none is left.
+
+        One asyncio task runs many nbflow tasks in turn, so a task that completes without
+        waiting costs no ``create_task`` and no event-loop round trip: the largest part of a
+        plain asyncio DAG's per-task cost. It still yields to the loop every
+        :data:`TIME_SLICE` seconds, so a long stretch of instant tasks never starves it.
+        """
+        me = asyncio.current_task()
+        assert me is not None
+        clock, emit, inflight = self._clock, self._emit, self._inflight
+        specs, funcs, executor = self.plan.specs, self.plan.funcs, self.executor
+        inline, short_path = self._inline_async, self._short_path
+        pool, slots = self.pool, self._slots
+        yield_at = clock() + TIME_SLICE
+        while True:
+            spec = specs[name]
+            if not (
+                short_path and spec.retry is None and spec.timeout is None and not spec.fan_out
+            ):
+                outcome = await self._run_task(name, worker)
+            else:  # the short path of _run_task, inline: most tasks of most flows take it
+                outcome = S.FAILED
+                try:
+                    kwargs = self._inputs(name, worker)
+                    emit(ev.TaskStarted, name, 1, worker)
+                    if spec.is_async and inline:  # what LocalExecutor.call does, minus a frame
+                        result = await funcs[name](**kwargs)
+                    else:
+                        result = await executor.call(
+                            name,
+                            funcs[name],
+                            kwargs,
+                            is_async=spec.is_async,
+                            priority=spec.priority,
+                        )
+                except asyncio.CancelledError:
+                    emit(ev.TaskCancelled, name, self.state.tasks[name].attempts)
+                    outcome = S.CANCELLED
+                except Exception as error:
+                    emit(ev.TaskFailed, name, 1, error, _format(error))
+                else:
+                    emit(ev.TaskSucceeded, name, 1, result)
+                    outcome = S.SUCCEEDED
+                finally:
+                    inflight.pop(name, None)
+                    if pool is None:
+                        slots.append(worker)  # _release, inline
+                    else:
+                        pool.release(worker)
+            following = self._after_task(name, outcome, me)
+            if following is None:
+                return
+            name, worker = following
+            if clock() >= yield_at:
+                await asyncio.sleep(0)
+                yield_at = clock() + TIME_SLICE
 
     def _child_done(self, task: asyncio.Task[None]) -> None:
+        self._runners.discard(task)
         name, worker = self._owners.pop(task)
         if not task.cancelled() and task.exception() is not None:
             # Only a BaseException (KeyboardInterrupt, SystemExit) escapes _run_task.
             self._crash = self._crash or task.exception()
             self._final_status = RunStatus.FAILED
         if self._inflight.get(name) is task:
-            # Cancelled before its coroutine ever ran, or crashed: _run_task did no
-            # bookkeeping, so do it here.
+            # Cancelled before its task began (or between two tasks), or crashed:
+            # _run_task did no bookkeeping, so do it here.
             self._inflight.pop(name)
             self._release(worker)
             self._emit(ev.TaskCancelled, name, 0)
@@ -333,7 +445,7 @@ class Engine:
 
     def _take_slot(self) -> str:
         if self._slots:
-            return f"slot-{self._slots.pop()}"
+            return self._slots.pop()
         self._next_slot += 1
         return f"slot-{self._next_slot - 1}"
 
@@ -341,7 +453,7 @@ class Engine:
         if self.pool is not None:
             self.pool.release(worker)
         else:
-            self._slots.append(int(worker[5:]))
+            self._slots.append(worker)
 
     def _gates_open(self, name: str) -> bool:
         """Evaluate ``when``/branch gates; a closed gate skips the task, an error fails it."""
@@ -373,13 +485,14 @@ class Engine:
             record = tasks[dep]
             kwargs[param] = record.result if record.state in SUCCESSFUL else None
         variables = self.variables
-        for param in self._var_params[name]:
+        for param in self._var_params.get(name, ()):
             kwargs[param] = variables[param]
-        if self._wants_worker[name] and "worker" not in kwargs:
+        if name in self._wants_worker and "worker" not in kwargs:
             kwargs["worker"] = worker
         return kwargs
 
-    async def _run_task(self, name: str, worker: str) -> None:
+    async def _run_task(self, name: str, worker: str) -> S:
+        """Run one task to its end; emit its events; return its outcome."""
         spec = self.plan.specs[name]
         outcome = S.FAILED
         try:
@@ -404,7 +517,7 @@ class Engine:
         finally:
             self._inflight.pop(name, None)
             self._release(worker)
-        self._after_task(name, outcome)
+        return outcome
 
     async def _attempts(
         self, name: str, kwargs: dict[str, Any], worker: str, element: int | None
@@ -544,25 +657,43 @@ class Engine:
             self._emit(ev.TaskFailed, name, 0, error, _format(error) if error else "")
         self._after_task(name, outcome, dispatch=False)
 
-    def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
+    def _after_task(
+        self,
+        name: str,
+        outcome: S,
+        me: asyncio.Task[None] | None = None,
+        *,
+        dispatch: bool = True,
+    ) -> tuple[str, str] | None:
+        """Decide the dependants of a finished task and start what became ready.
+
+        Returns the task the finishing runner ``me`` should run next, if any.
+        """
+        sched = self._sched
+        assert sched is not None
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
-            sch.record(self.sched, name, outcome)
+            sch.record(sched, name, outcome)
             self._maybe_finish()
-            return
-        transition = sch.complete(self.plan, self.sched, name, outcome, self._key)
-        self._emit_transition(transition)
+            return None
+        transition = sch.complete(self.plan, sched, name, outcome, self._key)
+        if transition is not sch.NOTHING:
+            self._emit_transition(transition)
         if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
-            return
-        if dispatch:
-            self._dispatch()
-        self._maybe_finish()
-
+            return None
+        following = self._dispatch(me) if dispatch and sched.ready else None
+        if not self._inflight and not sched.ready:  # _maybe_finish, inline
+            self._finalize()
+        return following
 
 
 _NOWHERE: tuple[str | None, float | None] = (None, None)
+
+#: A runner going from one instant task to the next yields to the event loop this often
+#: (seconds), so widgets, timers and other coroutines keep running during a long burst.
+TIME_SLICE = 0.005
 
 
 def _needs_local(plan: Plan) -> frozenset[str]:

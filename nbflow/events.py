@@ -150,6 +150,15 @@ class EventBus:
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
 
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """The live list of subscribers (changed in place only, so a reference stays current).
+
+        The engine keeps a reference to skip publishing while nobody listens; use
+        :meth:`subscribe` / :meth:`unsubscribe` to change it.
+        """
+        return self._subscribers
+
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Add ``callback``; returns a function that removes it again."""
         self._subscribers.append(callback)

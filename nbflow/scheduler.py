@@ -88,6 +88,10 @@ class Transition:
     resolved: list[tuple[str, TaskState, str]] = field(default_factory=list)
 
 
+#: What :func:`complete` returns when it decided nothing (most calls, in wide flows): shared,
+#: so never mutate a returned transition.
+NOTHING = Transition()
+
 Key = Callable[[str], Any]
 
 
@@ -130,7 +134,7 @@ def complete(
     Mutates ``state`` (call it from one thread only). Skips and upstream failures cascade:
     a task resolved here is itself completed, so its dependants are decided too.
     """
-    transition = Transition()
+    transition = None
     stack = [(name, outcome)]
     while stack:
         current, result = stack.pop()
@@ -145,14 +149,18 @@ def complete(
             counts[DONE] += 1
             counts[column] += 1
             verdict = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
+            if verdict is None:
+                continue
+            if transition is None:
+                transition = Transition()
             if verdict is READY:
                 _enqueue(state, child, key, transition)
-            elif verdict is not None:
+            else:
                 state.decided.add(child)
                 reason = f"upstream {current!r} ended {result.value}"
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
-    return transition
+    return NOTHING if transition is None else transition
 
 
 def record(state: SchedulerState, name: str, outcome: TaskState) -> None:

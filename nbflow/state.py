@@ -87,7 +87,7 @@ class RunState:
         """Fold one event into the state."""
         self.last_seq = event.seq
         self.last_t = event.t
-        _HANDLERS[type(event)](self, event)
+        HANDLERS[type(event)](self, event)
 
     # -- derived views ---------------------------------------------------------------------
 
@@ -224,7 +224,8 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
         record.state, record.ended_t = TaskState.CANCELLED, e.t
 
 
-_HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
+#: The reducer's handler for each event type (the engine calls them directly on its hot path).
+HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
     ev.RunFinished: _run_finished,
     ev.TaskQueued: _queued,

@@ -67,13 +67,18 @@ class PriorityStrategy:
     max_workers: int | None = None
 
     def prepare(self, plan: Plan) -> KeyFunction:
-        """Key ``(-effective priority, definition index)``."""
+        """Key ``-effective priority * n_tasks + definition index``.
+
+        That orders like the tuple ``(-priority, index)`` (an index is below ``n_tasks``), but
+        an int compares several times faster in the ready heap, which every task goes through.
+        """
         specs = plan.specs
+        n = len(specs)
         if all(s.weight_rule == "absolute" for s in specs.values()):
-            keys = {n: (-s.priority, s.index) for n, s in specs.items()}
+            keys = {name: -s.priority * n + s.index for name, s in specs.items()}
         else:
             weights = effective_priorities(plan)
-            keys = {n: (-weights[n], specs[n].index) for n in plan.names}
+            keys = {name: -weights[name] * n + specs[name].index for name in plan.names}
         return keys.__getitem__
 
     def __repr__(self) -> str:

@@ -523,3 +523,149 @@ def test_handle_knows_its_run_id_before_the_run_starts():
 
     early, final = asyncio.run(scenario())
     assert early == final and len(early) == 32
+
+
+# -- runners: one asyncio task runs many nbflow tasks in turn --------------------------------
+
+
+def _counting_task_factory(counter: list[int]):
+    def factory(loop, coro, **kwargs):
+        counter[0] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    return factory
+
+
+def _instant_flow(n: int, **flow_options) -> nf.Flow:
+    flow = nf.Flow("instant", store=None, **flow_options)
+
+    async def leaf() -> int:
+        return 1
+
+    for i in range(n):
+        flow.task(name=f"t{i}")(leaf)
+    return flow
+
+
+@pytest.mark.parametrize("max_workers", [None, 8])
+def test_instant_tasks_share_a_few_asyncio_tasks(max_workers):
+    flow = _instant_flow(2000, max_workers=max_workers)
+    created = [0]
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(_counting_task_factory(created))
+        return await flow.arun()
+
+    run = asyncio.run(main())
+    assert run.status == "succeeded"
+    assert sum(run.results.values()) == 2000
+    # One asyncio task per nbflow task would be 2,000; runners double per loop turn.
+    assert created[0] < 100
+
+
+def test_tasks_that_wait_still_all_run_at_once():
+    # Every task waits at a barrier that opens only when all 40 are waiting: the run ends
+    # only if 40 runners exist at the same time.
+    flow = nf.Flow("barrier", store=None)
+    barrier: list[asyncio.Barrier] = []
+
+    async def meet() -> int:
+        if not barrier:
+            barrier.append(asyncio.Barrier(40))
+        await barrier[0].wait()
+        return 1
+
+    for i in range(40):
+        flow.task(name=f"t{i}")(meet)
+
+    async def main():
+        return await asyncio.wait_for(flow.arun(), timeout=30)
+
+    assert asyncio.run(main()).status == "succeeded"
+
+
+def test_a_long_burst_of_instant_tasks_lets_the_loop_run():
+    flow = _instant_flow(20_000)
+    ticks = [0]
+
+    async def main():
+        async def ticker():
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks[0]
+        run = await flow.arun()
+        during = ticks[0] - before
+        ticking.cancel()
+        return run, during
+
+    with pytest.warns(nf.OverheadWarning):
+        run, during = asyncio.run(main())
+    assert run.status == "succeeded"
+    # 20,000 tasks take far more than one TIME_SLICE, and runners yield after each slice.
+    assert during >= 2
+
+
+def test_timeouts_inside_and_around_tasks_after_a_burst_on_one_runner():
+    flow = nf.Flow("timeouts", store=None, max_workers=1, on_error="continue")
+
+    async def instant() -> int:
+        return 1
+
+    for i in range(50):
+        flow.task(name=f"i{i}")(instant)
+
+    @flow.task(priority=-1)
+    async def own_timeout() -> str:
+        # asyncio.timeout binds to the current asyncio task: it must be this task's runner
+        # and must cancel only this await, not the run.
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return "timed out"
+        return "not timed out"
+
+    @flow.task(priority=-2, timeout=0.01)
+    async def engine_timeout() -> None:
+        await asyncio.sleep(5)
+
+    @flow.task(priority=-3)
+    async def after_them() -> str:
+        return "ran"
+
+    run = flow.run()
+    assert run.results["own_timeout"] == "timed out"
+    assert run.states["engine_timeout"] == "failed"
+    assert isinstance(run.errors["engine_timeout"], nf.TaskTimeoutError)
+    assert run.results["after_them"] == "ran"
+    assert sum(run.results[f"i{i}"] for i in range(50)) == 50
+
+
+def test_cancel_during_a_burst_leaves_nothing_pending_or_running():
+    # Task t1500 cancels the run while a runner goes through 3,000 instant tasks in turn.
+    flow = nf.Flow("burst", store=None)
+    handles: list[nf.RunHandle] = []
+
+    async def instant() -> int:
+        return 1
+
+    async def cancel_the_run() -> int:
+        handles[0].cancel()
+        return 1
+
+    for i in range(3000):
+        flow.task(name=f"t{i}")(cancel_the_run if i == 1500 else instant)
+
+    async def main():
+        handles.append(flow.start())
+        return await handles[0]
+
+    run = asyncio.run(main())
+    assert run.status == "cancelled"
+    states = run.states
+    assert set(states.values()) <= {"succeeded", "cancelled"}
+    assert states["t0"] == "succeeded" and states["t2999"] == "cancelled"
