@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, overload
@@ -50,6 +51,7 @@ def _cached_source_hash(fn: Callable[..., Any]) -> str:
 # and a task needs none of its own (inspect.signature follows __wrapped__).
 _WRAPPER_ASSIGNMENTS = ("__module__", "__name__", "__qualname__", "__doc__")
 _MISSING = object()
+_BY_INDEX = operator.attrgetter("index")
 
 
 class Task:
@@ -136,9 +138,7 @@ def build_task(
         else inspect.iscoroutinefunction(target)
     ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
     # `options` is validated already: assemble the spec without a second validation pass.
-    spec = task_spec(
-        options, name=name, params=specs, is_async=is_async, source_hash=source_hash, index=index
-    )
+    spec = task_spec(options, name, specs, is_async, source_hash, index)
     return Task(fn, spec, condition)
 
 
@@ -321,7 +321,7 @@ class Definition:
             strategy=self.strategy
             if isinstance(self.strategy, str)
             else getattr(self.strategy, "name", type(self.strategy).__name__),
-            tasks=tuple(sorted((t.spec for t in self.tasks.values()), key=lambda s: s.index)),
+            tasks=tuple(sorted((t.spec for t in self.tasks.values()), key=_BY_INDEX)),
             branches=tuple(self.branches.values()),
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -110,8 +111,7 @@ def _check_acyclic(
         raise CycleError([*cycle, cycle[0]])
 
 
-def _index(task: Any) -> int:
-    return int(task.spec.index)
+_index = operator.attrgetter("spec.index")  # definition order
 
 
 def _more(

@@ -175,15 +175,38 @@ class FlowSpec(BaseModel):
 _ALL_TASK_FIELDS = set(TaskSpec.model_fields)
 
 
-def task_spec(options: TaskOptions, **own: Any) -> TaskSpec:
+#: The last options seen by task_spec and its values widened to every TaskSpec field: tasks
+#: defined in a loop share one options object, so their dicts are copies of one template.
+_template: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+
+
+def task_spec(
+    options: TaskOptions,
+    name: str,
+    params: tuple[ParamSpec, ...],
+    is_async: bool,
+    source_hash: str,
+    index: int,
+) -> TaskSpec:
     """A :class:`TaskSpec` from validated ``options`` plus the fields introspection found.
 
-    ``own`` holds ``name``, ``params``, ``is_async``, ``source_hash`` and ``index``, already
-    of the right types; nothing is validated again (that is ~20 µs a task in pydantic).
-    ``meta`` gets its own copy: options objects are shared between tasks.
+    The other arguments are already of the right types: nothing is validated again (that is
+    ~20 µs a task in pydantic). ``meta`` gets its own copy: options objects are shared.
     """
-    values = {**options.__dict__, **own}
-    values["meta"] = dict(values["meta"])
+    global _template
+    given, widened = _template
+    if given is not options.__dict__:
+        given = options.__dict__
+        widened = dict.fromkeys(TaskSpec.model_fields)
+        widened.update(given)
+        _template = (given, widened)
+    values = widened.copy()
+    values["name"] = name
+    values["params"] = params
+    values["is_async"] = is_async
+    values["source_hash"] = source_hash
+    values["index"] = index
+    values["meta"] = dict(given["meta"])
     spec = TaskSpec.__new__(TaskSpec)
     _set = object.__setattr__  # TaskSpec is frozen: bypass its __setattr__, as pydantic does
     _set(spec, "__dict__", values)
@@ -220,21 +243,24 @@ _POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD, _KEYWORD_ONLY = (
 def _parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
     """``(name, kind, default or Parameter.empty)`` of each parameter, as in ``inspect.signature``.
 
-    A plain function is read from its code object and defaults: ``inspect.signature`` costs
-    several µs a call, a tenth of a task's whole define-time budget.
+    A plain function is read from its code object and defaults (or its ``__signature__``):
+    ``inspect.signature`` costs several µs a call, a tenth of a task's define-time budget.
+    Functions with ``__wrapped__`` or a partialmethod marker, and other callables, go to
+    ``inspect.signature``.
     """
-    own = getattr(fn, "__dict__", None)
-    if type(fn) is FunctionType and not own.keys() & _SIGNATURE_SPECIALS:  # type: ignore[union-attr]
-        signature = own.get("__signature__")  # type: ignore[union-attr]
+    own: dict[str, Any] = getattr(fn, "__dict__", None) or {}
+    if (
+        type(fn) is FunctionType
+        and "__wrapped__" not in own
+        and "_partialmethod" not in own
+        and "__partialmethod__" not in own
+    ):
+        signature = own.get("__signature__")
         if signature is None:
             return _code_parameters(fn)
         if isinstance(signature, inspect.Signature):
             return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
     return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
-
-
-#: Attributes that make inspect.signature look beyond a function's code and defaults.
-_SIGNATURE_SPECIALS = frozenset({"__wrapped__", "_partialmethod", "__partialmethod__"})
 
 
 def _code_parameters(fn: FunctionType) -> list[tuple[str, Any, Any]]:
@@ -341,6 +367,10 @@ def _param_json(param: ParamSpec) -> str:
     return _dumps(param.model_dump(mode="json"))
 
 
+def _meta_json(spec: TaskSpec) -> str:
+    return _dumps(spec.model_dump(mode="json", include={"meta"})["meta"])
+
+
 def _hash_tasks(digest: Any, tasks: tuple[TaskSpec, ...]) -> None:
     """Feed ``digest`` the JSON array of ``tasks``, as ``json.dumps`` of their dump writes it.
 
@@ -349,7 +379,6 @@ def _hash_tasks(digest: Any, tasks: tuple[TaskSpec, ...]) -> None:
     """
     chunk_memo: dict[tuple[int, ...], list[str]] = {}
     param_memo: dict[int, str] = {}
-    parts: list[str] = [""] * (2 * len(_OWN_KEYS) + 1)
     last: tuple[Any, ...] = (object(),) * len(_SHARED_KEYS)  # matches no task
     chunks: list[str] = []
     digest.update(b"[")
@@ -375,18 +404,18 @@ def _hash_tasks(digest: Any, tasks: tuple[TaskSpec, ...]) -> None:
             if text is None:
                 text = param_memo[id(param)] = _param_json(param)
             params.append(text)
-        after, meta = values["after"], values["meta"]
-        parts[0::2] = chunks
-        parts[1::2] = (
-            "[" + ",".join(map(_dump_str, after)) + "]" if after else "[]",
-            int.__repr__(values["index"]),
-            "true" if values["is_async"] else "false",
-            _dumps(spec.model_dump(mode="json", include={"meta"})["meta"]) if meta else "{}",
-            _dump_str(values["name"]),
-            "[" + ",".join(params) + "]" if params else "[]",
-            _dump_str(values["source_hash"]),
+        after, meta, c = values["after"], values["meta"], chunks
+        # One value per name in _OWN_KEYS, in that order, between the chunks.
+        text = (
+            f"{c[0]}{'[' + ','.join(map(_dump_str, after)) + ']' if after else '[]'}"
+            f"{c[1]}{int.__repr__(values['index'])}"
+            f"{c[2]}{'true' if values['is_async'] else 'false'}"
+            f"{c[3]}{_meta_json(spec) if meta else '{}'}"
+            f"{c[4]}{_dump_str(values['name'])}"
+            f"{c[5]}{'[' + ','.join(params) + ']' if params else '[]'}"
+            f"{c[6]}{_dump_str(values['source_hash'])}{c[7]}"
         )
-        digest.update("".join(parts).encode())
+        digest.update(text.encode())
     digest.update(b"]")
 
 
