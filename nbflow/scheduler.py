@@ -148,9 +148,17 @@ def complete(
             counts = state.counts[child]
             counts[DONE] += 1
             counts[column] += 1
-            verdict = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
-            if verdict is None:
-                continue
+            rule = plan.specs[child].trigger
+            if rule == "all_success" and column == OK:
+                # decide() for the default rule and a success, inline (the hot case): an
+                # undecided task has seen no failure or skip yet.
+                if counts[OK] != len(plan.upstream[child]):
+                    continue
+                verdict: str | None = READY
+            else:
+                verdict = decide(rule, len(plan.upstream[child]), counts)
+                if verdict is None:
+                    continue
             if transition is None:
                 transition = Transition()
             if verdict is READY:
