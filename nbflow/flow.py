@@ -87,10 +87,12 @@ class Flow(Definition):
 
     def _generation(self) -> int:
         # Any change to the definition (re-defined task, new branch) changes this fingerprint.
+        # A task's spec holds its name, so the specs' ids say it all; ints, not 10,000 pairs,
+        # so that computing it cannot set off a full garbage collection.
         return hash(
             (
-                tuple((n, id(t.spec)) for n, t in self.tasks.items()),
-                tuple(id(b) for b in self.branches.values()),
+                tuple([id(t.spec) for t in self.tasks.values()]),
+                tuple([id(b) for b in self.branches.values()]),
             )
         )
 
