@@ -154,11 +154,12 @@ def complete(
                 # undecided task has seen no failure or skip yet.
                 if counts[OK] != len(plan.upstream[child]):
                     continue
-                verdict: str | None = READY
+                verdict = READY
             else:
-                verdict = decide(rule, len(plan.upstream[child]), counts)
-                if verdict is None:
+                decided = decide(rule, len(plan.upstream[child]), counts)
+                if decided is None:
                     continue
+                verdict = decided
             if transition is None:
                 transition = Transition()
             if verdict is READY:

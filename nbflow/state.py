@@ -78,7 +78,8 @@ class RunState:
     parent_run: str | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     rows: list[AttemptRow] = field(default_factory=list)
-    open_rows: dict[tuple[str, int | None], AttemptRow] = field(default_factory=dict)
+    #: Attempts running now, by task name (a fan-out element's by ``(task, element)``).
+    open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
     last_seq: int = -1
     last_t: float = 0.0
@@ -118,7 +119,7 @@ class RunState:
         worker: str | None = None,
         began: float | None = None,
     ) -> None:
-        row = self.open_rows.pop((task, element), None)
+        row = self.open_rows.pop(task if element is None else (task, element), None)
         if row is not None:
             row.end, row.status = t, status
             if worker is not None:  # a remote executor tells where the attempt really ran
@@ -155,13 +156,25 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
             record.started_t, record.started_seq = e.t, e.seq
         if e.size is not None:
             record.size = e.size
-        if e.task in s.fan_out:
+        if s.fan_out and e.task in s.fan_out:
             return  # a fan-out task's rows are its elements' attempts
-        label = e.task
-    else:
-        label = f"{e.task}[{e.element}]"
+        row = AttemptRow(
+            e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
+        )
+        s.rows.append(row)
+        s.open_rows[e.task] = row
+        return
     row = AttemptRow(
-        label, e.attempt, "running", e.t, None, e.worker, None, e.element, e.task, e.seq
+        f"{e.task}[{e.element}]",
+        e.attempt,
+        "running",
+        e.t,
+        None,
+        e.worker,
+        None,
+        e.element,
+        e.task,
+        e.seq,
     )
     s.rows.append(row)
     s.open_rows[(e.task, e.element)] = row
@@ -181,7 +194,7 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
         s.tasks[e.task].elements_done += 1
         return
     record = s.tasks[e.task]
-    if e.cached and (e.task, None) not in s.open_rows and e.task not in s.fan_out:
+    if e.cached and e.task not in s.open_rows and e.task not in s.fan_out:
         row = AttemptRow(
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
