@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import collections
 import contextlib
 import gc
 import os
@@ -138,7 +139,9 @@ class Engine:
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # task name -> its runner
+        # Task name -> its runner (None: placed on a worker, waiting for a runner).
+        self._inflight: dict[str, asyncio.Task[None] | None] = {}
+        self._placed: collections.deque[tuple[str, str]] = collections.deque()
         self._runners: set[asyncio.Task[None]] = set()
         self._spawn_pending = False
         self._slots: list[str] = []  # free "slot-N" names (without a pool), reused LIFO
@@ -282,8 +285,14 @@ class Engine:
         if self._final_status is None or status is RunStatus.CANCELLED:
             self._final_status = status
         self._stopping = True
-        for task in list(self._inflight.values()):
+        for task in {t for t in self._inflight.values() if t is not None}:
             task.cancel()
+        while self._placed:  # placed on a worker, not begun: cancelled as they are
+            name, worker = self._placed.popleft()
+            self._inflight.pop(name)
+            self._release(worker)
+            self._emit(ev.TaskCancelled, name, 0)
+            sch.record(self.sched, name, S.CANCELLED)
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -321,24 +330,21 @@ class Engine:
         assert self._sched is not None, "the run has not begun"
         return self._sched
 
-    def _dispatch(self, me: asyncio.Task[None] | None = None) -> tuple[str, str] | None:
-        """Start ready tasks while there is room (``max_workers``, the pool).
+    def _dispatch(self) -> None:
+        """Place ready tasks while there is room (``max_workers``, the pool): open their gates,
+        give each a worker, and queue them for runners (``_placed``), best first.
 
-        With ``me`` (a runner whose task just ended), the best ready task goes to ``me``,
-        returned as ``(task, worker)``. Without, ready tasks go to new runners, at most as
-        many as exist already (at least one), so the runner count doubles per loop turn
-        while tasks wait. What is left waits for :meth:`_spawn` on the loop's next turn.
-
-        So a stretch of instant tasks is run by one runner in turn, with no asyncio task and
-        no loop round trip per task; tasks that wait (I/O, sleeps, threads) still all start
-        within a few turns, as many at once as the limits allow.
+        A runner whose task ends takes the next placed task at once, without an event-loop
+        round trip; :meth:`_spawn` starts more runners on the loop's next turn for what is
+        still queued then (tasks that wait: I/O, sleeps, threads). So a stretch of instant
+        tasks is run by one runner in turn, and tasks that wait all start within a few turns.
+        Placing is as before runners existed: all ready tasks at once, so a pool policy or a
+        task reading ``pool.in_flight`` sees every task placed in that step.
         """
         sched, limit, pool = self.sched, self.max_workers, self.pool
-        ready, inflight, gated = sched.ready, self._inflight, self._gated
+        ready, inflight, gated, placed = sched.ready, self._inflight, self._gated, self._placed
         unplaced: list[tuple[Any, str]] = []
-        mine = None
-        budget = 1 if me is not None else max(1, len(self._runners))
-        while ready and budget and not self._stopping:
+        while ready and not self._stopping:
             if limit is not None and len(inflight) >= limit:
                 break
             item = ready[0]
@@ -355,28 +361,32 @@ class Engine:
                     continue
             else:
                 worker = self._slots.pop() if self._slots else self._take_slot()
-            budget -= 1
-            if me is not None:
-                task, mine = me, (name, worker)
-            else:
-                task = self.loop.create_task(self._runner(name, worker))  # type: ignore[union-attr]
-                task.add_done_callback(self._child_done)
-                self._runners.add(task)
-            self._owners[task] = (name, worker)
-            inflight[name] = task
+            inflight[name] = None  # placed: a runner takes it
+            placed.append((name, worker))
         if unplaced:
             sch.push_back(sched, unplaced)
-        if not budget and ready and not self._spawn_pending and not self._stopping:
-            # More is ready than this call could start: come back on the next turn.
+        if placed and not self._spawn_pending:
             self._spawn_pending = True
             self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
-        return mine
 
     def _spawn(self) -> None:
+        """Start runners for placed tasks no runner took: as many as run now (at least one).
+
+        Doubling per turn rather than one per task: tasks that wait still all start within
+        a few turns, and instant tasks are not handed to runners they do not need.
+        """
         self._spawn_pending = False
-        if self._sched is not None:
-            self._dispatch()
-            self._maybe_finish()
+        placed = self._placed
+        for _ in range(min(len(placed), max(1, len(self._runners)))):
+            name, worker = placed.popleft()
+            task = self.loop.create_task(self._runner(name, worker))  # type: ignore[union-attr]
+            task.add_done_callback(self._child_done)
+            self._runners.add(task)
+            self._owners[task] = (name, worker)
+            self._inflight[name] = task
+        if placed and not self._stopping:
+            self._spawn_pending = True
+            self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
 
     async def _runner(self, name: str, worker: str) -> None:
         """Run ``name``, then whatever ready task it is handed next, until none is left.
@@ -391,7 +401,7 @@ class Engine:
         clock, emit, inflight = self._clock, self._emit, self._inflight
         specs, funcs, executor = self.plan.specs, self.plan.funcs, self.executor
         inline, short_path = self._inline_async, self._short_path
-        pool, slots = self.pool, self._slots
+        pool, slots, placed = self.pool, self._slots, self._placed
         yield_at = clock() + TIME_SLICE
         while True:
             spec = specs[name]
@@ -428,10 +438,14 @@ class Engine:
                         slots.append(worker)  # _release, inline
                     else:
                         pool.release(worker)
-            following = self._after_task(name, outcome, me)
-            if following is None:
+            self._after_task(name, outcome)
+            if not placed or self._stopping:
                 return
-            name, worker = following
+            # Take the next placed task before yielding, so that _spawn, which runs during
+            # the yield, leaves it to this runner. (Cancelled while yielding: _child_done.)
+            name, worker = placed.popleft()
+            inflight[name] = me
+            self._owners[me] = (name, worker)
             if clock() >= yield_at:
                 await asyncio.sleep(0)
                 yield_at = clock() + TIME_SLICE
@@ -674,18 +688,8 @@ class Engine:
             self._emit(ev.TaskFailed, name, 0, error, _format(error) if error else "")
         self._after_task(name, outcome, dispatch=False)
 
-    def _after_task(
-        self,
-        name: str,
-        outcome: S,
-        me: asyncio.Task[None] | None = None,
-        *,
-        dispatch: bool = True,
-    ) -> tuple[str, str] | None:
-        """Decide the dependants of a finished task and start what became ready.
-
-        Returns the task the finishing runner ``me`` should run next, if any.
-        """
+    def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
+        """Decide the dependants of a finished task and place what became ready."""
         sched = self._sched
         assert sched is not None
         if self._stopping:
@@ -693,17 +697,17 @@ class Engine:
             # `upstream_failed`: nothing upstream of them failed on its own.
             sch.record(sched, name, outcome)
             self._maybe_finish()
-            return None
+            return
         transition = sch.complete(self.plan, sched, name, outcome, self._key)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
         if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
-            return None
-        following = self._dispatch(me) if dispatch and sched.ready else None
+            return
+        if dispatch and sched.ready:
+            self._dispatch()
         if not self._inflight and not sched.ready:  # _maybe_finish, inline
             self._finalize()
-        return following
 
 
 _NOWHERE: tuple[str | None, float | None] = (None, None)

@@ -52,7 +52,9 @@ class TaskRecord:
     size: int | None = None
     elements_done: int = 0
     elements_failed: int = 0
-    element_errors: dict[int, BaseException] = field(default_factory=dict)
+    #: Errors of failed fan-out elements by index (None until one fails: one dict less per
+    #: task of a 100,000-task run).
+    element_errors: dict[int, BaseException] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -213,6 +215,8 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
         s._close(e.task, e.element, e.t, "failed", e.error, e.worker, e.began)
         record = s.tasks[e.task]
         record.elements_failed += 1
+        if record.element_errors is None:
+            record.element_errors = {}
         record.element_errors[e.element] = e.error
         return
     s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
