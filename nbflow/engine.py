@@ -1,14 +1,19 @@
 """The asyncio engine: runs one flow run on the current event loop.
 
 The engine owns a :class:`~nbflow.scheduler.SchedulerState` and turns its decisions into
-asyncio tasks inside one :class:`asyncio.TaskGroup`, so no task outlives its run. Each step is
-reported as an event: the engine folds it into the run's :class:`~nbflow.state.RunState`
-first, then publishes it to subscribers (store, widgets, user callbacks).
+work for *runners*: asyncio tasks that each run nbflow tasks one after another. A runner whose
+task ends takes the next placed task at once, so instant tasks cost no ``create_task`` and no
+event-loop round trip; more runners start, doubling per loop turn, while placed tasks wait
+because the running ones are waiting (I/O, sleeps, threads). Runners yield to the loop every
+:data:`TIME_SLICE`, and every runner is awaited before a run returns, so none outlives it.
+Each step is reported as an event: the engine folds it into the run's
+:class:`~nbflow.state.RunState` first, then publishes it to subscribers (store, widgets, user
+callbacks).
 
 Flow of one task::
 
-    ready (heap) --dispatch--> gates (when / branch) --> worker placed --> attempts
-      attempts: middleware( executor.call(fn, inputs) ) within timeout, retried per policy
+    ready (heap) --dispatch--> gates (when / branch) --> worker placed --> queued for a runner
+      runner: attempts: middleware( executor.call(fn, inputs) ) within timeout, retried
       end --> scheduler.complete() --> downstream queued / skipped / upstream_failed
 
 A failure stops the run when ``on_error="stop"`` or the task is ``critical``: nothing new
