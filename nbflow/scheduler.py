@@ -3,6 +3,7 @@
 State (one :class:`SchedulerState` per run)::
 
     counts[task]   per task: [done, succeeded, failed_like, skipped] among its upstream
+                   (from when its first upstream task ends)
     decided        tasks whose fate is known (queued, started, or given a terminal state)
     ready          heap of (strategy key, task): tasks whose trigger rule fired
     running        tasks started and not finished
@@ -97,7 +98,7 @@ Key = Callable[[str], Any]
 
 def initial(plan: Plan, key: Key) -> tuple[SchedulerState, Transition]:
     """The starting state: every task without upstream is ready."""
-    state = SchedulerState(counts={n: [0, 0, 0, 0] for n in plan.names})
+    state = SchedulerState(counts={})  # made when a task's first upstream task ends
     transition = Transition()
     for name in plan.roots():
         _enqueue(state, name, key, transition)
@@ -145,7 +146,9 @@ def complete(
         for child in plan.downstream[current]:
             if child in state.decided:
                 continue
-            counts = state.counts[child]
+            counts = state.counts.get(child)
+            if counts is None:
+                counts = state.counts[child] = [0, 0, 0, 0]
             counts[DONE] += 1
             counts[column] += 1
             rule = plan.specs[child].trigger
