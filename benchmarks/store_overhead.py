@@ -13,12 +13,15 @@ processes on a busy machine than wall time is.
 
 The flow is a binary tree (task i runs after task (i - 1) // 2) of sync no-op functions, so
 the engine's own per-task cost is as small as it gets and the store's share is the largest.
-Target: median overhead under 20 %. Not met yet. Measured on the 2-core development machine
-(shared with other benchmarks, so wall times are noisy; CPU is steadier), with the engine at
-about 20 us of CPU per no-op task: before the bulk projection (schema 2) +124 to +153 % wall,
-+85 to +101 % CPU, 20 us of writer-thread CPU per task; after it (schema 3) +29 to +58 %
-wall, +41 to +43 % CPU, 9 us of writer-thread CPU per task (about 5 us of Python, 4 us in
-SQLite) and 1 us more on the event loop. See docs/durability.md.
+Target: median overhead under 20 %. Met on CPU, borderline on wall time. Measured on the
+2-core development machine (shared with other benchmarks, so wall times are noisy; CPU is
+steadier), with the engine at 17 to 25 us of CPU per no-op task: before the bulk projection
+(schema 2) +124 to +153 % wall, +85 to +101 % CPU, 20 us of writer-thread CPU per task;
+with it (schema 3) +29 to +58 % wall, +33 to +45 % CPU, 9 us of writer CPU per task; with
+attempts derived from the event log when read and no rows per task (schema 4), three runs of
+21 to 31 rounds: wall min +23 to +29 %, wall median +19 to +29 %, CPU median +16 to +19 %,
+2.4 to 2.7 us of writer-thread CPU per task (about 3.6 us in all threads). See
+docs/durability.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -342,3 +343,37 @@ def test_the_event_log_keeps_times_workers_and_payloads_of_the_common_events(tmp
     assert [r["payload"] for r in cached] == [{"cached": True}, {"cached": True}]
     attempts = flow.state_store.attempts(resumed.run_id)
     assert [a["state"] for a in attempts] == ["cached", "cached"]
+
+
+def test_attempts_are_derived_from_the_event_log_while_the_run_goes_on(tmp_path):
+    store = SQLiteStore(tmp_path / "live.db")
+    flow = nf.Flow("live", store=store)
+    gate = threading.Event()
+
+    @flow.task
+    def first():
+        return None
+
+    @flow.task
+    def waiting(first):
+        gate.wait(10)
+        return 2
+
+    handle = flow.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            attempts = {a["task"]: a for a in store.attempts(handle.run_id)}
+            if "waiting" in attempts:
+                break
+            time.sleep(0.01)
+        assert attempts["first"]["state"] == "succeeded"
+        assert attempts["waiting"]["state"] == "running" and attempts["waiting"]["ended"] is None
+        assert store.results(handle.run_id)["first"].digest is not None
+        assert "waiting" not in store.results(handle.run_id)
+    finally:
+        gate.set()
+    run = handle.wait(timeout=30)
+    attempts = {a["task"]: a for a in store.attempts(run.run_id)}
+    assert attempts["waiting"]["state"] == "succeeded" and attempts["waiting"]["digest"]
+    assert attempts["first"]["task_version"] == store.results(run.run_id)["first"].task_version

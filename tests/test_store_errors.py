@@ -188,3 +188,49 @@ def test_a_version_2_file_keeps_its_event_log_when_migrated_to_typed_segments(tm
         ("TaskSucceeded", "one"),
     ]
     assert store.results(run.run_id)["one"].digest is not None
+
+
+def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path):
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path) as con:  # a store as schema version 3 wrote it
+        for step in sqlite_store.MIGRATIONS[:3]:
+            for statement in step:
+                con.execute(statement)
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (3)")
+        con.execute(
+            "INSERT INTO runs (run_id, flow, version, status, started, ended) "
+            "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0)"
+        )
+        con.executemany(
+            "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                ("r1", "a", -1, 1, "failed", 1.0, 1.2, "slot-0", "ValueError: x", "tb",
+                 None, None, None, None, None),
+                ("r1", "a", -1, 2, "succeeded", 1.3, 1.5, "slot-0", None, None,
+                 "va", "ia", "ka", "da", 10),
+            ],
+        )  # fmt: skip
+    store = SQLiteStore(path)
+    attempts = store.attempts("r1")
+    assert [(a["attempt"], a["state"], a["error"]) for a in attempts] == [
+        (1, "failed", "ValueError: x"),
+        (2, "succeeded", None),
+    ]
+    row = store.results("r1")["a"]
+    assert (row.task_version, row.inputs_hash, row.cache_key, row.digest) == (
+        "va",
+        "ia",
+        "ka",
+        "da",
+    )
+    found = store.find_cached("ka")
+    assert found is not None and (found.run_id, found.digest) == ("r1", "da")
+    flow = nf.Flow("after-migration", store=store)
+    flow.task(lambda: 1, name="one")
+    run = flow.run()
+    assert [(a["task"], a["state"]) for a in store.attempts(run.run_id)] == [("one", "succeeded")]
+    assert store.results(run.run_id)["one"].digest is not None
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)

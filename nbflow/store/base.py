@@ -45,6 +45,10 @@ class BaseStore:
         """Hand one record to the writer; O(1), never blocks (runs on the event loop)."""
         self._writer.submit(item)
 
+    def wake(self) -> None:
+        """Have the writer look at its queue now (called when a run starts)."""
+        self._writer.wake()
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until every record submitted so far is written.
 

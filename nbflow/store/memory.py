@@ -67,7 +67,7 @@ class MemoryStore(SQLiteStore):
         )
         BaseStore.__init__(self, writer, writer.location, 10.0)
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         self.flush()
         with self._sink.lock:
             return self._sink.con.execute(sql, params).fetchall()

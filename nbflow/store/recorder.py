@@ -42,53 +42,56 @@ class RunContext:
     versions: dict[str, str] = field(default_factory=dict)
 
     def task_version(self, name: str) -> str:
-        """The version of task ``name`` for this run (see :func:`keys.task_version`).
+        """The version of task ``name`` for this run (see :func:`keys.task_version`)."""
+        found = self.versions.get(name)
+        return found if found is not None else self.all_versions()[name]
 
-        Computed once per run for all tasks: tasks made by one factory share their code, and
-        a plain function's version depends only on its code, its module's globals (the
-        helpers it calls, as they are now) and its spec, so each distinct one is hashed once.
+    def all_versions(self) -> dict[str, str]:
+        """Task -> version, for every task of the run, computed once per run.
+
+        Tasks made by one factory share their code, and a plain function's version depends
+        only on its code, its module's globals (the helpers it calls, as they are now) and
+        its spec, so each distinct one is hashed once; the map itself is built in C.
         """
         versions = self.versions
-        found = versions.get(name)
-        if found is None:
-            plan = self.plan
-            by_key: dict[Any, str] = {}
-            for task, key in _code_keys(plan).items():
-                if task not in versions:
-                    if key is None:
-                        versions[task] = task_version(plan.specs[task], plan.funcs[task])
-                        continue
-                    version = by_key.get(key)
-                    if version is None:
-                        version = by_key[key] = task_version(plan.specs[task], plan.funcs[task])
-                    versions[task] = version
-            found = versions[name]
-        return found
+        plan = self.plan
+        if len(versions) < len(plan.names):
+            names, keys, first = _code_keys(plan)
+            by_key = {key: task_version(plan.specs[task], plan.funcs[task]) for key, task in first}
+            versions.update(zip(names, map(by_key.__getitem__, keys), strict=True))
+        return versions
 
 
-_plan_keys: dict[int, tuple[Plan, dict[str, Any]]] = {}
+_plan_keys: dict[int, tuple[Plan, tuple[list[str], list[Any], list[tuple[Any, str]]]]] = {}
 
 
-def _code_keys(plan: Plan) -> dict[str, Any]:
-    """Task -> what its version depends on besides the helpers' current code (None: unknown).
+def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
+    """``(names, keys, firsts)``: the tasks, what each one's version depends on besides the
+    helpers' current code (a task of its own when unknown), and ``(key, first task)`` per
+    distinct key.
 
     Kept for the last few plans: a flow's plan is reused by its runs until the flow changes.
     """
     found = _plan_keys.get(id(plan))
     if found is not None and found[0] is plan:
         return found[1]
-    keys: dict[str, Any] = {}
-    for name in plan.names:
+    names = list(plan.names)
+    keys: list[Any] = []
+    firsts: dict[Any, str] = {}
+    for name in names:
         spec, fn = plan.specs[name], plan.funcs[name]
         if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
-            keys[name] = (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
-                          spec.allow_partial)  # fmt: skip
+            key: Any = (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
+                        spec.allow_partial)  # fmt: skip
         else:
-            keys[name] = None
+            key = ("task", name)
+        keys.append(key)
+        firsts.setdefault(key, name)
     if len(_plan_keys) >= 8:
         _plan_keys.pop(next(iter(_plan_keys), 0), None)
-    _plan_keys[id(plan)] = (plan, keys)
-    return keys
+    result = (names, keys, list(firsts.items()))
+    _plan_keys[id(plan)] = (plan, result)
+    return result
 
 
 class Recorder:
@@ -101,6 +104,9 @@ class Recorder:
         self.run_id = context.run_id
         self._put = store.submit
         store.submit(context)
+        wake = getattr(store, "wake", None)
+        if wake is not None:
+            wake()  # the writer looks at the queue now, then every interval during the run
 
     def __call__(self, event: Event) -> None:
         self._put(event)

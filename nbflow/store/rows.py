@@ -8,13 +8,15 @@ statements applied in one transaction, in order.
 The common events (queued, started, succeeded: three per task) cost almost no Python. The
 writer drops them into one list per event class (:attr:`Projector.hot`); :meth:`Projector.cut`
 then turns each list into one JSON array with C-level ``map``/``zip`` and one ``json``
-encode, and SQL does the rest from that array: the event-log segment is the array itself,
-and the attempt rows are derived from it by ``INSERT ... SELECT FROM json_each(?)`` (in
-SQLite's C code, which runs without the GIL, beside the event loop). Python only computes,
-per succeeded task, its result's keys: the digest of its pickle, version and inputs hash.
+encode: the event-log segment. Nothing is written per attempt: the ``attempts`` view derives
+attempts from the event log when read (one GROUP BY over the segments), and the keys of the
+results (version, inputs hash, cache key, digest) go in bulk too: a result None of a task that
+receives nothing (the common case of a no-op task) needs no row at all, only the version noted
+on its segment; other results are one JSON array per batch (``result_segments``), and those
+with a cache key also a row of the indexed ``cache_entries``.
 
-Rare events (retries, failures, cancellations, run start and end) are projected one by one;
-one that changes attempt rows first cuts the lists, so statements keep the events' order.
+Rare events (retries, failures, cancellations, run start and end) are projected one by one
+into a segment of their own per batch.
 
 Results are pickled here, off the event loop. A result's digest (SHA-256 of its pickle) is
 also what its dependants' inputs hash is made of, so each result is pickled once.
@@ -30,7 +32,6 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, compress
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
@@ -71,15 +72,15 @@ class ResultRow(NamedTuple):
     created: float
 
 
-#: Columns of an attempt row, in order. The closing attempt of a task that succeeded (or
-#: was served from a resumed run or the cache) also carries its result's keys and digest.
+#: Columns of the ``attempts`` view, in order. The closing attempt of a task that succeeded
+#: (or was served from a resumed run or the cache) also carries its result's keys and digest.
 ATTEMPT_COLUMNS = (
     "run_id", "task", "element", "attempt", "state", "started", "ended", "worker", "error",
     "traceback", "task_version", "inputs_hash", "cache_key", "digest", "size",
 )  # fmt: skip
 RUN_COLUMNS = (
     "run_id", "flow", "version", "variables", "status", "started", "ended", "error",
-    "parent_run", "resumed_from", "host", "pid",
+    "parent_run", "resumed_from", "host", "pid", "t0",
 )  # fmt: skip
 EVENT_COLUMNS = ("run_id", "seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
@@ -105,63 +106,38 @@ _INSERT_VERSION = (
 )
 _UPSERT_RUN = (
     "INSERT INTO runs (run_id, flow, version, variables, status, started, ended, error, "
-    "parent_run, resumed_from, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "parent_run, resumed_from, host, pid, t0) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, started = excluded.started, "
-    "ended = excluded.ended, error = excluded.error, parent_run = excluded.parent_run"
+    "ended = excluded.ended, error = excluded.error, parent_run = excluded.parent_run, "
+    "t0 = excluded.t0"
 )
 _STATUS = "UPDATE runs SET status = ?2 WHERE run_id = ?1 AND status = 'running'"
 _SEGMENT = (
-    "INSERT INTO event_segments (run_id, first_seq, last_seq, kind, events) VALUES (?,?,?,?,?)"
+    "INSERT INTO event_segments (run_id, first_seq, last_seq, kind, events, result_version) "
+    "VALUES (?,?,?,?,?,?)"
+)
+_RESULT_SEGMENT = "INSERT INTO result_segments (run_id, kind, created, rows) VALUES (?,?,?,?)"
+_CACHE_ENTRY = (
+    "INSERT INTO cache_entries (cache_key, created, run_id, task, task_version, inputs_hash, "
+    "digest, size) VALUES (?,?,?,?,?,?,?,?)"
 )
 
 
-def _at(i: int) -> str:
-    return f"json_extract(value, '$[{i}]')"
+def _at(i: int, value: str = "value") -> str:
+    return f"json_extract({value}, '$[{i}]')"
 
 
 #: Hot event rows in the log (JSON arrays; ``t`` in integer nanoseconds of the run clock):
 #: TaskQueued [seq, t, task]; TaskStarted [seq, t, task, attempt, worker, element, size];
-#: TaskSucceeded [seq, t, task, attempt, element, cached, worker, began].
-#: Attempt rows as the writer binds them: (task, element, attempt, state, started, ended,
-#: worker, task_version, inputs_hash, cache_key, digest, size); the run is ``?1``.
-_ATTEMPT_VALUES = "(?1," + ",".join("?" * 7) + ",NULL,NULL," + ",".join("?" * 5) + ")"
-_ROWS_PER_STATEMENT = 200
-_statements: dict[int, str] = {}
-_NO_KEYS = (None, None, None, None, None)
-
-
-def _insert_attempts(run_id: str, rows: list[tuple[Any, ...]], batch: Batch) -> None:
-    """Statements inserting ``rows`` (attempt rows of ``run_id``), up to 200 rows each.
-
-    One statement with many ``VALUES`` rows binds them in C and steps once; ``executemany``
-    would step once per row, releasing and re-taking the GIL each time, and each re-take
-    waits for the busy event loop to let go of it.
-    """
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        part = rows[start : start + _ROWS_PER_STATEMENT]
-        sql = _statements.get(len(part))
-        if sql is None:
-            sql = _statements[len(part)] = "INSERT OR REPLACE INTO attempts VALUES " + ",".join(
-                [_ATTEMPT_VALUES] * len(part)
-            )
-        batch.ops.append((sql, (run_id, *chain.from_iterable(part))))
-
-
-_OPEN = "run_id = ?1 AND task = ?2 AND element = ?3 AND state = 'running'"
-#: Close the open attempt of (run, task, element): state, ended, worker, error, traceback.
-_CLOSE = (
-    "UPDATE attempts SET state = ?4, ended = ?5, worker = coalesce(?6, worker), "
-    f"error = coalesce(?7, error), traceback = coalesce(?8, traceback) WHERE {_OPEN}"
-)
-#: A failure with no open attempt (a condition or an input failed before any attempt).
-_FAILED_UNSTARTED = (
-    "INSERT OR REPLACE INTO attempts (run_id, task, element, attempt, state, started, ended, "
-    "worker, error, traceback) SELECT ?1, ?2, ?3, ?4, 'failed', ?5, ?5, ?6, ?7, ?8 "
-    f"WHERE NOT EXISTS (SELECT 1 FROM attempts WHERE {_OPEN})"
-)
-_CLOSE_RUN = (
-    "UPDATE attempts SET state = 'cancelled', ended = ?2 WHERE run_id = ?1 AND state = 'running'"
-)
+#: TaskSucceeded [seq, t, task, attempt, element, cached, worker, began]. Rows of the other
+#: events (kind ``*``): [seq, kind, t (seconds), task, attempt, element, worker, payload
+#: (JSON text or null), traceback (TaskFailed)].
+#:
+#: Result rows (``result_segments.rows``), one per task that succeeded as a whole: kind
+#: ``none`` [task, attempt, version] (a result None, stored, inputs hash of no inputs, no
+#: cache key); kind ``rows`` [task, attempt, version, inputs_hash, cache_key, digest, size,
+#: created] (``digest`` None: not stored).
+_NONE_SIZE = len(NONE_BLOB)
 
 
 def _view_part(kind: str, columns: list[str]) -> str:
@@ -196,6 +172,141 @@ EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
         ),
     ]
 )  # fmt: skip
+
+#: Columns of the ``task_results`` view (and of :class:`ResultRow`).
+RESULT_COLUMNS = (
+    "run_id", "task", "task_version", "inputs_hash", "cache_key", "digest", "size", "created",
+)  # fmt: skip
+
+#: The ``task_results`` view: one row per task of a run that succeeded as a whole (or was
+#: served from a resumed run or the cache): its version, inputs hash, cache key, result
+#: digest (None: not stored) and size. Runs of schema 3 and older: their attempt rows.
+RESULTS_VIEW = (
+    "CREATE VIEW task_results AS "
+    f"SELECT s.run_id AS run_id, {_at(0)} AS task, {_at(2)} AS task_version, "
+    f"{_at(3)} AS inputs_hash, {_at(4)} AS cache_key, {_at(5)} AS digest, {_at(6)} AS size, "
+    f"{_at(7)} AS created FROM result_segments s, json_each(s.rows) WHERE s.kind = 'rows' "
+    f"UNION ALL SELECT s.run_id, {_at(0)}, {_at(2)}, '{EMPTY_INPUTS}', NULL, '{NONE_DIGEST}', "
+    f"{_NONE_SIZE}, s.created FROM result_segments s, json_each(s.rows) WHERE s.kind = 'none' "
+    f"UNION ALL SELECT s.run_id, {_at(2)}, s.result_version, '{EMPTY_INPUTS}', NULL, "
+    f"'{NONE_DIGEST}', {_NONE_SIZE}, (SELECT t0 FROM runs r WHERE r.run_id = s.run_id) + "
+    f"{_at(1)} / 1e9 FROM event_segments s, json_each(s.events) "
+    "WHERE s.kind = 'TaskSucceeded' AND s.result_version IS NOT NULL "
+    "UNION ALL SELECT run_id, task, task_version, inputs_hash, cache_key, digest, size, ended "
+    "FROM attempt_rows WHERE element = -1 AND task_version IS NOT NULL"
+)
+
+# The attempts of a run, derived from its event log and result rows. Each source row is a
+# mark of one attempt (run, task, element, attempt): its start (0), its end (1: succeeded,
+# cached, failed, retried, cancelled) or its result's keys (2); one GROUP BY folds them.
+_MARK = (
+    "run_id, task, element, attempt, mark, t, state, worker, error, traceback, orphan, "
+    "task_version, inputs_hash, cache_key, digest, size"
+)
+_NO_RESULT = "NULL, NULL, NULL, NULL, NULL"
+_IF_VERSION = ", ".join(
+    f"CASE WHEN s.result_version IS NOT NULL THEN {value} END"
+    for value in (f"'{EMPTY_INPUTS}'", "NULL", f"'{NONE_DIGEST}'", str(_NONE_SIZE))
+)
+_MARKS = " UNION ALL ".join(
+    [
+        "SELECT "
+        + ", ".join(
+            f"{expr} AS {name}"
+            for expr, name in zip(
+                [
+                    "s.run_id",
+                    _at(2),
+                    f"coalesce({_at(5)}, -1)",
+                    _at(3),
+                    "0",
+                    f"{_at(1)} / 1e9",
+                    "NULL",
+                    _at(4),
+                    "NULL",
+                    "NULL",
+                    "0",
+                    *["NULL"] * 5,
+                ],
+                _MARK.split(", "),
+                strict=True,
+            )
+        )
+        + " FROM event_segments s, json_each(s.events) WHERE s.kind = 'TaskStarted'",
+        f"SELECT s.run_id, {_at(2)}, coalesce({_at(4)}, -1), {_at(3)}, 1, {_at(1)} / 1e9, "
+        f"CASE WHEN {_at(4)} IS NULL AND {_at(5)} THEN 'cached' ELSE 'succeeded' END, "
+        f"{_at(6)}, NULL, NULL, {_at(4)} IS NULL, s.result_version, {_IF_VERSION} "
+        "FROM event_segments s, json_each(s.events) WHERE s.kind = 'TaskSucceeded'",
+        f"SELECT s.run_id, {_at(3)}, coalesce({_at(5)}, -1), {_at(4)}, 1, {_at(2)}, "
+        f"CASE {_at(1)} WHEN 'TaskCancelled' THEN 'cancelled' ELSE 'failed' END, {_at(6)}, "
+        f"json_extract({_at(7)}, '$.error'), {_at(8)}, {_at(1)} = 'TaskFailed', {_NO_RESULT} "
+        "FROM event_segments s, json_each(s.events) WHERE s.kind = '*' "
+        f"AND {_at(1)} IN ('TaskRetrying', 'TaskFailed', 'TaskCancelled')",
+        f"SELECT s.run_id, {_at(0)}, -1, {_at(1)}, 2, NULL, NULL, NULL, NULL, NULL, 0, {_at(2)}, "
+        f"{_at(3)}, {_at(4)}, {_at(5)}, {_at(6)} FROM result_segments s, json_each(s.rows) "
+        "WHERE s.kind = 'rows'",
+        f"SELECT s.run_id, {_at(0)}, -1, {_at(1)}, 2, NULL, NULL, NULL, NULL, NULL, 0, {_at(2)}, "
+        f"'{EMPTY_INPUTS}', NULL, '{NONE_DIGEST}', {_NONE_SIZE} "
+        "FROM result_segments s, json_each(s.rows) WHERE s.kind = 'none'",
+    ]
+)
+_FOLDED = (
+    "SELECT run_id, task, element, attempt, max(CASE WHEN mark = 0 THEN t END) AS started, "
+    "max(CASE WHEN mark = 1 THEN t END) AS ended, max(CASE WHEN mark = 1 THEN state END) "
+    "AS state, coalesce(max(CASE WHEN mark = 1 THEN worker END), max(CASE WHEN mark = 0 "
+    "THEN worker END)) AS worker, max(error) AS error, max(traceback) AS traceback, "
+    "max(orphan) AS orphan, max(task_version) AS task_version, max(inputs_hash) AS "
+    "inputs_hash, max(cache_key) AS cache_key, max(digest) AS digest, max(size) AS size "
+    f"FROM ({_MARKS}) GROUP BY run_id, task, element, attempt"
+)
+_OPEN_RUN = "r.status IN ('pending', 'running')"
+
+#: The ``attempts`` view: one row per attempt of each task (``element`` -1: the task as a
+#: whole), with the columns of schema 3's table; the attempt that ends a task successfully
+#: also has its result's keys. Attempts that have not ended are ``running`` while their run
+#: is, ``cancelled`` (at the run's end) once it is not. Runs of schema 3 and older: their
+#: attempt rows.
+ATTEMPTS_VIEW = (
+    "CREATE VIEW attempts AS SELECT * FROM attempt_rows UNION ALL "
+    "SELECT a.run_id AS run_id, a.task AS task, a.element AS element, a.attempt AS attempt, "
+    f"coalesce(a.state, CASE WHEN {_OPEN_RUN} THEN 'running' ELSE 'cancelled' END) AS state, "
+    "r.t0 + coalesce(a.started, a.ended) AS started, CASE WHEN a.state IS NOT NULL THEN "
+    f"r.t0 + a.ended WHEN {_OPEN_RUN} THEN NULL ELSE r.ended END AS ended, "
+    "a.worker AS worker, a.error AS error, a.traceback AS traceback, "
+    "a.task_version AS task_version, a.inputs_hash AS inputs_hash, a.cache_key AS cache_key, "
+    f"a.digest AS digest, a.size AS size FROM ({_FOLDED}) a JOIN runs r "
+    "ON r.run_id = a.run_id WHERE r.t0 IS NOT NULL AND (a.started IS NOT NULL OR a.orphan)"
+)
+
+#: The attempts of one run (``:run``), as the view has them: the same query with the run
+#: filtered in every source (SQLite does not push the filter through the view's GROUP BY).
+ATTEMPTS_OF_RUN = (
+    ATTEMPTS_VIEW.removeprefix("CREATE VIEW attempts AS ")
+    .replace("FROM attempt_rows", "FROM attempt_rows WHERE run_id = :run")
+    .replace("WHERE s.kind", "WHERE s.run_id = :run AND s.kind")
+    .replace("ON r.run_id = a.run_id WHERE", "ON r.run_id = a.run_id WHERE r.run_id = :run AND")
+)
+
+#: Schema 4: attempts and results are derived from the event log when read (see above).
+SCHEMA_4 = (
+    "ALTER TABLE attempts RENAME TO attempt_rows",
+    "ALTER TABLE runs ADD COLUMN t0 REAL",
+    "ALTER TABLE event_segments ADD COLUMN result_version TEXT",
+    """CREATE TABLE result_segments (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, created REAL NOT NULL,
+        rows TEXT NOT NULL)""",
+    "CREATE INDEX result_segments_by_run ON result_segments (run_id)",
+    """CREATE TABLE cache_entries (
+        cache_key TEXT NOT NULL, created REAL NOT NULL, run_id TEXT NOT NULL,
+        task TEXT NOT NULL, task_version TEXT, inputs_hash TEXT, digest TEXT NOT NULL,
+        size INTEGER)""",
+    "CREATE INDEX cache_entries_by_key ON cache_entries (cache_key, created)",
+    "INSERT INTO cache_entries SELECT cache_key, ended, run_id, task, task_version, "
+    "inputs_hash, digest, size FROM attempt_rows WHERE element = -1 AND cache_key IS NOT NULL "
+    "AND task_version IS NOT NULL AND digest IS NOT NULL",
+    RESULTS_VIEW,
+    ATTEMPTS_VIEW,
+)
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=repr).encode
 _ENCODE_ROWS = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=repr).encode
@@ -243,7 +354,7 @@ def describe_version(spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]]) ->
 # -- event rows ------------------------------------------------------------------------------
 
 #: Event fields with a column of their own in the event log (``result`` is in ``blobs``,
-#: ``traceback`` in ``attempts``); every other field goes to the JSON ``payload``.
+#: ``traceback`` is the last item of the row); every other field goes to the JSON ``payload``.
 _COLUMN_FIELDS = frozenset(
     {"run_id", "seq", "t", "task", "attempt", "element", "worker", "result", "traceback"}
 )
@@ -286,6 +397,13 @@ def _row_builder(cls: type) -> Callable[[Any], tuple[Any, ...]]:
     ]
     get_task, get_attempt, get_element, get_worker = getters
     encode = _encoder(cls)
+    if "traceback" in fields:  # kept in the log: the attempts view reads it from there
+
+        def build_with_traceback(e: Any) -> tuple[Any, ...]:
+            return (e.seq, kind, e.t, get_task(e), get_attempt(e), get_element(e),
+                    get_worker(e), encode(e), e.traceback or None)  # fmt: skip
+
+        return build_with_traceback
 
     def build(e: Any) -> tuple[Any, ...]:
         return (e.seq, kind, e.t, get_task(e), get_attempt(e), get_element(e), get_worker(e),
@@ -306,6 +424,9 @@ _ATTEMPT = operator.attrgetter("attempt")
 _ELEMENT = operator.attrgetter("element")
 _WORKER = operator.attrgetter("worker")
 _NS = (1e9).__mul__
+_SIZE = operator.attrgetter("size")
+_CACHED = operator.attrgetter("cached")
+_BEGAN = operator.attrgetter("began")
 
 
 def _times(events: list[Any]) -> Any:
@@ -317,19 +438,35 @@ def _queued_rows(events: list[Any]) -> Any:
 
 
 def _started_rows(events: list[Any]) -> Any:
-    size = operator.attrgetter("size")
+    n = len(events)
+    elements = list(map(_ELEMENT, events))
+    sizes = list(map(_SIZE, events))
+    if elements.count(None) == n and sizes.count(None) == n:  # trailing nulls left out
+        return zip(
+            map(_SEQ, events), _times(events), map(_TASK, events), map(_ATTEMPT, events),
+            map(_WORKER, events), strict=True,
+        )  # fmt: skip
     return zip(
         map(_SEQ, events), _times(events), map(_TASK, events), map(_ATTEMPT, events),
-        map(_WORKER, events), map(_ELEMENT, events), map(size, events), strict=True,
+        map(_WORKER, events), elements, sizes, strict=True,
     )  # fmt: skip
 
 
 def _succeeded_rows(events: list[Any]) -> Any:
-    cached, began = operator.attrgetter("cached"), operator.attrgetter("began")
+    n = len(events)
+    elements, cached = list(map(_ELEMENT, events)), list(map(_CACHED, events))
+    workers, began = list(map(_WORKER, events)), list(map(_BEGAN, events))
+    if (
+        elements.count(None) == n
+        and cached.count(False) == n
+        and workers.count(None) == n
+        and began.count(None) == n
+    ):  # trailing nulls left out
+        return zip(map(_SEQ, events), _times(events), map(_TASK, events), map(_ATTEMPT, events),
+                   strict=True)  # fmt: skip
     return zip(
-        map(_SEQ, events), _times(events), map(_TASK, events), map(_ATTEMPT, events),
-        map(_ELEMENT, events), map(cached, events), map(_WORKER, events), map(began, events),
-        strict=True,
+        map(_SEQ, events), _times(events), map(_TASK, events), map(_ATTEMPT, events), elements,
+        cached, workers, began, strict=True,
     )  # fmt: skip
 
 
@@ -339,7 +476,7 @@ _HOT: dict[type, Callable[[list[Any]], Any]] = {
     ev.TaskStarted: _started_rows,
     ev.TaskSucceeded: _succeeded_rows,
 }
-_KEY = operator.attrgetter("task", "element", "attempt")
+_RESULT = operator.attrgetter("result")
 
 
 @dataclass(slots=True)
@@ -349,8 +486,6 @@ class _Track:
     context: RunContext
     row: list[Any]
     wall: float = 0.0
-    #: (task, element, attempt) -> TaskStarted of the attempts that have not ended.
-    open: dict[tuple[str, int | None, int], Any] = field(default_factory=dict)
     digests: dict[str, str | None] = field(default_factory=dict)
     var_digests: dict[str, str] = field(default_factory=dict)
     #: generic event-log rows of the rare events, written as one segment per batch.
@@ -359,6 +494,39 @@ class _Track:
     keys: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
     #: task -> (version, inputs hash, cache key, digest) of a result loaded by a lookup.
     refs: dict[str, tuple[str, str | None, str | None, str]] = field(default_factory=dict)
+    #: tasks whose result None needs no Python (see :meth:`Projector._results`).
+    plain: frozenset[str] | None = None
+
+
+_plain_cache: dict[int, tuple[Any, Any, frozenset[str]]] = {}
+
+
+def _plain_tasks(context: RunContext) -> frozenset[str]:
+    """Tasks of the run that receive nothing, are persisted, kept local and not cached: a
+    result None of theirs has the empty inputs hash, no cache key and the digest of None.
+
+    Kept for the last few plans (with the run variables' names and the local tasks).
+    """
+    plan, local, variables = context.plan, context.local, context.variables
+    marker = (frozenset(variables), local)
+    found = _plain_cache.get(id(plan))
+    if found is not None and found[0] is plan and found[1] == marker:
+        return found[2]
+    specs = plan.specs
+    plain = frozenset(
+        name
+        for name, params in plan.free_params.items()
+        if not plan.data_params[name]
+        and not (params and any(p.name in variables for p in params))
+        and specs[name].persist is not False
+        and not specs[name].cache
+        and specs[name].cache_key is None
+        and (local is None or name in local)
+    )
+    if len(_plain_cache) >= 8:
+        _plain_cache.pop(next(iter(_plain_cache), 0), None)
+    _plain_cache[id(plan)] = (plan, marker, plain)
+    return plain
 
 
 class Projector:
@@ -366,6 +534,10 @@ class Projector:
 
     The writer appends events of the hot classes to the lists of :attr:`hot` itself, and
     passes every other item to :meth:`apply`; :meth:`cut` (before a commit) projects the lists.
+
+    Nothing is written per attempt: the ``attempts`` view derives attempts from the event
+    log, and the results' keys (version, inputs hash, cache key, digest) are written in bulk,
+    one JSON array per batch (see :data:`RESULTS_VIEW`).
 
     Args:
         max_result_bytes: a pickled result larger than this is not stored (with a warning).
@@ -382,12 +554,14 @@ class Projector:
         self._handlers: dict[type, Callable[[_Track, Any, Batch], None] | None] = {
             ev.RunStarted: self._run_started,
             ev.RunFinished: self._run_finished,
-            ev.TaskRetrying: self._task_retrying,
-            ev.TaskFailed: self._task_failed,
-            ev.TaskCancelled: self._task_cancelled,
         }
         #: event class -> (row builder, handler or None), filled on first sight.
         self._kinds: dict[type, tuple[Callable[[Any], tuple[Any, ...]], Any]] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether a run is going on (its context arrived, its end did not)."""
+        return bool(self._runs)
 
     def warn(self, run_id: str, message: str) -> None:
         """Keep ``message`` for the recorder of ``run_id`` to re-issue as a warning."""
@@ -412,7 +586,6 @@ class Projector:
             build, handler = kind
             track.rare.append(build(item))
             if handler is not None:
-                self.cut(batch)  # keep the order of attempt statements
                 handler(track, item, batch)
         elif isinstance(item, RunContext):
             self._context(item, batch)
@@ -463,38 +636,33 @@ class Projector:
                 track.rare = []
         self._finished.clear()
 
-    def _segment(self, run_id: str, kind: str, rows: list[Any], batch: Batch) -> None:
-        batch.ops.append((_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows))))
+    def _segment(
+        self, run_id: str, kind: str, rows: list[Any], batch: Batch, version: str | None = None
+    ) -> None:
+        batch.ops.append(
+            (_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows), version))
+        )
 
     def _project_hot(self, run_id: str, lists: list[list[Any]], batch: Batch) -> None:
-        """Log segments and attempt rows of one run's hot events (queued, started, succeeded)."""
+        """Log segments and result rows of one run's hot events (queued, started, succeeded)."""
         track = self._runs.get(run_id)
         if track is None:
             return  # a run this store has no context for
-        for cls, events in zip(_HOT, lists, strict=True):
-            if events:
-                self._segment(run_id, cls.__name__, list(_HOT[cls](events)), batch)
-        _, started, succeeded = lists
-        opened = track.open
+        queued, started, succeeded = lists
+        if queued:
+            self._segment(run_id, "TaskQueued", list(_queued_rows(queued)), batch)
         if started:
-            keys = list(map(_KEY, started))
-            opened.update(zip(keys, started, strict=True))
-        rows = self._succeeded(track, succeeded, batch) if succeeded else []
-        if started:  # attempts still running: a row each, replaced when they end
-            wall = track.wall
-            rows.extend(
-                (e.task, NO_ELEMENT if e.element is None else e.element, e.attempt, "running",
-                 wall + e.t, None, e.worker, *_NO_KEYS)
-                for e in compress(started, map(opened.__contains__, keys))
-            )  # fmt: skip
-        if rows:
-            _insert_attempts(run_id, rows, batch)
+            self._segment(run_id, "TaskStarted", list(_started_rows(started)), batch)
+        if succeeded:
+            version = self._results(track, succeeded, batch)
+            rows = list(_succeeded_rows(succeeded))
+            self._segment(run_id, "TaskSucceeded", rows, batch, version)
 
     def _context(self, context: RunContext, batch: Batch) -> None:
         plan = context.plan
         row = [
             context.run_id, plan.flow_name, plan.flow_version, safe_json(context.variables),
-            "pending", None, None, None, None, context.resumed_from, HOST, os.getpid(),
+            "pending", None, None, None, None, context.resumed_from, HOST, os.getpid(), None,
         ]  # fmt: skip
         self._runs[context.run_id] = _Track(context, row)
         key = (plan.flow_name, plan.flow_version)
@@ -515,75 +683,85 @@ class Projector:
     def _run_started(self, track: _Track, e: ev.RunStarted, batch: Batch) -> None:
         track.wall = e.wall_start - e.t
         row = track.row
-        row[4], row[5], row[8] = "running", e.wall_start, e.parent_run
+        row[4], row[5], row[8], row[12] = "running", e.wall_start, e.parent_run, track.wall
         batch.ops.append((_INSERT_FLOW, (e.flow, e.wall_start)))
         batch.ops.append((_UPSERT_RUN, tuple(row)))
 
     def _run_finished(self, track: _Track, e: ev.RunFinished, batch: Batch) -> None:
+        self.cut(batch)  # the run's hot events still need its track
         row = track.row
         row[4], row[6], row[7] = e.status, track.wall + e.t, e.error
         batch.ops.append((_UPSERT_RUN, tuple(row)))
-        batch.ops.append((_CLOSE_RUN, (e.run_id, track.wall + e.t)))  # attempts a stop left open
         del self._runs[e.run_id]
         self._finished.append((e.run_id, track))
 
-    def _close(
-        self, track: _Track, e: Any, state: str, batch: Batch, error: str | None = None,
-        traceback: str | None = None,
-    ) -> None:  # fmt: skip
-        track.open.pop((e.task, e.element, e.attempt), None)
-        element = NO_ELEMENT if e.element is None else e.element
-        params = (e.run_id, e.task, element, state, track.wall + e.t, getattr(e, "worker", None),
-                  error, traceback)  # fmt: skip
-        batch.ops.append((_CLOSE, params))
-
-    def _task_retrying(self, track: _Track, e: ev.TaskRetrying, batch: Batch) -> None:
-        self._close(track, e, "failed", batch, _error_text(e.error))
-
-    def _task_failed(self, track: _Track, e: ev.TaskFailed, batch: Batch) -> None:
-        element = NO_ELEMENT if e.element is None else e.element
-        error, traceback = _error_text(e.error), e.traceback or None
-        batch.ops.append(
-            (
-                _FAILED_UNSTARTED,
-                (e.run_id, e.task, element, e.attempt, track.wall + e.t, e.worker, error,
-                 traceback),
-            )
-        )  # fmt: skip
-        self._close(track, e, "failed", batch, error, traceback)
-
-    def _task_cancelled(self, track: _Track, e: ev.TaskCancelled, batch: Batch) -> None:
-        self._close(track, e, "cancelled", batch)
-
     # -- results -----------------------------------------------------------------------------
 
-    def _succeeded(self, track: _Track, events: list[Any], batch: Batch) -> list[tuple[Any, ...]]:
-        """Final attempt rows of ``events`` (TaskSucceeded), with the results' keys."""
-        rows: list[tuple[Any, ...]] = []
-        append, pop, refs, wall = rows.append, track.open.pop, track.refs, track.wall
-        for e in events:
-            name, element = e.task, e.element
-            start = pop((name, element, e.attempt), None)
-            ended = wall + e.t
-            worker = e.worker
-            if start is not None:
-                started = wall + start.t
-                if worker is None:
-                    worker = start.worker
-            elif element is None:
-                started = ended  # a cached result: no attempt ran
-            else:
-                continue
-            if element is not None:
-                append((name, element, e.attempt, "succeeded", started, ended, worker, *_NO_KEYS))
-            elif e.cached:
-                ref = refs.pop(name, None)
-                append((name, NO_ELEMENT, e.attempt, "cached", started, ended, worker,
-                        *(ref if ref is not None else _NO_KEYS[:4]), None))  # fmt: skip
-            else:
-                append((name, NO_ELEMENT, e.attempt, "succeeded", started, ended, worker,
-                        *self._result(track, name, e.result, batch)))  # fmt: skip
-        return rows
+    def _results(self, track: _Track, events: list[Any], batch: Batch) -> str | None:
+        """Result rows of ``events`` (TaskSucceeded): one JSON array per kind per batch.
+
+        The common case costs no Python per event: tasks of :func:`_plain_tasks` that
+        returned None as a whole, not from the cache (a kind ``none`` row each, made in C).
+        When all of ``events`` are such tasks of one version, no row is written at all: the
+        version is returned, to be noted on the events' log segment (``result_version``).
+        """
+        n = len(events)
+        tasks = list(map(_TASK, events))
+        plain = track.plain
+        if plain is None:
+            plain = track.plain = _plain_tasks(track.context)
+        if (
+            operator.countOf(map(_RESULT, events), None) == n
+            and operator.countOf(map(_ELEMENT, events), None) == n
+            and operator.countOf(map(_CACHED, events), False) == n
+            and all(map(plain.__contains__, tasks))
+        ):
+            fast: list[Any] = events
+            slow: list[Any] = []
+        else:
+            fast, slow = [], []
+            for e in events:
+                if (e.result is None and e.element is None and not e.cached
+                        and e.task in plain):  # fmt: skip
+                    fast.append(e)
+                elif e.element is None:  # fan-out elements have no result of their own
+                    slow.append(e)
+            tasks = list(map(_TASK, fast))
+        run_id = track.context.run_id
+        if fast:
+            versions = track.context.all_versions()
+            if track.keys:
+                for name in tasks:
+                    track.keys.pop(name, None)
+            batch.blobs[NONE_DIGEST] = NONE_BLOB
+            of_tasks = list(map(versions.__getitem__, tasks))
+            if not slow and of_tasks.count(of_tasks[0]) == len(of_tasks):
+                return of_tasks[0]
+            rows: Any = list(zip(tasks, map(_ATTEMPT, fast), of_tasks, strict=True))
+            batch.ops.append((_RESULT_SEGMENT, (run_id, "none", time.time(), _ENCODE_ROWS(rows))))
+        if slow:
+            now = time.time()
+            rows = []
+            entries = []
+            for e in slow:
+                name = e.task
+                ended = track.wall + e.t
+                if e.cached:
+                    ref = track.refs.pop(name, None)
+                    if ref is None:
+                        continue  # served by a hook this store did not hear of
+                    version, inputs, key, digest = ref
+                    size = None
+                else:
+                    version, inputs, key, digest, size = self._result(track, name, e.result, batch)
+                rows.append((name, e.attempt, version, inputs, key, digest, size, ended))
+                if key is not None and digest is not None:
+                    entries.append((key, ended, run_id, name, version, inputs, digest, size))
+            if rows:
+                batch.ops.append((_RESULT_SEGMENT, (run_id, "rows", now, _ENCODE_ROWS(rows))))
+            if entries:
+                batch.ops.append((_CACHE_ENTRY, entries))
+        return None
 
     def _result(self, track: _Track, name: str, result: Any, batch: Batch) -> tuple[Any, ...]:
         """``(task_version, inputs_hash, cache_key, digest, size)`` of a task's result."""

@@ -7,10 +7,15 @@ Layout (``schema_version`` holds the version; :data:`MIGRATIONS` brings older fi
 - ``runs(run_id, flow, version, variables, status, started, ended, error, parent_run,
   resumed_from, host, pid)``;
 - ``attempts(run_id, task, element, attempt, state, started, ended, worker, error,
-  traceback, task_version, inputs_hash, cache_key, digest, size)``: one row per attempt
-  (``element`` -1 for the task as a whole). The attempt that ends a task successfully (or
-  serves it from a resumed run or the cache: state ``cached``) also holds the task's result:
-  its version and inputs hash (resume), cache key (cache) and the digest of its pickle;
+  traceback, task_version, inputs_hash, cache_key, digest, size)``: a view, one row per
+  attempt (``element`` -1 for the task as a whole), derived from the event log and the result
+  keys when read (runs of schema 3 and older: their rows in ``attempt_rows``). The attempt
+  that ends a task successfully (or serves it from a resumed run or the cache: state
+  ``cached``) also holds the task's result: its version and inputs hash (resume), cache key
+  (cache) and the digest of its pickle;
+- ``task_results``: a view of those result keys per task, over ``result_segments`` (JSON
+  arrays, one per batch) and the ``result_version`` of ``TaskSucceeded`` segments (results
+  None of tasks with no inputs); ``cache_entries``: the results with a cache key, indexed;
 - ``events(run_id, seq, kind, t, task, attempt, element, worker, payload)``: the ordered
   event log, a view over ``event_segments(run_id, first_seq, last_seq, kind, events)``: a
   few rows per run per commit, each a JSON array of events (``kind`` ``*``: rows of the
@@ -36,10 +41,10 @@ from typing import Any
 
 from ..errors import StoreError
 from .base import BaseStore
-from .rows import EVENTS_VIEW, Batch, ResultRow
+from .rows import ATTEMPTS_OF_RUN, EVENTS_VIEW, RESULT_COLUMNS, SCHEMA_4, Batch, ResultRow
 from .writer import StoreLockedError, Writer, shared_writer
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _EVENT_FIELDS = ("seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
@@ -97,6 +102,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP VIEW events",
         EVENTS_VIEW,
     ),
+    # 4: nothing is written per attempt while a run goes on. ``attempts`` is a view that
+    # derives them from the event log; the results' keys are JSON arrays in
+    # ``result_segments`` (shown by the ``task_results`` view), the cache's entries rows of
+    # ``cache_entries``. Older attempts stay in ``attempt_rows``, shown by both views.
+    SCHEMA_4,
 ]
 
 _FIX = (
@@ -332,7 +342,7 @@ class SQLiteStore(BaseStore):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         with self._read_lock:
             try:
                 if self._reader is None:
@@ -367,15 +377,10 @@ class SQLiteStore(BaseStore):
         """Every attempt of ``run_id`` (element None for the task as a whole)."""
         self.flush()
         rows = self._query(
-            "SELECT * FROM attempts WHERE run_id = ? ORDER BY started, task, element, attempt",
-            (run_id,),
+            f"SELECT * FROM ({ATTEMPTS_OF_RUN}) ORDER BY started, task, element, attempt",
+            {"run": run_id},
         )
         return [{**dict(r), "element": None if r["element"] < 0 else r["element"]} for r in rows]
-
-    _RESULT = (
-        "SELECT run_id, task, task_version, inputs_hash, cache_key, digest, size, ended "
-        "FROM attempts WHERE element = -1 AND task_version IS NOT NULL "
-    )
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The event log of ``run_id`` in order; ``payload`` decoded."""
@@ -387,14 +392,19 @@ class SQLiteStore(BaseStore):
 
     def results(self, run_id: str) -> dict[str, ResultRow]:
         """Task -> :class:`ResultRow` for the tasks of ``run_id`` that succeeded."""
-        rows = self._query(self._RESULT + "AND run_id = ?", (run_id,))
+        rows = self._query(
+            f"SELECT {', '.join(RESULT_COLUMNS)} FROM task_results WHERE run_id = ? "
+            "AND task_version IS NOT NULL",
+            (run_id,),
+        )
         return {r["task"]: ResultRow(*r) for r in rows}
 
     def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
         """The newest stored result with cache key ``key`` (created at or after ``since``)."""
         rows = self._query(
-            self._RESULT + "AND cache_key = ? AND digest IS NOT NULL AND ended >= ? "
-            "ORDER BY ended DESC LIMIT 1",
+            "SELECT run_id, task, task_version, inputs_hash, cache_key, digest, size, created "
+            "FROM cache_entries WHERE cache_key = ? AND created >= ? "
+            "ORDER BY created DESC LIMIT 1",
             (key, since if since is not None else 0.0),
         )
         return ResultRow(*rows[0]) if rows else None

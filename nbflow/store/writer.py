@@ -1,11 +1,12 @@
 """The single batched writer of a store: a queue, one thread, one transaction per batch.
 
-The event loop's whole cost is ``submit(item)``, which is ``SimpleQueue.put``. The writer
-thread sleeps until an item arrives, gathers more for ``interval`` seconds (or until a
-``flush()`` asks it to hurry), then drains the queue: events of the hot classes (queued,
-started, succeeded) go to lists as they are, everything else to the
-:class:`~nbflow.store.rows.Projector`, which turns the lot into SQL statements (a few per
-batch for the hot events: see :mod:`nbflow.store.rows`) written in one transaction.
+The event loop's whole cost is ``submit(item)``, which is ``deque.append`` (C, atomic). The
+writer thread sleeps until woken (a run starts: :meth:`Writer.wake`; a ``flush()``), then
+every ``interval`` seconds while runs are going on takes everything queued at once (in C)
+and drains it: events of the hot classes (queued, started, succeeded) go to lists as they
+are, everything else to the :class:`~nbflow.store.rows.Projector`, which turns the lot into
+SQL statements (a few per batch for the hot events: see :mod:`nbflow.store.rows`) written in
+one transaction. Idle, it looks at the queue once a second only.
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
@@ -22,10 +23,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from itertools import repeat, starmap
 from typing import Any, Protocol
 
 from ..errors import StoreError
@@ -60,6 +62,7 @@ class _Flush:
 
 
 _STOP = object()
+_IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
 
 
 class Writer:
@@ -93,11 +96,11 @@ class Writer:
         self._locked_since: float | None = None  # monotonic time the current lock wait began
         self._open_sink = open_sink
         self._sink: Sink | None = None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.submit: Callable[[Any], None] = self._queue.put  # the loop's only cost per event
+        self.submit: Callable[[Any], None] = self._queue.append  # the loop's only cost per event
         if threaded:
             self._thread = threading.Thread(
                 target=self._run, name=f"nbflow-store-writer:{location}", daemon=True
@@ -118,19 +121,15 @@ class Writer:
         """
         if self._thread is None:
             with self._lock:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-                else:
-                    self._drain(item)
+                if self._queue:
+                    self._drain()
             self._raise_pending()
             return
         if not self._thread.is_alive():
             self._raise_pending()
             return
         marker = _Flush()
-        self._queue.put(marker)
+        self._queue.append(marker)
         self._wake.set()
         if not marker.done.wait(timeout):
             since = self._locked_since
@@ -149,6 +148,11 @@ class Writer:
         if marker.error is not None:
             raise marker.error
 
+    def wake(self) -> None:
+        """Have the writer look at the queue now (a run starts: it then writes every
+        ``interval`` seconds until no run is going on)."""
+        self._wake.set()
+
     def take_warnings(self, run_id: str) -> list[str]:
         """Messages the writer kept for ``run_id`` (call after :meth:`flush`)."""
         return self.projector.warnings.pop(run_id, [])
@@ -166,7 +170,7 @@ class Writer:
         """Write what is pending, stop the thread and close the sink."""
         thread = self._thread
         if thread is not None and thread.is_alive():
-            self._queue.put(_STOP)
+            self._queue.append(_STOP)
             self._wake.set()
             thread.join(timeout)
         elif thread is None and self._sink is not None:
@@ -192,26 +196,33 @@ class Writer:
             self._error = error
         except Exception as error:  # never let the thread die with items waiting
             self._error = StoreError(f"store {self.location}: cannot open: {error}")
+        pending, wake, projector = self._queue, self._wake, self.projector
         while True:
-            item = self._queue.get()
-            if item is not _STOP and type(item) is not _Flush:
-                self._wake.wait(self.interval)  # gather a batch; flush() cuts this short
-            self._wake.clear()
-            if self._drain(item):
+            # While runs go on (or records wait): a batch every interval, or when a flush
+            # asks; idle: a look once a second (a run starting wakes the writer at once).
+            wake.wait(self.interval if projector.active or pending else _IDLE_POLL)
+            wake.clear()  # before taking the queue: a flush after this wakes us again
+            if pending and self._drain():
                 break
         if self._sink is not None:
             self._sink.close()
             self._sink = None
 
-    def _drain(self, item: Any) -> bool:
-        """Write ``item`` and everything queued after it; True when told to stop."""
-        projector = self.projector
-        hot = projector.hot
-        get = self._queue.get_nowait
-        batch, markers, stop, left = Batch(), [], False, self.max_batch
-        while True:
+    def _drain(self) -> bool:
+        """Write everything queued; True when told to stop."""
+        pending = self._queue
+        items = list(starmap(pending.popleft, repeat((), len(pending))))  # all at once, in C
+        stop = False
+        for start in range(0, len(items), self.max_batch):
+            stop = self._write_items(items[start : start + self.max_batch]) or stop
+        return stop
+
+    def _write_items(self, items: list[Any]) -> bool:
+        hot = self.projector.hot.get
+        batch, markers, stop = Batch(), [], False
+        for item in items:
             # The hot path: an event of a hot class only goes to its list (projected in bulk).
-            found = hot.get(type(item))
+            found = hot(type(item))
             if found is not None:
                 found.append(item)
             elif item is _STOP:
@@ -220,15 +231,6 @@ class Writer:
                 markers.append(item)
             else:
                 self._project(item, batch)
-            left -= 1
-            if not left:
-                self._end(batch)
-                self._commit(batch, markers)
-                batch, markers, left = Batch(), [], self.max_batch
-            try:
-                item = get()
-            except queue.Empty:
-                break
         self._end(batch)
         self._commit(batch, markers)
         return stop
