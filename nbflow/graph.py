@@ -60,6 +60,9 @@ class Plan:
     free_params: dict[str, tuple[ParamSpec, ...]]
     gates: dict[str, tuple[Gate, ...]]
     _graph: nx.DiGraph | None = field(default=None, repr=False)
+    #: Tables derived from the plan by its readers (the scheduler's trigger needs...), made
+    #: on first use and kept with it: a flow runs the same plan many times.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def graph(self) -> nx.DiGraph:
