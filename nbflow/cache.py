@@ -1,8 +1,8 @@
 """Resume and result caching: the engine hooks that answer "has this already been done?".
 
-:func:`attach_store` wires a run to its store: a :class:`~nbflow.store.recorder.Recorder`
-subscribed to the run's events, and, when some task can be skipped, a :class:`StoreHooks`
-passed to the engine as ``hooks``. Before running a task the engine awaits
+:func:`attach_store` wires a run to its store: a :class:`~nbflow.store.recorder.Recorder`,
+the engine's ``journal`` of the run's events, and, when some task can be skipped, a
+:class:`StoreHooks` passed to the engine as ``hooks``. Before running a task the engine awaits
 ``hooks.lookup(engine, name, kwargs)``; a ``(result,)`` answer ends the task as ``cached``.
 
 A task is skipped when
@@ -22,7 +22,6 @@ from ``TaskSucceeded`` events; the hooks only decide what need not run.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import pickle
 import socket
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .events import Event, EventBus, RunFinished
 from .store import StateStore, resolve_store
 from .store.keys import StoreWarning, cache_key, inputs_hash, value_digest
 from .store.recorder import Recorder, RunContext
@@ -44,67 +42,17 @@ if TYPE_CHECKING:
     from .store.rows import ResultRow
 
 Resume = str | None
-log = logging.getLogger("nbflow.store")
 
 
 @dataclass(slots=True)
 class Durable:
-    """What :func:`attach_store` gives a run: its store, recorder and engine hooks."""
+    """What :func:`attach_store` gives a run: its store, the recorder (the engine's
+    ``journal``: every event, before subscribers) and the engine's hooks."""
 
     store: StateStore
     recorder: Recorder
     hooks: StoreHooks | None
     resumed_from: str | None
-
-    def bus(self, flow_bus: EventBus) -> EventBus:
-        """The run's bus: the recorder first, then the flow's own subscribers."""
-        return RecordingBus(self.recorder, flow_bus)
-
-
-class RecordingBus(EventBus):
-    """A run's bus: the store's recorder, then the flow's bus, then the run's own subscribers.
-
-    Its subscribers are ``[recorder, flow_bus.publish, *others]``, as a plain bus of those
-    would have them (never empty), but publishing costs one call and a queue put per event
-    while nobody else listens: the recorder's put is inlined, the flow's bus and the others
-    are only called when they have subscribers.
-    """
-
-    __slots__ = ("_flow", "_flow_publish", "_put", "_recorder")
-
-    def __init__(self, recorder: Recorder, flow_bus: EventBus) -> None:
-        self._recorder = recorder
-        self._put = recorder.store.submit
-        self._flow = flow_bus
-        self._flow_publish = flow_bus.publish
-        super().__init__([recorder, self._flow_publish])
-
-    def publish(self, event: Event) -> None:
-        """Record ``event``, then deliver it to the flow's and the run's subscribers."""
-        subscribers = self._subscribers
-        if (
-            len(subscribers) < 2
-            or subscribers[0] is not self._recorder
-            or subscribers[1] is not self._flow_publish
-        ):
-            EventBus.publish(self, event)  # someone rearranged the list: the plain way
-            return
-        self._put(event)
-        if type(event) is RunFinished:
-            try:
-                self._recorder.finish()
-            except Exception:
-                log.exception("nbflow store: could not finish recording run %s", event.run_id)
-        if self._flow._subscribers:
-            self._flow.publish(event)
-        if len(subscribers) > 2:
-            for callback in subscribers[2:]:  # a copy: they may unsubscribe meanwhile
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception(
-                        "nbflow subscriber %r raised on %s; the run goes on", callback, event.kind
-                    )
 
 
 def caches(plan: Plan) -> list[str]:

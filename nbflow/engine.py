@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import logging
 import os
 import threading
 import time
@@ -49,6 +50,7 @@ from .state import HANDLERS as _APPLY
 from .state import RunState
 
 S = TaskState
+log = logging.getLogger("nbflow.engine")
 
 _gc_lock = threading.Lock()
 _gc_depth = 0
@@ -122,6 +124,7 @@ class Engine:
         wall_start: float | None = None,
         parent_run: str | None = None,
         hooks: Any = None,
+        journal: Any = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -141,6 +144,11 @@ class Engine:
         self.wall_start = wall_start
         self.parent_run = parent_run
         self.hooks = hooks  # cache/resume lookups (see nbflow.store); None for none
+        # The store's recorder: ``journal.put(event)`` gets every event before subscribers do
+        # (one C-level queue append per event), ``journal.finish()`` runs after RunFinished is
+        # recorded and before subscribers see it, so they see a run that is on disk.
+        self.journal = journal
+        self._record = journal.put if journal is not None else None
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
@@ -188,8 +196,18 @@ class Engine:
         state = self.state
         state.last_seq, state.last_t = seq, t
         _APPLY[cls](state, event)
+        if self._record is not None:
+            self._record(event)
+            if cls is ev.RunFinished:
+                self._finish_journal()
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
+
+    def _finish_journal(self) -> None:
+        try:
+            self.journal.finish()
+        except Exception:  # the run is over and its state complete: report, never raise
+            log.exception("nbflow: could not finish recording run %s", self.run_id)
 
     def _emit_transition(self, transition: sch.Transition) -> None:
         for name in transition.queued:

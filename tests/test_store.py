@@ -75,6 +75,34 @@ def test_a_run_records_its_run_attempts_and_ordered_events():
     assert retry["payload"]["error"] == "ConnectionError: try again" and retry["attempt"] == 1
 
 
+def test_subscribers_see_run_finished_only_once_the_run_is_on_disk(tmp_path):
+    flow = nf.Flow("on-disk", store=tmp_path / "nbflow.db")
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="b", after=["a"])(lambda: 2)
+    seen: list[tuple[str, int]] = []
+
+    def at_the_end(event):
+        if event.kind == "RunFinished":  # read the store from a subscriber, at once
+            (record,) = flow.state_store.runs("on-disk")
+            seen.append((record["status"], len(flow.state_store.attempts(event.run_id))))
+
+    flow.subscribe(at_the_end)
+    flow.run()
+    assert seen == [("succeeded", 2)]
+
+
+def test_a_store_that_fails_to_finish_recording_leaves_the_run_intact(tmp_path, caplog):
+    class BrokenStore(SQLiteStore):
+        def flush(self, timeout=None):
+            raise RuntimeError("disk on fire")
+
+    flow = nf.Flow("broken-finish", store=BrokenStore(tmp_path / "nbflow.db"))
+    flow.task(name="a")(lambda: 1)
+    run = flow.run()
+    assert run.status == "succeeded" and run.results["a"] == 1
+    assert "could not finish recording" in caplog.text and "disk on fire" in caplog.text
+
+
 def test_the_default_store_is_a_file_per_test_here(tmp_path):
     flow = _flow()
     flow.run()

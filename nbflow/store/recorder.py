@@ -1,7 +1,8 @@
 """The per-run event subscriber that feeds a store, and what the store knows about the run.
 
-:class:`Recorder` is subscribed to one run's events. Its cost on the event loop is one queue
-put per event; everything else (JSON, pickling, SQL) happens in the store's writer thread.
+:class:`Recorder` is the engine's journal for one run (``Engine(journal=...)``): it gets every
+event before subscribers do. Its cost on the event loop is one queue append per event;
+everything else (JSON, pickling, SQL) happens in the store's writer thread.
 When the run finishes it waits for the writer to catch up, so a finished ``flow.run()`` is
 on disk, and re-issues the writer's warnings (a result that cannot be pickled...) in the
 caller's thread, where a notebook shows them.
@@ -95,21 +96,25 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
 
 
 class Recorder:
-    """Subscriber of one run: hands each event to ``store.submit`` (an O(1) queue put)."""
+    """The engine's journal for one run: ``put(event)`` hands each event to ``store.submit``
+    (an O(1) queue append, in C), ``finish()`` waits until the run is written.
 
-    __slots__ = ("_put", "run_id", "store")
+    It is also a plain subscriber (``bus.subscribe(recorder)``) for other event sources.
+    """
+
+    __slots__ = ("put", "run_id", "store")
 
     def __init__(self, store: StateStore, context: RunContext) -> None:
         self.store = store
         self.run_id = context.run_id
-        self._put = store.submit
+        self.put = store.submit
         store.submit(context)
         wake = getattr(store, "wake", None)
         if wake is not None:
             wake()  # the writer looks at the queue now, then every interval during the run
 
     def __call__(self, event: Event) -> None:
-        self._put(event)
+        self.put(event)
         if type(event) is RunFinished:
             self.finish()
 
