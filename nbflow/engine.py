@@ -176,6 +176,12 @@ class Engine:
                 if any(p.name == "worker" for p in params):
                     self._wants_worker.add(n)
         self._gated = {n for n, gates in plan.gates.items() if gates}
+        with_data = plan.memo.get("with_data")
+        if with_data is None:  # kept with the plan: a flow runs the same plan many times
+            with_data = frozenset(n for n, pairs in plan.data_params.items() if pairs)
+            plan.memo["with_data"] = with_data
+        # Tasks that receive anything at all (results, variables, their worker's name).
+        self._takes_inputs = with_data.union(self._var_params, self._wants_worker)
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
         self._remote = bool(getattr(self.executor, "remote_results", False))
@@ -425,6 +431,7 @@ class Engine:
         specs, funcs, executor = self.plan.specs, self.plan.funcs, self.executor
         inline, short_path = self._inline_async, self._short_path
         pool, slots, placed = self.pool, self._slots, self._placed
+        takes_inputs = self._takes_inputs
         yield_at = clock() + TIME_SLICE
         while True:
             spec = specs[name]
@@ -435,7 +442,7 @@ class Engine:
             else:  # the short path of _run_task, inline: most tasks of most flows take it
                 outcome = S.FAILED
                 try:
-                    kwargs = self._inputs(name, worker)
+                    kwargs = self._inputs(name, worker) if name in takes_inputs else {}
                     emit(ev.TaskStarted, name, 1, worker)
                     if spec.is_async and inline:  # what LocalExecutor.call does, minus a frame
                         result = await funcs[name](**kwargs)
