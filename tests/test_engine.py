@@ -669,3 +669,51 @@ def test_cancel_during_a_burst_leaves_nothing_pending_or_running():
     states = run.states
     assert set(states.values()) <= {"succeeded", "cancelled"}
     assert states["t0"] == "succeeded" and states["t2999"] == "cancelled"
+
+
+def test_tasks_ready_together_are_all_placed_before_any_starts():
+    # A task reading its machine's load at start sees every task placed in the same step
+    # (runners take placed tasks one after another, but placement is all at once).
+    pool = nf.Pool({"a": 2})
+    flow = nf.Flow("placed", pool=pool, store=None)
+    seen: list[int] = []
+
+    async def read_load(worker):
+        seen.append(pool.in_flight[worker])
+        await asyncio.sleep(0.05)
+
+    flow.task(name="first")(read_load)
+    flow.task(name="second")(read_load)
+    assert flow.run().status == "succeeded"
+    assert seen == [2, 2]
+
+
+def test_instant_retries_without_delay_still_let_the_loop_run(monkeypatch):
+    import nbflow.engine
+
+    monkeypatch.setattr(nbflow.engine, "TIME_SLICE", 0.0)  # every retry is past its slice
+    flow = nf.Flow("spin", store=None)
+
+    @flow.task(retry=nf.Retry(max_retries=100, delay=0))
+    async def always_fails() -> None:
+        raise ValueError("no")
+
+    ticks = [0]
+
+    async def main():
+        async def ticker():
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks[0]
+        run = await flow.arun()
+        ticking.cancel()
+        return run, ticks[0] - before
+
+    run, during = asyncio.run(main())
+    assert run.states["always_fails"] == "failed"
+    assert run.timeline()["attempt"].max() == 101
+    assert during >= 100  # the loop ran between every two attempts
