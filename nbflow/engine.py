@@ -399,10 +399,12 @@ class Engine:
             self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
 
     def _spawn(self) -> None:
-        """Start runners for placed tasks no runner took: as many as run now (at least one).
+        """Start runners for placed tasks no runner took: one per task, but at most as many
+        new runners as exist already (at least one), then come back on the next turn.
 
-        Doubling per turn rather than one per task: tasks that wait still all start within
-        a few turns, and instant tasks are not handed to runners they do not need.
+        The count doubles per turn rather than one per task at once: tasks that wait still all
+        start within a few turns (log2 of their number), and a burst of instant tasks is not
+        spread over runners it does not need.
         """
         self._spawn_pending = False
         placed = self._placed
@@ -418,7 +420,7 @@ class Engine:
             self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
 
     async def _runner(self, name: str, worker: str) -> None:
-        """Run ``name``, then whatever ready task it is handed next, until none is left.
+        """Run ``name``, then the next placed task, and so on until none is left.
 
         One asyncio task runs many nbflow tasks in turn, so a task that completes without
         waiting costs no ``create_task`` and no event-loop round trip: the largest part of a
