@@ -20,8 +20,12 @@ steadier), with the engine at 17 to 25 us of CPU per no-op task: before the bulk
 with it (schema 3) +29 to +58 % wall, +33 to +45 % CPU, 9 us of writer CPU per task; with
 attempts derived from the event log when read and no rows per task (schema 4), three runs of
 21 to 31 rounds: wall min +23 to +29 %, wall median +19 to +29 %, CPU median +16 to +19 %,
-2.4 to 2.7 us of writer-thread CPU per task (about 3.6 us in all threads). See
-docs/durability.md.
+2.4 to 2.7 us of writer-thread CPU per task (about 3.6 us in all threads). Then, with the
+recorder as the engine's journal (one C-level append per event on the loop, no recording
+bus) and the engine at ~15 us per sync no-op task, quiet machine: wall min +9 to +17 %,
+wall median +14 to +22 %, CPU median +13 to +21 %. Tasks returning values with inputs cost
+the writer more (pickle, digest, inputs hash): see the W7 row of ``python -m benchmarks``.
+See docs/durability.md.
 """
 
 from __future__ import annotations
