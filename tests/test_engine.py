@@ -584,8 +584,8 @@ def test_tasks_that_wait_still_all_run_at_once():
     assert asyncio.run(main()).status == "succeeded"
 
 
-def test_a_long_burst_of_instant_tasks_lets_the_loop_run():
-    flow = _instant_flow(20_000)
+def _run_counting_loop_turns(flow: nf.Flow) -> tuple[nf.Run, int]:
+    """Run ``flow`` next to a coroutine that counts its own turns; (run, turns during it)."""
     ticks = [0]
 
     async def main():
@@ -598,12 +598,16 @@ def test_a_long_burst_of_instant_tasks_lets_the_loop_run():
         await asyncio.sleep(0)
         before = ticks[0]
         run = await flow.arun()
-        during = ticks[0] - before
         ticking.cancel()
-        return run, during
+        return run, ticks[0] - before
 
+    return asyncio.run(main())
+
+
+def test_a_long_burst_of_instant_tasks_lets_the_loop_run():
+    flow = _instant_flow(20_000)
     with pytest.warns(nf.OverheadWarning):
-        run, during = asyncio.run(main())
+        run, during = _run_counting_loop_turns(flow)
     assert run.status == "succeeded"
     # 20,000 tasks take far more than one TIME_SLICE, and runners yield after each slice.
     assert during >= 2
@@ -698,22 +702,7 @@ def test_instant_retries_without_delay_still_let_the_loop_run(monkeypatch):
     async def always_fails() -> None:
         raise ValueError("no")
 
-    ticks = [0]
-
-    async def main():
-        async def ticker():
-            while True:
-                ticks[0] += 1
-                await asyncio.sleep(0)
-
-        ticking = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        before = ticks[0]
-        run = await flow.arun()
-        ticking.cancel()
-        return run, ticks[0] - before
-
-    run, during = asyncio.run(main())
+    run, during = _run_counting_loop_turns(flow)
     assert run.states["always_fails"] == "failed"
     assert run.timeline()["attempt"].max() == 101
     assert during >= 100  # the loop ran between every two attempts
