@@ -15,7 +15,7 @@ from typing import Any
 
 from .base import BaseStore
 from .rows import Batch
-from .sqlite import SQLiteStore, _migrate, write_batch
+from .sqlite import SQLiteStore, _migrate, write_in_transaction
 from .writer import Writer
 
 
@@ -32,14 +32,7 @@ class _MemorySink:
 
     def write(self, batch: Batch) -> None:
         with self.lock:
-            con = self.con
-            con.execute("BEGIN")
-            try:
-                write_batch(con, batch)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            write_in_transaction(self.con, batch)
 
     def known_versions(self) -> set[tuple[str, str]]:
         with self.lock:

@@ -235,6 +235,17 @@ def _migrate(con: sqlite3.Connection, path: str) -> None:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
+def write_in_transaction(con: sqlite3.Connection, batch: Batch, begin: str = "BEGIN") -> None:
+    """Write ``batch`` in one transaction started with ``begin``: all of it or none."""
+    con.execute(begin)
+    try:
+        write_batch(con, batch)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def write_batch(con: sqlite3.Connection, batch: Batch) -> None:
     """Apply ``batch``'s statements in order, then store its blobs (inside a transaction)."""
     execute, many = con.execute, con.executemany
@@ -274,15 +285,8 @@ class SQLiteSink:
             StoreLockedError: another writer held the lock beyond the timeout (retryable).
             StoreError: any other failure (nothing of the batch was written).
         """
-        con = self.con
         try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                write_batch(con, batch)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            write_in_transaction(self.con, batch, "BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.timeout) from None
 
