@@ -100,12 +100,8 @@ def to_dot_source(view: GraphView, node_w: float | None = None, node_h: float = 
             f"n{i}",
             label=graphviz.escape(clip(node.name, int((w - 16) / 6.5))),
             id=f"nbflow-n{i}",
-            style="rounded,filled" + (",dashed" if s.dash else ""),
-            fillcolor=s.fill,
-            color=s.stroke,
-            fontcolor=s.text,
-            penwidth=str(s.stroke_width),
             tooltip=graphviz.escape(f"{node.name}: {node.error or detail_line(node)}"),
+            **s.dot_attrs(),
         )
     for k, (u, v) in enumerate(dict.fromkeys(view.edges)):
         g.edge(ids[u], ids[v], id=f"nbflow-e{k}")

@@ -74,6 +74,16 @@ class StateStyle:
         """Whether the border is dashed or dotted rather than solid."""
         return bool(self.dash)
 
+    def dot_attrs(self) -> dict[str, str]:
+        """The Graphviz node attributes that draw this state (fill, border, text colour)."""
+        return {
+            "style": "rounded,filled" + (",dashed" if self.dash else ""),
+            "fillcolor": self.fill,
+            "color": self.stroke,
+            "fontcolor": self.text,
+            "penwidth": str(self.stroke_width),
+        }
+
 
 STATE_STYLE: dict[str, StateStyle] = {
     "pending": StateStyle("pending", "○", "#F3F4F6", "#9CA3AF", "#374151", 1.25, "4 3"),

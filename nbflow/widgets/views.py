@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.lifecycle import RunStatus
 from nbflow.render import GraphView, NodeView, topological_layers
-from nbflow.render.palette import TERMINAL, URGENCY, style_for
+from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import detail_line
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.
             "fontsize": "11",
             "margin": "0.15,0.06",
         },
-        edge_attr={"color": "#9AA5B5", "arrowsize": "0.6", "penwidth": "1.2"},
+        edge_attr={"color": EDGE_COLOUR, "arrowsize": "0.6", "penwidth": "1.2"},
     )
     ids = {}
     for i, node in enumerate(nodes.values()):
@@ -302,12 +302,8 @@ def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.
         g.node(
             f"n{i}",
             label=f"{s.glyph} {graphviz.escape(node.name)}\\n{graphviz.escape(detail)}",
-            style="rounded,filled" + (",dashed" if s.dash else ""),
-            fillcolor=s.fill,
-            color=s.stroke,
-            fontcolor=s.text,
-            penwidth=str(s.stroke_width),
             tooltip=graphviz.escape(f"{node.name}: {node.error or s.label}"),
+            **s.dot_attrs(),
             **{"class": f"nbflow-state-{node.state}"},
         )
     for u, v in structure.view.edges:
