@@ -15,7 +15,7 @@ from typing import Any
 
 from .base import BaseStore
 from .rows import Batch
-from .sqlite import SQLiteStore, _migrate, write_in_transaction
+from .sqlite import SQLiteStore, _migrate, transaction, write_batch
 from .writer import Writer
 
 
@@ -26,13 +26,12 @@ class _MemorySink:
         self.lock = threading.Lock()
         self.con = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.con.row_factory = sqlite3.Row
-        self.con.execute("BEGIN")
-        _migrate(self.con, ":memory:")
-        self.con.execute("COMMIT")
+        with transaction(self.con):
+            _migrate(self.con, ":memory:")
 
     def write(self, batch: Batch) -> None:
-        with self.lock:
-            write_in_transaction(self.con, batch)
+        with self.lock, transaction(self.con):
+            write_batch(self.con, batch)
 
     def known_versions(self) -> set[tuple[str, str]]:
         with self.lock:

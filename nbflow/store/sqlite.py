@@ -31,11 +31,13 @@ not write yourself: loading a result unpickles it, which can run arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +173,9 @@ def prepare(path: str, timeout: float) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise store_error(error, path, timeout) from None
     try:
-        _lock_for_setup(con, timeout)
-        try:
+        _lock_for_setup(con, timeout)  # begins the transaction
+        with transaction(con, begin=None):
             _migrate(con, path)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     except sqlite3.Error as error:
         con.close()
         raise store_error(error, path, timeout) from None
@@ -235,15 +233,20 @@ def _migrate(con: sqlite3.Connection, path: str) -> None:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
-def write_in_transaction(con: sqlite3.Connection, batch: Batch, begin: str = "BEGIN") -> None:
-    """Write ``batch`` in one transaction started with ``begin``: all of it or none."""
-    con.execute(begin)
+@contextlib.contextmanager
+def transaction(con: sqlite3.Connection, begin: str | None = "BEGIN") -> Iterator[None]:
+    """Commit what the block does, or roll it all back if it raises.
+
+    ``begin`` starts the transaction (None: the caller has begun it already).
+    """
+    if begin is not None:
+        con.execute(begin)
     try:
-        write_batch(con, batch)
-        con.execute("COMMIT")
+        yield
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    con.execute("COMMIT")
 
 
 def write_batch(con: sqlite3.Connection, batch: Batch) -> None:
@@ -286,7 +289,8 @@ class SQLiteSink:
             StoreError: any other failure (nothing of the batch was written).
         """
         try:
-            write_in_transaction(self.con, batch, "BEGIN IMMEDIATE")
+            with transaction(self.con, "BEGIN IMMEDIATE"):
+                write_batch(self.con, batch)
         except sqlite3.Error as error:
             raise store_error(error, self.path, self.timeout) from None
 
