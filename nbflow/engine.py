@@ -389,14 +389,12 @@ class Engine:
                         break
                     continue
             else:
-                worker = self._slots.pop() if self._slots else self._take_slot()
+                worker = self._take_slot()
             inflight[name] = None  # placed: a runner takes it
             placed.append((name, worker))
         if unplaced:
             sch.push_back(sched, unplaced)
-        if placed and not self._spawn_pending:
-            self._spawn_pending = True
-            self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
+        self._spawn_later()
 
     def _spawn(self) -> None:
         """Start runners for placed tasks no runner took: one per task, but at most as many
@@ -415,7 +413,11 @@ class Engine:
             self._runners.add(task)
             self._owners[task] = (name, worker)
             self._inflight[name] = task
-        if placed and not self._stopping:
+        self._spawn_later()
+
+    def _spawn_later(self) -> None:
+        """Have :meth:`_spawn` run on the loop's next turn if placed tasks wait (once)."""
+        if self._placed and not self._spawn_pending and not self._stopping:
             self._spawn_pending = True
             self.loop.call_soon(self._spawn)  # type: ignore[union-attr]
 
