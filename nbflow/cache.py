@@ -56,8 +56,14 @@ class Durable:
 
 
 def caches(plan: Plan) -> list[str]:
-    """Names of the tasks of ``plan`` that use the cache."""
-    return [n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key is not None]
+    """Names of the tasks of ``plan`` that use the cache (kept in ``plan.memo``)."""
+    found = plan.memo.get("caches")
+    if found is None:
+        specs = plan.specs
+        found = plan.memo["caches"] = [
+            n for n in plan.names if specs[n].cache or specs[n].cache_key is not None
+        ]
+    return found
 
 
 def attach_store(

@@ -62,7 +62,7 @@ class Plan:
     _graph: nx.DiGraph | None = field(default=None, repr=False)
     #: Tables derived from the plan by its readers (the scheduler's trigger needs...), made
     #: on first use and kept with it: a flow runs the same plan many times.
-    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def graph(self) -> nx.DiGraph:

@@ -65,8 +65,6 @@ class PriorityStrategy:
 
     name = "priority"
     max_workers: int | None = None
-    #: The last plan prepared and its key function (a flow runs the same plan again and again).
-    _last: tuple[Plan, KeyFunction] | None = None
 
     def prepare(self, plan: Plan) -> KeyFunction:
         """Key ``-effective priority * n_tasks + definition index``.
@@ -74,9 +72,9 @@ class PriorityStrategy:
         That orders like the tuple ``(-priority, index)`` (an index is below ``n_tasks``), but
         an int compares several times faster in the ready heap, which every task goes through.
         """
-        last = self._last
-        if last is not None and last[0] is plan:  # a plan is read-only: same plan, same keys
-            return last[1]
+        found = plan.memo.get("priority_keys")  # a plan is read-only: same plan, same keys
+        if found is not None:
+            return found
         specs = plan.specs
         n = len(specs)
         if all(s.weight_rule == "absolute" for s in specs.values()):
@@ -84,7 +82,7 @@ class PriorityStrategy:
         else:
             weights = effective_priorities(plan)
             keys = {name: -weights[name] * n + specs[name].index for name in plan.names}
-        self._last = (plan, keys.__getitem__)
+        plan.memo["priority_keys"] = keys.__getitem__
         return keys.__getitem__
 
     def __repr__(self) -> str:

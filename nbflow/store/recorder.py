@@ -63,19 +63,16 @@ class RunContext:
         return versions
 
 
-_plan_keys: dict[int, tuple[Plan, tuple[list[str], list[Any], list[tuple[Any, str]]]]] = {}
-
-
 def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
     """``(names, keys, firsts)``: the tasks, what each one's version depends on besides the
     helpers' current code (a task of its own when unknown), and ``(key, first task)`` per
     distinct key.
 
-    Kept for the last few plans: a flow's plan is reused by its runs until the flow changes.
+    Kept in ``plan.memo``: a flow's plan is reused by its runs until the flow changes.
     """
-    found = _plan_keys.get(id(plan))
-    if found is not None and found[0] is plan:
-        return found[1]
+    found = plan.memo.get("code_keys")
+    if found is not None:
+        return found
     names = list(plan.names)
     keys: list[Any] = []
     firsts: dict[Any, str] = {}
@@ -88,10 +85,8 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
             key = ("task", name)
         keys.append(key)
         firsts.setdefault(key, name)
-    if len(_plan_keys) >= 8:
-        _plan_keys.pop(next(iter(_plan_keys), 0), None)
     result = (names, keys, list(firsts.items()))
-    _plan_keys[id(plan)] = (plan, result)
+    plan.memo["code_keys"] = result
     return result
 
 

@@ -498,20 +498,17 @@ class _Track:
     plain: frozenset[str] | None = None
 
 
-_plain_cache: dict[int, tuple[Any, Any, frozenset[str]]] = {}
-
-
 def _plain_tasks(context: RunContext) -> frozenset[str]:
     """Tasks of the run that receive nothing, are persisted, kept local and not cached: a
     result None of theirs has the empty inputs hash, no cache key and the digest of None.
 
-    Kept for the last few plans (with the run variables' names and the local tasks).
+    Kept in ``plan.memo``, per set of run variables' names and local tasks.
     """
     plan, local, variables = context.plan, context.local, context.variables
-    marker = (frozenset(variables), local)
-    found = _plain_cache.get(id(plan))
-    if found is not None and found[0] is plan and found[1] == marker:
-        return found[2]
+    marker = ("plain_tasks", frozenset(variables), local)
+    found = plan.memo.get(marker)
+    if found is not None:
+        return found
     specs = plan.specs
     plain = frozenset(
         name
@@ -523,9 +520,7 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
         and specs[name].cache_key is None
         and (local is None or name in local)
     )
-    if len(_plain_cache) >= 8:
-        _plain_cache.pop(next(iter(_plain_cache), 0), None)
-    _plain_cache[id(plan)] = (plan, marker, plain)
+    plan.memo[marker] = plain
     return plain
 
 
