@@ -169,9 +169,6 @@ class EventBus:
         if callback in self._subscribers:
             self._subscribers.remove(callback)
 
-    def __bool__(self) -> bool:
-        return bool(self._subscribers)
-
     def publish(self, event: Event) -> None:
         """Call every subscriber with ``event``; exceptions are logged and swallowed."""
         # A copy: a subscriber may unsubscribe itself (or others) while being called.

@@ -16,7 +16,6 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..events import Event, RunFinished
 from .keys import StoreWarning, task_version
 
 if TYPE_CHECKING:
@@ -93,8 +92,6 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
 class Recorder:
     """The engine's journal for one run: ``put(event)`` hands each event to ``store.submit``
     (an O(1) queue append, in C), ``finish()`` waits until the run is written.
-
-    It is also a plain subscriber (``bus.subscribe(recorder)``) for other event sources.
     """
 
     __slots__ = ("put", "run_id", "store")
@@ -107,11 +104,6 @@ class Recorder:
         wake = getattr(store, "wake", None)
         if wake is not None:
             wake()  # the writer looks at the queue now, then every interval during the run
-
-    def __call__(self, event: Event) -> None:
-        self.put(event)
-        if type(event) is RunFinished:
-            self.finish()
 
     def finish(self) -> None:
         """Wait until the store has written the run; warn about what it could not store."""
