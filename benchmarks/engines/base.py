@@ -119,31 +119,29 @@ AsyncNodeFn = Callable[..., Coroutine[Any, Any, int]]
 
 def async_node_fns(workload: Workload, counter: FlakyCounter | None = None) -> list[AsyncNodeFn]:
     """One coroutine function per node, called with the upstream values positionally."""
-    table: dict[str, AsyncNodeFn] = {
-        "depth": _adepth, "sum": _asum, "sleep": _asleep,
-    }
-    fns: list[AsyncNodeFn] = []
-    for i, op in enumerate(workload.ops):
-        if op == "flaky":
-            assert counter is not None, "flaky workloads need a FlakyCounter"
-            fns.append(functools.partial(_aflaky, counter, i))
-        else:
-            fns.append(table[op])
-    return fns
+    table = {"depth": _adepth, "sum": _asum, "sleep": _asleep}
+    return _node_fns(workload, counter, table, _aflaky)
 
 
 def sync_node_fns(
     workload: Workload, counter: FlakyCounter | None = None
 ) -> list[Callable[..., int]]:
     """One plain function per node, called with the upstream values positionally."""
-    table: dict[str, Callable[..., int]] = {
-        "depth": depth_node, "sum": sum_node, "sleep": sleep_node,
-    }
-    fns: list[Callable[..., int]] = []
+    table = {"depth": depth_node, "sum": sum_node, "sleep": sleep_node}
+    return _node_fns(workload, counter, table, _flaky)
+
+
+def _node_fns(
+    workload: Workload,
+    counter: FlakyCounter | None,
+    table: dict[str, Callable[..., Any]],
+    flaky: Callable[..., Any],
+) -> list[Any]:
+    fns: list[Any] = []
     for i, op in enumerate(workload.ops):
         if op == "flaky":
             assert counter is not None, "flaky workloads need a FlakyCounter"
-            fns.append(functools.partial(_flaky, counter, i))
+            fns.append(functools.partial(flaky, counter, i))
         else:
             fns.append(table[op])
     return fns
