@@ -22,6 +22,7 @@ from ``TaskSucceeded`` events; the hooks only decide what need not run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pickle
 import socket
@@ -33,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .store import StateStore, resolve_store
-from .store.keys import StoreWarning, cache_key, inputs_hash, value_digest
+from .store.keys import NONE_DIGEST, StoreWarning, cache_key, inputs_hash, value_digest
 from .store.recorder import Recorder, RunContext
+from .store.rows import PACK_PREFIX
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -108,7 +110,7 @@ def attach_store(
     ensure_open = getattr(store, "ensure_open", None)
     if ensure_open is not None:
         ensure_open()
-    resumed_from, previous = _resume_rows(store, plan.flow_name, resume)
+    resumed_from, previous, previous_vars = _resume_rows(store, plan.flow_name, resume)
     spec_now = None
     if not store.knows_version(plan.flow_name, plan.flow_version) and spec is not None:
         spec_now = spec()
@@ -123,20 +125,21 @@ def attach_store(
     if previous or caches(plan):
         if not previous:
             store.flush()  # this process's latest results are visible to the cache
-        hooks = StoreHooks(store, context, previous)
+        hooks = StoreHooks(store, context, previous, previous_vars)
     return Durable(store, recorder, hooks, resumed_from)
 
 
 def _resume_rows(
     store: StateStore, flow: str, resume: Resume
-) -> tuple[str | None, dict[str, ResultRow]]:
+) -> tuple[str | None, dict[str, ResultRow], dict[str, str]]:
+    """``(run id, task -> result row, run variable -> digest)`` of the run to resume."""
     if resume is None:
-        return None, {}
+        return None, {}, {}
     store.flush()
     if resume == "last":
         run_id = store.last_run(flow)
         if run_id is None:
-            return None, {}  # nothing ran before: run everything
+            return None, {}, {}  # nothing ran before: run everything
     else:
         run_id = str(resume)
     record = store.run(run_id)
@@ -149,7 +152,8 @@ def _resume_rows(
         )
     if record["status"] == "running" and _dead(record):
         store.submit(("status", run_id, "interrupted"))
-    return run_id, store.results(run_id)
+    var_digests = json.loads(record.get("var_digests") or "{}")
+    return run_id, store.results(run_id), var_digests
 
 
 def _dead(record: Mapping[str, Any]) -> bool:
@@ -171,16 +175,31 @@ def _dead(record: Mapping[str, Any]) -> bool:
 class StoreHooks:
     """Engine hooks for one run: answer lookups from the resumed run and the cache.
 
-    ``previous`` maps task -> :class:`ResultRow` of the run being resumed (empty: none).
+    ``previous`` maps task -> :class:`ResultRow` of the run being resumed (empty: none);
+    ``previous_vars`` its run variables' digests.
+
+    A row with an inputs hash is a hit when the task's inputs hash now is the same. A row
+    without one (a packed result: see :meth:`nbflow.store.rows.Projector._pack`) is a hit
+    when the task receives what it received then (:meth:`_same_inputs`): each upstream
+    result is one restored from that run too, or has the same digest as the one it had there
+    (worked out from the stored value only then), and so has each run variable.
     """
 
     def __init__(
-        self, store: StateStore, context: RunContext, previous: Mapping[str, ResultRow]
+        self,
+        store: StateStore,
+        context: RunContext,
+        previous: Mapping[str, ResultRow],
+        previous_vars: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.context = context
         self.previous = dict(previous)
+        self.previous_vars = dict(previous_vars or {})
         self._digests: dict[str, str] = {}  # digests of results loaded in this run
+        self._restored: set[str] = set()  # tasks whose result this run took from `previous`
+        self._old: dict[str, str | None] = {}  # task -> digest of its result in `previous`
+        self._packs: dict[str, list[Any]] = {}  # pack id -> its results, each loaded once
 
     async def lookup(self, engine: Engine, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
         """``(result,)`` when task ``name`` need not run with these inputs, else None.
@@ -195,29 +214,84 @@ class StoreHooks:
             return None
         context = self.context
         version = context.task_version(name)
-        inputs = self._inputs_hash(name, kwargs)
+        inputs = None
         if (
             previous is not None
             and previous.digest is not None
             and previous.task_version == version
-            and inputs is not None
-            and previous.inputs_hash == inputs
         ):
-            hit = await self._load(name, previous, version, inputs, previous.cache_key)
-            if hit is not None:
-                return hit
-        key = None
-        if caching:
-            key = self._cache_key(name, spec, version, inputs, kwargs)
-            if key is not None:
-                since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-                row = await asyncio.to_thread(self.store.find_cached, key, since)
-                if row is not None:
-                    hit = await self._load(name, row, version, inputs, key)
-                    if hit is not None:
-                        return hit
+            if previous.inputs_hash is None:
+                same = await self._same_inputs(name, kwargs)
+            else:
+                inputs = self._inputs_hash(name, kwargs)
+                same = inputs is not None and previous.inputs_hash == inputs
+            if same:
+                hit = await self._load(name, previous, version, inputs, previous.cache_key)
+                if hit is not None:
+                    self._restored.add(name)
+                    return hit
+        if not caching:
+            return None  # its result is packed: no keys to hand over
+        if inputs is None:
+            inputs = self._inputs_hash(name, kwargs)
+        key = self._cache_key(name, spec, version, inputs, kwargs)
+        if key is not None:
+            since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
+            row = await asyncio.to_thread(self.store.find_cached, key, since)
+            if row is not None:
+                hit = await self._load(name, row, version, inputs, key)
+                if hit is not None:
+                    return hit
         self.store.submit(("keys", context.run_id, name, version, inputs, key))
         return None
+
+    async def _same_inputs(self, name: str, kwargs: Mapping[str, Any]) -> bool:
+        """Whether ``name`` receives what it received in the resumed run."""
+        plan = self.context.plan
+        for param, dep in plan.data_params[name]:
+            if dep in self._restored:
+                continue  # the very value it had then
+            old = await self._old_digest(dep)
+            if old is None or old != value_digest(kwargs.get(param), name, f"input {param!r}"):
+                return False
+        variables = self.context.variables
+        for p in plan.free_params[name]:
+            now = None
+            if p.name in variables:
+                now = value_digest(kwargs.get(p.name), name, f"run variable {p.name!r}")
+            if now != self.previous_vars.get(p.name):
+                return False
+        return True
+
+    async def _old_digest(self, task: str) -> str | None:
+        """Digest of ``task``'s result in the resumed run (None: unknown)."""
+        if task in self._old:
+            return self._old[task]
+        row = self.previous.get(task)
+        digest: str | None
+        if row is None:
+            digest = NONE_DIGEST  # it did not succeed there: its dependants received None
+        elif row.digest is None or not row.digest.startswith(PACK_PREFIX):
+            digest = row.digest  # None: its result was not stored, so it cannot be compared
+        else:
+            try:
+                found = await self._packed(row.digest)
+            except Exception:
+                found = None  # unreadable: the dependant runs again
+            digest = None if found is None else value_digest(found[0], task, "its result")
+        self._old[task] = digest
+        return digest
+
+    async def _packed(self, ref: str) -> tuple[Any] | None:
+        """``(value,)`` of a packed result (``pack:<id>:<index>``), or None when gone."""
+        pack_id, _, index = ref[len(PACK_PREFIX) :].partition(":")
+        values = self._packs.get(pack_id)
+        if values is None:
+            blob = await asyncio.to_thread(self.store.load, PACK_PREFIX + pack_id)
+            if blob is None:
+                return None
+            values = self._packs[pack_id] = pickle.loads(blob)
+        return (values[int(index)],)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -259,11 +333,18 @@ class StoreHooks:
     ) -> tuple[Any] | None:
         digest = row.digest
         assert digest is not None
+        packed = digest.startswith(PACK_PREFIX)
         try:
-            blob = await asyncio.to_thread(self.store.load, digest)
-            if blob is None:
-                return None
-            value = pickle.loads(blob)
+            if packed:
+                found = await self._packed(digest)
+                if found is None:
+                    return None
+                value = found[0]
+            else:
+                blob = await asyncio.to_thread(self.store.load, digest)
+                if blob is None:
+                    return None
+                value = pickle.loads(blob)
         except StoreError:
             raise
         except Exception as error:
@@ -274,6 +355,7 @@ class StoreHooks:
                 stacklevel=2,
             )
             return None
-        self._digests[name] = digest
+        if not packed:
+            self._digests[name] = digest  # a content digest: its dependants' inputs hash
         self.store.submit(("ref", self.context.run_id, name, version, inputs, key, digest))
         return (value,)

@@ -7,12 +7,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import nbflow as nf
+from nbflow.store import StoreWarning
 
 FLOWS = Path(__file__).parent / "flows"
 
@@ -164,6 +166,78 @@ def test_results_that_are_not_stored_run_again_on_resume():
     calls.clear()
     run = flow.run(resume="last")
     assert calls == ["big"] and run.states == {"big": "succeeded", "small": "cached"}
+
+
+def test_a_result_that_does_not_pickle_leaves_the_others_of_its_batch_resumable():
+    calls: list[str] = []
+    flow = nf.Flow("packs")
+
+    @flow.task
+    def lock():
+        calls.append("lock")
+        return threading.Lock()  # cannot be pickled
+
+    @flow.task
+    def number():
+        calls.append("number")
+        return 2
+
+    @flow.task
+    def double(number):
+        calls.append("double")
+        return number * 2
+
+    with pytest.warns(StoreWarning, match=r"task 'lock': its result \(lock\) cannot be pickled"):
+        first = flow.run()
+    rows = flow.state_store.results(first.run_id)
+    assert rows["lock"].digest is None  # the batch's results were then stored one by one
+    assert rows["number"].digest is not None and rows["number"].inputs_hash is None
+    calls.clear()
+    run = flow.run(resume="last")
+    assert calls == ["lock"]
+    assert run.states == {"lock": "succeeded", "number": "cached", "double": "cached"}
+    assert run.results["double"] == 4
+
+
+def test_a_result_too_large_for_a_pack_is_stored_alone_and_resumes():
+    calls: list[str] = []
+    flow = nf.Flow("large-result")
+
+    @flow.task
+    def large():
+        calls.append("large")
+        return b"x" * (2 << 20)  # over a pack's 1 MiB
+
+    @flow.task
+    def size(large):
+        calls.append("size")
+        return len(large)
+
+    first = flow.run()
+    rows = flow.state_store.results(first.run_id)
+    assert not rows["large"].digest.startswith("pack:") and rows["large"].size > 2 << 20
+    calls.clear()
+    run = flow.run(resume="last")
+    assert calls == [] and run.results == {"large": b"x" * (2 << 20), "size": 2 << 20}
+
+
+def test_resume_compares_inputs_when_an_upstream_ran_again_with_another_result():
+    calls: list[str] = []
+    first = _counting_flow(calls).run()
+    flow = _counting_flow(calls)
+    rows = flow.state_store.results(first.run_id)
+    assert all(row.digest.startswith("pack:") for row in rows.values())  # "pack:<id>:<index>"
+    assert all(row.inputs_hash is None for row in rows.values())  # compared when resumed
+
+    @flow.task
+    def total(load):  # new code: runs again, with a new result for `report`
+        calls.append("total2")
+        return sum(load) + 1
+
+    calls.clear()
+    run = flow.run(resume="last")
+    assert calls == ["total2", "report"] and run.results["report"] == "sum=7"
+    assert run.states["load"] == "cached"
 
 
 # -- the crash test ---------------------------------------------------------------------------

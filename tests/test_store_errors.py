@@ -153,6 +153,7 @@ def test_an_unreadable_stored_result_runs_the_task_again(tmp_path):
     first = _flow(path, calls).run()
     with sqlite3.connect(path) as con:
         con.execute("UPDATE blobs SET data = x'00'")
+        con.execute("UPDATE result_segments SET data = x'00' WHERE data IS NOT NULL")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         again = _flow(path, calls).run(resume=first.run_id)
@@ -232,5 +233,35 @@ def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path)
     assert [(a["task"], a["state"]) for a in store.attempts(run.run_id)] == [("one", "succeeded")]
     assert store.results(run.run_id)["one"].digest is not None
     with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [
+            (sqlite_store.SCHEMA_VERSION,)
+        ]
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_version_4_file_keeps_its_result_rows_and_packs_new_results(tmp_path):
+    path = tmp_path / "v4.db"
+    with sqlite3.connect(path) as con:  # a store as schema version 4 wrote it
+        for step in sqlite_store.MIGRATIONS[:4]:
+            for statement in step:
+                con.execute(statement)
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (4)")
+        con.execute(
+            "INSERT INTO runs (run_id, flow, version, status, started, ended, t0) "
+            "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0, 1.0)"
+        )
+        con.execute(
+            "INSERT INTO result_segments (run_id, kind, created, rows) VALUES "
+            """('r1', 'rows', 2.0, '[["a",1,"va","ia",null,"da",10,1.5]]')"""
+        )
+    store = SQLiteStore(path)
+    row = store.results("r1")["a"]
+    assert (row.task_version, row.inputs_hash, row.digest, row.size) == ("va", "ia", "da", 10)
+    flow = nf.Flow("after-migration-4", store=store)
+    flow.task(lambda: 2, name="two")
+    run = flow.run()
+    assert store.results(run.run_id)["two"].digest.startswith("pack:")
+    assert flow.run(resume="last").states == {"two": "cached"}
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(5,)]

@@ -82,7 +82,7 @@ class StateStore(Protocol):
         """Newest stored result with this cache key (created at or after ``since``)."""
 
     def load(self, digest: str) -> bytes | None:
-        """A pickled result by digest."""
+        """A pickled result by digest; ``pack:<id>``: a pickled list of packed results."""
 
     def versions(self, flow: str) -> list[dict[str, Any]]:
         """Recorded versions of a flow, oldest first."""

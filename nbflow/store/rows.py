@@ -32,6 +32,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
@@ -80,7 +81,7 @@ ATTEMPT_COLUMNS = (
 )  # fmt: skip
 RUN_COLUMNS = (
     "run_id", "flow", "version", "variables", "status", "started", "ended", "error",
-    "parent_run", "resumed_from", "host", "pid", "t0",
+    "parent_run", "resumed_from", "host", "pid", "t0", "var_digests",
 )  # fmt: skip
 EVENT_COLUMNS = ("run_id", "seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
@@ -106,7 +107,8 @@ _INSERT_VERSION = (
 )
 _UPSERT_RUN = (
     "INSERT INTO runs (run_id, flow, version, variables, status, started, ended, error, "
-    "parent_run, resumed_from, host, pid, t0) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "parent_run, resumed_from, host, pid, t0, var_digests) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, started = excluded.started, "
     "ended = excluded.ended, error = excluded.error, parent_run = excluded.parent_run, "
     "t0 = excluded.t0"
@@ -117,6 +119,9 @@ _SEGMENT = (
     "VALUES (?,?,?,?,?,?)"
 )
 _RESULT_SEGMENT = "INSERT INTO result_segments (run_id, kind, created, rows) VALUES (?,?,?,?)"
+_PACK_SEGMENT = (
+    "INSERT INTO result_segments (run_id, kind, created, rows, data) VALUES (?,'packed',?,?,?)"
+)
 _CACHE_ENTRY = (
     "INSERT INTO cache_entries (cache_key, created, run_id, task, task_version, inputs_hash, "
     "digest, size) VALUES (?,?,?,?,?,?,?,?)"
@@ -135,9 +140,16 @@ def _at(i: int, value: str = "value") -> str:
 #:
 #: Result rows (``result_segments.rows``), one per task that succeeded as a whole: kind
 #: ``none`` [task, attempt, version] (a result None, stored, inputs hash of no inputs, no
-#: cache key); kind ``rows`` [task, attempt, version, inputs_hash, cache_key, digest, size,
-#: created] (``digest`` None: not stored).
+#: cache key); kind ``packed`` [task, attempt, version]: the results are the segment's
+#: ``data``, one pickle of the list of them in row order (a row's digest reads
+#: ``pack:<segment id>:<index>``; no inputs hash: resume compares the inputs when it needs
+#: to, see :mod:`nbflow.cache`); kind ``rows`` [task, attempt, version, inputs_hash,
+#: cache_key, digest, size, created] (``digest`` None: not stored; ``inputs_hash`` None:
+#: compared at resume, as for ``packed``).
 _NONE_SIZE = len(NONE_BLOB)
+#: The prefix of a packed result's reference (``pack:<segment id>:<index>``).
+PACK_PREFIX = "pack:"
+_PACK_REF = f"'{PACK_PREFIX}' || s.id || ':' || key"
 
 
 def _view_part(kind: str, columns: list[str]) -> str:
@@ -188,6 +200,8 @@ RESULTS_VIEW = (
     f"{_at(7)} AS created FROM result_segments s, json_each(s.rows) WHERE s.kind = 'rows' "
     f"UNION ALL SELECT s.run_id, {_at(0)}, {_at(2)}, '{EMPTY_INPUTS}', NULL, '{NONE_DIGEST}', "
     f"{_NONE_SIZE}, s.created FROM result_segments s, json_each(s.rows) WHERE s.kind = 'none' "
+    f"UNION ALL SELECT s.run_id, {_at(0)}, {_at(2)}, NULL, NULL, {_PACK_REF}, NULL, s.created "
+    "FROM result_segments s, json_each(s.rows) WHERE s.kind = 'packed' "
     f"UNION ALL SELECT s.run_id, {_at(2)}, s.result_version, '{EMPTY_INPUTS}', NULL, "
     f"'{NONE_DIGEST}', {_NONE_SIZE}, (SELECT t0 FROM runs r WHERE r.run_id = s.run_id) + "
     f"{_at(1)} / 1e9 FROM event_segments s, json_each(s.events) "
@@ -248,6 +262,9 @@ _MARKS = " UNION ALL ".join(
         f"SELECT s.run_id, {_at(0)}, -1, {_at(1)}, 2, NULL, NULL, NULL, NULL, NULL, 0, {_at(2)}, "
         f"'{EMPTY_INPUTS}', NULL, '{NONE_DIGEST}', {_NONE_SIZE} "
         "FROM result_segments s, json_each(s.rows) WHERE s.kind = 'none'",
+        f"SELECT s.run_id, {_at(0)}, -1, {_at(1)}, 2, NULL, NULL, NULL, NULL, NULL, 0, {_at(2)}, "
+        f"NULL, NULL, {_PACK_REF}, NULL FROM result_segments s, json_each(s.rows) "
+        "WHERE s.kind = 'packed'",
     ]
 )
 _FOLDED = (
@@ -304,6 +321,18 @@ SCHEMA_4 = (
     "INSERT INTO cache_entries SELECT cache_key, ended, run_id, task, task_version, "
     "inputs_hash, digest, size FROM attempt_rows WHERE element = -1 AND cache_key IS NOT NULL "
     "AND task_version IS NOT NULL AND digest IS NOT NULL",
+    RESULTS_VIEW,
+    ATTEMPTS_VIEW,
+)
+
+#: Schema 5: results that need no cache key are packed, one pickle per batch
+#: (``result_segments.data``), with no digest or inputs hash computed while the run goes on;
+#: runs keep the digests of their variables, for resume to compare inputs with.
+SCHEMA_5 = (
+    "ALTER TABLE result_segments ADD COLUMN data BLOB",
+    "ALTER TABLE runs ADD COLUMN var_digests TEXT",
+    "DROP VIEW attempts",
+    "DROP VIEW task_results",
     RESULTS_VIEW,
     ATTEMPTS_VIEW,
 )
@@ -496,32 +525,52 @@ class _Track:
     refs: dict[str, tuple[str, str | None, str | None, str]] = field(default_factory=dict)
     #: tasks whose result None needs no Python (see :meth:`Projector._results`).
     plain: frozenset[str] | None = None
+    #: tasks whose results are packed (see :meth:`Projector._pack`).
+    packed: frozenset[str] | None = None
+
+
+def _packed_tasks(context: RunContext) -> frozenset[str]:
+    """Tasks of the run whose results are packed: persisted, kept local, no cache key.
+
+    Kept in ``plan.memo``, per set of local tasks.
+    """
+    plan, local = context.plan, context.local
+    marker = ("packed_tasks", local)
+    found = plan.memo.get(marker)
+    if found is None:
+        found = plan.memo[marker] = frozenset(
+            name
+            for name, spec in plan.specs.items()
+            if spec.persist is not False
+            and not spec.cache
+            and spec.cache_key is None
+            and (local is None or name in local)
+        )
+    return found
 
 
 def _plain_tasks(context: RunContext) -> frozenset[str]:
-    """Tasks of the run that receive nothing, are persisted, kept local and not cached: a
-    result None of theirs has the empty inputs hash, no cache key and the digest of None.
+    """Packed tasks (:func:`_packed_tasks`) that receive nothing: a result None of theirs has
+    the empty inputs hash, no cache key and the digest of None.
 
     Kept in ``plan.memo``, per set of run variables' names and local tasks.
     """
-    plan, local, variables = context.plan, context.local, context.variables
-    marker = ("plain_tasks", frozenset(variables), local)
+    plan, variables = context.plan, context.variables
+    marker = ("plain_tasks", frozenset(variables), context.local)
     found = plan.memo.get(marker)
-    if found is not None:
-        return found
-    specs = plan.specs
-    plain = frozenset(
-        name
-        for name, params in plan.free_params.items()
-        if not plan.data_params[name]
-        and not (params and any(p.name in variables for p in params))
-        and specs[name].persist is not False
-        and not specs[name].cache
-        and specs[name].cache_key is None
-        and (local is None or name in local)
-    )
-    plan.memo[marker] = plain
-    return plain
+    if found is None:
+        found = plan.memo[marker] = frozenset(
+            name
+            for name in _packed_tasks(context)
+            if not plan.data_params[name]
+            and not any(p.name in variables for p in plan.free_params[name])
+        )
+    return found
+
+
+#: A batch's results are packed into one pickle when it is at most this large (a resume
+#: loads a whole pack to restore one of its results); larger ones are stored one by one.
+PACK_BYTES = 1 << 20
 
 
 class Projector:
@@ -655,11 +704,13 @@ class Projector:
 
     def _context(self, context: RunContext, batch: Batch) -> None:
         plan = context.plan
-        row = [
+        track = _Track(context, [])
+        track.row = [
             context.run_id, plan.flow_name, plan.flow_version, safe_json(context.variables),
             "pending", None, None, None, None, context.resumed_from, HOST, os.getpid(), None,
+            self._var_digests(track),
         ]  # fmt: skip
-        self._runs[context.run_id] = _Track(context, row)
+        self._runs[context.run_id] = track
         key = (plan.flow_name, plan.flow_version)
         if context.spec is not None and key not in self.known_versions:
             spec_json, sources = describe_version(context.spec, plan.funcs)
@@ -672,6 +723,19 @@ class Projector:
                 )
             )
             self.known_versions.add(key)
+
+    def _var_digests(self, track: _Track) -> str | None:
+        """JSON of the run variables' digests, for resume to compare inputs with."""
+        variables = track.context.variables
+        if not variables:
+            return None
+        digests = track.var_digests
+        for name, value in variables.items():
+            try:
+                digests[name] = blob_digest(dumps(value))
+            except Exception:  # no warning here: the tasks that receive it warn when it counts
+                digests[name] = "repr:" + sha(repr(value), 64)
+        return _ENCODE(digests)
 
     # -- rare events -------------------------------------------------------------------------
 
@@ -693,47 +757,62 @@ class Projector:
     # -- results -----------------------------------------------------------------------------
 
     def _results(self, track: _Track, events: list[Any], batch: Batch) -> str | None:
-        """Result rows of ``events`` (TaskSucceeded): one JSON array per kind per batch.
+        """Result rows of ``events`` (TaskSucceeded), in bulk: one JSON array per kind.
 
-        The common case costs no Python per event: tasks of :func:`_plain_tasks` that
-        returned None as a whole, not from the cache (a kind ``none`` row each, made in C).
-        When all of ``events`` are such tasks of one version, no row is written at all: the
-        version is returned, to be noted on the events' log segment (``result_version``).
+        - Tasks of :func:`_plain_tasks` that returned None: a kind ``none`` row each, made in
+          C; when all of ``events`` are such tasks of one version, no row at all: the version
+          is returned, to be noted on the events' log segment (``result_version``).
+        - Other results that need no cache key (:func:`_packed_tasks`): one pickle of the
+          list of them and a kind ``packed`` row each (:meth:`_pack`).
+        - The rest (cache keys, results served by a lookup, ``persist=False``): a kind
+          ``rows`` row each, with their keys (:meth:`_result`).
         """
         n = len(events)
         tasks = list(map(_TASK, events))
         plain = track.plain
         if plain is None:
             plain = track.plain = _plain_tasks(track.context)
+        fast: list[Any] = []
+        packed: list[Any] = []
+        slow: list[Any] = []
         if (
-            operator.countOf(map(_RESULT, events), None) == n
-            and operator.countOf(map(_ELEMENT, events), None) == n
+            operator.countOf(map(_ELEMENT, events), None) == n
             and operator.countOf(map(_CACHED, events), False) == n
-            and all(map(plain.__contains__, tasks))
-        ):
-            fast: list[Any] = events
-            slow: list[Any] = []
-        else:
-            fast, slow = [], []
+        ):  # no fan-out elements, nothing served by a lookup: sorted in C when possible
+            if operator.countOf(map(_RESULT, events), None) == n and all(
+                map(plain.__contains__, tasks)
+            ):
+                fast = events
+            elif all(map(self._packed(track).__contains__, tasks)):
+                packed = events
+        if not fast and not packed:
+            packable = self._packed(track)
             for e in events:
-                if (e.result is None and e.element is None and not e.cached
-                        and e.task in plain):  # fmt: skip
-                    fast.append(e)
-                elif e.element is None:  # fan-out elements have no result of their own
+                if e.element is not None:
+                    continue  # fan-out elements have no result of their own
+                if e.cached:
                     slow.append(e)
-            tasks = list(map(_TASK, fast))
+                elif e.result is None and e.task in plain:
+                    fast.append(e)
+                elif e.task in packable:
+                    packed.append(e)
+                else:
+                    slow.append(e)
         run_id = track.context.run_id
         if fast:
+            tasks = list(map(_TASK, fast))
             versions = track.context.all_versions()
             if track.keys:
                 for name in tasks:
                     track.keys.pop(name, None)
             batch.blobs[NONE_DIGEST] = NONE_BLOB
             of_tasks = list(map(versions.__getitem__, tasks))
-            if not slow and of_tasks.count(of_tasks[0]) == len(of_tasks):
+            if not slow and not packed and of_tasks.count(of_tasks[0]) == len(of_tasks):
                 return of_tasks[0]
             rows: Any = list(zip(tasks, map(_ATTEMPT, fast), of_tasks, strict=True))
             batch.ops.append((_RESULT_SEGMENT, (run_id, "none", time.time(), _ENCODE_ROWS(rows))))
+        if packed:
+            self._pack(track, packed, batch)
         if slow:
             now = time.time()
             rows = []
@@ -757,6 +836,45 @@ class Projector:
             if entries:
                 batch.ops.append((_CACHE_ENTRY, entries))
         return None
+
+    def _packed(self, track: _Track) -> frozenset[str]:
+        found = track.packed
+        if found is None:
+            found = track.packed = _packed_tasks(track.context)
+        return found
+
+    def _pack(self, track: _Track, events: list[Any], batch: Batch) -> None:
+        """One pickle of the results of ``events`` and a ``packed`` row per task.
+
+        No digest and no inputs hash is computed: resume works them out from the values
+        when it needs them (see :mod:`nbflow.cache`), so the common case costs one C-level
+        ``pickle.dumps`` per batch. A pack that cannot be pickled as a whole (some result
+        does not pickle), or is large, is stored result by result instead (:meth:`_pickle`:
+        one warning per result that cannot be stored).
+        """
+        tasks = list(map(_TASK, events))
+        versions = track.context.all_versions()
+        of_tasks = list(map(versions.__getitem__, tasks))
+        attempts = list(map(_ATTEMPT, events))
+        if track.keys:
+            for name in tasks:
+                track.keys.pop(name, None)
+        track.digests.update(zip(tasks, repeat(None)))  # no digest known: see _inputs_hash
+        try:
+            blob: bytes | None = dumps(list(map(_RESULT, events)))
+        except Exception:
+            blob = None
+        run_id = track.context.run_id
+        if blob is not None and len(blob) <= min(PACK_BYTES, self.max_result_bytes):
+            rows: Any = list(zip(tasks, attempts, of_tasks, strict=True))
+            batch.ops.append((_PACK_SEGMENT, (run_id, time.time(), _ENCODE_ROWS(rows), blob)))
+            return
+        rows = []
+        for e, version in zip(events, of_tasks, strict=True):
+            digest, stored, size = self._pickle(track, e.task, e.result, batch)
+            rows.append((e.task, e.attempt, version, None, None, digest if stored else None,
+                         size, track.wall + e.t))  # fmt: skip
+        batch.ops.append((_RESULT_SEGMENT, (run_id, "rows", time.time(), _ENCODE_ROWS(rows))))
 
     def _result(self, track: _Track, name: str, result: Any, batch: Batch) -> tuple[Any, ...]:
         """``(task_version, inputs_hash, cache_key, digest, size)`` of a task's result."""
@@ -817,7 +935,8 @@ class Projector:
         digests, variables = track.digests, context.variables
 
         def dep_digest(param: str, dep: str) -> str | None:
-            # A dependency that did not succeed passed None (trigger rules like all_done).
+            # A dependency that did not succeed passed None (trigger rules like all_done); a
+            # packed result has no digest (None: then this task gets no inputs hash).
             return digests.get(dep, NONE_DIGEST)
 
         def var_digest(param: str) -> str:

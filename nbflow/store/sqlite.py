@@ -22,7 +22,9 @@ Layout (``schema_version`` holds the version; :data:`MIGRATIONS` brings older fi
   view's columns; a hot event class: compact rows of that class, see
   :mod:`nbflow.store.rows`); ``payload`` is JSON of the event's other fields (None when it
   has none);
-- ``blobs(digest, data)``: pickled results, each distinct content once.
+- ``blobs(digest, data)``: pickled results, each distinct content once; results that need
+  no cache key are packed instead, one pickle per batch in ``result_segments.data`` (their
+  digest reads ``pack:<segment id>:<index>``).
 
 Times are Unix seconds; an event's ``t`` is seconds since its run started. The file holds
 pickles: it is trusted local data, like a notebook's own files. Never open a store you did
@@ -43,10 +45,19 @@ from typing import Any
 
 from ..errors import StoreError
 from .base import BaseStore
-from .rows import ATTEMPTS_OF_RUN, EVENTS_VIEW, RESULT_COLUMNS, SCHEMA_4, Batch, ResultRow
+from .rows import (
+    ATTEMPTS_OF_RUN,
+    EVENTS_VIEW,
+    PACK_PREFIX,
+    RESULT_COLUMNS,
+    SCHEMA_4,
+    SCHEMA_5,
+    Batch,
+    ResultRow,
+)
 from .writer import StoreLockedError, Writer, shared_writer
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _EVENT_FIELDS = ("seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
@@ -109,6 +120,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # ``result_segments`` (shown by the ``task_results`` view), the cache's entries rows of
     # ``cache_entries``. Older attempts stay in ``attempt_rows``, shown by both views.
     SCHEMA_4,
+    # 5: results that need no cache key are packed, one pickle per batch, with no digest or
+    # inputs hash computed during the run (resume compares inputs when it needs to); runs
+    # keep their variables' digests for that.
+    SCHEMA_5,
 ]
 
 _FIX = (
@@ -418,7 +433,19 @@ class SQLiteStore(BaseStore):
         return ResultRow(*rows[0]) if rows else None
 
     def load(self, digest: str) -> bytes | None:
-        """The pickled result with ``digest``, or None."""
+        """The pickled result with ``digest``, or None.
+
+        ``pack:<id>`` (a packed result's digest, ``pack:<id>:<index>``, up to its index) gives
+        the whole pack: the pickle of a list of results, of which the index is one.
+        """
+        if digest.startswith(PACK_PREFIX):
+            pack_id = digest[len(PACK_PREFIX) :].partition(":")[0]
+            if not pack_id.isdigit():
+                return None
+            rows = self._query(
+                "SELECT data FROM result_segments WHERE id = ? AND kind = 'packed'", (int(pack_id),)
+            )
+            return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
         rows = self._query("SELECT data FROM blobs WHERE digest = ?", (digest,))
         return bytes(rows[0][0]) if rows else None
 
