@@ -13,7 +13,7 @@ import inspect
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from .conditions import Condition, parse_condition
 from .errors import DefinitionError
@@ -22,6 +22,7 @@ from .spec import (
     BranchSpec,
     FlowSpec,
     OnError,
+    ParamSpec,
     TaskOptions,
     TaskSpec,
     TriggerRule,
@@ -29,6 +30,7 @@ from .spec import (
     deep_source_hash,
     hash_source,
     introspect_params,
+    spec_version,
     task_spec,
     unwrapped,
 )
@@ -48,10 +50,10 @@ def _cached_source_hash(fn: Callable[..., Any]) -> str:
     return found
 
 
-# What functools.update_wrapper copies (3.11), inlined in Task.__init__ for speed.
+# What functools.update_wrapper copies (3.11); a plain function's are set one by one.
 _WRAPPER_ASSIGNMENTS = functools.WRAPPER_ASSIGNMENTS
 _MISSING = object()
-_BY_INDEX = operator.attrgetter("index")
+_BY_INDEX = operator.attrgetter("_index")
 
 
 class Task:
@@ -59,32 +61,125 @@ class Task:
 
     ``task(...)`` calls the original function, so one task can be unit-tested on its own.
     ``task.spec`` is its :class:`~nbflow.spec.TaskSpec`.
+
+    Like :func:`functools.update_wrapper`, a task has the function's ``__name__``,
+    ``__doc__``, ``__wrapped__`` and the other wrapper attributes; the function's own
+    attributes (its ``__dict__``) are read through the task rather than copied.
     """
 
-    def __init__(self, fn: Callable[..., Any], spec: TaskSpec, condition: Condition | None):
+    # A flow of 100,000 tasks keeps 100,000 of these alive, so a task is one object: its
+    # attributes are stored inline (no instance dict is made until someone reads __dict__),
+    # nothing is copied from the function's __dict__, and the TaskSpec, a pydantic model of
+    # some thirty fields, is built when first needed (the flow builds all of them at once,
+    # in validate(), with the garbage collector frozen). Every definition error that can be
+    # found without the spec is still raised by the decorator.
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        options: TaskOptions,
+        name: str,
+        index: int,
+        condition: Condition | None = None,
+        params: dict[Any, ParamSpec] | None = None,
+    ) -> None:
         self.fn = fn
-        self.spec = spec
         self.condition = condition
-        # functools.update_wrapper, inlined: it is a tenth of a task's define time.
-        own = self.__dict__
-        for attr in _WRAPPER_ASSIGNMENTS:
-            value = getattr(fn, attr, _MISSING)
-            if value is not _MISSING:
-                own[attr] = value
-        own.update(getattr(fn, "__dict__", {}))
-        own["__wrapped__"] = fn
+        self._options = options
+        self._name = name
+        self._index = index
+        self._params = params  # the flow's shared ParamSpecs (see introspect_params)
+        self._spec: TaskSpec | None = None
+        if type(fn) is FunctionType:  # the usual case, with the same attributes in order
+            self.__module__ = fn.__module__
+            self.__name__ = fn.__name__
+            self.__qualname__ = fn.__qualname__
+            self.__doc__ = fn.__doc__
+            self.__annotations__ = fn.__annotations__
+        else:
+            for attr in _WRAPPER_ASSIGNMENTS:
+                value = getattr(fn, attr, _MISSING)
+                if value is not _MISSING:
+                    setattr(self, attr, value)
+        self.__wrapped__ = fn
+
+    if not TYPE_CHECKING:  # for the type checker, a task has only the attributes above
+
+        def __getattr__(self, attr: str) -> Any:
+            # Only called when normal lookup fails: the function's own attributes, which
+            # functools.update_wrapper would have copied (read live here).
+            try:
+                own = object.__getattribute__(self, "fn").__dict__
+            except AttributeError:  # no function yet (copy, unpickling) or no __dict__
+                raise AttributeError(attr) from None
+            try:
+                return own[attr]
+            except KeyError:
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {attr!r}"
+                ) from None
 
     @property
     def name(self) -> str:
         """The task's name in its flow."""
-        return self.spec.name
+        return self._name
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's :class:`~nbflow.spec.TaskSpec` (built on first use, then kept)."""
+        spec = self._spec
+        if spec is None:
+            spec = self._spec = self._build_spec({})
+        return spec
+
+    def _build_spec(self, memo: dict[Any, Any]) -> TaskSpec:
+        """Introspect the function (parameters, source hash, sync/async) into the spec.
+
+        ``memo`` holds facts about code objects for one pass over a flow's tasks.
+        """
+        fn, options = self.fn, self._options
+        params = introspect_params(fn, self._params)
+        source_hash, is_async = _code_facts(fn, memo)
+        # The version covers every piece of user code the task runs, callables in options too.
+        extras = [c for c in (options.when_fn, options.cache_key) if c is not None]
+        if options.retry is not None and options.retry.retry_if is not None:
+            extras.append(options.retry.retry_if)
+        if extras:
+            joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
+            source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
+        # `options` is validated already: assemble the spec without a second validation pass.
+        return task_spec(options, self._name, params, is_async, source_hash, self._index)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         kind = "async " if self.spec.is_async else ""
-        return f"<{kind}Task {self.spec.name!r} priority={self.spec.priority}>"
+        return f"<{kind}Task {self._name!r} priority={self._options.priority}>"
+
+
+def _code_facts(fn: Callable[..., Any], memo: dict[Any, Any]) -> tuple[str, bool]:
+    """``(deep source hash, is async)`` of ``fn``; one computation per code object in ``memo``.
+
+    The deep hash depends on the function's code, module and globals (the helpers it calls
+    are looked up there), so plain functions that share all three share the answer: 10,000
+    tasks made by one factory are hashed once per pass.
+    """
+    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
+        key = (fn.__code__, fn.__module__, id(fn.__globals__))
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = (
+                deep_source_hash(fn),
+                bool(fn.__code__.co_flags & inspect.CO_COROUTINE),
+            )
+        return found
+    target = unwrapped(fn)
+    is_async = (
+        bool(target.__code__.co_flags & inspect.CO_COROUTINE)
+        if type(target) is FunctionType
+        else inspect.iscoroutinefunction(target)
+    ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
+    return deep_source_hash(fn), is_async
 
 
 def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
@@ -102,7 +197,7 @@ def build_task(
     name: str | None = None,
     params: dict[Any, Any] | None = None,
 ) -> Task:
-    """Introspect ``fn`` and combine it with ``options`` into a :class:`Task`.
+    """Check ``fn`` and ``options`` and make them a :class:`Task` (its spec is built later).
 
     ``name`` overrides ``options.name`` (options shared between tasks carry none);
     ``params`` is the flow's dict of shared parameter specs (see ``introspect_params``).
@@ -116,30 +211,15 @@ def build_task(
     name = name or options.name or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
-    specs = introspect_params(fn, params)
-    if options.fan_out is not None and options.fan_out not in {p.name for p in specs}:
-        raise DefinitionError(
-            f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
-            f"parameters are {[p.name for p in specs]}"
-        )
+    if options.fan_out is not None:
+        specs = introspect_params(fn, params)
+        if options.fan_out not in {p.name for p in specs}:
+            raise DefinitionError(
+                f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
+                f"parameters are {[p.name for p in specs]}"
+            )
     condition = parse_condition(name, options.when) if options.when is not None else None
-    # The version covers every piece of user code the task runs, callables in options too.
-    extras = [c for c in (options.when_fn, options.cache_key) if c is not None]
-    if options.retry is not None and options.retry.retry_if is not None:
-        extras.append(options.retry.retry_if)
-    source_hash = deep_source_hash(fn)  # its own source and the notebook helpers it calls
-    if extras:
-        joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
-        source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
-    target = unwrapped(fn)
-    is_async = (
-        bool(target.__code__.co_flags & inspect.CO_COROUTINE)
-        if type(target) is FunctionType
-        else inspect.iscoroutinefunction(target)
-    ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
-    # `options` is validated already: assemble the spec without a second validation pass.
-    spec = task_spec(options, name, specs, is_async, source_hash, index)
-    return Task(fn, spec, condition)
+    return Task(fn, options, name, index, condition, params)
 
 
 class Definition:
@@ -270,11 +350,11 @@ class Definition:
     def _add(self, fn: Callable[..., Any], options: TaskOptions, name: str | None = None) -> Task:
         name = str(name or options.name or getattr(fn, "__name__", ""))
         old = self.tasks.get(name)
-        index = old.spec.index if old is not None else self._next_index
+        index = old._index if old is not None else self._next_index
         task = build_task(fn, options, index, name=name, params=self._params)
         if old is None:
             self._next_index += 1
-        self.tasks[task.name] = task
+        self.tasks[name] = task
         return task
 
     def remove(self, name: str | Task) -> None:
@@ -312,8 +392,29 @@ class Definition:
 
     # -- export ------------------------------------------------------------------------------
 
+    def _built_tasks(self) -> list[Task]:
+        """The tasks in definition order, each with its spec built.
+
+        Tasks build their specs here, all at once, with the garbage collector frozen: a
+        spec is a few containers, and allocating 100,000 of them would otherwise set off
+        collections that traverse the whole heap again and again, for no garbage.
+        """
+        tasks = sorted(self.tasks.values(), key=_BY_INDEX)
+        if any(task._spec is None for task in tasks):
+            from .engine import frozen_gc  # the engine imports the plan, which imports this
+
+            memo: dict[Any, Any] = {}
+            with frozen_gc():
+                for task in tasks:
+                    if task._spec is None:
+                        task._spec = task._build_spec(memo)
+        return tasks
+
     def spec(self) -> FlowSpec:
         """The definition as a :class:`~nbflow.spec.FlowSpec` (tasks in definition order)."""
+        return self._flow_spec(self._built_tasks())
+
+    def _flow_spec(self, tasks: list[Task]) -> FlowSpec:
         return FlowSpec.model_construct(
             name=self.name,
             max_workers=self.max_workers,
@@ -321,14 +422,22 @@ class Definition:
             strategy=self.strategy
             if isinstance(self.strategy, str)
             else getattr(self.strategy, "name", type(self.strategy).__name__),
-            tasks=tuple(sorted((t.spec for t in self.tasks.values()), key=_BY_INDEX)),
+            tasks=tuple([task._spec for task in tasks]),
             branches=tuple(self.branches.values()),
         )
+
+    def _version(self, tasks: list[Task]) -> str:
+        """``spec().version()`` of ``tasks`` (from :meth:`_built_tasks`).
+
+        Each spec was assembled from its task's options object, so the hash tells option
+        sets apart by that object alone instead of comparing every shared value.
+        """
+        return spec_version(self._flow_spec(tasks), [task._options for task in tasks])
 
     @property
     def flow_version(self) -> str:
         """Stable content hash of the definition and the tasks' source code."""
-        return self.spec().version()
+        return self._version(self._built_tasks())
 
 
 def _describe_option_error(fn: Any, options: dict[str, Any], error: Exception) -> str:

@@ -87,11 +87,12 @@ class Flow(Definition):
 
     def _generation(self) -> int:
         # Any change to the definition (re-defined task, new branch) changes this fingerprint.
-        # A task's spec holds its name, so the specs' ids say it all; ints, not 10,000 pairs,
-        # so that computing it cannot set off a full garbage collection.
+        # A re-defined task is a new Task object holding its name, so the tasks' ids say it
+        # all; ints, not 10,000 pairs, so that computing it cannot set off a full garbage
+        # collection (nor build the tasks' specs, which validation does with the GC frozen).
         return hash(
             (
-                tuple([id(t.spec) for t in self.tasks.values()]),
+                tuple([id(t) for t in self.tasks.values()]),
                 tuple([id(b) for b in self.branches.values()]),
             )
         )

@@ -16,10 +16,8 @@ plan.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,21 +87,27 @@ def _digraph(
 
 def _check_acyclic(
     names: tuple[str, ...],
-    downstream: Mapping[str, list[str]],
+    downstream: Mapping[str, Any],
     upstream: Mapping[str, Any],
     specs: Mapping[str, TaskSpec],
 ) -> None:
-    """Raise :class:`CycleError` if the dependencies have a cycle (Kahn's algorithm, O(V+E)).
+    """Raise :class:`CycleError` if the dependencies have a cycle (O(V+E)).
 
-    Only when there is one does networkx look for it, so the cycle named is the one it finds.
+    Usually every task depends only on tasks defined before it, which proves there is no
+    cycle in one look at each edge; otherwise Kahn's algorithm decides. Only when there is
+    a cycle does networkx look for it, so the cycle named is the one it finds.
     """
+    position = dict(zip(names, range(len(names)), strict=True))
+    where = position.__getitem__
+    if all(max(map(where, deps)) < where(n) for n, deps in upstream.items() if deps):
+        return
     pending = {n: len(upstream[n]) for n in names}
     ready = [n for n, count in pending.items() if not count]
     done = 0
     while ready:
         name = ready.pop()
         done += 1
-        for child in downstream[name]:
+        for child in downstream.get(name, ()):
             pending[child] -= 1
             if not pending[child]:
                 ready.append(child)
@@ -114,7 +118,9 @@ def _check_acyclic(
         raise CycleError([*cycle, cycle[0]])
 
 
-_index = operator.attrgetter("spec.index")  # definition order
+_name = operator.attrgetter("_name")
+_spec = operator.attrgetter("_spec")
+_fn = operator.attrgetter("fn")
 
 
 def _more(
@@ -127,24 +133,6 @@ def _more(
     return found
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (if it runs) for the block.
-
-    Building a plan allocates a few containers per task and no reference cycles, yet those
-    allocations trigger full collections that traverse every object of the process: in a
-    kernel holding 100,000 tasks, most of validation's time. Reference counting still frees
-    everything as usual.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def build_plan(definition: Definition, flow_version: str | None = None) -> Plan:
     """Resolve and validate ``definition`` into a :class:`Plan`.
 
@@ -155,56 +143,69 @@ def build_plan(definition: Definition, flow_version: str | None = None) -> Plan:
         CycleError: the dependencies form a cycle (its message shows it: ``a -> b -> a``).
         DefinitionError: ``fan_out`` names a parameter that no upstream task fills.
     """
-    with _collector_paused():
+    from .engine import frozen_gc  # the engine imports this module
+
+    # Building a plan allocates a few containers per task and no reference cycles, yet
+    # those allocations would set off full collections that traverse every object of the
+    # process: in a kernel holding 100,000 tasks, most of validation's time.
+    with frozen_gc():
         return _build_plan(definition, flow_version)
 
 
 def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
-    tasks = sorted(definition.tasks.values(), key=_index)
-    names = tuple(t.name for t in tasks)
+    tasks = definition._built_tasks()  # in definition order, specs built
+    names = tuple(map(_name, tasks))
     known = set(names)
-    specs = {t.name: t.spec for t in tasks}
-    # Most tasks' upstream is just their data parameters; an ordered set is built only for
-    # tasks with more (after=, conditions, branches): few dicts for 100,000 tasks.
-    upstream: dict[str, tuple[str, ...]] = {}
+    specs = dict(zip(names, map(_spec, tasks), strict=True))
+    # Tables hold () for most tasks (no upstream, no gates...): they start as that, in C,
+    # and the loop below writes only what a task has. An ordered set of upstream tasks is
+    # built only for tasks with more than data parameters (after=, conditions, branches).
+    upstream: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
+    data_params: dict[str, tuple[tuple[str, str], ...]] = dict.fromkeys(names, ())
+    free_params: dict[str, tuple[ParamSpec, ...]] = dict.fromkeys(names, ())
     extra: dict[str, dict[str, None]] = {}
-    data_params: dict[str, tuple[tuple[str, str], ...]] = {}
-    free_params: dict[str, tuple[ParamSpec, ...]] = {}
     gates: dict[str, list[Gate]] = {}
     pairs: dict[str, tuple[str, str]] = {}  # one (param, task) tuple per name, shared
 
     for task in tasks:
-        name, spec = task.name, task.spec
-        data: list[tuple[str, str]] = []
-        free: list[ParamSpec] = []
-        for param in spec.params:
-            if param.name in known and param.name != name:
-                pair = pairs.get(param.name)
-                if pair is None:
-                    pair = pairs[param.name] = (param.name, param.name)
-                data.append(pair)
-            else:
-                free.append(param)
-        data_params[name] = tuple(data) if data else ()
-        free_params[name] = tuple(free) if free else ()
-        upstream[name] = tuple([p for p, _ in data]) if data else ()
-        for dep in spec.after:
+        name, condition = task._name, task.condition
+        values = task._spec.__dict__  # the fields, without attribute lookups
+        params = values["params"]
+        if params:
+            data: list[tuple[str, str]] = []
+            free: list[ParamSpec] = []
+            for param in params:
+                param_name = param.name
+                if param_name in known and param_name != name:
+                    pair = pairs.get(param_name)
+                    if pair is None:
+                        pair = pairs[param_name] = (param_name, param_name)
+                    data.append(pair)
+                else:
+                    free.append(param)
+            if data:
+                data_params[name] = tuple(data)
+                upstream[name] = tuple([p for p, _ in data])
+            if free:
+                free_params[name] = tuple(free)
+        for dep in values["after"]:
             if dep not in known:
                 raise MissingDependencyError(name, dep, known - {name}, field="after")
             _more(extra, upstream, name)[dep] = None
-        if spec.fan_out is not None and spec.fan_out not in dict(data):
+        fan_out = values["fan_out"]
+        if fan_out is not None and fan_out not in dict(data_params[name]):
             raise DefinitionError(
-                f"task {name!r} fan_out={spec.fan_out!r}: that parameter must name an upstream "
+                f"task {name!r} fan_out={fan_out!r}: that parameter must name an upstream "
                 f"task whose result is iterable; tasks are {sorted(known - {name})}"
             )
-        if task.condition is not None:
+        if condition is not None:
             # sorted: a set's order differs between processes, the plan's must not
-            for dep in sorted(task.condition.referenced_tasks(known)):
+            for dep in sorted(condition.referenced_tasks(known)):
                 if dep != name:
                     _more(extra, upstream, name)[dep] = None
-            gates.setdefault(name, []).append(Gate(task.condition))
-        if spec.when_fn is not None:
-            gates.setdefault(name, []).append(Gate(None, callable=spec.when_fn))
+            gates.setdefault(name, []).append(Gate(condition))
+        if values["when_fn"] is not None:
+            gates.setdefault(name, []).append(Gate(None, callable=values["when_fn"]))
 
     for branch in definition.branches.values():
         condition = parse_condition(branch.name, branch.expression)
@@ -218,8 +219,8 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
                 gates.setdefault(member, []).append(
                     Gate(condition, negate=negate, branch=branch.name)
                 )
-    for name, deps in extra.items():
-        upstream[name] = tuple(deps)
+    for name, ordered in extra.items():
+        upstream[name] = tuple(ordered)
 
     # Conditions may only read tasks that are upstream (now that all edges are known).
     for name, task_gates in gates.items():
@@ -227,22 +228,32 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
             if gate.condition is not None:
                 gate.condition.check_names(upstream[name])
 
-    downstream_lists: dict[str, list[str]] = {n: [] for n in names}
-    for n in names:
-        for dep in upstream[n]:
-            downstream_lists[dep].append(n)
+    downstream_lists: dict[str, list[str]] = {}
+    for name, deps in upstream.items():
+        for dep in deps:
+            found = downstream_lists.get(dep)
+            if found is None:
+                downstream_lists[dep] = [name]
+            else:
+                found.append(name)
     _check_acyclic(names, downstream_lists, upstream, specs)
+    downstream: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
+    for name, children in downstream_lists.items():
+        downstream[name] = tuple(children)
+    gate_table: dict[str, tuple[Gate, ...]] = dict.fromkeys(names, ())
+    for name, task_gates in gates.items():
+        gate_table[name] = tuple(task_gates)
     return Plan(
         flow_name=definition.name,
-        flow_version=flow_version or definition.spec().version(),
+        flow_version=flow_version or definition._version(tasks),
         names=names,
         specs=specs,
-        funcs={t.name: t.fn for t in tasks},
+        funcs=dict(zip(names, map(_fn, tasks), strict=True)),
         upstream=upstream,
-        downstream={n: tuple(v) if v else () for n, v in downstream_lists.items()},
+        downstream=downstream,
         data_params=data_params,
         free_params=free_params,
-        gates={n: tuple(gates[n]) if n in gates else () for n in names},
+        gates=gate_table,
     )
 
 

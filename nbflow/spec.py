@@ -21,7 +21,7 @@ import inspect
 import json
 import operator
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, Literal
 
@@ -155,17 +155,23 @@ class FlowSpec(BaseModel):
         The SHA-256 of ``json.dumps(self.model_dump(mode="json"), sort_keys=True,
         separators=(",", ":"), default=str)``, computed without building that document.
         """
-        digest = hashlib.sha256()
-        head = self.model_dump(mode="json", exclude={"tasks"})
-        head["tasks"] = None  # a placeholder that keeps the key's sorted position
-        for position, key in enumerate(sorted(head)):
-            digest.update((("," if position else "{") + _dumps(key) + ":").encode())
-            if key == "tasks":
-                _hash_tasks(digest, self.tasks)
-            else:
-                digest.update(_dumps(head[key]).encode())
-        digest.update(b"}")
-        return digest.hexdigest()[:16]
+        return spec_version(self)
+
+
+def spec_version(spec: FlowSpec, sources: Sequence[object] | None = None) -> str:
+    """``spec.version()``; ``sources`` as in :func:`_hash_tasks` (a flow's tasks' options
+    objects, which spare comparing each task's shared option values one by one)."""
+    digest = hashlib.sha256()
+    head = spec.model_dump(mode="json", exclude={"tasks"})
+    head["tasks"] = None  # a placeholder that keeps the key's sorted position
+    for position, key in enumerate(sorted(head)):
+        digest.update((("," if position else "{") + _dumps(key) + ":").encode())
+        if key == "tasks":
+            _hash_tasks(digest, spec.tasks, sources)
+        else:
+            digest.update(_dumps(head[key]).encode())
+    digest.update(b"}")
+    return digest.hexdigest()[:16]
 
 
 # -- building specs without re-validation --------------------------------------------------------
@@ -173,6 +179,25 @@ class FlowSpec(BaseModel):
 #: ``model_fields_set`` of every TaskSpec built here: all fields are given. Shared (pydantic
 #: copies it before any change), so 100,000 tasks do not hold 100,000 equal sets.
 _ALL_TASK_FIELDS = set(TaskSpec.model_fields)
+
+# The setters of the slots pydantic gives every model (``__dict__`` and its three
+# ``__pydantic_*__`` attributes), called directly: object.__setattr__ looks each one up
+# through the class's ancestors first, which is a third of assembling a spec.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _constructed(cls: type[BaseModel], values: dict[str, Any], fields_set: set[str]) -> Any:
+    """A ``cls`` instance holding ``values`` as they are: ``model_construct`` without its
+    per-field work (the values are of the right types already)."""
+    model = cls.__new__(cls)
+    _set_dict(model, values)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 #: The last options seen by task_spec and its values widened to every TaskSpec field: tasks
@@ -192,6 +217,8 @@ def task_spec(
 
     The other arguments are already of the right types: nothing is validated again (that is
     ~20 µs a task in pydantic). ``meta`` gets its own copy: options objects are shared.
+    Every value but those arguments and ``meta`` is ``options``' own object (the version
+    hash relies on it: see :meth:`FlowSpec.version`).
     """
     global _template
     given, widened = _template
@@ -207,12 +234,7 @@ def task_spec(
     values["source_hash"] = source_hash
     values["index"] = index
     values["meta"] = dict(given["meta"])
-    spec = TaskSpec.__new__(TaskSpec)
-    _set = object.__setattr__  # TaskSpec is frozen: bypass its __setattr__, as pydantic does
-    _set(spec, "__dict__", values)
-    _set(spec, "__pydantic_fields_set__", _ALL_TASK_FIELDS)
-    _set(spec, "__pydantic_extra__", None)
-    _set(spec, "__pydantic_private__", None)
+    spec: TaskSpec = _constructed(TaskSpec, values, _ALL_TASK_FIELDS)
     return spec
 
 
@@ -286,16 +308,8 @@ def _code_parameters(fn: FunctionType) -> list[tuple[str, Any, Any]]:
 
 def _param_spec(name: str, has_default: bool, default: Any, kind: str) -> ParamSpec:
     # Built from values of the right types already: skip validation (as model_construct).
-    spec = ParamSpec.__new__(ParamSpec)
-    _set = object.__setattr__
-    _set(
-        spec,
-        "__dict__",
-        {"name": name, "has_default": has_default, "default": default, "kind": kind},
-    )
-    _set(spec, "__pydantic_fields_set__", _PARAM_FIELDS_SET)
-    _set(spec, "__pydantic_extra__", None)
-    _set(spec, "__pydantic_private__", None)
+    values = {"name": name, "has_default": has_default, "default": default, "kind": kind}
+    spec: ParamSpec = _constructed(ParamSpec, values, _PARAM_FIELDS_SET)
     return spec
 
 
@@ -307,21 +321,33 @@ def introspect_params(
     ``shared`` (a flow's own dict) interns equal parameters: in a flow of 100,000 tasks the
     parameter ``t5`` of every reader of task ``t5`` is one object.
     """
-    params = []
-    for name, kind, value in _parameters(fn):
+    found = _parameters(fn)
+    if not found:
+        return ()
+    if shared is None:
+        shared = {}
+    params: list[ParamSpec] = []
+    append = params.append
+    for name, kind, value in found:
         if kind is _VAR_POSITIONAL or kind is _VAR_KEYWORD:
             continue
-        has_default = value is not _EMPTY
-        default = _jsonable_default(value) if has_default else None
-        if shared is None or not isinstance(default, _SIMPLE_DEFAULTS):
-            params.append(_param_spec(name, has_default, default, _KIND_NAMES[kind]))
+        if value is _EMPTY:  # the usual parameter: a task name or a run variable
+            key: tuple[Any, ...] = (name, kind)
+            param = shared.get(key)
+            if param is None:
+                param = shared[key] = _param_spec(name, False, None, _KIND_NAMES[kind])
+            append(param)
+            continue
+        default = _jsonable_default(value)
+        if not isinstance(default, _SIMPLE_DEFAULTS):
+            append(_param_spec(name, True, default, _KIND_NAMES[kind]))
             continue
         # The type is part of the key: 1, 1.0 and True are equal but dump differently.
-        key = (name, kind, type(default), default) if has_default else (name, kind)
-        found = shared.get(key)
-        if found is None:
-            found = shared[key] = _param_spec(name, has_default, default, _KIND_NAMES[kind])
-        params.append(found)
+        key = (name, kind, type(default), default)
+        param = shared.get(key)
+        if param is None:
+            param = shared[key] = _param_spec(name, True, default, _KIND_NAMES[kind])
+        append(param)
     return tuple(params)
 
 
@@ -371,51 +397,67 @@ def _meta_json(spec: TaskSpec) -> str:
     return _dumps(spec.model_dump(mode="json", include={"meta"})["meta"])
 
 
-def _hash_tasks(digest: Any, tasks: tuple[TaskSpec, ...]) -> None:
+def _hash_tasks(
+    digest: Any, tasks: tuple[TaskSpec, ...], sources: Sequence[object] | None = None
+) -> None:
     """Feed ``digest`` the JSON array of ``tasks``, as ``json.dumps`` of their dump writes it.
 
-    Each distinct set of shared option values (keyed by identity) and each parameter object
-    is serialised once; a task adds only its own fields' text.
+    Each distinct set of shared option values and each parameter object is serialised once;
+    a task adds only its own fields' text. Shared values are told apart by identity (equal
+    values may dump differently, as -0.0 and 0.0 do): ``sources``, when given, holds for
+    each task the options object its spec was assembled from by :func:`task_spec`, whose
+    identity stands for that of all its shared values; otherwise they are compared one by one.
     """
-    chunk_memo: dict[tuple[int, ...], list[str]] = {}
+    chunk_memo: dict[Any, list[str]] = {}
     param_memo: dict[int, str] = {}
-    last: tuple[Any, ...] = (object(),) * len(_SHARED_KEYS)  # matches no task
+    last: Any = (object(),) * len(_SHARED_KEYS)  # matches no task
     chunks: list[str] = []
+    comma = ""
     digest.update(b"[")
     for position, spec in enumerate(tasks):
-        if position:
-            digest.update(b",")
         if type(spec) is not TaskSpec:
-            digest.update(_dumps(TaskSpec.model_dump(spec, mode="json")).encode())
+            digest.update((comma + _dumps(TaskSpec.model_dump(spec, mode="json"))).encode())
+            comma, last = ",", None
             continue
         values = spec.__dict__
-        shared = _shared_values(values)
-        # Tasks defined in a loop hold the very same objects: compare by identity only
-        # (equal values may dump differently, as -0.0 and 0.0 do).
-        if not all(map(operator.is_, shared, last)):
-            key = tuple(map(id, shared))
-            found = chunk_memo.get(key)
-            if found is None:
-                found = chunk_memo[key] = _chunks(spec)
-            chunks, last = found, shared
-        params = []
-        for param in values["params"]:
-            text = param_memo.get(id(param))
-            if text is None:
-                text = param_memo[id(param)] = _param_json(param)
-            params.append(text)
+        if sources is not None:
+            source = sources[position]
+            if source is not last:
+                found = chunk_memo.get(id(source))
+                if found is None:
+                    found = chunk_memo[id(source)] = _chunks(spec)
+                chunks, last = found, source
+        else:
+            shared = _shared_values(values)
+            # Tasks defined in a loop hold the very same objects: compare by identity only.
+            if last is None or not all(map(operator.is_, shared, last)):
+                key = tuple(map(id, shared))
+                found = chunk_memo.get(key)
+                if found is None:
+                    found = chunk_memo[key] = _chunks(spec)
+                chunks, last = found, shared
+        param_text = "[]"
+        if values["params"]:
+            params = []
+            for param in values["params"]:
+                text = param_memo.get(id(param))
+                if text is None:
+                    text = param_memo[id(param)] = _param_json(param)
+                params.append(text)
+            param_text = "[" + ",".join(params) + "]"
         after, meta, c = values["after"], values["meta"], chunks
         # One value per name in _OWN_KEYS, in that order, between the chunks.
         text = (
-            f"{c[0]}{'[' + ','.join(map(_dump_str, after)) + ']' if after else '[]'}"
+            f"{comma}{c[0]}{'[' + ','.join(map(_dump_str, after)) + ']' if after else '[]'}"
             f"{c[1]}{int.__repr__(values['index'])}"
             f"{c[2]}{'true' if values['is_async'] else 'false'}"
             f"{c[3]}{_meta_json(spec) if meta else '{}'}"
             f"{c[4]}{_dump_str(values['name'])}"
-            f"{c[5]}{'[' + ','.join(params) + ']' if params else '[]'}"
+            f"{c[5]}{param_text}"
             f"{c[6]}{_dump_str(values['source_hash'])}{c[7]}"
         )
         digest.update(text.encode())
+        comma = ","
     digest.update(b"]")
 
 

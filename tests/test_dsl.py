@@ -40,6 +40,43 @@ def test_decorated_task_stays_callable_as_plain_function():
     assert add.__name__ == "add"
 
 
+def test_task_wraps_its_function_like_functools_wraps():
+    flow = nf.Flow("f")
+
+    def load(x: int, y=2) -> int:
+        """Loads."""
+        return x + y
+
+    load.custom = "kept"
+    task = flow.task(load)
+    assert task.__wrapped__ is load and task.fn is load
+    assert (task.__module__, task.__qualname__, task.__annotations__) == (
+        load.__module__,
+        load.__qualname__,
+        load.__annotations__,
+    )
+    assert task.custom == "kept"  # the function's own attributes are read through the task
+    assert inspect.signature(task) == inspect.signature(load)
+    load.spec = load.name = "the function's"  # ...but never hide the task's own
+    assert task.name == "load" and task.spec.name == "load"
+    with pytest.raises(AttributeError, match="missing"):
+        task.missing  # noqa: B018
+
+
+def test_a_callable_object_is_wrapped_too():
+    class Scale:
+        """Scales."""
+
+        def __call__(self, a):
+            return a * 2
+
+    flow = nf.Flow("f")
+    scale = Scale()
+    task = flow.task(name="double")(scale)
+    assert task.__wrapped__ is scale and task.__doc__ == "Scales." and task(2) == 4
+    assert [p.name for p in task.spec.params] == ["a"] and not task.spec.is_async
+
+
 def test_redefinition_replaces_task_and_keeps_position():
     flow = nf.Flow("f")
 
@@ -57,6 +94,9 @@ def test_redefinition_replaces_task_and_keeps_position():
 
     assert list(flow.tasks) == ["a", "b"]
     assert flow.tasks["a"].spec.index == 0
+    flow.remove("a")
+    flow.task(name="a")(a_again)  # back, now last: positions follow definition order
+    assert list(flow.tasks) == ["b", "a"] and [t.index for t in flow.spec().tasks] == [1, 2]
     assert flow.run().results == {"a": 10, "b": 2}
 
 

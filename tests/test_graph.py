@@ -151,7 +151,21 @@ def test_plan_is_cached_until_definition_changes():
     first = flow.plan()
     assert flow.plan() is first
     flow.task(name="b")(lambda: 2)
-    assert flow.plan() is not first
+    second = flow.plan()
+    assert second is not first
+    flow.task(name="a")(lambda: 3)  # redefined in place: a new plan too
+    assert flow.plan() is not second and flow.plan().funcs["a"]() == 3
+
+
+def test_a_task_may_read_tasks_defined_after_it():
+    flow = nf.Flow("forward", store=None)
+    flow.task(name="reader")(lambda a: a + 1)  # `a` is defined below: no cycle for that
+    flow.task(name="a", after=["b"])(lambda: 1)
+    flow.task(name="b")(lambda: 0)
+    plan = flow.validate()
+    assert plan.downstream == {"reader": (), "a": ("reader",), "b": ("a",)}
+    assert plan.upstream == {"reader": ("a",), "a": ("b",), "b": ()}
+    assert flow.run().results["reader"] == 2
 
 
 def test_plan_graph_is_built_on_first_use_and_matches_the_plan():

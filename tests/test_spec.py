@@ -116,8 +116,11 @@ def _varied_flow() -> nf.Flow:
 
 
 def test_streamed_version_equals_the_hash_of_the_whole_json():
-    spec = _varied_flow().spec()
+    flow = _varied_flow()
+    spec = flow.spec()
     assert spec.version() == _reference_version(spec)
+    # The flow hashes its tasks knowing which share an options object: the same text.
+    assert flow.flow_version == spec.version()
     empty = nf.Flow("empty").spec()
     assert empty.version() == _reference_version(empty)
 
@@ -159,8 +162,18 @@ def _signature_cases():
 
     def keyword_only(*, only, other=None): ...
 
-    return [mixed, plain, wrapped, declared, Callable().method, Callable(), keyword_only,
-            lambda v, w=None: 0, functools.partial(plain, 1), print]
+    return [
+        mixed,
+        plain,
+        wrapped,
+        declared,
+        Callable().method,
+        Callable(),
+        keyword_only,
+        lambda v, w=None: 0,
+        functools.partial(plain, 1),
+        print,
+    ]
 
 
 def test_parameters_read_from_code_match_inspect_signature():
