@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sqlite3
@@ -238,6 +239,27 @@ def test_resume_compares_inputs_when_an_upstream_ran_again_with_another_result()
     run = flow.run(resume="last")
     assert calls == ["total2", "report"] and run.results["report"] == "sum=7"
     assert run.states["load"] == "cached"
+
+
+def test_resume_of_a_flow_with_a_decorated_task_and_a_run_variable():
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            calls.append(fn.__name__)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    calls: list[str] = []
+    flow = nf.Flow("decorated")
+    flow.task(name="base")(logged(lambda: 5))
+    flow.task(name="scaled")(logged(lambda base, factor: base * factor))
+    flow.run(variables={"factor": 2})
+    calls.clear()
+    same = flow.run(variables={"factor": 2}, resume="last")
+    assert calls == [] and same.results == {"base": 5, "scaled": 10}
+    other = flow.run(variables={"factor": 3}, resume="last")
+    assert calls == ["<lambda>"] and other.results == {"base": 5, "scaled": 15}
 
 
 # -- the crash test ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ caller's thread, where a notebook shows them.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from dataclasses import dataclass, field
 from types import FunctionType
@@ -62,6 +63,15 @@ class RunContext:
         return versions
 
 
+_CODE = operator.attrgetter("__code__")
+_GLOBALS = operator.attrgetter("__globals__")
+_DICT = operator.attrgetter("__dict__")
+_HAS_WRAPPED = operator.methodcaller("__contains__", "__wrapped__")
+_SOURCE_HASH = operator.attrgetter("source_hash")
+_FAN_OUT = operator.attrgetter("fan_out")
+_ALLOW_PARTIAL = operator.attrgetter("allow_partial")
+
+
 def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
     """``(names, keys, firsts)``: the tasks, what each one's version depends on besides the
     helpers' current code (a task of its own when unknown), and ``(key, first task)`` per
@@ -73,17 +83,27 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
     if found is not None:
         return found
     names = list(plan.names)
-    keys: list[Any] = []
-    firsts: dict[Any, str] = {}
-    for name in names:
-        spec, fn = plan.specs[name], plan.funcs[name]
-        if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
-            key: Any = (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
-                        spec.allow_partial)  # fmt: skip
-        else:
-            key = ("task", name)
-        keys.append(key)
-        firsts.setdefault(key, name)
+    funcs = list(map(plan.funcs.__getitem__, names))
+    specs = list(map(plan.specs.__getitem__, names))
+    keys: list[Any]
+    if set(map(type, funcs)) == {FunctionType} and not any(
+        map(_HAS_WRAPPED, map(_DICT, funcs))
+    ):  # plain functions only (the common case): the keys are made in C
+        keys = list(
+            zip(
+                map(_CODE, funcs), map(id, map(_GLOBALS, funcs)), map(_SOURCE_HASH, specs),
+                map(str, map(_FAN_OUT, specs)), map(_ALLOW_PARTIAL, specs), strict=True,
+            )
+        )  # fmt: skip
+    else:
+        keys = [
+            (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
+             spec.allow_partial)
+            if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__
+            else ("task", name)
+            for name, fn, spec in zip(names, funcs, specs, strict=True)
+        ]  # fmt: skip
+    firsts = dict(zip(reversed(keys), reversed(names), strict=True))  # first task per key
     result = (names, keys, list(firsts.items()))
     plan.memo["code_keys"] = result
     return result

@@ -32,7 +32,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
@@ -538,14 +538,21 @@ def _packed_tasks(context: RunContext) -> frozenset[str]:
     marker = ("packed_tasks", local)
     found = plan.memo.get(marker)
     if found is None:
-        found = plan.memo[marker] = frozenset(
-            name
-            for name, spec in plan.specs.items()
-            if spec.persist is not False
-            and not spec.cache
-            and spec.cache_key is None
-            and (local is None or name in local)
-        )
+        specs = list(map(plan.specs.__getitem__, plan.names))
+        found = frozenset(plan.names)  # the common case, checked in C: no exception at all
+        if (
+            operator.countOf(map(_PERSIST, specs), False)
+            or any(map(_CACHE, specs))
+            or operator.countOf(map(_CACHE_KEY, specs), None) != len(specs)
+        ):
+            found = frozenset(
+                spec.name
+                for spec in specs
+                if spec.persist is not False and not spec.cache and spec.cache_key is None
+            )
+        if local is not None:
+            found &= local
+        plan.memo[marker] = found
     return found
 
 
@@ -559,13 +566,21 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
     marker = ("plain_tasks", frozenset(variables), context.local)
     found = plan.memo.get(marker)
     if found is None:
-        found = plan.memo[marker] = frozenset(
-            name
-            for name in _packed_tasks(context)
-            if not plan.data_params[name]
-            and not any(p.name in variables for p in plan.free_params[name])
-        )
+        names = plan.names
+        no_data = compress(names, map(operator.not_, map(plan.data_params.__getitem__, names)))
+        if variables:
+            no_data = (  # type: ignore[assignment]
+                name
+                for name in no_data
+                if not any(p.name in variables for p in plan.free_params[name])
+            )
+        found = plan.memo[marker] = _packed_tasks(context).intersection(no_data)
     return found
+
+
+_PERSIST = operator.attrgetter("persist")
+_CACHE = operator.attrgetter("cache")
+_CACHE_KEY = operator.attrgetter("cache_key")
 
 
 #: A batch's results are packed into one pickle when it is at most this large (a resume
