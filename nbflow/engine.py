@@ -33,6 +33,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from . import events as ev
@@ -50,6 +51,8 @@ from .state import HANDLERS as _APPLY
 from .state import RunState
 
 S = TaskState
+# The outcomes every task reads, bound once: an enum class attribute costs ~45 ns.
+_FAILED, _SUCCEEDED = S.FAILED, S.SUCCEEDED
 log = logging.getLogger("nbflow.engine")
 
 _gc_lock = threading.Lock()
@@ -170,16 +173,18 @@ class Engine:
         # only for the tasks that have such parameters (few), so a run starts in O(those).
         self._var_params: dict[str, tuple[str, ...]] = {}
         self._wants_worker: set[str] = set()
-        for n, params in plan.free_params.items():
-            if params:
-                self._var_params[n] = tuple(p.name for p in params if p.name in variables)
-                if any(p.name == "worker" for p in params):
-                    self._wants_worker.add(n)
-        self._gated = {n for n, gates in plan.gates.items() if gates}
-        with_data = plan.memo.get("with_data")
-        if with_data is None:  # kept with the plan: a flow runs the same plan many times
-            with_data = frozenset(n for n, pairs in plan.data_params.items() if pairs)
-            plan.memo["with_data"] = with_data
+        free = _plan_table(plan, "free", lambda: [n for n, p in plan.free_params.items() if p])
+        for n in free:
+            params = plan.free_params[n]
+            self._var_params[n] = tuple(p.name for p in params if p.name in variables)
+            if any(p.name == "worker" for p in params):
+                self._wants_worker.add(n)
+        self._gated = _plan_table(plan, "gated", lambda: {n for n, g in plan.gates.items() if g})
+        with_data = _plan_table(
+            plan, "with_data", lambda: frozenset(n for n, p in plan.data_params.items() if p)
+        )
+        # Tasks of the short path (see _runner), and which of them are coroutine functions.
+        self._simple = _plan_table(plan, "simple", lambda: _simple_tasks(plan))
         # Tasks that receive anything at all (results, variables, their worker's name).
         self._takes_inputs = with_data.union(self._var_params, self._wants_worker)
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
@@ -436,27 +441,26 @@ class Engine:
         inline, short_path = self._inline_async, self._short_path
         pool, slots, placed = self.pool, self._slots, self._placed
         takes_inputs = self._takes_inputs
+        simple = self._simple if short_path else {}
         yield_at = clock() + TIME_SLICE
         while True:
-            spec = specs[name]
-            if not (
-                short_path and spec.retry is None and spec.timeout is None and not spec.fan_out
-            ):
+            is_async = simple.get(name)
+            if is_async is None:
                 outcome = await self._run_task(name, worker)
             else:  # the short path of _run_task, inline: most tasks of most flows take it
-                outcome = S.FAILED
+                outcome = _FAILED
                 try:
                     kwargs = self._inputs(name, worker) if name in takes_inputs else {}
                     emit(ev.TaskStarted, name, 1, worker)
-                    if spec.is_async and inline:  # what LocalExecutor.call does, minus a frame
+                    if is_async and inline:  # what LocalExecutor.call does, minus a frame
                         result = await funcs[name](**kwargs)
                     else:
                         result = await executor.call(
                             name,
                             funcs[name],
                             kwargs,
-                            is_async=spec.is_async,
-                            priority=spec.priority,
+                            is_async=is_async,
+                            priority=specs[name].priority,
                         )
                 except asyncio.CancelledError:
                     emit(ev.TaskCancelled, name, self.state.tasks[name].attempts)
@@ -465,7 +469,7 @@ class Engine:
                     emit(ev.TaskFailed, name, 1, error, _format(error))
                 else:
                     emit(ev.TaskSucceeded, name, 1, result)
-                    outcome = S.SUCCEEDED
+                    outcome = _SUCCEEDED
                 finally:
                     inflight.pop(name, None)
                     if pool is None:
@@ -735,7 +739,7 @@ class Engine:
         transition = sch.complete(self.plan, sched, name, outcome, self._key)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
-        if outcome is S.FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
+        if outcome is _FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
             return
         if dispatch and sched.ready:
@@ -745,6 +749,26 @@ class Engine:
 
 
 _NOWHERE: tuple[str | None, float | None] = (None, None)
+
+
+def _plan_table(plan: Plan, key: str, make: Callable[[], Any]) -> Any:
+    """``plan.memo[key]``, made by ``make()`` the first time: a flow runs one plan many
+    times, so what depends only on the plan is worked out once."""
+    found = plan.memo.get(key)
+    if found is None:
+        found = plan.memo[key] = make()
+    return found
+
+
+def _simple_tasks(plan: Plan) -> dict[str, bool]:
+    """Task -> whether it is a coroutine function, for the tasks that need none of the
+    attempt machinery: one attempt, no timeout, no fan-out (the runner's short path)."""
+    return {
+        name: spec.is_async
+        for name, spec in plan.specs.items()
+        if spec.retry is None and spec.timeout is None and not spec.fan_out
+    }
+
 
 #: A runner going from one instant task to the next yields to the event loop this often
 #: (seconds), so widgets, timers and other coroutines keep running during a long burst.

@@ -143,15 +143,20 @@ def _run_finished(s: RunState, e: ev.RunFinished) -> None:
     s.status, s.finished_t, s.error = RunStatus(e.status), e.t, e.error
 
 
+# Members read by the handlers below, bound once: an enum class attribute costs ~45 ns.
+_QUEUED, _RUNNING = TaskState.QUEUED, TaskState.RUNNING
+_SUCCEEDED, _CACHED = TaskState.SUCCEEDED, TaskState.CACHED
+
+
 def _queued(s: RunState, e: ev.TaskQueued) -> None:
     record = s.tasks[e.task]
-    record.state, record.queued_t, record.queued_seq = TaskState.QUEUED, e.t, e.seq
+    record.state, record.queued_t, record.queued_seq = _QUEUED, e.t, e.seq
 
 
 def _started(s: RunState, e: ev.TaskStarted) -> None:
     record = s.tasks[e.task]
     if e.element is None:
-        record.state = TaskState.RUNNING
+        record.state = _RUNNING
         record.attempts = e.attempt
         record.worker = e.worker
         if record.started_t is None:
@@ -204,7 +209,7 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     s._close(e.task, None, e.t, status, None, e.worker, e.began)
     if e.worker is not None:
         record.worker = e.worker
-    record.state = TaskState.CACHED if e.cached else TaskState.SUCCEEDED
+    record.state = _CACHED if e.cached else _SUCCEEDED
     record.result, record.error, record.ended_t = e.result, None, e.t
     if record.started_t is None:
         record.started_t, record.started_seq = e.t, e.seq
