@@ -126,28 +126,9 @@ class Task:
     @property
     def spec(self) -> TaskSpec:
         """The task's :class:`~nbflow.spec.TaskSpec` (built on first use, then kept)."""
-        spec = self._spec
-        if spec is None:
-            spec = self._spec = self._build_spec({})
-        return spec
-
-    def _build_spec(self, memo: dict[Any, Any]) -> TaskSpec:
-        """Introspect the function (parameters, source hash, sync/async) into the spec.
-
-        ``memo`` holds facts about code objects for one pass over a flow's tasks.
-        """
-        fn, options = self.fn, self._options
-        params = introspect_params(fn, self._params)
-        source_hash, is_async = _code_facts(fn, memo)
-        # The version covers every piece of user code the task runs, callables in options too.
-        extras = [c for c in (options.when_fn, options.cache_key) if c is not None]
-        if options.retry is not None and options.retry.retry_if is not None:
-            extras.append(options.retry.retry_if)
-        if extras:
-            joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
-            source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
-        # `options` is validated already: assemble the spec without a second validation pass.
-        return task_spec(options, self._name, params, is_async, source_hash, self._index)
+        if self._spec is None:
+            _build_specs((self,))
+        return self._spec  # type: ignore[return-value]  # built just now
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -157,22 +138,50 @@ class Task:
         return f"<{kind}Task {self._name!r} priority={self._options.priority}>"
 
 
-def _code_facts(fn: Callable[..., Any], memo: dict[Any, Any]) -> tuple[str, bool]:
-    """``(deep source hash, is async)`` of ``fn``; one computation per code object in ``memo``.
+def _build_specs(tasks: Iterable[Task]) -> None:
+    """Give each of ``tasks`` that has none its spec: what introspection of its function
+    finds (parameters, source hash, sync or async) with its options.
 
-    The deep hash depends on the function's code, module and globals (the helpers it calls
-    are looked up there), so plain functions that share all three share the answer: 10,000
-    tasks made by one factory are hashed once per pass.
+    What depends only on a code object or an options object is worked out once per call:
+    10,000 tasks made by one factory with one set of options are hashed once.
     """
-    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
-        key = (fn.__code__, fn.__module__, id(fn.__globals__))
-        found = memo.get(key)
-        if found is None:
-            found = memo[key] = (
-                deep_source_hash(fn),
-                bool(fn.__code__.co_flags & inspect.CO_COROUTINE),
-            )
-        return found
+    facts: dict[Any, tuple[str, bool]] = {}
+    extras_of: dict[int, list[Callable[..., Any]]] = {}
+    for task in tasks:
+        if task._spec is not None:
+            continue
+        fn, options = task.fn, task._options
+        params = introspect_params(fn, task._params)
+        if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
+            # The helpers a function calls are looked up in its globals and module: with
+            # its code, they decide the answer. Ids are safe keys while the tasks live.
+            key = (id(fn.__code__), fn.__module__, id(fn.__globals__))
+            found = facts.get(key)
+            if found is None:
+                found = facts[key] = _code_facts(fn)
+        else:
+            found = _code_facts(fn)
+        source_hash, is_async = found
+        extras = extras_of.get(id(options))
+        if extras is None:
+            extras = extras_of[id(options)] = _option_callables(options)
+        if extras:  # the version covers every piece of user code the task runs
+            joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
+            source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
+        # `options` is validated already: assemble the spec without a second validation pass.
+        task._spec = task_spec(options, task._name, params, is_async, source_hash, task._index)
+
+
+def _option_callables(options: TaskOptions) -> list[Callable[..., Any]]:
+    """The user code in ``options``: a callable ``when``, ``cache_key``, ``retry_if``."""
+    found = [c for c in (options.when_fn, options.cache_key) if c is not None]
+    if options.retry is not None and options.retry.retry_if is not None:
+        found.append(options.retry.retry_if)
+    return found
+
+
+def _code_facts(fn: Callable[..., Any]) -> tuple[str, bool]:
+    """``(deep source hash, is async)`` of ``fn`` (what it wraps decides both)."""
     target = unwrapped(fn)
     is_async = (
         bool(target.__code__.co_flags & inspect.CO_COROUTINE)
@@ -403,11 +412,8 @@ class Definition:
         if any(task._spec is None for task in tasks):
             from .engine import frozen_gc  # the engine imports the plan, which imports this
 
-            memo: dict[Any, Any] = {}
             with frozen_gc():
-                for task in tasks:
-                    if task._spec is None:
-                        task._spec = task._build_spec(memo)
+                _build_specs(tasks)
         return tasks
 
     def spec(self) -> FlowSpec:

@@ -17,6 +17,7 @@ plan.
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,7 @@ def _check_acyclic(
 
 
 _name = operator.attrgetter("_name")
+_param_name = operator.attrgetter("name")
 _spec = operator.attrgetter("_spec")
 _fn = operator.attrgetter("fn")
 
@@ -165,29 +167,33 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
     free_params: dict[str, tuple[ParamSpec, ...]] = dict.fromkeys(names, ())
     extra: dict[str, dict[str, None]] = {}
     gates: dict[str, list[Gate]] = {}
-    pairs: dict[str, tuple[str, str]] = {}  # one (param, task) tuple per name, shared
+    # One (parameter, task) tuple per task name, shared by all its readers; made in C.
+    _pair = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
 
     for task in tasks:
         name, condition = task._name, task.condition
         values = task._spec.__dict__  # the fields, without attribute lookups
         params = values["params"]
         if params:
-            data: list[tuple[str, str]] = []
-            free: list[ParamSpec] = []
-            for param in params:
-                param_name = param.name
-                if param_name in known and param_name != name:
-                    pair = pairs.get(param_name)
-                    if pair is None:
-                        pair = pairs[param_name] = (param_name, param_name)
-                    data.append(pair)
-                else:
-                    free.append(param)
-            if data:
-                data_params[name] = tuple(data)
-                upstream[name] = tuple([p for p, _ in data])
-            if free:
-                free_params[name] = tuple(free)
+            param_names = tuple(map(_param_name, params))
+            if known.issuperset(param_names) and name not in param_names:
+                # Every parameter names another task (the usual case; a fan-in of 10,000
+                # parameters too): all in C.
+                data_params[name] = tuple(map(_pair, param_names))
+                upstream[name] = param_names
+            else:
+                data: list[tuple[str, str]] = []
+                free: list[ParamSpec] = []
+                for param, param_name in zip(params, param_names, strict=True):
+                    if param_name in known and param_name != name:
+                        data.append(_pair(param_name))
+                    else:
+                        free.append(param)
+                if data:
+                    data_params[name] = tuple(data)
+                    upstream[name] = tuple([p for p, _ in data])
+                if free:
+                    free_params[name] = tuple(free)
         for dep in values["after"]:
             if dep not in known:
                 raise MissingDependencyError(name, dep, known - {name}, field="after")
@@ -228,14 +234,10 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
             if gate.condition is not None:
                 gate.condition.check_names(upstream[name])
 
-    downstream_lists: dict[str, list[str]] = {}
+    downstream_lists: defaultdict[str, list[str]] = defaultdict(list)
     for name, deps in upstream.items():
         for dep in deps:
-            found = downstream_lists.get(dep)
-            if found is None:
-                downstream_lists[dep] = [name]
-            else:
-                found.append(name)
+            downstream_lists[dep].append(name)
     _check_acyclic(names, downstream_lists, upstream, specs)
     downstream: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
     for name, children in downstream_lists.items():
