@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .store import StateStore, resolve_store
-from .store.keys import NONE_DIGEST, StoreWarning, cache_key, inputs_hash, value_digest
+from .store.keys import (
+    NONE_DIGEST,
+    StoreWarning,
+    cache_key,
+    cache_tasks,
+    inputs_hash,
+    value_digest,
+)
 from .store.recorder import Recorder, RunContext
 from .store.rows import PACK_PREFIX
 
@@ -55,17 +62,6 @@ class Durable:
     recorder: Recorder
     hooks: StoreHooks | None
     resumed_from: str | None
-
-
-def caches(plan: Plan) -> list[str]:
-    """Names of the tasks of ``plan`` that use the cache (kept in ``plan.memo``)."""
-    found = plan.memo.get("caches")
-    if found is None:
-        specs = plan.specs
-        found = plan.memo["caches"] = [
-            n for n in plan.names if specs[n].cache or specs[n].cache_key is not None
-        ]
-    return found
 
 
 def attach_store(
@@ -98,7 +94,7 @@ def attach_store(
                 f"flow {plan.flow_name!r} has no store (store=None or NBFLOW_STORE=none), so "
                 "there is nothing to resume from; give it one with Flow(..., store=PATH)"
             )
-        cached = caches(plan)
+        cached = cache_tasks(plan)
         if cached:
             warnings.warn(
                 f"flow {plan.flow_name!r} has no store, so cache=True on {cached[:3]} does "
@@ -116,13 +112,13 @@ def attach_store(
         spec_now = spec()
     local = None
     if getattr(executor, "remote_results", False):
-        local = frozenset(caches(plan))  # other results stay on the cluster
+        local = frozenset(cache_tasks(plan))  # other results stay on the cluster
     context = RunContext(
         run_id, plan, dict(variables), spec_now, resumed_from=resumed_from, local=local
     )
     recorder = Recorder(store, context)
     hooks = None
-    if previous or caches(plan):
+    if previous or cache_tasks(plan):
         if not previous:
             store.flush()  # this process's latest results are visible to the cache
         hooks = StoreHooks(store, context, previous, previous_vars)

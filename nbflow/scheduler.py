@@ -18,6 +18,7 @@ states. Ties between equal keys break on definition order, deterministically.
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,10 +183,18 @@ def _needs(plan: Plan) -> dict[str, int]:
     One lookup instead of three per edge in :func:`complete` (the spec, its rule, the upstream
     tuple): at 100,000 tasks each lookup is a likely cache miss. Kept in ``plan.memo``.
     """
-    specs, upstream = plan.specs, plan.upstream
-    needs = {n: len(upstream[n]) if specs[n].trigger == "all_success" else 0 for n in plan.names}
+    names, specs, upstream = plan.names, plan.specs, plan.upstream
+    needs = dict(zip(names, map(len, map(upstream.__getitem__, names)), strict=True))
+    triggers = list(map(_TRIGGER, map(specs.__getitem__, names)))
+    if triggers.count("all_success") != len(names):  # in C above; other rules are rare
+        for name, trigger in zip(names, triggers, strict=True):
+            if trigger != "all_success":
+                needs[name] = 0
     plan.memo["needs"] = needs
     return needs
+
+
+_TRIGGER = operator.attrgetter("trigger")
 
 
 def record(state: SchedulerState, name: str, outcome: TaskState) -> None:

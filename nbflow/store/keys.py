@@ -13,6 +13,7 @@ All three are SHA-256 based and stable across processes:
 from __future__ import annotations
 
 import hashlib
+import operator
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
@@ -119,3 +120,22 @@ def cache_key(flow: str, task: str, version: str, inputs: str | None, user_key: 
     if user_key is not None:
         return sha(f"{flow}\x00{task}\x00{version}\x00user:{user_key!r}")
     return sha(f"{flow}\x00{task}\x00{version}\x00{inputs}")
+
+
+_CACHE = operator.attrgetter("cache")
+_CACHE_KEY = operator.attrgetter("cache_key")
+
+
+def cache_tasks(plan: Plan) -> list[str]:
+    """Names of the tasks of ``plan`` that use the cache (kept in ``plan.memo``).
+
+    Checked in C first: most flows have none, and a run asks before anything else.
+    """
+    found = plan.memo.get("caches")
+    if found is None:
+        specs = list(map(plan.specs.__getitem__, plan.names))
+        found = []
+        if any(map(_CACHE, specs)) or operator.countOf(map(_CACHE_KEY, specs), None) != len(specs):
+            found = [s.name for s in specs if s.cache or s.cache_key is not None]
+        plan.memo["caches"] = found
+    return found

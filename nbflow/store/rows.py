@@ -43,6 +43,7 @@ from .keys import (
     NONE_DIGEST,
     blob_digest,
     cache_key,
+    cache_tasks,
     dumps,
     inputs_hash,
     sha,
@@ -539,17 +540,9 @@ def _packed_tasks(context: RunContext) -> frozenset[str]:
     found = plan.memo.get(marker)
     if found is None:
         specs = list(map(plan.specs.__getitem__, plan.names))
-        found = frozenset(plan.names)  # the common case, checked in C: no exception at all
-        if (
-            operator.countOf(map(_PERSIST, specs), False)
-            or any(map(_CACHE, specs))
-            or operator.countOf(map(_CACHE_KEY, specs), None) != len(specs)
-        ):
-            found = frozenset(
-                spec.name
-                for spec in specs
-                if spec.persist is not False and not spec.cache and spec.cache_key is None
-            )
+        found = frozenset(plan.names).difference(cache_tasks(plan))
+        if operator.countOf(map(_PERSIST, specs), False):  # checked in C: rare
+            found = found.difference(s.name for s in specs if s.persist is False)
         if local is not None:
             found &= local
         plan.memo[marker] = found
@@ -579,8 +572,6 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
 
 
 _PERSIST = operator.attrgetter("persist")
-_CACHE = operator.attrgetter("cache")
-_CACHE_KEY = operator.attrgetter("cache_key")
 
 
 #: A batch's results are packed into one pickle when it is at most this large (a resume
