@@ -17,7 +17,6 @@ import ipywidgets
 import pytest
 
 import nbflow as nf
-from nbflow.events import TaskQueued
 from nbflow.render import find_dot
 from nbflow.widgets import Dashboard, layouts
 from nbflow.widgets.dashboard import EAGER_ROWS
@@ -151,24 +150,57 @@ def test_fan_out_node_shows_done_over_total():
 # -- coalescing ----------------------------------------------------------------------------
 
 
-def test_burst_of_10000_events_costs_one_flush():
-    async def main() -> None:
-        flow, gate = gated_flow()
+@pytest.mark.filterwarnings("ignore::nbflow.errors.OverheadWarning")  # no-op tasks, on purpose
+def test_a_live_dashboard_does_no_work_per_event():
+    """It leaves the bus at the run's first event (the engine then publishes nothing at all)
+    and redraws from its ticker, only when the state moved; the end is drawn at once."""
+
+    async def main() -> tuple[Dashboard, float]:
+        gate = asyncio.Event()
+        flow = nf.Flow("burst", max_workers=None)
+
+        @flow.task
+        async def first():
+            await gate.wait()
+
+        for i in range(3000):
+            flow.task(name=f"t{i}", after=["first"])(_noop)
         handle = flow.start()
         d = Dashboard(handle, interval=0.05, heartbeat=None, prefer="python")
-        renders = d.stats.dag_renders
-        for i in range(10_000):
-            handle.engine.bus.publish(TaskQueued(handle.engine.run_id, 10**6 + i, 0.0, "first"))
-        assert d._co is not None and d._co.pending
-        assert d.stats.flushes == 0  # events only mark dirty
-        await asyncio.sleep(0.2)  # several intervals pass; the gate holds the run still
-        assert d.stats.flushes == 1
-        assert d.stats.dag_renders == renders + 1
+        bus = handle.engine.bus
+        assert d._subscriber in subscribers_of(bus)
+        await until(lambda: handle.run.states.get("first") == "running")
+        assert subscribers_of(bus) == []  # nobody listens: the engine skips publishing
+        await asyncio.sleep(0.2)  # several ticks: the first draws the graph, then nothing new
+        assert d.stats.flushes == 1 and d.stats.dag_renders == 1
         gate.set()
+        started = time.perf_counter()
         await handle
-        assert d.stats.flushes <= 3  # + the flush at RunFinished (+ one run event at most)
+        return d, time.perf_counter() - started
 
-    asyncio.run(main())
+    d, elapsed = asyncio.run(main())
+    # ~9,000 events: at most a flush per tick during the burst, and the final draw.
+    assert d.stats.flushes <= 2 + math.ceil(elapsed / 0.05) + 1
+    assert marker(d)["nbflow-status"] == "succeeded"
+    assert marker(d)["done"] == "3001"
+
+
+def test_cancelling_the_task_that_awaits_a_run_still_draws_its_end(monkeypatch):
+    shown: list[Dashboard] = []
+    monkeypatch.setattr(Dashboard, "display", lambda self: shown.append(self) or self)
+
+    async def main() -> Dashboard:
+        flow, _gate = gated_flow()  # the gate never opens
+        task = asyncio.ensure_future(flow.arun(show=True))
+        await until(lambda: bool(shown) and shown[0].run.states.get("first") == "running")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return shown[0]
+
+    d = asyncio.run(main())
+    assert marker(d)["nbflow-status"] == "cancelled"
+    assert node_states(d) == {"first": "cancelled", "second": "cancelled"}
 
 
 @pytest.mark.filterwarnings("ignore::nbflow.errors.OverheadWarning")  # no-op tasks, on purpose
@@ -484,7 +516,7 @@ def test_run_in_a_thread_is_drawn_when_waited_for():
 
     handle = flow.start()  # no running loop here: the run gets a thread of its own
     d = Dashboard(handle, prefer="python")
-    assert d._co is None  # nothing is drawn from the run's thread
+    assert d._ticker is None  # nothing is drawn from the run's thread
     run = handle.wait()
     assert run.status == "succeeded"
     assert node_states(d) == {"slow": "succeeded"}

@@ -17,7 +17,7 @@ from nbflow.render import STATE_STYLE
 from nbflow.state import RunState, TaskRecord
 from nbflow.summary import run_summary_html
 from nbflow.widgets import panels
-from nbflow.widgets.throttle import Coalescer
+from nbflow.widgets.throttle import Ticker
 from nbflow.widgets.views import Structure, TaskFacts, group_keys, node_view
 
 
@@ -191,48 +191,88 @@ def test_summary_of_a_huge_run_omits_the_timeline():
     assert "1,200 tasks: 1,200 succeeded" in html
 
 
-# -- coalescer -----------------------------------------------------------------------------
+# -- ticker --------------------------------------------------------------------------------
 
 
-def test_coalescer_turns_a_burst_into_one_flush_and_survives_errors():
-    async def main() -> tuple[Coalescer, list[int]]:
+def test_ticker_flushes_once_per_tick_only_when_the_version_moved_and_survives_errors():
+    async def main() -> tuple[Ticker, list[int]]:
         calls: list[int] = []
-        co = Coalescer(lambda: calls.append(1), asyncio.get_running_loop(), interval=0.01)
-        for _ in range(10_000):
-            co.mark()
+        version = [0]
+        ticker = Ticker(
+            lambda: calls.append(version[0]),
+            lambda: version[0],
+            asyncio.get_running_loop(),
+            interval=0.01,
+        )
+        ticker.start()
         await asyncio.sleep(0.05)
-        assert calls == [1] and not co.pending
-        co.flush_now()
-        assert len(calls) == 2
+        assert calls == []  # nothing moved since the owner drew
+        version[0] = 10_000  # a burst of changes between two ticks
+        await asyncio.sleep(0.05)
+        assert calls == [10_000] and ticker.running
+        ticker.stop()
+        version[0] += 1
+        await asyncio.sleep(0.05)
+        assert calls == [10_000] and not ticker.running
 
         def boom() -> None:
+            version[0] += 1  # moves every time: every tick flushes, and raises
             raise RuntimeError("no")
 
-        bad = Coalescer(boom, asyncio.get_running_loop(), interval=0.01)
-        bad.flush_now()
+        bad = Ticker(boom, lambda: version[0], asyncio.get_running_loop(), 0.01, drawn=False)
+        bad.start()
+        await asyncio.sleep(0.035)
+        bad.stop()
         return bad, calls
 
     bad, _ = asyncio.run(main())
-    assert bad.errors == 1 and bad.flushes == 1
+    assert bad.errors == bad.flushes >= 2  # the ticker went on after each error
 
 
-def test_coalescer_with_infinite_interval_only_flushes_when_asked():
-    async def main() -> int:
-        calls: list[int] = []
-        co = Coalescer(lambda: calls.append(1), asyncio.get_running_loop(), interval=math.inf)
-        co.mark()
-        await asyncio.sleep(0.01)
-        assert calls == [] and not co.pending
-        co.flush_now()
-        return len(calls)
+def test_ticker_heartbeat_and_a_flush_that_stops_it():
+    async def main() -> tuple[int, int]:
+        beats: list[int] = []
+        steady = Ticker(
+            lambda: beats.append(1),
+            lambda: 0,
+            asyncio.get_running_loop(),
+            interval=0.01,
+            heartbeat=0.03,
+        )
+        steady.start()
+        stops: list[int] = []
+        once = Ticker(
+            lambda: (stops.append(1), once.stop()),
+            lambda: 0,
+            asyncio.get_running_loop(),
+            interval=0.01,
+            drawn=False,
+        )
+        once.start(0.0)
+        await asyncio.sleep(0.1)
+        steady.stop()
+        return len(beats), len(stops)
 
-    assert asyncio.run(main()) == 1
+    beats, stops = asyncio.run(main())
+    assert 1 <= beats <= 4  # nothing moved: only the heartbeat redraws
+    assert stops == 1
 
 
-def test_coalescer_rejects_a_bad_interval():
+def test_ticker_with_infinite_interval_never_ticks_and_bad_intervals_are_rejected():
     async def main() -> None:
+        calls: list[int] = []
+        ticker = Ticker(
+            lambda: calls.append(1),
+            lambda: 0,
+            asyncio.get_running_loop(),
+            interval=math.inf,
+            drawn=False,
+        )
+        ticker.start()
+        await asyncio.sleep(0.01)
+        assert calls == [] and not ticker.running
         with pytest.raises(ValueError, match="interval must be positive seconds, not 0"):
-            Coalescer(lambda: None, asyncio.get_running_loop(), interval=0)
+            Ticker(lambda: None, lambda: 0, asyncio.get_running_loop(), interval=0)
 
     asyncio.run(main())
 

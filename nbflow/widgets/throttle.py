@@ -1,10 +1,10 @@
-"""Coalescing: any number of "something changed" marks become at most one flush per interval.
+"""Throttled redraws: a timer that flushes at most once per interval, only when something changed.
 
-Events only mark the dashboard dirty; the flush (the expensive part: building SVG and
-sending widget state) runs later, on the event loop, at most once per ``interval`` seconds.
-A burst of 10,000 events inside one interval therefore costs one flush, and the first flush
-after a quiet spell waits out the rest of its interval, so a run shorter than ``interval``
-is drawn only at its end (:meth:`Coalescer.flush_now`).
+The dashboard does no work per event. A :class:`Ticker` wakes up every ``interval`` seconds on
+the event loop and compares a cheap version number (the run state's last event number) with
+the one it last drew: any number of events between two ticks cost one flush, a tick with
+nothing new costs one comparison, and a run shorter than the first delay is drawn only at its
+end (by the owner, not by the ticker).
 """
 
 from __future__ import annotations
@@ -13,79 +13,97 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("nbflow.widgets")
 
+#: ``version()`` never returns this: a ticker made with ``drawn=False`` flushes on its
+#: first tick whatever the version.
+_UNDRAWN = object()
 
-class Coalescer:
-    """Runs ``flush()`` on ``loop`` at most once per ``interval`` seconds while marked dirty.
 
-    ``mark()`` must be called on the loop's thread (it schedules with ``loop.call_later``);
-    ``flush_now()`` runs a pending flush at once. A flush that raises is logged and counted
-    in ``errors``; it never propagates (a display must not break what it displays).
+class Ticker:
+    """Calls ``flush()`` on ``loop`` at most once per ``interval`` seconds, while started.
+
+    A tick flushes when ``version()`` differs from its value at the last flush, or when
+    ``heartbeat`` seconds passed since then (so elapsed times keep growing on screen while
+    nothing happens). ``drawn=False``: the owner has not drawn the current version yet, so the
+    first tick flushes. Ticks run on ``loop``'s thread; a flush that raises is logged and
+    counted in ``errors``, never propagated (a display must not break what it displays).
+    ``math.inf`` as ``interval`` means "never tick": :meth:`start` does nothing.
 
     Raises:
-        ValueError: ``interval`` is not a positive number (``math.inf`` means "only when
-            asked", i.e. on :meth:`flush_now`).
+        ValueError: ``interval`` is not a positive number.
     """
 
-    __slots__ = ("_flush", "_handle", "_last", "_loop", "dirty", "errors", "flushes", "interval")
+    __slots__ = (
+        "_flush",
+        "_handle",
+        "_last",
+        "_loop",
+        "_seen",
+        "_stopped",
+        "_version",
+        "errors",
+        "flushes",
+        "heartbeat",
+        "interval",
+    )
 
     def __init__(
         self,
         flush: Callable[[], None],
+        version: Callable[[], Any],
         loop: asyncio.AbstractEventLoop,
         interval: float = 0.25,
+        heartbeat: float | None = None,
+        drawn: bool = True,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be positive seconds, not {interval!r}")
         self._flush = flush
+        self._version = version
         self._loop = loop
         self.interval = interval
+        self.heartbeat = heartbeat
         self._handle: asyncio.TimerHandle | None = None
-        self._last = loop.time()  # the owner draws once when it is created
-        self.dirty = False
+        self._stopped = False
+        self._seen: Any = version() if drawn else _UNDRAWN
+        self._last = loop.time()
         self.flushes = 0
         self.errors = 0
 
     @property
-    def pending(self) -> bool:
-        """Whether a flush is scheduled."""
+    def running(self) -> bool:
+        """Whether a tick is scheduled."""
         return self._handle is not None
 
-    def mark(self) -> None:
-        """Note a change; schedule a flush unless one is pending (cheap when one is)."""
-        self.dirty = True
+    def start(self, delay: float | None = None) -> None:
+        """Tick first after ``delay`` seconds (default: ``interval``), then every interval."""
+        self._stopped = False
         if self._handle is None and math.isfinite(self.interval):
-            delay = max(0.0, self._last + self.interval - self._loop.time())
-            self._handle = self._loop.call_later(delay, self._run)
+            first = self.interval if delay is None else min(delay, self.interval)
+            self._handle = self._loop.call_later(first, self._tick)
 
-    def defer_first(self, delay: float) -> None:
-        """Let the first flush come ``delay`` seconds from now (not ``interval``): for an
-        owner that did not draw everything when it was created."""
-        self._last = self._loop.time() - self.interval + delay
-
-    def flush_now(self) -> None:
-        """Cancel the scheduled flush and flush now (even when nothing was marked)."""
-        self.cancel()
-        self.dirty = True
-        self._run()
-
-    def cancel(self) -> None:
-        """Drop the scheduled flush, if any."""
+    def stop(self) -> None:
+        """Cancel the next tick, if any (also from inside a flush)."""
+        self._stopped = True
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    def _run(self) -> None:
+    def _tick(self) -> None:
         self._handle = None
-        if not self.dirty:
-            return
-        self.dirty = False
-        self._last = self._loop.time()
-        self.flushes += 1
-        try:
-            self._flush()
-        except Exception:
-            self.errors += 1
-            log.exception("nbflow dashboard update failed; the run goes on")
+        version, now = self._version(), self._loop.time()
+        beat = self.heartbeat is not None and now - self._last >= self.heartbeat
+        if version != self._seen or beat:
+            self._seen, self._last = version, now
+            self.flushes += 1
+            try:
+                self._flush()
+            except Exception:
+                self.errors += 1
+                log.exception("nbflow dashboard update failed; the run goes on")
+        # The flush may have stopped us (the run ended): then no further tick.
+        if self._handle is None and not self._stopped:
+            self._handle = self._loop.call_later(self.interval, self._tick)
