@@ -7,11 +7,13 @@ place (re-running a notebook cell), keeping its position so ordering stays stabl
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
 import inspect
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -146,7 +148,8 @@ def _build_specs(tasks: Iterable[Task]) -> None:
     10,000 tasks made by one factory with one set of options are hashed once.
     """
     facts: dict[Any, tuple[str, bool]] = {}
-    extras_of: dict[int, list[Callable[..., Any]]] = {}
+    last: tuple[Any, ...] = ()
+    source_hash, is_async = "", False
     for task in tasks:
         if task._spec is not None:
             continue
@@ -154,22 +157,38 @@ def _build_specs(tasks: Iterable[Task]) -> None:
         params = introspect_params(fn, task._params)
         if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
             # The helpers a function calls are looked up in its globals and module: with
-            # its code, they decide the answer. Ids are safe keys while the tasks live.
-            key = (id(fn.__code__), fn.__module__, id(fn.__globals__))
-            found = facts.get(key)
-            if found is None:
-                found = facts[key] = _code_facts(fn)
+            # its code and the options' callables, they decide the answer. Tasks defined
+            # in a loop repeat the last ones (compared by identity, no key made).
+            code, module, namespace = fn.__code__, fn.__module__, fn.__globals__
+            if not (
+                last
+                and code is last[0]
+                and options is last[1]
+                and namespace is last[2]
+                and module is last[3]
+            ):
+                key = (id(code), id(options), id(namespace), module)  # ids: all are alive
+                found = facts.get(key)
+                if found is None:
+                    found = facts[key] = _facts(fn, options)
+                source_hash, is_async = found
+                last = (code, options, namespace, module)
         else:
-            found = _code_facts(fn)
-        source_hash, is_async = found
-        extras = extras_of.get(id(options))
-        if extras is None:
-            extras = extras_of[id(options)] = _option_callables(options)
-        if extras:  # the version covers every piece of user code the task runs
-            joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
-            source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
+            source_hash, is_async = _facts(fn, options)
+            last = ()
         # `options` is validated already: assemble the spec without a second validation pass.
         task._spec = task_spec(options, task._name, params, is_async, source_hash, task._index)
+
+
+def _facts(fn: Callable[..., Any], options: TaskOptions) -> tuple[str, bool]:
+    """``(source hash, is async)`` of a task: its function's deep source hash, and the
+    hashes of the callables in its options (the version covers all user code it runs)."""
+    source_hash, is_async = _code_facts(fn)
+    extras = _option_callables(options)
+    if extras:
+        joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
+        source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
+    return source_hash, is_async
 
 
 def _option_callables(options: TaskOptions) -> list[Callable[..., Any]]:
@@ -189,6 +208,29 @@ def _code_facts(fn: Callable[..., Any]) -> tuple[str, bool]:
         else inspect.iscoroutinefunction(target)
     ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
     return deep_source_hash(fn), is_async
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection in the block, and what exists before it counts as old after it.
+
+    Validation allocates a few containers per task and no garbage; yet in a kernel holding
+    100,000 tasks those allocations would set off collections that traverse the whole heap
+    again and again. Within the engine's :func:`~nbflow.engine.frozen_gc` (which freezes
+    what exists, so that it is promoted to the oldest generation untraversed when the block
+    ends), the collector is also disabled: frozen_gc still collects the young generation
+    every few thousand allocations, which validation has no use for.
+    """
+    from .engine import frozen_gc  # the engine imports the plan, which imports this module
+
+    with frozen_gc():
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
@@ -404,15 +446,12 @@ class Definition:
     def _built_tasks(self) -> list[Task]:
         """The tasks in definition order, each with its spec built.
 
-        Tasks build their specs here, all at once, with the garbage collector frozen: a
-        spec is a few containers, and allocating 100,000 of them would otherwise set off
-        collections that traverse the whole heap again and again, for no garbage.
+        Tasks build their specs here, all at once, with the garbage collector paused (see
+        :func:`gc_paused`).
         """
         tasks = sorted(self.tasks.values(), key=_BY_INDEX)
         if any(task._spec is None for task in tasks):
-            from .engine import frozen_gc  # the engine imports the plan, which imports this
-
-            with frozen_gc():
+            with gc_paused():
                 _build_specs(tasks)
         return tasks
 
