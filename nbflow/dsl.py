@@ -13,6 +13,7 @@ import gc
 import hashlib
 import inspect
 import operator
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
@@ -218,8 +219,9 @@ def gc_paused() -> Iterator[None]:
     100,000 tasks those allocations would set off collections that traverse the whole heap
     again and again. Within the engine's :func:`~nbflow.engine.frozen_gc` (which freezes
     what exists, so that it is promoted to the oldest generation untraversed when the block
-    ends), the collector is also disabled: frozen_gc still collects the young generation
-    every few thousand allocations, which validation has no use for.
+    ends), the collector is also disabled (frozen_gc still collects the young generation
+    every few thousand allocations, which validation has no use for), and what the block
+    allocated is frozen too before it ends.
     """
     from .engine import frozen_gc  # the engine imports the plan, which imports this module
 
@@ -229,6 +231,11 @@ def gc_paused() -> Iterator[None]:
         try:
             yield
         finally:
+            if os.environ.get("NBFLOW_GC_FREEZE", "1") != "0":  # frozen_gc froze
+                # What the block made (specs, the plan: long-lived) joins what is frozen, so
+                # that it too ends in the oldest generation untraversed, instead of making
+                # the next young collection traverse 100,000 tasks' worth of new objects.
+                gc.freeze()
             if enabled:
                 gc.enable()
 

@@ -198,3 +198,25 @@ def test_validation_is_linear_in_tasks_with_conditions():
     define(200)  # warm up
     small, large = min(define(1_000) for _ in range(3)), min(define(8_000) for _ in range(3))
     assert large < 8 * small * 3  # not quadratic (copying all names per condition was)
+
+
+def test_validation_leaves_the_garbage_collector_as_it_was():
+    import gc
+
+    flow = nf.Flow("gc", store=None)
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="b")(lambda a: a)
+    before = (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count())
+    flow.validate()
+    assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == before
+    flow.task(name="a", after=["b"])(lambda: 1)  # a cycle: validation raises
+    with pytest.raises(nf.CycleError):
+        flow.validate()
+    assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == before
+    gc.disable()
+    try:
+        flow.task(name="a")(lambda: 1)
+        flow.validate()
+        assert not gc.isenabled()  # not turned on by validation
+    finally:
+        gc.enable()
