@@ -21,6 +21,7 @@ import inspect
 import json
 import operator
 import textwrap
+from itertools import repeat
 from collections.abc import Callable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, Literal
@@ -455,18 +456,17 @@ def _hash_tasks(
     identity stands for that of all its shared values; otherwise they are compared one by one.
     """
     chunk_memo: dict[Any, list[str]] = {}
-    param_memo: dict[int, str] = {}
+    param_texts: dict[int, str] = {}  # by id(param)
     last: Any = (object(),) * len(_SHARED_KEYS)  # matches no task
     comma = ""
     digest.update(b"[")
-    for position, spec in enumerate(tasks):
+    for spec, source in zip(tasks, repeat(None) if sources is None else sources):
         if type(spec) is not TaskSpec:
             digest.update((comma + _dumps(TaskSpec.model_dump(spec, mode="json"))).encode())
             comma, last = ",", None
             continue
         values = spec.__dict__
-        if sources is not None:
-            source = sources[position]
+        if source is not None:
             if source is not last:
                 found = chunk_memo.get(id(source))
                 if found is None:
@@ -485,9 +485,9 @@ def _hash_tasks(
         if values["params"]:
             params = []
             for param in values["params"]:
-                text = param_memo.get(id(param))
+                text = param_texts.get(id(param))
                 if text is None:
-                    text = param_memo[id(param)] = _param_json(param)
+                    text = param_texts[id(param)] = _param_json(param)
                 params.append(text)
             param_text = "[" + ",".join(params) + "]"
         after, meta = values["after"], values["meta"]
