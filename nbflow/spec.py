@@ -21,7 +21,6 @@ import inspect
 import json
 import operator
 import textwrap
-from itertools import repeat
 from collections.abc import Callable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, Literal
@@ -460,7 +459,9 @@ def _hash_tasks(
     last: Any = (object(),) * len(_SHARED_KEYS)  # matches no task
     comma = ""
     digest.update(b"[")
-    for spec, source in zip(tasks, repeat(None) if sources is None else sources):
+    for spec, source in zip(
+        tasks, [None] * len(tasks) if sources is None else sources, strict=True
+    ):
         if type(spec) is not TaskSpec:
             digest.update((comma + _dumps(TaskSpec.model_dump(spec, mode="json"))).encode())
             comma, last = ",", None
