@@ -245,7 +245,7 @@ def test_interval_inf_draws_only_at_start_and_end():
     assert d.stats.dag_renders == 2  # construction + RunFinished
 
 
-def test_a_live_dashboard_opens_four_widget_models_and_draws_a_short_run_once(
+def test_a_live_dashboard_opens_its_widget_models_when_first_drawn_and_a_short_run_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a run pays for its dashboard: each widget model is a comm in a kernel."""
@@ -261,27 +261,41 @@ def test_a_live_dashboard_opens_four_widget_models_and_draws_a_short_run_once(
         dashboard._shared_placeholder(),
     )
 
-    async def main() -> Dashboard:
+    async def main() -> tuple[Dashboard, set[str]]:
         flow, gate = gated_flow()
         handle = flow.start()
         before = set(_instances)
         d = Dashboard(handle, heartbeat=None, prefer="python")
-        assert len(set(_instances) - before) == 4  # the dashboard, header, tabs and graph
-        assert d.stats.dag_renders == 0  # a skeleton until the first redraw (0.1 s) or the end
-        assert d._table is None and d._gantt is None
-        assert d._tabs.children[1] is d._tabs.children[2] is shared[2]
+        assert set(_instances) == before  # nothing opened before the first drawing
+        assert d.stats.dag_renders == 0 and d._widgets() == []
         gate.set()
         await until(lambda: d.run.done)
-        return d
+        return d, set(_instances) - before
 
-    d = asyncio.run(main())
+    d, opened = asyncio.run(main())
     assert d.stats.dag_renders == 1  # the run ended before the first redraw: drawn once
     assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
-    # A small run draws every tab at its end (a big one when opened): the panes exist now.
+    # The dashboard, header, tabs and graph, and as a small run draws every tab at its end
+    # (a big one when opened), the Tasks and Timeline panes: each opened once, finished.
+    assert opened == {w.model_id for w in d._widgets()} and len(opened) == 6
     assert d._table is not None and d._tabs.children[1] is d._table
     assert 'data-row-task="second"' in d._table.value
     d.close()
     assert all(w.comm is not None for w in shared)  # closing a dashboard keeps the shared ones
+
+
+def test_a_big_live_run_opens_four_widget_models():
+    async def main() -> set[str]:
+        from ipywidgets.widgets.widget import _instances
+
+        before = set(_instances)
+        d = Dashboard(layered_flow(12, 50).start(), heartbeat=None, prefer="python")
+        await until(lambda: d.run.done)
+        assert d._table is None and d._gantt is None  # drawn when opened
+        assert d._tabs.children[1] is d._tabs.children[2]  # the shared placeholder
+        return set(_instances) - before - {w.model_id for w in d._tabs.children[1:]}
+
+    assert len(asyncio.run(main())) == 4  # the dashboard, header, tabs and graph
 
 
 # -- layouts -------------------------------------------------------------------------------
@@ -324,6 +338,36 @@ def test_dot_layout_runs_once_asynchronously_and_replaces_the_builtin_one(
     assert d.stats.renderer == "dot"
     assert second.stats.renderer == "dot" and second.stats.layouts == 0
     assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
+
+
+@pytest.mark.skipif(find_dot() is None, reason="Graphviz dot is not installed")
+def test_dashboards_of_one_shape_share_one_dot_layout_which_outlives_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing a dashboard (or two, made at once) leaves the layout to finish and be cached."""
+    layouts.clear()
+    started: list[str] = []
+    original = layouts.dot_template_blocking
+
+    def counted(structure: Any) -> Any:
+        started.append("dot")
+        return original(structure)
+
+    monkeypatch.setattr(layouts, "dot_template_blocking", counted)
+
+    async def main() -> None:
+        flow, gate = gated_flow()
+        gate.set()
+        run = await flow.arun()
+        first, second = Dashboard(run, prefer="dot"), Dashboard(run, prefer="dot")
+        assert first._layout_task is not None and first._layout_task is second._layout_task
+        first.close()
+        second.close()
+        await until(lambda: layouts.cached("dot", first._structure) is not None)
+        assert first.stats.renderer == "python"  # closed: the layout is not applied to it
+
+    asyncio.run(main())
+    assert started == ["dot"]
 
 
 def test_unknown_renderer_and_source_are_rejected():

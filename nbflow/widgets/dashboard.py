@@ -127,6 +127,7 @@ class Dashboard(widgets.VBox):
     _layout_task: asyncio.Future[Any] | None = None
     _closed = False
     _ended = False
+    _deferred = False
 
     def __init__(
         self,
@@ -163,7 +164,7 @@ class Dashboard(widgets.VBox):
         self._stale = set(PANELS)
         self._display: Any = None
         self._dag_memo: tuple[Any, str] = (None, "")
-        self._shown_html: str | None = None
+        self._shown: tuple[str | None, bool] = (None, False)  # (text/html, widget) displayed
         self._template = self._initial_template(renderer)
         self._lane_by = lane_by
         self._lanes: widgets.ToggleButtons | None = None  # made when the Timeline is opened
@@ -172,34 +173,25 @@ class Dashboard(widgets.VBox):
         # Drawn live only when the run's events come on our loop (not a run in a thread).
         here = live and self._loop is not None and not _elsewhere(engine, handle, self._loop)
 
-        # Every widget model is a comm: opening one costs ~0.1 ms in a kernel, and comms are
-        # most of what a dashboard costs a short run. So a dashboard opens only four (itself,
-        # the header, the tabs, the graph); the Layout, the HTML style and the placeholder of
-        # the Tasks and Timeline tabs are shared by every dashboard of the kernel, and those
-        # two panes are made when first drawn (opened, synced, or at the end of a small run).
-        skeleton = here and math.isfinite(interval)
-        if run.done:
-            first = self._render(set(PANELS) if len(run.state.rows) <= EAGER_ROWS else {"dag"})
-        elif skeleton:
-            # A live run starts with a skeleton: the first tick (FIRST_FLUSH s from now) or
-            # the final draw fills the graph in; a run shorter than that is drawn once,
-            # finished, instead of twice.
-            first = self._render(set())
-            first["dag"] = panels.empty("Drawing the graph…")
-        else:  # nothing may draw it later but sync(): draw the pending graph now
-            first = self._render({"dag"})
-        plain, style = _shared_layout(), _shared_style()
-        self._panes: dict[str, widgets.HTML] = {
-            name: widgets.HTML(value, layout=plain, style=style) for name, value in first.items()
-        }
-        self._plain = plain
-        self._tabs = widgets.Tab(
-            children=self._tab_children(), titles=("Graph", "Tasks", "Timeline"), layout=plain
-        )
-        super().__init__(
-            children=[self._header, self._tabs], layout=plain, _dom_classes=("nbflow-dashboard",)
-        )
-        self._tabs.observe(self._on_tab, names="selected_index")
+        # Every widget model is a comm: opening one costs ~0.15 ms in a kernel (its state is
+        # serialised and sent), and comms are most of what a dashboard costs a short run. So
+        # a dashboard opens only four (itself, the header, the tabs, the graph); the Layout,
+        # the HTML style and the placeholder of the Tasks and Timeline tabs are shared by
+        # every dashboard of the kernel, and those two panes are made when first drawn
+        # (opened, synced, or at the end of a small run). A live run's dashboard opens its
+        # four only when first drawn (FIRST_FLUSH s from now, or at the run's end if that
+        # comes first): until then its output is the static header, and a short run's
+        # widgets are sent once, finished, with their final values.
+        lazy = here and math.isfinite(interval)
+        self._deferred = True  # no comm yet: the first _draw opens them all
+        self._panes: dict[str, widgets.HTML] = {}
+        self._plain = _shared_layout()
+        super().__init__(layout=self._plain, _dom_classes=("nbflow-dashboard",))
+        if not lazy:
+            if run.done:
+                self._draw(set(PANELS) if len(run.state.rows) <= EAGER_ROWS else {"dag"})
+            else:  # nothing may draw it later but sync(): draw the pending graph now
+                self._draw({"dag"})
         if here:
             assert self._loop is not None
             self._ticker = Ticker(
@@ -208,7 +200,7 @@ class Dashboard(widgets.VBox):
                 self._loop,
                 interval,
                 heartbeat,
-                drawn=not skeleton,
+                drawn=not lazy,
             )
             self._ticker.start(FIRST_FLUSH)
         if live:
@@ -237,7 +229,9 @@ class Dashboard(widgets.VBox):
         from IPython.display import display
 
         # The bundle as is: IPython's formatters would only find _repr_mimebundle_ anyway.
-        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        # Not drawn yet: the static header for now; the first drawing sends the widget.
+        bundle = self._bundle() if self._deferred else self._repr_mimebundle_()
+        self._display = display(bundle, raw=True, display_id=True)
         return self
 
     def sync(self) -> Dashboard:
@@ -266,8 +260,9 @@ class Dashboard(widgets.VBox):
         """Stop listening, cancel timers and layouts, and close every widget of the dashboard."""
         self._closed = True
         self._finish()
-        if self._layout_task is not None:
-            self._layout_task.cancel()
+        if self._layout_task is not None:  # shared, and worth caching: let it finish
+            self._layout_task.remove_done_callback(self._on_layout)
+            self._layout_task = None
         if hasattr(self, "_tabs"):
             for widget in self._widgets():
                 if widget is not self:
@@ -289,14 +284,21 @@ class Dashboard(widgets.VBox):
         return f"<nbflow.Dashboard flow={self.run.flow or self._flow_name()!r}>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        data = super()._repr_mimebundle_(**kwargs)
-        if data is None:
-            return None
+        if self._deferred:  # shown as a cell's value before its first drawing: draw now
+            self._guarded(self._draw, self._visible())
+        return self._bundle(**kwargs)
+
+    def _bundle(self, html: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The output: the widget view (once its models are open), the static ``text/html``
+        fallback (``html``, default: drawn now) and a stable ``text/plain``. Remembers what
+        it showed."""
+        data = {} if self._deferred else super()._repr_mimebundle_(**kwargs) or {}
         data["text/plain"] = repr(self)
-        html = self._guarded(self._static_html)
+        if html is None:
+            html = self._guarded(self._static_html)
         if html:
             data["text/html"] = html
-            self._shown_html = html
+        self._shown = (html, not self._deferred)
         return data
 
     # -- events ----------------------------------------------------------------------------
@@ -476,6 +478,10 @@ class Dashboard(widgets.VBox):
         values = self._render(wanted)
         if not news:
             self._stale = stale - wanted
+        if self._deferred:
+            self._open_models(values)
+            self._guarded(self._update_display)  # from the static header to the widget
+            return
         panes, made = self._panes, False
         with contextlib.ExitStack() as stack:
             for name in values:
@@ -490,6 +496,25 @@ class Dashboard(widgets.VBox):
                     pane.value = value
         if made:
             self._tabs.children = self._tab_children()
+
+    def _open_models(self, values: dict[str, str]) -> None:
+        """Make the deferred widget models, with ``values`` riding on their comm_open."""
+        self._deferred = False
+        values.setdefault("dag", panels.empty("Drawing the graph…"))
+        style = _shared_style()
+        for name, value in values.items():
+            self._panes[name] = widgets.HTML(value, layout=self._plain, style=style)
+        self._tabs = widgets.Tab(
+            children=self._tab_children(), titles=("Graph", "Tasks", "Timeline"), layout=self._plain
+        )
+        self._tabs.observe(self._on_tab, names="selected_index")
+        self.children = (self._header, self._tabs)
+        self.open()
+
+    def open(self) -> None:
+        """Open the dashboard's comm to the frontend (not before its first drawing)."""
+        if not self._deferred:
+            super().open()
 
     def _flow_name(self) -> str:
         plan = getattr(self.run, "_plan", None)
@@ -529,19 +554,18 @@ class Dashboard(widgets.VBox):
         return run_summary_html(self.run, structure=self._structure, dag=self._dag_html())
 
     def _update_display(self) -> None:
-        """Replace the displayed static fallback by the current summary (once it changed)."""
+        """Update the output when what it should show changed: the widget view once the
+        models are open, the static fallback once the run has finished."""
         if self._display is None:
             return
         html = self._static_html()
-        if html == self._shown_html:
-            return
-        bundle = super()._repr_mimebundle_() or {}
-        bundle.update({"text/plain": repr(self), "text/html": html})
-        self._shown_html = html
-        self._display.update(bundle, raw=True)
+        if self._shown != (html, not self._deferred):
+            self._display.update(self._bundle(html), raw=True)
 
     def _widgets(self) -> list[widgets.Widget]:
-        """The dashboard's own widget models (not the shared ones)."""
+        """The dashboard's own widget models (not the shared ones; none before it is drawn)."""
+        if self._deferred:
+            return []
         found: list[widgets.Widget] = list(self._panes.values())
         if self._lanes is not None:
             found += [self._lanes, self._tabs.children[2]]
@@ -571,12 +595,7 @@ class Dashboard(widgets.VBox):
             # kernel, whose loop lives on, dot is an async subprocess. Elsewhere the loop may
             # end first, and a subprocess being started then holds up the loop's shutdown
             # (asyncio waits for it), so dot runs in a worker thread there.
-            job = (
-                layouts.dot_template(structure)
-                if _in_kernel()
-                else asyncio.to_thread(layouts.dot_template_blocking, structure)
-            )
-            task = asyncio.ensure_future(job, loop=self._loop)
+            task = layouts.dot_layout(structure, in_thread=not _in_kernel())
             task.add_done_callback(self._on_layout)
             self._layout_task = task
         return template
@@ -592,6 +611,8 @@ class Dashboard(widgets.VBox):
         self._template = task.result()
         self.stats.layouts += 1
         self.stats.renderer = "dot"
+        if self._deferred:  # not drawn yet: the first drawing uses the new layout
+            return
         if "dag" in self._visible() or self.run.done:
             self._guarded(self._draw, {"dag"}, False)
         else:

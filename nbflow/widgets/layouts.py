@@ -9,6 +9,7 @@ and so is the all-pending drawing a dashboard starts with.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +23,7 @@ CACHE_SIZE = 16
 _TEMPLATES: OrderedDict[tuple[Any, ...], DagTemplate] = OrderedDict()
 _STRUCTURES: OrderedDict[tuple[Any, ...], Structure] = OrderedDict()
 _PENDING: OrderedDict[tuple[int, int], tuple[DagTemplate, Structure, str]] = OrderedDict()
+_JOBS: dict[tuple[Any, ...], asyncio.Future[DagTemplate]] = {}  # dot layouts in progress
 V = TypeVar("V")
 
 
@@ -98,6 +100,35 @@ async def dot_template(structure: Structure) -> DagTemplate:
     """
     template = await DotTemplate.create(structure.view)
     return remember("dot", structure, template)
+
+
+def dot_layout(structure: Structure, in_thread: bool = False) -> asyncio.Future[DagTemplate]:
+    """The running loop's job that lays ``structure`` out with ``dot``: one per shape.
+
+    Dashboards of one shape made while ``dot`` works (a cell re-run at once, two runs of a
+    flow) share the job instead of each starting a process, and a dashboard that is closed
+    leaves the job running, so the layout lands in the cache for the next one (closing
+    right after each run would otherwise start ``dot`` again every run). ``in_thread``:
+    run ``dot`` in a worker thread instead of an async subprocess (see the dashboard).
+    """
+    loop = asyncio.get_running_loop()
+    key = (id(loop), structure.key)
+    job = _JOBS.get(key)
+    if job is None or job.get_loop() is not loop:
+        made = (
+            asyncio.to_thread(dot_template_blocking, structure)
+            if in_thread
+            else dot_template(structure)
+        )
+        job = _JOBS[key] = asyncio.ensure_future(made)
+        job.add_done_callback(lambda done: _forget(key, done))
+    return job
+
+
+def _forget(key: tuple[Any, ...], job: asyncio.Future[DagTemplate]) -> None:
+    _JOBS.pop(key, None)
+    if not job.cancelled():
+        job.exception()  # retrieved: a failure is the dashboards' to report, if any is left
 
 
 def dot_template_blocking(structure: Structure) -> DagTemplate:
