@@ -128,6 +128,7 @@ class Dashboard(widgets.VBox):
     _closed = False
     _ended = False
     _deferred = False
+    _cell_end: Any = None  # IPython's events while waiting to show at the cell's end
 
     def __init__(
         self,
@@ -186,7 +187,9 @@ class Dashboard(widgets.VBox):
         self._deferred = True  # no comm yet: the first _draw opens them all
         self._panes: dict[str, widgets.HTML] = {}
         self._plain = _shared_layout()
-        super().__init__(layout=self._plain, _dom_classes=("nbflow-dashboard",))
+        super().__init__(
+            layout=self._plain, _dom_classes=("nbflow-dashboard",), keys=_synced(Dashboard)
+        )
         if not lazy:
             if run.done:
                 self._draw(set(PANELS) if len(run.state.rows) <= EAGER_ROWS else {"dag"})
@@ -216,26 +219,24 @@ class Dashboard(widgets.VBox):
     def display(self) -> Dashboard:
         """Show the dashboard in the current notebook output (nothing outside a kernel).
 
-        Returns self. The output gets a display id, so :meth:`sync` can replace its static
-        fallback (``text/html``, for frontends without widgets) with the final summary.
+        Returns self. A live run's dashboard appears with its first drawing: when the run
+        ends, after ``FIRST_FLUSH`` seconds, or when the cell ends, whichever comes first
+        (a short run is sent once, finished, not first as a skeleton). The output gets a
+        display id, so :meth:`sync` can replace its static fallback (``text/html``, for
+        frontends without widgets) with the final summary.
         """
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - ipywidgets depends on IPython
+        shell = _ipython() if "IPython" in sys.modules else None
+        if shell is None or getattr(shell, "kernel", None) is None or self._closed:
             return self
-        shell = get_ipython()
-        if shell is None or getattr(shell, "kernel", None) is None:
-            return self
-        from IPython.display import display
-
-        # The bundle as is: IPython's formatters would only find _repr_mimebundle_ anyway.
-        # Not drawn yet: the static header for now; the first drawing sends the widget.
-        bundle = self._bundle() if self._deferred else self._repr_mimebundle_()
-        self._display = display(bundle, raw=True, display_id=True)
+        if not self._deferred:
+            self._show()
+        elif self._cell_end is None:
+            self._cell_end = shell.events
+            shell.events.register("post_run_cell", self._on_cell_end)
         return self
 
     def sync(self) -> Dashboard:
-        """Draw the final (current) state in every tab and re-send all widget state.
+        """Draw the final (current) state in every tab; re-send all widget state and the output.
 
         Called when a run is waited for (``handle.wait()``, ``await handle``): notebook
         runners (nbclient, nbval) save only widget state changed by the executing cell, so
@@ -253,13 +254,14 @@ class Dashboard(widgets.VBox):
         self._guarded(self._draw, set(PANELS))
         for widget in self._widgets():
             widget.send_state()
-        self._guarded(self._update_display)
+        self._guarded(self._update_display, True)
         return self
 
     def close(self) -> None:
         """Stop listening, cancel timers and layouts, and close every widget of the dashboard."""
         self._closed = True
         self._finish()
+        self._forget_cell_end()
         if self._layout_task is not None:  # shared, and worth caching: let it finish
             self._layout_task.remove_done_callback(self._on_layout)
             self._layout_task = None
@@ -490,7 +492,7 @@ class Dashboard(widgets.VBox):
             for name, value in values.items():
                 pane = panes.get(name)
                 if pane is None:  # first drawing of a lazy pane: its value rides on its comm_open
-                    panes[name] = widgets.HTML(value, layout=self._plain, style=_shared_style())
+                    panes[name] = _pane(value, self._plain)
                     made = True
                 else:
                     pane.value = value
@@ -501,11 +503,13 @@ class Dashboard(widgets.VBox):
         """Make the deferred widget models, with ``values`` riding on their comm_open."""
         self._deferred = False
         values.setdefault("dag", panels.empty("Drawing the graph…"))
-        style = _shared_style()
         for name, value in values.items():
-            self._panes[name] = widgets.HTML(value, layout=self._plain, style=style)
+            self._panes[name] = _pane(value, self._plain)
         self._tabs = widgets.Tab(
-            children=self._tab_children(), titles=("Graph", "Tasks", "Timeline"), layout=self._plain
+            children=self._tab_children(),
+            titles=("Graph", "Tasks", "Timeline"),
+            layout=self._plain,
+            keys=_synced(widgets.Tab),
         )
         self._tabs.observe(self._on_tab, names="selected_index")
         self.children = (self._header, self._tabs)
@@ -553,13 +557,42 @@ class Dashboard(widgets.VBox):
 
         return run_summary_html(self.run, structure=self._structure, dag=self._dag_html())
 
-    def _update_display(self) -> None:
-        """Update the output when what it should show changed: the widget view once the
-        models are open, the static fallback once the run has finished."""
+    def _show(self) -> None:
+        """Display the bundle, with a display id (see :meth:`display`)."""
+        from IPython.display import display
+
+        self._forget_cell_end()
+        # The bundle as is: IPython's formatters would only find _repr_mimebundle_ anyway.
+        self._display = display(self._bundle(), raw=True, display_id=True)
+
+    def _on_cell_end(self, *_: Any) -> None:
+        """The cell that displayed a live dashboard ended before its first drawing (e.g.
+        ``flow.start(show=True)``): draw and show it now, while the cell's output is open."""
+        self._forget_cell_end()
+        if self._display is None and not self._closed:
+            if self._deferred:
+                self._guarded(self._draw, self._visible())  # shows it
+            if self._display is None:  # the drawing failed: show what there is
+                self._guarded(self._show)
+
+    def _forget_cell_end(self) -> None:
+        events, self._cell_end = self._cell_end, None
+        if events is not None:
+            with contextlib.suppress(ValueError):
+                events.unregister("post_run_cell", self._on_cell_end)
+
+    def _update_display(self, again: bool = False) -> None:
+        """Show the dashboard at its first drawing (if :meth:`display` was called), then
+        update the output when what it should show changed: the widget view once the models
+        are open, the static fallback once the run has finished. ``again``: even if not
+        (an update sent from a background run's callbacks belongs to the cell that started
+        it, and a notebook runner that has moved on to the next cell does not save it)."""
         if self._display is None:
+            if self._cell_end is not None and not self._deferred:
+                self._show()
             return
         html = self._static_html()
-        if self._shown != (html, not self._deferred):
+        if again or self._shown != (html, not self._deferred):
             self._display.update(self._bundle(html), raw=True)
 
     def _widgets(self) -> list[widgets.Widget]:
@@ -617,6 +650,27 @@ class Dashboard(widgets.VBox):
             self._guarded(self._draw, {"dag"}, False)
         else:
             self._stale.add("dag")
+
+
+def _synced(cls: type[widgets.Widget]) -> list[str]:
+    """The names of ``cls``'s synced traits (its ``keys``), listed once per class.
+
+    ipywidgets lists them per widget, by introspecting every trait, when it first sends the
+    widget's state: about a quarter of what opening a pane costs. Widgets of one class
+    have the same synced traits (nbflow adds none at run time), so the list is shared.
+    """
+    keys = _KEYS.get(cls)
+    if keys is None:
+        keys = _KEYS[cls] = cls.class_trait_names(sync=True)
+    return list(keys)
+
+
+_KEYS: dict[type, list[str]] = {}
+
+
+def _pane(value: str, layout: widgets.Layout) -> widgets.HTML:
+    """An HTML pane of a dashboard: the shared layout and style, its synced traits listed."""
+    return widgets.HTML(value, layout=layout, style=_shared_style(), keys=_synced(widgets.HTML))
 
 
 def _shared(name: str, make: Callable[[], Any]) -> Any:
