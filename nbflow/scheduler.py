@@ -138,39 +138,44 @@ def complete(
     """
     transition = None
     needs = plan.memo.get("needs") or _needs(plan)
+    decided, all_counts = state.decided, state.counts
     stack = [(name, outcome)]
     while stack:
         current, result = stack.pop()
         state.running.discard(current)
         state.outcome[current] = result
-        state.decided.add(current)
+        decided.add(current)
         column = OK if result in SUCCESSFUL else FAILED if result in FAILED_LIKE else SKIPPED
         for child in plan.downstream[current]:
-            if child in state.decided:
-                continue
-            counts = state.counts.get(child)
+            counts = all_counts.get(child)
             if counts is None:
-                counts = state.counts[child] = [0, 0, 0, 0]
-            counts[DONE] += 1
-            counts[column] += 1
+                counts = all_counts[child] = [0, 0, 0, 0]
             need = needs[child]
             if need and column == OK:
-                # decide() for the default rule and a success, inline (the hot case): an
-                # undecided task has seen no failure or skip yet.
+                # decide() for the default rule and a success, inline (the hot case). No look
+                # at `decided` (a likely cache miss in a big flow): such a task is decided
+                # only when all its upstream tasks succeeded, which happens once, or when one
+                # of them did not, after which its successes never reach `need`.
+                counts[DONE] += 1
+                counts[OK] += 1
                 if counts[OK] != need:
                     continue
                 verdict = READY
             else:
-                decided = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
-                if decided is None:
+                if child in decided:
                     continue
-                verdict = decided
+                counts[DONE] += 1
+                counts[column] += 1
+                verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
+                if verdict_of is None:
+                    continue
+                verdict = verdict_of
             if transition is None:
                 transition = Transition()
             if verdict is READY:
                 _enqueue(state, child, key, transition)
             else:
-                state.decided.add(child)
+                decided.add(child)
                 reason = f"upstream {current!r} ended {result.value}"
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))

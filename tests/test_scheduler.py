@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nbflow as nf
 from nbflow import scheduler as sch
@@ -127,3 +129,47 @@ def test_trigger_rules_decide_early_or_wait(rule, seen, expected):
         counts[sch.DONE] += 1
         counts[sch.OK if outcome == "succeeded" else sch.FAILED] += 1
     assert sch.decide(rule, 2, counts) == expected
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_every_task_is_decided_once_and_as_its_upstream_outcomes_say(data):
+    """A random DAG with mixed trigger rules and random outcomes, run to the end: each task
+    is queued or resolved exactly once, a default-rule task is queued iff all its upstream
+    tasks succeeded, and the final outcomes agree with the trigger-rule table."""
+    n = data.draw(st.integers(2, 9), label="tasks")
+    names = [f"t{i}" for i in range(n)]
+    edges = [
+        (names[i], names[j])
+        for j in range(n)
+        for i in range(j)
+        if data.draw(st.booleans(), label=f"{i}->{j}")
+    ]
+    rules = ["all_success", "all_success", "all_done", "one_success", "none_failed"]
+    triggers = {name: data.draw(st.sampled_from(rules), label=name) for name in names}
+    plan = _plan(edges, triggers, names)
+    key = key_of(plan)
+    state, transition = sch.initial(plan, key)
+    queued, resolved = list(transition.queued), []
+    while True:
+        name = sch.pop_ready(state)
+        if name is None:
+            break
+        outcome = data.draw(st.sampled_from([S.SUCCEEDED, S.FAILED]), label=f"{name} ends")
+        step = sch.complete(plan, state, name, outcome, key)
+        queued += step.queued
+        resolved += [(child, verdict) for child, verdict, _ in step.resolved]
+    decided = queued + [child for child, _ in resolved]
+    assert sorted(decided) == sorted(names)  # each exactly once
+    for name in names:
+        ups = plan.upstream[name]
+        outcomes = [state.outcome[u] for u in ups]
+        if triggers[name] == "all_success" and ups:
+            assert (name in queued) == all(o is S.SUCCEEDED for o in outcomes)
+        counts = [len(outcomes), 0, 0, 0]
+        for o in outcomes:
+            counts[1 if o is S.SUCCEEDED else 2 if o in (S.FAILED, S.UPSTREAM_FAILED) else 3] += 1
+        if name in queued:
+            assert not ups or sch.decide(triggers[name], len(ups), counts) is sch.READY
+        else:
+            assert sch.decide(triggers[name], len(ups), counts) is not sch.READY
