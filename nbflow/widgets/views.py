@@ -129,22 +129,32 @@ def group_keys(
 
 
 def group_node(
-    key: str, members: Sequence[TaskRecord | None], priority: int = 0, complete: bool = False
+    key: str,
+    members: Sequence[TaskRecord | None],
+    priority: int = 0,
+    complete: bool = False,
+    states: list[Any] | None = None,
 ) -> NodeView:
     """One group's node: its most urgent member state and ``done/total`` members.
 
     ``None`` members have not started (pending); ``priority`` is the group's highest.
     ``complete``: the caller knows that no member is None (then they are counted in C).
+    ``states``: the members' states, when the caller has them (counted faster still).
     """
-    if complete:
+    counts: Mapping[Any, int]
+    if states is not None:
+        # Most groups hold one or two states: a set and a C-level count per state beat a
+        # Counter (40 groups of a 2,000-task flow: ~90 -> ~40 us).
+        counts = {k: states.count(k) for k in set(states)}
+    elif complete:
         counts = state_counts(members)  # type: ignore[arg-type]
     else:
         counts = Counter(r.state if r is not None else "pending" for r in members)
     # TaskState members hash like their names, so the counts index by plain strings.
     state = min(counts, key=_RANK.__getitem__, default="pending")
-    done = sum(counts[k] for k in TERMINAL)
+    done = sum(n for k, n in counts.items() if k in TERMINAL)
     error = None
-    if counts["failed"]:
+    if counts.get("failed"):
         failed = [
             f"{r.name}: {error_text(r.error) or 'failed'}"
             for r in members
@@ -244,9 +254,14 @@ class Structure:
         records = state.tasks
         if self.grouped:
             found = list(map(records.get, self._members))
-            complete = not any(map(is_, found, repeat(None)))  # identity: no __eq__ calls
             priority = self._group_priority
-            return {g: group_node(g, found[a:b], priority[g], complete) for g, a, b in self._slices}
+            if any(map(is_, found, repeat(None))):  # identity: no __eq__ calls
+                return {g: group_node(g, found[a:b], priority[g]) for g, a, b in self._slices}
+            states = list(map(_STATE, found))
+            return {
+                g: group_node(g, found[a:b], priority[g], True, states[a:b])
+                for g, a, b in self._slices
+            }
         now = now_t(state)
         facts = self.facts
         return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
