@@ -53,7 +53,8 @@ def _cached_source_hash(fn: Callable[..., Any]) -> str:
     return found
 
 
-# What functools.update_wrapper copies (3.11); a plain function's are set one by one.
+# What functools.update_wrapper copies; a plain function's are set one by one (and on 3.12+
+# __type_params__ is read through).
 _WRAPPER_ASSIGNMENTS = functools.WRAPPER_ASSIGNMENTS
 _MISSING = object()
 _BY_INDEX = operator.attrgetter("_index")
@@ -74,7 +75,7 @@ class Task:
     # attributes are stored inline (no instance dict is made until someone reads __dict__),
     # nothing is copied from the function's __dict__, and the TaskSpec, a pydantic model of
     # some thirty fields, is built when first needed (the flow builds all of them at once,
-    # in validate(), with the garbage collector frozen). Every definition error that can be
+    # in validate(), with the garbage collector paused). Every definition error that can be
     # found without the spec is still raised by the decorator.
     def __init__(
         self,
@@ -111,12 +112,11 @@ class Task:
             # Only called when normal lookup fails: the function's own attributes, which
             # functools.update_wrapper would have copied (read live here).
             try:
-                own = object.__getattribute__(self, "fn").__dict__
-            except AttributeError:  # no function yet (copy, unpickling) or no __dict__
-                raise AttributeError(attr) from None
-            try:
-                return own[attr]
-            except KeyError:
+                fn = object.__getattribute__(self, "fn")
+                if attr in _WRAPPER_ASSIGNMENTS:  # one the fast path of __init__ skips
+                    return getattr(fn, attr)
+                return fn.__dict__[attr]
+            except (AttributeError, KeyError):  # no function yet (copy, unpickling)...
                 raise AttributeError(
                     f"{type(self).__name__!r} object has no attribute {attr!r}"
                 ) from None
@@ -213,31 +213,26 @@ def _code_facts(fn: Callable[..., Any]) -> tuple[str, bool]:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """No garbage collection in the block, and what exists before it counts as old after it.
+    """No garbage collection in the block; what exists when it ends counts as old.
 
     Validation allocates a few containers per task and no garbage; yet in a kernel holding
     100,000 tasks those allocations would set off collections that traverse the whole heap
-    again and again. Within the engine's :func:`~nbflow.engine.frozen_gc` (which freezes
-    what exists, so that it is promoted to the oldest generation untraversed when the block
-    ends), the collector is also disabled (frozen_gc still collects the young generation
-    every few thousand allocations, which validation has no use for), and what the block
-    allocated is frozen too before it ends.
+    again and again. So the collector is off meanwhile, and at the end what it allocated
+    (specs, the plan: long-lived) is moved to the oldest generation untraversed, as the
+    engine's :func:`~nbflow.engine.frozen_gc` does with what exists when a run starts;
+    otherwise the next young collection would traverse all of it. ``NBFLOW_GC_FREEZE=0``
+    turns that move off, as it turns off frozen_gc.
     """
-    from .engine import frozen_gc  # the engine imports the plan, which imports this module
-
-    with frozen_gc():
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            yield
-        finally:
-            if os.environ.get("NBFLOW_GC_FREEZE", "1") != "0":  # frozen_gc froze
-                # What the block made (specs, the plan: long-lived) joins what is frozen, so
-                # that it too ends in the oldest generation untraversed, instead of making
-                # the next young collection traverse 100,000 tasks' worth of new objects.
-                gc.freeze()
-            if enabled:
-                gc.enable()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if os.environ.get("NBFLOW_GC_FREEZE", "1") != "0":
+            gc.freeze()  # every tracked object to the permanent generation: O(1)
+            gc.unfreeze()  # and all of it back into the oldest generation: O(1)
+        if enabled:
+            gc.enable()
 
 
 def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
@@ -464,9 +459,7 @@ class Definition:
 
     def spec(self) -> FlowSpec:
         """The definition as a :class:`~nbflow.spec.FlowSpec` (tasks in definition order)."""
-        return self._flow_spec(self._built_tasks())
-
-    def _flow_spec(self, tasks: list[Task]) -> FlowSpec:
+        tasks = self._built_tasks()
         return FlowSpec.model_construct(
             name=self.name,
             max_workers=self.max_workers,
@@ -479,12 +472,15 @@ class Definition:
         )
 
     def _version(self, tasks: list[Task]) -> str:
-        """``spec().version()`` of ``tasks`` (from :meth:`_built_tasks`).
+        """``spec().version()``; ``tasks`` are those of :meth:`_built_tasks`.
 
         Each spec was assembled from its task's options object, so the hash tells option
         sets apart by that object alone instead of comparing every shared value.
         """
-        return spec_version(self._flow_spec(tasks), [task._options for task in tasks])
+        spec = self.spec()  # a subclass may add to it (a data flow's default variables)
+        own = [task._spec for task in tasks]
+        same = len(own) == len(spec.tasks) and all(map(operator.is_, spec.tasks, own))
+        return spec_version(spec, [task._options for task in tasks] if same else None)
 
     @property
     def flow_version(self) -> str:

@@ -165,7 +165,7 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
     extra: dict[str, dict[str, None]] = {}
     gates: dict[str, list[Gate]] = {}
     # One (parameter, task) tuple per task name, shared by all its readers; made in C.
-    _pair = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
+    pair_of = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
 
     for task in tasks:
         name, condition = task._name, task.condition
@@ -176,14 +176,14 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
             if known.issuperset(param_names) and name not in param_names:
                 # Every parameter names another task (the usual case; a fan-in of 10,000
                 # parameters too): all in C.
-                data_params[name] = tuple(map(_pair, param_names))
+                data_params[name] = tuple(map(pair_of, param_names))
                 upstream[name] = param_names
             else:
                 data: list[tuple[str, str]] = []
                 free: list[ParamSpec] = []
                 for param, param_name in zip(params, param_names, strict=True):
                     if param_name in known and param_name != name:
-                        data.append(_pair(param_name))
+                        data.append(pair_of(param_name))
                     else:
                         free.append(param)
                 if data:
