@@ -185,6 +185,24 @@ def test_a_live_dashboard_does_no_work_per_event():
     assert marker(d)["done"] == "3001"
 
 
+def test_arun_with_show_returns_with_its_dashboard_drawn_final(monkeypatch):
+    """The end-of-run callback is in place before the engine awaits its end: the final draw
+    happens before ``await flow.arun(show=True)`` returns, not on a later loop turn."""
+    shown: list[Dashboard] = []
+    monkeypatch.setattr(Dashboard, "display", lambda self: shown.append(self) or self)
+
+    async def main() -> None:
+        flow, gate = gated_flow()
+        gate.set()
+        await flow.arun(show=True)
+        [d] = shown
+        assert marker(d)["nbflow-status"] == "succeeded"
+        assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
+        assert d._ticker is not None and not d._ticker.running
+
+    asyncio.run(main())
+
+
 def test_cancelling_the_task_that_awaits_a_run_still_draws_its_end(monkeypatch):
     shown: list[Dashboard] = []
     monkeypatch.setattr(Dashboard, "display", lambda self: shown.append(self) or self)
