@@ -401,10 +401,13 @@ class Definition:
         return parsed, name
 
     def _add(self, fn: Callable[..., Any], options: TaskOptions, name: str | None = None) -> Task:
-        name = str(name or options.name or getattr(fn, "__name__", ""))
+        if not name:
+            name = str(options.name or getattr(fn, "__name__", ""))
+        elif type(name) is not str:
+            name = str(name)
         old = self.tasks.get(name)
         index = old._index if old is not None else self._next_index
-        task = build_task(fn, options, index, name=name, params=self._params)
+        task = build_task(fn, options, index, name, self._params)
         if old is None:
             self._next_index += 1
         self.tasks[name] = task
