@@ -356,6 +356,21 @@ class Engine:
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
+    def add_done_callback(self, callback: Callable[[], None]) -> bool:
+        """Have ``callback()`` called on the run's loop as soon as the run is over: after its
+        ``RunFinished`` event is folded into :attr:`state`, or when the task awaiting the run
+        is cancelled (the run then ends a moment later, on the bus).
+
+        Callbacks run in the order added, before the code awaiting the run resumes, so an
+        observer can draw a run's end without subscribing to every event. Returns False,
+        registering nothing, when the run is not going on (not started yet, or over).
+        """
+        done = self._done
+        if done is None or done.done():
+            return False
+        done.add_done_callback(lambda _: callback())
+        return True
+
     # -- dispatch --------------------------------------------------------------------------
 
     @property

@@ -713,3 +713,27 @@ def test_instant_retries_without_delay_still_let_the_loop_run(monkeypatch):
     assert run.states["always_fails"] == "failed"
     assert run.timeline()["attempt"].max() == 101
     assert during >= 100  # the loop ran between every two attempts
+
+
+def test_add_done_callback_calls_back_once_the_run_is_over_before_its_awaiter_resumes():
+    flow = nf.Flow("ends", store=None)
+    seen: list[str] = []
+
+    @flow.task
+    async def a():
+        await asyncio.sleep(0.01)
+        return 1
+
+    async def main():
+        handle = flow.start()
+        engine = handle.engine
+        assert not engine.add_done_callback(lambda: seen.append("early"))  # not started yet
+        await asyncio.sleep(0)
+        assert engine.add_done_callback(lambda: seen.append(engine.state.status.value))
+        run = await handle
+        seen.append("awaiter")
+        assert not engine.add_done_callback(lambda: seen.append("late"))  # the run is over
+        return run
+
+    run = asyncio.run(main())
+    assert run.status == "succeeded" and seen == ["succeeded", "awaiter"]

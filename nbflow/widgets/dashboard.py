@@ -329,21 +329,20 @@ class Dashboard(widgets.VBox):
 
         While anyone subscribes, the engine publishes each event (~0.15 µs of Python each,
         6,000 in a 2,000-task run: most of what a dashboard cost a short run). The ticker
-        reads the state, so only the end needs telling: the engine completes its future
-        right after RunFinished, and our callback, added before the engine awaits the
-        future, runs before the awaiting ``flow.arun()`` resumes.
+        reads the state, so only the end needs telling: the engine calls back right after
+        RunFinished (:meth:`~nbflow.engine.Engine.add_done_callback`), before the awaiting
+        ``flow.arun()`` resumes.
         """
-        done = getattr(self._engine, "_done", None)
+        engine = self._engine
         if (
-            isinstance(done, asyncio.Future)
-            and not done.done()
-            and done.get_loop() is self._loop
+            engine is not None
+            and engine.loop is self._loop
             and self._ticker is not None
+            and engine.add_done_callback(self._on_engine_done)
         ):
-            done.add_done_callback(self._on_engine_done)
             self._detach()
 
-    def _on_engine_done(self, _: asyncio.Future[Any]) -> None:
+    def _on_engine_done(self) -> None:
         if self._closed or self._ended:
             return
         if self.run.done:
