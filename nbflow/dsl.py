@@ -7,17 +7,15 @@ place (re-running a notebook cell), keeping its position so ordering stays stabl
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import inspect
 import operator
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
 
+from .collector import paused_gc
 from .conditions import Condition, parse_condition
 from .errors import DefinitionError
 from .retry import Retry
@@ -209,30 +207,6 @@ def _code_facts(fn: Callable[..., Any]) -> tuple[str, bool]:
         else inspect.iscoroutinefunction(target)
     ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
     return deep_source_hash(fn), is_async
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No garbage collection in the block; what exists when it ends counts as old.
-
-    Validation allocates a few containers per task and no garbage; yet in a kernel holding
-    100,000 tasks those allocations would set off collections that traverse the whole heap
-    again and again. So the collector is off meanwhile, and at the end what it allocated
-    (specs, the plan: long-lived) is moved to the oldest generation untraversed, as the
-    engine's :func:`~nbflow.engine.frozen_gc` does with what exists when a run starts;
-    otherwise the next young collection would traverse all of it. ``NBFLOW_GC_FREEZE=0``
-    turns that move off, as it turns off frozen_gc.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if os.environ.get("NBFLOW_GC_FREEZE", "1") != "0":
-            gc.freeze()  # every tracked object to the permanent generation: O(1)
-            gc.unfreeze()  # and all of it back into the oldest generation: O(1)
-        if enabled:
-            gc.enable()
 
 
 def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
@@ -452,11 +426,11 @@ class Definition:
         """The tasks in definition order, each with its spec built.
 
         Tasks build their specs here, all at once, with the garbage collector paused (see
-        :func:`gc_paused`).
+        :func:`~nbflow.collector.paused_gc`).
         """
         tasks = sorted(self.tasks.values(), key=_BY_INDEX)
         if any(task._spec is None for task in tasks):
-            with gc_paused():
+            with paused_gc():
                 _build_specs(tasks)
         return tasks
 

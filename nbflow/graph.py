@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .collector import paused_gc
 from .conditions import Condition, parse_condition
-from .dsl import gc_paused
 from .errors import CycleError, DefinitionError, MissingDependencyError, MissingInputError
 from .spec import ParamSpec, TaskSpec
 
@@ -147,7 +147,7 @@ def build_plan(definition: Definition, flow_version: str | None = None) -> Plan:
         CycleError: the dependencies form a cycle (its message shows it: ``a -> b -> a``).
         DefinitionError: ``fan_out`` names a parameter that no upstream task fills.
     """
-    with gc_paused():  # a few containers per task, no garbage: no collections
+    with paused_gc():  # a few containers per task, no garbage: no collections
         return _build_plan(definition, flow_version)
 
 

@@ -220,3 +220,24 @@ def test_validation_leaves_the_garbage_collector_as_it_was():
         assert not gc.isenabled()  # not turned on by validation
     finally:
         gc.enable()
+
+
+def test_validation_during_a_run_keeps_the_runs_frozen_heap():
+    import gc
+
+    inner = nf.Flow("validated-inside", store=None)
+    inner.task(name="x")(lambda: 1)
+    outer = nf.Flow("runs", store=None)
+    seen = []
+
+    @outer.task
+    def probe():
+        frozen = gc.get_freeze_count()
+        inner.validate()  # pauses the collector; must not unfreeze what the run froze
+        seen.append((frozen, gc.get_freeze_count()))
+
+    before = gc.get_freeze_count()
+    outer.run()
+    ((frozen, after_validate),) = seen
+    assert frozen > before and after_validate >= frozen
+    assert gc.get_freeze_count() == before  # the run's end unfreezes everything

@@ -9,9 +9,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nbflow"
 
-# Earlier layers may not import later ones (errors/lifecycle are leaves usable anywhere).
+# Earlier layers may not import later ones (errors/lifecycle/collector are leaves usable anywhere).
 LAYERS = [
-    {"errors", "lifecycle"},
+    {"errors", "lifecycle", "collector"},
     {"retry", "conditions"},
     {"spec"},
     {"dsl"},

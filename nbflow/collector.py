@@ -1,0 +1,92 @@
+"""The garbage collector while nbflow builds a flow and runs it.
+
+A run allocates a few records per task that live until it ends, and validation a few
+containers per task that live as long as the flow: no garbage in either, yet in a kernel
+holding 100,000 tasks those allocations set off collections that traverse the whole heap
+again and again. Two context managers keep the collector out of the way, sharing one lock
+and one count of the runs going on:
+
+- :func:`frozen_gc` (a run): what exists when the first run starts moves to the permanent
+  generation, so collections scan only what runs allocate, and the young threshold is raised;
+- :func:`paused_gc` (validation): no collection in the block; what it allocated then counts
+  as old, without being traversed.
+
+``NBFLOW_GC_FREEZE=0`` turns the freezing off (both keep the collector's settings as they are,
+except that validation still pauses it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import threading
+from collections.abc import Iterator
+
+#: Allocations between two young-generation collections during a run (Python's default:
+#: 700). A run allocates a few records per task that live until it ends; collecting them
+#: every 700 allocations costs ~0.3 µs per task for nothing. Cyclic garbage still goes,
+#: just in bigger, rarer batches.
+GC_YOUNG_THRESHOLD = int(os.environ.get("NBFLOW_GC_THRESHOLD", "20000"))
+
+_lock = threading.Lock()
+_depth = 0  # runs going on (nested or concurrent runs share one freeze)
+_thresholds = gc.get_threshold()
+
+
+def _freezing() -> bool:
+    return os.environ.get("NBFLOW_GC_FREEZE", "1") != "0"
+
+
+@contextlib.contextmanager
+def frozen_gc() -> Iterator[None]:
+    """Freeze the garbage collector's generations while runs are active.
+
+    Objects alive when a run starts (the plan, task specs, the notebook's own data) move to
+    the permanent generation, so collections during the run scan only what the run allocates
+    instead of the whole heap: about a third less engine overhead on a 10,000-task flow.
+    The young-generation threshold is raised to :data:`GC_YOUNG_THRESHOLD` meanwhile. Nested
+    and concurrent runs share one freeze; the last to finish unfreezes and restores the
+    threshold. ``NBFLOW_GC_FREEZE=0`` turns both off.
+    """
+    global _depth, _thresholds
+    if not _freezing():
+        yield
+        return
+    with _lock:
+        if _depth == 0:
+            gc.freeze()
+            _thresholds = gc.get_threshold()
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *_thresholds[1:])
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.set_threshold(*_thresholds)
+                gc.unfreeze()
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No garbage collection in the block; what exists when it ends counts as old.
+
+    At the end, everything the collector tracks moves to the oldest generation untraversed
+    (``gc.freeze()`` then ``gc.unfreeze()``, both O(1)); otherwise the next young collection
+    would traverse all the block allocated. While a run goes on, it joins that run's freeze
+    instead (unfreezing would undo it). ``NBFLOW_GC_FREEZE=0`` turns that move off.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if _freezing():
+            with _lock:
+                gc.freeze()
+                if _depth == 0:
+                    gc.unfreeze()
+        if enabled:
+            gc.enable()
