@@ -326,3 +326,19 @@ def test_crash_halfway_then_resume_in_a_new_process_runs_every_task_exactly_once
     history = nf.history("crash", store=db)
     assert history.status.tolist() == ["interrupted", "succeeded"]
     assert history.resumed_from.tolist()[1] == history.run_id.tolist()[0]
+
+
+def test_resume_runs_tasks_again_when_their_pack_is_gone(tmp_path):
+    calls: list[str] = []
+    path = tmp_path / "packs.db"
+    flow = _counting_flow(calls)
+    flow.store = str(path)
+    first = flow.run()
+    assert first.status == "succeeded"
+    with sqlite3.connect(path) as con:  # the rows stay, their pickles vanish (a hand edit)
+        con.execute("UPDATE result_segments SET data = NULL WHERE kind = 'packed'")
+    calls.clear()
+    flow = _counting_flow(calls)
+    flow.store = str(path)
+    run = flow.run(resume=first.run_id)
+    assert calls == ["load", "total", "report"] and run.results["report"] == "sum=6"
