@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import warnings
+from collections.abc import Iterator
 
 import pytest
 
@@ -191,14 +193,22 @@ def test_a_version_2_file_keeps_its_event_log_when_migrated_to_typed_segments(tm
     assert store.results(run.run_id)["one"].digest is not None
 
 
-def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path):
-    path = tmp_path / "v3.db"
-    with sqlite3.connect(path) as con:  # a store as schema version 3 wrote it
-        for step in sqlite_store.MIGRATIONS[:3]:
+@contextlib.contextmanager
+def _schema(path, version: int) -> Iterator[sqlite3.Connection]:
+    """A connection to a new file at ``path`` with nbflow's schema ``version``, committed
+    when the block ends."""
+    with sqlite3.connect(path) as con:
+        for step in sqlite_store.MIGRATIONS[:version]:
             for statement in step:
                 con.execute(statement)
         con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (3)")
+        con.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        yield con
+
+
+def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path):
+    path = tmp_path / "v3.db"
+    with _schema(path, 3) as con:  # a store as schema version 3 wrote it
         con.execute(
             "INSERT INTO runs (run_id, flow, version, status, started, ended) "
             "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0)"
@@ -241,12 +251,7 @@ def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path)
 
 def test_a_version_4_file_keeps_its_result_rows_and_packs_new_results(tmp_path):
     path = tmp_path / "v4.db"
-    with sqlite3.connect(path) as con:  # a store as schema version 4 wrote it
-        for step in sqlite_store.MIGRATIONS[:4]:
-            for statement in step:
-                con.execute(statement)
-        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (4)")
+    with _schema(path, 4) as con:  # a store as schema version 4 wrote it
         con.execute(
             "INSERT INTO runs (run_id, flow, version, status, started, ended, t0) "
             "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0, 1.0)"
