@@ -270,3 +270,16 @@ def test_a_version_4_file_keeps_its_result_rows_and_packs_new_results(tmp_path):
     assert flow.run(resume="last").states == {"two": "cached"}
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
+
+
+def test_a_file_whose_tables_do_not_match_its_schema_version_is_a_clear_error(tmp_path):
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as con:  # says version 1, but its events table has other columns
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (1)")
+        con.execute("CREATE TABLE events (run_id TEXT, seq INTEGER, kind TEXT)")
+    with pytest.raises(nf.StoreError, match=r"says it has schema version 1") as info:
+        SQLiteStore(path)
+    assert str(path) in str(info.value) and "move the file away" in str(info.value)
+    with sqlite3.connect(path) as con:  # rolled back: the file is as it was
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]

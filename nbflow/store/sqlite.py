@@ -241,8 +241,16 @@ def _migrate(con: sqlite3.Connection, path: str) -> None:
             "or use another store path with Flow(..., store=PATH) or NBFLOW_STORE."
         )
     for step in range(version, SCHEMA_VERSION):
-        for statement in MIGRATIONS[step]:
-            con.execute(statement)
+        try:
+            for statement in MIGRATIONS[step]:
+                con.execute(statement)
+        except sqlite3.OperationalError as error:  # the schema is not what its version says
+            raise StoreError(
+                f"store {path} says it has schema version {version}, but its tables are not "
+                f"what that version has, so it cannot be brought up to version "
+                f"{SCHEMA_VERSION} (step {step} -> {step + 1}: {error}). It was probably "
+                f"written by a development version of nbflow; {_FIX}."
+            ) from None
     if version != SCHEMA_VERSION:
         con.execute("DELETE FROM schema_version")
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
