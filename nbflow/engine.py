@@ -130,18 +130,18 @@ class Engine:
         # only for the tasks that have such parameters (few), so a run starts in O(those).
         self._var_params: dict[str, tuple[str, ...]] = {}
         self._wants_worker: set[str] = set()
-        free = _plan_table(plan, "free", lambda: [n for n, p in plan.free_params.items() if p])
+        free = plan.table("free", lambda: [n for n, p in plan.free_params.items() if p])
         for n in free:
             params = plan.free_params[n]
             self._var_params[n] = tuple(p.name for p in params if p.name in variables)
             if any(p.name == "worker" for p in params):
                 self._wants_worker.add(n)
-        self._gated = _plan_table(plan, "gated", lambda: {n for n, g in plan.gates.items() if g})
-        with_data = _plan_table(
-            plan, "with_data", lambda: frozenset(n for n, p in plan.data_params.items() if p)
+        self._gated = plan.table("gated", lambda: {n for n, g in plan.gates.items() if g})
+        with_data = plan.table(
+            "with_data", lambda: frozenset(n for n, p in plan.data_params.items() if p)
         )
         # Tasks of the short path (see _runner), and which of them are coroutine functions.
-        self._simple = _plan_table(plan, "simple", lambda: _simple_tasks(plan))
+        self._simple = plan.table("simple", lambda: _simple_tasks(plan))
         # Tasks that receive anything at all (results, variables, their worker's name).
         self._takes_inputs = with_data.union(self._var_params, self._wants_worker)
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
@@ -721,15 +721,6 @@ class Engine:
 
 
 _NOWHERE: tuple[str | None, float | None] = (None, None)
-
-
-def _plan_table(plan: Plan, key: str, make: Callable[[], Any]) -> Any:
-    """``plan.memo[key]``, made by ``make()`` the first time: a flow runs one plan many
-    times, so what depends only on the plan is worked out once."""
-    found = plan.memo.get(key)
-    if found is None:
-        found = plan.memo[key] = make()
-    return found
 
 
 def _simple_tasks(plan: Plan) -> dict[str, bool]:

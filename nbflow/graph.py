@@ -20,7 +20,7 @@ import operator
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from .dsl import Definition
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,14 @@ class Plan:
     #: Tables derived from the plan by its readers (the scheduler's trigger needs...), made
     #: on first use and kept with it: a flow runs the same plan many times.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def table(self, key: Any, make: Callable[[], T]) -> T:
+        """``memo[key]``, made by ``make()`` the first time: what depends only on the plan
+        (a reader's per-task table) is worked out once, however many runs use the plan."""
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = make()
+        return found
 
     @property
     def graph(self) -> nx.DiGraph:

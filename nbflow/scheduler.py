@@ -137,7 +137,8 @@ def complete(
     a task resolved here is itself completed, so its dependants are decided too.
     """
     transition = None
-    needs = plan.memo.get("needs") or _needs(plan)
+    # Read straight from the memo on this hot path; plan.table makes it the first time.
+    needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
     decided, all_counts = state.decided, state.counts
     stack = [(name, outcome)]
     while stack:
@@ -186,7 +187,7 @@ def _needs(plan: Plan) -> dict[str, int]:
     """Per task: its number of upstream tasks if its rule is ``all_success``, else 0.
 
     One lookup instead of three per edge in :func:`complete` (the spec, its rule, the upstream
-    tuple): at 100,000 tasks each lookup is a likely cache miss. Kept in ``plan.memo``.
+    tuple): at 100,000 tasks each lookup is a likely cache miss. Kept with the plan.
     """
     names, specs, upstream = plan.names, plan.specs, plan.upstream
     needs = dict(zip(names, map(len, map(upstream.__getitem__, names)), strict=True))
@@ -195,7 +196,6 @@ def _needs(plan: Plan) -> dict[str, int]:
         for name, trigger in zip(names, triggers, strict=True):
             if trigger != "all_success":
                 needs[name] = 0
-    plan.memo["needs"] = needs
     return needs
 
 

@@ -72,21 +72,21 @@ class PriorityStrategy:
         That orders like the tuple ``(-priority, index)`` (an index is below ``n_tasks``), but
         an int compares several times faster in the ready heap, which every task goes through.
         """
-        found = plan.memo.get("priority_keys")  # a plan is read-only: same plan, same keys
-        if found is not None:
-            return found
-        specs = plan.specs
-        n = len(specs)
-        if all(s.weight_rule == "absolute" for s in specs.values()):
-            keys = {name: -s.priority * n + s.index for name, s in specs.items()}
-        else:
-            weights = effective_priorities(plan)
-            keys = {name: -weights[name] * n + specs[name].index for name in plan.names}
-        plan.memo["priority_keys"] = keys.__getitem__
-        return keys.__getitem__
+        return plan.table("priority_keys", lambda: _priority_keys(plan))  # a plan is read-only
 
     def __repr__(self) -> str:
         return f"<strategy {self.name!r}>"
+
+
+def _priority_keys(plan: Plan) -> KeyFunction:
+    specs = plan.specs
+    n = len(specs)
+    if all(s.weight_rule == "absolute" for s in specs.values()):
+        keys = {name: -s.priority * n + s.index for name, s in specs.items()}
+    else:
+        weights = effective_priorities(plan)
+        keys = {name: -weights[name] * n + specs[name].index for name in plan.names}
+    return keys.__getitem__
 
 
 class SequentialStrategy(PriorityStrategy):

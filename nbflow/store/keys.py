@@ -131,11 +131,11 @@ def cache_tasks(plan: Plan) -> list[str]:
 
     Checked in C first: most flows have none, and a run asks before anything else.
     """
-    found = plan.memo.get("caches")
-    if found is None:
+
+    def make() -> list[str]:
         specs = list(map(plan.specs.__getitem__, plan.names))
-        found = []
         if any(map(_CACHE, specs)) or operator.countOf(map(_CACHE_KEY, specs), None) != len(specs):
-            found = [s.name for s in specs if s.cache or s.cache_key is not None]
-        plan.memo["caches"] = found
-    return found
+            return [s.name for s in specs if s.cache or s.cache_key is not None]
+        return []
+
+    return plan.table("caches", make)

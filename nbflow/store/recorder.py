@@ -79,9 +79,10 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
 
     Kept in ``plan.memo``: a flow's plan is reused by its runs until the flow changes.
     """
-    found = plan.memo.get("code_keys")
-    if found is not None:
-        return found
+    return plan.table("code_keys", lambda: _make_code_keys(plan))
+
+
+def _make_code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
     names = list(plan.names)
     funcs = list(map(plan.funcs.__getitem__, names))
     specs = list(map(plan.specs.__getitem__, names))
@@ -104,9 +105,7 @@ def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]
             for name, fn, spec in zip(names, funcs, specs, strict=True)
         ]  # fmt: skip
     firsts = dict(zip(reversed(keys), reversed(names), strict=True))  # first task per key
-    result = (names, keys, list(firsts.items()))
-    plan.memo["code_keys"] = result
-    return result
+    return names, keys, list(firsts.items())
 
 
 class Recorder:

@@ -536,17 +536,15 @@ def _packed_tasks(context: RunContext) -> frozenset[str]:
     Kept in ``plan.memo``, per set of local tasks.
     """
     plan, local = context.plan, context.local
-    marker = ("packed_tasks", local)
-    found = plan.memo.get(marker)
-    if found is None:
+
+    def make() -> frozenset[str]:
         specs = list(map(plan.specs.__getitem__, plan.names))
         found = frozenset(plan.names).difference(cache_tasks(plan))
         if operator.countOf(map(_PERSIST, specs), False):  # checked in C: rare
             found = found.difference(s.name for s in specs if s.persist is False)
-        if local is not None:
-            found &= local
-        plan.memo[marker] = found
-    return found
+        return found if local is None else found & local
+
+    return plan.table(("packed_tasks", local), make)
 
 
 def _plain_tasks(context: RunContext) -> frozenset[str]:
@@ -556,9 +554,8 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
     Kept in ``plan.memo``, per set of run variables' names and local tasks.
     """
     plan, variables = context.plan, context.variables
-    marker = ("plain_tasks", frozenset(variables), context.local)
-    found = plan.memo.get(marker)
-    if found is None:
+
+    def make() -> frozenset[str]:
         names = plan.names
         no_data = compress(names, map(operator.not_, map(plan.data_params.__getitem__, names)))
         if variables:
@@ -567,8 +564,9 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
                 for name in no_data
                 if not any(p.name in variables for p in plan.free_params[name])
             )
-        found = plan.memo[marker] = _packed_tasks(context).intersection(no_data)
-    return found
+        return _packed_tasks(context).intersection(no_data)
+
+    return plan.table(("plain_tasks", frozenset(variables), context.local), make)
 
 
 _PERSIST = operator.attrgetter("persist")
