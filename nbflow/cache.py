@@ -196,6 +196,7 @@ class StoreHooks:
         self._restored: set[str] = set()  # tasks whose result this run took from `previous`
         self._old: dict[str, str | None] = {}  # task -> digest of its result in `previous`
         self._packs: dict[str, list[Any]] = {}  # pack id -> its results, each loaded once
+        self._vars: dict[str, str] = {}  # run variable -> its digest, pickled once per run
 
     async def lookup(self, engine: Engine, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
         """``(result,)`` when task ``name`` need not run with these inputs, else None.
@@ -252,9 +253,7 @@ class StoreHooks:
                 return False
         variables = self.context.variables
         for p in plan.free_params[name]:
-            now = None
-            if p.name in variables:
-                now = value_digest(kwargs.get(p.name), name, f"run variable {p.name!r}")
+            now = self._var_digest(name, p.name, kwargs) if p.name in variables else None
             if now != self.previous_vars.get(p.name):
                 return False
         return True
@@ -302,9 +301,18 @@ class StoreHooks:
             return value_digest(kwargs.get(param), name, f"input {param!r}")
 
         def var_digest(param: str) -> str:
-            return value_digest(kwargs.get(param), name, f"run variable {param!r}")
+            return self._var_digest(name, param, kwargs)
 
         return inputs_hash(context.plan, name, context.variables, dep_digest, var_digest)
+
+    def _var_digest(self, name: str, param: str, kwargs: Mapping[str, Any]) -> str:
+        """Digest of run variable ``param`` (received by task ``name``), once per run."""
+        found = self._vars.get(param)
+        if found is None:
+            found = self._vars[param] = value_digest(
+                kwargs.get(param), name, f"run variable {param!r}"
+            )
+        return found
 
     def _cache_key(
         self, name: str, spec: Any, version: str, inputs: str | None, kwargs: dict[str, Any]
