@@ -10,16 +10,18 @@ writer drops them into one list per event class (:attr:`Projector.hot`); :meth:`
 then turns each list into one JSON array with C-level ``map``/``zip`` and one ``json``
 encode: the event-log segment. Nothing is written per attempt: the ``attempts`` view derives
 attempts from the event log when read (one GROUP BY over the segments), and the keys of the
-results (version, inputs hash, cache key, digest) go in bulk too: a result None of a task that
-receives nothing (the common case of a no-op task) needs no row at all, only the version noted
-on its segment; other results are one JSON array per batch (``result_segments``), and those
-with a cache key also a row of the indexed ``cache_entries``.
+results go in bulk too: a result None of a task that receives nothing (the common case of a
+no-op task) needs no row at all, only the version noted on its segment; the other results that
+need no cache key are *packed*, one pickle of their list per batch with a JSON array of their
+rows (``result_segments``); results with a cache key get their keys (version, inputs hash,
+cache key, digest) in such an array too, and a row of the indexed ``cache_entries``.
 
 Rare events (retries, failures, cancellations, run start and end) are projected one by one
 into a segment of their own per batch.
 
-Results are pickled here, off the event loop. A result's digest (SHA-256 of its pickle) is
-also what its dependants' inputs hash is made of, so each result is pickled once.
+Results are pickled here, off the event loop. Packed results get no digest (SHA-256 of a
+pickle) during the run, resume works theirs out when it needs them; a cached task's result, or
+one too large for a pack, is stored by its digest.
 """
 
 from __future__ import annotations
@@ -74,16 +76,6 @@ class ResultRow(NamedTuple):
     created: float
 
 
-#: Columns of the ``attempts`` view, in order. The closing attempt of a task that succeeded
-#: (or was served from a resumed run or the cache) also carries its result's keys and digest.
-ATTEMPT_COLUMNS = (
-    "run_id", "task", "element", "attempt", "state", "started", "ended", "worker", "error",
-    "traceback", "task_version", "inputs_hash", "cache_key", "digest", "size",
-)  # fmt: skip
-RUN_COLUMNS = (
-    "run_id", "flow", "version", "variables", "status", "started", "ended", "error",
-    "parent_run", "resumed_from", "host", "pid", "t0", "var_digests",
-)  # fmt: skip
 EVENT_COLUMNS = ("run_id", "seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
 
@@ -572,6 +564,10 @@ def _plain_tasks(context: RunContext) -> frozenset[str]:
 _PERSIST = operator.attrgetter("persist")
 
 
+def _silent(message: str) -> None:
+    """A ``warn`` for :func:`value_digest` that says nothing."""
+
+
 #: A batch's results are packed into one pickle when it is at most this large (a resume
 #: loads a whole pack to restore one of its results); larger ones are stored one by one.
 PACK_BYTES = 1 << 20
@@ -733,13 +729,10 @@ class Projector:
         variables = track.context.variables
         if not variables:
             return None
-        digests = track.var_digests
         for name, value in variables.items():
-            try:
-                digests[name] = blob_digest(dumps(value))
-            except Exception:  # no warning here: the tasks that receive it warn when it counts
-                digests[name] = "repr:" + sha(repr(value), 64)
-        return _ENCODE(digests)
+            # No warning here: the tasks that receive a variable that does not pickle warn.
+            track.var_digests[name] = value_digest(value, "", warn=_silent)
+        return _ENCODE(track.var_digests)
 
     # -- rare events -------------------------------------------------------------------------
 
