@@ -56,7 +56,6 @@ from .recorder import RunContext
 if TYPE_CHECKING:
     from ..spec import FlowSpec
 
-NO_ELEMENT = -1  # attempts of a task as a whole (not of one fan-out element)
 HOST = socket.gethostname()
 
 
