@@ -87,12 +87,6 @@ def counts(state: RunState) -> Counter[str]:
 _COUNTS: list[Any] = [None, None]
 
 
-def done_count(state: RunState) -> int:
-    """Tasks in a terminal state (what the progress bar counts)."""
-    c = counts(state)
-    return sum(c[k] for k in TERMINAL)
-
-
 def chip(state: str, text: str, title: str = "") -> str:
     """A small rounded label in a state's colours, e.g. ``✓ 5 succeeded``."""
     s = style_for(state)
@@ -334,12 +328,6 @@ def empty(text: str) -> str:
         f'<div style="padding:18px 12px;opacity:.6;font-size:12.5px;font-family:'
         f'{esc(FONT_FAMILY)}">{esc(text)}</div>'
     )
-
-
-def states_present(states: Iterable[str]) -> tuple[str, ...]:
-    """``states`` in palette order, without duplicates (for a legend of what is on screen)."""
-    seen = set(states)
-    return tuple(s for s in STATES if s in seen)
 
 
 #: Beyond this many attempts the timeline is not drawn (``run.timeline()`` has them all).
