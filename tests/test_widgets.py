@@ -256,7 +256,7 @@ def test_interval_inf_draws_only_at_start_and_end():
         for i in range(50):
             flow.task(name=f"t{i}")(_noop)
         d = Dashboard(flow.start(), interval=math.inf, heartbeat=None, prefer="python")
-        await until(lambda: d.run.done)
+        await until(lambda: d._ended)  # the end drawn, not only reached
         return d
 
     d = asyncio.run(main())
@@ -287,7 +287,7 @@ def test_a_live_dashboard_opens_its_widget_models_when_first_drawn_and_a_short_r
         assert set(_instances) == before  # nothing opened before the first drawing
         assert d.stats.dag_renders == 0 and d._widgets() == []
         gate.set()
-        await until(lambda: d.run.done)
+        await until(lambda: d._ended)  # the end drawn, not only reached
         return d, set(_instances) - before
 
     d, opened = asyncio.run(main())
@@ -308,7 +308,7 @@ def test_a_big_live_run_opens_four_widget_models():
 
         before = set(_instances)
         d = Dashboard(layered_flow(12, 50).start(), heartbeat=None, prefer="python")
-        await until(lambda: d.run.done)
+        await until(lambda: d._ended)  # the end drawn, not only reached
         assert d._table is None and d._gantt is None  # drawn when opened
         assert d._tabs.children[1] is d._tabs.children[2]  # the shared placeholder
         return set(_instances) - before - {w.model_id for w in d._tabs.children[1:]}
@@ -449,7 +449,7 @@ def test_big_run_draws_hidden_tabs_only_when_opened():
     async def main() -> None:
         d = Dashboard(flow.start(), heartbeat=None, prefer="python")
         handle_holder.append(d)
-        await until(lambda: d.run.done)
+        await until(lambda: d._ended)  # the end drawn, not only reached
 
     asyncio.run(main())
     d = handle_holder[0]
