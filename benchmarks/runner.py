@@ -102,44 +102,68 @@ def run_cell(engine_name: str, key: str, quick: bool, repeat: int, budget_s: flo
     setup_s = time.perf_counter() - t_setup
     try:
         with asyncio.Runner() as runner:
-            for variant in engine.variants(workload):
-                _run_variant(engine, runner, workload, warmup, variant, base, repeat, budget_s,
-                             setup_s)
+            _run_variants(engine, runner, workload, warmup, engine.variants(workload), base,
+                          repeat, budget_s, setup_s)
     finally:
         engine.teardown()
 
 
-def _run_variant(engine: Engine, runner: asyncio.Runner, workload: Workload, warmup: Workload,
-                 variant: str, base: dict[str, Any], repeat: int, budget_s: float,
-                 setup_s: float) -> None:
-    row: dict[str, Any] = {**base, "variant": variant, "setup_s": setup_s}
+def _run_variants(engine: Engine, runner: asyncio.Runner, workload: Workload, warmup: Workload,
+                  variants: tuple[str, ...], base: dict[str, Any], repeat: int, budget_s: float,
+                  setup_s: float) -> None:
+    """Time every variant ``repeat`` times, interleaved (A B C, then B C A, ...), so that a
+    machine that slows down or speeds up meanwhile weighs on every variant alike: the ratios
+    between variants (W7: store on vs off) are what this cell is for."""
+    rows = {v: {**base, "variant": v, "setup_s": setup_s} for v in variants}
+    builds: dict[str, list[float]] = {v: [] for v in variants}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
+    phases: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
+    live = list(variants)
+    for variant in variants:  # warm-up of each variant first (imports, threads, the store file)
+        if not _attempt(rows[variant], lambda v=variant: _check(warmup, _one(
+                engine, runner, warmup, v)[2])):
+            live.remove(variant)
+    started = time.perf_counter()
+    for i in range(repeat):
+        shift = i % len(live) if live else 0
+        for variant in live[shift:] + live[:shift]:
+
+            def once(variant: str = variant) -> None:
+                gc.collect()
+                build_s, run_s, sinks = _one(engine, runner, workload, variant)
+                _check(workload, sinks)
+                builds[variant].append(build_s)
+                runs[variant].append(run_s)
+                for phase, seconds in (getattr(engine, "phases", None) or {}).items():
+                    phases[variant].setdefault(phase, []).append(seconds)
+
+            if not _attempt(rows[variant], once):
+                live.remove(variant)
+        if time.perf_counter() - started > budget_s:
+            break  # slow engine: fewer repeats rather than a timeout
+    for variant in variants:
+        row = rows[variant]
+        if "status" not in row:
+            row.update(status="ok", run_s=runs[variant], phases=phases[variant],
+                       versions=engine.versions())
+            if engine.reports_build:
+                row["build_s"] = builds[variant]
+        row["peak_rss_kib"] = _peak_rss_kib()
+        _emit(row)
+
+
+def _attempt(row: dict[str, Any], step: Any) -> bool:
+    """Run ``step()``; on failure mark ``row`` (n/a or error) and return False."""
     try:
-        _check(warmup, _one(engine, runner, warmup, variant)[2])
-        builds: list[float] = []
-        runs: list[float] = []
-        phases: dict[str, list[float]] = {}
-        started = time.perf_counter()
-        for _ in range(repeat):
-            gc.collect()
-            build_s, run_s, sinks = _one(engine, runner, workload, variant)
-            _check(workload, sinks)
-            builds.append(build_s)
-            runs.append(run_s)
-            for phase, seconds in (getattr(engine, "phases", None) or {}).items():
-                phases.setdefault(phase, []).append(seconds)
-            if time.perf_counter() - started > budget_s:
-                break  # slow engine: fewer repeats rather than a timeout
-        row.update(status="ok", run_s=runs, phases=phases, versions=engine.versions())
-        if engine.reports_build:
-            row["build_s"] = builds
+        step()
     except NotRunnable as exc:
         row.update(status="n/a", reason=str(exc)[:300])
+        return False
     except Exception as exc:
-        tb = traceback.format_exc(limit=4)
-        print(tb, file=sys.stderr)
+        print(traceback.format_exc(limit=4), file=sys.stderr)
         row.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
-    row["peak_rss_kib"] = _peak_rss_kib()
-    _emit(row)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
