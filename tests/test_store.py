@@ -91,10 +91,18 @@ def test_subscribers_see_run_finished_only_once_the_run_is_on_disk(tmp_path):
     assert seen == [("succeeded", 2)]
 
 
-def test_a_store_that_fails_to_finish_recording_leaves_the_run_intact(tmp_path, caplog):
+@pytest.mark.parametrize("method", ["settle", "flush"])
+def test_a_store_that_fails_to_finish_recording_leaves_the_run_intact(tmp_path, caplog, method):
+    # A run waits on settle(); a store without it (the protocol's minimum) on flush().
     class BrokenStore(SQLiteStore):
-        def flush(self, timeout=None):
+        def broken(self, timeout=None):
             raise RuntimeError("disk on fire")
+
+    if method == "settle":
+        BrokenStore.settle = BrokenStore.broken
+    else:
+        BrokenStore.flush = BrokenStore.broken
+        BrokenStore.settle = None  # not offered: the recorder falls back to flush
 
     flow = nf.Flow("broken-finish", store=BrokenStore(tmp_path / "nbflow.db"))
     flow.task(name="a")(lambda: 1)
@@ -405,3 +413,36 @@ def test_attempts_are_derived_from_the_event_log_while_the_run_goes_on(tmp_path)
     attempts = {a["task"]: a for a in store.attempts(run.run_id)}
     assert attempts["waiting"]["state"] == "succeeded" and attempts["waiting"]["digest"]
     assert attempts["first"]["task_version"] == store.results(run.run_id)["first"].task_version
+
+
+def test_a_run_returns_before_its_last_commit_and_reads_wait_for_it(tmp_path, monkeypatch):
+    # Write-behind: flow.run() waits until its records are checked (results pickled, so the
+    # warning below comes from run()), not until they are committed; any read waits for that.
+    from nbflow.store import sqlite as sqlite_module
+
+    gate = threading.Event()
+    write = sqlite_module.SQLiteSink.write
+
+    def held_write(self, batch):
+        assert gate.wait(30), "the test never let the commit go"
+        write(self, batch)
+
+    monkeypatch.setattr(sqlite_module.SQLiteSink, "write", held_write)
+    store = SQLiteStore(tmp_path / "behind.db")
+    flow = nf.Flow("behind", store=store)
+    flow.task(name="ok")(lambda: 1)
+    flow.task(name="lock")(lambda: threading.Lock())
+    with pytest.warns(StoreWarning, match="task 'lock'"):
+        run = flow.run()  # returns although no commit could happen yet
+    assert run.status == "succeeded" and not gate.is_set()
+
+    seen: list[list[dict]] = []
+    reader = threading.Thread(target=lambda: seen.append(store.runs("behind")))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive() and not seen  # the read waits for the commit...
+    gate.set()
+    reader.join(30)
+    assert [r["run_id"] for r in seen[0]] == [run.run_id]  # ...and then sees the whole run
+    assert seen[0][0]["status"] == "succeeded"
+    assert set(store.results(run.run_id)) == {"ok", "lock"}

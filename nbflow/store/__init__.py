@@ -40,8 +40,9 @@ class StateStore(Protocol):
 
     Writing: ``submit(item)`` takes one record (a run context, an event, a cache note) and
     must be O(1) and never block, since it runs on the event loop; ``flush()`` blocks until
-    every record submitted so far is durable. Reading: runs, attempts, events, results,
-    cache lookups, blobs and flow versions, each described on
+    every record submitted so far is durable; an optional ``settle()`` blocks only until they
+    are checked (results pickled, warnings known), which is what a run waits for. Reading:
+    runs, attempts, events, results, cache lookups, blobs and flow versions, each described on
     :class:`~nbflow.store.sqlite.SQLiteStore`.
     """
 

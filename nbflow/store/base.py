@@ -58,6 +58,15 @@ class BaseStore:
         """
         self._writer.flush(self.timeout if timeout is None else timeout)
 
+    def settle(self, timeout: float | None = None) -> None:
+        """Block until every record submitted so far is checked (results pickled, warnings
+        known); the writer commits them right after, without the caller waiting.
+
+        Raises:
+            StoreError: like :meth:`flush`.
+        """
+        self._writer.settle(self.timeout if timeout is None else timeout)
+
     def take_warnings(self, run_id: str) -> list[str]:
         """Warnings the writer kept about ``run_id`` (e.g. a result that does not pickle)."""
         return self._writer.take_warnings(run_id)

@@ -3,9 +3,11 @@
 :class:`Recorder` is the engine's journal for one run (``Engine(journal=...)``): it gets every
 event before subscribers do. Its cost on the event loop is one queue append per event;
 everything else (JSON, pickling, SQL) happens in the store's writer thread.
-When the run finishes it waits for the writer to catch up, so a finished ``flow.run()`` is
-on disk, and re-issues the writer's warnings (a result that cannot be pickled...) in the
-caller's thread, where a notebook shows them.
+When the run finishes it waits until the writer has checked the run's last records (results
+pickled, rows made), then re-issues the writer's warnings (a result that cannot be pickled...)
+in the caller's thread, where a notebook shows them. The last commit itself goes on in the
+writer thread after ``flow.run()`` returns (write-behind, a few milliseconds): every read of
+the store waits for it, and so does interpreter exit.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def _make_code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, s
 
 class Recorder:
     """The engine's journal for one run: ``put(event)`` hands each event to ``store.submit``
-    (an O(1) queue append, in C), ``finish()`` waits until the run is written.
+    (an O(1) queue append, in C), ``finish()`` waits until the run is checked.
     """
 
     __slots__ = ("put", "run_id", "store")
@@ -125,9 +127,10 @@ class Recorder:
             wake()  # the writer looks at the queue now, then every interval during the run
 
     def finish(self) -> None:
-        """Wait until the store has written the run; warn about what it could not store."""
+        """Wait until the store has checked the run; warn about what it could not store."""
+        settle = getattr(self.store, "settle", None)  # optional in the protocol
         try:
-            self.store.flush()
+            (settle or self.store.flush)()
         except StoreError as error:
             warnings.warn(f"run {self.run_id}: {error}", StoreWarning, stacklevel=2)
         for message in self.store.take_warnings(self.run_id):

@@ -19,6 +19,12 @@ cache key, digest) in such an array too, and a row of the indexed ``cache_entrie
 Rare events (retries, failures, cancellations, run start and end) are projected one by one
 into a segment of their own per batch.
 
+Work is done in two steps, so a run's end waits only for the first (see
+:meth:`~nbflow.store.writer.Writer.settle`): projecting a batch pickles its results (a result
+that does not pickle is known, and warned about, at once) and leaves the rest as deferred
+statements (:attr:`Batch.ops` holds callables), which :meth:`Batch.resolve` works out just
+before the commit: log rows, task versions, JSON.
+
 Results are pickled here, off the event loop. Packed results get no digest (SHA-256 of a
 pickle) during the run, resume works theirs out when it needs them; a cached task's result, or
 one too large for a pack, is stored by its digest.
@@ -34,6 +40,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -78,16 +85,34 @@ class ResultRow(NamedTuple):
 EVENT_COLUMNS = ("run_id", "seq", "kind", "t", "task", "attempt", "element", "worker", "payload")
 
 
+#: A statement left for later: called by :meth:`Batch.resolve`, it returns its statements.
+Deferred = Callable[[], list[tuple[str, Any]]]
+
+
 @dataclass(slots=True)
 class Batch:
     """What to write in one transaction: ``(sql, parameters)`` statements in order (a list
-    of parameter rows runs the statement once per row), then result blobs."""
+    of parameter rows runs the statement once per row), then result blobs.
 
-    ops: list[tuple[str, Any]] = field(default_factory=list)
+    ``ops`` may also hold :data:`Deferred` callables, which :meth:`resolve` replaces by the
+    statements they return, in place, before the batch is written.
+    """
+
+    ops: list[Any] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ops) + len(self.blobs)
+
+    def resolve(self) -> None:
+        """Replace the deferred statements by what they return (in order)."""
+        ops: list[tuple[str, Any]] = []
+        for op in self.ops:
+            if type(op) is tuple:
+                ops.append(op)
+            else:
+                ops.extend(op())
+        self.ops = ops
 
 
 # -- SQL -------------------------------------------------------------------------------------
@@ -500,6 +525,48 @@ _HOT: dict[type, Callable[[list[Any]], Any]] = {
 _RESULT = operator.attrgetter("result")
 
 
+def _log_segment(
+    run_id: str,
+    kind: str,
+    events: list[Any],
+    make_rows: Callable[[list[Any]], Any],
+    version: Callable[[], str | None] | None,
+) -> list[tuple[str, Any]]:
+    """The event-log segment of ``events`` (deferred: see :meth:`Batch.resolve`)."""
+    rows = list(make_rows(events))
+    noted = version() if version is not None else None
+    return [(_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows), noted))]
+
+
+class _NoneResults:
+    """Deferred result rows of tasks that returned None and receive nothing.
+
+    When ``alone`` (the batch's other results need rows of their own) and the tasks share one
+    version, no row is written: :meth:`version` gives the version for the log segment.
+    """
+
+    __slots__ = ("alone", "attempts", "context", "noted", "tasks")
+
+    def __init__(self, context: RunContext, tasks: list[str], events: list[Any], alone: bool):
+        self.context, self.tasks, self.alone = context, tasks, alone
+        self.attempts = list(map(_ATTEMPT, events))
+        self.noted: str | None = None
+
+    def __call__(self) -> list[tuple[str, Any]]:
+        versions = self.context.all_versions()
+        of_tasks = list(map(versions.__getitem__, self.tasks))
+        if self.alone and of_tasks.count(of_tasks[0]) == len(of_tasks):
+            self.noted = of_tasks[0]
+            return []
+        rows = list(zip(self.tasks, self.attempts, of_tasks, strict=True))
+        created = time.time()
+        return [(_RESULT_SEGMENT, (self.context.run_id, "none", created, _ENCODE_ROWS(rows)))]
+
+    def version(self) -> str | None:
+        """The version to note on the log segment (after this was called), or None."""
+        return self.noted
+
+
 @dataclass(slots=True)
 class _Track:
     """Writer-side state of one run while its events arrive."""
@@ -675,16 +742,9 @@ class Projector:
         self.cut(batch)
         for run_id, track in list(self._runs.items()) + self._finished:
             if track.rare:
-                self._segment(run_id, "*", track.rare, batch)
+                batch.ops.append(partial(_log_segment, run_id, "*", track.rare, list, None))
                 track.rare = []
         self._finished.clear()
-
-    def _segment(
-        self, run_id: str, kind: str, rows: list[Any], batch: Batch, version: str | None = None
-    ) -> None:
-        batch.ops.append(
-            (_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows), version))
-        )
 
     def _project_hot(self, run_id: str, lists: list[list[Any]], batch: Batch) -> None:
         """Log segments and result rows of one run's hot events (queued, started, succeeded)."""
@@ -692,14 +752,16 @@ class Projector:
         if track is None:
             return  # a run this store has no context for
         queued, started, succeeded = lists
+        ops = batch.ops
         if queued:
-            self._segment(run_id, "TaskQueued", list(_queued_rows(queued)), batch)
+            ops.append(partial(_log_segment, run_id, "TaskQueued", queued, _queued_rows, None))
         if started:
-            self._segment(run_id, "TaskStarted", list(_started_rows(started)), batch)
+            ops.append(partial(_log_segment, run_id, "TaskStarted", started, _started_rows, None))
         if succeeded:
             version = self._results(track, succeeded, batch)
-            rows = list(_succeeded_rows(succeeded))
-            self._segment(run_id, "TaskSucceeded", rows, batch, version)
+            ops.append(
+                partial(_log_segment, run_id, "TaskSucceeded", succeeded, _succeeded_rows, version)
+            )
 
     def _context(self, context: RunContext, batch: Batch) -> None:
         plan = context.plan
@@ -752,12 +814,15 @@ class Projector:
 
     # -- results -----------------------------------------------------------------------------
 
-    def _results(self, track: _Track, events: list[Any], batch: Batch) -> str | None:
+    def _results(
+        self, track: _Track, events: list[Any], batch: Batch
+    ) -> Callable[[], str | None] | None:
         """Result rows of ``events`` (TaskSucceeded), in bulk: one JSON array per kind.
 
         - Tasks of :func:`_plain_tasks` that returned None: a kind ``none`` row each, made in
           C; when all of ``events`` are such tasks of one version, no row at all: the version
-          is returned, to be noted on the events' log segment (``result_version``).
+          is to be noted on the events' log segment (``result_version``). What is returned
+          tells it, once the deferred statements before it are resolved (else None).
         - Other results that need no cache key (:func:`_packed_tasks`): one pickle of the
           list of them and a kind ``packed`` row each (:meth:`_pack`).
         - The rest (cache keys, results served by a lookup, ``persist=False``): a kind
@@ -795,18 +860,15 @@ class Projector:
                 else:
                     slow.append(e)
         run_id = track.context.run_id
+        noted: _NoneResults | None = None
         if fast:
             tasks = list(map(_TASK, fast))
-            versions = track.context.all_versions()
             if track.keys:
                 for name in tasks:
                     track.keys.pop(name, None)
             batch.blobs[NONE_DIGEST] = NONE_BLOB
-            of_tasks = list(map(versions.__getitem__, tasks))
-            if not slow and not packed and of_tasks.count(of_tasks[0]) == len(of_tasks):
-                return of_tasks[0]
-            rows: Any = list(zip(tasks, map(_ATTEMPT, fast), of_tasks, strict=True))
-            batch.ops.append((_RESULT_SEGMENT, (run_id, "none", time.time(), _ENCODE_ROWS(rows))))
+            noted = _NoneResults(track.context, tasks, fast, alone=not slow and not packed)
+            batch.ops.append(noted)
         if packed:
             self._pack(track, packed, batch)
         if slow:
@@ -831,7 +893,7 @@ class Projector:
                 batch.ops.append((_RESULT_SEGMENT, (run_id, "rows", now, _ENCODE_ROWS(rows))))
             if entries:
                 batch.ops.append((_CACHE_ENTRY, entries))
-        return None
+        return noted.version if noted is not None and noted.alone else None
 
     def _packed(self, track: _Track) -> frozenset[str]:
         found = track.packed
@@ -849,8 +911,6 @@ class Projector:
         one warning per result that cannot be stored).
         """
         tasks = list(map(_TASK, events))
-        versions = track.context.all_versions()
-        of_tasks = list(map(versions.__getitem__, tasks))
         attempts = list(map(_ATTEMPT, events))
         if track.keys:
             for name in tasks:
@@ -860,17 +920,30 @@ class Projector:
             blob: bytes | None = dumps(list(map(_RESULT, events)))
         except Exception:
             blob = None
-        run_id = track.context.run_id
+        run_id, context, now = track.context.run_id, track.context, time.time()
         if blob is not None and len(blob) <= min(PACK_BYTES, self.max_result_bytes):
-            rows: Any = list(zip(tasks, attempts, of_tasks, strict=True))
-            batch.ops.append((_PACK_SEGMENT, (run_id, time.time(), _ENCODE_ROWS(rows), blob)))
+
+            def pack_segment() -> list[tuple[str, Any]]:
+                of_tasks = map(context.all_versions().__getitem__, tasks)
+                rows = _ENCODE_ROWS(list(zip(tasks, attempts, of_tasks, strict=True)))
+                return [(_PACK_SEGMENT, (run_id, now, rows, blob))]
+
+            batch.ops.append(pack_segment)
             return
-        rows = []
-        for e, version in zip(events, of_tasks, strict=True):
-            digest, stored, size = self._pickle(track, e.task, e.result, batch)
-            rows.append((e.task, e.attempt, version, None, None, digest if stored else None,
-                         size, track.wall + e.t))  # fmt: skip
-        batch.ops.append((_RESULT_SEGMENT, (run_id, "rows", time.time(), _ENCODE_ROWS(rows))))
+        stored_as = [self._pickle(track, e.task, e.result, batch) for e in events]
+        ended = [track.wall + e.t for e in events]
+
+        def rows_segment() -> list[tuple[str, Any]]:
+            versions = context.all_versions()
+            rows = [
+                (name, attempt, versions[name], None, None, digest if stored else None, size, t)
+                for name, attempt, (digest, stored, size), t in zip(
+                    tasks, attempts, stored_as, ended, strict=True
+                )
+            ]
+            return [(_RESULT_SEGMENT, (run_id, "rows", now, _ENCODE_ROWS(rows)))]
+
+        batch.ops.append(rows_segment)
 
     def _result(self, track: _Track, name: str, result: Any, batch: Batch) -> tuple[Any, ...]:
         """``(task_version, inputs_hash, cache_key, digest, size)`` of a task's result."""

@@ -374,6 +374,7 @@ class SQLiteStore(BaseStore):
     # -- reading -----------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        self._writer.wait_written(self.timeout)  # a run just finished may still be committing
         with self._read_lock:
             try:
                 if self._reader is None:

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import repeat, starmap
 from typing import Any, Protocol
 
@@ -54,6 +54,8 @@ class Sink(Protocol):
 
 
 class _Flush:
+    """A caller waiting until the items queued before it are written."""
+
     __slots__ = ("done", "error")
 
     def __init__(self) -> None:
@@ -61,8 +63,15 @@ class _Flush:
         self.error: StoreError | None = None
 
 
+class _Settle(_Flush):
+    """A caller waiting until the items queued before it are checked (see :meth:`Writer.settle`)."""
+
+    __slots__ = ()
+
+
 _STOP = object()
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
+_YIELD = 0.001  # seconds the writer sleeps after releasing a run's end (see _write_items)
 
 
 class Writer:
@@ -98,6 +107,12 @@ class Writer:
         self._sink: Sink | None = None
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
+        self._starting = False  # a run has started: gather its first interval of records
+        self._urgent = False  # a caller waits (flush, settle, close): write at once
+        # Clear while a batch whose waiters were released before its commit (settle) is
+        # being written: reads wait for it (wait_written), so a finished run is visible.
+        self._written = threading.Event()
+        self._written.set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.submit: Callable[[Any], None] = self._queue.append  # the loop's only cost per event
@@ -119,6 +134,20 @@ class Writer:
             StoreError: a batch could not be written since the last flush, or the writer did
                 not catch up within ``timeout`` seconds (e.g. the file is locked).
         """
+        self._wait(_Flush(), timeout)
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Block until everything submitted so far is checked, not necessarily written.
+
+        Checked means projected: every result pickled (or found not to pickle, with its
+        warning kept for :meth:`take_warnings`) and every row made. The commit follows at
+        once, in the writer thread, while the caller goes on: a run ends without waiting
+        for its last transaction (see :class:`~nbflow.store.recorder.Recorder`). Raises like
+        :meth:`flush`, for writes that failed before.
+        """
+        self._wait(_Settle(), timeout)
+
+    def _wait(self, marker: _Flush, timeout: float | None) -> None:
         if self._thread is None:
             with self._lock:
                 if self._queue:
@@ -128,8 +157,8 @@ class Writer:
         if not self._thread.is_alive():
             self._raise_pending()
             return
-        marker = _Flush()
         self._queue.append(marker)
+        self._urgent = True
         self._wake.set()
         if not marker.done.wait(timeout):
             since = self._locked_since
@@ -148,9 +177,16 @@ class Writer:
         if marker.error is not None:
             raise marker.error
 
+    def wait_written(self, timeout: float | None = None) -> None:
+        """Block while a batch that :meth:`settle` let go of before its commit is written
+        (a few milliseconds): a read after a run sees the whole run. Never raises."""
+        self._written.wait(timeout)
+
     def wake(self) -> None:
-        """Have the writer look at the queue now (a run starts: it then writes every
-        ``interval`` seconds until no run is going on)."""
+        """A run starts: the writer writes every ``interval`` seconds until no run is going
+        on, the first time one interval from now (a short run is then written once, at its
+        end, instead of its first part contending with it for the GIL)."""
+        self._starting = True
         self._wake.set()
 
     def take_warnings(self, run_id: str) -> list[str]:
@@ -171,6 +207,7 @@ class Writer:
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.append(_STOP)
+            self._urgent = True
             self._wake.set()
             thread.join(timeout)
         elif thread is None and self._sink is not None:
@@ -198,10 +235,14 @@ class Writer:
             self._error = StoreError(f"store {self.location}: cannot open: {error}")
         pending, wake, projector = self._queue, self._wake, self.projector
         while True:
-            # While runs go on (or records wait): a batch every interval, or when a flush
-            # asks; idle: a look once a second (a run starting wakes the writer at once).
+            # While runs go on (or records wait): a batch every interval, or when a caller
+            # waits; idle: a look once a second (a run starting wakes the writer at once).
             wake.wait(self.interval if projector.active or pending else _IDLE_POLL)
             wake.clear()  # before taking the queue: a flush after this wakes us again
+            if self._starting and not self._urgent:
+                self._starting = False  # gather the run's first interval, then write
+                continue
+            self._starting = self._urgent = False
             if pending and self._drain():
                 break
         if self._sink is not None:
@@ -227,12 +268,24 @@ class Writer:
                 found.append(item)
             elif item is _STOP:
                 stop = True
-            elif type(item) is _Flush:
+            elif isinstance(item, _Flush):
                 markers.append(item)
             else:
                 self._project(item, batch)
         self._end(batch)
-        self._commit(batch, markers)
+        settled = [m for m in markers if type(m) is _Settle]
+        if settled:  # checked: their callers go on while the rest is done and committed
+            self._written.clear()
+            self._release(settled)
+            markers = [m for m in markers if type(m) is _Flush]
+            # Let the released callers have the GIL first: the JSON encoding below holds it
+            # for milliseconds at a time, which would make them wait after all.
+            time.sleep(_YIELD)
+        try:
+            self._resolve(batch)
+            self._commit(batch, markers)
+        finally:
+            self._written.set()
         return stop
 
     def _project(self, item: Any, batch: Batch) -> None:
@@ -249,6 +302,15 @@ class Writer:
             for events in self.projector.hot.values():
                 events.clear()
 
+    def _resolve(self, batch: Batch) -> None:
+        try:
+            batch.resolve()
+        except Exception as error:  # a bug: the batch cannot be written whole, so not at all
+            self._error = StoreError(f"store {self.location}: could not record a batch: {error}")
+            log.exception("nbflow store %s: could not record a batch of events", self.location)
+            batch.ops.clear()
+            batch.blobs.clear()
+
     def _commit(self, batch: Batch, markers: list[_Flush]) -> None:
         if self._sink is None:  # the store could not be opened: nothing can be written
             if self._error is None:
@@ -256,10 +318,14 @@ class Writer:
         elif len(batch):
             self._write(self._sink, batch)
         if markers:
-            error, self._error = self._error, None
-            for marker in markers:
-                marker.error = error
-                marker.done.set()
+            self._release(markers)
+
+    def _release(self, markers: Sequence[_Flush]) -> None:
+        """Wake the callers of ``markers`` with the error kept since the last one (if any)."""
+        error, self._error = self._error, None
+        for marker in markers:
+            marker.error = error
+            marker.done.set()
 
     def _write(self, sink: Sink, batch: Batch) -> None:
         delay = 0.01
