@@ -108,7 +108,11 @@ class Engine:
         # (one C-level queue append per event), ``journal.finish()`` runs after RunFinished is
         # recorded and before subscribers see it, so they see a run that is on disk.
         self.journal = journal
-        self._record = journal.put if journal is not None else None
+        # The journal's put per event class (``journal.routes`` may give some their own).
+        self._record: dict[type, Callable[[Any], None]] | None = None
+        if journal is not None:
+            routes = getattr(journal, "routes", None) or {}
+            self._record = {cls: routes.get(cls, journal.put) for cls in _APPLY}
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
@@ -165,7 +169,7 @@ class Engine:
         state.last_seq, state.last_t = seq, t
         _APPLY[cls](state, event)
         if self._record is not None:
-            self._record(event)
+            self._record[cls](event)
             if cls is ev.RunFinished:
                 self._finish_journal()
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run

@@ -273,6 +273,24 @@ def test_concurrent_runs_on_one_loop_share_the_store(tmp_path):
         assert seqs == list(range(len(seqs)))
 
 
+@pytest.mark.parametrize("run_queues", [True, False])
+def test_every_event_is_recorded_with_or_without_run_queues(tmp_path, run_queues):
+    # With run queues the engine appends each task's events to the run's own queues; without
+    # (a store that does not take them), they all go through the store's one queue.
+    class Store(SQLiteStore):
+        takes_run_queues = run_queues
+
+    store = Store(tmp_path / "queues.db")
+    flow = nf.Flow("queues", store=store)
+    for j in range(30):
+        flow.task(lambda j=j: j, name=f"t{j}")
+    run = flow.run()
+    kinds = [e["kind"] for e in store.events(run.run_id)]
+    assert kinds.count("TaskQueued") == kinds.count("TaskStarted") == 30
+    assert kinds.count("TaskSucceeded") == 30 and kinds[-1] == "RunFinished"
+    assert set(store.results(run.run_id)) == {f"t{j}" for j in range(30)}
+
+
 def test_history_is_a_dataframe_of_runs_oldest_first():
     _flow().run()
     _flow(name="other").run()

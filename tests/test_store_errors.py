@@ -71,7 +71,7 @@ def test_a_lock_taken_during_a_run_delays_its_records_but_loses_none(tmp_path):
             warnings.simplefilter("ignore", StoreWarning)
             run = flow.run()
         assert run.status == "succeeded"
-        with pytest.raises(StoreLockedError, match="is locked by another writer.*Nothing is lost"):
+        with pytest.raises(StoreLockedError, match=r"is locked by another writer.*Nothing is lost"):
             store.flush()
     finally:
         holder.execute("ROLLBACK")

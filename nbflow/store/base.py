@@ -15,6 +15,8 @@ class BaseStore:
 
     location: str
     timeout: float
+    #: The writer takes a run's hot events from the run's own queues (see ``Recorder``).
+    takes_run_queues = True
 
     def __init__(self, writer: Writer, location: str, timeout: float) -> None:
         self.location = location

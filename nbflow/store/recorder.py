@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import operator
 import warnings
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
+from .. import events as ev
 from ..errors import StoreError
 from .keys import StoreWarning, task_version
 
@@ -34,6 +37,8 @@ class RunContext:
     ``spec`` is set only when the store has not recorded this flow version yet (building it
     costs a little). ``local`` lists, with a remote executor, the tasks whose results reach
     the kernel (others are handles on a cluster and are not persisted); None means all.
+    ``hot``, when the store takes them (``takes_run_queues``), holds the run's own queues of
+    the events of :data:`HOT_EVENTS`, one per class, which the engine appends to directly.
     """
 
     run_id: str
@@ -43,6 +48,7 @@ class RunContext:
     resumed_from: str | None = None
     local: frozenset[str] | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    hot: tuple[deque[Any], ...] | None = None
 
     def task_version(self, name: str) -> str:
         """The version of task ``name`` for this run (see :func:`keys.task_version`)."""
@@ -110,17 +116,30 @@ def _make_code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, s
     return names, keys, list(firsts.items())
 
 
+#: The three events of every task (queued, started, succeeded), in the order of
+#: :attr:`RunContext.hot`: the bulk of a run's events.
+HOT_EVENTS: tuple[type[ev.Event], ...] = (ev.TaskQueued, ev.TaskStarted, ev.TaskSucceeded)
+
+
 class Recorder:
     """The engine's journal for one run: ``put(event)`` hands each event to ``store.submit``
     (an O(1) queue append, in C), ``finish()`` waits until the run is checked.
+
+    ``routes`` gives the engine a ``put`` per event class: with a store that takes run queues
+    (``takes_run_queues``), the events of :data:`HOT_EVENTS` go straight to the run's own
+    queue of their class (``context.hot``), so the writer need not sort them one by one.
     """
 
-    __slots__ = ("put", "run_id", "store")
+    __slots__ = ("put", "routes", "run_id", "store")
 
     def __init__(self, store: StateStore, context: RunContext) -> None:
         self.store = store
         self.run_id = context.run_id
         self.put = store.submit
+        self.routes: dict[type, Callable[[Any], None]] = {}
+        if getattr(store, "takes_run_queues", False):
+            context.hot = tuple(deque() for _ in HOT_EVENTS)
+            self.routes = {cls: q.append for cls, q in zip(HOT_EVENTS, context.hot, strict=True)}
         store.submit(context)
         wake = getattr(store, "wake", None)
         if wake is not None:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import compress, repeat
+from itertools import compress, repeat, starmap
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
@@ -58,7 +58,7 @@ from .keys import (
     sha,
     value_digest,
 )
-from .recorder import RunContext
+from .recorder import HOT_EVENTS, RunContext
 
 if TYPE_CHECKING:
     from ..spec import FlowSpec
@@ -517,11 +517,9 @@ def _succeeded_rows(events: list[Any]) -> Any:
 
 
 #: Hot event class -> its log rows from a list of its events.
-_HOT: dict[type, Callable[[list[Any]], Any]] = {
-    ev.TaskQueued: _queued_rows,
-    ev.TaskStarted: _started_rows,
-    ev.TaskSucceeded: _succeeded_rows,
-}
+_HOT: dict[type, Callable[[list[Any]], Any]] = dict(
+    zip(HOT_EVENTS, (_queued_rows, _started_rows, _succeeded_rows), strict=True)
+)
 _RESULT = operator.attrgetter("result")
 
 
@@ -737,9 +735,20 @@ class Projector:
         for run_id, parts in by_run.items():
             self._project_hot(run_id, parts, batch)
 
+    def take(self, track: _Track, batch: Batch) -> None:
+        """Project the events waiting in the run's own queues (``context.hot``), if any."""
+        queues = track.context.hot
+        if queues is not None:
+            # popleft as many times as there are items now, in C: safe while the loop appends.
+            lists = [list(starmap(q.popleft, repeat((), len(q)))) for q in queues]
+            if any(lists):
+                self._project_hot(track.context.run_id, lists, batch)
+
     def end(self, batch: Batch) -> None:
-        """Before a commit: :meth:`cut`, and the rare events' log segments."""
+        """Before a commit: :meth:`cut`, the runs' queues, and the rare events' segments."""
         self.cut(batch)
+        for track in list(self._runs.values()):
+            self.take(track, batch)
         for run_id, track in list(self._runs.items()) + self._finished:
             if track.rare:
                 batch.ops.append(partial(_log_segment, run_id, "*", track.rare, list, None))
@@ -806,6 +815,7 @@ class Projector:
 
     def _run_finished(self, track: _Track, e: ev.RunFinished, batch: Batch) -> None:
         self.cut(batch)  # the run's hot events still need its track
+        self.take(track, batch)  # all of them are queued: the engine emits RunFinished last
         row = track.row
         row[4], row[6], row[7] = e.status, track.wall + e.t, e.error
         batch.ops.append((_UPSERT_RUN, tuple(row)))
