@@ -124,7 +124,7 @@ def _run_variants(engine: Engine, runner: asyncio.Runner, workload: Workload, wa
                 engine, runner, warmup, v)[2])):
             live.remove(variant)
     started = time.perf_counter()
-    for i in range(repeat):
+    for i in range(max(repeat, workload.min_repeat)):
         shift = i % len(live) if live else 0
         for variant in live[shift:] + live[:shift]:
 
