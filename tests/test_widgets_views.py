@@ -117,6 +117,33 @@ def test_grouped_structure_aggregates_member_states():
     assert nodes["level 2"].state == "pending"
 
 
+@pytest.mark.parametrize("finished", [False, True])
+@pytest.mark.parametrize(
+    "state_of_all",
+    [TaskState.SUCCEEDED, TaskState.RUNNING, TaskState.SKIPPED, TaskState.FAILED, TaskState.QUEUED],
+)
+def test_grouped_nodes_of_a_run_in_one_state_match_the_general_count(state_of_all, finished):
+    # All tasks in one state takes a shortcut (no counting per group; a finished run's shared
+    # counts, without looking at its records): the same nodes as counting.
+    from nbflow.widgets.views import group_node
+
+    names = [f"t{i}" for i in range(12)]
+    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
+    s = Structure(names, edges, max_nodes=3)
+    state = RunState(run_id=f"{state_of_all}-{finished}")
+    state.finished_t = 1.0 if finished else None
+    state.tasks = {n: TaskRecord(n, state_of_all) for n in names}
+    state.tasks["t4"].error = ValueError("bad") if state_of_all == TaskState.FAILED else None
+    members = {g: [state.tasks[n] for n in group] for g, group in s.groups.items()}
+    expected = {g: group_node(g, members[g], 0) for g in s.groups}
+    assert s.nodes(state) == expected
+    done = state_of_all in (TaskState.SUCCEEDED, TaskState.SKIPPED, TaskState.FAILED)
+    sizes = {g: len(group) for g, group in s.groups.items()}
+    assert {g: n.counter for g, n in expected.items()} == {
+        g: f"{k if done else 0}/{k}" for g, k in sizes.items()
+    }
+
+
 # -- panels --------------------------------------------------------------------------------
 
 

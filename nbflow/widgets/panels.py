@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import nbflow
 from nbflow.render import DagTemplate, gantt_svg
@@ -29,10 +29,10 @@ from nbflow.render.svg import fmt_duration
 from nbflow.widgets.views import (
     Structure,
     counter,
+    counts_of,
     error_text,
     gantt_rows,
     now_t,
-    state_counts,
 )
 
 if TYPE_CHECKING:
@@ -72,19 +72,7 @@ def counts(state: RunState) -> Counter[str]:
     compare like their names, and reading ``.value`` on 2,000 records costs more than the
     count.
     """
-    if state.finished_t is None:
-        return state_counts(list(state.tasks.values()))
-    key = (id(state), state.run_id, state.last_seq)
-    if _COUNTS[0] != key:
-        _COUNTS[:] = [key, state_counts(list(state.tasks.values()))]
-    return Counter(_COUNTS[1])  # a copy: callers may change theirs
-
-
-# The counts of the last finished state counted: the final drawing, the static summary and
-# sync() count a 2,000-task run once, not once per header and table. A finished state no
-# longer changes; the key has the run's id, so a later state at the same address never
-# matches, and only the counts are kept, not the state.
-_COUNTS: list[Any] = [None, None]
+    return Counter(counts_of(state))  # a copy: callers may change theirs
 
 
 def chip(state: str, text: str, title: str = "") -> str:

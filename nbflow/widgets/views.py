@@ -46,6 +46,24 @@ def state_counts(records: Sequence[TaskRecord]) -> Counter[str]:
     return Counter(map(_STATE, records))
 
 
+def counts_of(state: RunState) -> Counter[str]:
+    """Number of the state's tasks per state; counted once per finished state (do not change
+    the result: it may be shared)."""
+    if state.finished_t is None:
+        return state_counts(list(state.tasks.values()))
+    key = (id(state), state.run_id, state.last_seq)
+    if _COUNTS[0] != key:
+        _COUNTS[:] = [key, state_counts(list(state.tasks.values()))]
+    return _COUNTS[1]
+
+
+# The counts of the last finished state counted: the final drawing (header and graph), the
+# static summary and sync() count a 2,000-task run once. A finished state no longer changes;
+# the key has the run's id, so a later state at the same address never matches, and only
+# the counts are kept, not the state.
+_COUNTS: list[Any] = [None, None]
+
+
 @dataclass(frozen=True, slots=True)
 class TaskFacts:
     """What the definition says about a task (does not change during a run)."""
@@ -249,15 +267,35 @@ class Structure:
         """Task name -> priority, for the tasks whose priority is not 0."""
         return {n: f.priority for n, f in self.facts.items() if f.priority}
 
+    def _uniform(self, state: Any) -> dict[str, NodeView]:
+        """Group nodes when every task is in ``state`` (not "failed", whose node lists the
+        errors): no counting per group."""
+        done, priority = state in TERMINAL, self._group_priority
+        return {
+            g: NodeView(g, state, priority[g], counter=f"{b - a if done else 0}/{b - a}")
+            for g, a, b in self._slices
+        }
+
     def nodes(self, state: RunState) -> dict[str, NodeView]:
         """Current node views for ``state`` (group nodes when grouped)."""
         records = state.tasks
         if self.grouped:
+            if state.finished_t is not None and len(records) == len(self._members):
+                # A finished run with every task in one state (most often: all succeeded)
+                # needs no look at its records: its counts are known (shared with the header).
+                per_state = counts_of(state)
+                if len(per_state) == 1:
+                    only, n = next(iter(per_state.items()))
+                    if n == len(records) and only != "failed":
+                        return self._uniform(only)
             found = list(map(records.get, self._members))
             priority = self._group_priority
             if any(map(is_, found, repeat(None))):  # identity: no __eq__ calls
                 return {g: group_node(g, found[a:b], priority[g]) for g, a, b in self._slices}
             states = list(map(_STATE, found))
+            first = states[0] if states else None
+            if first is not None and first != "failed" and states.count(first) == len(states):
+                return self._uniform(first)
             return {
                 g: group_node(g, found[a:b], priority[g], True, states[a:b])
                 for g, a, b in self._slices
