@@ -106,13 +106,17 @@ class Engine:
         self.hooks = hooks  # cache/resume lookups (see nbflow.store); None for none
         # The store's recorder: ``journal.put(event)`` gets every event before subscribers do
         # (one C-level queue append per event), ``journal.finish()`` runs after RunFinished is
-        # recorded and before subscribers see it, so they see a run that is on disk.
+        # recorded and before subscribers see it, so they see a run the store has checked
+        # (its warnings given; any read of the store waits for its last commit).
         self.journal = journal
-        # The journal's put per event class (``journal.routes`` may give some their own).
+        # The journal's put per event class (``journal.routes`` may give some their own);
+        # RunFinished's also finishes the journal.
         self._record: dict[type, Callable[[Any], None]] | None = None
         if journal is not None:
             routes = getattr(journal, "routes", None) or {}
             self._record = {cls: routes.get(cls, journal.put) for cls in _APPLY}
+            self._put_end = self._record[ev.RunFinished]
+            self._record[ev.RunFinished] = self._record_end
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
@@ -170,10 +174,12 @@ class Engine:
         _APPLY[cls](state, event)
         if self._record is not None:
             self._record[cls](event)
-            if cls is ev.RunFinished:
-                self._finish_journal()
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
+
+    def _record_end(self, event: ev.Event) -> None:
+        self._put_end(event)
+        self._finish_journal()
 
     def _finish_journal(self) -> None:
         try:
