@@ -291,6 +291,23 @@ def test_every_event_is_recorded_with_or_without_run_queues(tmp_path, run_queues
     assert set(store.results(run.run_id)) == {f"t{j}" for j in range(30)}
 
 
+def test_a_store_that_overrides_submit_sees_every_event(tmp_path):
+    seen: list[str] = []
+
+    class Watching(SQLiteStore):
+        def submit(self, item):
+            seen.append(type(item).__name__)
+            super().submit(item)
+
+    store = Watching(tmp_path / "watching.db")
+    assert not store.takes_run_queues and SQLiteStore(tmp_path / "plain.db").takes_run_queues
+    flow = nf.Flow("watched", store=store)
+    flow.task(name="a")(lambda: 1)
+    flow.run()
+    task_events = [k for k in seen if k.startswith("Task")]
+    assert task_events == ["TaskQueued", "TaskStarted", "TaskSucceeded"]
+
+
 def test_history_is_a_dataframe_of_runs_oldest_first():
     _flow().run()
     _flow(name="other").run()

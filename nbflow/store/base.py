@@ -15,8 +15,13 @@ class BaseStore:
 
     location: str
     timeout: float
-    #: The writer takes a run's hot events from the run's own queues (see ``Recorder``).
-    takes_run_queues = True
+
+    @property
+    def takes_run_queues(self) -> bool:
+        """Whether a run's queued/started/succeeded events may skip :meth:`submit` and go to
+        the run's own queues, which the writer reads (see ``Recorder``): yes, unless a
+        subclass overrides ``submit`` (it then sees every event, as documented)."""
+        return type(self).submit is BaseStore.submit
 
     def __init__(self, writer: Writer, location: str, timeout: float) -> None:
         self.location = location
