@@ -1,12 +1,16 @@
 """The single batched writer of a store: a queue, one thread, one transaction per batch.
 
-The event loop's whole cost is ``submit(item)``, which is ``deque.append`` (C, atomic). The
-writer thread sleeps until woken (a run starts: :meth:`Writer.wake`; a ``flush()``), then
-every ``interval`` seconds while runs are going on takes everything queued at once (in C)
-and drains it: events of the hot classes (queued, started, succeeded) go to lists as they
-are, everything else to the :class:`~nbflow.store.rows.Projector`, which turns the lot into
-SQL statements (a few per batch for the hot events: see :mod:`nbflow.store.rows`) written in
-one transaction. Idle, it looks at the queue once a second only.
+The event loop's whole cost is ``submit(item)``, which is ``deque.append`` (C, atomic); a
+run's queued/started/succeeded events go, just as cheaply, to the run's own queues, which the
+projector reads (see :class:`~nbflow.store.recorder.Recorder`). The writer thread sleeps
+until woken: a run starts (:meth:`Writer.wake`: it then writes every ``interval`` seconds,
+the first time one interval later) or a caller waits (``flush()``, ``settle()``). It takes
+everything queued at once (in C) and hands it to the :class:`~nbflow.store.rows.Projector`,
+which turns the lot into SQL statements (a few per batch for the hot events: see
+:mod:`nbflow.store.rows`) written in one transaction. ``settle()`` (a run's end) is released
+once the batch is projected, before its deferred statements are worked out and committed;
+reads wait for that commit (:meth:`Writer.wait_written`). Idle, the writer looks at the
+queue once a second only.
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
