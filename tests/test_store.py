@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -481,3 +482,47 @@ def test_a_run_returns_before_its_last_commit_and_reads_wait_for_it(tmp_path, mo
     assert [r["run_id"] for r in seen[0]] == [run.run_id]  # ...and then sees the whole run
     assert seen[0][0]["status"] == "succeeded"
     assert set(store.results(run.run_id)) == {"ok", "lock"}
+
+
+def test_finished_tasks_are_committed_while_the_run_goes_on(tmp_path):
+    # Durability during a run: the writer commits every interval, also when the run's only
+    # events are the ones that go to its own queues (queued, started, succeeded). Read with
+    # sqlite3, not the store: its reads flush first, which would hide a writer that waits.
+    import sqlite3
+
+    path = tmp_path / "during.db"
+    flow = nf.Flow("during", store=SQLiteStore(path))
+    release = threading.Event()
+
+    @flow.task
+    def first():
+        time.sleep(0.3)  # ends after the writer's first look (one interval, 0.05 s, in)
+        return 1
+
+    @flow.task
+    def second(first):
+        assert release.wait(30), "the test never released the run"
+        return first + 1
+
+    def committed() -> list[str]:
+        if not path.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as con:
+            rows = con.execute(
+                "SELECT task FROM attempts WHERE state = 'succeeded' AND element = -1"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    async def main():
+        running = asyncio.ensure_future(flow.arun())
+        deadline = time.monotonic() + 20
+        while committed() != ["first"]:
+            assert time.monotonic() < deadline, "the finished task was never committed"
+            assert not running.done()
+            await asyncio.sleep(0.02)
+        release.set()
+        return await running
+
+    assert asyncio.run(main()).status == "succeeded"
+    flow.state_store.flush()
+    assert sorted(committed()) == ["first", "second"]

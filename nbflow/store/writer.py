@@ -247,18 +247,20 @@ class Writer:
                 self._starting = False  # gather the run's first interval, then write
                 continue
             self._starting = self._urgent = False
-            if pending and self._drain():
+            # A run going on may have events in its own queues only (see Recorder.routes).
+            if (pending or projector.active) and self._drain():
                 break
         if self._sink is not None:
             self._sink.close()
             self._sink = None
 
     def _drain(self) -> bool:
-        """Write everything queued; True when told to stop."""
+        """Write everything queued (and what the runs' own queues hold); True when told to
+        stop."""
         pending = self._queue
         items = list(starmap(pending.popleft, repeat((), len(pending))))  # all at once, in C
         stop = False
-        for start in range(0, len(items), self.max_batch):
+        for start in range(0, max(len(items), 1), self.max_batch):
             stop = self._write_items(items[start : start + self.max_batch]) or stop
         return stop
 
