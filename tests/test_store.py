@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -226,6 +227,20 @@ def test_results_above_max_result_bytes_are_not_stored(tmp_path):
     with pytest.warns(StoreWarning, match=r"task 'big': its result pickles to 1,0\d\d bytes"):
         run = flow.run()
     assert store.results(run.run_id)["big"].digest is None
+
+
+def test_results_near_max_result_bytes_are_stored_without_a_warning(tmp_path):
+    # Together over half the limit (so checked one by one, before the run's end is released),
+    # each under it: all stored, nothing to warn about.
+    store = SQLiteStore(tmp_path / "near.db", max_result_bytes=1200)
+    flow = nf.Flow("near", store=store)
+    flow.task(lambda: "x" * 1000, name="big")
+    flow.task(lambda: 1, name="small")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreWarning)
+        run = flow.run()
+    rows = store.results(run.run_id)
+    assert rows["big"].digest is not None and rows["small"].digest is not None
 
 
 def test_variables_that_are_not_json_are_kept_as_repr(tmp_path):

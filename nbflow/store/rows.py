@@ -536,6 +536,33 @@ def _log_segment(
     return [(_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows), noted))]
 
 
+class _LaterResults:
+    """Deferred :meth:`Projector._results` of succeeded events whose results all pickle
+    (``blob``, made by :meth:`Projector._check`): their rows, with :meth:`version` for the
+    log segment that follows. Its blobs go to ``batch`` (written after its statements)."""
+
+    __slots__ = ("batch", "blob", "events", "noted", "projector", "track")
+
+    def __init__(self, projector: Projector, track: _Track, events: list[Any], blob: bytes,
+                 batch: Batch) -> None:  # fmt: skip
+        self.projector, self.track, self.events = projector, track, events
+        self.blob, self.batch = blob, batch
+        self.noted: str | None = None
+
+    def __call__(self) -> list[tuple[str, Any]]:
+        own = Batch()
+        version = self.projector._results(self.track, self.events, own, self.blob)
+        own.resolve()
+        self.batch.blobs.update(own.blobs)
+        self.noted = version() if version is not None else None
+        ops: list[tuple[str, Any]] = own.ops
+        return ops
+
+    def version(self) -> str | None:
+        """The version to note on the log segment (after this was called), or None."""
+        return self.noted
+
+
 class _NoneResults:
     """Deferred result rows of tasks that returned None and receive nothing.
 
@@ -767,10 +794,30 @@ class Projector:
         if started:
             ops.append(partial(_log_segment, run_id, "TaskStarted", started, _started_rows, None))
         if succeeded:
-            version = self._results(track, succeeded, batch)
+            blob = self._check(succeeded)
+            version: Callable[[], str | None] | None
+            if blob is None:  # a result may not be storable: now, so its warning is known
+                version = self._results(track, succeeded, batch)
+            else:  # every result pickles, and small: nothing to warn about, all of it later
+                later = _LaterResults(self, track, succeeded, blob, batch)
+                ops.append(later)
+                version = later.version
             ops.append(
                 partial(_log_segment, run_id, "TaskSucceeded", succeeded, _succeeded_rows, version)
             )
+
+    def _check(self, events: list[Any]) -> bytes | None:
+        """The pickle of the events' results (a list), if it pickles and is small enough that
+        no result of it can be refused for its size; else None.
+
+        Such results give no warning, so their rows can wait until the batch's deferred
+        statements are worked out, after a run's end was released (see :meth:`Batch.resolve`).
+        """
+        try:
+            blob = dumps(list(map(_RESULT, events)))
+        except Exception:
+            return None
+        return blob if len(blob) <= min(PACK_BYTES, self.max_result_bytes // 2) else None
 
     def _context(self, context: RunContext, batch: Batch) -> None:
         plan = context.plan
@@ -825,7 +872,7 @@ class Projector:
     # -- results -----------------------------------------------------------------------------
 
     def _results(
-        self, track: _Track, events: list[Any], batch: Batch
+        self, track: _Track, events: list[Any], batch: Batch, blob: bytes | None = None
     ) -> Callable[[], str | None] | None:
         """Result rows of ``events`` (TaskSucceeded), in bulk: one JSON array per kind.
 
@@ -833,6 +880,7 @@ class Projector:
           C; when all of ``events`` are such tasks of one version, no row at all: the version
           is to be noted on the events' log segment (``result_version``). What is returned
           tells it, once the deferred statements before it are resolved (else None).
+          ``blob``: the pickle of all of ``events``' results, when :meth:`_check` made it.
         - Other results that need no cache key (:func:`_packed_tasks`): one pickle of the
           list of them and a kind ``packed`` row each (:meth:`_pack`).
         - The rest (cache keys, results served by a lookup, ``persist=False``): a kind
@@ -880,7 +928,7 @@ class Projector:
             noted = _NoneResults(track.context, tasks, fast, alone=not slow and not packed)
             batch.ops.append(noted)
         if packed:
-            self._pack(track, packed, batch)
+            self._pack(track, packed, batch, blob if packed is events else None)
         if slow:
             now = time.time()
             rows = []
@@ -911,14 +959,17 @@ class Projector:
             found = track.packed = _packed_tasks(track.context)
         return found
 
-    def _pack(self, track: _Track, events: list[Any], batch: Batch) -> None:
+    def _pack(
+        self, track: _Track, events: list[Any], batch: Batch, blob: bytes | None = None
+    ) -> None:
         """One pickle of the results of ``events`` and a ``packed`` row per task.
 
         No digest and no inputs hash is computed: resume works them out from the values
         when it needs them (see :mod:`nbflow.cache`), so the common case costs one C-level
-        ``pickle.dumps`` per batch. A pack that cannot be pickled as a whole (some result
-        does not pickle), or is large, is stored result by result instead (:meth:`_pickle`:
-        one warning per result that cannot be stored).
+        ``pickle.dumps`` per batch (none when ``blob``, that pickle, is given). A pack that
+        cannot be pickled as a whole (some result does not pickle), or is large, is stored
+        result by result instead (:meth:`_pickle`: one warning per result that cannot be
+        stored).
         """
         tasks = list(map(_TASK, events))
         attempts = list(map(_ATTEMPT, events))
@@ -926,10 +977,11 @@ class Projector:
             for name in tasks:
                 track.keys.pop(name, None)
         track.digests.update(zip(tasks, repeat(None)))  # no digest known: see _inputs_hash
-        try:
-            blob: bytes | None = dumps(list(map(_RESULT, events)))
-        except Exception:
-            blob = None
+        if blob is None:
+            try:
+                blob = dumps(list(map(_RESULT, events)))
+            except Exception:
+                blob = None
         run_id, context, now = track.context.run_id, track.context, time.time()
         if blob is not None and len(blob) <= min(PACK_BYTES, self.max_result_bytes):
 
