@@ -538,7 +538,7 @@ def _log_segment(
 
 class _LaterResults:
     """Deferred :meth:`Projector._results` of succeeded events whose results all pickle
-    (``blob``, made by :meth:`Projector._check`): their rows, with :meth:`version` for the
+    (``blob``, made by :meth:`Projector._pickled`): their rows, with :meth:`version` for the
     log segment that follows. Its blobs go to ``batch`` (written after its statements)."""
 
     __slots__ = ("batch", "blob", "events", "noted", "projector", "track")
@@ -794,30 +794,28 @@ class Projector:
         if started:
             ops.append(partial(_log_segment, run_id, "TaskStarted", started, _started_rows, None))
         if succeeded:
-            blob = self._check(succeeded)
+            blob = self._pickled(succeeded)
             version: Callable[[], str | None] | None
-            if blob is None:  # a result may not be storable: now, so its warning is known
-                version = self._results(track, succeeded, batch)
-            else:  # every result pickles, and small: nothing to warn about, all of it later
+            if blob is not None and len(blob) <= min(PACK_BYTES, self.max_result_bytes // 2):
+                # Every result pickles, and they are small: none can be refused, so there is
+                # nothing to warn about and their rows can wait.
                 later = _LaterResults(self, track, succeeded, blob, batch)
                 ops.append(later)
                 version = later.version
+            else:  # a result may not be storable: now, so that its warning is known
+                version = self._results(track, succeeded, batch, blob)
             ops.append(
                 partial(_log_segment, run_id, "TaskSucceeded", succeeded, _succeeded_rows, version)
             )
 
-    def _check(self, events: list[Any]) -> bytes | None:
-        """The pickle of the events' results (a list), if it pickles and is small enough that
-        no result of it can be refused for its size; else None.
-
-        Such results give no warning, so their rows can wait until the batch's deferred
-        statements are worked out, after a run's end was released (see :meth:`Batch.resolve`).
-        """
+    @staticmethod
+    def _pickled(events: list[Any]) -> bytes | None:
+        """The pickle of the events' results, as one list (what a pack holds), or None when
+        some result does not pickle."""
         try:
-            blob = dumps(list(map(_RESULT, events)))
+            return dumps(list(map(_RESULT, events)))
         except Exception:
             return None
-        return blob if len(blob) <= min(PACK_BYTES, self.max_result_bytes // 2) else None
 
     def _context(self, context: RunContext, batch: Batch) -> None:
         plan = context.plan
@@ -880,7 +878,7 @@ class Projector:
           C; when all of ``events`` are such tasks of one version, no row at all: the version
           is to be noted on the events' log segment (``result_version``). What is returned
           tells it, once the deferred statements before it are resolved (else None).
-          ``blob``: the pickle of all of ``events``' results, when :meth:`_check` made it.
+          ``blob``: the pickle of all of ``events``' results, when :meth:`_pickled` made it.
         - Other results that need no cache key (:func:`_packed_tasks`): one pickle of the
           list of them and a kind ``packed`` row each (:meth:`_pack`).
         - The rest (cache keys, results served by a lookup, ``persist=False``): a kind
