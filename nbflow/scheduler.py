@@ -3,7 +3,10 @@
 State (one :class:`SchedulerState` per run)::
 
     counts[task]   per task: [done, succeeded, failed_like, skipped] among its upstream
-                   (from when its first upstream task ends)
+                   (from when its first upstream task ends); for a task of the default rule
+                   (all_success), only when an upstream task did not succeed
+    left[task]     per task of the default rule: upstream successes it still needs (from
+                   when its first upstream task succeeds)
     decided        tasks whose fate is known (queued, started, or given a terminal state)
     ready          heap of (strategy key, task): tasks whose trigger rule fired
     running        tasks started and not finished
@@ -70,6 +73,7 @@ class SchedulerState:
     """Mutable scheduling state of one run (see the module docstring)."""
 
     counts: dict[str, list[int]]
+    left: dict[str, int] = field(default_factory=dict)
     decided: set[str] = field(default_factory=set)
     ready: list[tuple[Any, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
@@ -139,7 +143,7 @@ def complete(
     transition = None
     # Read straight from the memo on this hot path; plan.table makes it the first time.
     needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
-    decided, all_counts = state.decided, state.counts
+    decided, all_counts, left = state.decided, state.counts, state.left
     stack = [(name, outcome)]
     while stack:
         current, result = stack.pop()
@@ -148,23 +152,25 @@ def complete(
         decided.add(current)
         column = OK if result in SUCCESSFUL else FAILED if result in FAILED_LIKE else SKIPPED
         for child in plan.downstream[current]:
-            counts = all_counts.get(child)
-            if counts is None:
-                counts = all_counts[child] = [0, 0, 0, 0]
             need = needs[child]
             if need and column == OK:
-                # decide() for the default rule and a success, inline (the hot case). No look
-                # at `decided` (a likely cache miss in a big flow): such a task is decided
-                # only when all its upstream tasks succeeded, which happens once, or when one
-                # of them did not, after which its successes never reach `need`.
-                counts[DONE] += 1
-                counts[OK] += 1
-                if counts[OK] != need:
+                # decide() for the default rule and a success, inline (the hot case): one
+                # count down. No look at `decided` (a likely cache miss in a big flow): such a
+                # task is decided only when all its upstream tasks succeeded, which happens
+                # once, or when one of them did not, after which its count never reaches 0.
+                # (decide() needs no success count for this rule: a failure or a skip
+                # decides it alone.)
+                still = left.get(child, need) - 1
+                if still:
+                    left[child] = still
                     continue
                 verdict = READY
             else:
                 if child in decided:
                     continue
+                counts = all_counts.get(child)
+                if counts is None:
+                    counts = all_counts[child] = [0, 0, 0, 0]
                 counts[DONE] += 1
                 counts[column] += 1
                 verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
