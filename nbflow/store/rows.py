@@ -536,18 +536,31 @@ def _log_segment(
     return [(_SEGMENT, (run_id, rows[0][0], rows[-1][0], kind, _ENCODE_ROWS(rows), noted))]
 
 
-class _LaterResults:
+class _Noting:
+    """A deferred statement that may leave a version for the log segment after it."""
+
+    __slots__ = ("noted",)
+
+    def __init__(self) -> None:
+        self.noted: str | None = None
+
+    def version(self) -> str | None:
+        """The version to note on the log segment (once this was called), or None."""
+        return self.noted
+
+
+class _LaterResults(_Noting):
     """Deferred :meth:`Projector._results` of succeeded events whose results all pickle
     (``blob``, made by :meth:`Projector._pickled`): their rows, with :meth:`version` for the
     log segment that follows. Its blobs go to ``batch`` (written after its statements)."""
 
-    __slots__ = ("batch", "blob", "events", "noted", "projector", "track")
+    __slots__ = ("batch", "blob", "events", "projector", "track")
 
     def __init__(self, projector: Projector, track: _Track, events: list[Any], blob: bytes,
                  batch: Batch) -> None:  # fmt: skip
+        super().__init__()
         self.projector, self.track, self.events = projector, track, events
         self.blob, self.batch = blob, batch
-        self.noted: str | None = None
 
     def __call__(self) -> list[tuple[str, Any]]:
         own = Batch()
@@ -558,24 +571,20 @@ class _LaterResults:
         ops: list[tuple[str, Any]] = own.ops
         return ops
 
-    def version(self) -> str | None:
-        """The version to note on the log segment (after this was called), or None."""
-        return self.noted
 
-
-class _NoneResults:
+class _NoneResults(_Noting):
     """Deferred result rows of tasks that returned None and receive nothing.
 
     When ``alone`` (the batch's other results need rows of their own) and the tasks share one
     version, no row is written: :meth:`version` gives the version for the log segment.
     """
 
-    __slots__ = ("alone", "attempts", "context", "noted", "tasks")
+    __slots__ = ("alone", "attempts", "context", "tasks")
 
     def __init__(self, context: RunContext, tasks: list[str], events: list[Any], alone: bool):
+        super().__init__()
         self.context, self.tasks, self.alone = context, tasks, alone
         self.attempts = list(map(_ATTEMPT, events))
-        self.noted: str | None = None
 
     def __call__(self) -> list[tuple[str, Any]]:
         versions = self.context.all_versions()
@@ -586,10 +595,6 @@ class _NoneResults:
         rows = list(zip(self.tasks, self.attempts, of_tasks, strict=True))
         created = time.time()
         return [(_RESULT_SEGMENT, (self.context.run_id, "none", created, _ENCODE_ROWS(rows)))]
-
-    def version(self) -> str | None:
-        """The version to note on the log segment (after this was called), or None."""
-        return self.noted
 
 
 @dataclass(slots=True)
@@ -976,10 +981,7 @@ class Projector:
                 track.keys.pop(name, None)
         track.digests.update(zip(tasks, repeat(None)))  # no digest known: see _inputs_hash
         if blob is None:
-            try:
-                blob = dumps(list(map(_RESULT, events)))
-            except Exception:
-                blob = None
+            blob = self._pickled(events)
         run_id, context, now = track.context.run_id, track.context, time.time()
         if blob is not None and len(blob) <= min(PACK_BYTES, self.max_result_bytes):
 

@@ -266,7 +266,9 @@ class Writer:
 
     def _write_items(self, items: list[Any]) -> bool:
         hot = self.projector.hot.get
-        batch, markers, stop = Batch(), [], False
+        batch, stop = Batch(), False
+        markers: list[_Flush] = []
+        settled: list[_Flush] = []
         for item in items:
             # The hot path: an event of a hot class only goes to its list (projected in bulk).
             found = hot(type(item))
@@ -274,16 +276,16 @@ class Writer:
                 found.append(item)
             elif item is _STOP:
                 stop = True
-            elif isinstance(item, _Flush):
+            elif type(item) is _Flush:
                 markers.append(item)
+            elif type(item) is _Settle:
+                settled.append(item)
             else:
                 self._project(item, batch)
         self._end(batch)
-        settled = [m for m in markers if type(m) is _Settle]
         if settled:  # checked: their callers go on while the rest is done and committed
             self._written.clear()
             self._release(settled)
-            markers = [m for m in markers if type(m) is _Flush]
             # Let the released callers have the GIL first: the JSON encoding below holds it
             # for milliseconds at a time, which would make them wait after all.
             time.sleep(_YIELD)
