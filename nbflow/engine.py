@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import collections
+import functools
 import logging
 import time
 import traceback
@@ -110,13 +111,16 @@ class Engine:
         # (its warnings given; any read of the store waits for its last commit).
         self.journal = journal
         # The journal's put per event class (``journal.routes`` may give some their own);
-        # RunFinished's also finishes the journal.
+        # RunFinished's also finishes the journal. None of them refers to the engine: a
+        # bound method here would make a reference cycle, and every engine (its plan and
+        # state) would wait for the cyclic collector, which then frees it during a later run.
         self._record: dict[type, Callable[[Any], None]] | None = None
         if journal is not None:
             routes = getattr(journal, "routes", None) or {}
             self._record = {cls: routes.get(cls, journal.put) for cls in _APPLY}
-            self._put_end = self._record[ev.RunFinished]
-            self._record[ev.RunFinished] = self._record_end
+            self._record[ev.RunFinished] = functools.partial(
+                _record_end, self._record[ev.RunFinished], journal, run_id
+            )
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
@@ -176,16 +180,6 @@ class Engine:
             self._record[cls](event)
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
-
-    def _record_end(self, event: ev.Event) -> None:
-        self._put_end(event)
-        self._finish_journal()
-
-    def _finish_journal(self) -> None:
-        try:
-            self.journal.finish()
-        except Exception:  # the run is over and its state complete: report, never raise
-            log.exception("nbflow: could not finish recording run %s", self.run_id)
 
     def _emit_transition(self, transition: sch.Transition) -> None:
         for name in transition.queued:
@@ -250,6 +244,11 @@ class Engine:
         pending = [main, *self._runners]
         while pending := [t for t in pending if not t.done()]:
             await asyncio.wait(pending)
+        if self._runners:
+            # Some runners' done callbacks (_child_done) wait in the loop's queue: let them
+            # run now, so that a crash they find is raised by this run, and that the loop
+            # does not keep this engine (its plan and state) alive into whatever runs next.
+            await asyncio.sleep(0)
 
     async def _main(self) -> None:
         handlers = self.run_mw
@@ -808,6 +807,17 @@ def warn_if_overhead_dominates(state: RunState) -> None:
             OverheadWarning,
             stacklevel=2,
         )
+
+
+def _record_end(put: Callable[[Any], None], journal: Any, run_id: str, event: ev.Event) -> None:
+    """Record ``event`` (RunFinished), then finish the journal: wait until the store has
+    checked the run. The run is over and its state complete, so a failure is reported, not
+    raised."""
+    put(event)
+    try:
+        journal.finish()
+    except Exception:
+        log.exception("nbflow: could not finish recording run %s", run_id)
 
 
 def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str, Any]) -> bool:

@@ -737,3 +737,35 @@ def test_add_done_callback_calls_back_once_the_run_is_over_before_its_awaiter_re
 
     run = asyncio.run(main())
     assert run.status == "succeeded" and seen == ["succeeded", "awaiter"]
+
+
+def test_nothing_of_a_run_waits_in_the_loop_after_it_returns():
+    """Runners' done callbacks run before ``arun`` returns: the loop holds no handle to the
+    engine afterwards, so a run's engine (and its plan) is freed at once, not during
+    whatever the loop runs next (the next run, in a script that runs flows back to back)."""
+    import gc
+
+    from nbflow.engine import Engine
+
+    flow = nf.Flow("left-behind", store=None, max_workers=4)
+    for i in range(8):
+        flow.task(name=f"t{i}")(lambda: None)
+
+    async def main() -> list[Engine]:
+        await flow.arun()
+        # no await since: what is still alive is what something other than the loop's
+        # next turn would have to free
+        return [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, Engine) and o.plan.flow_name == "left-behind"
+        ]
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # freed by reference counting, or not at all
+    try:
+        assert asyncio.run(main()) == []
+    finally:
+        if enabled:
+            gc.enable()
