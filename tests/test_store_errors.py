@@ -56,15 +56,25 @@ def test_a_database_locked_by_another_writer_is_a_store_error_after_the_timeout(
         holder.close()
 
 
+@contextlib.contextmanager
+def _write_lock_held(path) -> Iterator[None]:
+    """Another connection holds the file's write lock (with a write pending) in the block."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_a_lock_taken_during_a_run_delays_its_records_but_loses_none(tmp_path):
     path = tmp_path / "busy.db"
     store = SQLiteStore(path, timeout=0.2)
     calls: list[str] = []
     flow = _flow(store, calls)
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
-    try:
+    with _write_lock_held(path):
         with warnings.catch_warnings():
             # The run does not wait for its last commit; one that had to write during the
             # run (a slow machine) warns that the file is locked.
@@ -73,9 +83,6 @@ def test_a_lock_taken_during_a_run_delays_its_records_but_loses_none(tmp_path):
         assert run.status == "succeeded"
         with pytest.raises(StoreLockedError, match=r"is locked by another writer.*Nothing is lost"):
             store.flush()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     (record,) = store.runs("bad")  # written once the lock went
     assert record["run_id"] == run.run_id and record["status"] == "succeeded"
 
@@ -291,3 +298,30 @@ def test_a_file_whose_tables_do_not_match_its_schema_version_is_a_clear_error(tm
     assert str(path) in str(info.value) and "move the file away" in str(info.value)
     with sqlite3.connect(path) as con:  # rolled back: the file is as it was
         assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_a_commit_held_up_by_a_lock_does_not_keep_the_run_alive(tmp_path):
+    """The writer lets a run's items go once they are projected: a commit that waits (for a
+    lock here; for the GIL at each statement, usually) does not keep the run's context, its
+    plan and the notebook's task functions alive, to be freed later in the writer thread in
+    the middle of another run."""
+    import gc
+    import weakref
+
+    path = tmp_path / "held.db"
+    store = SQLiteStore(path, timeout=0.2)
+    flow = _flow(store, [])
+    task_fn = flow.validate().funcs["task"]
+    alive = weakref.ref(task_fn)
+    with _write_lock_held(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StoreWarning)
+            run = flow.run()
+        assert run.status == "succeeded"
+        del flow, run, task_fn
+        gc.collect()
+        assert alive() is None  # while the run's records still wait for the lock
+        with pytest.raises(StoreLockedError):
+            store.flush()
+    store.flush()
+    assert [r["status"] for r in store.runs("bad")] == ["succeeded"]

@@ -260,9 +260,12 @@ class Writer:
         pending = self._queue
         items = list(starmap(pending.popleft, repeat((), len(pending))))  # all at once, in C
         stop = False
-        for start in range(0, max(len(items), 1), self.max_batch):
-            stop = self._write_items(items[start : start + self.max_batch]) or stop
-        return stop
+        while True:
+            if len(items) <= self.max_batch:
+                return self._write_items(items) or stop
+            chunk = items[: self.max_batch]
+            del items[: self.max_batch]
+            stop = self._write_items(chunk) or stop
 
     def _write_items(self, items: list[Any]) -> bool:
         hot = self.projector.hot.get
@@ -282,6 +285,12 @@ class Writer:
                 settled.append(item)
             else:
                 self._project(item, batch)
+        # The projector and the batch now hold what they need: let the items go (a run's
+        # context, with its plan), so that they are not kept during the commit below, which
+        # waits for the GIL at each statement and can last long after the run (its last
+        # reference would then go in this thread, in the middle of whatever runs next).
+        items.clear()
+        item = None
         self._end(batch)
         if settled:  # checked: their callers go on while the rest is done and committed
             self._written.clear()
