@@ -61,6 +61,7 @@ def _one(engine: Engine, runner: asyncio.Runner, workload: Workload, variant: st
         start = time.perf_counter()
         sinks = engine.execute(prepared)
         run_s = time.perf_counter() - start
+    engine.settle(prepared)
     return t1 - t0, run_s, sinks
 
 

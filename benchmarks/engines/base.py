@@ -66,6 +66,11 @@ class Engine:
         """Run once on the current event loop; return the value of every sink node by name."""
         raise NotImplementedError
 
+    def settle(self, prepared: Any) -> None:
+        """After the timing: wait for what the run left going in the background (nbflow's
+        store commits after ``run()`` returns), so that it does not land in the timing of
+        whatever runs next (W7's interleaved variants). Nothing by default."""
+
     def versions(self) -> dict[str, str]:
         """Package versions worth printing next to the results."""
         return {}
