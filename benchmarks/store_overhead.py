@@ -24,7 +24,9 @@ attempts derived from the event log when read and no rows per task (schema 4), t
 recorder as the engine's journal (one C-level append per event on the loop, no recording
 bus) and the engine at ~15 us per sync no-op task, quiet machine: wall min +9 to +17 %,
 wall median +14 to +22 %, CPU median +13 to +21 %. With write-behind and the run's own
-event queues (2026-11-24): wall median +16 %, CPU median (commit included) +15 %. Tasks
+event queues (2026-11-24): wall median +16 %, CPU median (commit included) +15 %; after
+the fixes that free a recorded run's memory when it ends (no engine cycle, the writer lets a
+batch's items go before committing), 21 rounds: wall median +13 %, CPU median +15 %. Tasks
 returning values with inputs cost
 the writer more (pickle, digest, inputs hash): see the W7 row of ``python -m benchmarks``.
 See docs/durability.md.
