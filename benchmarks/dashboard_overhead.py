@@ -50,7 +50,7 @@ What changed, and what each part cost a 2,000-task run:
   dashboard closed after each run started ``dot`` again every run, and the subprocess ran
   alongside the next run on the 2-core machine (~2 ms of the kernel setting). Layouts are
   now one shared job per shape that closing a dashboard leaves to finish and cache.
-* **Sent once, finished.** A live dashboard opens its four widget models and displays its
+* **Sent once, finished.** A live dashboard opens its widget models and displays its
   output at its first drawing: when the run ends, ``FIRST_FLUSH`` s into the run, or when
   the cell ends. A short run sends 5 messages instead of 9 (4 comm opens, one display; was
   4 comm opens and a display before the run, then 2 updates and a display update): 113 KB
@@ -59,15 +59,24 @@ What changed, and what each part cost a 2,000-task run:
 * The synced-trait list of each widget is made once per class (ipywidgets introspects every
   trait per widget), and group nodes count their members' states faster.
 
-What is left, in a kernel, ~1.5-2.5 ms a run (main thread, best / median): drawing the final
-state 0.45-0.55 ms (the grouped DAG's 40 group nodes ~0.2 ms), opening the four widget
-models 0.9-1.1 ms and displaying 0.7-1.7 ms. Each message costs its JSON and HMAC on the main
-thread plus the IOPub thread's work, which the main thread waits for (the display flushes
-stdout first, and the cell's end waits too): measured alone, one display is ~0.4 ms, each
-comm open ~0.15-0.2 ms more, each 55 KB ~0.1-0.2 ms. With four models (the dashboard, its
-header, its tabs, the graph) and one output, that floor is ~1.5 ms: above 10 % of a 10-13 ms
-run. In-process (no comm) the dashboard costs 0.4-0.8 ms, under the target. For runs of 10 ms
-tasks the ratio is 1.00-1.01.
+* **One widget model** (2026-11-24). The dashboard was four ipywidgets models (itself, its
+  header, its tabs, its graph; three more when the Timeline was opened); it is now one
+  anywidget whose front end places the HTML the kernel drew. A short run sends 2 messages:
+  one comm open (~67 KB: the graph, the header, the front-end module) and one display
+  (~60 KB, the static summary). Six runs of ``--repeat 7``, old and new code alternately on
+  the same machine: in a kernel, wall 1.23-1.26 -> 1.21-1.23, CPU 1.23-1.27 -> 1.16-1.19;
+  in-process 1.06-1.10 -> 1.04-1.07.
+
+What is left, in a kernel, ~2-3 ms a run (medians of the main thread, measured by wrapping
+each step): making the dashboard 0.35 ms, drawing the header and graph 0.5 ms, opening the
+model 0.6 ms (its state's JSON and HMAC ~0.25 ms of it), and the display 1.0-1.9 ms. The
+display first flushes stdout and stderr (IPython's rule, so printed text stays above the
+output): two round trips to the kernel's IOPub thread, which has the comm open to send first
+and, after a busy run, wakes slowly (0.3-0.4 ms a round trip here, 0.05 ms when it is warm).
+Measured on their own, one comm open and one display with these sizes cost ~0.9 ms: 7 % of a
+13 ms run before the dashboard draws anything, so in a kernel the target is out of reach for
+runs of instant tasks. In-process (no comm) the dashboard costs 0.4-0.8 ms, under the target.
+For runs of 10 ms tasks the ratio is 1.00-1.01.
 """
 
 from __future__ import annotations

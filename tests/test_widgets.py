@@ -25,12 +25,12 @@ NODE = re.compile(r'<g class="nbflow-node[^"]*" data-task="([^"]+)" data-state="
 
 
 def node_states(d: Dashboard) -> dict[str, str]:
-    return dict(NODE.findall(d._dag.value))
+    return dict(NODE.findall(d._dag))
 
 
 def marker(d: Dashboard) -> dict[str, str]:
     """The attributes of the header's status marker."""
-    tag = re.search(r'<div class="nbflow-status"([^>]*)>', d._header.value)
+    tag = re.search(r'<div class="nbflow-status"([^>]*)>', d._header)
     assert tag is not None
     return dict(re.findall(r'data-([\w-]+)="([^"]*)"', tag[1]))
 
@@ -95,11 +95,11 @@ def test_dashboard_values_follow_a_live_run_to_the_end():
         # No sync(): the flush at RunFinished alone drew the final state.
         assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
         assert marker(d)["nbflow-status"] == "succeeded"
-        assert 'aria-valuenow="2"' in d._header.value
-        assert 'aria-valuemax="2"' in d._header.value
-        assert "p=3" in d._dag.value  # priority is visible on the node
-        assert [b[0] for b in bars(d._gantt.value)] == ["first", "second"]
-        assert 'data-row-task="second" data-row-state="succeeded"' in d._table.value
+        assert 'aria-valuenow="2"' in d._header
+        assert 'aria-valuemax="2"' in d._header
+        assert "p=3" in d._dag  # priority is visible on the node
+        assert [b[0] for b in bars(d._gantt)] == ["first", "second"]
+        assert 'data-row-task="second" data-row-state="succeeded"' in d._table
         await handle
 
     asyncio.run(main())
@@ -124,8 +124,8 @@ def test_dashboard_shows_failure_with_error_and_traceback():
     d = Dashboard(run, prefer="python")
     assert node_states(d) == {"ok": "succeeded", "boom": "failed", "after": "upstream_failed"}
     assert marker(d)["nbflow-status"] == "failed"
-    assert "ValueError: column &#x27;amount&#x27; is missing" in d._dag.value  # tooltip
-    table = d._table.value
+    assert "ValueError: column &#x27;amount&#x27; is missing" in d._dag  # tooltip
+    table = d._table
     assert '<details class="nbflow-traceback">' in table
     assert "raise ValueError" in table
     assert 'engine.py"' not in table  # nbflow's own frames are left out
@@ -143,8 +143,8 @@ def test_fan_out_node_shows_done_over_total():
         return 2 * items
 
     d = Dashboard(flow.run(), prefer="python")
-    assert re.search(r'data-task="double".*?class="nbflow-counter"[^>]*>5/5<', d._dag.value, re.S)
-    assert "5/5" in d._table.value
+    assert re.search(r'data-task="double".*?class="nbflow-counter"[^>]*>5/5<', d._dag, re.S)
+    assert "5/5" in d._table
 
 
 # -- coalescing ----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_interval_inf_draws_only_at_start_and_end():
     assert d.stats.dag_renders == 2  # construction + RunFinished
 
 
-def test_a_live_dashboard_opens_its_widget_models_when_first_drawn_and_a_short_run_once(
+def test_a_live_dashboard_opens_its_one_widget_model_when_first_drawn_and_a_short_run_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a run pays for its dashboard: each widget model is a comm in a kernel."""
@@ -272,12 +272,7 @@ def test_a_live_dashboard_opens_its_widget_models_when_first_drawn_and_a_short_r
     from nbflow.widgets import dashboard
 
     monkeypatch.setattr(dashboard, "FIRST_FLUSH", 60.0)  # no redraw before the end, however slow
-    # Made once per kernel and shared by every dashboard.
-    shared = (
-        dashboard._shared_layout(),
-        dashboard._shared_style(),
-        dashboard._shared_placeholder(),
-    )
+    shared = dashboard._shared_layout()  # made once per kernel and shared by every dashboard
 
     async def main() -> tuple[Dashboard, set[str]]:
         flow, gate = gated_flow()
@@ -293,27 +288,27 @@ def test_a_live_dashboard_opens_its_widget_models_when_first_drawn_and_a_short_r
     d, opened = asyncio.run(main())
     assert d.stats.dag_renders == 1  # the run ended before the first redraw: drawn once
     assert node_states(d) == {"first": "succeeded", "second": "succeeded"}
-    # The dashboard, header, tabs and graph, and as a small run draws every tab at its end
-    # (a big one when opened), the Tasks and Timeline panes: each opened once, finished.
-    assert opened == {w.model_id for w in d._widgets()} and len(opened) == 6
-    assert d._table is not None and d._tabs.children[1] is d._table
-    assert 'data-row-task="second"' in d._table.value
+    # One model, opened once, finished: as a small run draws every tab at its end (a big one
+    # when opened), its comm_open carries the Tasks and Timeline panes too.
+    assert opened == {d.model_id} and d._widgets() == [d]
+    assert 'data-row-task="second"' in d._table and bars(d._gantt)
     d.close()
-    assert all(w.comm is not None for w in shared)  # closing a dashboard keeps the shared ones
+    assert d.comm is None and shared.comm is not None  # closing a dashboard keeps the shared
 
 
-def test_a_big_live_run_opens_four_widget_models():
-    async def main() -> set[str]:
+def test_a_big_live_run_opens_one_widget_model_and_draws_hidden_tabs_later():
+    async def main() -> tuple[Dashboard, set[str]]:
         from ipywidgets.widgets.widget import _instances
 
         before = set(_instances)
         d = Dashboard(layered_flow(12, 50).start(), heartbeat=None, prefer="python")
         await until(lambda: d._ended)  # the end drawn, not only reached
-        assert d._table is None and d._gantt is None  # drawn when opened
-        assert d._tabs.children[1] is d._tabs.children[2]  # the shared placeholder
-        return set(_instances) - before - {w.model_id for w in d._tabs.children[1:]}
+        assert d._table == "" and d._gantt == ""  # drawn when opened: the page says "Drawing…"
+        return d, set(_instances) - before
 
-    assert len(asyncio.run(main())) == 4  # the dashboard, header, tabs and graph
+    d, opened = asyncio.run(main())
+    assert opened == {d.model_id}
+    assert "nbflow-node" in d._dag and "nbflow-status" in d._header
 
 
 # -- layouts -------------------------------------------------------------------------------
@@ -431,14 +426,14 @@ def test_1000_tasks_are_drawn_grouped_by_level():
     states = node_states(d)
     assert len(states) == 20
     assert set(states.values()) == {"succeeded"}
-    assert d._dag.value.count(">50/50<") == 20
-    assert "1,000 tasks drawn as 20 groups" in d._dag.value
+    assert d._dag.count(">50/50<") == 20
+    assert "1,000 tasks drawn as 20 groups" in d._dag
 
 
 def test_tagged_big_flow_is_grouped_by_tag():
     d = Dashboard(layered_flow(20, 50, tags=True).run(), prefer="python")
     assert set(node_states(d)) == {"stage0", "stage1", "stage2", "stage3"}
-    assert d._dag.value.count(">250/250<") == 4
+    assert d._dag.count(">250/250<") == 4
 
 
 def test_big_run_draws_hidden_tabs_only_when_opened():
@@ -454,10 +449,13 @@ def test_big_run_draws_hidden_tabs_only_when_opened():
     asyncio.run(main())
     d = handle_holder[0]
     assert d.stats.gantt_renders == 0 and d.stats.table_renders == 0
-    d._tabs.selected_index = 2
+    d.tab = "gantt"  # what a click on the Timeline tab sets, from the page
+    assert d.stats.gantt_renders == 1 and d.stats.table_renders == 0
+    assert len(bars(d._gantt)) == 600
+    d.tab = "dag"
+    d.tab = "gantt"  # drawn already, and nothing happened since: not drawn again
     assert d.stats.gantt_renders == 1
-    assert len(bars(d._gantt.value)) == 600
-    d._lanes.value = "worker"
+    d.lane_by = "worker"
     assert d.stats.gantt_renders == 2
     d.sync()
     assert d.stats.table_renders == 1
@@ -488,19 +486,17 @@ def test_gantt_has_one_bar_per_attempt_with_retries_and_fan_out():
     run = flow.run()
     assert run.status == "succeeded"
     d = Dashboard(run, prefer="python")
-    drawn = bars(d._gantt.value)
+    drawn = bars(d._gantt)
     assert len(drawn) == len(run.timeline()) == 3 + 5
     assert sorted(a for t, a, _ in drawn if t == "flaky") == ["1", "2", "3"]
     assert sorted((a, s) for t, a, s in drawn if t == "per[1]") == [
         ("1", "failed"),
         ("2", "succeeded"),
     ]
-    assert d._lanes is None  # the lane toggle is made when the Timeline is first opened
-    d._tabs.selected_index = 2
-    assert d._lanes is not None and d._tabs.children[2].children == (d._lanes, d._gantt)
-    d._lanes.value = "worker"
-    assert len(bars(d._gantt.value)) == 8
-    assert 'class="nbflow-lane"' in d._gantt.value and "slot-0" in d._gantt.value
+    assert d.lane_by == "task" and not d._grouped  # the toggle says "Lane per task"
+    d.lane_by = "worker"
+    assert len(bars(d._gantt)) == 8
+    assert 'class="nbflow-lane"' in d._gantt and "slot-0" in d._gantt
 
 
 # -- robustness ----------------------------------------------------------------------------
@@ -565,7 +561,7 @@ def test_sync_resends_every_widget_state(monkeypatch):
         return d
 
     asyncio.run(main())
-    assert sorted(sent) == sorted(["HTML", "HTML", "HTML", "HTML", "Tab", "Dashboard"])
+    assert sent == ["Dashboard"]  # one model: the whole dashboard
 
 
 def test_run_in_a_thread_is_drawn_when_waited_for():
@@ -644,7 +640,7 @@ def test_two_dashboards_of_one_flow_never_share_svg_ids():
     first, second = (Dashboard(flow.run(), prefer="python") for _ in range(2))
     ids = []
     for d in (first, second):
-        html = d._dag.value + d._gantt.value
+        html = d._dag + d._gantt
         defined = set(re.findall(r'id="([^"]+)"', html))
         used = set(re.findall(r"url\(#([^)]+)\)", html))
         assert used and used <= defined  # every reference resolves inside its own drawing
@@ -665,4 +661,4 @@ def test_cancelled_run_ends_cancelled_on_the_dashboard():
     d = asyncio.run(main())
     assert marker(d)["nbflow-status"] == "cancelled"
     assert node_states(d) == {"first": "cancelled", "second": "cancelled"}
-    assert re.search(r'class="nbflow-pill".*?■</span> cancelled</span>', d._header.value, re.S)
+    assert re.search(r'class="nbflow-pill".*?■</span> cancelled</span>', d._header, re.S)

@@ -72,24 +72,25 @@ def _status(html: str) -> str:
 def test_dashboards_in_a_kernel_are_sent_once_and_saved_finished() -> None:
     nb = _execute()
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    values = {mid: s["state"].get("value", "") for mid, s in state.items()}
 
-    # 1. The short run: the dashboard, header, tabs, graph (shared layout and style made
-    # once per kernel; a big run draws its Tasks and Timeline tabs when opened).
+    # 1. The short run: one model, the dashboard (its layout is made once per kernel and
+    # shared; a big run draws its Tasks and Timeline tabs when opened).
     short = nb.cells[1]
     opened, status = "".join(o.get("text", "") for o in short.outputs).split()
     assert status == "succeeded"
-    assert int(opened) == 4 + 3  # + the kernel's shared layout, style and tab placeholder
+    assert int(opened) == 1 + 1  # + the kernel's shared layout
     [shown] = _displays(short)  # one display, no skeleton drawn first
     assert _status(shown["text/html"]) == "succeeded"  # the static summary
     assert "600 tasks drawn as 12 groups" in shown["text/html"]
     model = shown["application/vnd.jupyter.widget-view+json"]["model_id"]
-    assert state[model]["state"]["_dom_classes"] == ["nbflow-dashboard"]
+    saved = state[model]["state"]
+    assert saved["_dom_classes"] == ["nbflow-dashboard"]
+    assert state[model]["model_name"] == "AnyModel" and "export default" in saved["_esm"]
+    assert "nbflow-node" in saved["_dag"] and saved["_table"] == ""  # drawn when opened
 
     # 2. The background run: displayed when its cell ended, finished once awaited.
     [background] = _displays(nb.cells[2])
     assert _status(background["text/html"]) == "succeeded"  # updated by `await handle`
     model = background["application/vnd.jupyter.widget-view+json"]["model_id"]
-    header_id = state[model]["state"]["children"][0].removeprefix("IPY_MODEL_")
-    assert _status(values[header_id]) == "succeeded"  # the saved widget state is final
+    assert _status(state[model]["state"]["_header"]) == "succeeded"  # the saved state is final
     assert not _displays(nb.cells[3])

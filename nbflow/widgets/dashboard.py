@@ -6,8 +6,13 @@ event: a :class:`~nbflow.widgets.throttle.Ticker` wakes up on the kernel's event
 of the run is drawn at once: the dashboard listens on the run's event bus only until the
 run's first event, then waits on the engine's end-of-run future instead (the engine skips
 publishing events while nobody listens, so a 2,000-task run saves ~6,000 calls). A flush
-draws the header and the visible tab (widget traits set inside ``hold_sync()``); hidden tabs
-are drawn when they are opened, at the end of a small run, and by :meth:`Dashboard.sync`.
+draws the header and the visible tab (traits set inside ``hold_sync()``: one message); hidden
+tabs are drawn when they are opened, at the end of a small run, and by :meth:`Dashboard.sync`.
+
+The dashboard is one widget model: an `anywidget <https://anywidget.dev>`_ whose front end
+(``dashboard.js``, ``dashboard.css`` beside this module) places the HTML that the kernel drew
+and switches tabs and Timeline lanes in the page. In a kernel every model is a comm with
+messages of its own, so a short run costs one ``comm_open`` and one output, not one per part.
 
 Widgets are only touched from the thread that created the dashboard (the kernel's). A run on
 another thread (``simulate=True`` or a run on a private loop) is not drawn live: the final
@@ -22,20 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anywidget
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_string import HTMLStyle
+import traitlets
 
 from nbflow.events import RunFinished
 from nbflow.render import DagTemplate, choose_renderer
 from nbflow.widgets import layouts, panels
-from nbflow.widgets.theme import STYLE
 from nbflow.widgets.throttle import Ticker
 from nbflow.widgets.views import MAX_NODES, Structure
 
@@ -54,12 +61,14 @@ log = logging.getLogger("nbflow.widgets")
 EAGER_ROWS = 500
 
 PANELS = ("dag", "table", "gantt")
+LANES = ("task", "worker")
+_ASSETS = Path(__file__).parent
 
 #: A live dashboard starts with a skeleton graph; its first redraw comes this many seconds
 #: after it is made (then at most every ``interval``). Runs shorter than this are drawn once.
 FIRST_FLUSH = 0.1
 
-#: Widget models that every dashboard of the kernel shares (see ``Dashboard.__init__``).
+#: Widget models that every dashboard of the kernel shares (its ``Layout``).
 _SHARED: dict[str, Any] = {}
 
 
@@ -91,7 +100,7 @@ def _resolve(source: Any, engine: Engine | None) -> tuple[Run, Engine | None, An
     )
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(anywidget.AnyWidget):
     """A live view of one run: status header, then tabs Graph / Tasks / Timeline.
 
     ``Dashboard(run_or_handle)`` subscribes to the run's events (through ``engine.bus``,
@@ -109,15 +118,35 @@ class Dashboard(widgets.VBox):
             found (the built-in one otherwise).
         interval: seconds between redraws at most (``math.inf``: only at the end).
         max_nodes: flows with more tasks are drawn grouped (by tag, else by level).
-        lane_by: initial Timeline lanes, ``"task"`` or ``"worker"``.
+        lane_by: initial Timeline lanes, ``"task"`` or ``"worker"`` (the trait of that
+            name follows the toggle above the Timeline; setting it redraws the Timeline).
         max_rows: the task table of a bigger run lists this many tasks, most urgent first.
         heartbeat: seconds between redraws while nothing happens, so elapsed times grow
             (None: off).
+
+    Attributes:
+        tab: the open tab, ``"dag"``, ``"table"`` or ``"gantt"`` (a trait, synced with the
+            page both ways: setting it opens that tab).
+        lane_by: the Timeline's lanes, ``"task"`` or ``"worker"`` (a synced trait too).
 
     Raises:
         TypeError: ``source`` is neither a Run nor a RunHandle.
         ValueError: a bad ``prefer``, ``interval``, ``lane_by`` or ``max_nodes``.
     """
+
+    # The front end. Class traits: AnyWidget.__init__ would add them to each instance, which
+    # makes a new class per dashboard (traitlets' add_traits), ~0.25 ms and a reference cycle.
+    _esm = traitlets.Unicode((_ASSETS / "dashboard.js").read_text("utf-8")).tag(sync=True)
+    _css = traitlets.Unicode((_ASSETS / "dashboard.css").read_text("utf-8")).tag(sync=True)
+    _anywidget_id = traitlets.Unicode("nbflow.widgets.Dashboard").tag(sync=True)
+    # What the kernel drew (HTML), one trait per part; "" until drawn.
+    _header = traitlets.Unicode("").tag(sync=True)
+    _dag = traitlets.Unicode("").tag(sync=True)
+    _table = traitlets.Unicode("").tag(sync=True)
+    _gantt = traitlets.Unicode("").tag(sync=True)
+    _grouped = traitlets.Bool(False).tag(sync=True)  # names the Timeline's lane toggle
+    tab = traitlets.Enum(PANELS, default_value="dag").tag(sync=True)
+    lane_by = traitlets.Enum(LANES, default_value="task").tag(sync=True)
 
     # Class-level defaults: ipywidgets calls close() from __del__, even on an instance
     # whose __init__ raised half way.
@@ -143,7 +172,7 @@ class Dashboard(widgets.VBox):
         max_rows: int = panels.MAX_ROWS,
         heartbeat: float | None = 1.0,
     ) -> None:
-        if lane_by not in ("task", "worker"):
+        if lane_by not in LANES:
             raise ValueError(f"lane_by must be 'task' or 'worker', not {lane_by!r}")
         if not interval > 0:
             raise ValueError(f"interval must be positive seconds, not {interval!r}")
@@ -167,29 +196,32 @@ class Dashboard(widgets.VBox):
         self._dag_memo: tuple[Any, str] = (None, "")
         self._shown: tuple[str | None, bool] = (None, False)  # (text/html, widget) displayed
         self._template = self._initial_template(renderer)
-        self._lane_by = lane_by
-        self._lanes: widgets.ToggleButtons | None = None  # made when the Timeline is opened
         self._run_id = engine.run_id if engine is not None else run.run_id
         live = not run.done and (engine is not None or bus is not None)
         # Drawn live only when the run's events come on our loop (not a run in a thread).
         here = live and self._loop is not None and not _elsewhere(engine, handle, self._loop)
 
-        # Every widget model is a comm: opening one costs ~0.15 ms in a kernel (its state is
-        # serialised and sent), and comms are most of what a dashboard costs a short run. So
-        # a dashboard opens only four (itself, the header, the tabs, the graph); the Layout,
-        # the HTML style and the placeholder of the Tasks and Timeline tabs are shared by
-        # every dashboard of the kernel, and those two panes are made when first drawn
-        # (opened, synced, or at the end of a small run). A live run's dashboard opens its
-        # four only when first drawn (FIRST_FLUSH s from now, or at the run's end if that
-        # comes first): until then its output is the static header, and a short run's
-        # widgets are sent once, finished, with their final values.
+        # Every widget model is a comm: in a kernel, opening one serialises and sends its
+        # state (~0.3 ms with its share of the output), and comms are most of what a
+        # dashboard costs a short run. So a dashboard is one model (its Layout is shared by
+        # every dashboard of the kernel), opened only when first drawn (FIRST_FLUSH s from
+        # now, or at the run's end if that comes first): until then its output is the static
+        # header, and a short run's dashboard is sent once, finished, with its final values.
         lazy = here and math.isfinite(interval)
-        self._deferred = True  # no comm yet: the first _draw opens them all
-        self._panes: dict[str, widgets.HTML] = {}
-        self._plain = _shared_layout()
-        super().__init__(
-            layout=self._plain, _dom_classes=("nbflow-dashboard",), keys=_synced(Dashboard)
+        self._deferred = True  # no comm yet: the first _draw opens it
+        # Not AnyWidget.__init__ (see _esm above); it only adds those traits and, in Colab,
+        # turns on the custom widget manager, which _colab_widgets() does once.
+        widgets.DOMWidget.__init__(
+            self,
+            layout=_shared_layout(),
+            _dom_classes=("nbflow-dashboard",),
+            keys=_synced(Dashboard),
+            lane_by=lane_by,
+            _grouped=structure.grouped,
         )
+        _colab_widgets()
+        self.observe(self._on_tab, names="tab")
+        self.observe(self._on_lanes, names="lane_by")
         if not lazy:
             if run.done:
                 self._draw(set(PANELS) if len(run.state.rows) <= EAGER_ROWS else {"dag"})
@@ -258,17 +290,13 @@ class Dashboard(widgets.VBox):
         return self
 
     def close(self) -> None:
-        """Stop listening, cancel timers and layouts, and close every widget of the dashboard."""
+        """Stop listening, cancel timers, and close the widget (not the shared Layout)."""
         self._closed = True
         self._finish()
         self._forget_cell_end()
         if self._layout_task is not None:  # shared, and worth caching: let it finish
             self._layout_task.remove_done_callback(self._on_layout)
             self._layout_task = None
-        if hasattr(self, "_tabs"):
-            for widget in self._widgets():
-                if widget is not self:
-                    widget.close()  # never the shared ones: other dashboards use them
         super().close()
 
     @property
@@ -285,7 +313,8 @@ class Dashboard(widgets.VBox):
         # Deterministic (no ids or timings): nbval compares the text/plain of widgets.
         return f"<nbflow.Dashboard flow={self.run.flow or self._flow_name()!r}>"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+    # A dict, as ipywidgets' (AnyWidget declares a (data, metadata) pair; IPython takes both).
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:  # type: ignore[override]
         if self._deferred:  # shown as a cell's value before its first drawing: draw now
             self._guarded(self._draw, self._visible())
         return self._bundle(**kwargs)
@@ -294,7 +323,8 @@ class Dashboard(widgets.VBox):
         """The output: the widget view (once its models are open), the static ``text/html``
         fallback (``html``, default: drawn now) and a stable ``text/plain``. Remembers what
         it showed."""
-        data = {} if self._deferred else super()._repr_mimebundle_(**kwargs) or {}
+        # ipywidgets' bundle (a dict), not AnyWidget's (a (data, metadata) pair).
+        data = {} if self._deferred else widgets.DOMWidget._repr_mimebundle_(self, **kwargs)
         data["text/plain"] = repr(self)
         if html is None:
             html = self._guarded(self._static_html)
@@ -386,56 +416,15 @@ class Dashboard(widgets.VBox):
         """What the ticker compares: the number of the run's last event."""
         return self.run.state.last_seq
 
-    @property
-    def _header(self) -> widgets.HTML:
-        return self._panes["header"]
-
-    @property
-    def _dag(self) -> widgets.HTML:
-        return self._panes["dag"]
-
-    @property
-    def _table(self) -> widgets.HTML | None:
-        """The Tasks pane, None until first drawn."""
-        return self._panes.get("table")
-
-    @property
-    def _gantt(self) -> widgets.HTML | None:
-        """The Timeline pane, None until first drawn."""
-        return self._panes.get("gantt")
-
-    def _tab_children(self) -> tuple[widgets.Widget, ...]:
-        placeholder = _shared_placeholder()
-        gantt: widgets.Widget = self._gantt or placeholder
-        if self._lanes is not None:
-            gantt = widgets.VBox([self._lanes, gantt], layout=self._plain)
-        return (self._dag, self._table or placeholder, gantt)
-
     def _on_tab(self, change: dict[str, Any]) -> None:
-        panel = PANELS[change["new"]] if change.get("new") is not None else None
-        if panel in self._stale:
-            self._guarded(self._draw, {panel}, False)
-        if panel == "gantt" and self._lanes is None and self._gantt is not None:
-            self._guarded(self._add_lane_toggle)
-
-    def _add_lane_toggle(self) -> None:
-        """Put the task/worker lane toggle above the Gantt chart (on first opening it).
-
-        Made on demand: three more widget models (three comms) that most runs never need.
-        """
-        label = "Lane per group" if self._structure.grouped else "Lane per task"
-        self._lanes = widgets.ToggleButtons(
-            options=[(label, "task"), ("Lane per worker", "worker")],
-            value=self._lane_by,
-            style=widgets.ToggleButtonsStyle(button_width="auto"),
-            layout=self._plain,
-        )
-        self._lanes.observe(self._on_lanes, names="value")
-        self._tabs.children = self._tab_children()
+        if change["new"] in self._stale:
+            self._guarded(self._draw, {change["new"]}, False)
 
     def _on_lanes(self, change: dict[str, Any]) -> None:
-        self._lane_by = change["new"]
-        self._guarded(self._draw, {"gantt"}, False)
+        if self._gantt or self.tab == "gantt":
+            self._guarded(self._draw, {"gantt"}, False)
+        else:
+            self._stale.add("gantt")
 
     # -- drawing ---------------------------------------------------------------------------
 
@@ -447,15 +436,15 @@ class Dashboard(widgets.VBox):
         self._draw(self._visible())
 
     def _visible(self) -> set[str]:
-        index = self._tabs.selected_index if hasattr(self, "_tabs") else 0
-        return {PANELS[index or 0]}
+        return {self.tab}
 
     def _render(self, wanted: set[str]) -> dict[str, str]:
         """The HTML of the header and of the ``wanted`` panels, from the run state."""
         s = self.stats
         out = {
-            "header": STYLE
-            + panels.header_html(self.run.state, self._flow_name(), len(self._structure.names))
+            "header": panels.header_html(
+                self.run.state, self._flow_name(), len(self._structure.names)
+            )
         }
         s.header_renders += 1
         if "dag" in wanted:
@@ -471,7 +460,7 @@ class Dashboard(widgets.VBox):
         return out
 
     def _draw(self, wanted: set[str], news: bool = True) -> None:
-        """Draw the header and the ``wanted`` panels; set the widgets inside ``hold_sync``.
+        """Draw the header and the ``wanted`` panels into their traits, in one message.
 
         ``news``: the state changed since the last draw, so panels not drawn now are stale.
         """
@@ -479,40 +468,17 @@ class Dashboard(widgets.VBox):
         values = self._render(wanted)
         if not news:
             self._stale = stale - wanted
-        if self._deferred:
-            self._open_models(values)
+        if self._deferred:  # the first drawing: its values ride on the comm_open
+            values.setdefault("dag", panels.empty("Drawing the graph…"))
+            for name, value in values.items():
+                setattr(self, f"_{name}", value)
+            self._deferred = False
+            self.open()
             self._guarded(self._update_display)  # from the static header to the widget
             return
-        panes, made = self._panes, False
-        with contextlib.ExitStack() as stack:
-            for name in values:
-                if name in panes:
-                    stack.enter_context(panes[name].hold_sync())
+        with self.hold_sync():
             for name, value in values.items():
-                pane = panes.get(name)
-                if pane is None:  # first drawing of a lazy pane: its value rides on its comm_open
-                    panes[name] = _pane(value, self._plain)
-                    made = True
-                else:
-                    pane.value = value
-        if made:
-            self._tabs.children = self._tab_children()
-
-    def _open_models(self, values: dict[str, str]) -> None:
-        """Make the deferred widget models, with ``values`` riding on their comm_open."""
-        self._deferred = False
-        values.setdefault("dag", panels.empty("Drawing the graph…"))
-        for name, value in values.items():
-            self._panes[name] = _pane(value, self._plain)
-        self._tabs = widgets.Tab(
-            children=self._tab_children(),
-            titles=("Graph", "Tasks", "Timeline"),
-            layout=self._plain,
-            keys=_synced(widgets.Tab),
-        )
-        self._tabs.observe(self._on_tab, names="selected_index")
-        self.children = (self._header, self._tabs)
-        self.open()
+                setattr(self, f"_{name}", value)
 
     def open(self) -> None:
         """Open the dashboard's comm to the frontend (not before its first drawing)."""
@@ -546,7 +512,7 @@ class Dashboard(widgets.VBox):
 
     def _gantt_html(self) -> str:
         state = self.run.state
-        return panels.timeline_html(state, self._structure, self._lane_by, panels.scope_of(state))
+        return panels.timeline_html(state, self._structure, self.lane_by, panels.scope_of(state))
 
     def _static_html(self) -> str:
         """The ``text/html`` fallback: the full summary once finished, the header before."""
@@ -596,12 +562,7 @@ class Dashboard(widgets.VBox):
 
     def _widgets(self) -> list[widgets.Widget]:
         """The dashboard's own widget models (not the shared ones; none before it is drawn)."""
-        if self._deferred:
-            return []
-        found: list[widgets.Widget] = list(self._panes.values())
-        if self._lanes is not None:
-            found += [self._lanes, self._tabs.children[2]]
-        return [*found, self._tabs, self]
+        return [] if self._deferred else [self]
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -667,11 +628,6 @@ def _synced(cls: type[widgets.Widget]) -> list[str]:
 _KEYS: dict[type, list[str]] = {}
 
 
-def _pane(value: str, layout: widgets.Layout) -> widgets.HTML:
-    """An HTML pane of a dashboard: the shared layout and style, its synced traits listed."""
-    return widgets.HTML(value, layout=layout, style=_shared_style(), keys=_synced(widgets.HTML))
-
-
 def _shared(name: str, make: Callable[[], Any]) -> Any:
     """The kernel-wide widget ``name``, made again if it was closed (``Widget.close_all()``)."""
     widget = _SHARED.get(name)
@@ -684,18 +640,13 @@ def _shared_layout() -> widgets.Layout:
     return _shared("layout", widgets.Layout)
 
 
-def _shared_style() -> HTMLStyle:
-    return _shared("style", HTMLStyle)
-
-
-def _shared_placeholder() -> widgets.HTML:
-    """What the Tasks and Timeline tabs show until first drawn (for a moment, once opened)."""
-    return _shared(
-        "placeholder",
-        lambda: widgets.HTML(
-            panels.empty("Drawing…"), layout=_shared_layout(), style=_shared_style()
-        ),
-    )
+@functools.cache
+def _colab_widgets() -> None:
+    """In Google Colab, turn on its custom widget manager (once), which third-party widgets
+    such as this one need there; what ``anywidget.AnyWidget.__init__`` does."""
+    output = sys.modules.get("google.colab.output")
+    if output is not None:
+        output.enable_custom_widget_manager()
 
 
 def _elsewhere(engine: Engine | None, handle: Any, loop: asyncio.AbstractEventLoop) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from .conftest import ARTIFACTS_DIR
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator
+    from playwright.sync_api import Locator, Page
 
     from .conftest import NotebookRun
 
@@ -70,6 +70,26 @@ def bars(box: Locator) -> list[list[str]]:
 def progress(box: Locator) -> tuple[str | None, str | None]:
     runbar = box.locator(".nbflow-runbar")
     return runbar.get_attribute("aria-valuenow"), runbar.get_attribute("aria-valuemax")
+
+
+# Redraws the failed run's Tasks pane from the kernel, as a live update would.
+REDRAW_TABLE = """
+from ipywidgets.widgets.widget import _instances
+[_d] = [w for w in list(_instances.values()) if getattr(w, "run", None) is bad_run]
+_d._table += '<p>redrawn</p>'
+"""
+
+
+def run_in_kernel(page: Page, code: str) -> None:
+    """Execute ``code`` in the notebook's kernel (not in a cell) and wait for it to finish."""
+    page.evaluate(
+        """async (code) => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            const reply = await kernel.requestExecute({ code, store_history: false }).done;
+            if (reply.content.status !== "ok") throw new Error(reply.content.evalue);
+        }""",
+        code,
+    )
 
 
 def shoot(box: Locator, name: str, tab: str | None = None) -> None:
@@ -137,9 +157,20 @@ def test_dashboards_update_live_and_end_right(
     shoot(showcase, "dashboard_showcase_graph.png")
     shoot(showcase, "dashboard_showcase_timeline.png", tab="Timeline")
     shoot(box, "dashboard_background_timeline.png", tab="Timeline")
+    # The lane toggle asks the kernel for the Timeline by worker: its lanes become slots.
+    lanes = box.locator("text.nbflow-lane")
+    assert not any("slot-" in text for text in lanes.all_text_contents())  # lanes by task
+    box.get_by_role("radio", name="Lane per worker").click()
+    box.locator("text.nbflow-lane", has_text="slot-0").first.wait_for(timeout=10_000)
+    assert box.get_by_role("radio", name="Lane per worker").get_attribute("aria-checked") == "true"
+    assert len(bars(box)) == sum(BACKGROUND_BARS.values())  # the same attempts, other lanes
     shoot(bad, "dashboard_failed_tasks.png", tab="Tasks")
     bad.locator("details.nbflow-traceback summary").first.click()
     traceback = bad.locator("details.nbflow-traceback pre").first.inner_text()
     assert "ValueError: row 17: column 'amount' is missing" in traceback
     assert "nbflow/engine.py" not in traceback  # nbflow's own frames are left out
+    # A live redraw of the table keeps the traceback the reader opened open.
+    run_in_kernel(bad.page, REDRAW_TABLE)
+    bad.locator("[data-pane=table]", has_text="redrawn").wait_for(timeout=10_000)
+    assert bad.locator("details.nbflow-traceback[open]").count() == 1
     shoot(bad, "dashboard_failed_traceback.png")

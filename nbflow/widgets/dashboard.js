@@ -1,0 +1,131 @@
+// The browser side of nbflow's Dashboard: an anywidget front-end module (no build step).
+//
+// The kernel draws everything (header, graph, task table, timeline) as HTML strings in the
+// model's traits (_header, _dag, _table, _gantt); this module only places them, switches tabs and lanes in the page, and
+// tells the kernel which tab is open: a big run's hidden tabs are drawn when first opened.
+// One model per dashboard: in a kernel, every widget model costs a message of its own.
+
+const PANES = [
+  ["dag", "Graph"],
+  ["table", "Tasks"],
+  ["gantt", "Timeline"],
+];
+const WAITING = '<div class="nbflow-waiting">Drawing…</div>';
+let views = 0; // element ids of this page must be unique across dashboards
+
+function element(tag, className, attributes = {}) {
+  const node = document.createElement(tag);
+  node.className = className;
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+// Replace a pane's HTML, keeping what the reader did to the old one: opened tracebacks
+// (by task) and the scroll position of each scrollable frame.
+function replace(target, html) {
+  const opened = new Set(
+    [...target.querySelectorAll("details[open]")].map(
+      (d) => d.closest("[data-row-task]")?.dataset.rowTask,
+    ),
+  );
+  const scrolls = [...target.querySelectorAll(".nbflow-frame")].map((f) => [
+    f.scrollLeft,
+    f.scrollTop,
+  ]);
+  target.innerHTML = html || WAITING;
+  for (const d of target.querySelectorAll("details")) {
+    if (opened.has(d.closest("[data-row-task]")?.dataset.rowTask)) d.open = true;
+  }
+  target.querySelectorAll(".nbflow-frame").forEach((f, i) => {
+    if (i < scrolls.length) [f.scrollLeft, f.scrollTop] = scrolls[i];
+  });
+}
+
+function render({ model, el }) {
+  const id = `nbflow-dashboard-${++views}`;
+  el.classList.add("nbflow-dashboard");
+  const header = element("div", "nbflow-head");
+  const tabs = element("div", "nbflow-tabs", { role: "tablist", "aria-label": "Dashboard views" });
+  const body = element("div", "nbflow-body");
+  const buttons = {};
+  const panes = {};
+  for (const [name, title] of PANES) {
+    const button = element("button", "nbflow-tab", {
+      type: "button",
+      role: "tab",
+      id: `${id}-${name}-tab`,
+      "aria-controls": `${id}-${name}`,
+      "data-pane": name,
+    });
+    button.textContent = title;
+    button.addEventListener("click", () => {
+      model.set("tab", name);
+      model.save_changes();
+    });
+    tabs.append(button);
+    buttons[name] = button;
+    panes[name] = element("div", "nbflow-pane", {
+      role: "tabpanel",
+      id: `${id}-${name}`,
+      "aria-labelledby": `${id}-${name}-tab`,
+      "data-pane": name,
+    });
+    body.append(panes[name]);
+  }
+  // The Timeline's lanes: one per task (or group), or one per worker.
+  const lanes = element("div", "nbflow-lanes", { role: "radiogroup", "aria-label": "Lanes" });
+  const laneButtons = {};
+  for (const lane of ["task", "worker"]) {
+    const button = element("button", "nbflow-lane-toggle", {
+      type: "button",
+      role: "radio",
+      "data-lane": lane,
+    });
+    button.addEventListener("click", () => {
+      model.set("lane_by", lane);
+      model.save_changes();
+    });
+    lanes.append(button);
+    laneButtons[lane] = button;
+  }
+  const gantt = element("div", "nbflow-gantt");
+  panes.gantt.append(lanes, gantt);
+  el.replaceChildren(header, tabs, body);
+
+  const targets = { header, dag: panes.dag, table: panes.table, gantt };
+  const drawers = {};
+  for (const [name, target] of Object.entries(targets)) {
+    drawers[name] = () => replace(target, model.get(`_${name}`));
+  }
+  function select() {
+    const open = model.get("tab");
+    for (const [name] of PANES) {
+      buttons[name].setAttribute("aria-selected", String(name === open));
+      buttons[name].tabIndex = name === open ? 0 : -1;
+      panes[name].hidden = name !== open;
+    }
+  }
+  function selectLane() {
+    const lane = model.get("lane_by");
+    laneButtons.task.textContent = model.get("_grouped") ? "Lane per group" : "Lane per task";
+    laneButtons.worker.textContent = "Lane per worker";
+    for (const [name, button] of Object.entries(laneButtons)) {
+      button.setAttribute("aria-checked", String(name === lane));
+    }
+  }
+  const listeners = [
+    ...Object.entries(drawers).map(([name, draw]) => [`change:_${name}`, draw]),
+    ["change:tab", select],
+    ["change:lane_by", selectLane],
+    ["change:_grouped", selectLane],
+  ];
+  for (const [events, callback] of listeners) model.on(events, callback);
+  Object.values(drawers).forEach((draw) => draw());
+  select();
+  selectLane();
+  return () => {
+    for (const [events, callback] of listeners) model.off(events, callback);
+  };
+}
+
+export default { render };
