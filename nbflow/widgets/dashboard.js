@@ -72,6 +72,20 @@ function render({ model, el }) {
     });
     body.append(panes[name]);
   }
+  // Arrow keys, Home and End move between tabs (the WAI-ARIA tabs pattern).
+  tabs.addEventListener("keydown", (event) => {
+    const names = PANES.map(([name]) => name);
+    const at = names.indexOf(model.get("tab"));
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: names.length - 1 }[
+      event.key
+    ];
+    if (to === undefined) return;
+    event.preventDefault();
+    const next = names[(to + names.length) % names.length];
+    model.set("tab", next);
+    model.save_changes();
+    buttons[next].focus();
+  });
   // The Timeline's lanes: one per task (or group), or one per worker.
   const lanes = element("div", "nbflow-lanes", { role: "radiogroup", "aria-label": "Lanes" });
   const laneButtons = {};

@@ -164,6 +164,12 @@ def test_dashboards_update_live_and_end_right(
     box.locator("text.nbflow-lane", has_text="slot-0").first.wait_for(timeout=10_000)
     assert box.get_by_role("radio", name="Lane per worker").get_attribute("aria-checked") == "true"
     assert len(bars(box)) == sum(BACKGROUND_BARS.values())  # the same attempts, other lanes
+    # The keyboard moves between tabs: from Timeline, Home goes to Graph, ArrowLeft wraps.
+    box.get_by_role("tab", name="Timeline").press("Home")
+    assert box.get_by_role("tab", selected=True).text_content() == "Graph"
+    assert box.locator("[role=tabpanel][data-pane=dag]").is_visible()
+    box.get_by_role("tab", name="Graph").press("ArrowLeft")
+    assert box.get_by_role("tab", selected=True).text_content() == "Timeline"
     shoot(bad, "dashboard_failed_tasks.png", tab="Tasks")
     bad.locator("details.nbflow-traceback summary").first.click()
     traceback = bad.locator("details.nbflow-traceback pre").first.inner_text()
