@@ -142,8 +142,7 @@ class Engine:
         # only for the tasks that have such parameters (few), so a run starts in O(those).
         self._var_params: dict[str, tuple[str, ...]] = {}
         self._wants_worker: set[str] = set()
-        free = plan.table("free", lambda: [n for n, p in plan.free_params.items() if p])
-        for n in free:
+        for n in plan.with_free_params():
             params = plan.free_params[n]
             self._var_params[n] = tuple(p.name for p in params if p.name in variables)
             if any(p.name == "worker" for p in params):

@@ -82,8 +82,13 @@ class Plan:
         return self._graph
 
     def roots(self) -> list[str]:
-        """Tasks with no upstream, in definition order."""
-        return [n for n in self.names if not self.upstream[n]]
+        """Tasks with no upstream, in definition order (shared: do not change the list)."""
+        return self.table("roots", lambda: [n for n in self.names if not self.upstream[n]])
+
+    def with_free_params(self) -> list[str]:
+        """Tasks with a parameter that is no task's name (a run variable, a default, the
+        worker), in definition order; few in most flows (shared: do not change the list)."""
+        return self.table("free", lambda: [n for n, p in self.free_params.items() if p])
 
 
 def _digraph(
@@ -273,7 +278,7 @@ def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
     Raises:
         MissingInputError: names the task, the parameter, and a close task name if any.
     """
-    for name in plan.names:
+    for name in plan.with_free_params():  # not every task: this runs before every run
         for param in plan.free_params[name]:
             if not param.has_default and param.name not in variables and param.name != "worker":
                 raise MissingInputError(name, param.name, plan.names)
