@@ -210,7 +210,7 @@ class Engine:
             plan.names,
             dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
-            tuple(n for n in plan.names if plan.specs[n].fan_out),
+            plan.table("fan_outs", lambda: tuple(n for n in plan.names if plan.specs[n].fan_out)),
             self.parent_run,
         )
         try:

@@ -217,4 +217,6 @@ def record(state: SchedulerState, name: str, outcome: TaskState) -> None:
 
 def undecided(plan: Plan, state: SchedulerState) -> list[str]:
     """Tasks never queued nor resolved (what a stopped run marks ``cancelled``)."""
+    if len(state.decided) == len(plan.names):  # every run that was not stopped: no pass
+        return []
     return [n for n in plan.names if n not in state.decided]
