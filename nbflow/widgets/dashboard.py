@@ -320,7 +320,7 @@ class Dashboard(anywidget.AnyWidget):
         return self._bundle(**kwargs)
 
     def _bundle(self, html: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """The output: the widget view (once its models are open), the static ``text/html``
+        """The output: the widget view (once its model is open), the static ``text/html``
         fallback (``html``, default: drawn now) and a stable ``text/plain``. Remembers what
         it showed."""
         # ipywidgets' bundle (a dict), not AnyWidget's (a (data, metadata) pair).
@@ -548,8 +548,8 @@ class Dashboard(anywidget.AnyWidget):
 
     def _update_display(self, again: bool = False) -> None:
         """Show the dashboard at its first drawing (if :meth:`display` was called), then
-        update the output when what it should show changed: the widget view once the models
-        are open, the static fallback once the run has finished. ``again``: even if not
+        update the output when what it should show changed: the widget view once the model
+        is open, the static fallback once the run has finished. ``again``: even if not
         (an update sent from a background run's callbacks belongs to the cell that started
         it, and a notebook runner that has moved on to the next cell does not save it)."""
         if self._display is None:
@@ -561,7 +561,7 @@ class Dashboard(anywidget.AnyWidget):
             self._display.update(self._bundle(html), raw=True)
 
     def _widgets(self) -> list[widgets.Widget]:
-        """The dashboard's own widget models (not the shared ones; none before it is drawn)."""
+        """The dashboard's own widget models: itself once drawn (not the shared Layout)."""
         return [] if self._deferred else [self]
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
