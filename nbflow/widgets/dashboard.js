@@ -106,11 +106,8 @@ function render({ model, el }) {
   panes.gantt.append(lanes, gantt);
   el.replaceChildren(header, tabs, body);
 
+  // Where each part the kernel drew (trait _header, _dag, ...) goes.
   const targets = { header, dag: panes.dag, table: panes.table, gantt };
-  const drawers = {};
-  for (const [name, target] of Object.entries(targets)) {
-    drawers[name] = () => replace(target, model.get(`_${name}`));
-  }
   function select() {
     const open = model.get("tab");
     for (const [name] of PANES) {
@@ -128,15 +125,16 @@ function render({ model, el }) {
     }
   }
   const listeners = [
-    ...Object.entries(drawers).map(([name, draw]) => [`change:_${name}`, draw]),
+    ...Object.entries(targets).map(([name, target]) => [
+      `change:_${name}`,
+      () => replace(target, model.get(`_${name}`)),
+    ]),
     ["change:tab", select],
     ["change:lane_by", selectLane],
     ["change:_grouped", selectLane],
   ];
   for (const [events, callback] of listeners) model.on(events, callback);
-  Object.values(drawers).forEach((draw) => draw());
-  select();
-  selectLane();
+  for (const [, callback] of listeners) callback(); // the first drawing
   return () => {
     for (const [events, callback] of listeners) model.off(events, callback);
   };

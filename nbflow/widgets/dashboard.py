@@ -68,8 +68,8 @@ _ASSETS = Path(__file__).parent
 #: after it is made (then at most every ``interval``). Runs shorter than this are drawn once.
 FIRST_FLUSH = 0.1
 
-#: Widget models that every dashboard of the kernel shares (its ``Layout``).
-_SHARED: dict[str, Any] = {}
+#: The ``Layout`` model that every dashboard of the kernel shares (see ``_shared_layout``).
+_LAYOUT: list[widgets.Layout] = []
 
 
 @dataclass
@@ -215,7 +215,7 @@ class Dashboard(anywidget.AnyWidget):
             self,
             layout=_shared_layout(),
             _dom_classes=("nbflow-dashboard",),
-            keys=_synced(Dashboard),
+            keys=list(_synced(Dashboard)),
             lane_by=lane_by,
             _grouped=structure.grouped,
         )
@@ -612,32 +612,23 @@ class Dashboard(anywidget.AnyWidget):
             self._stale.add("dag")
 
 
-def _synced(cls: type[widgets.Widget]) -> list[str]:
+@functools.cache
+def _synced(cls: type[widgets.Widget]) -> tuple[str, ...]:
     """The names of ``cls``'s synced traits (its ``keys``), listed once per class.
 
     ipywidgets lists them per widget, by introspecting every trait, when it first sends the
-    widget's state: about a quarter of what opening a pane costs. Widgets of one class
+    widget's state: about a quarter of what opening a model costs. Widgets of one class
     have the same synced traits (nbflow adds none at run time), so the list is shared.
     """
-    keys = _KEYS.get(cls)
-    if keys is None:
-        keys = _KEYS[cls] = cls.class_trait_names(sync=True)
-    return list(keys)
-
-
-_KEYS: dict[type, list[str]] = {}
-
-
-def _shared(name: str, make: Callable[[], Any]) -> Any:
-    """The kernel-wide widget ``name``, made again if it was closed (``Widget.close_all()``)."""
-    widget = _SHARED.get(name)
-    if widget is None or widget.comm is None:
-        widget = _SHARED[name] = make()
-    return widget
+    return tuple(cls.class_trait_names(sync=True))
 
 
 def _shared_layout() -> widgets.Layout:
-    return _shared("layout", widgets.Layout)
+    """The kernel's one dashboard ``Layout``, made again if it was closed
+    (``Widget.close_all()``): one comm for every dashboard, not one each."""
+    if not _LAYOUT or _LAYOUT[0].comm is None:
+        _LAYOUT[:] = [widgets.Layout()]
+    return _LAYOUT[0]
 
 
 @functools.cache
