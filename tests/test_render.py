@@ -233,6 +233,15 @@ def test_dag_svg_counter_progress_and_tooltip():
     assert "2 tries" in "".join(nodes["a<b & \"c'"].itertext())
 
 
+def test_dag_svg_tooltip_says_each_fact_once():
+    nodes = nodes_of(render_dag_svg(mixed_view()))
+    tips = {name: g.find(f"{NS}title").text for name, g in nodes.items()}
+    assert tips["end"] == "end\npending"  # no detail: the state once, not "pending · pending"
+    assert tips["load"] == "load\nsucceeded · 1.2s"
+    assert tips["fan"] == "fan\nrunning · 37/100"
+    assert tips["boom"] == "boom\nfailed\nValueError: <bad> & worse"
+
+
 def test_template_restyle_keeps_geometry():
     view = mixed_view()
     tpl = DagTemplate(view)

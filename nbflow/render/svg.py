@@ -199,7 +199,9 @@ class DagTemplate:
         fill = self._hatch if s.hatch else s.fill
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
         detail = detail_line(node)
-        tip = f"{name}\n{s.label} · {detail}" + (f"\n{node.error}" if node.error else "")
+        # detail_line falls back to the state label: say it once ("succeeded", not twice).
+        facts = [s.label] + [part for part in (detail, node.counter) if part and part != s.label]
+        tip = f"{name}\n{' · '.join(facts)}" + (f"\n{node.error}" if node.error else "")
         counter, bar, room = "", "", w - 40
         if node.counter:
             counter = (
