@@ -361,9 +361,9 @@ class Engine:
         while ready and not self._stopping:
             if limit is not None and len(inflight) >= limit:
                 break
-            item = ready[0]
-            name = sch.pop_ready(sched)
-            assert name is not None
+            item = ready.pop()  # sch.pop_ready, inline, keeping the item for push_back
+            name = item[1]
+            sched.running.add(name)
             if gated and name in gated and not self._gates_open(name):
                 continue
             if pool is not None:

@@ -8,7 +8,7 @@ State (one :class:`SchedulerState` per run)::
     left[task]     per task of the default rule: upstream successes it still needs (from
                    when its first upstream task succeeds)
     decided        tasks whose fate is known (queued, started, or given a terminal state)
-    ready          heap of (strategy key, task): tasks whose trigger rule fired
+    ready          (strategy key, task) of tasks whose trigger rule fired: a ReadyQueue
     running        tasks started and not finished
     outcome        terminal state of each finished task
 
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import heapq
 import operator
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,60 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
+class ReadyQueue:
+    """Ready ``(key, task)`` items, smallest key first: a FIFO of items that came in key
+    order, and a heap of the others.
+
+    Tasks mostly become ready in key order (roots in definition order, then layer after
+    layer, or a FIFO strategy's arrival numbers): those wait in a deque and leave it in
+    O(1), where a heap of 10,000 ready tasks costs some thirteen comparisons a pop (W1-10k).
+    An item below the deque's last one goes to the heap; a pop takes the smaller of the two
+    heads, so the order is exactly a heap's.
+    """
+
+    __slots__ = ("_heap", "_run")
+
+    def __init__(self, items: Iterable[tuple[Any, str]] = ()) -> None:
+        self._run: deque[tuple[Any, str]] = deque()
+        self._heap: list[tuple[Any, str]] = []
+        for item in items:
+            self.push(item)
+
+    def push(self, item: tuple[Any, str]) -> None:
+        """Add ``item``."""
+        run = self._run
+        if not run or item > run[-1]:
+            run.append(item)
+        else:
+            heapq.heappush(self._heap, item)
+
+    def pop(self) -> tuple[Any, str]:
+        """Remove and return the smallest item. Raises IndexError when empty."""
+        run, heap = self._run, self._heap
+        if heap and (not run or heap[0] < run[0]):
+            return heapq.heappop(heap)
+        return run.popleft()
+
+    def clear(self) -> None:
+        """Remove every item."""
+        self._run.clear()
+        self._heap.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._run or self._heap)
+
+    def __len__(self) -> int:
+        return len(self._run) + len(self._heap)
+
+    def __iter__(self) -> Iterator[tuple[Any, str]]:
+        """The items, in no particular order."""
+        yield from self._run
+        yield from self._heap
+
+    def __repr__(self) -> str:
+        return f"ReadyQueue({sorted(self)!r})"
+
+
 @dataclass(slots=True)
 class SchedulerState:
     """Mutable scheduling state of one run (see the module docstring)."""
@@ -75,7 +130,7 @@ class SchedulerState:
     counts: dict[str, list[int]]
     left: dict[str, int] = field(default_factory=dict)
     decided: set[str] = field(default_factory=set)
-    ready: list[tuple[Any, str]] = field(default_factory=list)
+    ready: ReadyQueue = field(default_factory=ReadyQueue)
     running: set[str] = field(default_factory=set)
     outcome: dict[str, TaskState] = field(default_factory=dict)
 
@@ -112,7 +167,7 @@ def initial(plan: Plan, key: Key) -> tuple[SchedulerState, Transition]:
 
 def _enqueue(state: SchedulerState, name: str, key: Key, transition: Transition) -> None:
     state.decided.add(name)
-    heapq.heappush(state.ready, (key(name), name))
+    state.ready.push((key(name), name))
     transition.queued.append(name)
 
 
@@ -120,7 +175,7 @@ def pop_ready(state: SchedulerState) -> str | None:
     """Take the best ready task (smallest key) and mark it running; None when none is ready."""
     if not state.ready:
         return None
-    _, name = heapq.heappop(state.ready)
+    _, name = state.ready.pop()
     state.running.add(name)
     return name
 
@@ -129,7 +184,7 @@ def push_back(state: SchedulerState, items: Iterable[tuple[Any, str]]) -> None:
     """Return tasks taken with :func:`pop_ready` that could not be placed on a worker."""
     for item in items:
         state.running.discard(item[1])
-        heapq.heappush(state.ready, item)
+        state.ready.push(item)
 
 
 def complete(

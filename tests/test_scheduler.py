@@ -173,3 +173,37 @@ def test_every_task_is_decided_once_and_as_its_upstream_outcomes_say(data):
             assert not ups or sch.decide(triggers[name], len(ups), counts) is sch.READY
         else:
             assert sch.decide(triggers[name], len(ups), counts) is not sch.READY
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-20, 20), st.none()), max_size=60))
+def test_ready_queue_pops_in_the_order_of_a_heap(ops):
+    """Pushes (ints: keys, in and out of order) and pops (None) against heapq itself."""
+    import heapq
+
+    queue, reference, serial = sch.ReadyQueue(), [], 0
+    for op in ops:
+        if op is None:
+            if reference:
+                assert queue.pop() == heapq.heappop(reference)
+            else:
+                with pytest.raises(IndexError):
+                    queue.pop()
+        else:
+            serial += 1
+            item = (op, f"t{serial:03d}")
+            queue.push(item)
+            heapq.heappush(reference, item)
+        assert len(queue) == len(reference) and bool(queue) is bool(reference)
+        assert sorted(queue) == sorted(reference)
+    assert [queue.pop() for _ in range(len(queue))] == sorted(reference)
+
+
+def test_ready_queue_keeps_in_order_items_out_of_the_heap():
+    queue = sch.ReadyQueue((k, f"t{k}") for k in range(5))
+    queue.push((2, "late"))  # below the last one: to the heap
+    assert (len(queue._run), len(queue._heap)) == (5, 1)
+    assert [queue.pop()[1] for _ in range(6)] == ["t0", "t1", "late", "t2", "t3", "t4"]
+    queue.push((9, "x"))
+    queue.clear()
+    assert not queue and repr(queue) == "ReadyQueue([])"
