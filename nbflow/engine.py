@@ -304,8 +304,9 @@ class Engine:
             return
         sched = self._sched
         if sched is not None:
-            leftover = [name for _, name in sched.ready] + sch.undecided(self.plan, sched)
+            leftover = [name for _, name in sched.queued()] + sch.undecided(self.plan, sched)
             sched.ready.clear()
+            sched.ready_heap.clear()
         else:  # stopped before the first task was queued (a run middleware failed)
             leftover = list(self.plan.names)
         for name in leftover:
@@ -361,7 +362,7 @@ class Engine:
         while ready and not self._stopping:
             if limit is not None and len(inflight) >= limit:
                 break
-            item = ready.pop()  # sch.pop_ready, inline, keeping the item for push_back
+            item = sch.take(sched)  # sch.pop_ready, keeping the item for push_back
             name = item[1]
             sched.running.add(name)
             if gated and name in gated and not self._gates_open(name):

@@ -8,7 +8,10 @@ State (one :class:`SchedulerState` per run)::
     left[task]     per task of the default rule: upstream successes it still needs (from
                    when its first upstream task succeeds)
     decided        tasks whose fate is known (queued, started, or given a terminal state)
-    ready          (strategy key, task) of tasks whose trigger rule fired: a ReadyQueue
+    ready          (strategy key, task) of tasks whose trigger rule fired, smallest first:
+    ready_heap     those that came in key order wait in the deque ``ready`` (O(1) each way),
+                   the others in the heap ``ready_heap``; the heap is empty whenever the deque
+                   is (see ``_push``), so ``ready``'s truth value says whether any is ready
     running        tasks started and not finished
     outcome        terminal state of each finished task
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import heapq
 import operator
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,60 +72,6 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
-class ReadyQueue:
-    """Ready ``(key, task)`` items, smallest key first: a FIFO of items that came in key
-    order, and a heap of the others.
-
-    Tasks mostly become ready in key order (roots in definition order, then layer after
-    layer, or a FIFO strategy's arrival numbers): those wait in a deque and leave it in
-    O(1), where a heap of 10,000 ready tasks costs some thirteen comparisons a pop (W1-10k).
-    An item below the deque's last one goes to the heap; a pop takes the smaller of the two
-    heads, so the order is exactly a heap's.
-    """
-
-    __slots__ = ("_heap", "_run")
-
-    def __init__(self, items: Iterable[tuple[Any, str]] = ()) -> None:
-        self._run: deque[tuple[Any, str]] = deque()
-        self._heap: list[tuple[Any, str]] = []
-        for item in items:
-            self.push(item)
-
-    def push(self, item: tuple[Any, str]) -> None:
-        """Add ``item``."""
-        run = self._run
-        if not run or item > run[-1]:
-            run.append(item)
-        else:
-            heapq.heappush(self._heap, item)
-
-    def pop(self) -> tuple[Any, str]:
-        """Remove and return the smallest item. Raises IndexError when empty."""
-        run, heap = self._run, self._heap
-        if heap and (not run or heap[0] < run[0]):
-            return heapq.heappop(heap)
-        return run.popleft()
-
-    def clear(self) -> None:
-        """Remove every item."""
-        self._run.clear()
-        self._heap.clear()
-
-    def __bool__(self) -> bool:
-        return bool(self._run or self._heap)
-
-    def __len__(self) -> int:
-        return len(self._run) + len(self._heap)
-
-    def __iter__(self) -> Iterator[tuple[Any, str]]:
-        """The items, in no particular order."""
-        yield from self._run
-        yield from self._heap
-
-    def __repr__(self) -> str:
-        return f"ReadyQueue({sorted(self)!r})"
-
-
 @dataclass(slots=True)
 class SchedulerState:
     """Mutable scheduling state of one run (see the module docstring)."""
@@ -130,9 +79,14 @@ class SchedulerState:
     counts: dict[str, list[int]]
     left: dict[str, int] = field(default_factory=dict)
     decided: set[str] = field(default_factory=set)
-    ready: ReadyQueue = field(default_factory=ReadyQueue)
+    ready: deque[tuple[Any, str]] = field(default_factory=deque)
+    ready_heap: list[tuple[Any, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     outcome: dict[str, TaskState] = field(default_factory=dict)
+
+    def queued(self) -> list[tuple[Any, str]]:
+        """Every ready ``(key, task)``, in no particular order."""
+        return [*self.ready, *self.ready_heap]
 
     @property
     def finished(self) -> bool:
@@ -165,9 +119,34 @@ def initial(plan: Plan, key: Key) -> tuple[SchedulerState, Transition]:
     return state, transition
 
 
+# Ready tasks. Tasks mostly become ready in key order (roots in definition order, then layer
+# by layer), so they wait in a deque and leave it in O(1), where a heap of 10,000 ready tasks
+# costs some thirteen comparisons a pop (W1-10k with max_workers=64). One that comes in below
+# the deque's last item goes to a heap; a pop takes the smaller head, so the order is exactly
+# a heap's. The heap is empty whenever the deque is: an item goes to the heap only when it
+# is below the deque's last item, which leaves only after everything below it has left. So
+# the deque's truth value (in C) says whether any task is ready.
+
+
+def _push(state: SchedulerState, item: tuple[Any, str]) -> None:
+    ready = state.ready
+    if not ready or item > ready[-1]:
+        ready.append(item)
+    else:
+        heapq.heappush(state.ready_heap, item)
+
+
+def take(state: SchedulerState) -> tuple[Any, str]:
+    """Remove and return the smallest ready ``(key, task)``. Raises IndexError if none."""
+    ready, heap = state.ready, state.ready_heap
+    if heap and heap[0] < ready[0]:
+        return heapq.heappop(heap)
+    return ready.popleft()
+
+
 def _enqueue(state: SchedulerState, name: str, key: Key, transition: Transition) -> None:
     state.decided.add(name)
-    state.ready.push((key(name), name))
+    _push(state, (key(name), name))
     transition.queued.append(name)
 
 
@@ -175,7 +154,7 @@ def pop_ready(state: SchedulerState) -> str | None:
     """Take the best ready task (smallest key) and mark it running; None when none is ready."""
     if not state.ready:
         return None
-    _, name = state.ready.pop()
+    _, name = take(state)
     state.running.add(name)
     return name
 
@@ -184,7 +163,7 @@ def push_back(state: SchedulerState, items: Iterable[tuple[Any, str]]) -> None:
     """Return tasks taken with :func:`pop_ready` that could not be placed on a worker."""
     for item in items:
         state.running.discard(item[1])
-        state.ready.push(item)
+        _push(state, item)
 
 
 def complete(

@@ -177,33 +177,33 @@ def test_every_task_is_decided_once_and_as_its_upstream_outcomes_say(data):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.integers(-20, 20), st.none()), max_size=60))
-def test_ready_queue_pops_in_the_order_of_a_heap(ops):
-    """Pushes (ints: keys, in and out of order) and pops (None) against heapq itself."""
+def test_ready_tasks_leave_in_the_order_of_a_heap(ops):
+    """Pushes (ints: keys, in and out of order) and takes (None) against heapq itself."""
     import heapq
 
-    queue, reference, serial = sch.ReadyQueue(), [], 0
+    state, reference, serial = sch.SchedulerState(counts={}), [], 0
     for op in ops:
         if op is None:
             if reference:
-                assert queue.pop() == heapq.heappop(reference)
+                assert sch.take(state) == heapq.heappop(reference)
             else:
                 with pytest.raises(IndexError):
-                    queue.pop()
+                    sch.take(state)
         else:
             serial += 1
             item = (op, f"t{serial:03d}")
-            queue.push(item)
+            sch.push_back(state, [item])
             heapq.heappush(reference, item)
-        assert len(queue) == len(reference) and bool(queue) is bool(reference)
-        assert sorted(queue) == sorted(reference)
-    assert [queue.pop() for _ in range(len(queue))] == sorted(reference)
+        # The deque's truth value alone says whether any task is ready (the engine asks it).
+        assert bool(state.ready) is bool(reference)
+        assert sorted(state.queued()) == sorted(reference)
+    assert [sch.take(state) for _ in reference] == sorted(reference)
 
 
-def test_ready_queue_keeps_in_order_items_out_of_the_heap():
-    queue = sch.ReadyQueue((k, f"t{k}") for k in range(5))
-    queue.push((2, "late"))  # below the last one: to the heap
-    assert (len(queue._run), len(queue._heap)) == (5, 1)
-    assert [queue.pop()[1] for _ in range(6)] == ["t0", "t1", "late", "t2", "t3", "t4"]
-    queue.push((9, "x"))
-    queue.clear()
-    assert not queue and repr(queue) == "ReadyQueue([])"
+def test_ready_tasks_in_key_order_stay_out_of_the_heap():
+    state = sch.SchedulerState(counts={})
+    sch.push_back(state, [(k, f"t{k}") for k in range(5)])
+    sch.push_back(state, [(2, "late")])  # below the last one: to the heap
+    assert (len(state.ready), len(state.ready_heap)) == (5, 1)
+    assert [sch.take(state)[1] for _ in range(6)] == ["t0", "t1", "late", "t2", "t3", "t4"]
+    assert not state.ready and not state.ready_heap
