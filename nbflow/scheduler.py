@@ -8,10 +8,11 @@ State (one :class:`SchedulerState` per run)::
     left[task]     per task of the default rule: upstream successes it still needs (from
                    when its first upstream task succeeds)
     decided        tasks whose fate is known (queued, started, or given a terminal state)
-    ready          (strategy key, task) of tasks whose trigger rule fired, smallest first:
-    ready_heap     those that came in key order wait in the deque ``ready`` (O(1) each way),
-                   the others in the heap ``ready_heap``; the heap is empty whenever the deque
-                   is (see ``_push``), so ``ready``'s truth value says whether any is ready
+    ready          (strategy key, task) of tasks whose trigger rule fired and that came in
+                   key order: a deque (O(1) each way)
+    ready_heap     the other ready tasks: a heap. :func:`take` pops the smaller head of the
+                   two. The heap is empty whenever the deque is (see ``_push``), so
+                   ``ready``'s truth value says whether any task is ready
     running        tasks started and not finished
     outcome        terminal state of each finished task
 
