@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 SLEEP_S = 0.01
 FLAKY_FAILURES = 2
 DEFAULT_IN_FLIGHT = 64
+#: Timed repeats at least, for workloads whose run takes a few milliseconds.
+SHORT_REPEAT = 11
 SEED = 20_260_809
 
 
@@ -47,9 +49,11 @@ class Workload:
         retries: retries each node needs to succeed (W5: 2, else 0).
         ideal_s: the ideal wall time when the workload is latency-bound (W4), else None.
         group: the family (``W1`` ... ``W7``, ``E`` for engine.py), for ``--workloads``.
-        min_repeat: at least this many timed repeats, whatever ``--repeat`` says: W7's
-            ratios between variants are a few percent, so its median needs more samples
-            than one short run gives (it is cheap: 2,000 no-op tasks).
+        min_repeat: at least this many timed repeats, whatever ``--repeat`` says. A run of
+            a few milliseconds (W1-1k, W2, W3, W5) is easily hit by the machine's other
+            work, so its median needs more samples than three; W7's ratios between
+            variants are a few percent. Repeats stop early once a cell's time budget is
+            spent (slow peers).
     """
 
     key: str
@@ -143,12 +147,12 @@ def flaky(key: str, n: int) -> Workload:
 
 def _full() -> list[Workload]:
     return [
-        wide("W1-1k", 1_000),
-        wide("W1-10k", 10_000),
-        chain("W2-1k", 1_000),
-        layered("W3-1k", 20, 50),
+        dataclasses.replace(wide("W1-1k", 1_000), min_repeat=SHORT_REPEAT),
+        dataclasses.replace(wide("W1-10k", 10_000), min_repeat=7),
+        dataclasses.replace(chain("W2-1k", 1_000), min_repeat=SHORT_REPEAT),
+        dataclasses.replace(layered("W3-1k", 20, 50), min_repeat=SHORT_REPEAT),
         sleeps("W4", 200, 20),
-        flaky("W5", 200),
+        dataclasses.replace(flaky("W5", 200), min_repeat=SHORT_REPEAT),
         layered("W6-10k", 100, 100),
         layered("W6-100k", 100, 1_000),
         dataclasses.replace(layered("W7-2k", 40, 50), min_repeat=21),
