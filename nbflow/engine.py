@@ -31,7 +31,6 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from heapq import heappop
 from typing import Any
 
 from . import events as ev
@@ -359,15 +358,13 @@ class Engine:
         """
         sched, limit, pool = self.sched, self.max_workers, self.pool
         ready, inflight, gated, placed = sched.ready, self._inflight, self._gated, self._placed
-        heap, running, slots = sched.ready_heap, sched.running, self._slots
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
             if limit is not None and len(inflight) >= limit:
                 break
-            # sch.pop_ready, inline (once per task), keeping the item for push_back
-            item = heappop(heap) if heap and heap[0] < ready[0] else ready.popleft()
+            item = sch.take(sched)  # sch.pop_ready, keeping the item for push_back
             name = item[1]
-            running.add(name)
+            sched.running.add(name)
             if gated and name in gated and not self._gates_open(name):
                 continue
             if pool is not None:
@@ -378,7 +375,7 @@ class Engine:
                         break
                     continue
             else:
-                worker = slots.pop() if slots else self._take_slot()  # inline when one is free
+                worker = self._take_slot()
             inflight[name] = None  # placed: a runner takes it
             placed.append((name, worker))
         if unplaced:

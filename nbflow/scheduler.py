@@ -147,11 +147,7 @@ def take(state: SchedulerState) -> tuple[Any, str]:
 
 def _enqueue(state: SchedulerState, name: str, key: Key, transition: Transition) -> None:
     state.decided.add(name)
-    item, ready = (key(name), name), state.ready
-    if not ready or item > ready[-1]:  # _push, inline: once per task
-        ready.append(item)
-    else:
-        heapq.heappush(state.ready_heap, item)
+    _push(state, (key(name), name))
     transition.queued.append(name)
 
 
