@@ -17,6 +17,7 @@ import operator
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from ..spec import deep_source_hash
@@ -134,7 +135,10 @@ def cache_tasks(plan: Plan) -> list[str]:
 
     def make() -> list[str]:
         specs = list(map(plan.specs.__getitem__, plan.names))
-        if any(map(_CACHE, specs)) or operator.countOf(map(_CACHE_KEY, specs), None) != len(specs):
+        # `is`, never `==`: a cache_key callable object may define an unusual __eq__.
+        if any(map(_CACHE, specs)) or any(
+            map(operator.is_not, map(_CACHE_KEY, specs), repeat(None))
+        ):
             return [s.name for s in specs if s.cache or s.cache_key is not None]
         return []
 

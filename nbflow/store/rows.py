@@ -901,7 +901,8 @@ class Projector:
             operator.countOf(map(_ELEMENT, events), None) == n
             and operator.countOf(map(_CACHED, events), False) == n
         ):  # no fan-out elements, nothing served by a lookup: sorted in C when possible
-            if operator.countOf(map(_RESULT, events), None) == n and all(
+            # `is`, never `==`: a result's == may return an array or raise (DataFrames).
+            if not any(map(operator.is_not, map(_RESULT, events), repeat(None))) and all(
                 map(plain.__contains__, tasks)
             ):
                 fast = events
