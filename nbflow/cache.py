@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
+from .identity import CacheWarning, FlowIdentity
 from .store import StateStore, resolve_store
 from .store.keys import (
     NONE_DIGEST,
@@ -67,6 +68,7 @@ class Durable:
 def attach_store(
     store_value: Any,
     plan: Plan,
+    identity: FlowIdentity,
     run_id: str,
     variables: Mapping[str, Any],
     *,
@@ -108,14 +110,15 @@ def attach_store(
         ensure_open()
     resumed_from, previous, previous_vars = _resume_rows(store, plan.flow_name, resume)
     spec_now = None
-    if not store.knows_version(plan.flow_name, plan.flow_version) and spec is not None:
+    if not store.knows_version(plan.flow_name, identity.version) and spec is not None:
         spec_now = spec()
     local = None
     if getattr(executor, "remote_results", False):
         local = frozenset(cache_tasks(plan))  # other results stay on the cluster
     context = RunContext(
-        run_id, plan, dict(variables), spec_now, resumed_from=resumed_from, local=local
+        run_id, plan, identity, dict(variables), spec_now, resumed_from=resumed_from, local=local
     )
+    _warn_unhashable(plan, identity, resume is not None)
     recorder = Recorder(store, context)
     hooks = None
     if previous or cache_tasks(plan):
@@ -123,6 +126,24 @@ def attach_store(
             store.flush()  # this process's latest results are visible to the cache
         hooks = StoreHooks(store, context, previous, previous_vars)
     return Durable(store, recorder, hooks, resumed_from)
+
+
+def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None:
+    """One :class:`CacheWarning` per task that would be reused but cannot be: something it
+    depends on has no stable hash, so it always runs (never a stale result)."""
+    for name, found in identity.tasks.items():
+        spec = plan.specs[name]
+        if found.digest is not None or not (resuming or spec.cache or spec.cache_key):
+            continue
+        path, reason = found.unhashable[0]
+        warnings.warn(
+            f"task {name!r}: {path} cannot be hashed ({reason}), so the task cannot be "
+            f"{'resumed' if resuming else 'served from the cache'} and runs every time. Make "
+            "the value picklable, pass it as a run variable or an upstream task's result, or "
+            "set cache=False to silence this",
+            CacheWarning,
+            stacklevel=5,
+        )
 
 
 def _resume_rows(

@@ -8,7 +8,6 @@ place (re-running a notebook cell), keeping its position so ordering stays stabl
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
 from .errors import DefinitionError
+from .identity import source_digest
 from .retry import Retry
 from .spec import (
     BranchSpec,
@@ -28,28 +28,11 @@ from .spec import (
     TaskSpec,
     TriggerRule,
     WeightRule,
-    deep_source_hash,
-    hash_source,
     introspect_params,
     spec_version,
     task_spec,
     unwrapped,
 )
-
-_source_hashes: dict[Any, str] = {}
-
-
-def _cached_source_hash(fn: Callable[..., Any]) -> str:
-    # Building 10,000 tasks from one factory function must not read its source 10,000 times.
-    key = getattr(unwrapped(fn), "__code__", None) or fn
-    try:
-        found = _source_hashes.get(key)
-    except TypeError:  # unhashable callable object
-        return hash_source(fn)
-    if found is None:
-        found = _source_hashes[key] = hash_source(fn)
-    return found
-
 
 # What functools.update_wrapper copies; a plain function's are set one by one (and on 3.12+
 # __type_params__ is read through).
@@ -147,66 +130,39 @@ def _build_specs(tasks: Iterable[Task]) -> None:
     10,000 tasks made by one factory with one set of options are hashed once.
     """
     facts: dict[Any, tuple[str, bool]] = {}
-    last: tuple[Any, ...] = ()
-    source_hash, is_async = "", False
     for task in tasks:
         if task._spec is not None:
             continue
-        fn, options = task.fn, task._options
+        fn = task.fn
         params = introspect_params(fn, task._params)
         if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
-            # The helpers a function calls are looked up in its globals and module: with
-            # its code and the options' callables, they decide the answer. Tasks defined
-            # in a loop repeat the last ones (compared by identity, no key made).
-            code, module, namespace = fn.__code__, fn.__module__, fn.__globals__
-            if not (
-                last
-                and code is last[0]
-                and options is last[1]
-                and namespace is last[2]
-                and module is last[3]
-            ):
-                key = (id(code), id(options), id(namespace), module)  # ids: all are alive
-                found = facts.get(key)
-                if found is None:
-                    found = facts[key] = _facts(fn, options)
-                source_hash, is_async = found
-                last = (code, options, namespace, module)
+            # Tasks defined in a loop share one code object: its facts are read once.
+            found = facts.get(fn.__code__)
+            if found is None:
+                found = facts[fn.__code__] = _code_facts(fn)
         else:
-            source_hash, is_async = _facts(fn, options)
-            last = ()
+            found = _code_facts(fn)
+        source_hash, is_async = found
         # `options` is validated already: assemble the spec without a second validation pass.
-        task._spec = task_spec(options, task._name, params, is_async, source_hash, task._index)
-
-
-def _facts(fn: Callable[..., Any], options: TaskOptions) -> tuple[str, bool]:
-    """``(source hash, is async)`` of a task: its function's deep source hash, and the
-    hashes of the callables in its options (the version covers all user code it runs)."""
-    source_hash, is_async = _code_facts(fn)
-    extras = _option_callables(options)
-    if extras:
-        joined = source_hash + "".join(_cached_source_hash(c) for c in extras)
-        source_hash = hashlib.sha256(joined.encode()).hexdigest()[:16]
-    return source_hash, is_async
-
-
-def _option_callables(options: TaskOptions) -> list[Callable[..., Any]]:
-    """The user code in ``options``: a callable ``when``, ``cache_key``, ``retry_if``."""
-    found = [c for c in (options.when_fn, options.cache_key) if c is not None]
-    if options.retry is not None and options.retry.retry_if is not None:
-        found.append(options.retry.retry_if)
-    return found
+        task._spec = task_spec(
+            task._options, task._name, params, is_async, source_hash, task._index
+        )
 
 
 def _code_facts(fn: Callable[..., Any]) -> tuple[str, bool]:
-    """``(deep source hash, is async)`` of ``fn`` (what it wraps decides both)."""
+    """``(source digest, is async)`` of ``fn`` (what it wraps decides both).
+
+    The digest is of the function's own code only, as it was defined: what a run's result
+    depends on (defaults, globals, helpers, the options' callables) is the task's
+    identity, worked out at each run (see :mod:`nbflow.identity`).
+    """
     target = unwrapped(fn)
     is_async = (
         bool(target.__code__.co_flags & inspect.CO_COROUTINE)
         if type(target) is FunctionType
         else inspect.iscoroutinefunction(target)
     ) or (not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__))
-    return deep_source_hash(fn), is_async
+    return source_digest(fn), is_async
 
 
 def _names(items: Iterable[str | Task] | str | Task | None) -> tuple[str, ...]:
@@ -275,6 +231,9 @@ class Definition:
         self.tasks: dict[str, Task] = {}
         self.branches: dict[str, BranchSpec] = {}
         self._next_index = 0
+        #: Bumped by every change to the tasks or branches: a plan made at one revision is
+        #: valid until the next (see ``Flow.plan``).
+        self.revision = 0
         # Validated options by option set (the name aside): 10,000 tasks defined in a loop
         # with the same options are validated once and share one TaskOptions.
         self._options: dict[Any, TaskOptions] = {}
@@ -309,6 +268,7 @@ class Definition:
         cache: bool = False,
         cache_key: Callable[..., Any] | None = None,
         cache_ttl: float | None = None,
+        cache_ignore: Sequence[str] | str | None = None,
         persist: bool | None = None,
         estimate: float | None = None,
         meta: Mapping[str, Any] | None = None,
@@ -320,8 +280,8 @@ class Definition:
         Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
         ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
         concurrency, rate, allow_partial, critical, tags, worker, cache, cache_key,
-        cache_ttl, persist, estimate, meta``. Parameters named like other tasks receive their
-        results.
+        cache_ttl, cache_ignore, persist, estimate, meta``. Parameters named like other tasks
+        receive their results.
 
         Raises:
             DefinitionError: an unknown option or a bad value (the message names the field).
@@ -385,11 +345,13 @@ class Definition:
         if old is None:
             self._next_index += 1
         self.tasks[name] = task
+        self.revision += 1
         return task
 
     def remove(self, name: str | Task) -> None:
         """Remove a task from the definition (re-running a notebook that dropped a cell)."""
-        self.tasks.pop(name.name if isinstance(name, Task) else name, None)
+        if self.tasks.pop(name.name if isinstance(name, Task) else name, None) is not None:
+            self.revision += 1
 
     def branch(
         self,
@@ -418,6 +380,7 @@ class Definition:
             name=branch_name, expression=expression, then=then_names, otherwise=otherwise_names
         )
         self.branches[branch_name] = spec
+        self.revision += 1
         return spec
 
     # -- export ------------------------------------------------------------------------------
@@ -454,14 +417,15 @@ class Definition:
         Each spec was assembled from its task's options object, so the hash tells option
         sets apart by that object alone instead of comparing every shared value.
         """
-        spec = self.spec()  # a subclass may add to it (a data flow's default variables)
+        spec = Definition.spec(self)  # a subclass's additions count at each run instead
         own = [task._spec for task in tasks]
         same = len(own) == len(spec.tasks) and all(map(operator.is_, spec.tasks, own))
         return spec_version(spec, [task._options for task in tasks] if same else None)
 
     @property
-    def flow_version(self) -> str:
-        """Stable content hash of the definition and the tasks' source code."""
+    def spec_version(self) -> str:
+        """Content hash of the definition: names, options, dependencies and each task's own
+        code as written (``Flow.flow_version`` adds what the tasks depend on now)."""
         return self._version(self._built_tasks())
 
 

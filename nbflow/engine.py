@@ -73,6 +73,7 @@ class Engine:
         self,
         plan: Plan,
         *,
+        flow_version: str = "",
         run_id: str,
         variables: dict[str, Any],
         strategy: Any,
@@ -88,6 +89,7 @@ class Engine:
         journal: Any = None,
     ) -> None:
         self.plan = plan
+        self.flow_version = flow_version
         self.run_id = run_id
         self.variables = variables
         self.strategy = strategy
@@ -206,7 +208,7 @@ class Engine:
         self._emit(
             ev.RunStarted,
             plan.flow_name,
-            plan.flow_version,
+            self.flow_version,
             plan.names,
             dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),

@@ -20,6 +20,7 @@ from .engine import Engine
 from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
+from .identity import FlowIdentity, Identities, flow_version
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
@@ -68,6 +69,8 @@ class Flow(Definition):
         self.middleware: list[Any] = []
         self.bus = EventBus()
         self._plan_cache: tuple[int, Plan] | None = None
+        # Task identities, remembered between runs of this flow (see nbflow.identity).
+        self._identities = Identities()
 
     # -- observers and extensions ------------------------------------------------------------
 
@@ -85,29 +88,36 @@ class Flow(Definition):
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _generation(self) -> int:
-        # Any change to the definition (re-defined task, new branch) changes this fingerprint.
-        # A re-defined task is a new Task object holding its name, so the tasks' ids say it
-        # all; ints, not 10,000 pairs, so that computing it cannot set off a full garbage
-        # collection (nor build the tasks' specs, which validation does with the GC frozen).
-        return hash(
-            (
-                tuple([id(t) for t in self.tasks.values()]),
-                tuple([id(b) for b in self.branches.values()]),
-            )
-        )
-
     def plan(self) -> Plan:
-        """Validate the definition and return its execution plan (cached until it changes).
+        """Validate the definition and return its execution plan (kept until it changes).
+
+        The plan is kept for the definition's :attr:`revision`, which every task added,
+        replaced or removed and every branch added moves on: a plan never outlives the
+        functions it was made from.
 
         Raises:
             DefinitionError: the definition is invalid (its subclasses CycleError,
                 MissingDependencyError and ConditionError say how).
         """
-        generation = self._generation()
-        if self._plan_cache is None or self._plan_cache[0] != generation:
-            self._plan_cache = (generation, build_plan(self))
-        return self._plan_cache[1]
+        cached = self._plan_cache
+        if cached is None or cached[0] != self.revision:
+            cached = self._plan_cache = (self.revision, build_plan(self))
+        return cached[1]
+
+    def identify(self, plan: Plan | None = None) -> FlowIdentity:
+        """The flow's version and each task's identity, as of now (see :mod:`nbflow.identity`).
+
+        Raises:
+            DefinitionError: the definition is invalid.
+        """
+        plan = plan or self.plan()
+        found = self._identities.tasks(plan.identity_calls())
+        tasks = dict(zip(plan.names, found, strict=True))
+        return FlowIdentity(flow_version(plan.spec_version + self._version_extra(), tasks), tasks)
+
+    def _version_extra(self) -> str:
+        """What else a subclass's version covers (a data flow's default variables)."""
+        return ""
 
     def validate(self, variables: Mapping[str, Any] | None = None) -> Plan:
         """Raise every definition error now, as a run would before starting any task."""
@@ -120,8 +130,9 @@ class Flow(Definition):
 
     @property
     def flow_version(self) -> str:
-        """Stable content hash of the definition and the tasks' source code."""
-        return self.plan().flow_version
+        """Content hash of the definition and of everything its tasks depend on now: their
+        code, defaults, closures, the globals and helpers they use (see :meth:`identify`)."""
+        return self.identify().version
 
     def graph(self, run: Run | None = None) -> Any:
         """The flow's DAG as a ``graphviz.Digraph`` (Jupyter renders it by itself).
@@ -141,12 +152,25 @@ class Flow(Definition):
     # -- durability (nbflow.store, nbflow.cache, nbflow.versions) ----------------------------
 
     def _durable(
-        self, plan: Plan, run_id: str, variables: dict[str, Any], resume: Any, executor: Any
+        self,
+        plan: Plan,
+        identity: FlowIdentity,
+        run_id: str,
+        variables: dict[str, Any],
+        resume: Any,
+        executor: Any,
     ) -> Any:
         from .cache import attach_store
 
         return attach_store(
-            self.store, plan, run_id, variables, resume=resume, spec=self.spec, executor=executor
+            self.store,
+            plan,
+            identity,
+            run_id,
+            variables,
+            resume=resume,
+            spec=self.spec,
+            executor=executor,
         )
 
     @property
@@ -190,11 +214,17 @@ class Flow(Definition):
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
+        # What every task depends on, read now, as the run starts: a cell that changes a
+        # global while the run goes on does not change this run's versions.
+        identity = self.identify(plan)
         # Durability (nbflow.cache): the store's recorder sees each event first; the hooks
         # skip tasks that a resumed run or the cache has done already.
-        durable = self._durable(plan, run_id, values, resume, executor) if record else None
+        durable = (
+            self._durable(plan, identity, run_id, values, resume, executor) if record else None
+        )
         engine = Engine(
             plan,
+            flow_version=identity.version,
             run_id=run_id,
             variables=values,
             strategy=chosen,

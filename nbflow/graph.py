@@ -16,6 +16,7 @@ plan.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
 from .errors import CycleError, DefinitionError, MissingDependencyError, MissingInputError
+from .identity import identity_options
 from .spec import ParamSpec, TaskSpec
 
 if TYPE_CHECKING:
@@ -50,7 +52,9 @@ class Plan:
     """Everything the engine needs, precomputed; read-only during a run."""
 
     flow_name: str
-    flow_version: str
+    #: The hash of the definition (names, options, dependencies, each task's own code): the
+    #: flow's version is worked out from it and the tasks' identities at each run.
+    spec_version: str
     names: tuple[str, ...]
     specs: dict[str, TaskSpec]
     funcs: dict[str, Callable[..., Any]]
@@ -84,6 +88,24 @@ class Plan:
     def roots(self) -> list[str]:
         """Tasks with no upstream, in definition order (shared: do not change the list)."""
         return self.table("roots", lambda: [n for n in self.names if not self.upstream[n]])
+
+    def identity_calls(self) -> list[tuple[Callable[..., Any], tuple[tuple[str, Any], ...]]]:
+        """``(function, options)`` of each task, for :meth:`Identities.tasks
+        <nbflow.identity.Identities.tasks>`: tasks with equal options share one tuple, which
+        is then hashed once."""
+
+        def make() -> list[tuple[Callable[..., Any], tuple[tuple[str, Any], ...]]]:
+            shared: dict[Any, tuple[tuple[str, Any], ...]] = {}
+            calls = []
+            for name in self.names:
+                options = identity_options(self.specs[name])
+                # Functions compare by identity, and the tuples hold them: no false match.
+                with contextlib.suppress(TypeError):  # an unhashable callable object
+                    options = shared.setdefault(options, options)
+                calls.append((self.funcs[name], options))
+            return calls
+
+        return self.table("identity_calls", make)
 
     def with_free_params(self) -> list[str]:
         """Tasks with a parameter that is no task's name (a run variable, a default, the
@@ -152,7 +174,7 @@ def _more(
     return found
 
 
-def build_plan(definition: Definition, flow_version: str | None = None) -> Plan:
+def build_plan(definition: Definition) -> Plan:
     """Resolve and validate ``definition`` into a :class:`Plan`.
 
     Raises:
@@ -163,10 +185,10 @@ def build_plan(definition: Definition, flow_version: str | None = None) -> Plan:
         DefinitionError: ``fan_out`` names a parameter that no upstream task fills.
     """
     with paused_gc():  # a few containers per task, no garbage: no collections
-        return _build_plan(definition, flow_version)
+        return _build_plan(definition)
 
 
-def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
+def _build_plan(definition: Definition) -> Plan:
     tasks = definition._built_tasks()  # in definition order, specs built
     names = tuple(map(_name, tasks))
     known = set(names)
@@ -260,7 +282,7 @@ def _build_plan(definition: Definition, flow_version: str | None) -> Plan:
     gate_table.update(zip(gates, map(tuple, gates.values()), strict=True))
     return Plan(
         flow_name=definition.name,
-        flow_version=flow_version or definition._version(tasks),
+        spec_version=definition._version(tasks),
         names=names,
         specs=specs,
         funcs=dict(zip(names, map(_fn, tasks), strict=True)),

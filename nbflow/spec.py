@@ -20,7 +20,6 @@ import hashlib
 import inspect
 import json
 import operator
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, Literal
@@ -62,6 +61,8 @@ class TaskOptions(BaseModel):
     cache: bool = False
     cache_key: Callable[..., Any] | None = Field(default=None, exclude=True)
     cache_ttl: float | None = Field(default=None, gt=0)
+    #: global, closure or default names the task's identity leaves out (see nbflow.identity)
+    cache_ignore: tuple[str, ...] = ()
     persist: bool | None = None
     estimate: float | None = Field(default=None, gt=0)
     #: free JSON-like data kept with the task and covered by ``flow_version`` (flows defined
@@ -86,7 +87,7 @@ class TaskOptions(BaseModel):
     def _coerce_retry(cls, value: Any) -> Retry | None:
         return coerce_retry(value)
 
-    @field_validator("after", "tags", mode="before")
+    @field_validator("after", "tags", "cache_ignore", mode="before")
     @classmethod
     def _tuple_of_names(cls, value: Any) -> tuple[str, ...]:
         if value is None:
@@ -503,112 +504,6 @@ def _hash_tasks(
     digest.update(b"]")
 
 
-def source_of(fn: Callable[..., Any]) -> str:
-    """The source text of ``fn``, or a stable stand-in built from its code object."""
-    target = inspect.unwrap(fn)
-    try:
-        return textwrap.dedent(inspect.getsource(target))
-    except Exception:  # no file (OSError), a builtin (TypeError), or a non-Python file
-        # that inspect tries to tokenize (tokenize.TokenError on 3.12+, SyntaxError)
-        code = getattr(target, "__code__", None)
-        if code is None:
-            return f"<{type(target).__qualname__}>"
-        return repr((code.co_code, code.co_consts, code.co_names, code.co_varnames))
-
-
-def hash_source(fn: Callable[..., Any]) -> str:
-    """A short SHA-256 of the function's source (see :func:`source_of`)."""
-    return hashlib.sha256(source_of(fn).encode()).hexdigest()[:16]
-
-
-# -- code the task calls ------------------------------------------------------------------------
-
-_code_hashes: dict[Any, str] = {}
-
-
 def unwrapped(fn: Any) -> Any:
     """``inspect.unwrap(fn)``, with no call for the usual function that wraps nothing."""
     return inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
-
-
-def _code_hash(fn: Callable[..., Any]) -> str:
-    # Keyed by code object: 10,000 closures of one factory read its source once.
-    key = getattr(unwrapped(fn), "__code__", None)
-    if key is None:
-        return hash_source(fn)
-    found = _code_hashes.get(key)
-    if found is None:
-        found = _code_hashes[key] = hash_source(fn)
-    return found
-
-
-_code_globals: dict[Any, tuple[str, ...]] = {}
-
-
-def _global_names(code: Any) -> tuple[str, ...]:
-    # A pure function of the code object, so cached like its hash.
-    found = _code_globals.get(code)
-    if found is None:
-        names = list(code.co_names)
-        for const in code.co_consts:  # nested functions, lambdas and comprehensions
-            if hasattr(const, "co_names"):
-                names.extend(_global_names(const))
-        found = _code_globals[code] = tuple(names)
-    return found
-
-
-def _may_be_function(value: Any) -> bool:
-    return inspect.isfunction(value) or hasattr(value, "__wrapped__")
-
-
-def helper_functions(fn: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
-    """The plain functions ``fn`` calls by global name from its own module, recursively.
-
-    A global name of ``fn``'s code (``co_names``, nested code included) counts when it is
-    bound, at the time of the call, to a Python function (or a wrapper of one, such as a
-    task) defined in the same module as ``fn`` (``__main__`` for a notebook). Helpers of
-    helpers are followed, each function once (cycles end). Library code in other modules is
-    not followed. Returns ``(global name, function)`` pairs sorted by name.
-    """
-    root = unwrapped(fn)
-    module = getattr(root, "__module__", None)
-    code = getattr(root, "__code__", None)
-    namespace = getattr(root, "__globals__", None)
-    if code is None or not isinstance(namespace, dict):
-        return []
-    if not any(map(_may_be_function, map(namespace.get, _global_names(code)))):
-        return []  # the usual task: calls no function by global name (quick exit, same answer)
-    seen = {code}
-    found: dict[str, Callable[..., Any]] = {}
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        code = getattr(current, "__code__", None)
-        namespace = getattr(current, "__globals__", None)
-        if code is None or not isinstance(namespace, dict):
-            continue
-        for name in _global_names(code):
-            value = namespace.get(name)
-            if value is None or not callable(value):
-                continue
-            target = inspect.unwrap(value) if hasattr(value, "__wrapped__") else value
-            if not inspect.isfunction(target) or target.__module__ != module:
-                continue
-            if target.__code__ in seen:
-                continue
-            seen.add(target.__code__)
-            found.setdefault(name, target)
-            stack.append(target)
-    return sorted(found.items())
-
-
-def deep_source_hash(fn: Callable[..., Any]) -> str:
-    """A short SHA-256 of ``fn``'s source and of every helper it calls (see
-    :func:`helper_functions`), so editing a notebook helper changes the hash of the tasks
-    that call it. Equal to :func:`hash_source` for a function that calls no helper."""
-    own = _code_hash(fn)
-    helpers = helper_functions(fn)
-    if not helpers:
-        return own
-    joined = own + "".join(f"|{name}:{_code_hash(helper)}" for name, helper in helpers)
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
+from .identity import Identity, Part, is_code_path
 from .store import StateStore, default_location, resolve_store
 from .store.rows import describe_version
 
@@ -126,7 +127,8 @@ def flow_versions(flow: Flow) -> pd.DataFrame:
 
 @dataclass(frozen=True, slots=True)
 class TaskChange:
-    """One way a task changed: ``kind`` is ``code``, ``options`` or ``dependencies``."""
+    """One way a task changed: ``kind`` is ``code``, ``options``, ``values`` (a default, a
+    closure variable, a global or a module it depends on) or ``dependencies``."""
 
     task: str
     kind: str
@@ -218,10 +220,11 @@ def _resolve(value: Any, store: StateStore | None, flow: str | None) -> dict[str
     if isinstance(value, Flow):
         spec = value.spec()
         funcs = {n: t.fn for n, t in value.tasks.items()}
-        spec_json, sources = describe_version(spec, funcs)
+        identity = value.identify()
+        spec_json, sources = describe_version(spec, funcs, identity)
         return {
             "flow": value.name,
-            "version": value.flow_version,
+            "version": identity.version,
             "spec": json.loads(spec_json),
             "sources": json.loads(sources),
         }
@@ -314,6 +317,9 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> VersionDiff:
         ]
         if options:
             changes.append(TaskChange(name, "options", ", ".join(options)))
+        values = _value_changes(old["sources"], new["sources"], name)
+        if values:
+            changes.append(TaskChange(name, "values", "; ".join(values)))
         deps_before, deps_after = _deps(before, old_names), _deps(after, new_names)
         if deps_before != deps_after:
             moves = [f"+{d}" for d in sorted(deps_after - deps_before)]
@@ -325,6 +331,17 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> VersionDiff:
         if old["spec"].get(key) != new["spec"].get(key):
             diff.flow_changes.append(f"{key} {old['spec'].get(key)!r} -> {new['spec'].get(key)!r}")
     return diff
+
+
+def _value_changes(old: dict[str, Any], new: dict[str, Any], task: str) -> list[str]:
+    """What the task depends on that changed besides code: defaults, closures, globals,
+    modules (from the identities both versions recorded; older versions recorded none)."""
+    before, after = old.get("parts", {}).get(task), new.get("parts", {}).get(task)
+    if before is None or after is None:
+        return []
+    return Identity(None, tuple(Part(*p) for p in after)).changes_since(
+        Identity(None, tuple(Part(*p) for p in before)), skip=is_code_path
+    )
 
 
 def _code_detail(old: dict[str, Any], new: dict[str, Any], task: str) -> str:

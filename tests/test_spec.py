@@ -120,7 +120,7 @@ def test_streamed_version_equals_the_hash_of_the_whole_json():
     spec = flow.spec()
     assert spec.version() == _reference_version(spec)
     # The flow hashes its tasks knowing which share an options object: the same text.
-    assert flow.flow_version == spec.version()
+    assert flow.spec_version == spec.version()
     empty = nf.Flow("empty").spec()
     assert empty.version() == _reference_version(empty)
 

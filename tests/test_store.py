@@ -12,7 +12,6 @@ import warnings
 import pytest
 
 import nbflow as nf
-from nbflow.spec import deep_source_hash, helper_functions
 from nbflow.store import MemoryStore, StoreWarning, open_store, resolve_store
 from nbflow.store.sqlite import SQLiteStore
 
@@ -341,57 +340,6 @@ def test_history_without_a_store_is_an_error(monkeypatch):
     monkeypatch.setenv("NBFLOW_STORE", "none")
     with pytest.raises(nf.StoreError, match="no store"):
         nf.history()
-
-
-# -- task versions: the code a task calls ------------------------------------------------------
-
-
-def _leaf():
-    return 1
-
-
-def _middle():
-    return _leaf() + _cycle_a()
-
-
-def _cycle_a():
-    return _cycle_b() if False else 0
-
-
-def _cycle_b():
-    return _cycle_a()
-
-
-def test_helper_functions_follows_notebook_helpers_recursively_and_stops_at_cycles():
-    def task():
-        return _middle() + len([])
-
-    assert [name for name, _ in helper_functions(task)] == [
-        "_cycle_a",
-        "_cycle_b",
-        "_leaf",
-        "_middle",
-    ]
-
-
-def test_deep_source_hash_changes_when_a_helper_changes(monkeypatch):
-    def task():
-        return _leaf()
-
-    before = deep_source_hash(task)
-
-    def _leaf_v2():
-        return 2
-
-    monkeypatch.setitem(globals(), "_leaf", _leaf_v2)
-    assert deep_source_hash(task) != before
-
-
-def test_library_functions_are_not_part_of_the_version():
-    def task():
-        return json.dumps([1])
-
-    assert helper_functions(task) == []
 
 
 def test_a_store_handle_outlives_close_all(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ipython_cells import Cells
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "durability.md"
 
 
@@ -12,8 +14,8 @@ def test_every_python_block_of_the_durability_guide_runs(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
     assert len(blocks) >= 6
-    namespace: dict[str, object] = {"__name__": "docs_durability"}
-    for number, block in enumerate(blocks, 1):
-        exec(compile(block, f"docs/durability.md block {number}", "exec"), namespace)  # ours
+    cells = Cells("docs_durability")  # each block as a notebook cell: its source is known
+    for block in blocks:
+        cells.run(block)
     assert (tmp_path / "runs.db").exists()
     assert "flow 'etl'" in capsys.readouterr().out

@@ -13,7 +13,8 @@ nbflow reads a task's inputs from its signature (parameter name = edge), so the 
 - the ``fan_out`` task id, whose elements arrive one by one as ``${item}``.
 
 ``__wrapped__`` is the action, so the task's ``source_hash`` and sync/async nature are the
-action's; ``meta`` (in the spec, so in ``flow_version``) holds the agent, action, raw
+action's, and so is its identity (``__nbflow_identity__``, see :mod:`nbflow.identity`);
+``meta`` (in the spec, so in ``flow_version``) holds the agent, action, raw
 parameters and title. For the ``python`` agent the function itself is hashed (source and
 signature), so its agent and action names are left out of ``meta``: a decorator flow and its
 YAML export then have the same ``flow_version``.
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..conditions import parse_condition
 from ..errors import ConditionError, DefinitionError, closest
+from ..identity import IDENTITY_OF
 from .agents import AgentRegistry, UnknownActionError, UnknownAgentError
 from .dataflow import DataFlow
 from .schema import Parsed, ParsedTask, Problem
@@ -226,6 +228,9 @@ def make_function(plan: TaskPlan, fan_out: str | None) -> Callable[..., Any]:
     function.__name__ = function.__qualname__ = task_id
     function.__signature__ = signature
     function.__wrapped__ = action
+    # The task's identity (nbflow.identity) is the action's: the templates and parameters
+    # are in the spec's meta, so a decorator flow and its YAML export have one version.
+    setattr(function, IDENTITY_OF, action)
     function.__doc__ = f"{plan.call.agent}.{plan.call.action} (task {task_id!r} of a data flow)"
     function.nbflow_call = plan.call
     return function

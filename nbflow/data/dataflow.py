@@ -55,8 +55,10 @@ class DataFlow(Flow):
     def _engine(self, variables: Mapping[str, Any] | None, *args: Any, **kwargs: Any) -> Any:
         return super()._engine(self.run_variables(variables), *args, **kwargs)
 
-    def _generation(self) -> int:
-        return hash((super()._generation(), _canonical(self.variables)))
+    def _version_extra(self) -> str:
+        # The defaults are read at each run, like the tasks' identities: changing them
+        # changes the version without making a new plan.
+        return _canonical(self.variables) if self.variables else ""
 
     def spec(self) -> FlowSpec:
         """The definition; with defaults, a :class:`DataFlowSpec` that carries them."""

@@ -6,8 +6,8 @@ All three are SHA-256 based and stable across processes:
   hashed by ``repr`` instead, with a warning (its key then rarely matches again);
 - a task's inputs hash combines, per parameter, the digest of the upstream result or run
   variable it receives (``worker`` assigned by the engine is not an input);
-- a task's version covers its own source, the notebook helpers it calls (recomputed at run
-  time, so re-running a helper's cell counts) and the options that shape its result.
+- a task's version is its identity's digest (:mod:`nbflow.identity`): everything its result
+  depends on, read as the run starts.
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
-from ..spec import deep_source_hash
-
 if TYPE_CHECKING:
     from ..graph import Plan
-    from ..spec import TaskSpec
 
 PICKLE_PROTOCOL = 5
 
@@ -105,15 +102,6 @@ def inputs_hash(
         if p.name in variables:
             parts.append(f"{p.name}={var_digest(p.name)}")
     return sha("\n".join(sorted(parts)))
-
-
-def task_version(spec: TaskSpec, fn: Callable[..., Any]) -> str:
-    """Version of one task: its code (with the helpers it calls now) and result-shaping options.
-
-    Priority, retries, timeouts, tags and the like do not change a result, so they are not
-    part of it; ``fan_out`` and ``allow_partial`` do.
-    """
-    return sha(f"{spec.source_hash}|{deep_source_hash(fn)}|{spec.fan_out}|{spec.allow_partial}", 16)
 
 
 def cache_key(flow: str, task: str, version: str, inputs: str | None, user_key: Any = None) -> str:

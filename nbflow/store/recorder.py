@@ -12,20 +12,19 @@ the store waits for it, and so does interpreter exit.
 
 from __future__ import annotations
 
-import operator
 import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
 from ..errors import StoreError
-from .keys import StoreWarning, task_version
+from .keys import StoreWarning
 
 if TYPE_CHECKING:
     from ..graph import Plan
+    from ..identity import FlowIdentity
     from ..spec import FlowSpec
     from . import StateStore
 
@@ -34,15 +33,18 @@ if TYPE_CHECKING:
 class RunContext:
     """What the store needs to know about a run beyond its events.
 
-    ``spec`` is set only when the store has not recorded this flow version yet (building it
-    costs a little). ``local`` lists, with a remote executor, the tasks whose results reach
-    the kernel (others are handles on a cluster and are not persisted); None means all.
-    ``hot``, when the store takes them (``takes_run_queues``), holds the run's own queues of
-    the events of :data:`HOT_EVENTS`, one per class, which the engine appends to directly.
+    ``identity`` is the flow's version and each task's identity as the run started (see
+    :mod:`nbflow.identity`). ``spec`` is set only when the store has not recorded this flow
+    version yet (building it costs a little). ``local`` lists, with a remote executor, the
+    tasks whose results reach the kernel (others are handles on a cluster and are not
+    persisted); None means all. ``hot``, when the store takes them (``takes_run_queues``),
+    holds the run's own queues of the events of :data:`HOT_EVENTS`, one per class, which the
+    engine appends to directly.
     """
 
     run_id: str
     plan: Plan
+    identity: FlowIdentity
     variables: dict[str, Any]
     spec: FlowSpec | None = None
     resumed_from: str | None = None
@@ -50,70 +52,29 @@ class RunContext:
     versions: dict[str, str] = field(default_factory=dict)
     hot: tuple[deque[Any], ...] | None = None
 
+    @property
+    def flow_version(self) -> str:
+        """The flow's version for this run."""
+        return self.identity.version
+
     def task_version(self, name: str) -> str:
-        """The version of task ``name`` for this run (see :func:`keys.task_version`)."""
+        """The version of task ``name`` for this run: its identity's digest.
+
+        A task whose identity cannot be hashed gets a version of this run alone, which no
+        other run's result can match: it is never resumed nor served from the cache.
+        """
         found = self.versions.get(name)
         return found if found is not None else self.all_versions()[name]
 
     def all_versions(self) -> dict[str, str]:
-        """Task -> version, for every task of the run, computed once per run.
-
-        Tasks made by one factory share their code, and a plain function's version depends
-        only on its code, its module's globals (the helpers it calls, as they are now) and
-        its spec, so each distinct one is hashed once; the map itself is built in C.
-        """
+        """Task -> version, for every task of the run (see :meth:`task_version`)."""
         versions = self.versions
-        plan = self.plan
-        if len(versions) < len(plan.names):
-            names, keys, first = _code_keys(plan)
-            by_key = {key: task_version(plan.specs[task], plan.funcs[task]) for key, task in first}
-            versions.update(zip(names, map(by_key.__getitem__, keys), strict=True))
-        return versions
-
-
-_CODE = operator.attrgetter("__code__")
-_GLOBALS = operator.attrgetter("__globals__")
-_DICT = operator.attrgetter("__dict__")
-_HAS_WRAPPED = operator.methodcaller("__contains__", "__wrapped__")
-_SOURCE_HASH = operator.attrgetter("source_hash")
-_FAN_OUT = operator.attrgetter("fan_out")
-_ALLOW_PARTIAL = operator.attrgetter("allow_partial")
-
-
-def _code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
-    """``(names, keys, firsts)``: the tasks, what each one's version depends on besides the
-    helpers' current code (a task of its own when unknown), and ``(key, first task)`` per
-    distinct key.
-
-    Kept in ``plan.memo``: a flow's plan is reused by its runs until the flow changes.
-    """
-    return plan.table("code_keys", lambda: _make_code_keys(plan))
-
-
-def _make_code_keys(plan: Plan) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
-    names = list(plan.names)
-    funcs = list(map(plan.funcs.__getitem__, names))
-    specs = list(map(plan.specs.__getitem__, names))
-    keys: list[Any]
-    if set(map(type, funcs)) == {FunctionType} and not any(
-        map(_HAS_WRAPPED, map(_DICT, funcs))
-    ):  # plain functions only (the common case): the keys are made in C
-        keys = list(
-            zip(
-                map(_CODE, funcs), map(id, map(_GLOBALS, funcs)), map(_SOURCE_HASH, specs),
-                map(str, map(_FAN_OUT, specs)), map(_ALLOW_PARTIAL, specs), strict=True,
+        if len(versions) < len(self.plan.names):
+            unique = f"unhashable:{self.run_id}"
+            versions.update(
+                (name, identity.digest or unique) for name, identity in self.identity.tasks.items()
             )
-        )  # fmt: skip
-    else:
-        keys = [
-            (fn.__code__, id(fn.__globals__), spec.source_hash, str(spec.fan_out),
-             spec.allow_partial)
-            if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__
-            else ("task", name)
-            for name, fn, spec in zip(names, funcs, specs, strict=True)
-        ]  # fmt: skip
-    firsts = dict(zip(reversed(keys), reversed(names), strict=True))  # first task per key
-    return names, keys, list(firsts.items())
+        return versions
 
 
 #: The three events of every task (queued, started, succeeded), in the order of

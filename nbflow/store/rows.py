@@ -45,7 +45,7 @@ from itertools import compress, repeat, starmap
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
-from ..spec import helper_functions, source_of
+from ..identity import user_sources
 from .keys import (
     EMPTY_INPUTS,
     NONE_BLOB,
@@ -61,6 +61,7 @@ from .keys import (
 from .recorder import HOT_EVENTS, RunContext
 
 if TYPE_CHECKING:
+    from ..identity import FlowIdentity
     from ..spec import FlowSpec
 
 HOST = socket.gethostname()
@@ -367,33 +368,44 @@ def safe_json(value: Any) -> str:
         return _ENCODE(repr(value))
 
 
-def describe_version(spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]]) -> tuple[str, str]:
+def describe_version(
+    spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]], identity: FlowIdentity
+) -> tuple[str, str]:
     """``(spec JSON, sources JSON)`` of one flow version.
 
-    The sources JSON is ``{"code": {hash: source}, "tasks": {task: hash},
-    "helpers": {task: {name: hash}}}``: each distinct source once, even for 10,000 tasks
-    made by one factory function.
+    The sources JSON is ``{"code": {hash: source}, "tasks": {task: hash}, "helpers": {task:
+    {name: hash}}, "parts": {task: [[path, digest, shown], ...]}}``: each distinct source once,
+    even for 10,000 tasks made by one factory function, and each task's identity parts (see
+    :mod:`nbflow.identity`), which diffs compare.
     """
     spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
     code: dict[str, str] = {}
-    memo: dict[Any, str] = {}
+    memo: dict[Any, dict[str, str]] = {}
 
-    def key_of(fn: Callable[..., Any]) -> str:
-        marker = getattr(fn, "__code__", None) or id(fn)
-        found = memo.get(marker)
-        if found is None:
-            text = source_of(fn)
-            found = memo[marker] = sha(text, 16)
-            code[found] = text
+    def key_of(text: str) -> str:
+        found = sha(text, 16)
+        code[found] = text
         return found
 
-    tasks = {name: key_of(fn) for name, fn in funcs.items()}
+    tasks: dict[str, str] = {}
     helpers: dict[str, dict[str, str]] = {}
     for name, fn in funcs.items():
-        found = helper_functions(fn)
-        if found:
-            helpers[name] = {helper: key_of(f) for helper, f in found}
-    sources = json.dumps({"code": code, "tasks": tasks, "helpers": helpers}, sort_keys=True)
+        marker = getattr(fn, "__code__", None)
+        texts = memo.get(marker) if marker is not None else None
+        if texts is None:
+            texts = user_sources(fn)
+            if marker is not None:
+                memo[marker] = texts
+        tasks[name] = key_of(texts[""])
+        if len(texts) > 1:
+            helpers[name] = {h: key_of(t) for h, t in sorted(texts.items()) if h}
+    parts = {
+        name: [[p.path, p.digest, p.shown] for p in found.parts]
+        for name, found in identity.tasks.items()
+    }
+    sources = json.dumps(
+        {"code": code, "tasks": tasks, "helpers": helpers, "parts": parts}, sort_keys=True
+    )
     return spec_json, sources
 
 
@@ -826,20 +838,27 @@ class Projector:
         plan = context.plan
         track = _Track(context, [])
         track.row = [
-            context.run_id, plan.flow_name, plan.flow_version, safe_json(context.variables),
+            context.run_id, plan.flow_name, context.flow_version, safe_json(context.variables),
             "pending", None, None, None, None, context.resumed_from, HOST, os.getpid(), None,
             self._var_digests(track),
         ]  # fmt: skip
         self._runs[context.run_id] = track
-        key = (plan.flow_name, plan.flow_version)
+        key = (plan.flow_name, context.flow_version)
         if context.spec is not None and key not in self.known_versions:
-            spec_json, sources = describe_version(context.spec, plan.funcs)
+            spec_json, sources = describe_version(context.spec, plan.funcs, context.identity)
             now = time.time()
             batch.ops.append((_INSERT_FLOW, (plan.flow_name, now)))
             batch.ops.append(
                 (
                     _INSERT_VERSION,
-                    (plan.flow_name, plan.flow_version, now, len(plan.names), spec_json, sources),
+                    (
+                        plan.flow_name,
+                        context.flow_version,
+                        now,
+                        len(plan.names),
+                        spec_json,
+                        sources,
+                    ),
                 )
             )
             self.known_versions.add(key)

@@ -38,10 +38,10 @@ def _put(cache: OrderedDict[Any, V], key: Any, value: V) -> V:
 def structure_for(plan: Plan, max_nodes: int = MAX_NODES) -> Structure:
     """The :class:`Structure` of ``plan``, shared by every run of the same flow version.
 
-    ``flow_version`` hashes the whole definition (names, dependencies, options), so equal
+    ``spec_version`` hashes the whole definition (names, dependencies, options), so equal
     versions have equal structures.
     """
-    key = (plan.flow_name, plan.flow_version, len(plan.names), max_nodes)
+    key = (plan.flow_name, plan.spec_version, len(plan.names), max_nodes)
     found = _STRUCTURES.get(key)
     if found is not None:
         _STRUCTURES.move_to_end(key)
