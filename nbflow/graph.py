@@ -16,7 +16,6 @@ plan.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +34,10 @@ if TYPE_CHECKING:
     from .dsl import Definition
 
 T = TypeVar("T")
+
+
+#: The spec fields :func:`~nbflow.identity.identity_options` reads.
+_IDENTITY_FIELDS = ("fan_out", "allow_partial", "when_fn", "cache_key", "retry", "cache_ignore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,17 @@ class Plan:
         is then hashed once."""
 
         def make() -> list[tuple[Callable[..., Any], tuple[tuple[str, Any], ...]]]:
-            shared: dict[Any, tuple[tuple[str, Any], ...]] = {}
+            # Tasks defined with the same options hold the very same option values: by
+            # their ids (the specs hold them, so they stay theirs), one tuple for them all.
+            shared: dict[tuple[int, ...], tuple[tuple[str, Any], ...]] = {}
             calls = []
             for name in self.names:
-                options = identity_options(self.specs[name])
-                # Functions compare by identity, and the tuples hold them: no false match.
-                with contextlib.suppress(TypeError):  # an unhashable callable object
-                    options = shared.setdefault(options, options)
+                spec = self.specs[name]
+                values = spec.__dict__
+                key = tuple(map(id, map(values.__getitem__, _IDENTITY_FIELDS)))
+                options = shared.get(key)
+                if options is None:
+                    options = shared[key] = identity_options(spec)
                 calls.append((self.funcs[name], options))
             return calls
 
@@ -280,7 +287,7 @@ def _build_plan(definition: Definition) -> Plan:
     downstream.update(zip(downstream_lists, map(tuple, downstream_lists.values()), strict=True))
     gate_table: dict[str, tuple[Gate, ...]] = dict.fromkeys(names, ())
     gate_table.update(zip(gates, map(tuple, gates.values()), strict=True))
-    return Plan(
+    plan = Plan(
         flow_name=definition.name,
         spec_version=definition._version(tasks),
         names=names,
@@ -292,6 +299,8 @@ def _build_plan(definition: Definition) -> Plan:
         free_params=free_params,
         gates=gate_table,
     )
+    plan.identity_calls()  # definition-time work: each run only reads the values
+    return plan
 
 
 def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:

@@ -563,9 +563,42 @@ class Identities:
         """
         self.begin()
         try:
-            return [self._task(fn, options) for fn, options in calls]
+            found: list[Identity] = []
+            for fn, options in calls:
+                identity = self._known(fn, options) if type(fn) is types.FunctionType else None
+                found.append(identity if identity is not None else self._task(fn, options))
+            return found
         finally:
             self.end()
+
+    def _known(
+        self, fn: types.FunctionType, options: tuple[tuple[str, Any], ...]
+    ) -> Identity | None:
+        """The identity of a task whose node this pass has checked already, else None.
+
+        What :meth:`_function` and :meth:`_task` do for such a task, in one step: the tasks
+        of a flow defined in a loop share their code and usually their node, and come here
+        once per run each.
+        """
+        facts = self._code.get(fn.__code__)
+        if facts is None or IDENTITY_OF in fn.__dict__:
+            return None
+        pins: tuple[Any, ...] = (fn.__code__, fn.__defaults__)
+        if fn.__kwdefaults__:
+            pins += _kwdefaults(fn)
+        if fn.__closure__:
+            pins += _cells(fn)
+        names = facts[0].global_names
+        if names:
+            pins += tuple(map(fn.__globals__.get, names, repeat(_UNDEFINED)))
+        node = self._nodes.get(tuple(map(id, pins)))
+        if node is None or node.checked != self._pass or not node.tasks or not node.reusable:
+            return None
+        seen = self._seen.get(id(options))
+        identity = node.tasks.get(seen[1][0]) if seen is not None else None
+        if identity is not None:
+            node.used = facts[1][0] = self._pass
+        return identity
 
     def _task(self, fn: Callable[..., Any], options: tuple[tuple[str, Any], ...]) -> Identity:
         # A function nbflow generated for a task stands for what it calls (the rest of what it
