@@ -67,10 +67,12 @@ class PriorityStrategy:
     max_workers: int | None = None
 
     def prepare(self, plan: Plan) -> KeyFunction:
-        """Key ``-effective priority * n_tasks + definition index``.
+        """Key ``-effective priority * n_tasks + position``.
 
-        That orders like the tuple ``(-priority, index)`` (an index is below ``n_tasks``), but
-        an int compares several times faster in the ready heap, which every task goes through.
+        ``position`` is the task's place in definition order (0 to ``n_tasks - 1``; not its
+        spec's ``index``, which keeps growing as a notebook removes and adds tasks). So the
+        key orders like the tuple ``(-priority, position)``, but an int compares several times
+        faster in the ready heap, which every task goes through.
         """
         return plan.table("priority_keys", lambda: _priority_keys(plan))  # a plan is read-only
 
@@ -79,13 +81,13 @@ class PriorityStrategy:
 
 
 def _priority_keys(plan: Plan) -> KeyFunction:
-    specs = plan.specs
-    n = len(specs)
+    specs, names = plan.specs, plan.names
+    n = len(names)
     if all(s.weight_rule == "absolute" for s in specs.values()):
-        keys = {name: -s.priority * n + s.index for name, s in specs.items()}
+        weights = {name: specs[name].priority for name in names}
     else:
         weights = effective_priorities(plan)
-        keys = {name: -weights[name] * n + specs[name].index for name in plan.names}
+    keys = {name: -weights[name] * n + position for position, name in enumerate(names)}
     return keys.__getitem__
 
 

@@ -97,7 +97,22 @@ def test_redefinition_replaces_task_and_keeps_position():
     flow.remove("a")
     flow.task(name="a")(a_again)  # back, now last: positions follow definition order
     assert list(flow.tasks) == ["b", "a"] and [t.index for t in flow.spec().tasks] == [1, 2]
-    assert flow.run().results == {"a": 10, "b": 2}
+    run = flow.run(strategy="sequential")
+    assert run.results == {"a": 10, "b": 2}
+    assert [r.task for r in run.state.rows] == ["b", "a"]  # the order the positions say
+
+
+def test_priorities_hold_after_tasks_are_removed_and_added_again():
+    # Indexes keep growing as a notebook removes and re-adds tasks; the order must not care.
+    flow = nf.Flow("reordered", strategy="sequential")
+    for i in range(6):
+        flow.task(name=f"t{i}")(lambda: None)
+    for i in range(1, 6):
+        flow.remove(f"t{i}")
+    flow.task(name="urgent", priority=1)(lambda: None)
+    assert [t.index for t in flow.spec().tasks] == [0, 6]  # far more than the 2 tasks
+    run = flow.run()
+    assert [r.task for r in run.state.rows] == ["urgent", "t0"]
 
 
 def test_retry_int_means_max_retries():
