@@ -290,7 +290,7 @@ def test_grouped_view_by_level_bounds_groups_and_counts():
     totals = [tuple(map(int, n.counter.split("/"))) for n in g.nodes]
     assert sum(t for _, t in totals) == 1000
     done = sum(
-        s in {"succeeded", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
+        s in {"succeeded", "partial", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
         for s in states
     )
     assert sum(d for d, _ in totals) == done

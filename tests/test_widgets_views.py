@@ -13,7 +13,7 @@ import pytest
 
 import nbflow as nf
 from nbflow.lifecycle import TaskState
-from nbflow.render import STATE_STYLE
+from nbflow.render import STATE_STYLE, DagTemplate
 from nbflow.state import RunState, TaskRecord
 from nbflow.summary import run_summary_html
 from nbflow.widgets import panels
@@ -70,6 +70,53 @@ def test_flow_graph_of_a_run_is_coloured_by_state():
     assert "KeyError" in node["broken"]  # the error is the tooltip
     assert STATE_STYLE["upstream_failed"].fill in node["publish"]
     assert "3/3" in node["square"]  # fan-out counter
+
+
+def partial_flow() -> nf.Flow:
+    flow = nf.Flow("partial", store=None)
+
+    @flow.task
+    def items():
+        return list(range(10))
+
+    @flow.task(fan_out="items", allow_partial=True)
+    def work(items):
+        if items in (3, 5, 8):
+            raise ValueError(f"bad item {items}")
+        return items
+
+    return flow
+
+
+def test_partial_fan_out_is_drawn_partial_in_the_graph_and_the_tasks_table():
+    # allow_partial: the task succeeds with 7 of 10 elements; the views must not say "all
+    # green" (issue #22): a "partial" node and chip, the count and first error in the table.
+    flow = partial_flow()
+    run = flow.run()
+    assert run.states["work"] == "succeeded"  # the task's own state is unchanged
+    structure = Structure.from_plan(flow.plan())
+    node = structure.nodes(run.state)["work"]
+    assert (node.state, node.counter) == ("partial", "7/10")
+    assert node.error == "3 of 10 elements failed; first: work[3] ValueError: bad item 3"
+    assert structure.nodes(run.state)["items"].state == "succeeded"
+
+    template = DagTemplate(structure.view)
+    svg = panels.dag_html(template, structure, run.state)
+    assert re.search(r'data-task="work" data-state="partial"><title>[^<]*3 of 10 elements', svg)
+    assert 'data-task="items" data-state="succeeded"' in svg
+
+    table = panels.table_html(run.state)
+    row = re.search(r'<tr class="nbflow-row" data-row-task="work".*?</tr>', table)
+    assert row is not None
+    assert 'data-chip="partial"' in row[0] and "7/10" in row[0]
+    assert "3 of 10 elements failed; first: work[3] ValueError: bad item 3" in row[0]
+    # A big run lists only what is not plainly done: the partial task is listed.
+    assert 'data-row-task="work"' in panels.table_html(run.state, max_rows=1)
+
+    digraph = flow.graph(run).source
+    assert STATE_STYLE["partial"].fill in next(
+        line for line in digraph.splitlines() if " work\\n" in line
+    )
 
 
 # -- views ---------------------------------------------------------------------------------

@@ -98,8 +98,36 @@ def counter(record: TaskRecord) -> str | None:
     return f"{record.elements_done}/{record.size}"
 
 
+def partial(record: TaskRecord) -> bool:
+    """Whether ``record`` is a fan-out task that succeeded (``allow_partial=True``) while
+    some of its elements failed: drawn as "partial", not as a plain success."""
+    return record.elements_failed > 0 and record.state == "succeeded"
+
+
+def shown_state(record: TaskRecord) -> str:
+    """The state a task is drawn in: its own, or "partial" (see :func:`partial`)."""
+    return "partial" if partial(record) else str(record.state)
+
+
+def element_errors_text(record: TaskRecord) -> str | None:
+    """``"3 of 10 elements failed; first: work[3] ValueError: bad"``; None if none failed."""
+    if not record.elements_failed:
+        return None
+    size = f" of {record.size}" if record.size is not None else ""
+    n = record.elements_failed
+    text = f"{n}{size} element{'s' if n != 1 else ''} failed"
+    if record.element_errors:
+        index = min(record.element_errors)
+        text += f"; first: {record.name}[{index}] {error_text(record.element_errors[index])}"
+    return text
+
+
 def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float) -> NodeView:
-    """The node of one task: state, attempts, duration (elapsed while running), error."""
+    """The node of one task: state, attempts, duration (elapsed while running), error.
+
+    A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
+    "partial", its error saying how many elements failed and the first error.
+    """
     if record is None:
         return NodeView(name, "pending", facts.priority, tags=facts.tags)
     duration = record.duration
@@ -107,11 +135,11 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         duration = max(0.0, now - record.started_t)
     return NodeView(
         name,
-        record.state,
+        "partial" if partial(record) else record.state,
         facts.priority,
         record.attempts,
         duration,
-        error_text(record.error),
+        error_text(record.error) or element_errors_text(record),
         facts.tags,
         counter(record),
     )
