@@ -323,3 +323,19 @@ def test_grouped_view_too_many_tags_falls_back_to_levels():
 def test_grouped_view_rejects_bad_arguments():
     with pytest.raises(ValueError, match="by='colour'"):
         grouped_view(mixed_view(), by="colour")
+
+
+def test_source_tasks_are_in_the_first_column_of_the_builtin_layout():
+    # `users` was drawn in the second column, as if it had an upstream (issue #22).
+    names = ["users", "orders", "prices", "revenue", "report"]
+    edges = [
+        ("orders", "revenue"),
+        ("prices", "revenue"),
+        ("users", "report"),
+        ("revenue", "report"),
+    ]
+    layout = layered_layout(names, edges)
+    assert layout.layers[0] == ["users", "orders", "prices"]
+    xs = {name: x for name, (x, _) in layout.positions.items()}
+    assert xs["users"] == xs["orders"] == xs["prices"] < xs["revenue"] < xs["report"]
+    assert ("users", "report") in layout.routes  # the long edge bends between the nodes

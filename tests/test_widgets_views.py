@@ -46,13 +46,17 @@ def failing_flow() -> nf.Flow:
 # -- flow.graph ----------------------------------------------------------------------------
 
 
-def test_flow_graph_without_a_run_is_a_pending_digraph():
+def test_flow_graph_without_a_run_is_the_plain_structure():
+    # No run, no states: neutral boxes, not four "pending" nodes (issue #22).
     g = failing_flow().graph()
     assert isinstance(g, graphviz.Digraph)
-    pending = STATE_STYLE["pending"].fill
-    assert g.source.count(f'fillcolor="{pending}"') == 4
+    assert g.source.count('class="nbflow-task"') == 4
+    assert "fillcolor" not in g.source and "nbflow-state-" not in g.source
+    for style in STATE_STYLE.values():
+        assert style.glyph not in g.source and f"\\n{style.label}" not in g.source
     assert g.source.count("->") == 3
-    assert "p=7" in g.source
+    assert 'label="load\\np=7"' in g.source
+    assert "{rank=min; n0}" in g.source  # the source task in the first column
 
 
 def test_flow_graph_of_a_run_is_coloured_by_state():

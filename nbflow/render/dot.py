@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from nbflow.render.layout import default_node_w
@@ -105,7 +106,21 @@ def to_dot_source(view: GraphView, node_w: float | None = None, node_h: float = 
         )
     for k, (u, v) in enumerate(dict.fromkeys(view.edges)):
         g.edge(ids[u], ids[v], id=f"nbflow-e{k}")
+    g.body.append(sources_first(view.names, view.edges, ids))
     return g.source
+
+
+def sources_first(
+    names: Iterable[str], edges: Iterable[tuple[str, str]], ids: Mapping[str, str]
+) -> str:
+    """A DOT statement that puts every task without upstream in the first column.
+
+    Left alone, ``dot`` moves a source next to its first consumer (shorter edges), where it
+    reads as if it had an upstream.
+    """
+    has_upstream = {v for _, v in edges}
+    roots = " ".join(ids[n] for n in names if n not in has_upstream)
+    return f"\t{{rank=min; {roots}}}\n" if roots else ""
 
 
 async def render_dot_svg(source: str, dot: str | None = None, timeout: float = 30) -> str:
