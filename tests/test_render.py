@@ -339,3 +339,35 @@ def test_source_tasks_are_in_the_first_column_of_the_builtin_layout():
     xs = {name: x for name, (x, _) in layout.positions.items()}
     assert xs["users"] == xs["orders"] == xs["prices"] < xs["revenue"] < xs["report"]
     assert ("users", "report") in layout.routes  # the long edge bends between the nodes
+
+
+def _details(svg: str) -> dict[str, str]:
+    root = ET.fromstring(svg)
+    return {
+        g.get("data-task"): next(t.text for t in g if t.get("class") == "nbflow-detail")
+        for g in root.iter(f"{NS}g")
+        if g.get("data-task")
+    }
+
+
+def test_node_labels_fit_a_retried_high_priority_task():
+    # The README's dashboard cut "orders / p=10 · 2 tries …" (issue #22): nodes are wide
+    # enough for the priority, two tries and a duration, fan-out counter included.
+    view = GraphView(
+        (
+            NodeView("orders", "succeeded", priority=10, attempts=2, duration_s=0.5),
+            NodeView("enrich", "succeeded", attempts=2, duration_s=0.9, counter="6/6"),
+            NodeView("revenue", "succeeded", priority=5, duration_s=0.5),
+        ),
+        (("orders", "revenue"), ("enrich", "revenue")),
+    )
+    details = _details(DagTemplate(view).svg())
+    assert details == {
+        "orders": "p=10 · 2 tries · 0.50s",
+        "enrich": "2 tries · 0.90s",
+        "revenue": "p=5 · 0.50s",
+    }
+    # A node narrower than that (a layout made for other priorities) drops the priority,
+    # which never changes and is in the tooltip, rather than cut a fact in half.
+    narrow = layered_layout(view.names, view.edges, node_w=140)
+    assert _details(DagTemplate(view, narrow).svg())["orders"] == "2 tries · 0.50s"

@@ -20,10 +20,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from nbflow.render.layout import default_node_w
 from nbflow.render.model import GraphView
 from nbflow.render.palette import EDGE_COLOUR, style_for
-from nbflow.render.svg import DagTemplate, Geometry, clip, detail_line, esc
+from nbflow.render.svg import DagTemplate, Geometry, clip, detail_line, esc, fit_node_w
 
 _NS = "{http://www.w3.org/2000/svg}"
 _NUM = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
@@ -79,7 +78,7 @@ def to_dot_source(view: GraphView, node_w: float | None = None, node_h: float = 
     """
     import graphviz  # lazily: keeps `import nbflow` fast
 
-    w = default_node_w(view.names) if node_w is None else node_w
+    w = fit_node_w(view) if node_w is None else node_w
     g = graphviz.Digraph(
         "nbflow",
         graph_attr={"rankdir": "LR", "nodesep": "0.22", "ranksep": "0.7", "bgcolor": "transparent"},

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.lifecycle import RunStatus
 from nbflow.render import GraphView, NodeView, topological_layers
 from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
-from nbflow.render.svg import detail_line
+from nbflow.render.svg import detail_line, fit_node_w
 
 if TYPE_CHECKING:
     import graphviz
@@ -287,8 +287,9 @@ class Structure:
 
     @functools.cached_property
     def key(self) -> tuple[Any, ...]:
-        """Identity of the drawn graph: equal keys can share a layout."""
-        return (tuple(self.view.names), self.view.edges)
+        """Identity of the drawn graph: equal keys can share a layout (same shape, and the
+        same node width, which the names and priorities decide)."""
+        return (tuple(self.view.names), self.view.edges, fit_node_w(self.view))
 
     @functools.cached_property
     def priorities(self) -> dict[str, int]:
