@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -128,9 +129,14 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 
 
-def _anchors(path: Path) -> set[str]:
-    from markdown.extensions.toc import slugify
+def slugify(heading: str) -> str:
+    """A heading's anchor as Python-Markdown's toc (and so GitHub, for plain words) makes it."""
+    text = unicodedata.normalize("NFKD", re.sub(r"[`*]", "", heading))
+    text = re.sub(r"[^\w\s-]", "", text.encode("ascii", "ignore").decode()).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
 
+
+def _anchors(path: Path) -> set[str]:
     if path.suffix == ".md":
         text = path.read_text(encoding="utf-8")
     elif path.suffix == ".ipynb":
@@ -138,7 +144,7 @@ def _anchors(path: Path) -> set[str]:
         text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     else:
         return set()
-    return {slugify(re.sub(r"[`*_]", "", h), "-") for h in HEADING.findall(text)}
+    return {slugify(h) for h in HEADING.findall(text)}
 
 
 def markdown_dead_links(page: Path) -> list[str]:
