@@ -3,10 +3,11 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help demo test test-quick lint bench docs notebooks clean distclean
+.PHONY: help demo lab test test-quick lint bench docs notebooks clean distclean
 
 help:
 	@echo "make demo        run the demo (bash scripts/demo.sh)"
+	@echo "make lab         open the teaching notebooks in JupyterLab (bash scripts/demo.sh --lab)"
 	@echo "make test        install everything and run every test (bash scripts/test.sh; CI runs this)"
 	@echo "make test-quick  unit tests only, current Python"
 	@echo "make lint        ruff + mypy"
@@ -17,6 +18,9 @@ help:
 
 demo:
 	bash scripts/demo.sh
+
+lab:
+	bash scripts/demo.sh --lab
 
 test:
 	bash scripts/test.sh

@@ -58,8 +58,8 @@ class Run:
 
     @property
     def flow(self) -> str:
-        """Name of the flow that ran."""
-        return self._state.flow
+        """Name of the flow that runs (known before the run's first event)."""
+        return self._state.flow or (self._plan.flow_name if self._plan is not None else "")
 
     @property
     def parent_run(self) -> str | None:
@@ -143,7 +143,9 @@ class Run:
         """One row per attempt: task, attempt, status, start, end, duration_s, worker, error.
 
         ``start``/``end`` are timestamps (``end`` is NaT while an attempt runs); fan-out
-        elements appear as ``task[i]``; a cached result is one row with status ``cached``.
+        elements appear as ``task[i]``; a cached result is one row with status ``cached``
+        (a fan-out task's too). Two more columns: ``element`` (the element's index, a
+        nullable ``Int64``: ``<NA>`` for a task's own attempt) and ``base_task``.
         """
         import pandas as pd
 
@@ -166,6 +168,7 @@ class Run:
         ]
         frame = pd.DataFrame(rows, columns=[*TIMELINE_COLUMNS, "element", "base_task"])
         frame["duration_s"] = frame["duration_s"].astype(float)
+        frame["element"] = frame["element"].astype("Int64")  # 0, 1, ... beside <NA>, not 0.0
         return frame
 
     def explain(self, task: str) -> str:

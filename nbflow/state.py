@@ -201,7 +201,9 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
         s.tasks[e.task].elements_done += 1
         return
     record = s.tasks[e.task]
-    if e.cached and e.task not in s.open_rows and e.task not in s.fan_out:
+    # A result from the cache or a resume ran no attempt: it gets one row of its own, a
+    # fan-out task's too (its elements did not run either), so the timeline lists every task.
+    if e.cached and e.task not in s.open_rows:
         row = AttemptRow(
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )

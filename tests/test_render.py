@@ -290,7 +290,7 @@ def test_grouped_view_by_level_bounds_groups_and_counts():
     totals = [tuple(map(int, n.counter.split("/"))) for n in g.nodes]
     assert sum(t for _, t in totals) == 1000
     done = sum(
-        s in {"succeeded", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
+        s in {"succeeded", "partial", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
         for s in states
     )
     assert sum(d for d, _ in totals) == done
@@ -323,3 +323,51 @@ def test_grouped_view_too_many_tags_falls_back_to_levels():
 def test_grouped_view_rejects_bad_arguments():
     with pytest.raises(ValueError, match="by='colour'"):
         grouped_view(mixed_view(), by="colour")
+
+
+def test_source_tasks_are_in_the_first_column_of_the_builtin_layout():
+    # `users` was drawn in the second column, as if it had an upstream (issue #22).
+    names = ["users", "orders", "prices", "revenue", "report"]
+    edges = [
+        ("orders", "revenue"),
+        ("prices", "revenue"),
+        ("users", "report"),
+        ("revenue", "report"),
+    ]
+    layout = layered_layout(names, edges)
+    assert layout.layers[0] == ["users", "orders", "prices"]
+    xs = {name: x for name, (x, _) in layout.positions.items()}
+    assert xs["users"] == xs["orders"] == xs["prices"] < xs["revenue"] < xs["report"]
+    assert ("users", "report") in layout.routes  # the long edge bends between the nodes
+
+
+def _details(svg: str) -> dict[str, str]:
+    root = ET.fromstring(svg)
+    return {
+        g.get("data-task"): next(t.text for t in g if t.get("class") == "nbflow-detail")
+        for g in root.iter(f"{NS}g")
+        if g.get("data-task")
+    }
+
+
+def test_node_labels_fit_a_retried_high_priority_task():
+    # The README's dashboard cut "orders / p=10 · 2 tries …" (issue #22): nodes are wide
+    # enough for the priority, two tries and a duration, fan-out counter included.
+    view = GraphView(
+        (
+            NodeView("orders", "succeeded", priority=10, attempts=2, duration_s=0.5),
+            NodeView("enrich", "succeeded", attempts=2, duration_s=0.9, counter="6/6"),
+            NodeView("revenue", "succeeded", priority=5, duration_s=0.5),
+        ),
+        (("orders", "revenue"), ("enrich", "revenue")),
+    )
+    details = _details(DagTemplate(view).svg())
+    assert details == {
+        "orders": "p=10 · 2 tries · 0.50s",
+        "enrich": "2 tries · 0.90s",
+        "revenue": "p=5 · 0.50s",
+    }
+    # A node narrower than that (a layout made for other priorities) drops the priority,
+    # which never changes and is in the tooltip, rather than cut a fact in half.
+    narrow = layered_layout(view.names, view.edges, node_w=140)
+    assert _details(DagTemplate(view, narrow).svg())["orders"] == "2 tries · 0.50s"

@@ -24,6 +24,7 @@ from nbflow.render import (
     to_dot_source,
 )
 from nbflow.render import dot as dot_mod
+from nbflow.render.dot import dot_geometry_sync
 
 NS = "{http://www.w3.org/2000/svg}"
 FAKE_SVG = '<svg xmlns="http://www.w3.org/2000/svg"><g class="node"/></svg>'
@@ -212,3 +213,25 @@ def test_dot_template_injects_state_and_restyles():
 def test_dag_template_dot_renderer_matches_async():
     v = view(4)
     assert DagTemplate(v, renderer="dot").svg() == asyncio.run(DotTemplate.create(v)).svg()
+
+
+def _quickstart_view() -> GraphView:
+    # notebooks/01-quickstart: `users` feeds only `report`, two layers further right.
+    names = ["users", "orders", "prices", "revenue", "report"]
+    edges = [
+        ("orders", "revenue"),
+        ("prices", "revenue"),
+        ("users", "report"),
+        ("revenue", "report"),
+    ]
+    return GraphView(tuple(NodeView(n, "pending") for n in names), tuple(edges))
+
+
+def test_source_tasks_are_in_the_first_column_of_the_dot_layout():
+    view = _quickstart_view()
+    assert "{rank=min; n0 n1 n2}" in to_dot_source(view)
+    if REAL_DOT is None:
+        pytest.skip("graphviz `dot` is not installed")
+    geometry = dot_geometry_sync(view)
+    xs = {name: box[0] for name, box in geometry.boxes.items()}
+    assert xs["users"] == xs["orders"] == xs["prices"] < xs["revenue"] < xs["report"]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from nbflow.render import gantt_svg
+from nbflow.render.gantt import MIN_BAR_W
 
 NS = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -124,3 +125,25 @@ def test_gantt_5000_rows():
     ]
     assert len(bars(gantt_svg(rows))) == 5000
     assert len(lanes(gantt_svg(rows, lane_by="worker"))) == 8
+
+
+def test_instant_attempts_get_a_visible_bar_that_does_not_cover_the_next():
+    # A cached result (0 s) or a 1 ms task in a 100 s run was a 1-2 px sliver (issue #22).
+    rows = [
+        row("slow", 0, 100),
+        row("cached", 50, 50, status="cached"),
+        row("quick[0]", 10, 10.001),
+        row("quick[1]", 10.6, 10.601),  # ~5 px later: clear of a 1 px bar, not of a 6 px one
+    ]
+    bars = {
+        b.get("data-task"): b
+        for b in ET.fromstring(gantt_svg(rows, width=900)).iter(f"{NS}rect")
+        if b.get("class") == "nbflow-bar"
+    }
+    assert all(float(b.get("width")) >= MIN_BAR_W for b in bars.values())
+    assert float(bars["cached"].get("width")) == MIN_BAR_W
+    # Two instant elements of one lane, closer than a widened bar: stacked on two tracks,
+    # not drawn over each other.
+    first, second = bars["quick[0]"], bars["quick[1]"]
+    assert float(first.get("x")) + MIN_BAR_W > float(second.get("x"))
+    assert first.get("y") != second.get("y")

@@ -13,7 +13,7 @@ import pytest
 
 import nbflow as nf
 from nbflow.lifecycle import TaskState
-from nbflow.render import STATE_STYLE
+from nbflow.render import STATE_STYLE, DagTemplate
 from nbflow.state import RunState, TaskRecord
 from nbflow.summary import run_summary_html
 from nbflow.widgets import panels
@@ -46,13 +46,17 @@ def failing_flow() -> nf.Flow:
 # -- flow.graph ----------------------------------------------------------------------------
 
 
-def test_flow_graph_without_a_run_is_a_pending_digraph():
+def test_flow_graph_without_a_run_is_the_plain_structure():
+    # No run, no states: neutral boxes, not four "pending" nodes (issue #22).
     g = failing_flow().graph()
     assert isinstance(g, graphviz.Digraph)
-    pending = STATE_STYLE["pending"].fill
-    assert g.source.count(f'fillcolor="{pending}"') == 4
+    assert g.source.count('class="nbflow-task"') == 4
+    assert "fillcolor" not in g.source and "nbflow-state-" not in g.source
+    for style in STATE_STYLE.values():
+        assert style.glyph not in g.source and f"\\n{style.label}" not in g.source
     assert g.source.count("->") == 3
-    assert "p=7" in g.source
+    assert 'label="load\\np=7"' in g.source
+    assert "{rank=min; n0}" in g.source  # the source task in the first column
 
 
 def test_flow_graph_of_a_run_is_coloured_by_state():
@@ -70,6 +74,53 @@ def test_flow_graph_of_a_run_is_coloured_by_state():
     assert "KeyError" in node["broken"]  # the error is the tooltip
     assert STATE_STYLE["upstream_failed"].fill in node["publish"]
     assert "3/3" in node["square"]  # fan-out counter
+
+
+def partial_flow() -> nf.Flow:
+    flow = nf.Flow("partial", store=None)
+
+    @flow.task
+    def items():
+        return list(range(10))
+
+    @flow.task(fan_out="items", allow_partial=True)
+    def work(items):
+        if items in (3, 5, 8):
+            raise ValueError(f"bad item {items}")
+        return items
+
+    return flow
+
+
+def test_partial_fan_out_is_drawn_partial_in_the_graph_and_the_tasks_table():
+    # allow_partial: the task succeeds with 7 of 10 elements; the views must not say "all
+    # green" (issue #22): a "partial" node and chip, the count and first error in the table.
+    flow = partial_flow()
+    run = flow.run()
+    assert run.states["work"] == "succeeded"  # the task's own state is unchanged
+    structure = Structure.from_plan(flow.plan())
+    node = structure.nodes(run.state)["work"]
+    assert (node.state, node.counter) == ("partial", "7/10")
+    assert node.error == "3 of 10 elements failed; first: work[3] ValueError: bad item 3"
+    assert structure.nodes(run.state)["items"].state == "succeeded"
+
+    template = DagTemplate(structure.view)
+    svg = panels.dag_html(template, structure, run.state)
+    assert re.search(r'data-task="work" data-state="partial"><title>[^<]*3 of 10 elements', svg)
+    assert 'data-task="items" data-state="succeeded"' in svg
+
+    table = panels.table_html(run.state)
+    row = re.search(r'<tr class="nbflow-row" data-row-task="work".*?</tr>', table)
+    assert row is not None
+    assert 'data-chip="partial"' in row[0] and "7/10" in row[0]
+    assert "3 of 10 elements failed; first: work[3] ValueError: bad item 3" in row[0]
+    # A big run lists only what is not plainly done: the partial task is listed.
+    assert 'data-row-task="work"' in panels.table_html(run.state, max_rows=1)
+
+    digraph = flow.graph(run).source
+    assert STATE_STYLE["partial"].fill in next(
+        line for line in digraph.splitlines() if " work\\n" in line
+    )
 
 
 # -- views ---------------------------------------------------------------------------------

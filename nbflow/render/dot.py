@@ -17,12 +17,12 @@ import subprocess
 import sys
 import sysconfig
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from nbflow.render.layout import default_node_w
 from nbflow.render.model import GraphView
 from nbflow.render.palette import EDGE_COLOUR, style_for
-from nbflow.render.svg import DagTemplate, Geometry, clip, detail_line, esc
+from nbflow.render.svg import DagTemplate, Geometry, clip, detail_line, esc, fit_node_w
 
 _NS = "{http://www.w3.org/2000/svg}"
 _NUM = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
@@ -78,7 +78,7 @@ def to_dot_source(view: GraphView, node_w: float | None = None, node_h: float = 
     """
     import graphviz  # lazily: keeps `import nbflow` fast
 
-    w = default_node_w(view.names) if node_w is None else node_w
+    w = fit_node_w(view) if node_w is None else node_w
     g = graphviz.Digraph(
         "nbflow",
         graph_attr={"rankdir": "LR", "nodesep": "0.22", "ranksep": "0.7", "bgcolor": "transparent"},
@@ -105,7 +105,21 @@ def to_dot_source(view: GraphView, node_w: float | None = None, node_h: float = 
         )
     for k, (u, v) in enumerate(dict.fromkeys(view.edges)):
         g.edge(ids[u], ids[v], id=f"nbflow-e{k}")
+    g.body.append(sources_first(view.names, view.edges, ids))
     return g.source
+
+
+def sources_first(
+    names: Iterable[str], edges: Iterable[tuple[str, str]], ids: Mapping[str, str]
+) -> str:
+    """A DOT statement that puts every task without upstream in the first column.
+
+    Left alone, ``dot`` moves a source next to its first consumer (shorter edges), where it
+    reads as if it had an upstream.
+    """
+    has_upstream = {v for _, v in edges}
+    roots = " ".join(ids[n] for n in names if n not in has_upstream)
+    return f"\t{{rank=min; {roots}}}\n" if roots else ""
 
 
 async def render_dot_svg(source: str, dot: str | None = None, timeout: float = 30) -> str:

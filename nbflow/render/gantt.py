@@ -19,6 +19,9 @@ from nbflow.render.svg import clip, esc, fmt_duration
 _ELEMENT = re.compile(r"^(.+)\[[^\[\]]*\]$")  # "task[3]" -> lane "task"
 _MAX_TRACKS = 8  # beyond this, bars in a lane overlap rather than grow the lane without bound
 _BAR_H, _TRACK_GAP, _LANE_PAD, _TOP, _BOTTOM = 14.0, 3.0, 5.0, 30.0, 14.0
+#: The narrowest bar, in px: an instant attempt (a cached result, a 1 ms task in a long run)
+#: stays visible and clickable for its tooltip instead of a 1-2 px sliver.
+MIN_BAR_W = 6.0
 _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200)
 
 
@@ -104,7 +107,7 @@ def gantt_svg(
     parts: list[str] = []
     y = _TOP
     for n, (lane, members) in enumerate(lanes.items()):
-        track_of = _pack([bars[i] for i in members], open_end, gap)
+        track_of = _pack([bars[i] for i in members], open_end, gap, MIN_BAR_W / scale)
         tracks = max(track_of) + 1
         lane_h = 2 * _LANE_PAD + tracks * _BAR_H + (tracks - 1) * _TRACK_GAP
         if n % 2 == 0:
@@ -146,7 +149,7 @@ def _bar(
     s = style_for(status)
     stop = open_end if end is None else end
     x = x0 + (start - t0) * scale
-    w = max((max(stop, start) - start) * scale, 2.0)
+    w = max((max(stop, start) - start) * scale, MIN_BAR_W)
     dur = row.get("duration_s")
     dur = stop - start if dur is None or dur != dur else float(dur)
     attempt = row.get("attempt")
@@ -200,12 +203,17 @@ def _read(rows: Iterable[Mapping[str, Any]] | Any, lane_by: str) -> list[_Bar]:
     return bars
 
 
-def _pack(bars: list[_Bar], open_end: float, gap: float) -> list[int]:
-    """Sub-track of each bar (bars sorted by start): greedy interval colouring with a heap."""
+def _pack(bars: list[_Bar], open_end: float, gap: float, least: float = 0.0) -> list[int]:
+    """Sub-track of each bar (bars sorted by start): greedy interval colouring with a heap.
+
+    ``least``: the shortest drawn duration (a bar is at least :data:`MIN_BAR_W` wide), so
+    a widened instant bar does not cover the next one on its track.
+    """
     heap: list[tuple[float, int]] = []  # (end, track): the track that frees up first on top
     tracks = []
     for bar in bars:
         end = open_end if bar.end is None else max(bar.end, bar.start)
+        end = max(end, bar.start + least)
         # A track is free again a few pixels after its bar ends, so bars never touch.
         if heap and (heap[0][0] + gap <= bar.start or len(heap) >= _MAX_TRACKS):
             _, track = heapq.heappop(heap)

@@ -150,10 +150,7 @@ def layered_layout(
     if not names:
         return Layout({}, 2 * margin, 2 * margin, node_w, node_h, [])
     succ, pred = _index(names, edges)
-    layer = _generations(names, succ, pred)
-    for i in range(len(names)):  # sources sit just before their first consumer
-        if not pred[i] and succ[i]:
-            layer[i] = min(layer[v] for v in succ[i]) - 1
+    layer = _generations(names, succ, pred)  # every source in the first layer
 
     # Long edges become chains of bend points ("dummies", ids >= n), with a budget so a
     # pathological graph cannot blow up; edges beyond it are drawn straight.
@@ -284,8 +281,9 @@ def _project(
 # How the layout works
 # --------------------
 # 1. Layering: Kahn's algorithm by generations gives each node its longest distance from a
-#    source, so every edge points right. Sources then move to just before their first
-#    consumer, so a config task used only at the end does not stretch across the picture.
+#    source, so every edge points right. Every source stays in the first layer, even one
+#    whose only consumer is far right: a task drawn in a later column reads as if it had an
+#    upstream (issue #22). Its long edge bends between the nodes (step 2).
 # 2. Long edges: an edge spanning k layers gets k-1 bend points, tiny nodes that take part
 #    in ordering and spacing, so long edges route between nodes (a budget keeps it linear).
 # 3. Ordering: alternating down and up sweeps sort each layer by the barycenter (mean

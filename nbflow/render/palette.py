@@ -11,12 +11,16 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+#: What a node, a table row or a bar can show: the task states of
+#: :class:`~nbflow.lifecycle.TaskState`, and "partial", a fan-out task that succeeded with
+#: ``allow_partial=True`` while some of its elements failed (drawn, never a task's state).
 STATES: tuple[str, ...] = (
     "pending",
     "queued",
     "running",
     "retrying",
     "succeeded",
+    "partial",
     "cached",
     "failed",
     "skipped",
@@ -26,7 +30,7 @@ STATES: tuple[str, ...] = (
 
 #: States after which a task no longer changes; "done" in group counters.
 TERMINAL: frozenset[str] = frozenset(
-    {"succeeded", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
+    {"succeeded", "partial", "cached", "failed", "skipped", "upstream_failed", "cancelled"}
 )
 
 #: Most urgent first: the state a collapsed group shows is its members' earliest here.
@@ -39,6 +43,7 @@ URGENCY: tuple[str, ...] = (
     "upstream_failed",
     "cancelled",
     "pending",
+    "partial",
     "skipped",
     "cached",
     "succeeded",
@@ -91,6 +96,8 @@ STATE_STYLE: dict[str, StateStyle] = {
     "running": StateStyle("running", "▶", "#D3E6F5", _BLUE, "#06385A", 3.0),
     "retrying": StateStyle("retrying", "↻", "#FCEBC8", _ORANGE, "#6B4700", 3.0, "6 3"),
     "succeeded": StateStyle("succeeded", "✓", "#D5EFE6", _GREEN, "#04533D", 1.5),
+    # Succeeded, but not every element did: amber, a solid thick border, a half-full glyph.
+    "partial": StateStyle("partial", "◐", "#FDF1D3", _ORANGE, "#6B4700", 2.5),
     "cached": StateStyle("cached", "≡", "#E9F6F1", _GREEN, "#04533D", 1.5, "1.5 2.5"),
     "failed": StateStyle("failed", "✕", "#F9DCCB", _VERMILLION, "#7A2E00", 2.5, "", True),
     "skipped": StateStyle("skipped", "»", "#F5F5F4", "#A8A29E", "#57534E", 1.25, "1.5 2.5"),

@@ -45,8 +45,8 @@ def fmt_duration(seconds: float) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def detail_line(node: NodeView) -> str:
-    """The node's second line, e.g. ``p=2 · 3 tries · 1.3s``; the state label when nothing else."""
+def detail_parts(node: NodeView) -> list[str]:
+    """What the node's second line says: priority, tries and duration, as far as known."""
     parts = []
     if node.priority:
         parts.append(f"p={node.priority}")
@@ -54,7 +54,41 @@ def detail_line(node: NodeView) -> str:
         parts.append(f"{node.attempts} tries")
     if node.duration_s is not None:
         parts.append(fmt_duration(node.duration_s))
-    return " · ".join(parts) or _style(node.state).label
+    return parts
+
+
+def detail_line(node: NodeView) -> str:
+    """The node's second line, e.g. ``p=2 · 3 tries · 1.3s``; the state label when nothing else."""
+    return " · ".join(detail_parts(node)) or _style(node.state).label
+
+
+def fit_detail(node: NodeView, max_chars: int) -> str:
+    """The detail line in at most ``max_chars``: whole facts dropped first (the priority, which
+    never changes and is in the tooltip), an ellipsis only when one fact alone is too long."""
+    parts = detail_parts(node)
+    while len(parts) > 1 and len(" · ".join(parts)) > max_chars:
+        parts.pop(0)
+    return clip(" · ".join(parts) or _style(node.state).label, max_chars)
+
+
+# Text widths, estimated (no font metrics here): px per character of a node's bold 12.5 px
+# name and of its 11 px detail line, and the box's padding around them (glyph column, ends).
+_NAME_PX, _DETAIL_PX, _PAD = 7.2, 6.2, 40.0
+MIN_NODE_W, MAX_NODE_W = 140.0, 240.0
+
+
+def fit_node_w(view: GraphView) -> float:
+    """One node width for ``view`` that fits every name and a typical detail line.
+
+    The detail line reserved is the longest of ``p=<priority> · 2 tries · 0.00s``: a retried
+    task of the highest priority. Clamped to 140..240 px; longer text is shortened (names
+    with an ellipsis, detail lines by :func:`fit_detail`).
+    """
+    widest = 0.0
+    for node in view.nodes:
+        detail = (f"p={node.priority} · " if node.priority else "") + "2 tries · 0.00s"
+        widest = max(widest, _NAME_PX * len(node.name) + 8, _DETAIL_PX * len(detail))
+    return min(max(widest + _PAD, MIN_NODE_W), MAX_NODE_W)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +130,7 @@ def python_geometry(view: GraphView, layout: Layout | None = None) -> Geometry:
     Raises:
         ValueError: ``layout`` lacks a node of ``view`` (it was made for another graph).
     """
-    lay = layout or layered_layout(view.names, view.edges)
+    lay = layout or layered_layout(view.names, view.edges, node_w=fit_node_w(view))
     missing = next((n for n in view.names if n not in lay.positions), None)
     if missing is not None:
         raise ValueError(f"the layout has no position for task {missing!r}; lay out this view")
@@ -167,7 +201,7 @@ class DagTemplate:
         self._static = {}
         for name, (cx, cy, w, h) in geometry.boxes.items():
             x0, y0 = cx - w / 2, cy - h / 2
-            label = esc(clip(name, int((w - 40) / 7.2)))
+            label = esc(clip(name, int((w - _PAD) / _NAME_PX)))
             self._static[name] = (x0, y0, w, h, f' data-task="{esc(name)}"', label)
         # Drawn nodes by view: a node whose view did not change since the last drawing (a
         # finished task, a group whose counts stayed) is not formatted again.
@@ -202,7 +236,7 @@ class DagTemplate:
         # detail_line falls back to the state label: say it once ("succeeded", not twice).
         facts = [s.label] + [part for part in (detail, node.counter) if part and part != s.label]
         tip = f"{name}\n{' · '.join(facts)}" + (f"\n{node.error}" if node.error else "")
-        counter, bar, room = "", "", w - 40
+        counter, bar, room = "", "", w - _PAD
         if node.counter:
             counter = (
                 f'<text class="nbflow-counter" x="{x0 + w - 10:.1f}" y="{y0 + 33:.1f}" '
@@ -230,7 +264,8 @@ class DagTemplate:
             f'<text class="nbflow-name" x="{x0 + 28:.1f}" y="{y0 + 19:.1f}" font-size="12.5" '
             f'font-weight="600" fill="{s.text}">{label}</text>'
             f'<text class="nbflow-detail" x="{x0 + 28:.1f}" y="{y0 + 33:.1f}" font-size="11" '
-            f'fill="{s.text}" fill-opacity="0.78">{esc(clip(detail, int(room / 6.2)))}</text>'
+            f'fill="{s.text}" fill-opacity="0.78">{esc(fit_detail(node, int(room / _DETAIL_PX)))}'
+            "</text>"
             f"{counter}{bar}</g>"
         )
 

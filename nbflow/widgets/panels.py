@@ -30,9 +30,12 @@ from nbflow.widgets.views import (
     Structure,
     counter,
     counts_of,
+    element_errors_text,
     error_text,
     gantt_rows,
     now_t,
+    partial,
+    shown_state,
 )
 
 if TYPE_CHECKING:
@@ -152,11 +155,12 @@ def _rows(state: RunState, max_rows: int) -> tuple[list[TaskRecord], dict[str, i
     if len(records) <= max_rows:
         return records, {}
     n = counts(state)
-    if all(k in _QUIET for k in n):  # all plainly done (a big run's usual end): count only
-        return [], {str(k): v for k, v in n.items()}
-    shown = [r for r in records if r.state not in _QUIET]
+    # A partial fan-out task (failed elements allowed) is not plainly done: it is listed.
+    if all(k in _QUIET for k in n) and not any(r.elements_failed for r in records):
+        return [], {str(k): v for k, v in n.items()}  # a big run's usual end: count only
+    shown = [r for r in records if r.state not in _QUIET or partial(r)]
     if len(shown) > max_rows:
-        shown = sorted(shown, key=lambda r: _URGENT[r.state])[:max_rows]  # sort is stable
+        shown = sorted(shown, key=lambda r: _URGENT[shown_state(r)])[:max_rows]  # stable
     keep = {id(r) for r in shown}
     hidden = Counter(r.state for r in records if id(r) not in keep)
     return [r for r in records if id(r) in keep], {str(k): v for k, v in hidden.items()}
@@ -170,6 +174,9 @@ def _error_cell(record: TaskRecord) -> str:
     text = error_text(record.error)
     if record.state == "failed" and text:
         return f'<span style="color:{_ERROR}">{esc(text)}</span>'
+    elements = element_errors_text(record)
+    if elements:  # a fan-out task whose failed elements were allowed (or are being retried)
+        return f'<span class="nbflow-element-errors" style="color:{_ERROR}">{esc(elements)}</span>'
     if record.reason:
         return f'<span style="opacity:.7">{esc(record.reason)}</span>'
     if text:  # a retrying task's last error
@@ -253,6 +260,7 @@ def table_html(
     td = 'style="padding:5px 10px;vertical-align:top;white-space:nowrap"'
     for r in records:
         value = str(r.state)
+        shown = shown_state(r)  # "partial" for a fan-out task with failed elements allowed
         duration = r.duration
         if duration is None and r.started_t is not None:
             duration = max(0.0, now - r.started_t)
@@ -266,7 +274,7 @@ def table_html(
         out.append(
             f'<tr class="nbflow-row" data-row-task="{esc(r.name)}" data-row-state="{value}" '
             f'style="border-top:1px solid {_RULE}"><td {td}><span style="font-weight:600">'
-            f"{name}</span></td><td {td}>{chip(value, style_for(value).label)}"
+            f"{name}</span></td><td {td}>{chip(shown, style_for(shown).label)}"
             + (f' <span style="opacity:.7">{esc(extra)}</span>' if extra else "")
             + f"</td><td {td}>{r.attempts or ''}</td><td {td}>{esc(r.worker or '')}</td>"
             f"<td {td}>{fmt_duration(duration) if duration is not None else ''}</td>"

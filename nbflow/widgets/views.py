@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.lifecycle import RunStatus
 from nbflow.render import GraphView, NodeView, topological_layers
 from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
-from nbflow.render.svg import detail_line
+from nbflow.render.svg import detail_line, fit_node_w
 
 if TYPE_CHECKING:
     import graphviz
@@ -98,8 +98,36 @@ def counter(record: TaskRecord) -> str | None:
     return f"{record.elements_done}/{record.size}"
 
 
+def partial(record: TaskRecord) -> bool:
+    """Whether ``record`` is a fan-out task that succeeded (``allow_partial=True``) while
+    some of its elements failed: drawn as "partial", not as a plain success."""
+    return record.elements_failed > 0 and record.state == "succeeded"
+
+
+def shown_state(record: TaskRecord) -> str:
+    """The state a task is drawn in: its own, or "partial" (see :func:`partial`)."""
+    return "partial" if partial(record) else str(record.state)
+
+
+def element_errors_text(record: TaskRecord) -> str | None:
+    """``"3 of 10 elements failed; first: work[3] ValueError: bad"``; None if none failed."""
+    if not record.elements_failed:
+        return None
+    size = f" of {record.size}" if record.size is not None else ""
+    n = record.elements_failed
+    text = f"{n}{size} element{'s' if n != 1 else ''} failed"
+    if record.element_errors:
+        index = min(record.element_errors)
+        text += f"; first: {record.name}[{index}] {error_text(record.element_errors[index])}"
+    return text
+
+
 def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float) -> NodeView:
-    """The node of one task: state, attempts, duration (elapsed while running), error."""
+    """The node of one task: state, attempts, duration (elapsed while running), error.
+
+    A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
+    "partial", its error saying how many elements failed and the first error.
+    """
     if record is None:
         return NodeView(name, "pending", facts.priority, tags=facts.tags)
     duration = record.duration
@@ -107,11 +135,11 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         duration = max(0.0, now - record.started_t)
     return NodeView(
         name,
-        record.state,
+        "partial" if partial(record) else record.state,
         facts.priority,
         record.attempts,
         duration,
-        error_text(record.error),
+        error_text(record.error) or element_errors_text(record),
         facts.tags,
         counter(record),
     )
@@ -259,8 +287,9 @@ class Structure:
 
     @functools.cached_property
     def key(self) -> tuple[Any, ...]:
-        """Identity of the drawn graph: equal keys can share a layout."""
-        return (tuple(self.view.names), self.view.edges)
+        """Identity of the drawn graph: equal keys can share a layout (same shape, and the
+        same node width, which the names and priorities decide)."""
+        return (tuple(self.view.names), self.view.edges, fit_node_w(self.view))
 
     @functools.cached_property
     def priorities(self) -> dict[str, int]:
@@ -329,13 +358,17 @@ def gantt_rows(state: RunState) -> list[dict[str, Any]]:
 def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.Digraph:
     """A ``graphviz.Digraph`` of the structure, nodes styled by ``state`` when given.
 
-    Nodes are rounded boxes, left to right, labelled with a state glyph, the name and a
-    detail line (priority, tries, duration, fan-out counter); a failed node's tooltip holds
-    its error. Styles come from :data:`~nbflow.render.STATE_STYLE`, as in the dashboard.
+    Nodes are rounded boxes, left to right, tasks without upstream in the first column.
+    Without ``state`` they show the plain structure: neutral boxes with the name and the
+    priority (a group: its number of tasks), no state. With ``state`` each is labelled with
+    a state glyph, the name and a detail line (priority, tries, duration, fan-out counter);
+    a failed node's tooltip holds its error. Styles come from
+    :data:`~nbflow.render.STATE_STYLE`, as in the dashboard.
     """
     import graphviz  # lazily: keeps `import nbflow` fast
 
-    nodes = structure.nodes(state) if state is not None else structure.view.by_name()
+    from nbflow.render.dot import sources_first
+
     g = graphviz.Digraph(
         "nbflow",
         graph_attr={"rankdir": "LR", "nodesep": "0.25", "ranksep": "0.6", "bgcolor": "transparent"},
@@ -348,17 +381,41 @@ def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.
         edge_attr={"color": EDGE_COLOUR, "arrowsize": "0.6", "penwidth": "1.2"},
     )
     ids = {}
-    for i, node in enumerate(nodes.values()):
-        s = style_for(node.state)
-        ids[node.name] = f"n{i}"
-        detail = detail_line(node) + (f" · {node.counter}" if node.counter else "")
-        g.node(
-            f"n{i}",
-            label=f"{s.glyph} {graphviz.escape(node.name)}\\n{graphviz.escape(detail)}",
-            tooltip=graphviz.escape(f"{node.name}: {node.error or s.label}"),
-            **s.dot_attrs(),
-            **{"class": f"nbflow-state-{node.state}"},
-        )
+    if state is None:
+        for i, node in enumerate(structure.view.nodes):
+            ids[node.name] = f"n{i}"
+            size = structure.groups.get(node.name)
+            facts = [f"{len(size):,} tasks"] if size else []
+            facts += [f"p={node.priority}"] if node.priority else []
+            g.node(
+                f"n{i}",
+                label="\\n".join([graphviz.escape(node.name), *facts]),
+                tooltip=graphviz.escape(node.name),
+                **_PLAIN,
+            )
+    else:
+        for i, node in enumerate(structure.nodes(state).values()):
+            s = style_for(node.state)
+            ids[node.name] = f"n{i}"
+            detail = detail_line(node) + (f" · {node.counter}" if node.counter else "")
+            g.node(
+                f"n{i}",
+                label=f"{s.glyph} {graphviz.escape(node.name)}\\n{graphviz.escape(detail)}",
+                tooltip=graphviz.escape(f"{node.name}: {node.error or s.label}"),
+                **s.dot_attrs(),
+                **{"class": f"nbflow-state-{node.state}"},
+            )
     for u, v in structure.view.edges:
         g.edge(ids[u], ids[v])
+    g.body.append(sources_first(structure.view.names, structure.view.edges, ids))
     return g
+
+
+#: How ``flow.graph()`` draws a task when no run is given: the structure only, no state.
+_PLAIN = {
+    "style": "rounded",
+    "color": "#6B7280",
+    "fontcolor": "#1F2937",
+    "penwidth": "1.2",
+    "class": "nbflow-task",
+}

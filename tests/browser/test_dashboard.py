@@ -80,6 +80,21 @@ _d._table += '<p>redrawn</p>'
 """
 
 
+# The nodes whose name or detail line is elided or overflows, as [task, what] pairs.
+LABELS_OVERFLOWING = """els => els.flatMap(g => {
+  const box = g.querySelector('.nbflow-box').getBBox(), out = [];
+  const counter = g.querySelector('.nbflow-counter');
+  for (const t of g.querySelectorAll('.nbflow-name, .nbflow-detail')) {
+    const b = t.getBBox(), right = b.x + b.width;
+    if (t.textContent.includes('\u2026')) out.push([g.dataset.task, 'cut: ' + t.textContent]);
+    if (right > box.x + box.width - 4) out.push([g.dataset.task, 'overflows: ' + t.textContent]);
+    if (counter && t.classList.contains('nbflow-detail') && right > counter.getBBox().x - 2)
+      out.push([g.dataset.task, 'under the counter: ' + t.textContent]);
+  }
+  return out;
+})"""
+
+
 def run_in_kernel(page: Page, code: str) -> None:
     """Execute ``code`` in the notebook's kernel (not in a cell) and wait for it to finish."""
     page.evaluate(
@@ -147,9 +162,14 @@ def test_dashboards_update_live_and_end_right(
     assert progress(showcase) == ("10", "10")
     assert len(bars(showcase)) == 14  # orders 2 attempts, enrich 6 elements, 6 tasks once
     assert run.page_errors == []
+    # Every label fits its box as the browser measures it: nothing cut with "…", nothing
+    # past the border or over the fan-out counter (the README's picture cut
+    # "orders · p=10 · 2 tries …", issue #22).
+    assert showcase.locator("g.nbflow-node").evaluate_all(LABELS_OVERFLOWING) == []
 
-    # Pictures for review and for the README (docs/img/dashboard.png is the graph one), with
-    # the file browser hidden, as a reader's wider notebook would show it.
+    # Pictures for review and for the README (docs/img/dashboard.png is a copy of the graph
+    # one, dashboard_showcase_graph.png), with the file browser hidden, as a reader's wider
+    # notebook would show it.
     run.page.evaluate(
         "() => { window.jupyterapp.commands.execute('application:toggle-left-area'); }"
     )

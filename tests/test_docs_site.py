@@ -1,0 +1,179 @@
+"""The docs site works offline and has no dead links (scripts/docs_hooks.py, mkdocs.yml).
+
+The hooks run inside ``mkdocs build --strict`` (the docs stage); these tests pin what they
+do on small inputs, check the stored notebooks they act on, and check the README's
+relative links, which are not part of the site.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "scripts" / "docs_hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hooks = _hooks()
+VIEW = hooks.WIDGET_VIEW
+
+
+def _output(*kinds: str) -> dict:
+    return {"output_type": "display_data", "data": {k: "x" for k in kinds}, "metadata": {}}
+
+
+def _nb(*outputs: dict) -> dict:
+    cell = {"cell_type": "code", "source": "", "outputs": list(outputs), "metadata": {}}
+    return {"cells": [cell], "metadata": {"widgets": {"state": {}}}, "nbformat": 4}
+
+
+def test_offline_notebook_drops_widget_views_that_have_a_fallback():
+    nb = _nb(_output(VIEW, "text/html", "text/plain"), _output("text/plain"))
+    offline, dropped = hooks.offline_notebook(nb)
+    assert dropped == 1
+    assert [set(o["data"]) for o in offline["cells"][0]["outputs"]] == [
+        {"text/html", "text/plain"},
+        {"text/plain"},
+    ]
+    assert "widgets" not in offline["metadata"]  # no view left: no widget loader either
+    assert VIEW in nb["cells"][0]["outputs"][0]["data"]  # the input is not changed
+
+
+def test_offline_notebook_keeps_a_widget_view_that_has_nothing_else():
+    offline, dropped = hooks.offline_notebook(_nb(_output(VIEW, "text/plain")))
+    assert dropped == 0
+    assert VIEW in offline["cells"][0]["outputs"][0]["data"]
+    assert "widgets" in offline["metadata"]  # the view still needs its state (online)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_stored_dashboard_shows_its_html_on_the_docs_pages(path: Path):
+    # Without network the pages showed blank dashboards (issue #22): each dashboard output
+    # has a text/html fallback, and the docs render it instead of the widget view.
+    offline, _ = hooks.offline_notebook(json.loads(path.read_text(encoding="utf-8")))
+    dashboards = [
+        output["data"]
+        for cell in offline["cells"]
+        for output in cell.get("outputs", [])
+        if "".join(output.get("data", {}).get("text/plain", "")).startswith("<nbflow.Dashboard")
+    ]
+    assert dashboards, "every teaching notebook shows at least one run's dashboard"
+    for data in dashboards:
+        assert VIEW not in data and "nbflow-status" in "".join(data["text/html"])
+
+
+def _site(tmp_path: Path, pages: dict[str, str]) -> Path:
+    for rel, body in pages.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"<html><body>{body}</body></html>")
+    return tmp_path
+
+
+def test_dead_links_finds_missing_pages_files_and_anchors(tmp_path):
+    site = _site(
+        tmp_path,
+        {
+            "index.html": '<h1 id="top">x</h1><a href="#top">ok</a> <a href="guide/#setup">ok</a>'
+            ' <a href="guide/#nowhere">bad anchor</a> <a href="gone/">bad page</a>'
+            ' <a href="img/a.png">ok file</a> <a href="https://example.org/#x">external</a>',
+            "guide/index.html": '<h2 id="setup">s</h2><a href="../#top">ok</a>'
+            ' <a href="#stopping-the-whole-run-and">toc</a> <a href="../../out.html">out</a>',
+            "404.html": '<a href="missing/">not checked</a>',
+        },
+    )
+    (site / "img").mkdir()
+    (site / "img" / "a.png").write_bytes(b"")
+    assert hooks.dead_links(site) == [
+        "guide/index.html: #stopping-the-whole-run-and "
+        "(no anchor #stopping-the-whole-run-and in guide/index.html)",
+        "guide/index.html: ../../out.html (no such file)",
+        "index.html: guide/#nowhere (no anchor #nowhere in guide/index.html)",
+        "index.html: gone/ (no such file)",
+    ]
+
+
+def test_mkdocs_config_wires_the_hooks_the_roles_and_the_offline_assets():
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *_: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+    assert config["strict"] is True
+    assert "scripts/docs_hooks.py" in config["hooks"]
+    python = next(p["mkdocstrings"] for p in config["plugins"] if "mkdocstrings" in p)
+    assert (
+        "scripts/docs_roles.py:SphinxRoles" in python["handlers"]["python"]["options"]["extensions"]
+    )
+    for asset in config["extra_javascript"] + config["extra_css"]:
+        assert (ROOT / "docs" / asset).is_file(), asset
+    assert config["theme"]["font"] is False  # no font CDN
+
+
+# -- the README's relative links (GitHub renders them; the site does not include it) ---------
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
+
+
+def slugify(heading: str) -> str:
+    """A heading's anchor as Python-Markdown's toc (and so GitHub, for plain words) makes it."""
+    text = unicodedata.normalize("NFKD", re.sub(r"[`*]", "", heading))
+    text = re.sub(r"[^\w\s-]", "", text.encode("ascii", "ignore").decode()).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def _anchors(path: Path) -> set[str]:
+    if path.suffix == ".md":
+        text = path.read_text(encoding="utf-8")
+    elif path.suffix == ".ipynb":
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    else:
+        return set()
+    return {slugify(h) for h in HEADING.findall(text)}
+
+
+def markdown_dead_links(page: Path) -> list[str]:
+    """Relative links of a Markdown file whose target (file, folder or #anchor) is missing."""
+    problems = []
+    for href in LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z][a-z0-9+.-]*:", href):  # https:, mailto: ...
+            continue
+        path, _, anchor = href.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.exists():
+            problems.append(f"{href} (no such file)")
+        elif anchor and target.is_file() and anchor not in _anchors(target):
+            problems.append(f"{href} (no anchor #{anchor})")
+    return problems
+
+
+def test_readme_relative_links_and_anchors_exist():
+    assert markdown_dead_links(ROOT / "README.md") == []
+
+
+def test_markdown_dead_links_sees_a_dead_file_and_anchor(tmp_path):
+    (tmp_path / "guide.md").write_text("# Guide\n\n## Set `up` here\n")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "[a](guide.md#set-up-here) [b](guide.md#nope) [c](gone.md) [d](https://x.org/#y) [e](#z)"
+    )
+    assert markdown_dead_links(page) == [
+        "guide.md#nope (no anchor #nope)",
+        "gone.md (no such file)",
+        "#z (no anchor #z)",
+    ]
