@@ -26,6 +26,7 @@ import ast
 import asyncio
 import collections
 import functools
+import inspect
 import logging
 import time
 import traceback
@@ -40,7 +41,7 @@ from .errors import ConditionError, OverheadWarning, TaskTimeoutError
 from .events import EventBus
 from .executors import LocalExecutor
 from .fanout import sliding_window
-from .graph import Gate, Plan
+from .graph import Gate, Plan, task_variables
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .middleware import Context, call_with, handlers_for
 from .pool import Pool
@@ -149,7 +150,14 @@ class Engine:
             self._var_params[n] = tuple(p.name for p in params if p.name in variables)
             if any(p.name == "worker" for p in params):
                 self._wants_worker.add(n)
-        self._gated = plan.table("gated", lambda: {n for n, g in plan.gates.items() if g})
+        # Gates are checked as a task is placed; an async callable ``when=`` is awaited as
+        # the task's first step instead (a placed task's runner can await).
+        self._async_gated = plan.table(
+            "async_gated", lambda: frozenset(n for n, g in plan.gates.items() if _awaits(g))
+        )
+        self._gated = plan.table(
+            "gated", lambda: {n for n, g in plan.gates.items() if g and n not in self._async_gated}
+        )
         with_data = plan.table(
             "with_data", lambda: frozenset(n for n, p in plan.data_params.items() if p)
         )
@@ -502,24 +510,66 @@ class Engine:
 
     def _gates_open(self, name: str) -> bool:
         """Evaluate ``when``/branch gates; a closed gate skips the task, an error fails it."""
-        gates = self.plan.gates[name]
-        if not gates:
+        if not self.plan.gates[name]:
             return True
+        verdict = self._gate_verdict(name, None)
+        if verdict is None:
+            return True
+        outcome, error, reason = verdict
+        self._finish_task(name, outcome, error=error, reason=reason)
+        return False
+
+    def _gate_verdict(
+        self, name: str, awaited: dict[int, Any] | None
+    ) -> tuple[S, BaseException | None, str] | None:
+        """None when every gate of ``name`` passes, else ``(skipped or failed, error,
+        reason)``. ``awaited``: what async callables gave (by gate position), when known."""
         tasks = self.state.tasks
         results = {
             d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
         }
-        for gate in gates:
+        variables = task_variables(self.plan, name, self.variables)
+        for position, gate in enumerate(self.plan.gates[name]):
             try:
-                passed = _evaluate(gate, name, results, self.variables)
+                if awaited is not None and position in awaited:
+                    passed = not awaited[position] if gate.negate else bool(awaited[position])
+                else:
+                    passed = _evaluate(gate, name, results, variables)
             except Exception as error:
-                self._finish_task(name, S.FAILED, error=error)
-                return False
+                return S.FAILED, error, ""
             if not passed:
                 reason = f"branch {gate.branch!r}" if gate.branch else "condition is false"
-                self._finish_task(name, S.SKIPPED, reason=reason)
-                return False
-        return True
+                return S.SKIPPED, None, reason
+        return None
+
+    async def _async_gates(self, name: str) -> S | None:
+        """Await the async ``when=`` callables of a placed task, then decide its gates as
+        :meth:`_gates_open` does; return its outcome when a gate closed, else None."""
+        tasks = self.state.tasks
+        results = {
+            d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
+        }
+        variables = task_variables(self.plan, name, self.variables)
+        awaited: dict[int, Any] = {}
+        verdict: tuple[S, BaseException | None, str] | None = None
+        for position, gate in enumerate(self.plan.gates[name]):
+            if gate.callable is None or not _is_async(gate.callable):
+                continue
+            try:
+                awaited[position] = await gate.callable(GateContext(name, results, variables))
+            except Exception as raised:
+                verdict = S.FAILED, _condition_error(name, gate.callable, raised), ""
+                break
+        if verdict is None:
+            verdict = self._gate_verdict(name, awaited)
+        if verdict is None:
+            return None
+        outcome, failure, reason = verdict
+        if outcome is S.SKIPPED:
+            self._emit(ev.TaskSkipped, name, outcome.value, reason)
+        else:
+            self._emit(ev.TaskFailed, name, 0, failure, _format(failure) if failure else "")
+        return outcome
 
     # -- one task --------------------------------------------------------------------------
 
@@ -541,6 +591,10 @@ class Engine:
         spec = self.plan.specs[name]
         outcome = S.FAILED
         try:
+            if name in self._async_gated:
+                closed = await self._async_gates(name)
+                if closed is not None:
+                    return closed  # (the finally below releases the worker)
             kwargs = self._inputs(name, worker)
             hooks = self.hooks
             cached = await hooks.lookup(self, name, kwargs) if hooks is not None else None
@@ -736,11 +790,15 @@ _NOWHERE: tuple[str | None, float | None] = (None, None)
 
 def _simple_tasks(plan: Plan) -> dict[str, bool]:
     """Task -> whether it is a coroutine function, for the tasks that need none of the
-    attempt machinery: one attempt, no timeout, no fan-out (the runner's short path)."""
+    attempt machinery: one attempt, no timeout, no fan-out, no async gate (the runner's
+    short path)."""
     return {
         name: spec.is_async
         for name, spec in plan.specs.items()
-        if spec.retry is None and spec.timeout is None and not spec.fan_out
+        if spec.retry is None
+        and spec.timeout is None
+        and not spec.fan_out
+        and not _awaits(plan.gates[name])
     }
 
 
@@ -828,12 +886,37 @@ def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[st
     else:
         assert gate.callable is not None
         try:
-            passed = bool(gate.callable(GateContext(name, results, variables)))
+            value = gate.callable(GateContext(name, results, variables))
         except Exception as error:
+            raise _condition_error(name, gate.callable, error) from error
+        if inspect.isawaitable(value):
+            # Not an `async def` (that is awaited), but it returned an awaitable: its truth
+            # value would be that of the awaitable, always true. Say so instead.
+            if inspect.iscoroutine(value):
+                value.close()
             raise ConditionError(
-                name, repr(gate.callable), f"{type(error).__name__}: {error}"
-            ) from error
+                name,
+                repr(gate.callable),
+                "it returned an awaitable, which a condition cannot wait for here; define it "
+                "with `async def` so that nbflow awaits it",
+            )
+        passed = bool(value)
     return not passed if gate.negate else passed
+
+
+def _condition_error(name: str, fn: Any, error: BaseException) -> ConditionError:
+    return ConditionError(name, repr(fn), f"{type(error).__name__}: {error}")
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        inspect.getattr_static(type(fn), "__call__", None)
+    )
+
+
+def _awaits(gates: tuple[Gate, ...]) -> bool:
+    """Whether some gate is an async callable (awaited when its task is placed)."""
+    return any(g.callable is not None and _is_async(g.callable) for g in gates)
 
 
 def _format(error: BaseException | None) -> str:

@@ -111,3 +111,15 @@ class OverheadWarning(UserWarning):
 
 class StoreError(NbflowError, RuntimeError):
     """The state store cannot be used (corrupted, locked, from a newer schema...)."""
+
+
+class UnknownVariableError(DefinitionError):
+    """A run variable that nothing reads looks like a misspelling of one that something does."""
+
+    def __init__(self, variable: str, suggestion: str) -> None:
+        self.variable = variable
+        self.suggestion = suggestion
+        super().__init__(
+            f"unknown variable {variable!r}; did you mean {suggestion!r}? No task parameter, "
+            f"condition or template reads {variable!r}"
+        )

@@ -16,6 +16,7 @@ plan.
 
 from __future__ import annotations
 
+import ast
 import operator
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -24,9 +25,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
-from .errors import CycleError, DefinitionError, MissingDependencyError, MissingInputError
+from .errors import (
+    CycleError,
+    DefinitionError,
+    MissingDependencyError,
+    MissingInputError,
+    UnknownVariableError,
+    closest,
+)
 from .identity import identity_options
-from .spec import ParamSpec, TaskSpec
+from .spec import ParamSpec, TaskSpec, parameters
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -304,12 +312,82 @@ def _build_plan(definition: Definition) -> Plan:
 
 
 def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
-    """Check that every non-task parameter has a run variable or a default.
+    """Check that every non-task parameter has a run variable or a default, and that no run
+    variable is a misspelling of one that something reads.
 
     Raises:
         MissingInputError: names the task, the parameter, and a close task name if any.
+        UnknownVariableError: a variable nothing reads is a close match of one that a task
+            parameter, a condition or a template reads (``mdoe`` for ``mode``).
     """
     for name in plan.with_free_params():  # not every task: this runs before every run
         for param in plan.free_params[name]:
             if not param.has_default and param.name not in variables and param.name != "worker":
                 raise MissingInputError(name, param.name, plan.names)
+    readable = plan.table("readable_variables", lambda: _readable_variables(plan))
+    if readable is None:
+        return  # some condition reads variables by computed names: any name may be read
+    for variable in variables:
+        if variable not in readable:
+            suggestion = closest(str(variable), readable)
+            if suggestion is not None:
+                raise UnknownVariableError(str(variable), suggestion)
+
+
+def _readable_variables(plan: Plan) -> frozenset[str] | None:
+    """Every run variable something in ``plan`` can read: task parameters that are no task,
+    and ``vars['name']`` in conditions. None when a condition uses ``vars`` otherwise (a
+    computed key, the whole mapping) or a callable gate gets them: then any name may be read.
+    """
+    names = {p.name for task in plan.with_free_params() for p in plan.free_params[task]}
+    for gates in plan.gates.values():
+        for gate in gates:
+            if gate.condition is None:
+                return None
+            keys = variable_keys(gate.condition.tree)
+            if keys is None:
+                return None
+            names |= keys
+    return frozenset(names)
+
+
+def variable_keys(tree: ast.AST) -> set[str] | None:
+    """The constant keys a condition reads as ``vars['key']`` (None: it also uses ``vars``
+    another way, so it may read any variable)."""
+    keys: set[str] = set()
+    keyed: set[int] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "vars"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            keys.add(node.slice.value)
+            keyed.add(id(node.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "vars" and id(node) not in keyed:
+            return None
+    return keys
+
+
+def task_variables(plan: Plan, name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """What a condition of task ``name`` sees as ``vars``: the run's variables over the
+    defaults of the task's own parameters (``def publish(joined, mode="full")`` reads
+    ``vars['mode']`` as ``"full"`` unless the run says otherwise)."""
+    defaults = plan.table("defaults", lambda: _defaults(plan)).get(name)
+    return {**defaults, **variables} if defaults else dict(variables)
+
+
+def _defaults(plan: Plan) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name in plan.with_free_params():
+        free = {p.name for p in plan.free_params[name] if p.has_default}
+        if free:
+            found[name] = {
+                param: default
+                for param, _, default in parameters(plan.funcs[name])
+                if param in free
+            }
+    return found

@@ -285,7 +285,7 @@ _POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD, _KEYWORD_ONLY = (
 _name_kind_default = operator.attrgetter("_name", "_kind", "_default")
 
 
-def _parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
     """``(name, kind, default or Parameter.empty)`` of each parameter, as in ``inspect.signature``.
 
     A plain function is read from its code object and defaults (or its ``__signature__``):
@@ -348,7 +348,7 @@ def introspect_params(
     ``shared`` (a flow's own dict) interns equal parameters: in a flow of 100,000 tasks the
     parameter ``t5`` of every reader of task ``t5`` is one object.
     """
-    found = _parameters(fn)
+    found = parameters(fn)
     if not found:
         return ()
     if shared is None:

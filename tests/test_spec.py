@@ -179,7 +179,7 @@ def _signature_cases():
 def test_parameters_read_from_code_match_inspect_signature():
     import inspect
 
-    from nbflow.spec import _parameters
+    from nbflow.spec import parameters as _parameters
 
     var = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     for fn in _signature_cases():
