@@ -81,6 +81,9 @@ _LAZY = {
     "MemoryStore": ("nbflow.store.memory", "MemoryStore"),
     "SQLiteStore": ("nbflow.store.sqlite", "SQLiteStore"),
     "StateStore": ("nbflow.store", "StateStore"),
+    "CacheWarning": ("nbflow.identity", "CacheWarning"),
+    "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
+    "why": ("nbflow.versions", "why"),
 }
 
 if TYPE_CHECKING:
@@ -90,6 +93,8 @@ if TYPE_CHECKING:
     from .data.schema import FlowValidationError
     from .data.templates import TemplateError
     from .executors import LocalExecutor
+    from .identity import CacheWarning
+    from .store.keys import StoreWarning
     from .widgets import Dashboard
 
 
@@ -106,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CacheWarning",
     "ConditionError",
     "Context",
     "CycleError",
@@ -133,6 +139,7 @@ __all__ = [
     "SQLiteStore",
     "StateStore",
     "StoreError",
+    "StoreWarning",
     "Strategy",
     "Task",
     "TaskCancelled",
@@ -156,4 +163,5 @@ __all__ = [
     "load_flow",
     "middleware",
     "retry",
+    "why",
 ]

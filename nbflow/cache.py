@@ -1,22 +1,22 @@
 """Resume and result caching: the engine hooks that answer "has this already been done?".
 
 :func:`attach_store` wires a run to its store: a :class:`~nbflow.store.recorder.Recorder`,
-the engine's ``journal`` of the run's events, and, when some task can be skipped, a
-:class:`StoreHooks` passed to the engine as ``hooks``. Before running a task the engine awaits
-``hooks.lookup(engine, name, kwargs)``; a ``(result,)`` answer ends the task as ``cached``.
+the engine's ``journal`` of the run, and a :class:`ReuseHooks`, the engine's ``hooks``.
+Before running a task the engine awaits ``hooks.lookup(name, kwargs)``; a stored result
+(a :class:`~nbflow.store.results.StoredResult`, loaded only when something needs its value)
+ends the task as ``cached``.
 
-A task is skipped when
+A task's stored result is reused when
 
-- **resume**: the run being resumed succeeded at it with the same task version (its code,
-  the notebook helpers it calls, result-shaping options) and the same inputs hash (digests
-  of the upstream results and run variables it receives); or
+- **resume** (``resume="last"`` or a run id): that run succeeded at it with the same identity
+  (see :mod:`nbflow.identity`) and the same inputs: each upstream result it receives has the
+  digest it had there (or is the very result restored from there), each run variable too; or
 - **cache** (``cache=True`` or ``cache_key=callable``): any earlier run stored a result under
-  the same key (flow, task, version, and inputs hash or ``cache_key(**inputs)``), younger than
+  the same key (flow, task, identity, and inputs or ``cache_key(**inputs)``), younger than
   ``cache_ttl`` seconds when set.
 
-Changing a task's code changes its version; changing its result changes its dependants'
-inputs hash, so they run again too. Results themselves are recorded by the store's writer
-from ``TaskSucceeded`` events; the hooks only decide what need not run.
+A result whose stored bytes fail their checksum is never reused: the task runs, with a
+:class:`StoreWarning`. Each decision is kept (``decisions``) for ``run.why()``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pickle
 import socket
 import time
 import warnings
@@ -33,36 +32,41 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .identity import CacheWarning, FlowIdentity
-from .store import StateStore, resolve_store
-from .store.keys import (
-    NONE_DIGEST,
-    StoreWarning,
-    cache_key,
-    cache_tasks,
-    inputs_hash,
-    value_digest,
-)
-from .store.recorder import Recorder, RunContext
-from .store.rows import PACK_PREFIX
+from .identity import CacheWarning, FlowIdentity, Identities, Unhashable
+from .lifecycle import SUCCESSFUL
+from .store import resolve_store
+from .store.keys import NONE_DIGEST, StoreWarning, cache_key, inputs_hash
+from .store.recorder import Recorder, RunContext, variable_digests
+from .store.results import DamagedResultError, ResultRow, StoredResult
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .graph import Plan
-    from .store.rows import ResultRow
+    from .state import RunState
+    from .store.sqlite import SQLiteStore
 
-Resume = str | None
+
+@dataclass(slots=True)
+class Decision:
+    """Why a task of a run was or was not served from the store.
+
+    ``kind``: ``resumed``, ``cached`` or ``ran``; ``source``: the run whose result was
+    reused; ``reason``: for ``ran``, why not (``no earlier result``, ``identity``,
+    ``inputs``, ``unhashable``, ``damaged``, ``off``).
+    """
+
+    kind: str
+    source: str | None = None
+    reason: str = ""
 
 
 @dataclass(slots=True)
 class Durable:
-    """What :func:`attach_store` gives a run: its store, the recorder (the engine's
-    ``journal``: every event, before subscribers) and the engine's hooks."""
+    """What :func:`attach_store` gives a run: its store, its recorder (the engine's
+    ``journal``) and the engine's ``hooks``."""
 
-    store: StateStore
+    store: SQLiteStore
     recorder: Recorder
-    hooks: StoreHooks | None
-    resumed_from: str | None
+    hooks: ReuseHooks
 
 
 def attach_store(
@@ -72,16 +76,17 @@ def attach_store(
     run_id: str,
     variables: Mapping[str, Any],
     *,
-    resume: Resume = None,
+    resume: str | None = None,
     spec: Any = None,
     executor: Any = None,
+    parent_run: str | None = None,
 ) -> Durable | None:
     """Connect one run to its store; None when the flow has no store.
 
     Args:
         store_value: the flow's ``store=`` (see :func:`~nbflow.store.resolve_store`).
         spec: a callable returning the flow's :class:`~nbflow.spec.FlowSpec`, called only
-            when the store has not recorded this version yet.
+            when the store has not recorded this flow version yet.
         resume: ``"last"`` (the last run of this flow in the store; none: nothing to resume)
             or a run id.
 
@@ -96,7 +101,7 @@ def attach_store(
                 f"flow {plan.flow_name!r} has no store (store=None or NBFLOW_STORE=none), so "
                 "there is nothing to resume from; give it one with Flow(..., store=PATH)"
             )
-        cached = cache_tasks(plan)
+        cached = [n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key]
         if cached:
             warnings.warn(
                 f"flow {plan.flow_name!r} has no store, so cache=True on {cached[:3]} does "
@@ -105,27 +110,24 @@ def attach_store(
                 stacklevel=4,
             )
         return None
-    ensure_open = getattr(store, "ensure_open", None)
-    if ensure_open is not None:
-        ensure_open()
-    resumed_from, previous, previous_vars = _resume_rows(store, plan.flow_name, resume)
-    spec_now = None
-    if not store.knows_version(plan.flow_name, identity.version) and spec is not None:
-        spec_now = spec()
-    local = None
-    if getattr(executor, "remote_results", False):
-        local = frozenset(cache_tasks(plan))  # other results stay on the cluster
-    context = RunContext(
-        run_id, plan, identity, dict(variables), spec_now, resumed_from=resumed_from, local=local
+    store.ensure_open()
+    resumed_from, previous, previous_vars = _resumed(store, plan.flow_name, resume)
+    spec_now = (
+        spec()
+        if spec is not None and not store.knows_version(plan.flow_name, identity.version)
+        else None
     )
+    local = None
+    if getattr(executor, "remote_results", False):  # other results stay on the cluster
+        local = frozenset(n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key)
+    context = RunContext(
+        run_id, plan, identity, dict(variables), spec_now, resumed_from, parent_run, local,
+        variable_digests(dict(variables)),
+    )  # fmt: skip
     _warn_unhashable(plan, identity, resume is not None)
     recorder = Recorder(store, context)
-    hooks = None
-    if previous or cache_tasks(plan):
-        if not previous:
-            store.flush()  # this process's latest results are visible to the cache
-        hooks = StoreHooks(store, context, previous, previous_vars)
-    return Durable(store, recorder, hooks, resumed_from)
+    hooks = ReuseHooks(store, context, recorder, previous, previous_vars)
+    return Durable(store, recorder, hooks)
 
 
 def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None:
@@ -140,25 +142,21 @@ def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None
             f"task {name!r}: {path} cannot be hashed ({reason}), so the task cannot be "
             f"{'resumed' if resuming else 'served from the cache'} and runs every time. Make "
             "the value picklable, pass it as a run variable or an upstream task's result, or "
-            "set cache=False to silence this",
+            "leave it out with cache_ignore=('name',) if it does not change the result",
             CacheWarning,
             stacklevel=5,
         )
 
 
-def _resume_rows(
-    store: StateStore, flow: str, resume: Resume
-) -> tuple[str | None, dict[str, ResultRow], dict[str, str]]:
+def _resumed(
+    store: SQLiteStore, flow: str, resume: str | None
+) -> tuple[str | None, dict[str, ResultRow], dict[str, str | None]]:
     """``(run id, task -> result row, run variable -> digest)`` of the run to resume."""
     if resume is None:
         return None, {}, {}
-    store.flush()
-    if resume == "last":
-        run_id = store.last_run(flow)
-        if run_id is None:
-            return None, {}, {}  # nothing ran before: run everything
-    else:
-        run_id = str(resume)
+    run_id = store.last_run(flow) if resume == "last" else str(resume)
+    if run_id is None:
+        return None, {}, {}  # nothing ran before: run everything
     record = store.run(run_id)
     if record is None or record["flow"] != flow:
         owner = f" (it is a run of flow {record['flow']!r})" if record else ""
@@ -168,9 +166,8 @@ def _resume_rows(
             "resume='last'"
         )
     if record["status"] == "running" and _dead(record):
-        store.submit(("status", run_id, "interrupted"))
-    var_digests = json.loads(record.get("var_digests") or "{}")
-    return run_id, store.results(run_id), var_digests
+        store.mark_interrupted(run_id)
+    return run_id, store.results(run_id), json.loads(record.get("var_digests") or "{}")
 
 
 def _dead(record: Mapping[str, Any]) -> bool:
@@ -189,158 +186,207 @@ def _dead(record: Mapping[str, Any]) -> bool:
     return False
 
 
-class StoreHooks:
-    """Engine hooks for one run: answer lookups from the resumed run and the cache.
+class ReuseHooks:
+    """The engine's hooks for one run: serve tasks from the resumed run or the cache.
 
     ``previous`` maps task -> :class:`ResultRow` of the run being resumed (empty: none);
     ``previous_vars`` its run variables' digests.
-
-    A row with an inputs hash is a hit when the task's inputs hash now is the same. A row
-    without one (a packed result: see :meth:`nbflow.store.rows.Projector._pack`) is a hit
-    when the task receives what it received then (:meth:`_same_inputs`): each upstream
-    result is one restored from that run too, or has the same digest as the one it had there
-    (worked out from the stored value only then), and so has each run variable.
     """
 
     def __init__(
         self,
-        store: StateStore,
+        store: SQLiteStore,
         context: RunContext,
+        recorder: Recorder,
         previous: Mapping[str, ResultRow],
-        previous_vars: Mapping[str, str] | None = None,
+        previous_vars: Mapping[str, str | None],
     ) -> None:
         self.store = store
         self.context = context
+        self.recorder = recorder
         self.previous = dict(previous)
-        self.previous_vars = dict(previous_vars or {})
-        self._digests: dict[str, str] = {}  # digests of results loaded in this run
-        self._restored: set[str] = set()  # tasks whose result this run took from `previous`
-        self._old: dict[str, str | None] = {}  # task -> digest of its result in `previous`
-        self._packs: dict[str, list[Any]] = {}  # pack id -> its results, each loaded once
-        self._vars: dict[str, str] = {}  # run variable -> its digest, pickled once per run
+        self.previous_vars = dict(previous_vars)
+        self.decisions: dict[str, Decision] = {}
+        self._reused: dict[str, StoredResult] = {}  # tasks served from the store, this run
+        self._state: RunState | None = None
 
-    async def lookup(self, engine: Engine, name: str, kwargs: dict[str, Any]) -> tuple[Any] | None:
-        """``(result,)`` when task ``name`` need not run with these inputs, else None.
+    @property
+    def active(self) -> bool:
+        """Whether any task may be served from the store (a resume, or a cached task)."""
+        plan = self.context.plan
+        return bool(self.previous) or any(
+            plan.specs[n].cache or plan.specs[n].cache_key for n in plan.names
+        )
+
+    def bind(self, state: RunState) -> None:
+        """Read upstream outcomes from ``state`` (the run's reduced state)."""
+        self._state = state
+
+    async def lookup(self, name: str, kwargs: Mapping[str, Any]) -> StoredResult | None:
+        """The stored result that task ``name`` with these inputs need not recompute, else
+        None (the decision is kept in :attr:`decisions`).
 
         Raises:
             RuntimeError: the task's ``cache_key`` callable raised (the task fails).
         """
-        spec = engine.plan.specs[name]
-        caching = spec.cache or spec.cache_key is not None
+        plan, context = self.context.plan, self.context
+        spec = plan.specs[name]
+        caching = bool(spec.cache or spec.cache_key is not None)
         previous = self.previous.get(name)
+        identity = context.identity.tasks[name].digest
         if previous is None and not caching:
+            self.decisions[name] = Decision("ran", reason="off")
             return None
-        context = self.context
-        version = context.task_version(name)
-        inputs = None
-        if (
-            previous is not None
-            and previous.digest is not None
-            and previous.task_version == version
-        ):
-            if previous.inputs_hash is None:
-                same = await self._same_inputs(name, kwargs)
-            else:
-                inputs = self._inputs_hash(name, kwargs)
-                same = inputs is not None and previous.inputs_hash == inputs
-            if same:
-                hit = await self._load(name, previous, version, inputs, previous.cache_key)
-                if hit is not None:
-                    self._restored.add(name)
-                    return hit
+        if identity is None:
+            self.decisions[name] = Decision("ran", reason="unhashable")
+            return None
+        digests = self._input_digests(name)
+        self._warn_unhashable_variables(name, digests)
+        if previous is not None:
+            hit = await self._resume(name, previous, identity, digests)
+            if hit is not None:
+                return hit
         if not caching:
-            return None  # its result is packed: no keys to hand over
-        if inputs is None:
-            inputs = self._inputs_hash(name, kwargs)
-        key = self._cache_key(name, spec, version, inputs, kwargs)
-        if key is not None:
-            since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-            row = await asyncio.to_thread(self.store.find_cached, key, since)
-            if row is not None:
-                hit = await self._load(name, row, version, inputs, key)
-                if hit is not None:
-                    return hit
-        self.store.submit(("keys", context.run_id, name, version, inputs, key))
+            return None
+        key = self._cache_key(name, spec, identity, digests, kwargs)
+        if key is None:
+            self.decisions[name] = Decision("ran", reason="inputs")
+            return None
+        since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
+        row = await asyncio.to_thread(self.store.find_cached, key, since)
+        if row is not None:
+            hit = await self._checked(name, row)
+            if hit is not None:
+                self.decisions[name] = Decision("cached", row.run_id)
+                return self._serve(name, row, hit)
+        self.recorder.keys[name] = key  # its result goes into the cache under this key
+        self.decisions.setdefault(name, Decision("ran", reason="no earlier result"))
         return None
 
-    async def _same_inputs(self, name: str, kwargs: Mapping[str, Any]) -> bool:
-        """Whether ``name`` receives what it received in the resumed run."""
-        plan = self.context.plan
-        for param, dep in plan.data_params[name]:
-            if dep in self._restored:
-                continue  # the very value it had then
-            old = await self._old_digest(dep)
-            if old is None or old != value_digest(kwargs.get(param), name, f"input {param!r}"):
-                return False
-        variables = self.context.variables
-        for p in plan.free_params[name]:
-            now = self._var_digest(name, p.name, kwargs) if p.name in variables else None
-            if now != self.previous_vars.get(p.name):
-                return False
-        return True
+    async def _resume(
+        self, name: str, previous: ResultRow, identity: str, digests: dict[str, str | None]
+    ) -> StoredResult | None:
+        if not previous.stored:
+            self.decisions[name] = Decision("ran", reason="not stored")
+            return None
+        if previous.identity != identity:
+            self.decisions[name] = Decision("ran", previous.run_id, "identity")
+            return None
+        old = await asyncio.to_thread(self._old_digests, name)
+        same = all(
+            digests.get(param) is not None
+            and (digests[param] == old.get(param) or digests[param] == _RESTORED)
+            for param in digests
+        )
+        if not same:
+            self.decisions[name] = Decision("ran", previous.run_id, "inputs")
+            return None
+        hit = await self._checked(name, previous, lazy=True)
+        if hit is None:
+            return None
+        self.decisions[name] = Decision("resumed", previous.run_id)
+        return self._serve(name, previous, hit)
 
-    async def _old_digest(self, task: str) -> str | None:
-        """Digest of ``task``'s result in the resumed run (None: unknown)."""
-        if task in self._old:
-            return self._old[task]
-        row = self.previous.get(task)
-        digest: str | None
-        if row is None:
-            digest = NONE_DIGEST  # it did not succeed there: its dependants received None
-        elif row.digest is None or not row.digest.startswith(PACK_PREFIX):
-            digest = row.digest  # None: its result was not stored, so it cannot be compared
-        else:
-            try:
-                found = await self._packed(row.digest)
-            except Exception:
-                found = None  # unreadable: the dependant runs again
-            digest = None if found is None else value_digest(found[0], task, "its result")
-        self._old[task] = digest
-        return digest
+    def _serve(self, name: str, row: ResultRow, hit: StoredResult) -> StoredResult:
+        self._reused[name] = hit
+        self.recorder.reused(name, row)
+        return hit
 
-    async def _packed(self, ref: str) -> tuple[Any] | None:
-        """``(value,)`` of a packed result (``pack:<id>:<index>``), or None when gone."""
-        pack_id, _, index = ref[len(PACK_PREFIX) :].partition(":")
-        values = self._packs.get(pack_id)
-        if values is None:
-            blob = await asyncio.to_thread(self.store.load, PACK_PREFIX + pack_id)
-            if blob is None:
-                return None
-            values = self._packs[pack_id] = pickle.loads(blob)
-        return (values[int(index)],)
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _inputs_hash(self, name: str, kwargs: Mapping[str, Any]) -> str | None:
-        context = self.context
-        loaded = self._digests
-
-        def dep_digest(param: str, dep: str) -> str | None:
-            found = loaded.get(dep)
-            if found is not None:
-                return found
-            return value_digest(kwargs.get(param), name, f"input {param!r}")
-
-        def var_digest(param: str) -> str:
-            return self._var_digest(name, param, kwargs)
-
-        return inputs_hash(context.plan, name, context.variables, dep_digest, var_digest)
-
-    def _var_digest(self, name: str, param: str, kwargs: Mapping[str, Any]) -> str:
-        """Digest of run variable ``param`` (received by task ``name``), once per run."""
-        found = self._vars.get(param)
-        if found is None:
-            found = self._vars[param] = value_digest(
-                kwargs.get(param), name, f"run variable {param!r}"
+    async def _checked(self, name: str, row: ResultRow, lazy: bool = False) -> StoredResult | None:
+        """A handle on ``row``'s value once its bytes pass their checksum (a large file
+        of a resumed run: once it exists; its content is checked when it is read)."""
+        hit = StoredResult(self.store, row)
+        try:
+            if row.file is not None and lazy:
+                if not self.store.files.path(row.file).exists():
+                    raise StoreError(f"the file of its result is gone ({row.file})")
+            else:
+                await asyncio.to_thread(hit.verify)  # reads the bytes, checks the checksum
+        except (DamagedResultError, StoreError) as error:
+            warnings.warn(
+                f"task {name!r}: its stored result (run {row.run_id}) cannot be used "
+                f"({error}); running the task again",
+                StoreWarning,
+                stacklevel=2,
             )
+            self.decisions[name] = Decision("ran", row.run_id, "damaged")
+            return None
+        return hit
+
+    # -- digests -----------------------------------------------------------------------------
+
+    def _input_digests(self, name: str) -> dict[str, str | None]:
+        """Parameter -> digest of what task ``name`` receives now (None: unknown)."""
+        plan, state = self.context.plan, self._state
+        assert state is not None, "bind() the run's state first"
+        found: dict[str, str | None] = {}
+        for param, dep in plan.data_params[name]:
+            if state.tasks[dep].state not in SUCCESSFUL:
+                found[param] = NONE_DIGEST
+            elif dep in self._reused:
+                reused = self._reused[dep]
+                restored = reused.row is self.previous.get(dep)
+                # Restored from the resumed run: the very value it had there.
+                found[param] = _RESTORED if restored else reused.digest()
+            else:
+                found[param] = self.recorder.digest_of(dep)
+        for p in plan.free_params[name]:
+            if p.name in self.context.variables:
+                found[p.name] = self.context.var_digests.get(p.name)
+        return found
+
+    def _warn_unhashable_variables(self, name: str, digests: dict[str, str | None]) -> None:
+        variables = self.context.variables
+        for param, digest in digests.items():
+            if digest is None and param in variables:
+                try:
+                    Identities().value_digest(variables[param])
+                    reason = "it cannot be hashed"
+                except Unhashable as error:
+                    reason = str(error)
+                warnings.warn(
+                    f"task {name!r}: run variable {param!r} cannot be hashed ({reason}), so the "
+                    "task cannot be reused from the store and runs every time",
+                    CacheWarning,
+                    stacklevel=4,
+                )
+
+    def _old_digests(self, name: str) -> dict[str, str | None]:
+        """Parameter -> digest of what task ``name`` received in the resumed run."""
+        plan = self.context.plan
+        found: dict[str, str | None] = {}
+        for param, dep in plan.data_params[name]:
+            row = self.previous.get(dep)
+            if row is None:
+                found[param] = NONE_DIGEST  # it did not succeed there: None was passed
+            elif not row.stored:
+                found[param] = None
+            else:
+                try:
+                    found[param] = StoredResult(self.store, row).digest()
+                except (DamagedResultError, StoreError):
+                    found[param] = None
+        for p in plan.free_params[name]:
+            if p.name in self.context.variables:
+                found[p.name] = self.previous_vars.get(p.name)
         return found
 
     def _cache_key(
-        self, name: str, spec: Any, version: str, inputs: str | None, kwargs: dict[str, Any]
+        self,
+        name: str,
+        spec: Any,
+        identity: str,
+        digests: dict[str, str | None],
+        kwargs: Mapping[str, Any],
     ) -> str | None:
         flow = self.context.plan.flow_name
         if spec.cache_key is None:
-            return cache_key(flow, name, version, inputs) if inputs is not None else None
+            resolved = {
+                p: (self._reused_digest(p, name) if d == _RESTORED else d)
+                for p, d in digests.items()
+            }
+            found = inputs_hash(resolved)
+            return cache_key(flow, name, identity, found) if found is not None else None
         try:
             user_key = spec.cache_key(**kwargs)
         except Exception as error:
@@ -351,36 +397,12 @@ class StoreHooks:
             ) from error
         if user_key is None:
             return None  # the task asked not to use the cache for these inputs
-        return cache_key(flow, name, version, inputs, user_key)
+        return cache_key(flow, name, identity, "", user_key)
 
-    async def _load(
-        self, name: str, row: ResultRow, version: str, inputs: str | None, key: str | None
-    ) -> tuple[Any] | None:
-        digest = row.digest
-        assert digest is not None
-        packed = digest.startswith(PACK_PREFIX)
-        try:
-            if packed:
-                found = await self._packed(digest)
-                if found is None:
-                    return None
-                value = found[0]
-            else:
-                blob = await asyncio.to_thread(self.store.load, digest)
-                if blob is None:
-                    return None
-                value = pickle.loads(blob)
-        except StoreError:
-            raise
-        except Exception as error:
-            warnings.warn(
-                f"task {name!r}: its stored result (run {row.run_id}) cannot be loaded "
-                f"({type(error).__name__}: {error}); running the task again",
-                StoreWarning,
-                stacklevel=2,
-            )
-            return None
-        if not packed:
-            self._digests[name] = digest  # a content digest: its dependants' inputs hash
-        self.store.submit(("ref", self.context.run_id, name, version, inputs, key, digest))
-        return (value,)
+    def _reused_digest(self, param: str, name: str) -> str | None:
+        dep = dict(self.context.plan.data_params[name])[param]
+        return self._reused[dep].digest()
+
+
+#: An input that is the very result the resumed run had (equal by construction).
+_RESTORED = "restored"

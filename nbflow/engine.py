@@ -25,7 +25,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import collections
-import functools
 import inspect
 import logging
 import time
@@ -42,6 +41,7 @@ from .events import EventBus
 from .executors import LocalExecutor
 from .fanout import sliding_window
 from .graph import Gate, Plan, task_variables
+from .lazy import loaded
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .middleware import Context, call_with, handlers_for
 from .pool import Pool
@@ -107,23 +107,16 @@ class Engine:
         self.task_mw = handlers_for(middleware or [], "task")
         self.wall_start = wall_start
         self.parent_run = parent_run
-        self.hooks = hooks  # cache/resume lookups (see nbflow.store); None for none
+        self.hooks = hooks  # cache/resume lookups (see nbflow.cache); None for none
         # The store's recorder: ``journal.put(event)`` gets every event before subscribers do
-        # (one C-level queue append per event), ``journal.finish()`` runs after RunFinished is
-        # recorded and before subscribers see it, so they see a run the store has checked
-        # (its warnings given; any read of the store waits for its last commit).
+        # (one C-level queue append per event); ``journal.keep(...)`` takes each result as
+        # its task returns; the run waits for ``journal.finished()`` before it returns.
         self.journal = journal
-        # The journal's put per event class (``journal.routes`` may give some their own);
-        # RunFinished's also finishes the journal. None of them refers to the engine: a
-        # bound method here would make a reference cycle, and every engine (its plan and
-        # state) would wait for the cyclic collector, which then frees it during a later run.
-        self._record: dict[type, Callable[[Any], None]] | None = None
-        if journal is not None:
-            routes = getattr(journal, "routes", None) or {}
-            self._record = {cls: routes.get(cls, journal.put) for cls in _APPLY}
-            self._record[ev.RunFinished] = functools.partial(
-                _record_end, self._record[ev.RunFinished], journal, run_id
-            )
+        # journal.routes: event class -> where its events go (a queue's append, in C).
+        self._record: dict[type, Callable[[Any], None]] | None = (
+            journal.routes if journal is not None else None
+        )
+        self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
         self._subscribers = bus.subscribers
         self._seq = 0
@@ -151,13 +144,14 @@ class Engine:
             if any(p.name == "worker" for p in params):
                 self._wants_worker.add(n)
         # Gates are checked as a task is placed; an async callable ``when=`` is awaited as
-        # the task's first step instead (a placed task's runner can await).
-        self._async_gated = plan.table(
+        # the task's first step instead (a placed task's runner can await), and so are all
+        # gates when upstream results may be stored ones, read only when needed (hooks).
+        self._async_gated: frozenset[str] = plan.table(
             "async_gated", lambda: frozenset(n for n, g in plan.gates.items() if _awaits(g))
         )
-        self._gated = plan.table(
-            "gated", lambda: {n for n, g in plan.gates.items() if g and n not in self._async_gated}
-        )
+        if hooks is not None:
+            self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
+        self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
         with_data = plan.table(
             "with_data", lambda: frozenset(n for n, p in plan.data_params.items() if p)
         )
@@ -223,6 +217,8 @@ class Engine:
             plan.table("fan_outs", lambda: tuple(n for n in plan.names if plan.specs[n].fan_out)),
             self.parent_run,
         )
+        if self.hooks is not None:
+            self.hooks.bind(self.state)
         try:
             await self._execute()
         except asyncio.CancelledError:
@@ -231,6 +227,10 @@ class Engine:
         finally:
             if self._owns_executor:
                 self.executor.close()
+            if self.journal is not None:
+                # The run is over; the loop keeps serving widgets while the store writes the
+                # rest of it. (A cancelled run is recorded too: it is shielded, and bounded.)
+                await self.journal.finished()
         return self.state
 
     async def _execute(self) -> None:
@@ -432,6 +432,7 @@ class Engine:
         inline, short_path = self._inline_async, self._short_path
         pool, slots, placed = self.pool, self._slots, self._placed
         takes_inputs = self._takes_inputs
+        keep = self._keep
         simple = self._simple if short_path else {}
         yield_at = clock() + TIME_SLICE
         while True:
@@ -453,6 +454,10 @@ class Engine:
                             is_async=is_async,
                             priority=specs[name].priority,
                         )
+                    if keep is not None:  # the store takes the result as it is now
+                        pending = keep(name, 1, result)
+                        if pending is not None:
+                            await pending
                 except asyncio.CancelledError:
                     emit(ev.TaskCancelled, name, self.state.tasks[name].attempts)
                     outcome = S.CANCELLED
@@ -512,22 +517,24 @@ class Engine:
         """Evaluate ``when``/branch gates; a closed gate skips the task, an error fails it."""
         if not self.plan.gates[name]:
             return True
-        verdict = self._gate_verdict(name, None)
+        verdict = self._gate_verdict(name, self._upstream_results(name), None)
         if verdict is None:
             return True
         outcome, error, reason = verdict
         self._finish_task(name, outcome, error=error, reason=reason)
         return False
 
+    def _upstream_results(self, name: str) -> dict[str, Any]:
+        tasks = self.state.tasks
+        return {
+            d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
+        }
+
     def _gate_verdict(
-        self, name: str, awaited: dict[int, Any] | None
+        self, name: str, results: dict[str, Any], awaited: dict[int, Any] | None
     ) -> tuple[S, BaseException | None, str] | None:
         """None when every gate of ``name`` passes, else ``(skipped or failed, error,
         reason)``. ``awaited``: what async callables gave (by gate position), when known."""
-        tasks = self.state.tasks
-        results = {
-            d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
-        }
         variables = task_variables(self.plan, name, self.variables)
         for position, gate in enumerate(self.plan.gates[name]):
             try:
@@ -545,10 +552,11 @@ class Engine:
     async def _async_gates(self, name: str) -> S | None:
         """Await the async ``when=`` callables of a placed task, then decide its gates as
         :meth:`_gates_open` does; return its outcome when a gate closed, else None."""
-        tasks = self.state.tasks
-        results = {
-            d: tasks[d].result for d in self.plan.upstream[name] if tasks[d].state in SUCCESSFUL
-        }
+        try:
+            results = await loaded(self._upstream_results(name))
+        except Exception as error:  # a stored upstream result that cannot be read
+            self._emit(ev.TaskFailed, name, 0, error, _format(error))
+            return S.FAILED
         variables = task_variables(self.plan, name, self.variables)
         awaited: dict[int, Any] = {}
         verdict: tuple[S, BaseException | None, str] | None = None
@@ -561,7 +569,7 @@ class Engine:
                 verdict = S.FAILED, _condition_error(name, gate.callable, raised), ""
                 break
         if verdict is None:
-            verdict = self._gate_verdict(name, awaited)
+            verdict = self._gate_verdict(name, results, awaited)
         if verdict is None:
             return None
         outcome, failure, reason = verdict
@@ -597,9 +605,11 @@ class Engine:
                     return closed  # (the finally below releases the worker)
             kwargs = self._inputs(name, worker)
             hooks = self.hooks
-            cached = await hooks.lookup(self, name, kwargs) if hooks is not None else None
+            cached = await hooks.lookup(name, kwargs) if hooks is not None else None
+            if hooks is not None and cached is None:
+                kwargs = await loaded(kwargs)  # stored upstream results, read only now
             if cached is not None:
-                self._emit(ev.TaskSucceeded, name, 0, cached[0], None, True)
+                self._emit(ev.TaskSucceeded, name, 0, cached, None, True)
                 outcome = S.CACHED
             elif spec.fan_out:
                 outcome = await self._run_fan_out(name, kwargs, worker)
@@ -638,6 +648,10 @@ class Engine:
                     where = self._placement(result)
                     if element is None and name in self._fetch:
                         result = await self.executor.amaterialize(result)
+                if element is None and self._keep is not None:
+                    pending = self._keep(name, attempt, result)
+                    if pending is not None:
+                        await pending
             except asyncio.CancelledError:
                 if element is not None:
                     self._emit(ev.TaskCancelled, name, attempt, element)
@@ -747,6 +761,10 @@ class Engine:
         results = [o.value for o in outcomes if o.ok]
         if name in self._fetch:  # a remote executor's element results, fetched in one go
             results = await self.executor.amaterialize(results)
+        if self._keep is not None:
+            pending = self._keep(name, 1, results)
+            if pending is not None:
+                await pending
         self._emit(ev.TaskSucceeded, name, 1, results)
         return S.SUCCEEDED
 
@@ -867,17 +885,6 @@ def warn_if_overhead_dominates(state: RunState) -> None:
             OverheadWarning,
             stacklevel=2,
         )
-
-
-def _record_end(put: Callable[[Any], None], journal: Any, run_id: str, event: ev.Event) -> None:
-    """Record ``event`` (RunFinished), then finish the journal: wait until the store has
-    checked the run. The run is over and its state complete, so a failure is reported, not
-    raised."""
-    put(event)
-    try:
-        journal.finish()
-    except Exception:
-        log.exception("nbflow: could not finish recording run %s", run_id)
 
 
 def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str, Any]) -> bool:

@@ -159,6 +159,7 @@ class Flow(Definition):
         variables: dict[str, Any],
         resume: Any,
         executor: Any,
+        parent_run: str | None,
     ) -> Any:
         from .cache import attach_store
 
@@ -171,6 +172,7 @@ class Flow(Definition):
             resume=resume,
             spec=self.spec,
             executor=executor,
+            parent_run=parent_run,
         )
 
     @property
@@ -220,8 +222,11 @@ class Flow(Definition):
         # Durability (nbflow.cache): the store's recorder sees each event first; the hooks
         # skip tasks that a resumed run or the cache has done already.
         durable = (
-            self._durable(plan, identity, run_id, values, resume, executor) if record else None
+            self._durable(plan, identity, run_id, values, resume, executor, parent_run)
+            if record
+            else None
         )
+        hooks = durable.hooks if durable is not None and durable.hooks.active else None
         engine = Engine(
             plan,
             flow_version=identity.version,
@@ -237,9 +242,10 @@ class Flow(Definition):
             middleware=self.middleware,
             wall_start=wall_start,
             parent_run=parent_run,
-            hooks=durable.hooks if durable is not None else None,
+            hooks=hooks,
         )
-        return engine, Run(engine.state, plan, chosen, executor=engine.executor)
+        run = Run(engine.state, plan, chosen, executor=engine.executor, durable=durable)
+        return engine, run
 
     # -- running -----------------------------------------------------------------------------
 
@@ -287,6 +293,7 @@ class Flow(Definition):
             self._show(run, engine)
         with health.tracking(engine):
             await engine.run()
+        run.report()  # what the store could not record, as warnings of this cell
         return run
 
     async def _simulated_run(
@@ -370,6 +377,7 @@ class Flow(Definition):
         async def execute() -> Run:
             with health.tracking(engine):
                 await engine.run()
+            run.report()
             return run
 
         if loop is not None:

@@ -153,8 +153,8 @@ class Identity:
         """A few words on what it covers: ``source, 2 defaults and 3 globals``."""
         kinds: dict[str, int] = {}
         for part in self.parts:
-            if SEP in part.path:
-                continue  # a helper's own parts are counted with the helper
+            if SEP in part.path or part.shown in ("None", "False", "()"):
+                continue  # a helper's own parts count with it; unset options do not count
             kind = part.path.split(" ", 1)[0]
             kind = "global" if kind in ("helper", "module", "class") else kind
             kinds[kind] = kinds.get(kind, 0) + 1

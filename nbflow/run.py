@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskFailedError
+from .lazy import LazyValues, is_lazy
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .state import RunState
 
@@ -36,8 +37,10 @@ class Run:
         strategy: Any = None,
         *,
         executor: Any = None,
+        durable: Any = None,
     ) -> None:
         self._state = state
+        self._durable = durable  # the store's recorder and hooks (nbflow.cache), or None
         self._plan = plan
         self._strategy = strategy
         # A remote executor (nbflow.dask) leaves results on the cluster; fetch them on read.
@@ -85,8 +88,10 @@ class Run:
     def results(self) -> Mapping[str, Any]:
         """Task name -> result, for tasks that succeeded (or came from cache).
 
-        A plain dict, except after a run on a remote executor (``nf.DaskExecutor``): then a
-        :class:`RemoteResults` that fetches each result from the cluster when it is read.
+        A plain dict, except when some results are read only when needed: those a resumed
+        run or the cache took from the store (a :class:`~nbflow.lazy.LazyValues`, which reads
+        each one when it is looked up), and those of a run on a remote executor
+        (``nf.DaskExecutor``: a :class:`RemoteResults` that fetches each from the cluster).
         """
         # Built once per state change, not per access: `run.results[name]` in a loop over
         # 10,000 tasks must not rebuild a 10,000-entry dict each time.
@@ -96,9 +101,30 @@ class Run:
         else:
             values = {n: r.result for n, r in self._state.tasks.items() if r.state in SUCCESSFUL}
             self._results_cache = (self._state.last_seq, values)
-        if self._materialize is None:
-            return values
-        return RemoteResults(values, self._materialize, self._fetched)
+        if self._materialize is not None:
+            return RemoteResults(values, self._materialize, self._fetched)
+        if self._durable is not None and any(map(is_lazy, values.values())):
+            return LazyValues(values)
+        return values
+
+    @property
+    def recorded(self) -> bool | None:
+        """Whether the store recorded the whole run (None: the flow has no store, or the
+        run is still going). False: see :attr:`store_error`."""
+        if self._durable is None or not self.done:
+            return None
+        return self._durable.recorder.error is None
+
+    @property
+    def store_error(self) -> Exception | None:
+        """Why the store could not record all of the run (SQLite's own words), or None."""
+        return self._durable.recorder.error if self._durable is not None else None
+
+    def report(self) -> None:
+        """Show, as warnings, what the store could not record of this run (called when the
+        run ends, in the caller's context: a notebook shows them under the cell)."""
+        if self._durable is not None:
+            self._durable.recorder.report()
 
     @property
     def errors(self) -> dict[str, BaseException]:
@@ -170,6 +196,20 @@ class Run:
         frame["duration_s"] = frame["duration_s"].astype(float)
         frame["element"] = frame["element"].astype("Int64")  # 0, 1, ... beside <NA>, not 0.0
         return frame
+
+    def why(self, task: str) -> str:
+        """Why ``task`` ran, or why its result was reused, in plain words: what changed
+        since the last result of it in the store, or what matched (see
+        docs/reuse.md)::
+
+            ran: global `RATE` changed (0.1 -> 0.25) since run 4f2c1a9e
+
+        Raises:
+            KeyError: ``task`` is not a task of this run.
+        """
+        from .reuse import why
+
+        return why(self, task)
 
     def explain(self, task: str) -> str:
         """Why ``task`` started when it did, in plain words."""

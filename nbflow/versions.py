@@ -9,19 +9,22 @@ source or a notebook helper it calls), its options or its dependencies changed.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .identity import Identity, Part, is_code_path
+from .identity import SEP, Identity, Part, is_code_path, user_sources
 from .store import StateStore, default_location, resolve_store
-from .store.rows import describe_version
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .flow import Flow
+    from .identity import FlowIdentity
+    from .spec import FlowSpec
 
 HISTORY_COLUMNS = [
     "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
@@ -30,6 +33,47 @@ HISTORY_COLUMNS = [
 VERSION_COLUMNS = ["version", "created", "n_tasks", "runs", "last_run", "current"]
 #: Spec fields that are not "options" in a diff (they are identity, code or dependencies).
 _NOT_OPTIONS = frozenset({"name", "index", "params", "source_hash", "after", "is_async"})
+
+
+def describe_version(
+    spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]], identity: FlowIdentity
+) -> tuple[str, str]:
+    """``(spec JSON, sources JSON)`` of one flow version.
+
+    The sources JSON is ``{"code": {hash: source}, "tasks": {task: hash}, "helpers": {task:
+    {name: hash}}, "parts": {task: [[path, digest, shown], ...]}}``: each distinct source once,
+    even for 10,000 tasks made by one factory function, and each task's identity parts (see
+    :mod:`nbflow.identity`), which diffs compare.
+    """
+    spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+    code: dict[str, str] = {}
+    memo: dict[Any, dict[str, str]] = {}
+
+    def key_of(text: str) -> str:
+        found = hashlib.sha256(text.encode()).hexdigest()[:16]
+        code[found] = text
+        return found
+
+    tasks: dict[str, str] = {}
+    helpers: dict[str, dict[str, str]] = {}
+    for name, fn in funcs.items():
+        marker = getattr(fn, "__code__", None)
+        texts = memo.get(marker) if marker is not None else None
+        if texts is None:
+            texts = user_sources(fn)
+            if marker is not None:
+                memo[marker] = texts
+        tasks[name] = key_of(texts[""])
+        if len(texts) > 1:
+            helpers[name] = {h: key_of(t) for h, t in sorted(texts.items()) if h}
+    parts = {
+        name: [[p.path, p.digest, p.shown] for p in found.parts]
+        for name, found in identity.tasks.items()
+    }
+    sources = json.dumps(
+        {"code": code, "tasks": tasks, "helpers": helpers, "parts": parts}, sort_keys=True
+    )
+    return spec_json, sources
 
 
 def _store(store: Any) -> StateStore:
@@ -339,9 +383,24 @@ def _value_changes(old: dict[str, Any], new: dict[str, Any], task: str) -> list[
     before, after = old.get("parts", {}).get(task), new.get("parts", {}).get(task)
     if before is None or after is None:
         return []
-    return Identity(None, tuple(Part(*p) for p in after)).changes_since(
-        Identity(None, tuple(Part(*p) for p in before)), skip=is_code_path
-    )
+    now = Identity(None, tuple(Part(*p) for p in after))
+    then = Identity(None, tuple(Part(*p) for p in before))
+    # A global a task (or helper) reads that came or went with an edit of its code is told
+    # by that code change, not once more.
+    edited = {
+        path.rsplit(SEP, 1)[0] if SEP in path else ""
+        for path, a, b in now.differences(then)
+        if path.endswith("source") and a is not None and b is not None
+    }
+
+    def skip(path: str) -> bool:
+        owner = path.rsplit(SEP, 1)[0] if SEP in path else ""
+        came_or_went = path not in {p.path for p in then.parts} or path not in {
+            p.path for p in now.parts
+        }
+        return is_code_path(path) or (owner in edited and came_or_went)
+
+    return now.changes_since(then, skip=skip)
 
 
 def _code_detail(old: dict[str, Any], new: dict[str, Any], task: str) -> str:
@@ -364,4 +423,30 @@ def _code_detail(old: dict[str, Any], new: dict[str, Any], task: str) -> str:
     return ", ".join(what) or "source changed"
 
 
-__all__ = ["TaskChange", "VersionDiff", "default_location", "diff_versions", "history"]
+def why(run: Any, task: str, *, store: Any = None) -> str:
+    """Why ``task`` of a run ran, or why its result was reused, in plain words.
+
+    ``run`` is a :class:`~nbflow.run.Run` (the same as ``run.why(task)``) or the id of any
+    run recorded in ``store`` (default: the default store).
+
+    Raises:
+        KeyError: no such run in the store, or the task has no result in it.
+        StoreError: there is no store, or it cannot be read.
+    """
+    from .reuse import why as explain
+    from .reuse import why_recorded
+    from .run import Run
+
+    if isinstance(run, Run):
+        return explain(run, task)
+    return why_recorded(_store(store), str(run), task)
+
+
+__all__ = [
+    "TaskChange",
+    "VersionDiff",
+    "default_location",
+    "diff_versions",
+    "history",
+    "why",
+]

@@ -191,8 +191,8 @@ def test_a_result_that_does_not_pickle_leaves_the_others_of_its_batch_resumable(
     with pytest.warns(StoreWarning, match=r"task 'lock': its result \(lock\) cannot be pickled"):
         first = flow.run()
     rows = flow.state_store.results(first.run_id)
-    assert rows["lock"].digest is None  # the batch's results were then stored one by one
-    assert rows["number"].digest is not None and rows["number"].inputs_hash is None
+    assert not rows["lock"].stored  # its row says it ran; its value is not there
+    assert rows["number"].stored and rows["number"].codec == "pickle"
     calls.clear()
     run = flow.run(resume="last")
     assert calls == ["lock"]
@@ -216,7 +216,7 @@ def test_a_result_too_large_for_a_pack_is_stored_alone_and_resumes():
 
     first = flow.run()
     rows = flow.state_store.results(first.run_id)
-    assert not rows["large"].digest.startswith("pack:") and rows["large"].size > 2 << 20
+    assert rows["large"].file is not None and rows["large"].size > 2 << 20  # a file
     calls.clear()
     run = flow.run(resume="last")
     assert calls == [] and run.results == {"large": b"x" * (2 << 20), "size": 2 << 20}
@@ -227,8 +227,7 @@ def test_resume_compares_inputs_when_an_upstream_ran_again_with_another_result()
     first = _counting_flow(calls).run()
     flow = _counting_flow(calls)
     rows = flow.state_store.results(first.run_id)
-    assert all(row.digest.startswith("pack:") for row in rows.values())  # "pack:<id>:<index>"
-    assert all(row.inputs_hash is None for row in rows.values())  # compared when resumed
+    assert all(row.file is None and row.stored for row in rows.values())  # small: in a pack
 
     @flow.task
     def total(load):  # new code: runs again, with a new result for `report`
@@ -275,10 +274,7 @@ def _expected_results() -> dict[str, int]:
 
 def _committed_successes(db: Path) -> int:
     with sqlite3.connect(db, timeout=5) as con:
-        return con.execute(
-            "SELECT count(*) FROM attempts WHERE element = -1 AND state = 'succeeded' "
-            "AND task_version IS NOT NULL"
-        ).fetchone()[0]
+        return con.execute("SELECT count(*) FROM results WHERE codec IS NOT NULL").fetchone()[0]
 
 
 @pytest.mark.slow
@@ -336,8 +332,8 @@ def test_resume_runs_tasks_again_when_their_pack_is_gone(tmp_path):
     first = flow.run()
     assert first.status == "succeeded"
     flow.state_store.flush()  # the run's last commit may still be going on (write-behind)
-    with sqlite3.connect(path) as con:  # the rows stay, their pickles vanish (a hand edit)
-        con.execute("UPDATE result_segments SET data = NULL WHERE kind = 'packed'")
+    with sqlite3.connect(path) as con:  # the rows stay, their bytes vanish (a hand edit)
+        con.execute("UPDATE result_packs SET data = x''")
     calls.clear()
     flow = _counting_flow(calls)
     flow.store = str(path)

@@ -35,6 +35,9 @@ def test_two_processes_record_every_attempt_of_their_runs_once(tmp_path):
         runs[name] = json.loads(out.strip().splitlines()[-1])
         assert runs[name]["status"] == "succeeded"
 
+    from nbflow.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(db)  # attempts are folded from the event log when read
     with sqlite3.connect(db) as con:
         for name, run in runs.items():
             run_id = run["run_id"]
@@ -42,16 +45,12 @@ def test_two_processes_record_every_attempt_of_their_runs_once(tmp_path):
                 "SELECT status, flow FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             assert (status, flow) == ("succeeded", name)
-            attempts = con.execute(
-                "SELECT task, attempt, state FROM attempts WHERE run_id = ?", (run_id,)
-            ).fetchall()
+            attempts = [(a["task"], a["attempt"], a["state"]) for a in store.attempts(run_id)]
             assert len(attempts) == 202  # 200 tasks, c0_3 failed twice first
             assert len({(t, a) for t, a, _ in attempts}) == 202
             assert sorted(a for t, a, _ in attempts if t == "c0_3") == [1, 2, 3]
             assert sum(s == "succeeded" for _, _, s in attempts) == 200
-            seqs = [s for (s,) in con.execute(
-                "SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
-            )]  # fmt: skip
+            seqs = [e["seq"] for e in store.events(run_id)]
             # RunStarted, 200 x (queued, started, succeeded), 2 x (retrying, started again),
             # RunFinished: contiguous, none lost, none twice.
             assert seqs == list(range(1 + 200 * 3 + 2 * 2 + 1))

@@ -1,23 +1,33 @@
-"""Bad stores: each a clear ``nf.StoreError`` naming the file and what to do."""
+"""Bad stores and real faults: each a clear ``nf.StoreError`` or warning, never a silent loss.
+
+The faults are real: a tmpfs that fills up (skipped where mounting is not permitted), SQLite's
+own ``max_page_count`` limit, a table dropped behind the store's back, a flipped byte, a lock
+held by another connection, another program's database.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import shutil
 import sqlite3
+import subprocess
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import nbflow as nf
 from nbflow.store import StoreWarning
-from nbflow.store import sqlite as sqlite_store
+from nbflow.store import schema as store_schema
+from nbflow.store import writer as store_writer
 from nbflow.store.sqlite import SQLiteStore
 from nbflow.store.writer import StoreLockedError
 
 
-def _flow(path, calls):
-    flow = nf.Flow("bad", store=path)
+def _flow(path, calls, name="bad"):
+    flow = nf.Flow(name, store=path)
 
     @flow.task(cache_ignore="calls")  # a counter of the test's, not an input
     def task():
@@ -25,6 +35,16 @@ def _flow(path, calls):
         return 1
 
     return flow
+
+
+def _bulky(store, name="bulky", tasks=40, size=20_000):
+    flow = nf.Flow(name, store=store)
+    for i in range(tasks):
+        flow.task(name=f"t{i}")(lambda i=i: bytes([i % 256]) * size)
+    return flow
+
+
+# -- files that are not (or not yet) usable stores ----------------------------------------------
 
 
 def test_a_corrupted_file_is_a_store_error_before_any_task_runs(tmp_path):
@@ -39,21 +59,79 @@ def test_a_corrupted_file_is_a_store_error_before_any_task_runs(tmp_path):
     assert calls == []
 
 
-def test_a_database_locked_by_another_writer_is_a_store_error_after_the_timeout(tmp_path):
-    path = tmp_path / "locked.db"
+def test_another_programs_database_is_refused_and_left_exactly_as_it_was(tmp_path):
+    path = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+        con.execute("INSERT INTO invoices VALUES (1)")
+        con.commit()
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(nf.StoreError, match=r"not an nbflow store \(it has tables \['invoices'\]"):
+        SQLiteStore(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # not one byte written
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_a_database_from_a_newer_nbflow_is_a_store_error(tmp_path):
+    path = tmp_path / "future.db"
     SQLiteStore(path).close()
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
-    try:
-        with pytest.raises(
-            nf.StoreError, match=rf"store {path} is locked by another writer"
-        ) as info:
-            SQLiteStore(path, timeout=0.2)
-        assert "waited 0.2 s" in str(info.value) and "timeout=" in str(info.value)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    nf.store.close_all()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("PRAGMA user_version = 99")
+    with pytest.raises(nf.StoreError, match=r"newer nbflow \(schema version 99; this nbflow knows"):
+        SQLiteStore(path)
+
+
+def test_a_path_that_cannot_be_created_is_a_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    with pytest.raises(nf.StoreError, match="cannot create the directory of store"):
+        SQLiteStore(blocker / "sub" / "x.db")
+
+
+def test_a_new_file_is_marked_as_nbflows_with_the_current_schema_in_wal_mode(tmp_path):
+    path = tmp_path / "new.db"
+    SQLiteStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert con.execute("PRAGMA user_version").fetchone() == (store_schema.SCHEMA_VERSION,)
+        assert con.execute("PRAGMA application_id").fetchone() == (store_schema.APPLICATION_ID,)
+
+
+def test_an_older_nbflow_store_is_upgraded_keeping_its_runs_and_a_copy(tmp_path):
+    path = tmp_path / "v5.db"
+    with contextlib.closing(sqlite3.connect(path)) as con:  # the tables schema 5 had
+        con.executescript(
+            """
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (5);
+            CREATE TABLE flows (name TEXT PRIMARY KEY, created REAL NOT NULL);
+            CREATE TABLE flow_versions (flow TEXT, version TEXT, created REAL, n_tasks INTEGER,
+                spec TEXT, sources TEXT, PRIMARY KEY (flow, version));
+            CREATE TABLE runs (run_id TEXT PRIMARY KEY, flow TEXT, version TEXT, variables TEXT,
+                status TEXT, started REAL, ended REAL, error TEXT, parent_run TEXT,
+                resumed_from TEXT, host TEXT, pid INTEGER, note TEXT, var_digests TEXT);
+            CREATE INDEX runs_by_flow ON runs (flow, started);
+            CREATE TABLE event_segments (run_id TEXT, first_seq INTEGER, events TEXT);
+            CREATE VIEW events AS SELECT * FROM event_segments;
+            INSERT INTO runs VALUES ('r1', 'old', 'v1', '{}', 'succeeded', 1.0, 2.0, NULL, NULL,
+                NULL, 'h', 1, NULL, '{}');
+            INSERT INTO flow_versions VALUES ('old', 'v1', 1.0, 1, '{}', '{}');
+            """
+        )
+    with pytest.warns(UserWarning, match=r"upgraded to schema 6: its 1 runs and 1 flow versions"):
+        store = SQLiteStore(path)
+    assert [r["run_id"] for r in store.runs("old")] == ["r1"]
+    assert [v["version"] for v in store.versions("old")] == ["v1"]
+    assert Path(f"{path}.v5.bak").exists()
+    flow = _flow(store, [], name="old")
+    assert flow.run().status == "succeeded" and len(store.runs("old")) == 2
+
+
+# -- locks held by another writer ----------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -61,7 +139,7 @@ def _write_lock_held(path) -> Iterator[None]:
     """Another connection holds the file's write lock (with a write pending) in the block."""
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    holder.execute("INSERT INTO flows VALUES ('someone-else', 0)")
+    holder.execute("INSERT INTO identities VALUES ('someone-else', '[]')")
     try:
         yield
     finally:
@@ -75,236 +153,27 @@ def test_a_lock_taken_during_a_run_delays_its_records_but_loses_none(tmp_path):
     calls: list[str] = []
     flow = _flow(store, calls)
     with _write_lock_held(path):
-        with warnings.catch_warnings():
-            # The run does not wait for its last commit; one that had to write during the
-            # run (a slow machine) warns that the file is locked.
-            warnings.simplefilter("ignore", StoreWarning)
+        with pytest.warns(StoreWarning, match=r"NOT fully recorded.*was not written within 0.2 s"):
             run = flow.run()
-        assert run.status == "succeeded"
+        assert run.status == "succeeded" and run.recorded is False
         with pytest.raises(StoreLockedError, match=r"is locked by another writer.*Nothing is lost"):
             store.flush()
     (record,) = store.runs("bad")  # written once the lock went
     assert record["run_id"] == run.run_id and record["status"] == "succeeded"
 
 
-def test_a_database_from_a_newer_nbflow_is_a_store_error(tmp_path):
-    path = tmp_path / "future.db"
-    SQLiteStore(path).close()
-    with sqlite3.connect(path) as con:
-        con.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(nf.StoreError, match=r"newer nbflow \(schema version 99; this nbflow knows"):
-        SQLiteStore(path)
-
-
-def test_an_sqlite_database_that_is_not_a_store_is_a_store_error(tmp_path):
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as con:
-        con.execute("CREATE TABLE invoices (id INTEGER)")
-    with pytest.raises(nf.StoreError, match=r"not an nbflow store \(it has tables \['invoices'\]"):
-        SQLiteStore(path)
-
-
-def test_a_path_that_cannot_be_created_is_a_store_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("a file, not a directory")
-    with pytest.raises(nf.StoreError, match="cannot create the directory of store"):
-        SQLiteStore(blocker / "sub" / "x.db")
-
-
-def test_older_files_are_migrated_to_the_current_schema(tmp_path, monkeypatch):
-    path = tmp_path / "old.db"
-    old = SQLiteStore(path)
-    _flow(old, []).run()
-    old.close()
+def test_a_store_locked_by_another_writer_can_still_be_opened_and_read(tmp_path):
+    path = tmp_path / "locked.db"
+    first = _flow(path, []).run()
     nf.store.close_all()
-    migration = ("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
-    newer = sqlite_store.SCHEMA_VERSION + 1
-    monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, migration])
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", newer)
-    SQLiteStore(path).close()
-    with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(newer,)]
-        assert con.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
-
-
-def test_a_version_1_file_keeps_its_event_log_when_migrated_to_segments(tmp_path):
-    path = tmp_path / "v1.db"
-    with sqlite3.connect(path) as con:  # a store as schema version 1 wrote it
-        for statement in sqlite_store.MIGRATIONS[0]:
-            con.execute(statement)
-        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (1)")
-        con.executemany(
-            "INSERT INTO events VALUES ('r1', ?, ?, ?, ?, ?, NULL, ?, ?)",
-            [
-                (1, "TaskStarted", 0.5, "a", 1, "slot-0", None),
-                (0, "TaskQueued", 0.25, "a", None, None, None),
-                (2, "TaskFailed", 0.75, "a", 1, None, '{"error":"ValueError: x"}'),
-            ],
-        )
-    store = SQLiteStore(path)
-    events = store.events("r1")
-    assert [(e["seq"], e["kind"], e["t"], e["attempt"]) for e in events] == [
-        (0, "TaskQueued", 0.25, None),
-        (1, "TaskStarted", 0.5, 1),
-        (2, "TaskFailed", 0.75, 1),
-    ]
-    assert events[2]["payload"] == {"error": "ValueError: x"} and events[1]["worker"] == "slot-0"
-
-
-def test_a_new_file_gets_the_current_schema_in_wal_mode(tmp_path):
-    path = tmp_path / "new.db"
-    SQLiteStore(path).close()
-    with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [
-            (sqlite_store.SCHEMA_VERSION,)
-        ]
-
-
-def test_an_unreadable_stored_result_runs_the_task_again(tmp_path):
-    path = tmp_path / "r.db"
-    calls: list[str] = []
-    flow = _flow(path, calls)
-    first = flow.run()
-    flow.state_store.flush()  # the run's last commit may still be going on (write-behind)
-    with sqlite3.connect(path) as con:
-        con.execute("UPDATE blobs SET data = x'00'")
-        con.execute("UPDATE result_segments SET data = x'00' WHERE data IS NOT NULL")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        again = _flow(path, calls).run(resume=first.run_id)
-    assert calls == ["task", "task"] and again.states == {"task": "succeeded"}
-    assert any("stored result" in str(w.message) for w in caught)
-
-
-def test_a_version_2_file_keeps_its_event_log_when_migrated_to_typed_segments(tmp_path):
-    path = tmp_path / "v2.db"
-    with sqlite3.connect(path) as con:  # a store as schema version 2 wrote it
-        for statement in (*sqlite_store.MIGRATIONS[0], *sqlite_store.MIGRATIONS[1]):
-            con.execute(statement)
-        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (2)")
-        con.execute(
-            "INSERT INTO event_segments VALUES ('r1', 0, 1, ?)",
-            ('[[0,"TaskQueued",0.25,"a",null,null,null,null],'
-             '[1,"TaskFailed",0.75,"a",1,null,null,"{\\"error\\":\\"ValueError: x\\"}"]]',),
-        )  # fmt: skip
-    store = SQLiteStore(path)
-    events = store.events("r1")
-    assert [(e["seq"], e["kind"], e["t"], e["attempt"]) for e in events] == [
-        (0, "TaskQueued", 0.25, None),
-        (1, "TaskFailed", 0.75, 1),
-    ]
-    assert events[1]["payload"] == {"error": "ValueError: x"}
-    flow = nf.Flow("after-migration", store=store)
-    flow.task(lambda: 1, name="one")
-    run = flow.run()
-    assert [(e["kind"], e["task"]) for e in store.events(run.run_id)][1:4] == [
-        ("TaskQueued", "one"),
-        ("TaskStarted", "one"),
-        ("TaskSucceeded", "one"),
-    ]
-    assert store.results(run.run_id)["one"].digest is not None
-
-
-@contextlib.contextmanager
-def _schema(path, version: int) -> Iterator[sqlite3.Connection]:
-    """A connection to a new file at ``path`` with nbflow's schema ``version``, committed
-    when the block ends."""
-    with sqlite3.connect(path) as con:
-        for step in sqlite_store.MIGRATIONS[:version]:
-            for statement in step:
-                con.execute(statement)
-        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (?)", (version,))
-        yield con
-
-
-def test_a_version_3_file_keeps_its_attempts_results_and_cache_entries(tmp_path):
-    path = tmp_path / "v3.db"
-    with _schema(path, 3) as con:  # a store as schema version 3 wrote it
-        con.execute(
-            "INSERT INTO runs (run_id, flow, version, status, started, ended) "
-            "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0)"
-        )
-        con.executemany(
-            "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                ("r1", "a", -1, 1, "failed", 1.0, 1.2, "slot-0", "ValueError: x", "tb",
-                 None, None, None, None, None),
-                ("r1", "a", -1, 2, "succeeded", 1.3, 1.5, "slot-0", None, None,
-                 "va", "ia", "ka", "da", 10),
-            ],
-        )  # fmt: skip
-    store = SQLiteStore(path)
-    attempts = store.attempts("r1")
-    assert [(a["attempt"], a["state"], a["error"]) for a in attempts] == [
-        (1, "failed", "ValueError: x"),
-        (2, "succeeded", None),
-    ]
-    row = store.results("r1")["a"]
-    assert (row.task_version, row.inputs_hash, row.cache_key, row.digest) == (
-        "va",
-        "ia",
-        "ka",
-        "da",
-    )
-    found = store.find_cached("ka")
-    assert found is not None and (found.run_id, found.digest) == ("r1", "da")
-    flow = nf.Flow("after-migration", store=store)
-    flow.task(lambda: 1, name="one")
-    run = flow.run()
-    assert [(a["task"], a["state"]) for a in store.attempts(run.run_id)] == [("one", "succeeded")]
-    assert store.results(run.run_id)["one"].digest is not None
-    with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [
-            (sqlite_store.SCHEMA_VERSION,)
-        ]
-        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-
-
-def test_a_version_4_file_keeps_its_result_rows_and_packs_new_results(tmp_path):
-    path = tmp_path / "v4.db"
-    with _schema(path, 4) as con:  # a store as schema version 4 wrote it
-        con.execute(
-            "INSERT INTO runs (run_id, flow, version, status, started, ended, t0) "
-            "VALUES ('r1', 'old', 'v1', 'succeeded', 1.0, 2.0, 1.0)"
-        )
-        con.execute(
-            "INSERT INTO result_segments (run_id, kind, created, rows) VALUES "
-            """('r1', 'rows', 2.0, '[["a",1,"va","ia",null,"da",10,1.5]]')"""
-        )
-    store = SQLiteStore(path)
-    row = store.results("r1")["a"]
-    assert (row.task_version, row.inputs_hash, row.digest, row.size) == ("va", "ia", "da", 10)
-    flow = nf.Flow("after-migration-4", store=store)
-    flow.task(lambda: 2, name="two")
-    run = flow.run()
-    assert store.results(run.run_id)["two"].digest.startswith("pack:")
-    assert flow.run(resume="last").states == {"two": "cached"}
-    with sqlite3.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
-
-
-def test_a_file_whose_tables_do_not_match_its_schema_version_is_a_clear_error(tmp_path):
-    path = tmp_path / "odd.db"
-    with sqlite3.connect(path) as con:  # says version 1, but its events table has other columns
-        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        con.execute("INSERT INTO schema_version VALUES (1)")
-        con.execute("CREATE TABLE events (run_id TEXT, seq INTEGER, kind TEXT)")
-    with pytest.raises(nf.StoreError, match=r"says it has schema version 1") as info:
-        SQLiteStore(path)
-    assert str(path) in str(info.value) and "move the file away" in str(info.value)
-    with sqlite3.connect(path) as con:  # rolled back: the file is as it was
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    with _write_lock_held(path):
+        store = SQLiteStore(path, timeout=0.2)  # opening writes nothing: no wait
+        assert [r["run_id"] for r in store.runs("bad")] == [first.run_id]
 
 
 def test_a_commit_held_up_by_a_lock_does_not_keep_the_run_alive(tmp_path):
-    """The writer lets a run's items go once they are projected: a commit that waits (for a
-    lock here; for the GIL at each statement, usually) does not keep the run's context, its
-    plan and the notebook's task functions alive, to be freed later in the writer thread in
-    the middle of another run."""
+    """A commit that waits (for a lock here) keeps the run's records, not its context, plan
+    and the notebook's task functions, which would be freed later in the writer thread."""
     import gc
     import weakref
 
@@ -325,3 +194,160 @@ def test_a_commit_held_up_by_a_lock_does_not_keep_the_run_alive(tmp_path):
             store.flush()
     store.flush()
     assert [r["status"] for r in store.runs("bad")] == ["succeeded"]
+
+
+# -- a store that cannot record says so, at once and in the cell ----------------------------------
+
+
+def _assert_loud(run, caught, words):
+    assert run.status == "succeeded"  # the tasks did succeed: their results are in the Run
+    assert run.recorded is False
+    assert words in str(run.store_error)
+    messages = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    assert any("NOT fully recorded" in m and words in m for m in messages), messages
+
+
+def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
+    # SQLite's own limit on the file's size: the same SQLITE_FULL a full disk gives.
+    store = SQLiteStore(tmp_path / "full.db")
+    _bulky(store, tasks=1).run()  # the file exists with its schema
+    pages = store._query("PRAGMA page_count")[0][0]
+    connect = store_writer.connect
+
+    def limited(path, timeout, **options):
+        con = connect(path, timeout, **options)
+        con.execute(f"PRAGMA max_page_count = {pages + 4}")
+        return con
+
+    nf.store.close_all()
+    monkeypatch.setattr(store_writer, "connect", limited)
+    store = SQLiteStore(tmp_path / "full.db")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _bulky(store).run()
+    _assert_loud(run, caught, "database or disk is full")
+    assert "cannot rollback" not in str(run.store_error)  # the real cause, not the rollback's
+    assert run.run_id not in {r["run_id"] for r in store.runs()}  # and indeed not recorded
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (skipped where this process may not mount one)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small real filesystem")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        nf.store.close_all()
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_real_full_disk_is_reported_and_the_run_not_presented_as_recorded(tiny_disk):
+    store = SQLiteStore(tiny_disk / "store.db", file_bytes=1 << 30)  # results in the database
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _bulky(store, tasks=40, size=20_000).run()  # 800 kB for a 256 kB disk
+    _assert_loud(run, caught, "full")
+
+
+def test_a_table_dropped_behind_the_stores_back_is_reported(tmp_path):
+    path = tmp_path / "damaged.db"
+    store = SQLiteStore(path)
+    _flow(store, []).run()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("DROP TABLE event_log")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _flow(store, []).run()
+    _assert_loud(run, caught, "no such table: event_log")
+
+
+# -- stored bytes that changed -------------------------------------------------------------------
+
+
+def _flip_a_byte(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+def test_a_flipped_byte_in_a_stored_result_is_a_miss_with_a_warning_never_a_value(tmp_path):
+    path = tmp_path / "rot.db"
+    calls: list[str] = []
+    flow = nf.Flow("rot", store=path)
+
+    @flow.task(cache=True, cache_ignore="calls")
+    def value():
+        calls.append("value")
+        return {"answer": 42}
+
+    flow.run()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        (data,) = con.execute("SELECT data FROM result_packs").fetchone()
+        con.execute("UPDATE result_packs SET data = ?", (_flip_a_byte(data, len(data) // 2),))
+        con.commit()
+    with pytest.warns(StoreWarning, match=r"task 'value': its stored result .* damaged"):
+        again = flow.run()
+    assert calls == ["value", "value"] and again.states == {"value": "succeeded"}
+    assert again.results["value"] == {"answer": 42}
+
+
+def test_a_flipped_byte_in_a_result_file_is_never_served(tmp_path):
+    store = SQLiteStore(tmp_path / "rot-file.db", file_bytes=100)
+    calls: list[str] = []
+    flow = nf.Flow("rot-file", store=store)
+
+    @flow.task(cache=True, cache_ignore="calls")
+    def big():
+        calls.append("big")
+        return b"y" * 5000
+
+    first = flow.run()
+    file = store.files.path(store.results(first.run_id)["big"].file)
+    file.write_bytes(_flip_a_byte(file.read_bytes(), 100))
+    with pytest.warns(StoreWarning, match="damaged"):
+        again = flow.run()
+    assert calls == ["big", "big"] and again.results["big"] == b"y" * 5000
+
+
+def test_an_unreadable_stored_result_runs_the_task_again_on_resume(tmp_path):
+    path = tmp_path / "r.db"
+    calls: list[str] = []
+    first = _flow(path, calls).run()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("UPDATE result_packs SET data = x'00'")
+        con.commit()
+    with pytest.warns(StoreWarning, match="stored result"):
+        again = _flow(path, calls).run(resume=first.run_id)
+    assert calls == ["task", "task"] and again.states == {"task": "succeeded"}
+
+
+def test_a_missing_result_file_is_a_miss(tmp_path):
+    store = SQLiteStore(tmp_path / "gone.db", file_bytes=100)
+    flow = nf.Flow("gone", store=store)
+    flow.task(name="big", cache=True)(lambda: "z" * 1000)
+    first = flow.run()
+    store.files.path(store.results(first.run_id)["big"].file).unlink()
+    with pytest.warns(StoreWarning, match="gone"):
+        again = flow.run(resume="last")
+    assert again.states == {"big": "succeeded"}
+
+
+def test_identical_results_are_one_file_and_a_file_is_never_half_written(tmp_path):
+    store = SQLiteStore(tmp_path / "atomic.db", file_bytes=100)
+    flow = nf.Flow("atomic", store=store)
+    flow.task(name="a")(lambda: "w" * 1000)
+    flow.task(name="b")(lambda: "w" * 1000)
+    flow.run()
+    files = [p for p in store.files.root.rglob("*") if p.is_file()]
+    assert len(files) == 1 and not any(p.name.startswith(".tmp-") for p in files)
+    digest = files[0].stem
+    assert hashlib.sha256(files[0].read_bytes()).hexdigest() == digest

@@ -1,10 +1,10 @@
-"""Durable state: where runs, attempts, events, results and flow versions are kept.
+"""Durable state: where runs, events, results, the cache and flow versions are kept.
 
-A store observes runs (it is fed their events by a per-run
-:class:`~nbflow.store.recorder.Recorder`) and answers the questions resume, the cache and
-history ask. :class:`StateStore` is the protocol; :class:`~nbflow.store.sqlite.SQLiteStore`
-(the default, ``.nbflow/nbflow.db`` under the working directory) and
-:class:`~nbflow.store.memory.MemoryStore` implement it.
+A store observes runs (each run's :class:`~nbflow.store.recorder.Recorder` hands it the
+run's events and results) and answers what resume, the cache, ``run.why()`` and history
+ask. :class:`~nbflow.store.sqlite.SQLiteStore` (the default, ``.nbflow/nbflow.db`` under the
+working directory) is the store; :class:`~nbflow.store.memory.MemoryStore` is one that lasts
+as long as the process.
 
 Choosing a flow's store (:func:`resolve_store`): ``Flow(store="default")`` means the
 ``NBFLOW_STORE`` environment variable when set (a path; ``"none"`` or ``""`` for no store;
@@ -20,79 +20,19 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .keys import StoreWarning
 
 if TYPE_CHECKING:
     from .memory import MemoryStore
-    from .rows import ResultRow
     from .sqlite import SQLiteStore
+
+    StateStore = SQLiteStore
 
 DEFAULT_PATH = os.path.join(".nbflow", "nbflow.db")
 ENV = "NBFLOW_STORE"
-
-
-@runtime_checkable
-class StateStore(Protocol):
-    """What nbflow needs from a store.
-
-    Writing: ``submit(item)`` takes one record (a run context, an event, a cache note) and
-    must be O(1) and never block, since it runs on the event loop; ``flush()`` blocks until
-    every record submitted so far is durable; an optional ``settle()`` blocks only until they
-    are checked (results pickled, warnings known), which is what a run waits for. Reading:
-    runs, attempts, events, results, cache lookups, blobs and flow versions, each described on
-    :class:`~nbflow.store.sqlite.SQLiteStore`.
-    """
-
-    location: str
-    timeout: float
-
-    def submit(self, item: Any) -> None:
-        """Take one record; O(1), never blocks."""
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Block until everything submitted is written; raise StoreError if it cannot be."""
-
-    def take_warnings(self, run_id: str) -> list[str]:
-        """Warnings kept about ``run_id`` (a result that could not be pickled...)."""
-
-    def knows_version(self, flow: str, version: str) -> bool:
-        """Whether this flow version is recorded already."""
-
-    def runs(self, flow: str | None = None) -> list[dict[str, Any]]:
-        """Every run (of ``flow``), oldest first."""
-
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        """One run's record, or None."""
-
-    def last_run(self, flow: str) -> str | None:
-        """Id of the most recently started run of ``flow``."""
-
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
-        """Every attempt of a run."""
-
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's event log in order."""
-
-    def results(self, run_id: str) -> dict[str, ResultRow]:
-        """Task -> result record, for the tasks of a run that succeeded."""
-
-    def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
-        """Newest stored result with this cache key (created at or after ``since``)."""
-
-    def load(self, digest: str) -> bytes | None:
-        """A pickled result by digest; ``pack:<id>``: a pickled list of packed results."""
-
-    def versions(self, flow: str) -> list[dict[str, Any]]:
-        """Recorded versions of a flow, oldest first."""
-
-    def version(self, version: str, flow: str | None = None) -> dict[str, Any] | None:
-        """One recorded version by (a prefix of) its hash: spec and sources."""
-
-    def close(self) -> None:
-        """Release what this handle holds."""
 
 
 _handles: dict[str, Any] = {}
@@ -113,7 +53,7 @@ def default_location() -> str | None:
     return os.path.join(os.getcwd(), DEFAULT_PATH)
 
 
-def resolve_store(value: Any) -> StateStore | None:
+def resolve_store(value: Any) -> SQLiteStore | None:
     """Turn a flow's ``store=`` value into a store (or None for no store).
 
     ``"default"`` -> :func:`default_location`; a path -> the process's
@@ -132,7 +72,9 @@ def resolve_store(value: Any) -> StateStore | None:
             return None
     if isinstance(value, str | os.PathLike):
         return open_store(value)
-    if isinstance(value, StateStore):
+    from .sqlite import SQLiteStore
+
+    if isinstance(value, SQLiteStore):
         return value
     raise TypeError(
         f"store must be a path, a store object (SQLiteStore, MemoryStore), 'default' or "
@@ -140,7 +82,7 @@ def resolve_store(value: Any) -> StateStore | None:
     )
 
 
-def open_store(path: str | os.PathLike[str]) -> StateStore:
+def open_store(path: str | os.PathLike[str]) -> SQLiteStore:
     """The process's store handle for ``path`` (``":memory:"``: the shared MemoryStore).
 
     Raises:
@@ -175,7 +117,7 @@ def close_all() -> None:
     from .writer import close_all as close_writers
 
     with _lock:
-        for handle in _handles.values():
+        for handle in [*_handles.values(), *_memory]:
             handle.close()
         _handles.clear()
         _memory.clear()
@@ -183,7 +125,7 @@ def close_all() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SQLiteStore":
+    if name in ("SQLiteStore", "StateStore"):
         from .sqlite import SQLiteStore
 
         return SQLiteStore

@@ -1,45 +1,60 @@
-"""The per-run event subscriber that feeds a store, and what the store knows about the run.
+"""The engine's journal of one run: what the store records of it, as it happens.
 
-:class:`Recorder` is the engine's journal for one run (``Engine(journal=...)``): it gets every
-event before subscribers do. Its cost on the event loop is one queue append per event;
-everything else (JSON, pickling, SQL) happens in the store's writer thread.
-When the run finishes it waits until the writer has checked the run's last records (results
-pickled, rows made), then re-issues the writer's warnings (a result that cannot be pickled...)
-in the caller's thread, where a notebook shows them. The last commit itself goes on in the
-writer thread after ``flow.run()`` returns (write-behind, a few milliseconds): every read of
-the store waits for it, and so does interpreter exit.
+:class:`Recorder` registers the run when it is made (its ``runs`` row; the flow version and
+task identities the store has not seen), takes every event (``put``: one C-level append to
+the writer's queue), takes each result once, when its task returns (:meth:`Recorder.keep`:
+a snapshot, see :mod:`nbflow.store.codecs`), and at the run's end waits, without blocking
+the event loop, until the writer has written all of it (:meth:`Recorder.finished`). If the
+store could not write some of it, the run knows: ``run.recorded`` is False and
+``run.store_error`` says why, and a :class:`StoreWarning` shows in the cell.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import os
+import pickle
+import socket
+import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import events as ev
 from ..errors import StoreError
+from ..identity import Identities, Identity, Unhashable
+from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
+from .eventlog import HOT, LAYOUTS
 from .keys import StoreWarning
+from .results import KEPT, ResultRow
+from .writer import RunOpened, safe_json
 
 if TYPE_CHECKING:
     from ..graph import Plan
     from ..identity import FlowIdentity
     from ..spec import FlowSpec
-    from . import StateStore
+    from .sqlite import SQLiteStore
+
+HOST = socket.gethostname()
+#: Result types pickled at once, without asking the serialisers (none of the built-in ones
+#: takes them).
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, tuple, list, dict, set})
+#: A result of a type whose size is unknown is serialised off the event loop when it holds
+#: more items than this (a long list of records takes a while to pickle).
+MANY_ITEMS = 10_000
 
 
 @dataclass(slots=True)
 class RunContext:
-    """What the store needs to know about a run beyond its events.
+    """What the store is told about a run beyond its events.
 
-    ``identity`` is the flow's version and each task's identity as the run started (see
-    :mod:`nbflow.identity`). ``spec`` is set only when the store has not recorded this flow
-    version yet (building it costs a little). ``local`` lists, with a remote executor, the
-    tasks whose results reach the kernel (others are handles on a cluster and are not
-    persisted); None means all. ``hot``, when the store takes them (``takes_run_queues``),
-    holds the run's own queues of the events of :data:`HOT_EVENTS`, one per class, which the
-    engine appends to directly.
+    ``identity`` is the flow's version and each task's identity as the run started;
+    ``spec`` is given only when the store has not recorded this flow version yet.
+    ``local``, with a remote executor, lists the tasks whose results reach the kernel (the
+    others stay on the cluster and are not stored); None means all.
     """
 
     run_id: str
@@ -48,73 +63,203 @@ class RunContext:
     variables: dict[str, Any]
     spec: FlowSpec | None = None
     resumed_from: str | None = None
+    parent_run: str | None = None
     local: frozenset[str] | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-    hot: tuple[deque[Any], ...] | None = None
+    var_digests: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def flow_version(self) -> str:
         """The flow's version for this run."""
         return self.identity.version
 
-    def task_version(self, name: str) -> str:
-        """The version of task ``name`` for this run: its identity's digest.
 
-        A task whose identity cannot be hashed gets a version of this run alone, which no
-        other run's result can match: it is never resumed nor served from the cache.
-        """
-        found = self.versions.get(name)
-        return found if found is not None else self.all_versions()[name]
-
-    def all_versions(self) -> dict[str, str]:
-        """Task -> version, for every task of the run (see :meth:`task_version`)."""
-        versions = self.versions
-        if len(versions) < len(self.plan.names):
-            unique = f"unhashable:{self.run_id}"
-            versions.update(
-                (name, identity.digest or unique) for name, identity in self.identity.tasks.items()
-            )
-        return versions
-
-
-#: The three events of every task (queued, started, succeeded), in the order of
-#: :attr:`RunContext.hot`: the bulk of a run's events.
-HOT_EVENTS: tuple[type[ev.Event], ...] = (ev.TaskQueued, ev.TaskStarted, ev.TaskSucceeded)
+def variable_digests(variables: dict[str, Any]) -> dict[str, str | None]:
+    """Each run variable's content digest (None: it cannot be hashed)."""
+    hasher = Identities()
+    found: dict[str, str | None] = {}
+    for name, value in variables.items():
+        try:
+            found[name] = hasher.value_digest(value)
+        except Unhashable:
+            found[name] = None
+    return found
 
 
 class Recorder:
-    """The engine's journal for one run: ``put(event)`` hands each event to ``store.submit``
-    (an O(1) queue append, in C), ``finish()`` waits until the run is checked.
+    """The journal of one run in a store (see the module docstring)."""
 
-    ``routes`` gives the engine a ``put`` per event class: with a store that takes run queues
-    (``takes_run_queues``), the events of :data:`HOT_EVENTS` go straight to the run's own
-    queue of their class (``context.hot``), so the writer need not sort them one by one.
-    """
+    __slots__ = (
+        "_digests", "_plain", "_results", "_unkept", "context", "error", "keys", "routes",
+        "snapshots", "store", "warnings",
+    )  # fmt: skip
 
-    __slots__ = ("put", "routes", "run_id", "store")
-
-    def __init__(self, store: StateStore, context: RunContext) -> None:
+    def __init__(self, store: SQLiteStore, context: RunContext) -> None:
         self.store = store
-        self.run_id = context.run_id
-        self.put = store.submit
-        self.routes: dict[type, Callable[[Any], None]] = {}
-        if getattr(store, "takes_run_queues", False):
-            context.hot = tuple(deque() for _ in HOT_EVENTS)
-            self.routes = {cls: q.append for cls, q in zip(HOT_EVENTS, context.hot, strict=True)}
-        store.submit(context)
-        wake = getattr(store, "wake", None)
-        if wake is not None:
-            wake()  # the writer looks at the queue now, then every interval during the run
+        self.context = context
+        self._digests = {name: found.digest for name, found in context.identity.tasks.items()}
+        # Tasks whose results are not stored: persist=False, or left on a remote cluster.
+        plan, local = context.plan, context.local
+        self._unkept = frozenset(
+            n
+            for n in plan.names
+            if plan.specs[n].persist is False or (local is not None and n not in local)
+        )
+        # Plain values take the short path of keep() when no serialiser of the user's could
+        # claim them.
+        self._plain = _PLAIN if not store.serializers.custom else frozenset()
+        #: Task -> the snapshot of its result in this run (what its dependants received): a
+        #: pickle's bytes, or a :class:`Snapshot`.
+        self.snapshots: dict[str, Snapshot | bytes] = {}
+        #: Task -> the cache key its coming result is to be stored under (cache=True).
+        self.keys: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self.error: StoreError | None = None
+        opened = self._opened()
+        # Where the engine puts each event (``routes[event class]``) and where results go:
+        # the run's own queues, which the writer reads (one C-level append each), or the
+        # store's submit() when a store class wants to see every item.
+        if store.sees_every_record:
+            put = store.submit
+            self.routes: dict[type, Callable[[Any], None]] = dict.fromkeys(LAYOUTS, put)
+            self._results: Callable[[Any], None] = put
+        else:
+            rest: deque[Any] = deque()
+            opened.events = {cls: deque() for cls in HOT}
+            opened.events[None] = rest
+            self.routes = {
+                cls: (opened.events[cls] if cls in HOT else rest).append for cls in LAYOUTS
+            }
+            self._results = opened.results.append
+        store.submit(opened)
+        store.wake()
 
-    def finish(self) -> None:
-        """Wait until the store has checked the run; warn about what it could not store."""
-        settle = getattr(self.store, "settle", None)  # optional in the protocol
+    def _opened(self) -> RunOpened:
+        context = self.context
+        plan = context.plan
+        started = time.time()
+        row = (
+            context.run_id, plan.flow_name, context.flow_version, safe_json(context.variables),
+            json.dumps(context.var_digests), "running", started, None, None, context.parent_run,
+            context.resumed_from, HOST, os.getpid(),
+        )  # fmt: skip
+        version = None
+        if context.spec is not None and not self.store.knows_version(
+            plan.flow_name, context.flow_version
+        ):
+            from ..versions import describe_version
+
+            spec_json, sources = describe_version(context.spec, plan.funcs, context.identity)
+            version = (plan.flow_name, context.flow_version, started, len(plan.names),
+                       spec_json, sources)  # fmt: skip
+            self.store.note_version(plan.flow_name, context.flow_version)
+        distinct: dict[str, Identity] = {}
+        for found in context.identity.tasks.values():  # 10,000 tasks may share a few
+            if found.digest is not None and found.digest not in distinct:
+                distinct[found.digest] = found
+        new = self.store.new_identities(distinct)
+        identities = {digest: distinct[digest].to_json() for digest in new}
+        return RunOpened(context.run_id, row, started, version, identities)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def keep(self, task: str, attempt: int, value: Any) -> Awaitable[None] | None:
+        """Take ``task``'s result as it is now (its snapshot), for the store.
+
+        Small values are serialised at once; one that may take a while (a large frame, a
+        long list) in a thread, and the awaitable returned must be awaited before anything
+        else sees the value. A value that cannot be serialised is not stored (one warning).
+        """
+        if type(value) in self._plain and task not in self._unkept:
+            # Most results: pickled at once (a microsecond), the snapshot is the pickle.
+            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            if len(data) <= self.store.file_bytes:
+                self._kept(task, attempt, data)
+                return None
+        if task in self._unkept:
+            self._kept(task, attempt, None)
+            return None
+        if self._slow(value):
+            return self._keep_in_thread(task, attempt, value)
+        self._kept(task, attempt, self._snapshot(task, value))
+        return None
+
+    async def _keep_in_thread(self, task: str, attempt: int, value: Any) -> None:
+        self._kept(task, attempt, await asyncio.to_thread(self._snapshot, task, value))
+
+    def _slow(self, value: Any) -> bool:
+        serializer = self.store.serializers.for_value(value)
+        hint = serializer.size_hint(value)
+        if hint is not None:
+            return hint > self.store.file_bytes
         try:
-            (settle or self.store.flush)()
-        except StoreError as error:
-            warnings.warn(f"run {self.run_id}: {error}", StoreWarning, stacklevel=2)
-        for message in self.store.take_warnings(self.run_id):
-            warnings.warn(message, StoreWarning, stacklevel=2)
+            return len(value) > MANY_ITEMS
+        except Exception:
+            return False
+
+    def _snapshot(self, task: str, value: Any) -> Snapshot | None:
+        store = self.store
+        try:
+            return snapshot(value, store.serializers, store.files, store.file_bytes)
+        except Exception as error:
+            how = store.serializers.for_value(value).name
+            verb = "pickled" if how == "pickle" else f"serialised by {how!r}"
+            self.warnings.append(
+                f"task {task!r}: its result ({type(value).__name__}) cannot be {verb} "
+                f"({type(error).__name__}: {error}), so it is not stored; the run goes on, but "
+                "resume and the cache will run this task again (persist=False silences this)"
+            )
+            return None
+
+    def _kept(self, task: str, attempt: int, snap: Snapshot | bytes | None) -> None:
+        if snap is not None:
+            self.snapshots[task] = snap
+        key = self.keys.pop(task, None) if self.keys else None
+        self._results((KEPT, self.context.run_id, task, attempt, self._digests[task], snap, key))
+
+    def digest_of(self, task: str) -> str | None:
+        """The content digest of ``task``'s result in this run (None: not stored)."""
+        snap = self.snapshots.get(task)
+        if snap is None:
+            return None
+        if type(snap) is bytes:
+            return hashlib.sha256(snap).hexdigest()
+        return snap.content_digest()  # type: ignore[union-attr]
+
+    def reused(self, task: str, row: ResultRow) -> None:
+        """Record that ``task``'s result is the stored one of ``row`` (resume, cache)."""
+        self._results((KEPT, self.context.run_id, task, 0, self._digests[task], None, None, row))
+
+    # -- the end ------------------------------------------------------------------------------
+
+    async def finished(self) -> StoreError | None:
+        """Wait until the store has written everything of the run (the loop runs on); the
+        error that kept some of it out, if any (also kept as :attr:`error`)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.store.timeout):
+                error = await asyncio.shield(self.store.finish(self.context.run_id, loop))
+        except TimeoutError:
+            error = StoreError(
+                f"store {self.store.location}: run {self.context.run_id} was not written "
+                f"within {self.store.timeout:g} s (a lock held by another process, or a slow "
+                "disk); its records wait in memory and are written when they can be"
+            )
+        self.error = error
+        return error
+
+    def report(self) -> None:
+        """Show what could not be stored, as warnings of the caller (a notebook cell)."""
+        for message in self.warnings:
+            warnings.warn(message, StoreWarning, stacklevel=3)
+        self.warnings.clear()
+        if self.error is not None:
+            warnings.warn(
+                f"run {self.context.run_id} of flow {self.context.plan.flow_name!r} is NOT "
+                f"fully recorded: {self.error}. Its results are in this session's Run; resume "
+                "and the cache cannot use what was lost.",
+                StoreWarning,
+                stacklevel=3,
+            )
 
     def __repr__(self) -> str:
-        return f"<Recorder run={self.run_id} store={self.store.location!r}>"
+        return f"<Recorder run={self.context.run_id} store={self.store.location!r}>"

@@ -1,41 +1,47 @@
-"""The single batched writer of a store: a queue, one thread, one transaction per batch.
+"""The one writer of a store file in a process: a queue, a thread, a transaction per batch.
 
-The event loop's whole cost is ``submit(item)``, which is ``deque.append`` (C, atomic); a
-run's queued/started/succeeded events go, just as cheaply, to the run's own queues, which the
-projector reads (see :class:`~nbflow.store.recorder.Recorder`). The writer thread sleeps
-until woken: a run starts (:meth:`Writer.wake`: it then writes every ``interval`` seconds,
-the first time one interval later) or a caller waits (``flush()``, ``settle()``). It takes
-everything queued at once (in C) and hands it to the :class:`~nbflow.store.rows.Projector`,
-which turns the lot into SQL statements (a few per batch for the hot events: see
-:mod:`nbflow.store.rows`) written in one transaction. ``settle()`` (a run's end) is released
-once the batch is projected, before its deferred statements are worked out and committed;
-reads wait for that commit (:meth:`Writer.wait_written`). Idle, the writer looks at the
-queue once a second only.
+A run's recorder puts its events and results in the run's own queues (:class:`RunOpened`
+carries them: one per hot event kind, one for the rest, one for results); everything else
+(a run that starts, someone waiting) goes through ``submit``. Each is one ``deque.append``
+on the event loop, in C. Every ``interval`` while a run goes on (at once when someone
+waits) the writer thread takes what is queued, the shared queue first (so a waiter's run
+has all its records in its queues by then), and writes it in one transaction: the runs that
+started, their events (one ``event_log`` row per kind, :mod:`nbflow.store.eventlog`), their
+results (one pack, :mod:`nbflow.store.results`), the runs that ended.
+
+Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
+table gone) is reported to every run it belonged to: a run waiting for its end to be written
+(:meth:`Writer.finish`) gets that error, with SQLite's own words, and so does the next
+``flush()``. A batch that meets a lock held by another process is kept and tried again until
+the lock goes; meanwhile ``flush()`` times out with a :class:`StoreLockedError` that says so.
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
-SQLite's ``busy_timeout`` serializes. A writer made with ``threaded=False`` has no thread:
-``flush()`` drains the queue in the caller's thread (:class:`~nbflow.store.memory.MemoryStore`).
-
-A batch that fails because the database is locked is kept and retried until the lock goes;
-``flush()`` meanwhile times out with a :class:`StoreLockedError`. Any other failure drops the
-batch (its rows are lost, the run goes on) and is reported by the next ``flush()``.
+SQLite's busy timeout serialises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
+import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from itertools import repeat, starmap
-from typing import Any, Protocol
+from typing import Any
 
+from .. import events as ev
 from ..errors import StoreError
-from .rows import Batch, Projector
+from . import eventlog
+from .results import KEPT, pack
+from .schema import connect, store_error, transaction
 
 log = logging.getLogger("nbflow.store")
 
@@ -44,183 +50,173 @@ class StoreLockedError(StoreError):
     """The database stayed locked by another writer for longer than the store's timeout."""
 
 
-class Sink(Protocol):
-    """Where a writer's batches go (an SQLite connection, in-memory tables)."""
+@dataclass(slots=True)
+class RunOpened:
+    """A run starts: its ``runs`` row, what its version adds to the store, and its queues.
 
-    def write(self, batch: Batch) -> None:
-        """Write ``batch`` atomically; raise :class:`StoreError` (locked: retryable)."""
+    ``events`` has a queue per hot event kind (:data:`~nbflow.store.eventlog.HOT`) and one
+    (under ``None``) for the others; ``results`` gets one tuple per result (see
+    :data:`~nbflow.store.results.KEPT`).
+    """
 
-    def known_versions(self) -> set[tuple[str, str]]:
-        """``(flow, flow_version)`` pairs already recorded."""
+    run_id: str
+    row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
+    wall_start: float
+    version: tuple[Any, ...] | None = None  # a flow_versions row, when it is new
+    identities: dict[str, str] = field(default_factory=dict)  # digest -> parts JSON
+    events: dict[type | None, deque[Any]] = field(default_factory=dict)
+    results: deque[Any] = field(default_factory=deque)
 
-    def close(self) -> None:
-        """Release the sink."""
+
+@dataclass(slots=True)
+class StatusChange:
+    """A recorded run's status changes after the fact (a dead run found ``interrupted``)."""
+
+    run_id: str
+    status: str
 
 
-class _Flush:
-    """A caller waiting until the items queued before it are written."""
+class _Waiter:
+    """Someone waiting until everything queued before it is written: a thread (``flush``)
+    or a run's coroutine (``finish``)."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("callback", "done", "error", "run_id")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, run_id: str | None = None, callback: Callable[[StoreError | None], None] | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.callback = callback
         self.done = threading.Event()
         self.error: StoreError | None = None
 
-
-class _Settle(_Flush):
-    """A caller waiting until the items queued before it are checked (see :meth:`Writer.settle`)."""
-
-    __slots__ = ()
+    def release(self, error: StoreError | None) -> None:
+        self.error = error
+        self.done.set()
+        if self.callback is not None:
+            self.callback(error)
 
 
 _STOP = object()
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
-_YIELD = 0.001  # seconds the writer sleeps after releasing a run's end (see _write_items)
+_EVENTS = frozenset(eventlog.LAYOUTS)
+
+
+def _take(queue: deque[Any]) -> list[Any]:
+    """What ``queue`` holds now, taken in C (another thread may append meanwhile)."""
+    return list(starmap(queue.popleft, repeat((), len(queue))))
+
+
+class _Batch:
+    """One transaction's worth of items, sorted by run."""
+
+    __slots__ = ("changes", "events", "finished", "opened", "results", "waiters")
+
+    def __init__(self) -> None:
+        self.opened: list[RunOpened] = []
+        self.changes: list[StatusChange] = []
+        self.events: dict[str, dict[type, list[ev.Event]]] = {}
+        self.results: dict[str, list[tuple[Any, ...]]] = {}
+        self.finished: list[ev.RunFinished] = []
+        self.waiters: list[_Waiter] = []
+
+    def runs(self) -> set[str]:
+        return {
+            *self.events,
+            *self.results,
+            *(o.run_id for o in self.opened),
+            *(c.run_id for c in self.changes),
+        }
 
 
 class Writer:
-    """Applies submitted items to a :class:`Sink`, in batches, in one background thread.
+    """Writes submitted items to a store's file from one background thread.
 
     Args:
-        open_sink: makes the sink, called in the writer thread (SQLite connections belong
-            to the thread that made them).
-        location: the store's file (or name), for messages.
-        max_result_bytes: larger pickled results are not stored (see the projector).
-        interval: seconds to gather items before a commit.
-        max_batch: at most this many items per transaction.
-        threaded: False: no thread; :meth:`flush` writes in the caller's thread (MemoryStore).
+        path: the database file.
+        timeout: seconds to wait for a lock held by another writer, per try.
+        interval: seconds between commits while a run goes on.
     """
 
-    def __init__(
-        self,
-        open_sink: Callable[[], Sink],
-        *,
-        location: str,
-        max_result_bytes: int,
-        interval: float = 0.05,
-        max_batch: int = 20000,
-        threaded: bool = True,
-    ) -> None:
-        self.location = location
+    def __init__(self, path: str, *, timeout: float, interval: float = 0.01) -> None:
+        self.path = path
+        self.timeout = timeout
         self.interval = interval
-        self.max_batch = max_batch
-        self.projector = Projector(max_result_bytes)
-        self._error: StoreError | None = None
-        self._locked_since: float | None = None  # monotonic time the current lock wait began
-        self._open_sink = open_sink
-        self._sink: Sink | None = None
         self._queue: deque[Any] = deque()
+        self.submit: Callable[[Any], None] = self._queue.append  # the loop's cost per item
         self._wake = threading.Event()
-        self._starting = False  # a run has started: gather its first interval of records
-        self._urgent = False  # a caller waits (flush, settle, close): write at once
-        # Clear while a batch whose waiters were released before its commit (settle) is
-        # being written: reads wait for it (wait_written), so a finished run is visible.
-        self._written = threading.Event()
-        self._written.set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.submit: Callable[[Any], None] = self._queue.append  # the loop's only cost per event
-        if threaded:
-            self._thread = threading.Thread(
-                target=self._run, name=f"nbflow-store-writer:{location}", daemon=True
-            )
-            self._thread.start()
-        else:
-            self._sink = open_sink()
-            self.projector.known_versions |= self._sink.known_versions()
+        self._open: dict[str, RunOpened] = {}  # runs going on (their queues)
+        self._run_errors: dict[str, StoreError] = {}  # runs a batch could not record
+        self._error: StoreError | None = None  # for the next flush
+        self._locked_since: float | None = None
+        self._con: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
+        self._thread.start()
 
     # -- caller side -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Write what is queued now (a run started, or someone waits)."""
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything submitted so far is written.
 
         Raises:
-            StoreError: a batch could not be written since the last flush, or the writer did
-                not catch up within ``timeout`` seconds (e.g. the file is locked).
+            StoreError: a batch could not be written since the last flush (SQLite's message),
+                or the writer did not catch up within ``timeout`` (a lock held elsewhere).
         """
-        self._wait(_Flush(), timeout)
-
-    def settle(self, timeout: float | None = None) -> None:
-        """Block until everything submitted so far is checked, not necessarily written.
-
-        Checked means projected: every result pickled (or found not to pickle, with its
-        warning kept for :meth:`take_warnings`) and every row made. The commit follows at
-        once, in the writer thread, while the caller goes on: a run ends without waiting
-        for its last transaction (see :class:`~nbflow.store.recorder.Recorder`). Raises like
-        :meth:`flush`, for writes that failed before.
-        """
-        self._wait(_Settle(), timeout)
-
-    def _wait(self, marker: _Flush, timeout: float | None) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._queue:
-                    self._drain()
-            self._raise_pending()
-            return
         if not self._thread.is_alive():
             self._raise_pending()
             return
-        self._queue.append(marker)
-        self._urgent = True
+        waiter = _Waiter()
+        self._queue.append(waiter)
         self._wake.set()
-        if not marker.done.wait(timeout):
+        if not waiter.done.wait(timeout):
             since = self._locked_since
             if since is not None:
                 raise StoreLockedError(
-                    f"store {self.location} is locked by another writer: this process's "
-                    f"records have waited {time.monotonic() - since:.1f} s to be written "
-                    "(another process or connection holds a write transaction on it). Nothing "
-                    "is lost yet: the records wait in memory and are written when the lock is "
-                    "released."
+                    f"store {self.path} is locked by another writer: this process's records "
+                    f"have waited {time.monotonic() - since:.1f} s to be written (another "
+                    "process or connection holds a write transaction on it). Nothing is lost "
+                    "yet: the records wait in memory and are written when the lock is released."
                 )
             raise StoreError(
-                f"store {self.location}: the writer did not catch up within {timeout:g} s "
-                "(very large results, or a slow disk); the records are still being written"
+                f"store {self.path}: the writer did not catch up within {timeout:g} s (very "
+                "large results, or a slow disk); the records are still being written"
             )
-        if marker.error is not None:
-            raise marker.error
+        if waiter.error is not None:
+            raise waiter.error
 
-    def wait_written(self, timeout: float | None = None) -> None:
-        """Block while a batch that :meth:`settle` let go of before its commit is written
-        (a few milliseconds): a read after a run sees the whole run. Never raises."""
-        self._written.wait(timeout)
+    def finish(self, run_id: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """A future on ``loop`` that the writer resolves once everything of run ``run_id``
+        submitted so far is written: with None, or the :class:`StoreError` that kept some
+        of it from being recorded."""
+        future: asyncio.Future[Any] = loop.create_future()
 
-    def wake(self) -> None:
-        """A run starts: the writer writes every ``interval`` seconds until no run is going
-        on, the first time one interval from now (a short run is then written once, at its
-        end, instead of its first part contending with it for the GIL)."""
-        self._starting = True
+        def resolve(error: StoreError | None) -> None:
+            def settle() -> None:
+                if not future.done():
+                    future.set_result(error)
+
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle)
+
+        self._queue.append(_Waiter(run_id, resolve))
         self._wake.set()
-
-    def take_warnings(self, run_id: str) -> list[str]:
-        """Messages the writer kept for ``run_id`` (call after :meth:`flush`)."""
-        return self.projector.warnings.pop(run_id, [])
-
-    def known(self, flow: str, version: str) -> bool:
-        """Whether ``(flow, version)`` is recorded (or about to be)."""
-        return (flow, version) in self.projector.known_versions
+        return future
 
     @property
     def closed(self) -> bool:
-        """Whether the thread has stopped (after :meth:`close`): submits go nowhere."""
-        return self._thread is not None and not self._thread.is_alive()
+        """Whether the thread has stopped (after :meth:`close`)."""
+        return not self._thread.is_alive()
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Write what is pending, stop the thread and close the sink."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        """Write what is pending, stop the thread, close the connection."""
+        if self._thread.is_alive():
             self._queue.append(_STOP)
-            self._urgent = True
             self._wake.set()
-            thread.join(timeout)
-        elif thread is None and self._sink is not None:
-            try:
-                self.flush()
-            except StoreError as error:
-                log.warning("%s", error)
-            self._sink.close()
-            self._sink = None
+            self._thread.join(timeout)
 
     def _raise_pending(self) -> None:
         error, self._error = self._error, None
@@ -231,142 +227,158 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            self._sink = self._open_sink()
-            self.projector.known_versions |= self._sink.known_versions()
-        except StoreError as error:
-            self._error = error
-        except Exception as error:  # never let the thread die with items waiting
-            self._error = StoreError(f"store {self.location}: cannot open: {error}")
-        pending, wake, projector = self._queue, self._wake, self.projector
+            self._con = connect(self.path, 0.1)  # short waits: a lock is retried, and said
+            self._con.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as error:
+            self._error = store_error(error, self.path, self.timeout)
+        queue, wake = self._queue, self._wake
         while True:
-            # While runs go on (or records wait): a batch every interval, or when a caller
-            # waits; idle: a look once a second (a run starting wakes the writer at once).
-            wake.wait(self.interval if projector.active or pending else _IDLE_POLL)
-            wake.clear()  # before taking the queue: a flush after this wakes us again
-            if self._starting and not self._urgent:
-                self._starting = False  # gather the run's first interval, then write
+            wake.wait(self.interval if self._open or queue else _IDLE_POLL)
+            wake.clear()  # before taking the queue: a submit after this wakes us again
+            if not queue and not self._open:
                 continue
-            self._starting = self._urgent = False
-            # A run going on may have events in its own queues only (see Recorder.routes).
-            if (pending or projector.active) and self._drain():
+            if self._write(_take(queue)):
                 break
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
-    def _drain(self) -> bool:
-        """Write everything queued (and what the runs' own queues hold); True when told to
-        stop."""
-        pending = self._queue
-        items = list(starmap(pending.popleft, repeat((), len(pending))))  # all at once, in C
-        stop = False
-        while True:
-            if len(items) <= self.max_batch:
-                return self._write_items(items) or stop
-            chunk = items[: self.max_batch]
-            del items[: self.max_batch]
-            stop = self._write_items(chunk) or stop
-
-    def _write_items(self, items: list[Any]) -> bool:
-        hot = self.projector.hot.get
-        batch, stop = Batch(), False
-        markers: list[_Flush] = []
-        settled: list[_Flush] = []
+    def _write(self, items: list[Any]) -> bool:
+        """Write ``items`` (the shared queue's) and what the open runs' queues hold, in one
+        transaction; True when told to stop."""
+        batch, stop = _Batch(), False
         for item in items:
-            # The hot path: an event of a hot class only goes to its list (projected in bulk).
-            found = hot(type(item))
-            if found is not None:
-                found.append(item)
+            kind = type(item)
+            if kind is RunOpened:
+                batch.opened.append(item)
+                self._open[item.run_id] = item
+            elif kind is _Waiter:
+                batch.waiters.append(item)
+            elif kind is StatusChange:
+                batch.changes.append(item)
+            elif kind in _EVENTS:  # a store whose submit() sees every event
+                batch.events.setdefault(item.run_id, {}).setdefault(kind, []).append(item)
+            elif kind is tuple and item[0] is KEPT:
+                batch.results.setdefault(item[1], []).append(item)
             elif item is _STOP:
                 stop = True
-            elif type(item) is _Flush:
-                markers.append(item)
-            elif type(item) is _Settle:
-                settled.append(item)
+        del items
+        for run_id, opened in self._open.items():
+            for queue in opened.events.values():
+                if queue:
+                    found = _take(queue)
+                    by_kind = batch.events.setdefault(run_id, {})
+                    if type(found[0]) in eventlog.HOT:  # a hot kind's queue: one kind
+                        by_kind.setdefault(type(found[0]), []).extend(found)
+                    else:
+                        for event in found:
+                            by_kind.setdefault(type(event), []).append(event)
+            if opened.results:
+                batch.results.setdefault(run_id, []).extend(_take(opened.results))
+        for by_kind in batch.events.values():
+            batch.finished.extend(
+                e for e in by_kind.get(ev.RunFinished, ()) if type(e) is ev.RunFinished
+            )
+        error = self._commit(batch) if batch.runs() else None
+        for finished in batch.finished:
+            self._open.pop(finished.run_id, None)
+        for waiter in batch.waiters:
+            if waiter.run_id is None:
+                failure, self._error = self._error, None
             else:
-                self._project(item, batch)
-        # The projector and the batch now hold what they need: let the items go (a run's
-        # context, with its plan), so that they are not kept during the commit below, which
-        # waits for the GIL at each statement and can last long after the run (its last
-        # reference would then go in this thread, in the middle of whatever runs next).
-        items.clear()
-        item = None
-        self._end(batch)
-        if settled:  # checked: their callers go on while the rest is done and committed
-            self._written.clear()
-            self._release(settled)
-            # Let the released callers have the GIL first: the JSON encoding below holds it
-            # for milliseconds at a time, which would make them wait after all.
-            time.sleep(_YIELD)
-        try:
-            self._resolve(batch)
-            self._commit(batch, markers)
-        finally:
-            self._written.set()
+                failure = self._run_errors.pop(waiter.run_id, None)
+                if failure is not None and failure is self._error:
+                    self._error = None  # told to the run that lost records: said once
+            waiter.release(failure)
+        if error is not None:
+            log.error("%s", error)
         return stop
 
-    def _project(self, item: Any, batch: Batch) -> None:
-        try:
-            self.projector.apply(item, batch)
-        except Exception:
-            log.exception("nbflow store %s: could not record %r", self.location, item)
-
-    def _end(self, batch: Batch) -> None:
-        try:
-            self.projector.end(batch)
-        except Exception:
-            log.exception("nbflow store %s: could not record a batch of events", self.location)
-            for events in self.projector.hot.values():
-                events.clear()
-
-    def _resolve(self, batch: Batch) -> None:
-        try:
-            batch.resolve()
-        except Exception as error:  # a bug: the batch cannot be written whole, so not at all
-            self._error = StoreError(f"store {self.location}: could not record a batch: {error}")
-            log.exception("nbflow store %s: could not record a batch of events", self.location)
-            batch.ops.clear()
-            batch.blobs.clear()
-
-    def _commit(self, batch: Batch, markers: list[_Flush]) -> None:
-        if self._sink is None:  # the store could not be opened: nothing can be written
-            if self._error is None:
-                self._error = StoreError(f"store {self.location} is closed")
-        elif len(batch):
-            self._write(self._sink, batch)
-        if markers:
-            self._release(markers)
-
-    def _release(self, markers: Sequence[_Flush]) -> None:
-        """Wake the callers of ``markers`` with the error kept since the last one (if any)."""
-        error, self._error = self._error, None
-        for marker in markers:
-            marker.error = error
-            marker.done.set()
-
-    def _write(self, sink: Sink, batch: Batch) -> None:
-        delay = 0.01
-        while True:
-            try:
-                sink.write(batch)
-            except StoreLockedError as error:  # kept and retried until the lock goes
-                self._error = error
-                if self._locked_since is None:
-                    self._locked_since = time.monotonic()
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
-                continue
-            except StoreError as error:
-                self._error = error
-                log.error("%s; %d records were dropped", error, len(batch))
-            except Exception as error:
-                self._error = StoreError(f"store {self.location}: {error}")
-                log.exception("nbflow store %s: %d records dropped", self.location, len(batch))
-            else:
-                if isinstance(self._error, StoreLockedError):
-                    self._error = None  # written after all
+    def _commit(self, batch: _Batch) -> StoreError | None:
+        """Write the batch, retrying while the file is locked elsewhere; on any other error
+        note it for every run of the batch (and the next flush) and return it."""
+        if self._con is None:
+            error = self._error or StoreError(f"store {self.path} could not be opened")
+        else:
+            delay = 0.01
+            while True:
+                try:
+                    with transaction(self._con):
+                        self._statements(self._con, batch)
+                    self._locked_since = None
+                    return None
+                except sqlite3.OperationalError as raised:
+                    error = store_error(raised, self.path, self.timeout)
+                    if not isinstance(error, StoreLockedError):
+                        break
+                    if self._locked_since is None:
+                        self._locked_since = time.monotonic()
+                    time.sleep(delay)  # kept and retried until the lock goes
+                    delay = min(delay * 2, 0.25)
+                except sqlite3.Error as raised:
+                    error = store_error(raised, self.path, self.timeout)
+                    break
+                except Exception as raised:  # a bug: still never a silent loss
+                    log.exception("nbflow store %s: could not write a batch", self.path)
+                    error = StoreError(f"store {self.path}: {type(raised).__name__}: {raised}")
+                    break
             self._locked_since = None
-            return
+        for run_id in batch.runs():
+            self._run_errors.setdefault(run_id, error)
+        self._error = self._error or error
+        return error
+
+    def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
+        for opened in batch.opened:
+            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", opened.row)
+            if opened.version is not None:
+                con.execute(
+                    "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?)", opened.version
+                )
+            if opened.identities:
+                con.executemany(
+                    "INSERT OR IGNORE INTO identities VALUES (?, ?)", opened.identities.items()
+                )
+        for run_id, by_kind in batch.events.items():
+            con.executemany(
+                "INSERT OR REPLACE INTO event_log VALUES (?, ?, ?, ?)",
+                [(run_id, first, kind, rows) for kind, first, rows in eventlog.encode(by_kind)],
+            )
+        now = time.time()
+        for run_id, results in batch.results.items():
+            rows, data, checksum, files = pack(results)
+            con.execute(
+                "INSERT INTO result_packs (run_id, created, rows, data, checksum) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, now, rows, data, checksum),
+            )
+            for snap in files:
+                con.execute(
+                    "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
+                    (snap.digest, snap.file, snap.codec, snap.size),
+                )
+            keyed = [(k[6], now, run_id, k[2]) for k in results if k[6]]
+            if keyed:
+                con.executemany("INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)", keyed)
+        for change in batch.changes:
+            con.execute(
+                "UPDATE runs SET status = ? WHERE run_id = ?", (change.status, change.run_id)
+            )
+        for finished in batch.finished:
+            found = self._open.get(finished.run_id)
+            ended = found.wall_start + finished.t if found is not None else time.time()
+            con.execute(
+                "UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
+                (finished.status, ended, finished.error, finished.run_id),
+            )
+
+
+def safe_json(value: Any) -> str:
+    """JSON of ``value``; what JSON cannot hold becomes its ``repr``."""
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # e.g. a dict with tuple keys
+        return json.dumps(repr(value))
 
 
 # -- one writer per file per process ---------------------------------------------------------
@@ -375,27 +387,27 @@ _writers: dict[str, Writer] = {}
 _registry_lock = threading.Lock()
 
 
-def shared_writer(location: str, make: Callable[[], Writer]) -> Writer:
-    """The process's writer for ``location``, made by ``make()`` the first time."""
+def shared_writer(path: str, make: Callable[[], Writer]) -> Writer:
+    """The process's writer for ``path``, made by ``make()`` the first time."""
     with _registry_lock:
-        writer = _writers.get(location)
-        if writer is None or (writer._thread is not None and not writer._thread.is_alive()):
-            writer = _writers[location] = make()
+        writer = _writers.get(path)
+        if writer is None or writer.closed:
+            writer = _writers[path] = make()
         return writer
 
 
-def close_writer(location: str, timeout: float | None = 10.0) -> None:
-    """Flush and stop the writer of ``location`` (a later store handle makes a new one)."""
+def close_writer(path: str, timeout: float | None = 10.0) -> None:
+    """Flush and stop the writer of ``path`` (a later store handle makes a new one)."""
     with _registry_lock:
-        writer = _writers.pop(location, None)
+        writer = _writers.pop(path, None)
     if writer is not None:
         writer.close(timeout)
 
 
 def close_all(timeout: float | None = 10.0) -> None:
     """Flush and stop every writer of this process (also run at interpreter exit)."""
-    for location in list(_writers):
-        close_writer(location, timeout)
+    for path in list(_writers):
+        close_writer(path, timeout)
 
 
 def _forget_after_fork() -> None:

@@ -41,4 +41,4 @@ def report(base):
 
 
 run = flow.run()
-print(json.dumps({"status": run.status, "states": run.states, "results": run.results}))
+print(json.dumps({"status": run.status, "states": run.states, "results": dict(run.results)}))

@@ -48,4 +48,4 @@ for k in range(LAYERS):
 
 run = flow.run(resume="last" if "--resume" in sys.argv else None)
 print(json.dumps({"run_id": run.run_id, "status": run.status, "states": run.states,
-                  "results": run.results, "pid": os.getpid()}))  # fmt: skip
+                  "results": dict(run.results), "pid": os.getpid()}))  # fmt: skip
