@@ -84,6 +84,7 @@ _LAZY = {
     "CacheWarning": ("nbflow.identity", "CacheWarning"),
     "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
     "why": ("nbflow.versions", "why"),
+    "prune": ("nbflow.store.retention", "prune_default"),
 }
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ __all__ = [
     "history",
     "load_flow",
     "middleware",
+    "prune",
     "retry",
     "why",
 ]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 HISTORY_COLUMNS = [
     "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
-    "resumed_from", "parent_run",
+    "resumed_from", "parent_run", "stored_bytes",
 ]  # fmt: skip
 VERSION_COLUMNS = ["version", "created", "n_tasks", "runs", "last_run", "current"]
 #: Spec fields that are not "options" in a diff (they are identity, code or dependencies).
@@ -100,15 +100,19 @@ def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
     Columns: ``run_id``, ``flow``, ``flow_version``, ``status`` (``running`` for a run still
     going or whose process died unseen, ``interrupted`` once a resume found it dead),
     ``start``, ``end``, ``duration_s``, ``variables`` (JSON), ``resumed_from``,
-    ``parent_run``. ``store``: a path or store object; default: the default store (see
-    :func:`nbflow.store.default_location`).
+    ``parent_run``, ``stored_bytes`` (what the run's events and results take in the
+    database; result files are shared and counted once, in the total). The frame's
+    ``attrs["store_bytes"]`` is the store's whole size on disk. ``store``: a path or store
+    object; default: the default store (see :func:`nbflow.store.default_location`).
 
     Raises:
         StoreError: there is no store, or it cannot be read.
     """
     import pandas as pd
 
-    rows = _store(store).runs(flow_name)
+    found = _store(store)
+    rows = found.runs(flow_name)
+    sizes = found.run_sizes()
     frame = pd.DataFrame(
         [
             (
@@ -122,12 +126,14 @@ def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
                 r["variables"],
                 r["resumed_from"],
                 r["parent_run"],
+                sizes.get(r["run_id"], 0),
             )
             for r in rows
         ],
         columns=HISTORY_COLUMNS,
     )
     frame["duration_s"] = frame["duration_s"].astype(float)
+    frame.attrs["store_bytes"] = found.size()
     _timestamps(frame, "start", "end")
     return frame
 

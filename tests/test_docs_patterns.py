@@ -6,18 +6,19 @@ import re
 from pathlib import Path
 
 import pytest
+from ipython_cells import Cells
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.mark.parametrize("page", ["patterns.md", "extending.md"])
+@pytest.mark.parametrize("page", ["patterns.md", "extending.md", "reuse.md"])
 def test_every_python_block_runs(page, tmp_path, monkeypatch):
     path = DOCS / page
     if not path.exists():
         pytest.skip(f"{page} not written yet")
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": f"docs_{page.replace('.', '_')}"}
+    cells = Cells(f"docs_{page.replace('.', '_')}")  # each block a notebook cell
     blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
     assert blocks, f"{page} has no python examples"
-    for number, block in enumerate(blocks, 1):
-        exec(compile(block, f"{page} block {number}", "exec"), namespace)  # our own docs
+    for block in blocks:
+        cells.run(block)

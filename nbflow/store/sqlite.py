@@ -35,6 +35,22 @@ RUN_COLUMNS = (
 _PACKS_KEPT = 8  # packs kept in memory once read (a resumed run reads a few, many times)
 
 
+def _keep_runs(value: int | str | None) -> int | None:
+    if value != "default":
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"keep_runs must be an int >= 0, None or 'default', got {value!r}")
+        return value
+    found = os.environ.get("NBFLOW_KEEP_RUNS", "1000").strip().lower()
+    if found in ("", "none", "off"):
+        return None
+    try:
+        return max(0, int(found))
+    except ValueError:
+        raise StoreError(
+            f"NBFLOW_KEEP_RUNS={found!r}: give a number of runs, or 'none' for no limit"
+        ) from None
+
+
 class SQLiteStore:
     """Durable store in one SQLite file: runs, events, results, flow versions, the cache.
 
@@ -43,8 +59,10 @@ class SQLiteStore:
             go to the directory ``<path>-results`` beside it.
         timeout: seconds to wait for a lock held by another writer (and for a flush).
         file_bytes: results larger than this (serialised) are files, not rows.
-        keep_runs: when set, each run that starts removes the oldest runs of its flow beyond
-            this many (see :meth:`prune`); None keeps everything.
+        keep_runs: the newest runs of each flow to keep: when a flow has more (by
+            :data:`~nbflow.store.retention.AUTO_EVERY`), the writer removes its oldest ones
+            (see :meth:`prune`). ``"default"``: ``NBFLOW_KEEP_RUNS`` if set (``none`` for no
+            limit), else 1,000. None keeps everything.
         interval: seconds between commits while a run goes on.
 
     Raises:
@@ -58,7 +76,7 @@ class SQLiteStore:
         *,
         timeout: float = 10.0,
         file_bytes: int = FILE_BYTES,
-        keep_runs: int | None = None,
+        keep_runs: int | str | None = "default",
         interval: float = 0.01,
     ) -> None:
         location = os.path.abspath(os.fspath(Path(path).expanduser()))
@@ -66,7 +84,7 @@ class SQLiteStore:
         self.path = Path(location)
         self.timeout = timeout
         self.file_bytes = file_bytes
-        self.keep_runs = keep_runs
+        self.keep_runs = _keep_runs(keep_runs)
         self.interval = interval
         self.serializers = Serializers()
         self.files = Files(f"{location}-results")
@@ -85,7 +103,13 @@ class SQLiteStore:
     def _make_writer(self) -> Writer:
         return shared_writer(
             self.location,
-            lambda: Writer(self.location, timeout=self.timeout, interval=self.interval),
+            lambda: Writer(
+                self.location,
+                timeout=self.timeout,
+                interval=self.interval,
+                keep_runs=self.keep_runs,
+                files=self.files,
+            ),
         )
 
     # -- writing -----------------------------------------------------------------------------
@@ -414,6 +438,19 @@ class SQLiteStore:
         from .retention import prune
 
         return prune(self, **options)
+
+    def forget_packs(self) -> None:
+        """Drop the packs kept in memory (after a prune removed some)."""
+        self._packs.clear()
+
+    def run_sizes(self) -> dict[str, int]:
+        """Bytes each run takes in the database (its events and its packs of results)."""
+        rows = self._query(
+            "SELECT run_id, sum(n) FROM (SELECT run_id, length(rows) AS n FROM event_log "
+            "UNION ALL SELECT run_id, length(rows) + length(data) FROM result_packs) "
+            "GROUP BY run_id"
+        )
+        return {r[0]: r[1] for r in rows}
 
     def close(self) -> None:
         """Close this handle's reader (the shared writer stays for other handles)."""

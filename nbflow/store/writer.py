@@ -138,8 +138,18 @@ class Writer:
         interval: seconds between commits while a run goes on.
     """
 
-    def __init__(self, path: str, *, timeout: float, interval: float = 0.01) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float,
+        interval: float = 0.01,
+        keep_runs: int | None = None,
+        files: Any = None,
+    ) -> None:
         self.path = path
+        self.keep_runs = keep_runs
+        self.files = files  # the store's Files: a prune removes what no result refers to
         self.timeout = timeout
         self.interval = interval
         self._queue: deque[Any] = deque()
@@ -282,6 +292,9 @@ class Writer:
         error = self._commit(batch) if batch.runs() else None
         for finished in batch.finished:
             self._open.pop(finished.run_id, None)
+        if self.keep_runs is not None and error is None:
+            for opened in batch.opened:
+                self._prune(opened.row[1])
         for waiter in batch.waiters:
             if waiter.run_id is None:
                 failure, self._error = self._error, None
@@ -327,6 +340,28 @@ class Writer:
             self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
         return error
+
+    def _prune(self, flow: str) -> None:
+        """Keep ``flow`` to its newest ``keep_runs`` runs (see nbflow.store.retention)."""
+        from .retention import AUTO_EVERY, doomed, remove_runs
+
+        assert self._con is not None and self.keep_runs is not None
+        try:
+            (count,) = self._con.execute(
+                "SELECT count(*) FROM runs WHERE flow = ?", (flow,)
+            ).fetchone()
+            if count < self.keep_runs + AUTO_EVERY:
+                return
+            with transaction(self._con):
+                runs = doomed(self._con, [flow], self.keep_runs, None)
+                _, gone = remove_runs(self._con, runs)
+            for relative in gone:
+                if self.files is not None:
+                    self.files.path(relative).unlink(missing_ok=True)
+        except (sqlite3.Error, OSError) as error:  # a prune that fails costs space, not data
+            log.warning(
+                "nbflow store %s: could not remove old runs of %r: %s", self.path, flow, error
+            )
 
     def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
         for opened in batch.opened:
