@@ -285,15 +285,20 @@ def code_facts(code: types.CodeType) -> CodeFacts:
     return CodeFacts(sha(canonical), text or canonical, tuple(names), write_only)
 
 
-#: Methods that put something into a container and return nothing worth reading: a name the
-#: code only calls these on (as statements) cannot change what the code computes.
-_ADDERS = frozenset({"append", "extend", "add", "update", "insert", "appendleft", "extendleft"})
+#: Methods that put something into a container, a file or a queue and return nothing worth
+#: reading: a name the code only calls these on (as statements) cannot change what the code
+#: computes.
+_ADDERS = frozenset(
+    {"append", "extend", "add", "update", "insert", "appendleft", "extendleft", "write",
+     "writelines", "put", "put_nowait"}
+)  # fmt: skip
 
 
 def write_only_names(tree: ast.AST) -> frozenset[str]:
     """Names that ``tree`` only adds to: every use is a statement ``name.append(...)`` (or
-    another of :data:`_ADDERS`). A list of calls a task keeps for a test, a log it appends
-    to: their contents cannot change its result, so they are not part of its identity."""
+    another of :data:`_ADDERS`). A list of calls a task keeps for a test, a log file it
+    writes to: their contents cannot change its result, so they are not part of its
+    identity."""
     adds: set[int] = set()
     for node in ast.walk(tree):
         if (
