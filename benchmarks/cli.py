@@ -55,8 +55,16 @@ def _log(message: str) -> None:
 
 
 def base_row(info: EngineInfo, w: workloads.Workload) -> dict[str, Any]:
-    return {"engine": info.name, "label": info.label, "workload": w.key, "group": w.group,
-            "title": w.title, "n_tasks": w.n_tasks, "ideal_s": w.ideal_s, "variant": ""}
+    return {
+        "engine": info.name,
+        "label": info.label,
+        "workload": w.key,
+        "group": w.group,
+        "title": w.title,
+        "n_tasks": w.n_tasks,
+        "ideal_s": w.ideal_s,
+        "variant": "",
+    }
 
 
 def resolve_interpreters(opts: Options) -> None:
@@ -78,9 +86,19 @@ def resolve_interpreters(opts: Options) -> None:
 
 def run_child(info: EngineInfo, w: workloads.Workload, opts: Options) -> list[dict[str, Any]]:
     """Run one cell in a subprocess (its own session, killed whole on timeout)."""
-    cmd = [opts.interpreters[info.name], "-m", "benchmarks.runner", "--engine", info.name,
-           "--workload", w.key, "--repeat", str(opts.repeat),
-           "--budget", f"{opts.timeout_s * 0.4:.0f}"]
+    cmd = [
+        opts.interpreters[info.name],
+        "-m",
+        "benchmarks.runner",
+        "--engine",
+        info.name,
+        "--workload",
+        w.key,
+        "--repeat",
+        str(opts.repeat),
+        "--budget",
+        f"{opts.timeout_s * 0.4:.0f}",
+    ]
     if opts.quick:
         cmd.append("--quick")
     env = dict(os.environ)
@@ -88,33 +106,51 @@ def run_child(info: EngineInfo, w: workloads.Workload, opts: Options) -> list[di
     logs = opts.results_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{w.key}-{info.name}.log"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=opts.timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the child's session: Prefect's server goes too
         out, err = proc.communicate()
         log_path.write_text(err)
-        return [{**base_row(info, w), "status": "too slow",
-                 "reason": f">{opts.timeout_s:.0f} s"}]
+        return [{**base_row(info, w), "status": "too slow", "reason": f">{opts.timeout_s:.0f} s"}]
     log_path.write_text(err)
-    rows = [json.loads(line[len(MARK):]) for line in out.splitlines() if line.startswith(MARK)]
+    rows = [json.loads(line[len(MARK) :]) for line in out.splitlines() if line.startswith(MARK)]
     if not rows:
         last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "no output")
-        rows = [{**base_row(info, w), "status": "error",
-                 "reason": f"exit {proc.returncode}: {last.strip()}"[:300]}]
+        rows = [
+            {
+                **base_row(info, w),
+                "status": "error",
+                "reason": f"exit {proc.returncode}: {last.strip()}"[:300],
+            }
+        ]
     return rows
 
 
-def _skip_reason(info: EngineInfo, w: workloads.Workload, done: list[dict[str, Any]],
-                 timeout_s: float) -> str | None:
+def _skip_reason(
+    info: EngineInfo, w: workloads.Workload, done: list[dict[str, Any]], timeout_s: float
+) -> str | None:
     """Why a large cell need not run: its smaller sibling timed out or projects past the limit."""
     smaller = PROJECTIONS.get(w.key)
     if smaller is None:
         return None
-    prior = next((r for r in done if r["engine"] == info.name and r["workload"] == smaller
-                  and not r.get("variant")), None)
+    prior = next(
+        (
+            r
+            for r in done
+            if r["engine"] == info.name and r["workload"] == smaller and not r.get("variant")
+        ),
+        None,
+    )
     if prior is None:
         return None
     if prior["status"] == "too slow":
@@ -123,8 +159,10 @@ def _skip_reason(info: EngineInfo, w: workloads.Workload, done: list[dict[str, A
         factor = 10.0
         projected = factor * min(prior["run_s"]) + (prior.get("setup_s") or 0.0)
         if projected > timeout_s:
-            return (f"projected {projected:.0f} s from {smaller} "
-                    f"({min(prior['run_s']):.1f} s x {factor:.0f}), limit {timeout_s:.0f} s")
+            return (
+                f"projected {projected:.0f} s from {smaller} "
+                f"({min(prior['run_s']):.1f} s x {factor:.0f}), limit {timeout_s:.0f} s"
+            )
     return None
 
 
@@ -136,8 +174,13 @@ def run_matrix(opts: Options) -> list[dict[str, Any]]:
             if not info.runs(w.group):
                 continue
             if info.name in opts.peer_errors:
-                rows.append({**base_row(info, w), "status": "not run",
-                             "reason": opts.peer_errors[info.name]})
+                rows.append(
+                    {
+                        **base_row(info, w),
+                        "status": "not run",
+                        "reason": opts.peer_errors[info.name],
+                    }
+                )
                 continue
             skip = _skip_reason(info, w, rows, opts.timeout_s)
             if skip:
@@ -165,24 +208,38 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--repeat", type=int, default=3, help="timed repeats per cell (median)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per cell")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS,
-                        help="where latest.json and the children's logs go")
-    parser.add_argument("--no-peers", action="store_true",
-                        help="nbflow and the asyncio baselines only, current interpreter")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="where latest.json and the children's logs go",
+    )
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="nbflow and the asyncio baselines only, current interpreter",
+    )
     args = parser.parse_args(argv)
     try:
         names = args.engines.split(",") if args.engines else None
         engines = select_engines(names, with_peers=not args.no_peers)
-        chosen = workloads.select(args.workloads.split(",") if args.workloads else None,
-                                  quick=args.quick)
+        chosen = workloads.select(
+            args.workloads.split(",") if args.workloads else None, quick=args.quick
+        )
     except ValueError as exc:
         parser.error(str(exc))
     if all(e.name != BASELINE for e in engines):  # ratios need the baseline of the same run
         engines.insert(0, BY_NAME[BASELINE])
-    return Options(engines=engines, workloads=chosen, quick=args.quick,
-                   repeat=max(1, args.repeat), timeout_s=args.timeout,
-                   with_peers=not args.no_peers, json_path=args.json,
-                   results_dir=args.results_dir)
+    return Options(
+        engines=engines,
+        workloads=chosen,
+        quick=args.quick,
+        repeat=max(1, args.repeat),
+        timeout_s=args.timeout,
+        with_peers=not args.no_peers,
+        json_path=args.json,
+        results_dir=args.results_dir,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,15 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolve_interpreters(opts)
     started = time.time()
     rows = report.summarize(run_matrix(opts))
-    meta = {**report.environment(), "started": time.strftime("%Y-%m-%d %H:%M:%S",
-                                                             time.localtime(started)),
-            "wall_s": round(time.time() - started, 1), "quick": opts.quick,
-            "repeat": opts.repeat, "timeout_s": opts.timeout_s}
+    meta = {
+        **report.environment(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "quick": opts.quick,
+        "repeat": opts.repeat,
+        "timeout_s": opts.timeout_s,
+    }
     report.write_json(opts.results_dir / "latest.json", rows, meta)
     if opts.json_path:
         report.write_json(opts.json_path, rows, meta)
-    print(f"## nbflow benchmarks ({meta['started']}, Python {meta['python']}, "
-          f"{meta['cpus']} CPUs, repeat={opts.repeat}{', quick' if opts.quick else ''})\n")
+    print(
+        f"## nbflow benchmarks ({meta['started']}, Python {meta['python']}, "
+        f"{meta['cpus']} CPUs, repeat={opts.repeat}{', quick' if opts.quick else ''})\n"
+    )
     print(f"Versions: {report.versions(rows)}.\n")
     print(report.markdown(rows))
     print("\n### µs per task (W4: efficiency; nbflow and Hamilton: run / build)\n")

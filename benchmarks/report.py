@@ -36,8 +36,11 @@ def summarize(rows: Iterable[Row]) -> list[Row]:
         r["us_per_task"] = r["median_s"] * 1e6 / max(1, r["n_tasks"])
         if r.get("ideal_s"):
             r["efficiency"] = r["ideal_s"] / r["median_s"]
-    ok = {(r["engine"], r["workload"], r.get("variant", "")): r for r in out
-          if r.get("status") == "ok"}
+    ok = {
+        (r["engine"], r["workload"], r.get("variant", "")): r
+        for r in out
+        if r.get("status") == "ok"
+    }
     for (engine, key, variant), r in ok.items():
         base = ok.get((BASELINE, key, ""))
         if base and base["median_s"]:
@@ -92,26 +95,42 @@ def _workload_cell(r: Row) -> str:
     return r["workload"] + (f" {r['variant']}" if r.get("variant") else "")
 
 
-COLUMNS = ("engine", "workload", "tasks", "median wall", "µs/task", "vs ready-queue",
-           "peak RSS MiB", "W4 eff", "build", "notes")
+COLUMNS = (
+    "engine",
+    "workload",
+    "tasks",
+    "median wall",
+    "µs/task",
+    "vs ready-queue",
+    "peak RSS MiB",
+    "W4 eff",
+    "build",
+    "notes",
+)
 
 
 def markdown(rows: Sequence[Row]) -> str:
     """The long table: one line per (engine, workload, variant), in run order."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "--:", "--:",
-                             "---"]) + "|"]
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|"
+        + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "---"])
+        + "|",
+    ]
     for r in rows:
         ok = r.get("status") == "ok"
         rss = r.get("peak_rss_kib")
         cells = [
-            r["label"], _workload_cell(r), f"{r['n_tasks']:,}",
+            r["label"],
+            _workload_cell(r),
+            f"{r['n_tasks']:,}",
             _fmt_s(r.get("median_s")) if ok else "",
             _fmt_num(r.get("us_per_task")) if ok else "",
             _fmt_num(r.get("ratio"), 2) if ok else "",
             _fmt_num(rss / 1024, 0) if ok and rss else "",
             _fmt_num(r.get("efficiency"), 2),
-            _fmt_s(r.get("build_median_s")) if ok and (r.get("build_median_s") or 0) >= 1e-4
+            _fmt_s(r.get("build_median_s"))
+            if ok and (r.get("build_median_s") or 0) >= 1e-4
             else "",
             _notes(r),
         ]
@@ -141,8 +160,9 @@ def pivot(rows: Sequence[Row]) -> str:
         cell[(wk, r["label"])] = text
     head = "| workload | " + " | ".join(engines) + " |"
     rule = "|---|" + "--:|" * len(engines)
-    body = ["| " + k + " | " + " | ".join(cell.get((k, e), "") for e in engines) + " |"
-            for k in keys]
+    body = [
+        "| " + k + " | " + " | ".join(cell.get((k, e), "") for e in engines) + " |" for k in keys
+    ]
     return "\n".join([head, rule, *body])
 
 
@@ -158,8 +178,12 @@ def environment() -> dict[str, Any]:
     """Where the numbers were measured."""
     import os
 
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "cpus": os.cpu_count(), "machine": platform.machine()}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def write_json(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> None:

@@ -37,9 +37,24 @@ def _table_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
 def test_benchmarks_quick_run_prints_numbers_for_nbflow_and_baselines(tmp_path: Path) -> None:
     out_json = tmp_path / "out.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--no-peers", "--repeat", "1",
-         "--json", str(out_json), "--results-dir", str(tmp_path / "results")],
-        cwd=ROOT, capture_output=True, text=True, timeout=540, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--no-peers",
+            "--repeat",
+            "1",
+            "--json",
+            str(out_json),
+            "--results-dir",
+            str(tmp_path / "results"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _table_rows(proc.stdout)

@@ -110,8 +110,9 @@ class NbflowEngine(Engine):
         try:
             self.nf.Dashboard  # noqa: B018 - lazy attribute: imports nbflow.widgets
         except Exception as exc:
-            raise NotRunnable(f"feature missing: nf.Dashboard ({type(exc).__name__}: {exc})"
-                              ) from exc
+            raise NotRunnable(
+                f"feature missing: nf.Dashboard ({type(exc).__name__}: {exc})"
+            ) from exc
         return True
 
     def prepare(self, workload: Workload, variant: str = "") -> Prepared:
@@ -120,8 +121,11 @@ class NbflowEngine(Engine):
         store_path = self._store_for(variant, w)
         show = self._check_dashboard(variant)
         t0 = time.perf_counter()
-        flow = nf.Flow(f"bench-{w.key}", max_workers=w.max_in_flight,
-                       store=str(store_path) if store_path else None)
+        flow = nf.Flow(
+            f"bench-{w.key}",
+            max_workers=w.max_in_flight,
+            store=str(store_path) if store_path else None,
+        )
         options: dict[str, Any] = {}
         if w.retries:
             options["retry"] = nf.Retry(max_retries=w.retries, delay=0)
