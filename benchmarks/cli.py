@@ -267,4 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.markdown(rows))
     print("\n### µs per task (W4: efficiency; nbflow and Hamilton: run / build)\n")
     print(report.pivot(rows))
+    store = report.store_table(rows)
+    if store:
+        print("\n### The store's cost (nbflow, µs per task)\n")
+        print(store)
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.engines import BASELINE
+from benchmarks.engines.nbflow_engine import STORE
 
 Row = dict[str, Any]
 
@@ -164,6 +165,37 @@ def pivot(rows: Sequence[Row]) -> str:
         "| " + k + " | " + " | ".join(cell.get((k, e), "") for e in engines) + " |" for k in keys
     ]
     return "\n".join([head, rule, *body])
+
+
+#: How the store table names a workload family: ``W1-10k`` -> ``W1 (10k wide)``.
+SHAPES = {"W1": "wide", "W2": "chain", "W3": "layered", "W7": "layered"}
+
+
+def _store_workload(key: str) -> str:
+    group, _, size = key.partition("-")
+    return f"{group} ({size} {SHAPES[group]})" if group in SHAPES and size else key
+
+
+def store_table(rows: Sequence[Row]) -> str:
+    """nbflow's µs per task without a store and with the SQLite store, and the store's cost
+    (issue #23): one line per workload that ran both ways; empty when none did."""
+    nbflow = [r for r in rows if r["engine"] == "nbflow"]
+    stored = {r["workload"]: r for r in nbflow if r.get("variant") == STORE}
+    lines = []
+    for plain in nbflow:
+        store = stored.get(plain["workload"])
+        if plain.get("variant") or store is None:
+            continue
+        cells = [_store_workload(plain["workload"])]
+        for r in (plain, store):
+            cells.append(f"{r['us_per_task']:,.1f}" if r["status"] == "ok" else _short_status(r))
+        cost = store.get("overhead_pct")
+        cells.append("" if cost is None else f"{cost:+.0f} %")
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| workload | nbflow, no store | nbflow, SQLite store | cost of the store |"
+    return "\n".join([head, "|---|--:|--:|--:|", *lines])
 
 
 def versions(rows: Iterable[Row]) -> str:

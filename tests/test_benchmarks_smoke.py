@@ -20,6 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("nbflow", "plain asyncio (idiomatic)", "asyncio ready-queue")
 NUMBER = re.compile(r"^\d[\d,]*(\.\d+)?( ms| s)?$")
+#: Workloads nbflow also runs with the SQLite store on, and their names in the store table.
+STORE_ROWS = {
+    "W1-1k": "W1 (1k wide)",
+    "W1-10k": "W1 (10k wide)",
+    "W2-1k": "W2 (1k chain)",
+    "W3-1k": "W3 (1k layered)",
+    "W7-2k": "W7 (2k layered)",
+}
 
 
 def _table_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
@@ -29,6 +37,17 @@ def _table_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 10 and cells[0] in ENGINES:
             rows[(cells[0], cells[1])] = cells
+    return rows
+
+
+def _store_table(stdout: str) -> dict[str, list[str]]:
+    """workload -> cells, from the table of the store's cost (after its heading)."""
+    _, _, after = stdout.partition("### The store's cost")
+    rows: dict[str, list[str]] = {}
+    for line in after.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in STORE_ROWS.values():
+            rows[cells[0]] = cells
     return rows
 
 
@@ -66,6 +85,15 @@ def test_benchmarks_quick_run_prints_numbers_for_nbflow_and_baselines(tmp_path: 
             for value in (median, us_per_task, ratio):
                 assert NUMBER.match(value), f"{engine} {workload}: {cells}\n{proc.stderr[-2000:]}"
     assert re.match(r"^\d", rows[("nbflow", "W4")][7]), "W4 efficiency missing"
+    store_rows = _store_table(proc.stdout)
+    for workload, name in STORE_ROWS.items():
+        cells = rows.get(("nbflow", f"{workload} +sqlite-store"))
+        assert cells is not None, f"no store row for {workload}:\n{proc.stdout}"
+        assert NUMBER.match(cells[4]), f"nbflow {workload} +sqlite-store: {cells}"
+        assert name in store_rows, f"no line {name!r} in the store table:\n{proc.stdout}"
+        plain, store, cost = store_rows[name][1:]
+        assert NUMBER.match(plain) and NUMBER.match(store), store_rows[name]
+        assert re.match(r"^[+-]\d+ %$", cost), store_rows[name]
 
     data = json.loads(out_json.read_text())
     ok = {(r["engine"], r["workload"]) for r in data["rows"] if r["status"] == "ok"}
@@ -74,3 +102,36 @@ def test_benchmarks_quick_run_prints_numbers_for_nbflow_and_baselines(tmp_path: 
     assert (tmp_path / "results" / "latest.json").exists()
     engines = {r["engine"] for r in data["rows"]}
     assert engines <= {"nbflow", "asyncio", "asyncio-rq", "graphlib-threads"}, engines
+
+
+def test_store_table_prints_the_cost_of_the_store_per_workload() -> None:
+    from benchmarks import report
+
+    def row(key: str, variant: str, run_s: float, status: str = "ok") -> dict[str, object]:
+        return {
+            "engine": "nbflow",
+            "label": "nbflow",
+            "workload": key,
+            "group": key[:2],
+            "n_tasks": 1000,
+            "variant": variant,
+            "status": status,
+            "run_s": [run_s],
+        }
+
+    rows = report.summarize(
+        [
+            row("W1-1k", "", 0.0102),
+            row("W1-1k", "+sqlite-store", 0.0112),
+            row("W2-1k", "", 0.0100),
+            row("W2-1k", "+sqlite-store", 0.0, status="error"),
+            row("W4", "", 0.1),
+        ]
+    )
+    assert report.store_table(rows).splitlines() == [
+        "| workload | nbflow, no store | nbflow, SQLite store | cost of the store |",
+        "|---|--:|--:|--:|",
+        "| W1 (1k wide) | 10.2 | 11.2 | +10 % |",
+        "| W2 (1k chain) | 10.0 | error |  |",
+    ]
+    assert report.store_table(rows[-1:]) == ""

@@ -67,9 +67,9 @@ class Engine:
         raise NotImplementedError
 
     def settle(self, prepared: Any) -> None:
-        """After the timing: wait for what the run left going in the background (nbflow's
-        store commits after ``run()`` returns), so that it does not land in the timing of
-        whatever runs next (W7's interleaved variants). Nothing by default."""
+        """After the timing: wait for, or check, what the run left behind (nbflow's store
+        variant checks that the store holds the run), so that nothing lands in the timing of
+        whatever runs next (the interleaved variants). Nothing by default."""
 
     def versions(self) -> dict[str, str]:
         """Package versions worth printing next to the results."""
