@@ -1,18 +1,19 @@
-"""The garbage collector while nbflow builds a flow and runs it.
+"""The garbage collector while nbflow builds a flow and runs it: left alone, unless asked.
 
-A run allocates a few records per task that live until it ends, and validation a few
-containers per task that live as long as the flow: no garbage in either, yet in a kernel
-holding 100,000 tasks those allocations set off collections that traverse the whole heap
-again and again. Two context managers keep the collector out of the way, sharing one lock
-and one count of the runs going on:
+nbflow does not change the process it runs in: by default the collector is left exactly as
+it is. ``NBFLOW_GC_FREEZE=1`` (set before the runs, e.g. in the notebook's first cell) opts in
+to keeping it out of the way, which pays for flows of tens of thousands of tasks: a run
+allocates a few records per task that live until it ends, and validation a few containers
+per task that live as long as the flow; no garbage in either, yet in a kernel holding
+100,000 tasks those allocations set off collections that traverse the whole heap again and
+again. Two context managers, sharing one lock and one count of the runs going on:
 
 - :func:`frozen_gc` (a run): what exists when the first run starts moves to the permanent
   generation, so collections scan only what runs allocate, and the young threshold is raised;
 - :func:`paused_gc` (validation): no collection in the block; what it allocated then counts
   as old, without being traversed.
 
-``NBFLOW_GC_FREEZE=0`` turns the freezing off (both keep the collector's settings as they are,
-except that validation still pauses it).
+Both do nothing unless ``NBFLOW_GC_FREEZE=1``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ _thresholds = gc.get_threshold()
 
 
 def _freezing() -> bool:
-    return os.environ.get("NBFLOW_GC_FREEZE", "1") != "0"
+    """Whether the user opted in (``NBFLOW_GC_FREEZE=1``)."""
+    return os.environ.get("NBFLOW_GC_FREEZE", "0") == "1"
 
 
 @contextlib.contextmanager
@@ -47,7 +49,7 @@ def frozen_gc() -> Iterator[None]:
     instead of the whole heap: about a third less engine overhead on a 10,000-task flow.
     The young-generation threshold is raised to :data:`GC_YOUNG_THRESHOLD` meanwhile. Nested
     and concurrent runs share one freeze; the last to finish unfreezes and restores the
-    threshold. ``NBFLOW_GC_FREEZE=0`` turns both off.
+    threshold. Only with ``NBFLOW_GC_FREEZE=1``.
     """
     global _depth, _thresholds
     if not _freezing():
@@ -76,8 +78,11 @@ def paused_gc() -> Iterator[None]:
     At the end, everything the collector tracks moves to the oldest generation untraversed
     (``gc.freeze()`` then ``gc.unfreeze()``, both O(1)); otherwise the next young collection
     would traverse all the block allocated. While a run goes on, it joins that run's freeze
-    instead (unfreezing would undo it). ``NBFLOW_GC_FREEZE=0`` turns that move off.
+    instead (unfreezing would undo it). Only with ``NBFLOW_GC_FREEZE=1``.
     """
+    if not _freezing():
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:

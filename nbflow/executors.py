@@ -8,11 +8,18 @@ An executor is any object with::
 :class:`LocalExecutor` (the default) awaits async functions on the event loop and runs sync
 functions in threads, so a blocking function never stalls the loop (or the notebook).
 ``nbflow.dask.DaskExecutor`` runs calls on a Dask cluster instead.
+
+A sync call waits for a free thread in a queue. A call cancelled while it waits (its run
+stopped, its attempt timed out) never starts; one cancelled while it runs goes on in its
+thread until it returns (Python cannot stop a thread), its result discarded: a long loop
+can check ``nf.context().cancelled`` and return early. ``call(..., started=...)`` is told,
+on the loop, when the body starts, so a timeout measures the body, not the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import queue
@@ -21,9 +28,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-# A job for a worker thread: (loop, future, context, fn, kwargs); None tells a worker to stop.
+# A job for a worker thread: (loop, future, context, fn, kwargs, started); None tells a worker
+# to stop.
 _Job = tuple[
-    asyncio.AbstractEventLoop, asyncio.Future[Any], contextvars.Context, Any, dict[str, Any]
+    asyncio.AbstractEventLoop,
+    asyncio.Future[Any],
+    contextvars.Context,
+    Any,
+    dict[str, Any],
+    Callable[[], None] | None,
 ]
 
 
@@ -88,13 +101,17 @@ class LocalExecutor:
         *,
         is_async: bool,
         priority: int = 0,
+        started: Callable[[], None] | None = None,
     ) -> Any:
-        """Run ``fn(**kwargs)`` and return its result (awaiting it if it is awaitable)."""
+        """Run ``fn(**kwargs)`` and return its result (awaiting it if it is awaitable).
+
+        ``started()`` is called on the loop when a sync call's body starts in its thread.
+        """
         if is_async:
             return await fn(**kwargs)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._submit((loop, future, contextvars.copy_context(), fn, kwargs))
+        self._submit((loop, future, contextvars.copy_context(), fn, kwargs, started))
         result = await future
         if inspect.isawaitable(result):
             result = await result
@@ -118,12 +135,18 @@ class LocalExecutor:
             job = jobs.get()
             if job is None:
                 return
-            loop, future, context, fn, kwargs = job
-            try:
-                value, ok = context.run(fn, **kwargs), True
-            except BaseException as error:  # handed to the awaiting task, like an executor
-                value, ok = error, False
-            del job, fn, kwargs
+            loop, future, context, fn, kwargs, started = job
+            if future.cancelled():  # its run stopped, or its attempt timed out, meanwhile
+                value, ok = None, False
+            else:
+                if started is not None:
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                        loop.call_soon_threadsafe(started)
+                try:
+                    value, ok = context.run(fn, **kwargs), True
+                except BaseException as error:  # handed to the awaiting task
+                    value, ok = error, False
+            del job, fn, kwargs, started, context
             # Idle before handing the result back: the loop may submit the next call at once,
             # and it should find this thread rather than start another.
             with self._lock:

@@ -8,6 +8,7 @@ handle), plus ``subscribe`` and ``use`` for observers and middleware.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -26,6 +27,17 @@ from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import resolve_strategy
+
+
+def _tell_interrupted(run: Run) -> None:
+    """A short word, instead of a traceback, on a run that Kernel -> Interrupt cancelled."""
+    counts = run.state.counts()
+    finished = sum(counts.get(k, 0) for k in ("succeeded", "cached"))
+    print(
+        f"nbflow: run {run.run_id[:8]} of {run.flow!r} cancelled by an interrupt; "
+        f"{finished} of {len(run.states)} tasks had finished. The run is flow.last_run.",
+        file=sys.stderr,
+    )
 
 
 class Flow(Definition):
@@ -71,6 +83,8 @@ class Flow(Definition):
         self._plan_cache: tuple[int, Plan] | None = None
         # Task identities, remembered between runs of this flow (see nbflow.identity).
         self._identities = Identities()
+        #: The last run started by run(), arun() or start(), also when it was interrupted.
+        self.last_run: Run | None = None
 
     # -- observers and extensions ------------------------------------------------------------
 
@@ -289,6 +303,11 @@ class Flow(Definition):
         engine, run = self._engine(
             variables, strategy, max_workers, on_error, executor, resume=resume
         )
+        return await self._execute(engine, run, show)
+
+    async def _execute(self, engine: Engine, run: Run, show: bool) -> Run:
+        """Run ``engine`` (shown live if ``show``) and return its :class:`Run`."""
+        self.last_run = run
         if show:
             self._show(run, engine)
         with health.tracking(engine):
@@ -336,21 +355,39 @@ class Flow(Definition):
         that run, with the same task version and inputs, are not run again; their results
         load from the store and they show as ``cached``. Everything else runs.
 
+        Kernel -> Interrupt (or Ctrl-C) cancels the run cleanly: running tasks are
+        cancelled and their cleanup runs, queued tasks never start, and ``run()`` returns the
+        :class:`Run`, ``cancelled``, with what did finish (it is ``flow.last_run`` too). In a
+        script, ``KeyboardInterrupt`` is then raised as usual.
+
         Raises:
             StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
-        return run_blocking(
-            self.arun(
-                variables,
-                strategy=strategy,
-                max_workers=max_workers,
-                on_error=on_error,
-                executor=executor,
-                show=show,
-                simulate=simulate,
-                resume=resume,
+        if simulate:
+            return run_blocking(
+                self.arun(
+                    variables,
+                    strategy=strategy,
+                    max_workers=max_workers,
+                    on_error=on_error,
+                    show=show,
+                    simulate=True,
+                    resume=resume,
+                )
             )
+        engine, run = self._engine(
+            variables, strategy, max_workers, on_error, executor, resume=resume
         )
+        interrupted = []
+
+        def interrupt() -> None:
+            interrupted.append(True)
+            engine.cancel()
+
+        result = run_blocking(self._execute(engine, run, show), on_interrupt=interrupt)
+        if interrupted:
+            _tell_interrupted(result)
+        return result
 
     def start(
         self,
@@ -373,18 +410,16 @@ class Flow(Definition):
             variables, strategy, max_workers, on_error, executor, resume=resume
         )
         loop = running_loop()
-
-        async def execute() -> Run:
-            with health.tracking(engine):
-                await engine.run()
-            run.report()
-            return run
-
         if loop is not None:
-            handle = RunHandle(engine, run, task=loop.create_task(execute()))
+            handle = RunHandle(
+                engine, run, task=loop.create_task(self._execute(engine, run, False))
+            )
         else:
             thread = threading.Thread(
-                target=asyncio.run, args=(execute(),), daemon=True, name=f"nbflow-{self.name}"
+                target=asyncio.run,
+                args=(self._execute(engine, run, False),),
+                daemon=True,
+                name=f"nbflow-{self.name}",
             )
             handle = RunHandle(engine, run, thread=thread)
             thread.start()

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from .runtime import ensure_reentrant, running_loop
+from .runtime import run_blocking, running_loop
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -49,11 +49,13 @@ class RunHandle:
         return self.run.done
 
     def cancel(self) -> None:
-        """Cancel the run: running tasks are cancelled, nothing new starts."""
-        loop = self.engine.loop
-        if loop is None or self.run.done:
+        """Cancel the run: running tasks are cancelled (their cleanup runs), nothing new
+        starts; the run ends ``cancelled``. Works at any moment, at once after ``start()``
+        too."""
+        if self.run.done:
             return
-        if running_loop() is loop:
+        loop = self.engine.loop
+        if loop is None or running_loop() is loop:
             self.engine.cancel()
         else:
             loop.call_soon_threadsafe(self.engine.cancel)
@@ -78,12 +80,15 @@ class RunHandle:
             return self._finished()
         assert self._task is not None
         if not self._task.done():
-            loop = self._task.get_loop()
-            ensure_reentrant(loop)
-            waiter = (
-                asyncio.wait_for(asyncio.shield(self._task), timeout) if timeout else self._task
-            )
-            loop.run_until_complete(waiter)
+            task = self._task
+
+            async def waiting() -> None:
+                if timeout is None:
+                    await asyncio.shield(task)
+                else:
+                    await asyncio.wait_for(asyncio.shield(task), timeout)
+
+            run_blocking(waiting(), on_interrupt=self.cancel)
         return self._finished()
 
     def __await__(self) -> Generator[Any, None, Run]:

@@ -7,6 +7,10 @@ name or tag). ``least_loaded`` reads the live number of tasks in flight on each 
 moment, so a worker busy with a long task is passed over. A task that asks for a parameter
 named ``worker`` receives the chosen name.
 
+Runs that share a pool share its capacities. A run that finds no free worker for a task
+waits in the pool's line; a worker that frees up goes to the first run in line that can use
+it (see :mod:`nbflow.limits`), so runs never wait forever on each other.
+
 A policy is ``"round_robin"``, ``"least_loaded"``, a callable
 ``policy(task_name, candidates) -> worker_name``, or an object with such a ``select`` method.
 ``candidates`` are :class:`WorkerLoad` snapshots, in declaration order.
@@ -14,6 +18,8 @@ A policy is ``"round_robin"``, ``"least_loaded"``, a callable
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +100,10 @@ class Pool:
         self.in_flight: dict[str, int] = dict.fromkeys(workers, 0)
         self._order = {name: i for i, name in enumerate(workers)}
         self.policy_name, self._select = _resolve_policy(policy)
+        # Runs waiting for a worker, in the order they first waited: claimant -> the worker
+        # name or tag its waiting task wants (None: any).
+        self._line: OrderedDict[Any, str | None] = OrderedDict()
+        self._lock = threading.Lock()  # runs on several loops (threads) may share the pool
 
     @property
     def total_capacity(self) -> int:
@@ -136,9 +146,33 @@ class Pool:
         self.in_flight[name] += 1
         return name
 
+    def matches(self, worker: str, want: str | None) -> bool:
+        """Whether ``worker`` suits a task asking for ``want`` (a name, a tag, or None)."""
+        return want is None or want == worker or want in self.tags[worker]
+
+    def wait_for(self, claimant: Any, want: str | None) -> None:
+        """Put ``claimant`` (a run's :class:`~nbflow.limits.Slots`) in line for a worker."""
+        with self._lock:
+            if claimant not in self._line:
+                self._line[claimant] = want
+
+    def forget(self, claimant: Any) -> None:
+        """Take ``claimant`` out of the line (its run is over)."""
+        with self._lock:
+            self._line.pop(claimant, None)
+
     def release(self, worker: str) -> None:
-        """Free the slot a task held on ``worker``."""
-        self.in_flight[worker] -= 1
+        """Free the slot a task held on ``worker``: it goes to the first run in line that
+        can use it (handed over, still counted as in flight), else back to the pool."""
+        with self._lock:
+            for claimant, want in self._line.items():
+                if self.matches(worker, want):
+                    del self._line[claimant]
+                    break
+            else:
+                self.in_flight[worker] -= 1
+                return
+        claimant.hand_over(worker)
 
     def __repr__(self) -> str:
         load = ", ".join(f"{n}={self.in_flight[n]}/{c}" for n, c in self.capacity.items())

@@ -159,8 +159,17 @@ class Run:
         """Seconds from start to end (to now while running)."""
         return self._state.duration
 
+    @property
+    def error(self) -> BaseException | None:
+        """What failed the run as a whole (a run middleware that raised, or returned without
+        calling ``call_next``), else None; tasks' errors are in :attr:`errors`."""
+        return self._state.run_error
+
     def raise_for_status(self) -> Run:
-        """Raise :class:`TaskFailedError` for the first failed task; return self otherwise."""
+        """Raise the run's own :attr:`error`, or :class:`TaskFailedError` for the first
+        failed task; return self otherwise."""
+        if self._state.run_error is not None:
+            raise self._state.run_error
         for name, error in self.errors.items():
             raise TaskFailedError(name, error) from error
         return self

@@ -1,16 +1,28 @@
-"""Running coroutines from synchronous code, inside or outside a running event loop.
+"""Running a coroutine to its end from synchronous code, inside or outside a running loop.
 
-In a Jupyter kernel the event loop is already running, so ``asyncio.run`` refuses to start.
-:func:`run_blocking` then re-enters the kernel's own loop with ``nest_asyncio2`` (the
-maintained fork of ``nest_asyncio``), applied once and only when needed, never at import:
-the flow's tasks, and the widget updates they cause, keep running on the kernel's loop.
+In a Jupyter kernel the event loop is already running (the cell runs in one of its
+callbacks), so ``asyncio.run`` refuses to start. :func:`run_blocking` then *re-enters* the
+kernel's own loop: it turns the loop's crank (``_run_once``) itself until the coroutine is
+done, so the flow's tasks, and the widget updates they cause, run on the kernel's loop. While
+it does, the cell's own asyncio task is set aside (a loop runs one task at a time) and put
+back after. Nothing is patched: the loop, its class and asyncio are left as they were. (A
+loop that is not a plain ``asyncio`` selector loop falls back to ``nest_asyncio2``, applied
+to that loop when first needed.)
+
+Kernel -> Interrupt (SIGINT) during :func:`run_blocking` cancels the run cleanly instead of
+raising in the middle of it: running tasks are cancelled and their cleanup runs, queued work
+never starts, and the coroutine returns (the run, ``cancelled``). A second interrupt while
+that cleanup is still going on raises ``KeyboardInterrupt`` as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.tasks as asyncio_tasks
+import contextlib
+import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -46,8 +58,59 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
-    """Make ``loop`` re-entrant with nest_asyncio2 (once per loop)."""
+def run_blocking(
+    coro: Coroutine[Any, Any, T], *, on_interrupt: Callable[[], None] | None = None
+) -> T:
+    """Run ``coro`` to completion and return its result, from sync code.
+
+    Without a running loop this is ``asyncio.run``, which also waits for runs that ``coro``
+    started in the background (chained flows) before the loop closes. Inside one (a notebook
+    cell), the running loop is re-entered, so the coroutine runs on the kernel's loop.
+
+    ``on_interrupt()`` is called (on the loop) when SIGINT arrives while the coroutine runs
+    in a running loop of the main thread (a kernel): it should make the coroutine end soon
+    (cancel the run). Without a running loop, ``asyncio.run``'s own handling applies: SIGINT
+    cancels the coroutine, then ``KeyboardInterrupt`` is raised.
+    """
+    loop = running_loop()
+    if loop is None:
+        return asyncio.run(_then_drain(coro))
+    with _interrupts_call(on_interrupt, loop):
+        if isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_run_once"):
+            return _reenter(loop, coro)
+        _ensure_reentrant(loop)
+        return loop.run_until_complete(coro)
+
+
+def _reenter(loop: asyncio.BaseEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Turn ``loop``'s crank until ``coro`` is done (see the module docstring).
+
+    The outer ``_run_once`` that called us is part-way through the batch of callbacks it took
+    from ``loop._ready``; the callbacks we run here may consume some of them. Those we took
+    are replaced by no-ops at the end, so the outer loop finds as many as it expects.
+    """
+    expected = len(loop._ready)  # type: ignore[attr-defined]
+    current = asyncio_tasks._current_tasks  # type: ignore[attr-defined]  # per loop
+    outer = current.pop(loop, None)
+    task = loop.create_task(coro)
+    try:
+        while not task.done():
+            loop._run_once()  # type: ignore[attr-defined]
+    finally:
+        if outer is not None:
+            current[loop] = outer
+        for _ in range(expected - len(loop._ready)):  # type: ignore[attr-defined]
+            loop.call_soon(_nothing)
+    return task.result()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``loop`` re-entrant with nest_asyncio2 (once per loop): for loops that are not
+    ``asyncio``'s own, whose crank we cannot turn."""
     with _lock:
         if id(loop) in _patched:
             return
@@ -57,15 +120,26 @@ def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
         _patched.add(id(loop))
 
 
-def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion and return its result, from sync code.
+@contextlib.contextmanager
+def _interrupts_call(
+    on_interrupt: Callable[[], None] | None, loop: asyncio.AbstractEventLoop
+) -> Iterator[None]:
+    """While the block runs in the main thread, SIGINT calls ``on_interrupt`` the first time
+    and raises ``KeyboardInterrupt`` the second (the previous handler comes back after)."""
+    if on_interrupt is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = False
 
-    Without a running loop this is ``asyncio.run``, which also waits for runs that ``coro``
-    started in the background (chained flows) before the loop closes. Inside one (a notebook
-    cell), the running loop is re-entered, so the coroutine runs on the kernel's loop.
-    """
-    loop = running_loop()
-    if loop is None:
-        return asyncio.run(_then_drain(coro))
-    ensure_reentrant(loop)
-    return loop.run_until_complete(coro)
+    def handle(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted = True
+        loop.call_soon_threadsafe(on_interrupt)  # not here: the loop may be mid-callback
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -35,7 +35,7 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import DefinitionError
-from .runtime import ensure_reentrant, running_loop
+from .runtime import run_blocking, running_loop
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -157,11 +157,11 @@ class Schedule:
             if self._thread.is_alive():
                 raise TimeoutError(f"{self!r} still running after {timeout}s")
             return self.runs
-        loop = self._loop
-        assert loop is not None
-        ensure_reentrant(loop)
+        assert self._loop is not None
         waiter = self._until_done()
-        loop.run_until_complete(asyncio.wait_for(waiter, timeout) if timeout else waiter)
+        run_blocking(
+            asyncio.wait_for(waiter, timeout) if timeout else waiter, on_interrupt=self.stop
+        )
         return self.runs
 
     def __await__(self) -> Generator[Any, None, list[Run]]:

@@ -77,6 +77,8 @@ class RunState:
     started_t: float | None = None
     finished_t: float | None = None
     error: str | None = None
+    #: What failed the run as a whole (a run middleware), as an exception; None otherwise.
+    run_error: BaseException | None = None
     parent_run: str | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     rows: list[AttemptRow] = field(default_factory=list)

@@ -454,10 +454,24 @@ def test_definition_errors_are_raised_before_any_task_runs():
     assert ran == []
 
 
-def test_gc_is_frozen_during_a_run_and_restored_after():
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(monkeypatch):
     import gc
 
+    monkeypatch.delenv("NBFLOW_GC_FREEZE", raising=False)
     flow = nf.Flow("gc", store=None)
+    seen = []
+    flow.task(name="probe")(lambda: seen.append((gc.get_freeze_count(), gc.get_threshold())))
+    before = (gc.get_freeze_count(), gc.get_threshold())
+    flow.validate()
+    flow.run()
+    assert seen == [before] and (gc.get_freeze_count(), gc.get_threshold()) == before
+
+
+def test_freezing_the_garbage_collector_is_an_opt_in(monkeypatch):
+    import gc
+
+    monkeypatch.setenv("NBFLOW_GC_FREEZE", "1")
+    flow = nf.Flow("gc-opt-in", store=None)
     seen = []
     flow.task(name="probe")(lambda: seen.append(gc.get_freeze_count()))
     before = gc.get_freeze_count()
@@ -700,9 +714,9 @@ def test_tasks_ready_together_are_all_placed_before_any_starts():
 
 
 def test_instant_retries_without_delay_still_let_the_loop_run(monkeypatch):
-    import nbflow.engine
+    import nbflow.attempts
 
-    monkeypatch.setattr(nbflow.engine, "TIME_SLICE", 0.0)  # every retry is past its slice
+    monkeypatch.setattr(nbflow.attempts, "TIME_SLICE", 0.0)  # every retry is past its slice
     flow = nf.Flow("spin", store=None)
 
     @flow.task(retry=nf.Retry(max_retries=100, delay=0))

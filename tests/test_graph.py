@@ -222,9 +222,10 @@ def test_validation_leaves_the_garbage_collector_as_it_was():
         gc.enable()
 
 
-def test_validation_during_a_run_keeps_the_runs_frozen_heap():
+def test_validation_during_a_run_keeps_the_runs_frozen_heap(monkeypatch):
     import gc
 
+    monkeypatch.setenv("NBFLOW_GC_FREEZE", "1")  # the collector is tuned only when asked
     inner = nf.Flow("validated-inside", store=None)
     inner.task(name="x")(lambda: 1)
     outer = nf.Flow("runs", store=None)

@@ -19,7 +19,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import NbflowError
+
 Next = Callable[[], Awaitable[Any]]
+
+
+class MiddlewareError(NbflowError, RuntimeError):
+    """A run middleware failed (the original error is its ``__cause__``), or returned without
+    calling ``call_next``, so the run could not go on."""
+
+
 Middleware = Callable[["Context", Next], Awaitable[Any]]
 
 

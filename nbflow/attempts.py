@@ -1,0 +1,380 @@
+"""One task of a run, from placed to ended: the half of the engine that runs a task.
+
+::
+
+    placed (a slot held; none for a fan-out task) -> async gates -> reuse (resume, cache)
+        -> inputs (stored ones read now) -> attempts: middleware(executor.call) in a timeout,
+           retried by the policy
+        or -> fan-out: each element takes its own slot, then its attempts
+    -> TaskSucceeded | TaskFailed | TaskCancelled | TaskSkipped
+
+The functions here take the :class:`~nbflow.engine.Engine` whose state they read and
+whose events they emit. A task's attempt runs with ``nf.context()`` set (:mod:`nbflow.context`). A
+``CancelledError`` is the task's own failure when nobody cancelled it (the runner's task has
+no cancellation pending); otherwise the task ends ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .context import current
+from .errors import TaskTimeoutError
+from .executors import LocalExecutor
+from .fanout import sliding_window
+from .gates import GateContext, condition_error, evaluate, is_async
+from .graph import task_variables
+from .lazy import loaded
+from .lifecycle import SUCCESSFUL, TaskState
+from .middleware import Context, call_with
+from .retry import RetryState
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+S = TaskState
+_NOWHERE: tuple[str | None, float | None] = (None, None)
+#: An attempt loop yields to the event loop this often (seconds), should an instant task fail
+#: and be retried at once many times over.
+TIME_SLICE = 0.005
+
+
+async def run_task(engine: Engine, name: str, worker: str | None) -> S:
+    """Run one placed task to its end; emit its events; return its outcome."""
+    try:
+        if name in engine._async_gated:
+            closed = await async_gates(engine, name)
+            if closed is not None:
+                return closed
+        kwargs = inputs_of(engine, name, worker)
+        hooks = engine.hooks
+        if hooks is not None:
+            cached = await hooks.lookup(name, kwargs)
+            if cached is not None:
+                engine._emit(ev.TaskSucceeded, name, 0, cached, None, True)
+                return S.CACHED
+            kwargs = await loaded(kwargs)  # stored upstream results, read only now
+        if engine.plan.specs[name].fan_out:
+            return await run_fan_out(engine, name, kwargs)
+        ok, _ = await run_attempts(engine, name, kwargs, worker, None)
+        return S.SUCCEEDED if ok else S.FAILED
+    except asyncio.CancelledError:
+        count = engine.state.tasks[name].attempts
+        if _cancelled_from_outside():
+            engine._emit(ev.TaskCancelled, name, count)
+            return S.CANCELLED
+        error = asyncio.CancelledError("the task raised CancelledError itself")
+        engine._emit(ev.TaskFailed, name, count, error, format_error(error))
+        return S.FAILED
+    except Exception as error:  # engine side: a bad fan-out input, a store hook's error
+        engine._emit(ev.TaskFailed, name, engine.state.tasks[name].attempts, error,
+                   format_error(error))  # fmt: skip
+        return S.FAILED
+    finally:
+        engine._inflight.pop(name, None)
+        if worker is not None:
+            engine.slots.release(worker)
+
+
+def inputs_of(engine: Engine, name: str, worker: str | None) -> dict[str, Any]:
+    tasks = engine.state.tasks
+    kwargs: dict[str, Any] = {}
+    for param, dep in engine.plan.data_params[name]:
+        record = tasks[dep]
+        kwargs[param] = record.result if record.state in SUCCESSFUL else None
+    variables = engine.variables
+    for param in engine._var_params.get(name, ()):
+        kwargs[param] = variables[param]
+    if name in engine._wants_worker and "worker" not in kwargs:
+        kwargs["worker"] = worker
+    return kwargs
+
+
+# -- gates ------------------------------------------------------------------------------
+
+
+def upstream_results(engine: Engine, name: str) -> dict[str, Any]:
+    tasks = engine.state.tasks
+    return {d: tasks[d].result for d in engine.plan.upstream[name] if tasks[d].state in SUCCESSFUL}
+
+
+def gate_verdict(
+    engine: Engine, name: str, results: dict[str, Any], awaited: dict[int, Any] | None
+) -> tuple[S, BaseException | None, str] | None:
+    """None when every gate of ``name`` passes, else ``(skipped or failed, error,
+    reason)``. ``awaited``: what async callables gave (by gate position), when known."""
+    variables = task_variables(engine.plan, name, engine.variables)
+    for position, gate in enumerate(engine.plan.gates[name]):
+        try:
+            if awaited is not None and position in awaited:
+                passed = not awaited[position] if gate.negate else bool(awaited[position])
+            else:
+                passed = evaluate(gate, name, results, variables)
+        except Exception as error:
+            return S.FAILED, error, ""
+        if not passed:
+            reason = f"branch {gate.branch!r}" if gate.branch else "condition is false"
+            return S.SKIPPED, None, reason
+    return None
+
+
+async def async_gates(engine: Engine, name: str) -> S | None:
+    """Decide the gates of a placed task that needs awaiting (an async ``when=``, or
+    stored upstream results to read); its outcome when a gate closed, else None."""
+    try:
+        results = await loaded(upstream_results(engine, name))
+    except Exception as error:  # a stored upstream result that cannot be read
+        engine._emit(ev.TaskFailed, name, 0, error, format_error(error))
+        return S.FAILED
+    variables = task_variables(engine.plan, name, engine.variables)
+    awaited: dict[int, Any] = {}
+    verdict: tuple[S, BaseException | None, str] | None = None
+    for position, gate in enumerate(engine.plan.gates[name]):
+        if gate.callable is None or not is_async(gate.callable):
+            continue
+        try:
+            awaited[position] = await gate.callable(GateContext(name, results, variables))
+        except Exception as raised:
+            verdict = S.FAILED, condition_error(name, gate.callable, raised), ""
+            break
+    if verdict is None:
+        verdict = gate_verdict(engine, name, results, awaited)
+    if verdict is None:
+        return None
+    outcome, failure, reason = verdict
+    if outcome is S.SKIPPED:
+        engine._emit(ev.TaskSkipped, name, outcome.value, reason)
+    else:
+        engine._emit(ev.TaskFailed, name, 0, failure, format_error(failure))
+    return outcome
+
+
+# -- attempts ---------------------------------------------------------------------------
+
+
+async def run_attempts(
+    engine: Engine, name: str, kwargs: dict[str, Any], worker: str | None, element: int | None
+) -> tuple[bool, Any]:
+    """Run attempts until success or the retry policy gives up: (ok, result or error)."""
+    policy = engine.plan.specs[name].retry
+    loop = engine.loop
+    assert loop is not None
+    retry_state = RetryState(policy, loop.time()) if policy is not None else None
+    yield_at = engine._clock() + TIME_SLICE
+    attempt = 0
+    while True:
+        attempt += 1
+        engine._emit(ev.TaskStarted, name, attempt, worker, element)
+        where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
+        token = current.set((engine, name, attempt, element, worker))
+        try:
+            result = await call(engine, name, kwargs, attempt, worker, element)
+            if engine._remote:
+                where = placement(engine, result)
+                if element is None and name in engine._fetch:
+                    result = await engine.executor.amaterialize(result)
+            if element is None and engine._keep is not None:
+                pending = engine._keep(name, attempt, result)  # the store's snapshot
+                if pending is not None:
+                    await pending
+        except asyncio.CancelledError as cancelled:
+            if _cancelled_from_outside():
+                if element is not None:
+                    engine._emit(ev.TaskCancelled, name, attempt, element)
+                raise
+            error: BaseException = cancelled  # raised by the task: its own failure
+        except Exception as raised:
+            error = raised
+        else:
+            engine._emit(ev.TaskSucceeded, name, attempt, result, element, False, *where)
+            return True, result
+        finally:
+            current.reset(token)
+        if engine._remote and where is _NOWHERE:
+            where = placement(engine, error)
+        delay = None
+        if retry_state is not None:
+            retry_state.attempt = attempt
+            delay = retry_state.next_delay(error, loop.time())
+        if delay is None:
+            engine._emit(ev.TaskFailed, name, attempt, error, format_error(error), element,
+                       *where)  # fmt: skip
+            return False, error
+        engine._emit(ev.TaskRetrying, name, attempt, error, delay, element, *where)
+        if delay or engine._clock() >= yield_at:
+            await asyncio.sleep(delay)
+            yield_at = engine._clock() + TIME_SLICE
+
+
+def placement(engine: Engine, outcome: Any) -> tuple[str | None, float | None]:
+    """Where and when (run clock) a remote executor ran the attempt behind ``outcome``."""
+    found = engine.executor.placement(outcome)
+    if found is None:
+        return _NOWHERE
+    worker, began = found
+    return worker, (None if began is None else began - engine.state.wall_start)
+
+
+async def call(
+    engine: Engine,
+    name: str,
+    kwargs: dict[str, Any],
+    attempt: int,
+    worker: str | None,
+    element: int | None,
+) -> Any:
+    """One call of the task's function, through the task middleware, within its timeout.
+
+    The timeout measures the attempt's own body: a sync call waiting for a free thread
+    starts its clock when the thread takes it.
+    """
+    spec = engine.plan.specs[name]
+    timeout = spec.timeout
+    if timeout is None:
+        return await invoke(engine, name, kwargs, attempt, worker, element, None)
+    loop = engine.loop
+    assert loop is not None
+    try:
+        async with asyncio.timeout(None) as scope:
+
+            def started() -> None:
+                scope.reschedule(loop.time() + timeout)
+
+            return await invoke(engine, name, kwargs, attempt, worker, element, started)
+    except TimeoutError:
+        if scope.expired():
+            raise TaskTimeoutError(name, timeout) from None
+        raise
+
+
+def invoke(
+    engine: Engine,
+    name: str,
+    kwargs: dict[str, Any],
+    attempt: int,
+    worker: str | None,
+    element: int | None,
+    started: Any,
+) -> Any:
+    """The awaitable of one call; ``started()`` (if given) is called as its body starts."""
+    spec = engine.plan.specs[name]
+    fn = engine.plan.funcs[name]
+    executor = engine.executor
+    threads = not spec.is_async and type(executor) is LocalExecutor
+    if started is not None and not threads:
+        started()  # the body starts now (a coroutine, another executor)
+    if engine.task_mw:
+        ctx = Context("task", engine.run_id, engine.plan.flow_name, engine.variables, name,
+                      attempt, element, worker, dict(kwargs), spec, fn)  # fmt: skip
+
+        async def innermost() -> Any:
+            return await executor_call(engine, name, fn, ctx.inputs, spec, started, threads)
+
+        return call_with(engine.task_mw, ctx, innermost)
+    if spec.is_async and engine._inline_async:
+        return fn(**kwargs)  # what LocalExecutor.call does, minus a frame
+    return executor_call(engine, name, fn, kwargs, spec, started, threads)
+
+
+def executor_call(
+    engine: Engine,
+    name: str,
+    fn: Any,
+    kwargs: dict[str, Any],
+    spec: Any,
+    started: Any,
+    threads: bool,
+) -> Any:
+    if threads:
+        return engine.executor.call(name, fn, kwargs, is_async=False, priority=spec.priority,
+                                  started=started)  # fmt: skip
+    return engine.executor.call(name, fn, kwargs, is_async=spec.is_async,
+                              priority=spec.priority)  # fmt: skip
+
+
+# -- fan-out ----------------------------------------------------------------------------
+
+
+async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S:
+    """Run one element per item, each in a slot of its own (see :mod:`nbflow.limits`)."""
+    spec = engine.plan.specs[name]
+    param = spec.fan_out
+    assert param is not None
+    source = kwargs.get(param)
+    try:
+        items = list(source)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"task {name!r} fan_out={param!r}: upstream result "
+            f"{type(source).__name__} is not iterable"
+        ) from None
+    engine._emit(ev.TaskStarted, name, 1, None, None, len(items))
+    wants_worker = name in engine._wants_worker
+
+    async def run_one(index: int, item: Any) -> Any:
+        worker = await engine.slots.wait(name, spec.worker)
+        try:
+            inputs = {**kwargs, param: item}
+            if wants_worker:
+                inputs["worker"] = worker
+            ok, value = await run_attempts(engine, name, inputs, worker, index)
+        finally:
+            engine.slots.release(worker)
+            engine._dispatch_soon()  # a freed slot may let a ready task start
+        if not ok:
+            raise value
+        return value
+
+    lanes = [n for n in (spec.concurrency, engine.slots.limit) if n]
+    outcomes = await sliding_window(
+        items, run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate
+    )
+    failures = [o for o in outcomes if not o.ok]
+    if failures and not spec.allow_partial:
+        first = failures[0].error
+        error = RuntimeError(
+            f"task {name!r}: {len(failures)} of {len(items)} fan-out elements failed; "
+            f"first (element {failures[0].index}): {type(first).__name__}: {first}"
+        )
+        error.__cause__ = first
+        engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
+        return S.FAILED
+    results = [o.value for o in outcomes if o.ok]
+    if name in engine._fetch:  # a remote executor's element results, fetched in one go
+        results = await engine.executor.amaterialize(results)
+    if engine._keep is not None:
+        pending = engine._keep(name, 1, results)
+        if pending is not None:
+            await pending
+    engine._emit(ev.TaskSucceeded, name, 1, results)
+    return S.SUCCEEDED
+
+
+def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -> bool:
+    """Whether that attempt should stop (see ``TaskContext.cancelled``): the run is
+    stopping, or the attempt is not the one going on any more (it timed out, or its task
+    ended)."""
+    if engine._stopping:
+        return True
+    row = engine.state.open_rows.get(task if element is None else (task, element))
+    return row is None or row.attempt != attempt
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running asyncio task is being cancelled (rather than some code in it
+    raising ``CancelledError`` of its own accord)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def format_error(error: BaseException | None) -> str:
+    """The traceback of ``error`` as text ("" for None); never raises."""
+    if error is None:
+        return ""
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:  # an exception whose __str__ raises, say
+        return f"{type(error).__name__} (its message cannot be shown)"

@@ -1,0 +1,83 @@
+"""``nf.context()``: what a running task knows about itself.
+
+Inside a task (async, or sync in its worker thread), ``nf.context()`` is the current
+attempt's :class:`TaskContext`: the run's id, the task's name, the attempt, the fan-out
+element, and ``cancelled``, which a long synchronous loop can check to stop early (a thread
+cannot be stopped from outside: see docs/concepts.md, "Cancelling").
+
+The engine sets one context variable per attempt, holding a plain tuple; the
+:class:`TaskContext` object is made only when a task asks. Context variables follow asyncio
+tasks and are copied into a sync task's thread, so concurrent tasks never see each other's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+from .errors import NbflowError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: ``(engine, task, attempt, element, worker)`` of the attempt running in this context.
+current: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
+    "nbflow_task", default=None
+)
+
+
+class TaskContext:
+    """The running attempt of a task, as ``nf.context()`` gives it.
+
+    Attributes:
+        run_id: the run's id.
+        flow: the flow's name.
+        task: the task's name.
+        attempt: 1 for the first attempt, 2 for the first retry...
+        element: the fan-out element's index (None: not a fan-out element).
+        worker: the worker (pool) or slot the attempt runs on.
+    """
+
+    __slots__ = ("_engine", "attempt", "element", "flow", "run_id", "task", "worker")
+
+    def __init__(
+        self, engine: Engine, task: str, attempt: int, element: int | None, worker: str | None
+    ) -> None:
+        self._engine = engine
+        self.run_id = engine.run_id
+        self.flow = engine.plan.flow_name
+        self.task = task
+        self.attempt = attempt
+        self.element = element
+        self.worker = worker
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this attempt should stop: the run was stopped or cancelled, the attempt
+        timed out, or the task was cancelled. A sync task's loop can check it and return;
+        an async task is cancelled by asyncio itself (``CancelledError`` at its next await).
+        """
+        return self._engine.attempt_over(self.task, self.element, self.attempt)
+
+    def __repr__(self) -> str:
+        element = f"[{self.element}]" if self.element is not None else ""
+        return (
+            f"<TaskContext {self.flow!r} {self.task}{element} attempt={self.attempt} "
+            f"run={self.run_id[:8]}>"
+        )
+
+
+def context() -> TaskContext:
+    """The running task's :class:`TaskContext`.
+
+    Raises:
+        NbflowError: called outside a task (the message says where it can be called).
+    """
+    found = current.get()
+    if found is None:
+        raise NbflowError(
+            "nf.context() is only available inside a running task: call it from the body of "
+            "a @flow.task function (async, or sync in its thread), not at module level or in "
+            "a notebook cell"
+        )
+    return TaskContext(*found)
