@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError
+from .errors import StoreError, describe
 from .store import StateStore, resolve_store
 from .store.keys import (
     NONE_DIGEST,
@@ -325,7 +325,7 @@ class StoreHooks:
         except Exception as error:
             raise RuntimeError(
                 f"task {name!r}: cache_key={getattr(spec.cache_key, '__name__', spec.cache_key)}"
-                f" raised {type(error).__name__}: {error}; it is called with the task's inputs "
+                f" raised {describe(error)}; it is called with the task's inputs "
                 f"as keyword arguments ({sorted(kwargs)})"
             ) from error
         if user_key is None:
@@ -354,7 +354,7 @@ class StoreHooks:
         except Exception as error:
             warnings.warn(
                 f"task {name!r}: its stored result (run {row.run_id}) cannot be loaded "
-                f"({type(error).__name__}: {error}); running the task again",
+                f"({describe(error)}); running the task again",
                 StoreWarning,
                 stacklevel=2,
             )

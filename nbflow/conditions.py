@@ -17,7 +17,7 @@ from typing import Any
 
 import simpleeval
 
-from .errors import ConditionError
+from .errors import ConditionError, describe
 
 #: Functions a condition may call: pure, cheap, and unable to reach the outside world.
 SAFE_FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -111,9 +111,7 @@ class Condition:
         except simpleeval.InvalidExpression as error:
             raise ConditionError(self.task, self.expression, str(error)) from None
         except Exception as error:  # a KeyError or TypeError inside the user's expression
-            raise ConditionError(
-                self.task, self.expression, f"{type(error).__name__}: {error}"
-            ) from error
+            raise ConditionError(self.task, self.expression, describe(error)) from error
 
 
 def parse_condition(task: str, expression: str) -> Condition:

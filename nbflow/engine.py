@@ -28,7 +28,6 @@ import collections
 import functools
 import logging
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +35,13 @@ from typing import Any
 from . import events as ev
 from . import scheduler as sch
 from .collector import frozen_gc
-from .errors import ConditionError, OverheadWarning, TaskTimeoutError
+from .errors import (
+    ConditionError,
+    OverheadWarning,
+    TaskTimeoutError,
+    describe,
+    format_exception,
+)
 from .events import EventBus
 from .executors import LocalExecutor
 from .fanout import sliding_window
@@ -266,7 +271,7 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a run middleware failed: fail the run cleanly
-            self.state.error = f"middleware: {type(error).__name__}: {error}"
+            self.state.error = f"middleware: {describe(error)}"
             self._stop(RunStatus.FAILED)
 
     def _begin(self) -> None:
@@ -683,7 +688,7 @@ class Engine:
             first = failures[0].error
             error = RuntimeError(
                 f"task {name!r}: {len(failures)} of {len(items)} fan-out elements failed; "
-                f"first (element {failures[0].index}): {type(first).__name__}: {first}"
+                f"first (element {failures[0].index}): {describe(first)}"
             )
             error.__cause__ = first
             self._emit(ev.TaskFailed, name, 1, error, _format(first) if first else "")
@@ -828,13 +833,9 @@ def _evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[st
         try:
             passed = bool(gate.callable(GateContext(name, results, variables)))
         except Exception as error:
-            raise ConditionError(
-                name, repr(gate.callable), f"{type(error).__name__}: {error}"
-            ) from error
+            raise ConditionError(name, repr(gate.callable), describe(error)) from error
     return not passed if gate.negate else passed
 
 
 def _format(error: BaseException | None) -> str:
-    if error is None:
-        return ""
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return format_exception(error)

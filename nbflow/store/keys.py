@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from ..errors import describe
 from ..spec import deep_source_hash
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def value_digest(
         return blob_digest(dumps(value))
     except Exception as error:
         message = (
-            f"task {task!r}: {what} cannot be pickled ({type(error).__name__}: {error}); it is "
+            f"task {task!r}: {what} cannot be pickled ({describe(error)}); it is "
             "hashed by repr() instead, so resume and the cache will usually run the task again"
         )
         if warn is None:

@@ -45,6 +45,7 @@ from itertools import compress, repeat, starmap
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import events as ev
+from ..errors import describe
 from ..spec import helper_functions, source_of
 from .keys import (
     EMPTY_INPUTS,
@@ -459,7 +460,7 @@ def _row_builder(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def _error_text(error: Any) -> str:
-    return f"{type(error).__name__}: {error}"
+    return describe(error)
 
 
 _RUN = operator.attrgetter("run_id")
@@ -1045,7 +1046,7 @@ class Projector:
             self.warn(
                 run_id,
                 f"task {name!r}: its result ({type(result).__name__}) cannot be pickled "
-                f"({type(error).__name__}: {error}), so it is not stored; the run goes on, but "
+                f"({describe(error)}), so it is not stored; the run goes on, but "
                 "resume and the cache will run this task again (persist=False silences this)",
             )
             return None, False, None
