@@ -38,6 +38,7 @@ from .collector import frozen_gc
 from .errors import (
     ConditionError,
     OverheadWarning,
+    RetryIfError,
     TaskTimeoutError,
     describe,
     format_exception,
@@ -574,7 +575,7 @@ class Engine:
         policy = self.plan.specs[name].retry
         loop = self.loop
         assert loop is not None
-        retry_state = RetryState(policy, loop.time()) if policy is not None else None
+        retry_state = RetryState(policy, loop.time(), name) if policy is not None else None
         yield_at = self._clock() + TIME_SLICE
         attempt = 0
         while True:
@@ -597,7 +598,10 @@ class Engine:
                 delay = None
                 if retry_state is not None:
                     retry_state.attempt = attempt
-                    delay = retry_state.next_delay(error, loop.time())
+                    try:
+                        delay = retry_state.next_delay(error, loop.time())
+                    except RetryIfError as failure:  # it holds the task's own error
+                        error = failure
                 if delay is None:
                     self._emit(ev.TaskFailed, name, attempt, error, _format(error), element, *where)
                     return False, error

@@ -133,6 +133,23 @@ class TaskFailedError(NbflowError, RuntimeError):
         super().__init__(f"task {task!r} failed: {detail}")
 
 
+class RetryIfError(NbflowError, RuntimeError):
+    """A retry policy's ``retry_if`` raised while judging an error, so nothing is retried.
+
+    ``error`` is the error it was judging (the task's own, kept unchanged), ``failure`` what
+    ``retry_if`` raised (also the ``__cause__``), ``task`` the task ("" outside a flow).
+    """
+
+    def __init__(self, task: str, error: BaseException, failure: BaseException) -> None:
+        self.task, self.error, self.failure = task, error, failure
+        who = f"task {task!r}" if task else "the call"
+        super().__init__(
+            f"{who} failed with {describe(error)}, and its retry_if raised {describe(failure)} "
+            "deciding whether to retry it, so it was not retried; fix retry_if (the task's "
+            "own error is this error's .error)"
+        )
+
+
 class TaskTimeoutError(NbflowError, TimeoutError):
     """One attempt of a task ran longer than its ``timeout``."""
 
