@@ -163,6 +163,10 @@ class RunCancelledError(NbflowError, RuntimeError):
     """A run was cancelled before it finished."""
 
 
+class SimulationError(NbflowError, RuntimeError):
+    """A simulated run cannot go on: virtual time would have to pass infinity."""
+
+
 class OverheadWarning(UserWarning):
     """A run's tasks were so short that nbflow's own per-task cost dominated its time."""
 

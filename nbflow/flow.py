@@ -238,14 +238,10 @@ class Flow(Definition):
         if simulate:
             if resume is not None:
                 raise ValueError("simulate=True runs are not recorded; resume= needs a real run")
-            from .clock import run_simulated
+            from .clock import simulate as on_virtual_clock
 
-            loop = asyncio.get_running_loop()
-            simulated = await loop.run_in_executor(
-                None,
-                lambda: run_simulated(
-                    self._simulated_run(variables, strategy, max_workers, on_error)
-                ),
+            simulated = await on_virtual_clock(
+                lambda: self._simulated_run(variables, strategy, max_workers, on_error)
             )
             if show:  # the run took no real time: show its final state, from this thread
                 self._show(simulated, None)
