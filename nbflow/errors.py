@@ -120,7 +120,8 @@ class ConditionError(DefinitionError):
         self.task = task
         self.expression = expression
         self.reason = reason
-        super().__init__(f"task {task!r} condition {expression!r}: {reason}")
+        shown = expression if len(expression) <= 200 else expression[:200] + "..."
+        super().__init__(f"task {task!r} condition {shown!r}: {reason}")
 
 
 class TaskFailedError(NbflowError, RuntimeError):
