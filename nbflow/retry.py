@@ -45,7 +45,7 @@ def _resolve_exception(value: Any) -> type[BaseException]:
             module, _, attr = value.rpartition(".")
             try:
                 found = getattr(importlib.import_module(module), attr, None)
-            except ImportError:
+            except Exception:  # ImportError, or a relative name ("..x") or a module's own error
                 found = None
         if isinstance(found, type) and issubclass(found, BaseException):
             return found
@@ -84,6 +84,12 @@ class Retry(BaseModel):
     def _coerce_exceptions(cls, value: Any) -> ExceptionTypes:
         if isinstance(value, type | str):
             value = (value,)
+        if not isinstance(value, list | tuple | set | frozenset):
+            # pydantic reports a ValueError with the field's path; a TypeError would escape.
+            raise ValueError(
+                f"{value!r} is not an exception class, a name or a list of them "
+                "(use e.g. ConnectionError or ['ConnectionError', 'TimeoutError'])"
+            )
         return tuple(_resolve_exception(v) for v in value)
 
     @field_serializer("on", "not_on")
