@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import health
+from .checks import check_run
 from .dsl import Definition
 from .engine import Engine
 from .events import Event, EventBus
@@ -233,8 +234,10 @@ class Flow(Definition):
         (see :meth:`run`). Simulated runs are what-ifs: they are not recorded in the store.
 
         Raises:
+            DefinitionError: a bad option or variable (as ``Flow()`` checks them).
             StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         if simulate:
             if resume is not None:
                 raise ValueError("simulate=True runs are not recorded; resume= needs a real run")
@@ -296,8 +299,10 @@ class Flow(Definition):
         load from the store and they show as ``cached``. Everything else runs.
 
         Raises:
+            DefinitionError: a bad option or variable (as ``Flow()`` checks them).
             StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         return run_blocking(
             self.arun(
                 variables,
@@ -328,6 +333,7 @@ class Flow(Definition):
         Definition errors (and store errors) are raised here, before anything starts.
         ``resume`` works as in :meth:`run`.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         engine, run = self._engine(
             variables, strategy, max_workers, on_error, executor, resume=resume
         )

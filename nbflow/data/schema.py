@@ -40,12 +40,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..checks import RESERVED_TASK_NAMES
 from ..errors import DefinitionError, MissingDependencyError, closest, describe
 from ..retry import Retry
 from ..spec import OnError, TaskOptions
 
-#: Task ids that would clash with names templates and conditions give a meaning to.
-RESERVED_IDS = frozenset({"vars", "results", "item", "worker", "status", "run_id"})
+#: Task ids that would clash with names templates and conditions give a meaning to (the
+#: DSL's list: one list, so a flow and its YAML export accept the same names).
+RESERVED_IDS = RESERVED_TASK_NAMES
 #: ``meta`` keys the loader writes itself.
 RESERVED_META = ("agent", "action", "parameters", "title")
 #: TaskOptions fields that cannot come from data, with the reason.
