@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import middleware
+from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
     ConditionError,
@@ -35,7 +36,9 @@ from .errors import (
     MissingInputError,
     NbflowError,
     OverheadWarning,
+    RetryIfError,
     RunCancelledError,
+    SimulationError,
     StoreError,
     TaskFailedError,
     TaskTimeoutError,
@@ -131,6 +134,7 @@ __all__ = [
     "OverheadWarning",
     "Pool",
     "Retry",
+    "RetryIfError",
     "Run",
     "RunCancelledError",
     "RunFinished",
@@ -138,12 +142,14 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "SQLiteStore",
+    "SimulationError",
     "StateStore",
     "StoreError",
     "StoreWarning",
     "Strategy",
     "Task",
     "TaskCancelled",
+    "TaskContext",
     "TaskFailed",
     "TaskFailedError",
     "TaskQueued",
@@ -157,6 +163,7 @@ __all__ = [
     "WorkerLoad",
     "agent",
     "agents",
+    "context",
     "diff_versions",
     "fan_out",
     "health",

@@ -17,12 +17,12 @@ no cancellation pending); otherwise the task ends ``cancelled``.
 from __future__ import annotations
 
 import asyncio
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .context import current
-from .errors import TaskTimeoutError
+from .errors import RetryIfError, TaskTimeoutError
+from .errors import format_exception as format_error
 from .executors import LocalExecutor
 from .fanout import sliding_window
 from .gates import GateContext, condition_error, evaluate, is_async
@@ -162,7 +162,7 @@ async def run_attempts(
     policy = engine.plan.specs[name].retry
     loop = engine.loop
     assert loop is not None
-    retry_state = RetryState(policy, loop.time()) if policy is not None else None
+    retry_state = RetryState(policy, loop.time(), name) if policy is not None else None
     yield_at = engine._clock() + TIME_SLICE
     attempt = 0
     while True:
@@ -198,7 +198,10 @@ async def run_attempts(
         delay = None
         if retry_state is not None:
             retry_state.attempt = attempt
-            delay = retry_state.next_delay(error, loop.time())
+            try:
+                delay = retry_state.next_delay(error, loop.time())
+            except RetryIfError as failure:  # it holds the task's own error
+                error = failure
         if delay is None:
             engine._emit(ev.TaskFailed, name, attempt, error, format_error(error), element,
                        *where)  # fmt: skip
@@ -368,13 +371,3 @@ def _cancelled_from_outside() -> bool:
     raising ``CancelledError`` of its own accord)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def format_error(error: BaseException | None) -> str:
-    """The traceback of ``error`` as text ("" for None); never raises."""
-    if error is None:
-        return ""
-    try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:  # an exception whose __str__ raises, say
-        return f"{type(error).__name__} (its message cannot be shown)"

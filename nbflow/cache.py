@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError
+from .errors import StoreError, describe
 from .identity import CacheWarning, FlowIdentity, Identities, Unhashable
 from .lifecycle import SUCCESSFUL
 from .store import resolve_store
@@ -392,7 +392,7 @@ class ReuseHooks:
         except Exception as error:
             raise RuntimeError(
                 f"task {name!r}: cache_key={getattr(spec.cache_key, '__name__', spec.cache_key)}"
-                f" raised {type(error).__name__}: {error}; it is called with the task's inputs "
+                f" raised {describe(error)}; it is called with the task's inputs "
                 f"as keyword arguments ({sorted(kwargs)})"
             ) from error
         if user_key is None:

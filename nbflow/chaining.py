@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from .clock import SIMULATION_EPOCH
 from .conditions import parse_condition
-from .errors import ConditionError, CycleError, DefinitionError
+from .errors import ConditionError, CycleError, DefinitionError, describe
 from .handle import RunHandle
 from .health import tracking
 from .run import Run
@@ -207,7 +207,7 @@ class Chain:
                 run_id,
                 error,
             )
-            return Trigger(run_id, status, False, f"{type(error).__name__}: {error}")
+            return Trigger(run_id, status, False, describe(error))
         return Trigger(run_id, status, True, "started", handle)
 
     def _check_version(self) -> None:

@@ -5,19 +5,35 @@
 of sleeps finishes in milliseconds and the timeline is identical on every run, which makes
 Gantt charts in teaching notebooks exact and stable under nbval. Sync tasks run inline on the
 simulated loop (taking no virtual time); use ``await asyncio.sleep(...)`` to model durations.
+
+Any finite virtual time works (a sleep of 1e9 s, or 1e300 s, takes no real time); a sleep
+that never ends (``asyncio.sleep(math.inf)``) with nothing else left to do raises
+:class:`~nbflow.errors.SimulationError`. Cancelling the task that awaits :func:`simulate`
+(Ctrl-C in a script, ``asyncio.timeout``) cancels the simulated run too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
+import math
+import threading
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
+
+from .errors import SimulationError
 
 T = TypeVar("T")
 
 #: Wall-clock origin of simulated timelines (2026-01-01T00:00:00Z), fixed for reproducibility.
 SIMULATION_EPOCH = 1767225600.0
+_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _NeverDue(Exception):
+    """Every timer left is at an infinite time: the simulation would wait forever."""
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
@@ -38,7 +54,14 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             heapq.heappop(scheduled)
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
         if not self._ready and scheduled:  # type: ignore[attr-defined]
-            self._virtual_now = max(self._virtual_now, scheduled[0]._when)
+            when = scheduled[0]._when
+            if not math.isfinite(when):
+                raise _NeverDue
+            self._virtual_now = max(self._virtual_now, when)
+            # The base loop runs the timers due before time() + _clock_resolution. Past about
+            # 1e7 s, time() + 1e-9 == time() in floats: the timer just jumped to would never
+            # be due, and the loop would spin. A float's own resolution keeps it due.
+            self._clock_resolution = max(_RESOLUTION, math.ulp(self._virtual_now))
         super()._run_once()  # type: ignore[misc]
 
 
@@ -65,9 +88,81 @@ class InlineExecutor:
 
 
 def run_simulated(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on a fresh :class:`VirtualClockLoop` (in this thread)."""
+    """Run ``coro`` to completion on a fresh :class:`VirtualClockLoop` (in this thread).
+
+    Raises:
+        SimulationError: every task left waits for a time that never comes.
+    """
     loop = VirtualClockLoop()
     try:
-        return loop.run_until_complete(coro)
+        return _complete(loop, loop.create_task(coro))
     finally:
         loop.close()
+
+
+def _complete(loop: VirtualClockLoop, task: asyncio.Task[T]) -> T:
+    try:
+        return loop.run_until_complete(task)
+    except _NeverDue:
+        pass
+    # Cancel what waits, as a real run's cancel would, so no task is left pending.
+    task.cancel()
+    with contextlib.suppress(_NeverDue, asyncio.CancelledError, Exception):
+        loop.run_until_complete(task)
+    raise SimulationError(
+        "simulated run: every task left waits for a time that never comes "
+        "(asyncio.sleep(math.inf), or a virtual time past the largest float); a real run "
+        "would wait forever, so the simulation stops; give the sleep or timeout a finite value"
+    )
+
+
+class _Simulation(Generic[T]):
+    """One simulated run in a thread, which the awaiting side can cancel at any moment."""
+
+    def __init__(self, make: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self.make = make
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.loop: VirtualClockLoop | None = None
+        self.task: asyncio.Task[T] | None = None
+
+    def work(self) -> T:
+        loop = VirtualClockLoop()
+        try:
+            task = loop.create_task(self.make())
+            with self.lock:
+                self.loop, self.task = loop, task
+                if self.cancelled:  # cancelled before the thread got here
+                    task.cancel()
+            return _complete(loop, task)
+        finally:
+            with self.lock:
+                self.loop = None
+            loop.close()
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            if self.loop is not None and self.task is not None:
+                self.loop.call_soon_threadsafe(self.task.cancel)
+
+
+async def simulate(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``make()`` on a fresh :class:`VirtualClockLoop` in a worker thread; its result.
+
+    The current loop keeps running meanwhile. Cancelling the awaiting task cancels the
+    simulated run and waits for its thread to end before ``CancelledError`` goes on.
+
+    Raises:
+        SimulationError: every task left waits for a time that never comes.
+    """
+    simulation = _Simulation(make)
+    future = asyncio.get_running_loop().run_in_executor(None, simulation.work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        simulation.cancel()
+        # The run's own CancelledError, or what it raised meanwhile, gives way to ours.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await future
+        raise

@@ -4,8 +4,8 @@ A condition string is a Python expression over ``results`` (upstream results by 
 ``vars`` (run variables) and each upstream task's result by its bare name. It is parsed with
 :mod:`ast` when the task is defined (a syntax error is a :class:`ConditionError` then), every
 name is checked against what will exist, and it is evaluated by simpleeval with limits: no
-``__import__``, no dunder or private attribute access, bounded powers and string sizes. Nothing
-here calls :func:`eval` or :func:`exec`.
+``__import__``, no dunder or private attribute access, read-only method calls, bounded work and
+memory (see :mod:`nbflow.evaluator`). Nothing here calls :func:`eval` or :func:`exec`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import simpleeval
 
-from .errors import ConditionError
+from .errors import ConditionError, describe
+from .evaluator import BoundedEval, static_problem
 
 #: Functions a condition may call: pure, cheap, and unable to reach the outside world.
 SAFE_FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -36,21 +37,8 @@ SAFE_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "bool": bool,
 }
 RESERVED_NAMES = frozenset({"results", "vars", "True", "False", "None"})
-
-# simpleeval's default power limit allows 4,000,000 ** 4,000,000: far too slow to evaluate.
-_MAX_POWER = 1_000
-
-
-def _safe_power(base: Any, exponent: Any) -> Any:
-    if abs(exponent) > _MAX_POWER or (
-        isinstance(base, int) and abs(base) > 10**6 and exponent > 64
-    ):
-        raise simpleeval.NumberTooHigh(f"{base!r} ** {exponent!r} is too large to compute")
-    return base**exponent
-
-
-_OPERATORS = dict(simpleeval.DEFAULT_OPERATORS)
-_OPERATORS[ast.Pow] = _safe_power
+#: The longest condition accepted, in characters (a condition is a line, not a program).
+MAX_LENGTH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,32 +91,40 @@ class Condition:
         Raises:
             ConditionError: the expression failed at run time.
         """
-        evaluator = simpleeval.EvalWithCompoundTypes(
-            operators=_OPERATORS, functions=SAFE_FUNCTIONS, names=names
-        )
+        evaluator = BoundedEval(names, SAFE_FUNCTIONS)
         try:
             return bool(evaluator.eval(self.expression, previously_parsed=self.tree.body))
         except simpleeval.InvalidExpression as error:
             raise ConditionError(self.task, self.expression, str(error)) from None
+        except (RecursionError, MemoryError) as error:
+            reason = f"{type(error).__name__} while evaluating: the expression is too deep or large"
+            raise ConditionError(self.task, self.expression, reason) from None
         except Exception as error:  # a KeyError or TypeError inside the user's expression
-            raise ConditionError(
-                self.task, self.expression, f"{type(error).__name__}: {error}"
-            ) from error
+            raise ConditionError(self.task, self.expression, describe(error)) from error
 
 
 def parse_condition(task: str, expression: str) -> Condition:
     """Parse ``expression`` for ``task``; reject what simpleeval would refuse, up front.
 
     Raises:
-        ConditionError: a syntax error, a statement, a dunder/private attribute, ``lambda``
-            or a comprehension-free construct simpleeval does not evaluate.
+        ConditionError: a syntax error, a statement, a dunder/private attribute, ``lambda``,
+            a construct simpleeval does not evaluate, a mutating method (``data.clear()``),
+            more than :data:`MAX_LENGTH` characters or too deep a nesting.
     """
     if not isinstance(expression, str) or not expression.strip():
         raise ConditionError(task, str(expression), "a condition must be a non-empty string")
+    if len(expression) > MAX_LENGTH:
+        reason = f"it is {len(expression):,} characters long; a condition may have {MAX_LENGTH:,}"
+        raise ConditionError(task, expression, reason)
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as error:
         raise ConditionError(task, expression, f"syntax error: {error.msg}") from None
+    except (RecursionError, MemoryError):  # Python's own parser gives up on deep nesting
+        raise ConditionError(task, expression, "it is nested too deeply to parse") from None
+    problem = static_problem(tree)
+    if problem is not None:
+        raise ConditionError(task, expression, problem)
     names: set[str] = set()
     result_keys: set[str] = set()
     for node in ast.walk(tree):

@@ -11,6 +11,7 @@ import asyncio
 import random
 from typing import Any
 
+from .errors import describe
 from .flow import Flow
 from .retry import Retry
 
@@ -101,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         detail = ""
         if isinstance(event, ev.TaskRetrying):
             detail = (
-                f"  attempt {event.attempt} failed ({event.error}); retrying in {event.delay:.2f}s"
+                f"  attempt {event.attempt} failed ({describe(event.error)}); "
+                f"retrying in {event.delay:.2f}s"
             )
         elif isinstance(event, ev.TaskFailed):
-            detail = f"  {type(event.error).__name__}: {event.error}"
+            detail = f"  {describe(event.error)}"
         elif isinstance(event, ev.TaskSucceeded) and event.cached:
             detail = "  (from store)"
         print(f"{event.t:7.3f}s {symbol} {label}{detail}", flush=True)

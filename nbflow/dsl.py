@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
 
+from .checks import check_options, check_task_name
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
 from .errors import DefinitionError
@@ -186,7 +187,8 @@ def build_task(
     ``params`` is the flow's dict of shared parameter specs (see ``introspect_params``).
 
     Raises:
-        DefinitionError: ``fn`` is not callable, or ``fan_out`` names no parameter.
+        DefinitionError: ``fn`` is not callable, its name is reserved (``vars``, ``results``...:
+            see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter.
         ConditionError: the ``when`` string does not parse or uses a forbidden construct.
     """
     if not callable(fn):
@@ -194,6 +196,7 @@ def build_task(
     name = name or options.name or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
+    check_task_name(name)
     if options.fan_out is not None:
         specs = introspect_params(fn, params)
         if options.fan_out not in {p.name for p in specs}:
@@ -218,12 +221,7 @@ class Definition:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise DefinitionError(f"a flow needs a non-empty name, got {name!r}")
-        if on_error not in ("stop", "continue"):
-            raise DefinitionError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise DefinitionError(
-                f"max_workers must be a positive int or None, got {max_workers!r}"
-            )
+        check_options(max_workers=max_workers, on_error=on_error)
         self.name = name
         self.max_workers = max_workers
         self.on_error: OnError = on_error

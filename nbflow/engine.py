@@ -44,7 +44,7 @@ from .attempts import (
     upstream_results,
 )
 from .collector import frozen_gc
-from .errors import OverheadWarning
+from .errors import OverheadWarning, describe
 from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
@@ -218,7 +218,7 @@ class Engine:
             self._finalize()
             raise
         except BaseException as error:  # a runner crashed (KeyboardInterrupt, a bug)
-            self.state.error = f"{type(error).__name__}: {error}"
+            self.state.error = describe(error)
             self._final_status = RunStatus.FAILED
             self._finalize()
             raise
@@ -254,7 +254,7 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a run middleware failed: fail the run, keep the error
-            self._fail_run(MiddlewareError(f"run middleware failed: {_describe(error)}"), error)
+            self._fail_run(MiddlewareError(f"run middleware failed: {describe(error)}"), error)
             return
         if not began:
             names = ", ".join(getattr(h, "__qualname__", repr(h)) for h in handlers)
@@ -478,13 +478,6 @@ class Engine:
         if dispatch and sched.ready:
             self._dispatch()
         self._maybe_finish()
-
-
-def _describe(error: BaseException) -> str:
-    try:
-        return f"{type(error).__name__}: {error}"
-    except Exception:
-        return type(error).__name__
 
 
 #: Below this median attempt duration, nbflow's ~8-20 µs per task is a large share of a run.

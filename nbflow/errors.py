@@ -8,11 +8,52 @@ fix; the data behind a message (a cycle, an unknown name) is kept on the excepti
 from __future__ import annotations
 
 import difflib
+import traceback
 from collections.abc import Iterable, Sequence
 
 
 class NbflowError(Exception):
     """Base class of every error raised by nbflow."""
+
+
+def describe(error: BaseException | None) -> str:
+    """``"ValueError: bad row"``: the type and message of any exception (``""`` for None).
+
+    Never raises. A task may raise anything, including an exception whose ``__str__``
+    raises or returns no string; formatting it must not abort the run that records it, so
+    such a message reads ``<str() raised RuntimeError>`` instead.
+    """
+    if error is None:
+        return ""
+    name = _type_name(error)
+    try:
+        text = str(error)
+        # A str subclass may override __format__ or __add__: take its plain characters.
+        text = str.__str__(text)
+    except Exception as failure:
+        text = f"<str() raised {_type_name(failure)}>"
+    return f"{name}: {text}"
+
+
+def format_exception(error: BaseException | None) -> str:
+    """The traceback of ``error`` as text, as Python prints it (``""`` for None).
+
+    Never raises (see :func:`describe`); when even the traceback module fails on it, the
+    text is ``describe(error)`` alone.
+    """
+    if error is None:
+        return ""
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        return describe(error) + "\n"
+
+
+def _type_name(error: BaseException) -> str:
+    try:
+        return str.__str__(type(error).__name__)
+    except Exception:  # a metaclass can make even the name of a type raise
+        return "<exception>"
 
 
 class DefinitionError(NbflowError, ValueError):
@@ -79,7 +120,8 @@ class ConditionError(DefinitionError):
         self.task = task
         self.expression = expression
         self.reason = reason
-        super().__init__(f"task {task!r} condition {expression!r}: {reason}")
+        shown = expression if len(expression) <= 200 else expression[:200] + "..."
+        super().__init__(f"task {task!r} condition {shown!r}: {reason}")
 
 
 class TaskFailedError(NbflowError, RuntimeError):
@@ -88,8 +130,25 @@ class TaskFailedError(NbflowError, RuntimeError):
     def __init__(self, task: str, error: BaseException | None = None, message: str | None = None):
         self.task = task
         self.error = error
-        detail = message or (f"{type(error).__name__}: {error}" if error is not None else "failed")
+        detail = message or (describe(error) if error is not None else "failed")
         super().__init__(f"task {task!r} failed: {detail}")
+
+
+class RetryIfError(NbflowError, RuntimeError):
+    """A retry policy's ``retry_if`` raised while judging an error, so nothing is retried.
+
+    ``error`` is the error it was judging (the task's own, kept unchanged), ``failure`` what
+    ``retry_if`` raised (also the ``__cause__``), ``task`` the task ("" outside a flow).
+    """
+
+    def __init__(self, task: str, error: BaseException, failure: BaseException) -> None:
+        self.task, self.error, self.failure = task, error, failure
+        who = f"task {task!r}" if task else "the call"
+        super().__init__(
+            f"{who} failed with {describe(error)}, and its retry_if raised {describe(failure)} "
+            "deciding whether to retry it, so it was not retried; fix retry_if (the task's "
+            "own error is this error's .error)"
+        )
 
 
 class TaskTimeoutError(NbflowError, TimeoutError):
@@ -103,6 +162,10 @@ class TaskTimeoutError(NbflowError, TimeoutError):
 
 class RunCancelledError(NbflowError, RuntimeError):
     """A run was cancelled before it finished."""
+
+
+class SimulationError(NbflowError, RuntimeError):
+    """A simulated run cannot go on: virtual time would have to pass infinity."""
 
 
 class OverheadWarning(UserWarning):

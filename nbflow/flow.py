@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import health
+from .checks import check_run
 from .dsl import Definition
 from .engine import Engine
 from .events import Event, EventBus
@@ -283,19 +284,17 @@ class Flow(Definition):
         (see :meth:`run`). Simulated runs are what-ifs: they are not recorded in the store.
 
         Raises:
+            DefinitionError: a bad option or variable (as ``Flow()`` checks them).
             StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         if simulate:
             if resume is not None:
                 raise ValueError("simulate=True runs are not recorded; resume= needs a real run")
-            from .clock import run_simulated
+            from .clock import simulate as on_virtual_clock
 
-            loop = asyncio.get_running_loop()
-            simulated = await loop.run_in_executor(
-                None,
-                lambda: run_simulated(
-                    self._simulated_run(variables, strategy, max_workers, on_error)
-                ),
+            simulated = await on_virtual_clock(
+                lambda: self._simulated_run(variables, strategy, max_workers, on_error)
             )
             if show:  # the run took no real time: show its final state, from this thread
                 self._show(simulated, None)
@@ -361,8 +360,10 @@ class Flow(Definition):
         script, ``KeyboardInterrupt`` is then raised as usual.
 
         Raises:
+            DefinitionError: a bad option or variable (as ``Flow()`` checks them).
             StoreError: the store cannot be used or ``resume`` names no run of this flow.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         if simulate:
             return run_blocking(
                 self.arun(
@@ -406,6 +407,7 @@ class Flow(Definition):
         Definition errors (and store errors) are raised here, before anything starts.
         ``resume`` works as in :meth:`run`.
         """
+        check_run(self, variables, max_workers=max_workers, on_error=on_error)
         engine, run = self._engine(
             variables, strategy, max_workers, on_error, executor, resume=resume
         )

@@ -13,7 +13,7 @@ import ast
 import inspect
 from typing import Any
 
-from .errors import ConditionError
+from .errors import ConditionError, describe
 from .graph import Gate, Plan
 
 
@@ -61,7 +61,7 @@ def evaluate(gate: Gate, name: str, results: dict[str, Any], variables: dict[str
 
 def condition_error(name: str, fn: Any, error: BaseException) -> ConditionError:
     """The error of a callable gate of task ``name`` that raised ``error``."""
-    return ConditionError(name, repr(fn), f"{type(error).__name__}: {error}")
+    return ConditionError(name, repr(fn), describe(error))
 
 
 def is_async(fn: Any) -> bool:

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
+from .errors import describe
+
 #: Hex characters kept of each SHA-256 digest.
 DIGEST_SIZE = 16
 #: Helpers' own parts are listed under the task down to this depth (deeper: one digest).
@@ -1059,7 +1061,7 @@ def _pickled(value: Any) -> str:
         return sha("pickle:", pickle.dumps(value, protocol=5))
     except Exception as error:
         raise Unhashable(
-            f"{type(value).__qualname__} cannot be pickled ({type(error).__name__}: {error})"
+            f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
         ) from None
 
 

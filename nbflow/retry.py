@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from .errors import RetryIfError
+
 T = TypeVar("T")
 
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -43,7 +45,7 @@ def _resolve_exception(value: Any) -> type[BaseException]:
             module, _, attr = value.rpartition(".")
             try:
                 found = getattr(importlib.import_module(module), attr, None)
-            except ImportError:
+            except Exception:  # ImportError, or a relative name ("..x") or a module's own error
                 found = None
         if isinstance(found, type) and issubclass(found, BaseException):
             return found
@@ -82,21 +84,38 @@ class Retry(BaseModel):
     def _coerce_exceptions(cls, value: Any) -> ExceptionTypes:
         if isinstance(value, type | str):
             value = (value,)
+        if not isinstance(value, list | tuple | set | frozenset):
+            # pydantic reports a ValueError with the field's path; a TypeError would escape.
+            raise ValueError(
+                f"{value!r} is not an exception class, a name or a list of them "
+                "(use e.g. ConnectionError or ['ConnectionError', 'TimeoutError'])"
+            )
         return tuple(_resolve_exception(v) for v in value)
 
     @field_serializer("on", "not_on")
     def _serialise_exceptions(self, value: ExceptionTypes) -> list[str]:
         return [_exception_name(v) for v in value]
 
-    def should_retry(self, error: BaseException) -> bool:
-        """Whether ``error`` is retryable under this policy (ignoring attempts left)."""
+    def should_retry(self, error: BaseException, task: str = "") -> bool:
+        """Whether ``error`` is retryable under this policy (ignoring attempts left).
+
+        Raises:
+            RetryIfError: ``retry_if`` raised; it holds ``error`` and what ``retry_if``
+                raised, and names ``task`` (the task whose error this is, if any).
+        """
         if isinstance(error, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
             return False
         if self.not_on and isinstance(error, self.not_on):
             return False
         if not isinstance(error, self.on):
             return False
-        return self.retry_if is None or bool(self.retry_if(error))
+        if self.retry_if is None:
+            return True
+        try:
+            return bool(self.retry_if(error))
+        except Exception as failure:
+            # Raised bare, the failure would replace the task's own error without a word.
+            raise RetryIfError(task, error, failure) from failure
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -140,21 +159,29 @@ def coerce_retry(value: Retry | int | dict[str, Any] | None) -> Retry | None:
 
 
 class RetryState:
-    """Book-keeping of one retried call: attempts made and when the deadline falls."""
+    """Book-keeping of one retried call: attempts made and when the deadline falls.
 
-    __slots__ = ("attempt", "deadline_at", "policy", "rng")
+    ``task`` names the task in a :class:`~nbflow.errors.RetryIfError` ("" outside a flow).
+    """
 
-    def __init__(self, policy: Retry, now: float) -> None:
+    __slots__ = ("attempt", "deadline_at", "policy", "rng", "task")
+
+    def __init__(self, policy: Retry, now: float, task: str = "") -> None:
         self.policy = policy
+        self.task = task
         self.attempt = 0
         # Seeding a Random costs more than a retry without jitter: only when it is needed.
         self.rng = policy.rng() if policy.jitter else None
         self.deadline_at = now + policy.deadline if policy.deadline else None
 
     def next_delay(self, error: BaseException, now: float) -> float | None:
-        """The delay before the next attempt, or None when ``error`` must not be retried."""
+        """The delay before the next attempt, or None when ``error`` must not be retried.
+
+        Raises:
+            RetryIfError: the policy's ``retry_if`` raised (see :meth:`Retry.should_retry`).
+        """
         policy = self.policy
-        if self.attempt > policy.max_retries or not policy.should_retry(error):
+        if self.attempt > policy.max_retries or not policy.should_retry(error, self.task):
             return None
         delay = policy.delay_for(self.attempt, self.rng)
         if self.deadline_at is not None and now + delay >= self.deadline_at:

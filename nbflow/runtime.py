@@ -2,12 +2,13 @@
 
 In a Jupyter kernel the event loop is already running (the cell runs in one of its
 callbacks), so ``asyncio.run`` refuses to start. :func:`run_blocking` then *re-enters* the
-kernel's own loop: it turns the loop's crank (``_run_once``) itself until the coroutine is
-done, so the flow's tasks, and the widget updates they cause, run on the kernel's loop. While
-it does, the cell's own asyncio task is set aside (a loop runs one task at a time) and put
-back after. Nothing is patched: the loop, its class and asyncio are left as they were. (A
-loop that is not a plain ``asyncio`` selector loop falls back to ``nest_asyncio2``, applied
-to that loop when first needed.)
+kernel's own loop: it turns the loop's crank itself (one iteration as ``_run_once`` does it)
+until the coroutine is done, so the flow's tasks, and the widget updates they cause, run on
+the kernel's loop. While it does, the cell's own asyncio task is set aside (a loop runs one
+task at a time) and put back after; so are the callbacks that cannot run inside the cell's
+Context (the cells queued behind it, which then run in turn). Nothing is patched: the loop,
+its class and asyncio are left as they were. (A loop that is not a plain ``asyncio`` selector
+loop falls back to ``nest_asyncio2``, applied to that loop when first needed.)
 
 Kernel -> Interrupt (SIGINT) during :func:`run_blocking` cancels the run cleanly instead of
 raising in the middle of it: running tasks are cancelled and their cleanup runs, queued work
@@ -20,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import asyncio.tasks as asyncio_tasks
 import contextlib
+import contextvars
+import heapq
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -88,20 +91,73 @@ def _reenter(loop: asyncio.BaseEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     The outer ``_run_once`` that called us is part-way through the batch of callbacks it took
     from ``loop._ready``; the callbacks we run here may consume some of them. Those we took
     are replaced by no-ops at the end, so the outer loop finds as many as it expects.
+
+    A callback whose ``contextvars.Context`` is entered further up the stack cannot run
+    until we return (``Context.run`` refuses to enter a context twice). ipykernel 7 runs
+    every shell message in one shared Context, so the cells queued behind this one (Run
+    All) are such callbacks: they are set aside and put back, first in line, at the end,
+    when they run in turn as they would have without us.
     """
     expected = len(loop._ready)  # type: ignore[attr-defined]
     current = asyncio_tasks._current_tasks  # type: ignore[attr-defined]  # per loop
     outer = current.pop(loop, None)
+    deferred: list[asyncio.Handle] = []
     task = loop.create_task(coro)
     try:
         while not task.done():
-            loop._run_once()  # type: ignore[attr-defined]
+            _turn(loop, deferred)
     finally:
         if outer is not None:
             current[loop] = outer
-        for _ in range(expected - len(loop._ready)):  # type: ignore[attr-defined]
+        ready = loop._ready  # type: ignore[attr-defined]
+        ready.extendleft(reversed(deferred))
+        for _ in range(expected - len(ready)):
             loop.call_soon(_nothing)
     return task.result()
+
+
+def _turn(loop: Any, deferred: list[asyncio.Handle]) -> None:
+    """One iteration of ``loop`` (``BaseEventLoop._run_once``, which asyncio keeps stable
+    since 3.4), except that callbacks whose Context is entered go to ``deferred``."""
+    ready, scheduled = loop._ready, loop._scheduled
+    while scheduled and scheduled[0]._cancelled:
+        loop._timer_cancelled_count -= 1
+        heapq.heappop(scheduled)._scheduled = False
+    if ready or loop._stopping:
+        timeout: float | None = 0
+    elif scheduled:
+        timeout = min(max(0.0, scheduled[0]._when - loop.time()), _MAX_SELECT)
+    else:
+        timeout = _MAX_SELECT  # a wake-up now and then costs nothing; no wait is unbounded
+    loop._process_events(loop._selector.select(timeout))
+    end_time = loop.time() + loop._clock_resolution
+    while scheduled and scheduled[0]._when < end_time:
+        handle = heapq.heappop(scheduled)
+        handle._scheduled = False
+        ready.append(handle)
+    for _ in range(len(ready)):
+        handle = ready.popleft()
+        if handle._cancelled:
+            continue
+        if _entered(handle._context):
+            deferred.append(handle)
+        else:
+            handle._run()
+    handle = None  # break the cycle an exception's traceback would make
+
+
+def _entered(context: contextvars.Context | None) -> bool:
+    """Whether ``context`` is entered up the stack (a Context has no flag for it)."""
+    if context is None:
+        return False
+    try:
+        context.run(int)
+    except RuntimeError:
+        return True
+    return False
+
+
+_MAX_SELECT = 24 * 3600.0
 
 
 def _nothing() -> None:

@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import DefinitionError
+from .errors import DefinitionError, describe
 from .runtime import run_blocking, running_loop
 
 if TYPE_CHECKING:
@@ -257,8 +257,8 @@ class Schedule:
         try:
             handle = self.flow.start(self.variables)
         except Exception as error:
-            log.error("schedule of %r: could not start a run: %s", self.flow.name, error)
-            self.errors.append(f"{type(error).__name__}: {error}")
+            log.error("schedule of %r: could not start a run: %s", self.flow.name, describe(error))
+            self.errors.append(describe(error))
             return
         self.handles.append(handle)
         self._busy = True

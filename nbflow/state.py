@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
+from .errors import describe
 from .lifecycle import RunStatus, TaskState
 
 
@@ -131,7 +132,7 @@ class RunState:
             if began is not None and row.start < began <= t:  # ...and when, after queueing
                 row.start = began
             if error is not None:
-                row.error = f"{type(error).__name__}: {error}"
+                row.error = describe(error)
 
 
 def _run_started(s: RunState, e: ev.RunStarted) -> None:

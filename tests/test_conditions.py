@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -109,3 +110,172 @@ def test_callable_condition_that_raises_fails_the_task():
     run = flow.run()
     assert run.states["t"] == "failed"
     assert isinstance(run.errors["t"], nf.ConditionError)
+
+
+# -- hostile conditions: bounded work and memory, read-only, no deep nesting (#25) -----------
+
+
+def _bounded(expression: str, names: dict) -> nf.ConditionError:
+    """Evaluate, and return the ConditionError; it must come fast and allocate little."""
+    import tracemalloc
+
+    condition = parse_condition("t", expression)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(nf.ConditionError) as info:
+            condition.evaluate_names(dict(names))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0  # bounded, not a timing benchmark
+    assert peak < 50_000_000  # zfill(2 * 10**9) allocated 2 GB
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("len(s.zfill(2 * 10**9)) > 0", r"str.zfill\(\) would make 2,000,000,000 characters"),
+        ("len(s.ljust(10**10)) > 0", r"str.ljust\(\)"),
+        ("len(s.rjust(10**10)) > 0", r"str.rjust\(\)"),
+        ("len(s.center(10**10, 'x')) > 0", r"str.center\(\)"),
+        ("len(('\\t' * 1000).expandtabs(10**8)) > 0", r"str.expandtabs\(\)"),
+        ("len(('a' * 99999).replace('a', 'a' * 99999)) > 0", r"str.replace\(\)"),
+        ("len((s * 50000).translate({97: 'b' * 99999})) > 0", r"str.translate\(\)"),
+        ("len(','.join(['a' * 99999] * 10000)) > 0", r"join\(\)"),
+        ("len(b'ab'.zfill(10**10)) > 0", r"bytes.zfill\(\)"),
+        ("len('x' * 10**9) > 0", "this repetition"),
+        ("len([0] * 10**9) > 0", "this repetition"),
+        ("len([s.zfill(99999) for x in items]) > 0", "may create 10,000,000 in all"),
+        ("len(f'{1:>999999999}') > 0", "f-string"),
+        ("len(str([[0] * 10000] * 10000)) > 0", r"str\(\) of a value of more than"),
+        ("len('%0999999999d' % 1) > 0", "%-formatting"),
+        ("sum([[0] * 10000] * 10000, []) == []", "start must be a number"),
+        ("((10**1000)**64)**64 > 0", "too large to compute"),
+        ("(5).to_bytes(10**10, 'big') != b''", r"int.to_bytes\(\)"),
+    ],
+)
+def test_conditions_cannot_make_huge_values(expression, reason):
+    error = _bounded(expression, {"s": "ab", "items": list(range(10_000))})
+    assert re.search(reason, error.reason), error.reason
+
+
+def test_read_only_and_bounded_methods_still_work():
+    condition = parse_condition(
+        "t",
+        "s.upper() == 'AB' and s.split('a') == ['', 'b'] and s.zfill(4) == '00ab' "
+        "and ','.join(sorted(d.keys())) == 'j,k' and d.get('k') == 1 and data.count(3) == 1 "
+        "and f'{s}-{n:>3}' == 'ab-  3' and str(data) == '[3, 1, 2]' and len(data * 2) == 6",
+    )
+    names = {"s": "ab", "data": [3, 1, 2], "d": {"k": 1, "j": 2}, "n": 3}
+    assert condition.evaluate_names(names) is True
+
+
+def test_a_huge_zfill_fails_its_task_fast_and_the_run_goes_on():
+    flow = nf.Flow("zfill", store=None, on_error="continue")
+
+    @flow.task
+    def s():
+        return "ab"
+
+    @flow.task(when="len(s.zfill(2 * 10**9)) > 0")
+    def padded(s):
+        return s
+
+    started = time.perf_counter()
+    run = flow.run()
+    assert time.perf_counter() - started < 5
+    assert run.states == {"s": "succeeded", "padded": "failed"}
+    assert isinstance(run.errors["padded"], nf.ConditionError)
+    assert "str.zfill() would make 2,000,000,000 characters" in str(run.errors["padded"])
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "data.clear() is None",
+        "data.append(4) is None",
+        "data.pop() == 3",
+        "results['data'].sort() is None",
+        "vars['limits'].update({'x': 1}) is None",
+        "len(sorted(data, key=data.remove)) > 0",
+        "data.drop(columns=['a'], inplace=True) is None",
+    ],
+)
+def test_mutating_conditions_are_refused_when_defined(expression):
+    flow = nf.Flow("f", store=None)
+    flow.task(name="data")(lambda: [1, 2, 3])
+    with pytest.raises(nf.ConditionError, match="a condition only reads results and variables"):
+        flow.task(name="t", when=expression)(lambda data: data)
+
+
+def test_a_mutating_method_is_refused_at_run_time_too():
+    """Should a mutating call get past the definition check, evaluation refuses it."""
+    import ast
+
+    from nbflow.conditions import Condition
+
+    expression = "data.clear() is None"
+    tree = ast.parse(expression, mode="eval")
+    condition = Condition("t", expression, tree, frozenset({"data"}), frozenset())
+    data = [1, 2, 3]
+    with pytest.raises(nf.ConditionError, match=r"list.clear\(\) changes its value"):
+        condition.evaluate({"data": data}, {})
+    assert data == [1, 2, 3]
+
+
+def test_downstream_tasks_receive_the_result_a_condition_read():
+    """numpy's partition() sorts in place (str.partition does not): refused at run time,
+    so the task after the gated one receives the array unchanged."""
+    np = pytest.importorskip("numpy")
+    flow = nf.Flow("intact", store=None, on_error="continue")
+
+    @flow.task
+    def data():
+        return np.array([3, 1, 2])
+
+    @flow.task(when="data.partition(0) is None")
+    def gated(data):
+        return "ran"
+
+    @flow.task(after=["gated"], trigger="all_done")
+    def downstream(data):
+        return data.tolist()
+
+    run = flow.run()
+    assert run.states["gated"] == "failed"
+    assert "may change its value" in str(run.errors["gated"])
+    assert run.results["downstream"] == [3, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("-" * 5000 + "x", "nested too deeply to parse"),
+        ("not " * 150 + "x", "nests more than 100 levels deep"),
+        ("x" + " + x" * 150, "nests more than 100 levels deep"),
+        ("[" * 150 + "x" + "]" * 150, "nests more than 100 levels deep"),
+        (" + ".join(["x"] * 5000), "a condition may have 10,000"),
+    ],
+)
+def test_deep_nesting_is_a_condition_error_when_defined(expression, reason):
+    flow = nf.Flow("f", store=None)
+    flow.task(name="x")(lambda: 1)
+    with pytest.raises(nf.ConditionError, match=reason) as info:
+        flow.task(name="t", when=expression)(lambda x: x)
+    assert info.value.task == "t" and info.value.expression == expression
+    assert len(str(info.value)) < 500  # the expression is cut short in the message
+
+
+def test_deep_nesting_at_run_time_is_a_condition_error():
+    """A tree deeper than the interpreter's stack, had it been built without parse_condition."""
+    import ast
+
+    from nbflow.conditions import Condition
+
+    expression = "-" * 900 + "x"
+    tree = ast.parse(expression, mode="eval")
+    condition = Condition("t", expression, tree, frozenset({"x"}), frozenset())
+    with pytest.raises(nf.ConditionError, match="RecursionError while evaluating"):
+        condition.evaluate({"x": 1}, {})

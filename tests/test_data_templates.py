@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import pydantic
 import pytest
 
 from nbflow.data.templates import (
@@ -112,13 +119,78 @@ def test_template_syntax_errors_are_found_when_compiling(text, match):
 
 
 def test_attribute_access_is_public_only():
+    @dataclasses.dataclass
     class Box:
-        size = 3
-        _secret = "no"
+        size: int = 3
+        _secret: str = "no"
 
     assert resolve("${results.box.size}", {"results": {"box": Box()}}) == 3
     with pytest.raises(TemplateSyntaxError, match="private"):
         resolve("${results.box._secret}", {"results": {"box": Box()}})
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+class Model(pydantic.BaseModel):
+    rows: list[int]
+
+
+@dataclasses.dataclass
+class Report:
+    point: Point
+    model: Model
+    extra: SimpleNamespace
+
+
+def test_templates_read_the_fields_of_plain_data_objects():
+    report = Report(Point(1, 2), Model(rows=[7, 8]), SimpleNamespace(tag="t"))
+    context = {"results": {"report": report}}
+    assert resolve("${results.report.point.y}", context) == 2
+    assert resolve("${results.report.point.0}", context) == 1  # a namedtuple is a tuple
+    assert resolve("${results.report.model.rows.1}", context) == 8
+    assert resolve("${results.report.extra.tag}", context) == "t"
+    with pytest.raises(
+        TemplateError, match=r"is a Point with no field 'z' \(its fields: 'x', 'y'\)"
+    ):
+        resolve("${results.report.point.z}", context)
+
+
+def _rows():
+    yield 1
+
+
+class Plain:
+    size = 3
+
+    def method(self):
+        return "called"
+
+
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [
+        ("${results.rows.gi_frame.f_globals.os.environ.SECRET}", _rows()),  # the walk
+        ("${results.rows.gi_code}", _rows()),
+        ("${results.rows.f_globals}", sys._getframe()),
+        ("${results.rows.environ.HOME}", os),  # a module
+        ("${results.rows.path.sep}", os),
+        ("${results.rows.size}", Plain()),  # not plain data: nbflow cannot know its attributes
+        ("${results.rows.method}", Plain()),
+        ("${results.rows.mro}", Report),  # a class, even a dataclass
+        ("${results.rows.x}", Point),
+        ("${results.rows.real}", 5),
+        ("${results.rows.upper}", "text"),
+        ("${results.rows.model_dump}", Model(rows=[])),
+    ],
+)
+def test_templates_refuse_to_walk_into_anything_but_data(template, value, monkeypatch):
+    monkeypatch.setenv("SECRET", "hunter2")
+    with pytest.raises(TemplateError) as info:
+        resolve(template, {"results": {"rows": value}})
+    assert "hunter2" not in str(info.value)
 
 
 def test_templates_never_evaluate_code():

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nbflow"
 # Earlier layers may not import later ones (errors/lifecycle/collector are leaves usable anywhere).
 LAYERS = [
     {"errors", "lifecycle", "collector"},
+    {"evaluator", "checks"},
     {"retry", "conditions"},
     {"spec"},
     {"dsl"},

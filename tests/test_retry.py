@@ -137,3 +137,59 @@ def test_retrying_event_carries_attempt_and_delay():
     flow.run()
     retrying = [(e.attempt, e.delay) for e in events if isinstance(e, nf.TaskRetrying)]
     assert retrying == [(1, pytest.approx(0.001)), (2, pytest.approx(0.003))]
+
+
+def _broken_judge(error: BaseException) -> bool:
+    return error.args[5]  # the task's error has one argument: IndexError
+
+
+def test_retry_if_that_raises_is_reported_with_the_tasks_own_error():
+    flow = nf.Flow("judged", store=None)
+    calls = []
+
+    @flow.task(retry=nf.Retry(max_retries=3, delay=0, retry_if=_broken_judge))
+    def fetch():
+        calls.append(1)
+        raise ConnectionError("server down")
+
+    run = flow.run()
+    error = run.errors["fetch"]
+    assert calls == [1]  # not retried: the policy could not decide
+    assert isinstance(error, nf.RetryIfError)
+    assert isinstance(error.error, ConnectionError) and str(error.error) == "server down"
+    assert isinstance(error.__cause__, IndexError)
+    assert str(error) == (
+        "task 'fetch' failed with ConnectionError: server down, and its retry_if raised "
+        "IndexError: tuple index out of range deciding whether to retry it, so it was not "
+        "retried; fix retry_if (the task's own error is this error's .error)"
+    )
+    traceback = run.state.tasks["fetch"].traceback
+    assert "ConnectionError: server down" in traceback and "IndexError" in traceback
+
+
+def test_retry_if_that_raises_in_a_fan_out_element_closes_its_attempt():
+    flow = nf.Flow("judged-fan", store=None)
+
+    @flow.task
+    def items():
+        return [1, 2]
+
+    @flow.task(fan_out="items", retry=nf.Retry(max_retries=2, delay=0, retry_if=_broken_judge))
+    def each(items):
+        raise ConnectionError(f"element {items}")
+
+    run = flow.run()
+    assert run.states["each"] == "failed"
+    assert all(isinstance(e, nf.RetryIfError) for e in run.element_errors["each"].values())
+    assert set(run.timeline()["status"]) == {"succeeded", "failed"}  # no attempt left open
+
+
+def test_retry_if_that_raises_outside_a_flow():
+    policy = nf.Retry(max_retries=3, delay=0, retry_if=_broken_judge)
+
+    def call():
+        raise ConnectionError("server down")
+
+    with pytest.raises(nf.RetryIfError, match=r"^the call failed with ConnectionError") as info:
+        policy(call)()
+    assert isinstance(info.value.error, ConnectionError)

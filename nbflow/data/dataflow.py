@@ -69,4 +69,7 @@ class DataFlow(Flow):
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError, RecursionError):  # mixed-type keys cannot be sorted
+        return repr(value)

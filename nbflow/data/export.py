@@ -31,6 +31,7 @@ from ..retry import Retry
 from ..spec import TaskOptions, TaskSpec
 from .agents import AgentRegistry
 from .agents import agents as default_agents
+from .safeyaml import dump_text
 from .schema import OPTION_FIELDS, RESERVED_META
 
 _FLOW_DEFAULTS = {"on_error": "stop", "max_workers": None, "strategy": "priority"}
@@ -82,11 +83,7 @@ def to_yaml(
     Raises:
         DefinitionError: as :func:`to_dict`.
     """
-    import yaml
-
-    text = yaml.safe_dump(
-        to_dict(flow, agents=agents), sort_keys=False, allow_unicode=True, width=100
-    )
+    text = dump_text(to_dict(flow, agents=agents))
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
@@ -162,7 +159,7 @@ def _default(field: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples to lists, mappings to dicts, recursively: what ``yaml.safe_dump`` accepts."""
+    """Tuples to lists, mappings to dicts, recursively: what a YAML safe dumper accepts."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

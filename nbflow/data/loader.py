@@ -9,7 +9,6 @@ flow and plans it, so cycles and bad conditions are raised here too, before any 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,8 @@ from .agents import agents as default_agents
 from .build import build_flow, check_all
 from .dataflow import DataFlow
 from .export import to_dict, to_yaml
-from .schema import Parsed, Problem, parse, raise_problems
+from .safeyaml import TextProblem, load_text
+from .schema import FlowValidationError, Parsed, Problem, parse, raise_problems
 
 __all__ = ["from_dict", "load_flow", "loads_flow", "to_dict", "to_yaml"]
 
@@ -38,14 +38,15 @@ def load_flow(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        FlowValidationError: the document has problems (all are listed, with paths).
+        FlowValidationError: the file is not UTF-8, or the document has problems (all are
+            listed, with paths).
         FlowReferenceError: some task names a task that does not exist.
         CycleError, ConditionError: the tasks form a cycle / a condition reads an unknown name.
     """
     if isinstance(source, str) and "\n" in source:
         return loads_flow(source, agents=agents, **options)
     path = Path(source)
-    text = path.read_text(encoding="utf-8")
+    text = _decode(path.read_bytes(), str(path))
     as_json = path.suffix.lower() == ".json"
     kind = "json" if as_json else "yaml"
     return loads_flow(text, agents=agents, source=str(path), format=kind, **options)
@@ -64,57 +65,28 @@ def loads_flow(
     ``options`` go to :class:`~nbflow.flow.Flow`, as for :func:`load_flow`.
 
     Raises:
-        FlowValidationError: the text does not parse, or the document has problems.
+        FlowValidationError: the text does not parse, has duplicate keys, an alias bomb or
+            too deep a nesting (see :mod:`nbflow.data.safeyaml`), or the document has problems.
     """
     try:
-        document = json.loads(text) if format == "json" else _safe_yaml(text)
-    except ValueError as error:
-        raise_problems([Problem("(document)", f"cannot parse {format.upper()}: {error}")], source)
-        raise  # unreachable: raise_problems raised
+        document = load_text(text, format)
+    except TextProblem as problem:
+        raise FlowValidationError([Problem(problem.path, problem.message)], source) from None
     return from_dict(document, agents=agents, source=source, **options)
 
 
-def _safe_yaml(text: str) -> Any:
-    import yaml
-
+def _decode(data: bytes, source: str) -> str:
+    """The text of a document file, which must be UTF-8 (a byte-order mark is allowed)."""
     try:
-        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: builds plain data only
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ValueError(f"{problem}{where}") from None
-
-
-_LOADER: Any = None
-
-
-def _yaml_loader() -> Any:
-    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false, so ``on:`` (as in
-    ``retry: {on: [ConnectionError]}``) stays the string "on" instead of becoming True."""
-    global _LOADER
-    if _LOADER is None:
-        import re
-
-        import yaml
-
-        # libyaml's parser when PyYAML has it (several times faster), else pure Python.
-        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-        class Loader(base):  # type: ignore[valid-type,misc]
-            pass
-
-        Loader.yaml_implicit_resolvers = {
-            first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-        }
-        Loader.add_implicit_resolver(
-            "tag:yaml.org,2002:bool",
-            re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-            list("tTfF"),
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        message = (
+            f"is not UTF-8 text: byte {data[error.start : error.start + 1]!r} at line {line}, "
+            f"column {column} ({error.reason}); save the file as UTF-8"
         )
-        _LOADER = Loader
-    return _LOADER
+        raise FlowValidationError([Problem("(document)", message)], source) from None
 
 
 def from_dict(

@@ -36,16 +36,18 @@ import keyword
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import DefinitionError, MissingDependencyError, closest
+from ..checks import RESERVED_TASK_NAMES
+from ..errors import DefinitionError, MissingDependencyError, closest, describe
 from ..retry import Retry
 from ..spec import OnError, TaskOptions
 
-#: Task ids that would clash with names templates and conditions give a meaning to.
-RESERVED_IDS = frozenset({"vars", "results", "item", "worker", "status", "run_id"})
+#: Task ids that would clash with names templates and conditions give a meaning to (the
+#: DSL's list: one list, so a flow and its YAML export accept the same names).
+RESERVED_IDS = RESERVED_TASK_NAMES
 #: ``meta`` keys the loader writes itself.
 RESERVED_META = ("agent", "action", "parameters", "title")
 #: TaskOptions fields that cannot come from data, with the reason.
@@ -55,6 +57,7 @@ NOT_DATA = {
     "cache_key": "a Python callable cannot be given as data",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +214,8 @@ def parse(document: Any) -> Parsed:
     if not isinstance(document, Mapping):
         kind = type(document).__name__
         return Parsed(None, problems=[Problem("(document)", f"must be a mapping, got {kind}")])
-    try:
-        flow: FlowDoc | None = FlowDoc.model_validate(dict(document))
-    except ValidationError as error:
-        flow = None
-        parsed = Parsed(None, problems=translate(error, ""))
-    else:
-        parsed = Parsed(flow)
+    flow, problems = validate(FlowDoc, dict(document), "")
+    parsed = Parsed(flow, problems=problems)
     raw_tasks = document.get("tasks")
     if not isinstance(raw_tasks, list):
         return parsed
@@ -256,11 +254,8 @@ def parse_task(index: int, raw: Any) -> tuple[ParsedTask | None, list[Problem]]:
             option_part[key] = value
         else:
             problems.append(Problem(f"{path}.{key}", _unknown(str(key), TASK_FIELDS), task_id))
-    doc: TaskDoc | None = None
-    try:
-        doc = TaskDoc.model_validate(doc_part)
-    except ValidationError as error:
-        problems.extend(translate(error, path, task_id))
+    doc, found = validate(TaskDoc, doc_part, path, task_id)
+    problems.extend(found)
     retry = option_part.get("retry")
     if isinstance(retry, Mapping):
         # Validated here, not in TaskOptions' coercion: that would call Retry(**mapping),
@@ -268,25 +263,69 @@ def parse_task(index: int, raw: Any) -> tuple[ParsedTask | None, list[Problem]]:
         fields = [f for f in Retry.model_fields if f != "retry_if"]
         for key in [k for k in retry if not isinstance(k, str)]:
             problems.append(Problem(f"{path}.retry.{key}", _unknown(str(key), fields), task_id))
-        try:
-            option_part["retry"] = Retry.model_validate(
-                {k: v for k, v in retry.items() if isinstance(k, str)}
-            )
-        except ValidationError as error:
-            problems.extend(translate(error, f"{path}.retry", task_id))
+        policy, found = validate(
+            Retry, {k: v for k, v in retry.items() if isinstance(k, str)}, f"{path}.retry", task_id
+        )
+        problems.extend(found)
+        if policy is None:
             del option_part["retry"]
+        else:
+            option_part["retry"] = policy
     options: dict[str, Any] = {}
-    try:
-        validated = TaskOptions.model_validate(option_part)
+    validated, found = validate(TaskOptions, option_part, path, task_id)
+    problems.extend(found)
+    if validated is not None:
         options = {k: getattr(validated, k) for k in option_part}
-    except ValidationError as error:
-        problems.extend(translate(error, path, task_id))
     # Report in the order the fields are written in the document.
     order = {str(key): i for i, key in enumerate(raw)}
     problems.sort(key=lambda p: order.get(p.path[len(path) + 1 :].split(".")[0], len(order)))
     if doc is None or problems:
         return None, problems
     return ParsedTask(index, doc, options), problems
+
+
+def validate(
+    model: type[_Model], data: dict[str, Any], path: str, task: str | None = None
+) -> tuple[_Model | None, list[Problem]]:
+    """``model.model_validate(data)``, or None and every problem with its path.
+
+    pydantic turns a validator's ValueError into a located error, but lets a TypeError
+    (``tags: 5`` iterated) escape with no path: each field is then validated alone to find
+    the fields that raise, and the rest are validated without them.
+    """
+    try:
+        return model.model_validate(data), []
+    except ValidationError as error:
+        return None, translate(error, path, task)
+    except Exception as error:
+        culprits: list[Problem] = []
+        for key, value in data.items():
+            try:
+                model.model_validate({key: value})
+            except ValidationError:
+                continue  # a problem of its own or of the whole: reported below
+            except Exception as failure:
+                culprits.append(
+                    Problem(
+                        format_path(path, (key,)),
+                        f"invalid value {_short(value)} ({describe(failure)})",
+                        task,
+                    )
+                )
+        if not culprits:
+            return None, [Problem(path or "(document)", f"invalid ({describe(error)})", task)]
+        bad = {p.path for p in culprits}
+        rest = {k: v for k, v in data.items() if format_path(path, (k,)) not in bad}
+        _, others = validate(model, rest, path, task)
+        return None, culprits + [p for p in others if p.path not in bad]
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _unknown(key: str, known: Iterable[str]) -> str:

@@ -2,8 +2,11 @@
 
 A template is ``${root.seg.seg}``; ``root`` is one of a fixed set of names (``vars``,
 ``results`` and ``item`` in a flow's parameters) and each segment is a mapping key, a list
-index (``${results.extract.rows.0}``) or a public attribute. That is the whole language:
-there are no operators, calls or expressions, so resolving a template can only read.
+index (``${results.extract.rows.0}``) or a field of a plain data object: a dataclass, a
+pydantic model, a namedtuple or a :class:`types.SimpleNamespace`. That is the whole language:
+there are no operators, calls or expressions, so resolving a template can only read data.
+Other objects' attributes are refused: a path through a generator's ``gi_frame`` reached a
+module's globals, and from there ``os.environ``.
 
 - A string that is exactly one template resolves to the value itself (a list stays a list).
 - A template inside a longer string is interpolated with ``str()``: ``"s3://${vars.bucket}/x"``.
@@ -17,10 +20,14 @@ Syntax is checked when a flow is loaded (:func:`compile_value` raises
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+
+from pydantic import BaseModel
 
 from ..errors import DefinitionError, NbflowError
 
@@ -74,7 +81,8 @@ class Reference:
         """Follow the path through ``context``.
 
         Raises:
-            TemplateError: a root, key, index or attribute is missing.
+            TemplateError: a root, key, index or field is missing, or a step would read an
+                attribute of something that is not plain data.
         """
         if self.root not in context:
             raise TemplateError(self.text, self.where, self.root, f"{self.root!r} is not set here")
@@ -87,6 +95,13 @@ class Reference:
 
 
 def _step(ref: Reference, value: Any, segment: str, walked: str) -> Any:
+    names = _fields_of(value)
+    if names is not None and not (isinstance(value, tuple) and _is_int(segment)):
+        if segment in names:  # checked before Sequence: a namedtuple is one
+            return getattr(value, segment)
+        known = ", ".join(repr(n) for n in list(names)[:10]) or "none"
+        reason = f"{walked} is a {type(value).__name__} with no field {segment!r}"
+        raise TemplateError(ref.text, ref.where, segment, f"{reason} (its fields: {known})")
     if isinstance(value, Mapping):
         if segment in value:
             return value[segment]
@@ -113,14 +128,30 @@ def _step(ref: Reference, value: Any, segment: str, walked: str) -> Any:
                 segment,
                 f"index {segment} is out of range: {walked} has {len(value)} items",
             ) from None
-    if not segment.startswith("_") and hasattr(value, segment):
-        return getattr(value, segment)
     raise TemplateError(
         ref.text,
         ref.where,
         segment,
-        f"{walked} is {type(value).__name__} {_short(value)}, which has no key {segment!r}",
+        f"{walked} is {type(value).__name__} {_short(value)}, which has no key {segment!r}; "
+        "templates read mapping keys, list indices and the fields of dataclasses, pydantic "
+        "models, namedtuples and SimpleNamespace objects, nothing else",
     )
+
+
+def _fields_of(value: Any) -> Collection[str] | None:
+    """The fields a template may read of a plain data object, or None for anything else
+    (classes, modules, functions, generators, frames and every other object)."""
+    if isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        return [f.name for f in dataclasses.fields(value)]
+    if isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
+        return type(value)._fields  # type: ignore[attr-defined]
+    if isinstance(value, SimpleNamespace):
+        return [name for name in vars(value) if not name.startswith("_")]
+    if isinstance(value, BaseModel):
+        return list(type(value).model_fields)
+    return None
 
 
 def _is_int(text: str) -> bool:

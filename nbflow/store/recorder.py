@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError
+from ..errors import StoreError, describe
 from ..identity import Identities, Identity, Unhashable
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
 from .eventlog import HOT, LAYOUTS
@@ -205,7 +205,7 @@ class Recorder:
             verb = "pickled" if how == "pickle" else f"serialised by {how!r}"
             self.warnings.append(
                 f"task {task!r}: its result ({type(value).__name__}) cannot be {verb} "
-                f"({type(error).__name__}: {error}), so it is not stored; the run goes on, but "
+                f"({describe(error)}), so it is not stored; the run goes on, but "
                 "resume and the cache will run this task again (persist=False silences this)"
             )
             return None

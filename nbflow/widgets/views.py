@@ -20,6 +20,7 @@ from itertools import repeat
 from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
+from nbflow.errors import describe
 from nbflow.lifecycle import RunStatus
 from nbflow.render import GraphView, NodeView, topological_layers
 from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
@@ -74,7 +75,7 @@ class TaskFacts:
 
 def error_text(error: BaseException | None) -> str | None:
     """``"ValueError: bad row"`` for an exception, None for None."""
-    return None if error is None else f"{type(error).__name__}: {error}"
+    return None if error is None else describe(error)
 
 
 def now_t(state: RunState) -> float:
