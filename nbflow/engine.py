@@ -234,7 +234,9 @@ class Engine:
             if self.journal is not None:
                 # The run is over; the loop keeps serving widgets while the store writes the
                 # rest of it (bounded by the store's timeout, and shielded from a cancel).
-                await self.journal.finished()
+                failure = await self.journal.finished()
+                if failure is not None:
+                    self.state.store_error = str(failure)
         return self.state
 
     async def _main(self) -> None:

@@ -80,6 +80,9 @@ class RunState:
     error: str | None = None
     #: What failed the run as a whole (a run middleware), as an exception; None otherwise.
     run_error: BaseException | None = None
+    #: Why the store could not record the whole run (its own words); None: it did, or
+    #: there is no store. Set once the store has answered, after the run ended.
+    store_error: str | None = None
     parent_run: str | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     rows: list[AttemptRow] = field(default_factory=list)
