@@ -219,6 +219,8 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
         record.worker = e.worker
     record.state = _CACHED if e.cached else _SUCCEEDED
     record.result, record.error, record.ended_t = e.result, None, e.t
+    if e.reused is not None:
+        record.reason = e.reused  # where the result came from (a skip's reason, otherwise)
     if record.started_t is None:
         record.started_t, record.started_seq = e.t, e.seq
 

@@ -143,6 +143,7 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         error_text(record.error) or element_errors_text(record),
         facts.tags,
         counter(record),
+        note=record.reason or None,
     )
 
 
