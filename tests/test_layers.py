@@ -105,7 +105,7 @@ def imported_modules(source: str, name: str, is_package: bool = False) -> set[st
             base = package[: len(package) - (node.level - 1)]
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
         elif node.module == "nbflow" or (node.module or "").startswith("nbflow."):
-            target = node.module.partition(".")[2]  # type: ignore[union-attr]
+            target = (node.module or "").partition(".")[2]
         else:
             continue
         for alias in node.names:
@@ -120,11 +120,8 @@ def unit_of(module: str) -> str:
     return module.split(".")[0] if module else "__init__"
 
 
-def layer_of(unit: str) -> int | None:
-    for index, (_, members) in enumerate(LAYERS):
-        if unit in members:
-            return index
-    return None
+#: Each unit's layer, by its index in LAYERS.
+LAYER_OF = {unit: index for index, (_, members) in enumerate(LAYERS) for unit in members}
 
 
 def violations(module: str, imported: set[str]) -> list[str]:
@@ -136,10 +133,10 @@ def violations(module: str, imported: set[str]) -> list[str]:
             problems.append(f"{module!r} may import no module of nbflow, but imports {unit!r}")
         elif unit in ANYWHERE or own == ROOT:
             continue
-        elif layer_of(unit) > layer_of(own):  # type: ignore[operator]
+        elif LAYER_OF[unit] > LAYER_OF[own]:
             problems.append(
-                f"{module!r} ({LAYERS[layer_of(own)][0]}) imports {unit!r} "  # type: ignore[index]
-                f"({LAYERS[layer_of(unit)][0]}), a later layer"  # type: ignore[index]
+                f"{module!r} ({LAYERS[LAYER_OF[own]][0]}) imports {unit!r} "
+                f"({LAYERS[LAYER_OF[unit]][0]}), a later layer"
             )
     return problems
 
