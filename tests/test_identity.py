@@ -152,6 +152,8 @@ def test_a_class_used_by_the_task_and_its_class_attribute(cells):
 def test_a_local_module_edited_on_disk(cells, tmp_path, monkeypatch):
     (tmp_path / "mylib_for_identity.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # A second run in one process (mutmut's) would import the first run's module file.
+    monkeypatch.delitem(sys.modules, "mylib_for_identity", raising=False)
     cells.run("import mylib_for_identity\ndef t():\n    return mylib_for_identity.VALUE\n")
     ids = Identities()
     before = ids.task(cells["t"])
