@@ -132,6 +132,9 @@ def test_fan_out_elements_have_rows_of_their_own():
     state.apply(ev.TaskStarted(RUN, 2, 11.5, "f", 1, "w0", element=0))
     state.apply(ev.TaskStarted(RUN, 3, 11.5, "f", 1, "w1", element=1))
     state.apply(ev.TaskStarted(RUN, 4, 11.6, "f", 1, "w2", element=2))
+    assert state.open_rows[("f", 0)] == AttemptRow(
+        "f[0]", 1, "running", 11.5, None, "w0", None, 0, "f", 2
+    )
     boom = KeyError("k")
     state.apply(ev.TaskSucceeded(RUN, 5, 12.0, "f", 1, result=1, element=0))
     state.apply(ev.TaskFailed(RUN, 6, 12.5, "f", 1, boom, element=1))
@@ -237,3 +240,19 @@ def test_a_fan_out_task_that_ends_adds_no_row_of_its_own():
     state.apply(ev.TaskSucceeded(RUN, 4, 11.0, "f", 1, result=[1]))
     assert [row.task for row in state.rows] == ["f[0]"]
     assert state.tasks["f"].state == TaskState.SUCCEEDED and state.tasks["f"].result == [1]
+
+
+def test_elements_done_count_every_success():
+    state = _state("f", fan_out=("f",))
+    for i in range(3):
+        state.apply(ev.TaskStarted(RUN, 1 + 2 * i, 11.0, "f", 1, "w0", element=i))
+        state.apply(ev.TaskSucceeded(RUN, 2 + 2 * i, 12.0, "f", 1, result=i, element=i))
+    assert state.tasks["f"].elements_done == 3
+
+
+def test_a_cached_result_after_an_attempt_keeps_the_tasks_worker():
+    state = _state("a")
+    state.apply(ev.TaskStarted(RUN, 1, 11.0, "a", 1, "w0"))
+    state.apply(ev.TaskRetrying(RUN, 2, 12.0, "a", 1, OSError("x"), 0.5))
+    state.apply(ev.TaskSucceeded(RUN, 3, 13.0, "a", 2, result=1, cached=True))
+    assert state.rows[-1] == AttemptRow("a", 2, "cached", 13.0, 13.0, "w0", None, None, "a", 3)
