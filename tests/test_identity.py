@@ -385,7 +385,7 @@ PINNED = [
 ]
 
 
-@pytest.mark.parametrize(("value", "digest"), PINNED, ids=[repr(v)[:20] for v, _ in PINNED])
+@pytest.mark.parametrize(("value", "digest"), PINNED, ids=[type(v).__name__ for v, _ in PINNED])
 def test_value_digests_are_pinned(value, digest):
     assert Identities().value_digest(value) == digest
 
