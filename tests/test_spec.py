@@ -214,13 +214,15 @@ def test_streamed_version_covers_subclassed_specs_lists_and_meta():
             TaskSpec(name="a", index=0),
             Annotated(name="b", index=1),
             TaskSpec(name="c", index=2, after=("a", "b"), meta={"at": at}),
-            Annotated(name="d", index=3),
+            Annotated(name="d", index=3, meta={"at": at}),  # dumped whole: in JSON mode
         ),
     )
     assert spec.version() == _reference_version(spec)
 
 
 def test_introspected_parameters():
+    import functools
+
     from nbflow.spec import ParamSpec, introspect_params
 
     def f(a, b=1, *args, c, d=[1], e="x", **kw): ...  # noqa: B006
@@ -245,6 +247,12 @@ def test_introspected_parameters():
     assert again[0] is first[0] and again[1] is first[1]  # equal parameters are one object
     assert [p.kind for p in second] == ["keyword_only"] * 3  # never g's, of another kind
     assert (second[1].default, type(second[2].default)) == (1, bool)  # True is not 1
+
+    def k(y=True): ...
+
+    assert introspect_params(k, shared)[0].default is True  # equal to g's 1, of another type
+    # Read through inspect.signature (a partial): *args and **kw are there, and skipped.
+    assert introspect_params(functools.partial(f)) == params
 
 
 def test_a_task_keeps_its_meta_and_the_function_it_wraps():
