@@ -26,10 +26,13 @@ from nbflow.identity import (
     Unhashable,
     _distribution_version,
     _library_roots,
+    code_facts,
     identity_options,
     is_code_path,
     is_library,
     sha,
+    show,
+    source_digest,
     user_sources,
     write_only_names,
 )
@@ -613,3 +616,89 @@ def test_a_local_module_file_that_is_gone(cells, tmp_path, monkeypatch):
     (tmp_path / "gone_for_identity.py").unlink()
     after = {p.path: p for p in Identities().task(cells["t"]).parts}["module gone_for_identity"]
     assert after.shown == "gone_for_identity (file missing)"
+
+
+def test_source_digests_follow_what_a_callable_runs():
+    def f(x):
+        return x
+
+    @functools.wraps(f)
+    def wrapper(x):
+        return f(x)
+
+    class Scale:
+        def method(self):
+            return 1
+
+        def __call__(self):
+            return 2
+
+    assert source_digest(f) == code_facts(f.__code__).digest
+    assert source_digest(functools.partial(f, 1)) == source_digest(f)
+    assert source_digest(wrapper) == source_digest(f)
+    assert source_digest(Scale().method) == source_digest(Scale.method)
+    call = code_facts(Scale.__call__.__code__).digest
+    assert source_digest(Scale()) == sha(Scale.__qualname__, call)
+    assert source_digest(Scale) == sha("callable", Scale.__qualname__)
+    assert source_digest(len) == sha("callable", "len")
+
+
+def test_mappings_enums_and_deep_values_have_digests():
+    import collections
+    import enum
+
+    ids = Identities()
+    plain = ids.value_digest({"a": 1, "b": 2})
+    assert ids.value_digest(collections.OrderedDict([("b", 2), ("a", 1)])) == plain
+    assert ids.value_digest(collections.defaultdict(int, {"a": 1, "b": 2})) == plain
+    assert ids.value_digest({"a": 1, "b": 3}) != plain
+    assert ids.value_digest({1, 2}) != ids.value_digest(frozenset({1, 2}))
+    assert ids.value_digest((1, 2)) != ids.value_digest([1, 2])
+    assert ids.value_digest("a") != ids.value_digest(b"a")
+
+    class Color(enum.Enum):
+        RED = 1
+        BLUE = 2
+
+    assert ids.value_digest(Color.RED) == ids.value_digest(Color.RED)
+    assert ids.value_digest(Color.RED) != ids.value_digest(Color.BLUE)
+    deep: list = [1]
+    for _ in range(60):  # deeper than the walk goes: the rest by pickle, still a digest
+        deep = [deep]
+    assert len(ids.value_digest(deep)) == 16
+    deeper = [deep]
+    assert ids.value_digest(deeper) != ids.value_digest(deep)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.25, "0.25"),
+        ("x" * 50, repr("x" * 50)[:37] + "..."),
+        (b"raw", "<bytes>"),
+        (json, "module json"),
+        (Identities, "Identities"),
+        (np.zeros((2, 3)), "<ndarray 2x3>"),
+        ([1, 2], "[1, 2]"),
+        (list(range(30)), "<list of 30>"),
+        (threading.Lock(), "<lock>"),
+    ],
+    ids=["float", "long-str", "bytes", "module", "class", "array", "list", "long-list", "other"],
+)
+def test_values_are_shown_short(value, shown):
+    assert show(value) == shown
+
+
+def test_module_versions_come_from_the_loaded_code(monkeypatch):
+    import types as types_module
+
+    ids = Identities()
+    assert ids._module_version("json.decoder") == sys.version.split()[0]
+    assert ids._module_version("numpy.linalg") == np.__version__
+    fake = types_module.ModuleType("nbflow_fake_lib")
+    fake.__version__ = "9.9"
+    monkeypatch.setitem(sys.modules, "nbflow_fake_lib", fake)
+    assert ids._module_version("nbflow_fake_lib.sub") == "9.9"
+    fake.__version__ = "10.0"
+    assert ids._module_version("nbflow_fake_lib") == "9.9"  # read once per Identities
+    assert Identities()._module_version("nbflow_fake_lib") == "10.0"
