@@ -14,7 +14,7 @@ help:
 	@echo "make bench       run the benchmarks"
 	@echo "make docs        build the docs (mkdocs build --strict) into site/"
 	@echo "make notebooks   re-execute notebooks/*.ipynb in place to refresh their stored outputs"
-	@echo "make mutation    mutation testing of the core modules (mutmut, about an hour; not in make test)"
+	@echo "make mutation    mutation testing of the core modules (mutmut; 40-80 min; not in make test)"
 	@echo "                 MODULES=\"scheduler state\" for some; see docs/testing.md"
 	@echo "make clean       remove caches and test artifacts; distclean also removes the virtualenvs"
 

@@ -165,7 +165,8 @@ def run(module: str, jobs: int, names: list[str] | None = None) -> float:
     meta = ROOT / "mutants" / "nbflow" / f"{module}.py.meta"
     codes = json.loads(meta.read_text())["exit_code_by_key"]
     if names:  # a rerun of some mutants: the others keep their last result
-        codes = {**results(module), **{n: codes[n] for n in names}}
+        last = results(module)
+        codes = {n: code if n in names else last.get(n) for n, code in codes.items()}
     (LOGS / f"{module}.json").write_text(json.dumps(codes, indent=0, sort_keys=True))
     return seconds
 
