@@ -11,8 +11,10 @@ has finished before the run returns, however many times it is cancelled. A *runn
 a child: it runs placed tasks one after another, so a task that completes without waiting
 costs no ``create_task`` and no loop round trip (most of what a plain asyncio DAG spends per
 node). More runners start, doubling per loop turn, while placed tasks wait because the
-running ones wait (I/O, sleeps, threads). Runners yield to the loop every
-:data:`~nbflow.attempts.TIME_SLICE`, so widgets and other coroutines keep running.
+running ones wait (I/O, sleeps, threads), not while they merely yield. The runners share
+one :data:`~nbflow.attempts.TIME_SLICE` per loop turn: once a turn's slice is spent, each
+yields after its task, so widgets and other coroutines run at least every slice however
+many runners there are.
 
 Each step is an event: the engine folds it into the run's :class:`~nbflow.state.RunState`,
 hands it to the store's journal, then to subscribers.
@@ -120,6 +122,9 @@ class Engine:
         self._runners: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
         self._spawn_pending = self._dispatch_pending = False
+        # The loop turn's shared slice: runners yield once it is spent (see the module).
+        self._slice_end = 0.0
+        self._yielding = 0  # runners between two tasks, yielding to the loop
         self._stopping = False
         self._cancel_requested = False
         self._final_status: RunStatus | None = None
@@ -457,7 +462,10 @@ class Engine:
         group = self._group
         if group is None or self._stopping:
             return
-        for _ in range(min(len(self._placed), max(1, len(self._runners)))):
+        # Runners that yielded take placed tasks when they resume: start others only for
+        # the rest (else each turn would add a runner to a burst of instant tasks).
+        wanted = len(self._placed) - self._yielding
+        for _ in range(min(wanted, max(1, len(self._runners)))):
             runner = group.create_task(self._runner())
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
@@ -467,15 +475,22 @@ class Engine:
         """Run placed tasks one after another until none is left (see the module)."""
         me = asyncio.current_task()
         clock, placed, inflight = self._clock, self._placed, self._inflight
-        yield_at = clock() + TIME_SLICE
+        if self._slice_end <= clock():
+            self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
             inflight[name] = me
             outcome = await run_task(self, name, worker)
             self._after_task(name, outcome)
-            if clock() >= yield_at:  # a long stretch of instant tasks: let the loop run
-                await asyncio.sleep(0)
-                yield_at = clock() + TIME_SLICE
+            if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
+                self._yielding += 1
+                try:
+                    await asyncio.sleep(0)
+                finally:
+                    self._yielding -= 1
+                now = clock()
+                if now >= self._slice_end:  # the first runner back starts the turn's slice
+                    self._slice_end = now + TIME_SLICE
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""

@@ -525,9 +525,10 @@ _CLASS_NOISE = frozenset({"_abc_impl"})
 
 def _counts(name: str, value: Any) -> bool:
     """Whether a class attribute is part of the class's identity: its methods (dunder ones
-    included) and its own data attributes, not the bookkeeping of Python or a library."""
-    if name in _CLASS_NOISE:
-        return False
+    included) and its own data attributes, not the bookkeeping of Python or a library (nor
+    the descriptors of ``__slots__``, which do not pickle)."""
+    if name in _CLASS_NOISE or isinstance(value, types.MemberDescriptorType):
+        return False  # a slot's descriptor: its values are the instances' state
     if name.startswith("__") and name.endswith("__"):
         return isinstance(value, types.FunctionType | staticmethod | classmethod | property)
     return True
