@@ -38,6 +38,7 @@ from . import scheduler as sch
 from .attempts import (
     TIME_SLICE,
     attempt_over,
+    cancelled_from_outside,
     format_error,
     gate_verdict,
     run_task,
@@ -119,6 +120,7 @@ class Engine:
         self._placed: collections.deque[tuple[str, str | None]] = collections.deque()
         self._runners: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._spawn_pending = self._dispatch_pending = False
         self._stopping = False
         self._cancel_requested = False
@@ -212,11 +214,14 @@ class Engine:
                 if self._cancel_requested:  # cancelled before it could start
                     self._stop(RunStatus.CANCELLED)
                 else:
-                    group.create_task(self._main())
+                    self._main_task = group.create_task(self._main())
                 try:
                     await self._done
                 except asyncio.CancelledError:
-                    self._stop(RunStatus.CANCELLED)  # before the group cancels the runners
+                    self._stop(RunStatus.CANCELLED)
+                    if self._main_task is not None:  # the run middleware, told too
+                        self._main_task.cancel()
+                    await self._wind_down()
                     raise
         except asyncio.CancelledError:
             self._finalize()
@@ -239,8 +244,25 @@ class Engine:
                     self.state.store_error = str(failure)
         return self.state
 
+    async def _wind_down(self) -> None:
+        """Wait until every task of the run has ended, however often the task awaiting the
+        run is cancelled meanwhile.
+
+        :meth:`_stop` cancelled each running task once; its cleanup (``finally:`` blocks
+        that await) runs to its end, as in an :class:`asyncio.TaskGroup`, whose children
+        are cancelled once too. Raising into the group at once instead would have it
+        cancel them again, cutting that cleanup short.
+        """
+        while pending := [t for t in (*self._runners, self._main_task) if t and not t.done()]:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                continue  # cancelled again: the tasks were told once, they are ending
+
     async def _main(self) -> None:
         """Begin the run, inside the run middleware if any."""
+        if self._stopping:  # cancelled after the run started, before this task ran
+            return
         handlers = self.run_mw
         if not handlers:
             self._begin()
@@ -253,15 +275,21 @@ class Engine:
         async def innermost() -> RunState:
             nonlocal began
             began = True
-            self._begin()
+            if not self._stopping:
+                self._begin()
             await asyncio.shield(settled)
             return self.state
 
         self._in_middleware = True
         try:
             await call_with(handlers, ctx, innermost)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as cancelled:
+            if cancelled_from_outside():
+                raise
+            # A run middleware raised CancelledError of its own accord: its failure.
+            self._in_middleware = False
+            self._fail_run(MiddlewareError("run middleware raised CancelledError"), cancelled)
+            return
         except Exception as error:  # a run middleware failed: fail the run, keep the error
             self._in_middleware = False
             self._fail_run(MiddlewareError(f"run middleware failed: {describe(error)}"), error)
@@ -306,9 +334,10 @@ class Engine:
     def _stop(self, status: RunStatus) -> None:
         if self._final_status is None or status is RunStatus.CANCELLED:
             self._final_status = status
-        self._stopping = True
-        for runner in list(self._runners):
-            runner.cancel()
+        if not self._stopping:  # running tasks are cancelled once: their cleanup runs
+            self._stopping = True
+            for runner in list(self._runners):
+                runner.cancel()
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)
