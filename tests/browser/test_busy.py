@@ -75,15 +75,25 @@ LOG_STATES_JS = """() => {
 }"""
 
 
-def while_running(log: list[list[Any]], run_id: str) -> tuple[int, int]:
-    """Positions in ``log`` of the first and the last record of ``run_id`` running."""
-    running = [
-        i
-        for i, entry in enumerate(log)
-        if entry[0] == "dashboard" and entry[1] == run_id and entry[2] == "running"
-    ]
-    assert running, f"run {run_id} was never seen running: {log}"
-    return running[0], running[-1]
+def runs(log: list[list[Any]]) -> list[tuple[str, int, int]]:
+    """Each run's id, with the positions in ``log`` of its first and last running record."""
+    found = []
+    for run_id in dict.fromkeys(e[1] for e in log if e[0] == "dashboard"):
+        running = [
+            i
+            for i, e in enumerate(log)
+            if e[0] == "dashboard" and e[1] == run_id and e[2] == "running"
+        ]
+        assert running, f"run {run_id} was never seen running: {log}"
+        found.append((run_id, running[0], running[-1]))
+    assert len(found) == 2, log
+    return found
+
+
+def busy_throughout(log: list[list[Any]], first: int, last: int) -> bool:
+    """Whether JupyterLab had the kernel busy from before ``first`` to ``last``."""
+    before = [e[1] for e in log[:first] if e[0] == "kernel"]
+    return before[-1:] == ["busy"] and not [e for e in log[first : last + 1] if e[0] == "kernel"]
 
 
 def test_a_blocking_run_keeps_its_cell_busy_and_nbflow_never_makes_the_kernel_idle(
@@ -91,20 +101,16 @@ def test_a_blocking_run_keeps_its_cell_busy_and_nbflow_never_makes_the_kernel_id
 ) -> None:
     run = run_notebook("busy.ipynb", "#nbflow-busy-done", on_page=LOG_STATES_JS, timeout=120)
     log = run.page.evaluate("() => window.__nbflowRecords")
-    run_ids = list(dict.fromkeys(e[1] for e in log if e[0] == "dashboard"))
-    assert len(run_ids) == 2, log
-
-    for run_id in run_ids:
-        first, last = while_running(log, run_id)
+    found = runs(log)
+    _, start, end = found[1]
+    for run_id, first, last in found:
         mine = [e for e in log[first : last + 1] if e[0] == "dashboard" and e[1] == run_id]
         assert len({e[3] for e in mine}) >= 3, log  # updated live: several counts drawn
         assert {e[4] for e in mine} == {"[*]:"}, log  # the cell is executing throughout
         idle = [e for e in log[first : last + 1] if e[0] == "message" and e[1] == "idle"]
         assert all(e[2] in SUBSHELL_REQUESTS and e[3] == "control" for e in idle), log
-        kernel_before = [e[1] for e in log[:first] if e[0] == "kernel"]
-        if run_id == run_ids[1]:  # no subshell to create: busy all along, as it should be
-            assert kernel_before[-1] == "busy", log
-            assert [e for e in log[first : last + 1] if e[0] == "kernel"] == [], log
+    # No subshell to create for the second dashboard: busy all along, as it should be.
+    assert busy_throughout(log, start, end), log
 
     ends = [e[2] for e in log if e[0] == "dashboard" and e[2] != "running"]
     assert set(ends) == {"succeeded"}, log
@@ -128,10 +134,5 @@ def test_without_comms_over_subshells_the_kernel_reads_busy_through_every_run(
 
     run = run_notebook("busy.ipynb", "#nbflow-busy-done", on_page=on_page, timeout=120)
     log = run.page.evaluate("() => window.__nbflowRecords")
-    run_ids = list(dict.fromkeys(e[1] for e in log if e[0] == "dashboard"))
-    assert len(run_ids) == 2, log
-    for run_id in run_ids:
-        first, last = while_running(log, run_id)
-        assert [e[1] for e in log[:first] if e[0] == "kernel"][-1] == "busy", log
-        assert [e for e in log[first : last + 1] if e[0] == "kernel"] == [], log
+    assert all(busy_throughout(log, first, last) for _, first, last in runs(log)), log
     assert not any(e[0] == "message" and e[2] == "create_subshell_request" for e in log), log
