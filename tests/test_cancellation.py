@@ -154,6 +154,49 @@ def test_cancel_after_some_loop_turns_ends_everything(turns: int):
     assert sorted(journal.of("start")) == sorted(journal.of("cleanup"))  # cleanup ran
 
 
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+def test_cancel_as_a_fan_out_begins_starts_no_element(sync: bool):
+    """Cancelled from a subscriber the moment the fan-out task starts: its elements' lanes
+    are created in that same step and the loop runs them before their group is cancelled;
+    none may start an element."""
+    flow = nf.Flow("fan-cancel", store=None)
+    journal = Journal()
+
+    @flow.task
+    def items():
+        return list(range(8))
+
+    if sync:
+
+        @flow.task(fan_out="items")
+        def each(items):
+            journal.add("start", f"each[{items}]")
+            return items
+
+    else:
+
+        @flow.task(fan_out="items")
+        async def each(items):
+            journal.add("start", f"each[{items}]")
+            return items
+
+    async def main() -> nf.Run:
+        handle = flow.start()
+
+        def cancel_on_fan_out(event: nf.Event) -> None:
+            if isinstance(event, nf.TaskStarted) and event.task == "each":
+                handle.cancel()
+
+        flow.subscribe(cancel_on_fan_out)
+        return await handle
+
+    run = asyncio.run(main())
+    join_executor_threads()
+    assert run.status == "cancelled"
+    assert run.states == {"items": "succeeded", "each": "cancelled"}
+    assert journal.entries == []
+
+
 def test_cancel_at_random_moments_ends_everything():
     rng = random.Random(19)
     journal = Journal()
