@@ -29,7 +29,6 @@ import asyncio
 import collections
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +44,7 @@ from .attempts import (
     upstream_results,
 )
 from .collector import frozen_gc
-from .errors import OverheadWarning, describe
+from .errors import describe
 from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
@@ -54,6 +53,7 @@ from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
+from .overhead import warn_if_overhead_dominates
 from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
@@ -524,28 +524,3 @@ class Engine:
         if dispatch and sched.ready:
             self._dispatch()
         self._maybe_finish()
-
-
-#: Below this median attempt duration, nbflow's ~8-20 µs per task is a large share of a run.
-SHORT_TASK_S = 50e-6
-#: ...and only for runs this big, where the overhead adds up to something a person notices.
-MANY_TASKS = 1000
-
-
-def warn_if_overhead_dominates(state: RunState) -> None:
-    """Warn (``OverheadWarning``) when a big run's tasks were shorter than nbflow's overhead."""
-    rows = state.rows
-    if len(rows) < MANY_TASKS:
-        return
-    # The median of an even sample of about 1,000 rows: close enough, and O(1) per run.
-    sample = rows[:: len(rows) // MANY_TASKS]
-    durations = sorted(r.end - r.start for r in sample if r.end is not None)
-    if durations and durations[len(durations) // 2] < SHORT_TASK_S:
-        warnings.warn(
-            f"flow {state.flow!r}: {len(rows)} attempts with a median of "
-            f"{durations[len(durations) // 2] * 1e6:.0f} µs each; nbflow's own cost (~10 µs a "
-            "task) dominates. Batch small work into fewer, bigger tasks (e.g. fan_out over "
-            "chunks); see docs/performance.md",
-            OverheadWarning,
-            stacklevel=2,
-        )
