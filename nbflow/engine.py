@@ -19,8 +19,12 @@ hands it to the store's journal, then to subscribers.
 
 A failure stops the run when ``on_error="stop"`` or the task is ``critical``; so does
 :meth:`Engine.cancel` (``handle.cancel()``, Kernel -> Interrupt), and so does cancelling the
-task that awaits the run: nothing new starts, running tasks are cancelled (their cleanup
-runs), and tasks that never started end ``cancelled``.
+task that awaits the run: nothing new starts, running tasks are cancelled once (their
+cleanup runs to its end, however many cancels follow), and tasks that never started end
+``cancelled``.
+
+(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
+best side by side; one task's half is :mod:`nbflow.attempts`.)
 """
 
 from __future__ import annotations
