@@ -64,7 +64,7 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S:
         return S.SUCCEEDED if ok else S.FAILED
     except asyncio.CancelledError:
         count = engine.state.tasks[name].attempts
-        if _cancelled_from_outside():
+        if cancelled_from_outside():
             engine._emit(ev.TaskCancelled, name, count)
             return S.CANCELLED
         error = asyncio.CancelledError("the task raised CancelledError itself")
@@ -167,6 +167,8 @@ async def run_attempts(
     yield_at = engine._clock() + TIME_SLICE
     attempt = 0
     while True:
+        if engine._stopping:
+            await _cancel_this_task()
         attempt += 1
         engine._emit(ev.TaskStarted, name, attempt, worker, element)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
@@ -182,7 +184,7 @@ async def run_attempts(
                 if pending is not None:
                     await pending
         except asyncio.CancelledError as cancelled:
-            if _cancelled_from_outside():
+            if cancelled_from_outside():
                 if element is not None:
                     engine._emit(ev.TaskCancelled, name, attempt, element)
                 raise
@@ -241,13 +243,18 @@ async def call(
         return await invoke(engine, name, kwargs, attempt, worker, element, None)
     loop = engine.loop
     assert loop is not None
+    live = True  # the thread may say the body started after the attempt was cancelled
+
+    def started() -> None:
+        if live:
+            scope.reschedule(loop.time() + timeout)
+
     try:
         async with asyncio.timeout(None) as scope:
-
-            def started() -> None:
-                scope.reschedule(loop.time() + timeout)
-
-            return await invoke(engine, name, kwargs, attempt, worker, element, started)
+            try:
+                return await invoke(engine, name, kwargs, attempt, worker, element, started)
+            finally:
+                live = False
     except TimeoutError:
         if scope.expired():
             raise TaskTimeoutError(name, timeout) from None
@@ -367,7 +374,19 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     return row is None or row.attempt != attempt
 
 
-def _cancelled_from_outside() -> bool:
+async def _cancel_this_task() -> None:
+    """End the running asyncio task as cancelled, as the stopping run would a moment later.
+
+    A fan-out element's lane that the loop runs before its task's group is cancelled (the
+    run was cancelled in between) gets here: no attempt starts once the run is stopping.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(0)
+
+
+def cancelled_from_outside() -> bool:
     """Whether the running asyncio task is being cancelled (rather than some code in it
     raising ``CancelledError`` of its own accord)."""
     task = asyncio.current_task()

@@ -21,8 +21,12 @@ hands it to the store's journal, then to subscribers.
 
 A failure stops the run when ``on_error="stop"`` or the task is ``critical``; so does
 :meth:`Engine.cancel` (``handle.cancel()``, Kernel -> Interrupt), and so does cancelling the
-task that awaits the run: nothing new starts, running tasks are cancelled (their cleanup
-runs), and tasks that never started end ``cancelled``.
+task that awaits the run: nothing new starts, running tasks are cancelled once (their
+cleanup runs to its end, however many cancels follow), and tasks that never started end
+``cancelled``.
+
+(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
+best side by side; one task's half is :mod:`nbflow.attempts`.)
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import asyncio
 import collections
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -40,13 +43,14 @@ from . import scheduler as sch
 from .attempts import (
     TIME_SLICE,
     attempt_over,
+    cancelled_from_outside,
     format_error,
     gate_verdict,
     run_task,
     upstream_results,
 )
 from .collector import frozen_gc
-from .errors import OverheadWarning, describe
+from .errors import describe
 from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
@@ -55,6 +59,7 @@ from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
+from .overhead import warn_if_overhead_dominates
 from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
@@ -121,6 +126,7 @@ class Engine:
         self._placed: collections.deque[tuple[str, str | None]] = collections.deque()
         self._runners: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._spawn_pending = self._dispatch_pending = False
         # The loop turn's shared slice: runners yield once it is spent (see the module).
         self._slice_end = 0.0
@@ -217,11 +223,14 @@ class Engine:
                 if self._cancel_requested:  # cancelled before it could start
                     self._stop(RunStatus.CANCELLED)
                 else:
-                    group.create_task(self._main())
+                    self._main_task = group.create_task(self._main())
                 try:
                     await self._done
                 except asyncio.CancelledError:
-                    self._stop(RunStatus.CANCELLED)  # before the group cancels the runners
+                    self._stop(RunStatus.CANCELLED)
+                    if self._main_task is not None:  # the run middleware, told too
+                        self._main_task.cancel()
+                    await self._wind_down()
                     raise
         except asyncio.CancelledError:
             self._finalize()
@@ -244,8 +253,25 @@ class Engine:
                     self.state.store_error = str(failure)
         return self.state
 
+    async def _wind_down(self) -> None:
+        """Wait until every task of the run has ended, however often the task awaiting the
+        run is cancelled meanwhile.
+
+        :meth:`_stop` cancelled each running task once; its cleanup (``finally:`` blocks
+        that await) runs to its end, as in an :class:`asyncio.TaskGroup`, whose children
+        are cancelled once too. Raising into the group at once instead would have it
+        cancel them again, cutting that cleanup short.
+        """
+        while pending := [t for t in (*self._runners, self._main_task) if t and not t.done()]:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                continue  # cancelled again: the tasks were told once, they are ending
+
     async def _main(self) -> None:
         """Begin the run, inside the run middleware if any."""
+        if self._stopping:  # cancelled after the run started, before this task ran
+            return
         handlers = self.run_mw
         if not handlers:
             self._begin()
@@ -258,15 +284,21 @@ class Engine:
         async def innermost() -> RunState:
             nonlocal began
             began = True
-            self._begin()
+            if not self._stopping:
+                self._begin()
             await asyncio.shield(settled)
             return self.state
 
         self._in_middleware = True
         try:
             await call_with(handlers, ctx, innermost)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as cancelled:
+            if cancelled_from_outside():
+                raise
+            # A run middleware raised CancelledError of its own accord: its failure.
+            self._in_middleware = False
+            self._fail_run(MiddlewareError("run middleware raised CancelledError"), cancelled)
+            return
         except Exception as error:  # a run middleware failed: fail the run, keep the error
             self._in_middleware = False
             self._fail_run(MiddlewareError(f"run middleware failed: {describe(error)}"), error)
@@ -311,9 +343,10 @@ class Engine:
     def _stop(self, status: RunStatus) -> None:
         if self._final_status is None or status is RunStatus.CANCELLED:
             self._final_status = status
-        self._stopping = True
-        for runner in list(self._runners):
-            runner.cancel()
+        if not self._stopping:  # running tasks are cancelled once: their cleanup runs
+            self._stopping = True
+            for runner in list(self._runners):
+                runner.cancel()
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)
@@ -510,28 +543,3 @@ class Engine:
         if dispatch and sched.ready:
             self._dispatch()
         self._maybe_finish()
-
-
-#: Below this median attempt duration, nbflow's ~8-20 µs per task is a large share of a run.
-SHORT_TASK_S = 50e-6
-#: ...and only for runs this big, where the overhead adds up to something a person notices.
-MANY_TASKS = 1000
-
-
-def warn_if_overhead_dominates(state: RunState) -> None:
-    """Warn (``OverheadWarning``) when a big run's tasks were shorter than nbflow's overhead."""
-    rows = state.rows
-    if len(rows) < MANY_TASKS:
-        return
-    # The median of an even sample of about 1,000 rows: close enough, and O(1) per run.
-    sample = rows[:: len(rows) // MANY_TASKS]
-    durations = sorted(r.end - r.start for r in sample if r.end is not None)
-    if durations and durations[len(durations) // 2] < SHORT_TASK_S:
-        warnings.warn(
-            f"flow {state.flow!r}: {len(rows)} attempts with a median of "
-            f"{durations[len(durations) // 2] * 1e6:.0f} µs each; nbflow's own cost (~10 µs a "
-            "task) dominates. Batch small work into fewer, bigger tasks (e.g. fan_out over "
-            "chunks); see docs/performance.md",
-            OverheadWarning,
-            stacklevel=2,
-        )

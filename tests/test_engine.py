@@ -814,3 +814,67 @@ def test_nothing_of_a_run_waits_in_the_loop_after_it_returns():
     finally:
         if enabled:
             gc.enable()
+
+
+def test_the_end_of_a_run_with_a_large_result_leaves_the_loop_running(tmp_path):
+    """The store writes a 50 MB result while the loop goes on: to prove it, the database is
+    kept locked by another connection until a ticker coroutine, counting loop turns after
+    the run's end, lets go. A run whose end waited synchronously could never return (the
+    ticker would never run); here it returns with the ticks counted and the run recorded."""
+    import sqlite3
+
+    from nbflow.store.codecs import BytesSerializer
+
+    class WhereDumped(BytesSerializer):
+        """The built-in bytes serialiser, noting the thread that serialises."""
+
+        name = "bytes-noted"
+        threads: list[str] = []
+
+        def dump(self, value, file):
+            self.threads.append(threading.current_thread().name)
+            super().dump(value, file)
+
+    path = tmp_path / "large.db"
+    store = nf.SQLiteStore(path)
+    store.serializers.register(WhereDumped())
+    flow = nf.Flow("large-result", store=store)
+
+    @flow.task
+    def big():
+        return bytes(50_000_000)
+
+    async def main() -> tuple[nf.Run, dict[str, int], list[str]]:
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        seen: dict[str, int] = {"ticks": 0}
+        released: list[str] = []
+
+        def on_event(event: nf.Event) -> None:
+            if isinstance(event, nf.TaskStarted):
+                blocker.execute("BEGIN IMMEDIATE")  # nobody else writes until COMMIT
+            elif isinstance(event, nf.RunFinished):
+                seen["finished at"] = seen["ticks"]
+
+        async def ticker() -> None:
+            while True:
+                seen["ticks"] += 1
+                at = seen.get("finished at")
+                if at is not None and seen["ticks"] - at == 20:
+                    blocker.execute("COMMIT")
+                    released.append("by the ticker")
+                await asyncio.sleep(0)
+
+        flow.subscribe(on_event)
+        ticking = asyncio.ensure_future(ticker())
+        run = await flow.arun()
+        seen["returned at"] = seen["ticks"]
+        ticking.cancel()
+        blocker.close()
+        return run, seen, released
+
+    run, seen, released = asyncio.run(main())
+    assert run.status == "succeeded" and run.recorded
+    assert released == ["by the ticker"]
+    assert seen["returned at"] - seen["finished at"] >= 20
+    assert len(run.results["big"]) == 50_000_000
+    assert WhereDumped.threads and "MainThread" not in WhereDumped.threads  # not on the loop
