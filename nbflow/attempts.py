@@ -45,6 +45,8 @@ TIME_SLICE = 0.005
 async def run_task(engine: Engine, name: str, worker: str | None) -> S:
     """Run one placed task to its end; emit its events; return its outcome."""
     try:
+        if name in engine._plain:
+            return await run_plain(engine, name, worker)
         if name in engine._async_gated:
             closed = await async_gates(engine, name)
             if closed is not None:
@@ -154,6 +156,51 @@ async def async_gates(engine: Engine, name: str) -> S | None:
 
 
 # -- attempts ---------------------------------------------------------------------------
+
+
+def plain_tasks(plan: Any) -> frozenset[str]:
+    """The tasks of ``plan`` whose run is one await of their async function: no gate, no
+    fan-out, no retry, no timeout (what the run adds, middleware, an executor other than
+    the local one, the store's reuse, is checked by the engine)."""
+    return frozenset(
+        name
+        for name in plan.names
+        if not plan.gates[name]
+        and (spec := plan.specs[name]).is_async
+        and not spec.fan_out
+        and spec.retry is None
+        and spec.timeout is None
+    )
+
+
+async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
+    """:func:`run_attempts` for a plain task (see :func:`plain_tasks`): one attempt, awaited
+    here. Most tasks of a large flow are plain, and four frames less each is a quarter of
+    the engine's own cost on the benchmark's W1 (measured: see docs/performance.md)."""
+    kwargs = inputs_of(engine, name, worker)
+    if engine._stopping:
+        await _cancel_this_task()
+    engine._emit(ev.TaskStarted, name, 1, worker, None)
+    token = current.set((engine, name, 1, None, worker))
+    try:
+        result = await engine.plan.funcs[name](**kwargs)
+        if engine._keep is not None:
+            pending = engine._keep(name, 1, result)  # the store's snapshot
+            if pending is not None:
+                await pending
+    except asyncio.CancelledError as cancelled:
+        if cancelled_from_outside():
+            raise
+        error: BaseException = cancelled  # raised by the task: its own failure
+    except Exception as raised:
+        error = raised
+    else:
+        engine._emit(ev.TaskSucceeded, name, 1, result)
+        return S.SUCCEEDED
+    finally:
+        current.reset(token)
+    engine._emit(ev.TaskFailed, name, 1, error, format_error(error))
+    return S.FAILED
 
 
 async def run_attempts(

@@ -46,6 +46,7 @@ from .attempts import (
     cancelled_from_outside,
     format_error,
     gate_verdict,
+    plain_tasks,
     run_task,
     upstream_results,
 )
@@ -167,6 +168,12 @@ class Engine:
         self._remote = bool(getattr(self.executor, "remote_results", False))
         self._fetch = needs_local(plan) if self._remote else frozenset()
         self._inline_async = type(self.executor) is LocalExecutor
+        # Tasks whose only step is one await of their function (see attempts.run_plain).
+        self._plain = (
+            plan.table("plain_tasks", lambda: plain_tasks(plan))
+            if self._inline_async and hooks is None and not self.task_mw
+            else frozenset()
+        )
 
     # -- events ----------------------------------------------------------------------------
 
@@ -426,6 +433,8 @@ class Engine:
         ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
+            if slots.full and not fan_outs:  # nothing could be placed: leave them queued
+                break
             item = sch.take(sched)
             name = item[1]
             sched.running.add(name)

@@ -878,3 +878,41 @@ def test_the_end_of_a_run_with_a_large_result_leaves_the_loop_running(tmp_path):
     assert seen["returned at"] - seen["finished at"] >= 20
     assert len(run.results["big"]) == 50_000_000
     assert WhereDumped.threads and "MainThread" not in WhereDumped.threads  # not on the loop
+
+
+@pytest.mark.parametrize("path", ["plain", "full"])
+def test_a_plain_task_behaves_as_on_the_attempt_loop(path):
+    """A plain task (async, no retry, no timeout, no gate) takes a short path
+    (attempts.run_plain); a retry policy that never retries sends it through the attempt
+    loop. Both must give the same run: context, results, errors, own CancelledError."""
+    options = {} if path == "plain" else {"retry": nf.Retry(max_retries=0)}
+    flow = nf.Flow("short-path", store=None, on_error="continue")
+    seen = []
+
+    @flow.task(**options)
+    async def ok():
+        ctx = nf.context()
+        seen.append((ctx.task, ctx.attempt, ctx.element))
+        return 41
+
+    @flow.task(**options)
+    async def plus_one(ok):
+        return ok + 1
+
+    @flow.task(**options)
+    async def broken():
+        raise ValueError("no good")
+
+    @flow.task(**options)
+    async def cancels_itself():
+        raise asyncio.CancelledError()
+
+    run = flow.run()
+    from nbflow.attempts import plain_tasks
+
+    assert len(plain_tasks(flow.validate())) == (4 if path == "plain" else 0)
+    assert seen == [("ok", 1, None)]
+    assert run.results == {"ok": 41, "plus_one": 42}
+    assert run.states["broken"] == "failed" and str(run.errors["broken"]) == "no good"
+    assert run.states["cancels_itself"] == "failed"
+    assert [r["attempt"] for r in run.timeline().to_dict("records")] == [1, 1, 1, 1]
