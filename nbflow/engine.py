@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import operator
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,9 @@ from .attempts import (
     format_error,
     gate_verdict,
     plain_tasks,
+    run_plain,
     run_task,
+    task_raised,
     upstream_results,
 )
 from .collector import frozen_gc
@@ -67,6 +70,7 @@ from .state import RunState
 
 S = TaskState
 _FAILED = S.FAILED
+_STATE = operator.attrgetter("state")
 log = logging.getLogger("nbflow.engine")
 
 
@@ -388,7 +392,7 @@ class Engine:
                 self._emit(ev.TaskCancelled, name)
         status = self._final_status
         if status is None:
-            failed = any(r.state is S.FAILED for r in self.state.tasks.values())
+            failed = _FAILED in map(_STATE, self.state.tasks.values())
             status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         self._emit(ev.RunFinished, status.value, self.state.error)
         if self.wall_start is None:  # real time only: simulated durations say nothing
@@ -429,8 +433,10 @@ class Engine:
         fan-out task none: its elements take theirs), and queue them for runners, best
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
-        sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
+        sched, slots, gated, placed = self._sched, self.slots, self._gated, self._placed
+        assert sched is not None, "the run has not begun"
         ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
+        specs = self.plan.specs
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
             if slots.full and not fan_outs:  # nothing could be placed: leave them queued
@@ -442,12 +448,11 @@ class Engine:
                 continue
             worker: str | None = None
             if name not in fan_outs:
-                if slots.full:
+                worker = slots.take(name, specs[name].worker)
+                if worker is None:  # no slot free, or none the task can use (a pool's)
                     unplaced.append(item)
-                    break
-                worker = slots.take(name, self.plan.specs[name].worker)
-                if worker is None:
-                    unplaced.append(item)
+                    if slots.full:
+                        break
                     continue
             inflight[name] = None  # placed: a runner takes it
             placed.append((name, worker))
@@ -516,13 +521,24 @@ class Engine:
     async def _runner(self) -> None:
         """Run placed tasks one after another until none is left (see the module)."""
         me = asyncio.current_task()
-        clock, placed, inflight = self._clock, self._placed, self._inflight
+        clock, placed, inflight, slots = self._clock, self._placed, self._inflight, self.slots
+        plain = self._plain
         if self._slice_end <= clock():
             self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
             inflight[name] = me
-            outcome = await run_task(self, name, worker)
+            try:
+                if name in plain:
+                    outcome = await run_plain(self, name, worker)
+                else:
+                    outcome = await run_task(self, name, worker)
+            except (asyncio.CancelledError, Exception) as error:
+                outcome = task_raised(self, name, error)
+            finally:
+                del inflight[name]
+                if worker is not None:
+                    slots.release(worker)
             self._after_task(name, outcome)
             if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
                 self._yielding += 1
@@ -536,7 +552,8 @@ class Engine:
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""
-        sched = self.sched
+        sched = self._sched
+        assert sched is not None
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
@@ -549,6 +566,8 @@ class Engine:
         if outcome is _FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
             return
-        if dispatch and sched.ready:
-            self._dispatch()
-        self._maybe_finish()
+        if sched.ready:
+            if dispatch:
+                self._dispatch()
+        elif not self._inflight:
+            self._maybe_finish()
