@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import sys
 import threading
 import time
@@ -23,7 +24,7 @@ from .engine import Engine
 from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
-from .identity import FlowIdentity, Identities, flow_version
+from .identity import FlowIdentity, Identities, Identity, flow_version
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
@@ -85,6 +86,8 @@ class Flow(Definition):
         self._plan_cache: tuple[int, Plan] | None = None
         # Task identities, remembered between runs of this flow (see nbflow.identity).
         self._identities = Identities()
+        # The last version computed: (definition hash, task identities, version).
+        self._last_version: tuple[str, list[Identity], str] | None = None
         #: The last run started by run(), arun() or start(), also when it was interrupted.
         self.last_run: Run | None = None
 
@@ -129,7 +132,16 @@ class Flow(Definition):
         plan = plan or self.plan()
         found = self._identities.tasks(plan.identity_calls())
         tasks = dict(zip(plan.names, found, strict=True))
-        return FlowIdentity(flow_version(plan.spec_version + self._version_extra(), tasks), tasks)
+        spec = plan.spec_version + self._version_extra()
+        last = self._last_version
+        if (
+            last is None
+            or last[0] != spec
+            or len(last[1]) != len(found)
+            or not all(map(operator.is_, last[1], found))
+        ):  # (an unchanged task comes back as the very same Identity: no new hash needed)
+            last = self._last_version = (spec, found, flow_version(spec, tasks))
+        return FlowIdentity(last[2], tasks)
 
     def _version_extra(self) -> str:
         """What else a subclass's version covers (a data flow's default variables)."""

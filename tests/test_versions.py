@@ -129,3 +129,30 @@ def test_versions_of_a_flow_without_store_is_a_store_error():
     flow.store = None
     with pytest.raises(nf.StoreError, match="flow 'etl' has no store"):
         flow.versions()
+
+
+def test_the_version_of_one_flow_object_follows_each_change_and_its_undoing():
+    # Read again and again from the same flow (as runs do): a global, a closure variable
+    # and a default changed in turn each give a new version; undone, the old one is back.
+    scope: dict = {}
+    source = "RATE = 1\ndef make(factor):\n    def task(x=0):\n        return RATE * factor + x\n"
+    exec(source + "    return task\n", scope)
+    flow = nf.Flow("loop", store=None)
+    for k in range(3):
+        flow.task(name=f"t{k}")(scope["make"](2))
+    seen = [flow.flow_version, flow.flow_version]
+    scope["RATE"] = 2  # a global of every task
+    seen.append(flow.flow_version)
+    scope["RATE"] = 1
+    seen.append(flow.flow_version)
+    task = flow.plan().funcs["t1"]
+    task.__defaults__ = (5,)  # a default of one task
+    seen.append(flow.flow_version)
+    task.__defaults__ = (0,)
+    seen.append(flow.flow_version)
+    task.__closure__[0].cell_contents = 3  # a closure variable of one task
+    seen.append(flow.flow_version)
+    task.__closure__[0].cell_contents = 2
+    seen.append(flow.flow_version)
+    assert seen[0] == seen[1] == seen[3] == seen[5] == seen[7]
+    assert len({seen[0], seen[2], seen[4], seen[6]}) == 4
