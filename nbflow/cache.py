@@ -107,7 +107,7 @@ def attach_store(
                 f"flow {plan.flow_name!r} has no store (store=None or NBFLOW_STORE=none), so "
                 "there is nothing to resume from; give it one with Flow(..., store=PATH)"
             )
-        cached = [n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key]
+        cached = plan.with_cache()
         if cached:
             warnings.warn(
                 f"flow {plan.flow_name!r} has no store, so cache=True on {cached[:3]} does "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import operator
 import time
@@ -72,6 +73,50 @@ S = TaskState
 _FAILED = S.FAILED
 _STATE = operator.attrgetter("state")
 log = logging.getLogger("nbflow.engine")
+
+
+def prepare(plan: Plan) -> None:
+    """Work out now what every run of ``plan`` reads that depends on the plan alone: the
+    engine's tables of it and the scheduler's.
+
+    :meth:`Flow.plan <nbflow.flow.Flow.plan>` calls it as it makes a plan (definition
+    time), so that runs spend their time on their own work. Each table is kept in the
+    plan's memo (:meth:`~nbflow.graph.Plan.table`): a run makes what it finds missing
+    (a plan made elsewhere).
+    """
+    for key in _TABLES:
+        _table(plan, key)
+    sch.prepare(plan)
+    plan.roots()
+    plan.with_free_params()
+    plan.with_cache()
+
+
+def _gated(plan: Plan) -> frozenset[str]:
+    return frozenset(n for n, g in plan.gates.items() if g)
+
+
+def _async_gated(plan: Plan) -> frozenset[str]:
+    return frozenset(n for n in _table(plan, "gated") if awaits(plan.gates[n]))
+
+
+def _fan_outs(plan: Plan) -> tuple[str, ...]:
+    return tuple(n for n in plan.names if plan.specs[n].fan_out)
+
+
+#: The engine's tables of a plan, by their key in its memo, and how each is made.
+_TABLES: dict[str, Callable[[Plan], Any]] = {
+    "gated": _gated,
+    "async_gated": _async_gated,
+    "sync_gated": lambda plan: _table(plan, "gated") - _table(plan, "async_gated"),
+    "fan_outs": _fan_outs,
+    "fan_out_set": lambda plan: frozenset(_table(plan, "fan_outs")),
+    "plain_tasks": plain_tasks,
+}
+
+
+def _table(plan: Plan, key: str) -> Any:
+    return plan.table(key, functools.partial(_TABLES[key], plan))
 
 
 class Engine:
@@ -158,23 +203,19 @@ class Engine:
         # Gates are decided as a task is placed; an async ``when=`` is awaited as the task's
         # first step instead, and so are all gates when upstream results may be stored ones,
         # read only when needed (hooks).
-        self._async_gated: frozenset[str] = plan.table(
-            "async_gated", lambda: frozenset(n for n, g in plan.gates.items() if awaits(g))
-        )
+        self._async_gated: frozenset[str] = _table(plan, "async_gated")
+        self._gated: frozenset[str] = _table(plan, "sync_gated")
         if hooks is not None:
-            self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
-        self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
-        self._fan_outs = plan.table(
-            "fan_out_set", lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out)
-        )
+            self._async_gated, self._gated = _table(plan, "gated"), frozenset()
+        self._fan_outs: frozenset[str] = _table(plan, "fan_out_set")
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
         self._remote = bool(getattr(self.executor, "remote_results", False))
         self._fetch = needs_local(plan) if self._remote else frozenset()
         self._inline_async = type(self.executor) is LocalExecutor
         # Tasks whose only step is one await of their function (see attempts.run_plain).
-        self._plain = (
-            plan.table("plain_tasks", lambda: plain_tasks(plan))
+        self._plain: frozenset[str] = (
+            _table(plan, "plain_tasks")
             if self._inline_async and hooks is None and not self.task_mw
             else frozenset()
         )
@@ -223,7 +264,7 @@ class Engine:
         self._emit(
             ev.RunStarted, plan.flow_name, self.flow_version, plan.names, dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
-            plan.table("fan_outs", lambda: tuple(n for n in plan.names if plan.specs[n].fan_out)),
+            _table(plan, "fan_outs"),
             self.parent_run,
         )  # fmt: skip
         if self.hooks is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from . import health
 from .checks import check_run
 from .dsl import Definition
-from .engine import Engine
+from .engine import Engine, prepare
 from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
@@ -29,6 +29,7 @@ from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
+from .strategies import prepare as prepare_order
 from .strategies import resolve_strategy
 
 
@@ -114,13 +115,23 @@ class Flow(Definition):
         replaced or removed and every branch added moves on: a plan never outlives the
         functions it was made from.
 
+        What every run reads that depends on the definition alone is worked out as the
+        plan is made (definition time): the engine's tables of the plan and each task's
+        identity (see :meth:`identify`). A run computes the identities again, as of its
+        start, and finds those of an unchanged flow in a check of the objects they were
+        made from.
+
         Raises:
             DefinitionError: the definition is invalid (its subclasses CycleError,
                 MissingDependencyError and ConditionError say how).
         """
         cached = self._plan_cache
         if cached is None or cached[0] != self.revision:
-            cached = self._plan_cache = (self.revision, build_plan(self))
+            plan = build_plan(self)
+            prepare(plan)
+            prepare_order(plan, self.strategy)
+            self.identify(plan)
+            cached = self._plan_cache = (self.revision, plan)
         return cached[1]
 
     def identify(self, plan: Plan | None = None) -> FlowIdentity:

@@ -122,6 +122,14 @@ class Plan:
 
         return self.table("identity_calls", make)
 
+    def with_cache(self) -> list[str]:
+        """Tasks with ``cache=True`` or a ``cache_key``, in definition order (shared: do
+        not change the list)."""
+        specs = self.specs
+        return self.table(
+            "cache", lambda: [n for n in self.names if specs[n].cache or specs[n].cache_key]
+        )
+
     def with_free_params(self) -> list[str]:
         """Tasks with a parameter that is no task's name (a run variable, a default, the
         worker), in definition order; few in most flows (shared: do not change the list)."""

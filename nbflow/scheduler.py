@@ -177,7 +177,7 @@ def complete(
     """
     transition = None
     # Read straight from the memo on this hot path; plan.table makes it the first time.
-    needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
+    needs = plan.memo.get("needs") or prepare(plan)
     decided, all_counts, left = state.decided, state.counts, state.left
     stack = [(name, outcome)]
     while stack:
@@ -222,6 +222,11 @@ def complete(
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
     return NOTHING if transition is None else transition
+
+
+def prepare(plan: Plan) -> dict[str, int]:
+    """The scheduler's table of ``plan`` (what :func:`complete` reads), made once."""
+    return plan.table("needs", lambda: _needs(plan))
 
 
 def _needs(plan: Plan) -> dict[str, int]:
