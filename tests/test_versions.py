@@ -156,3 +156,17 @@ def test_the_version_of_one_flow_object_follows_each_change_and_its_undoing():
     seen.append(flow.flow_version)
     assert seen[0] == seen[1] == seen[3] == seen[5] == seen[7]
     assert len({seen[0], seen[2], seen[4], seen[6]}) == 4
+
+
+def test_a_change_between_the_plan_and_the_run_is_seen_by_the_run():
+    # The plan works out identities at definition time; the run reads them again.
+    scope: dict = {}
+    exec("RATE = 1\ndef task():\n    return RATE\n", scope)
+    flow = nf.Flow("later", store=None)
+    flow.task(name="t")(scope["task"])
+    flow.validate()
+    planned = flow.flow_version
+    scope["RATE"] = 2
+    run = flow.run()
+    assert run.results == {"t": 2}
+    assert run.flow_version == flow.flow_version != planned
