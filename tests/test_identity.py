@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import operator
 import os
 import sys
 import sysconfig
@@ -401,6 +402,59 @@ def test_tasks_made_in_a_loop_each_see_their_own_objects():
     assert [d for i, d in enumerate(again) if i not in (1, 15)] == [
         d for i, d in enumerate(found) if i not in (1, 15)
     ]
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.attempts = [0, 0]
+
+    def total(self) -> int:
+        return sum(self.attempts)
+
+
+def test_mutable_values_are_hashed_again_each_pass_and_the_rest_reused():
+    # A node made from mutable values (a partial over a counter, a list in a closure, a
+    # default dict) is checked, not made again: the same identity while they hash alike,
+    # and exactly a fresh computation's as soon as one of them changes in any way.
+    scope: dict = {"RATE": 1}
+    exec("def f(counter, i):\n    return counter.attempts[i] * RATE\n", scope)
+    exec("def g(counter, i):\n    return -counter.attempts[i]\n", scope)
+    counter, items = _Counter(), [1]
+
+    def make(op):
+        def node(options={"mode": "a"}):  # noqa: B006 - a mutable default, on purpose
+            return op() + len(items)
+
+        return node
+
+    partials = [functools.partial(scope["f"], counter, i) for i in range(2)]
+    other = _Counter()
+    fns = [make(p) for p in partials] + [make(other.total)]  # a bound method: made again
+    calls = [(f, ()) for f in fns]
+    ids = Identities()
+
+    def check() -> list[Identity]:
+        found = ids.tasks(calls)
+        assert [i.digest for i in found] == [Identities().task(f).digest for f in fns]
+        return found
+
+    first = check()
+    assert all(map(operator.is_, check()[:2], first))  # reused: nothing was made again
+    edits = [
+        lambda: other.attempts.append(1),  # the bound method's instance
+        lambda: counter.attempts.__setitem__(0, 1),  # the partial's argument, in place
+        lambda: items.append(2),  # a closure list
+        lambda: fns[1].__defaults__[0].__setitem__("mode", "b"),  # a default dict
+        lambda: scope.__setitem__("RATE", 2),  # a global of the partial's function
+        lambda: partials[1].__setstate__((scope["g"], (counter, 1), None, None)),
+        lambda: partials[0].__setstate__((scope["f"], (counter, 0), {"i": 0}, None)),
+    ]
+    seen = {tuple(i.digest for i in first)}
+    for edit in edits:
+        edit()
+        digests = tuple(i.digest for i in check())
+        assert digests not in seen
+        seen.add(digests)
 
 
 def test_recursive_helpers_end(cells):
