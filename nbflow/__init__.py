@@ -49,6 +49,8 @@ from .events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskLog,
+    TaskProgress,
     TaskQueued,
     TaskRetrying,
     TaskSkipped,
@@ -60,8 +62,10 @@ from .flow import Flow
 from .handle import RunHandle
 from .health import health
 from .lifecycle import RunStatus, TaskState
+from .logs import LogCapture
 from .middleware import Context
 from .pool import Pool, WorkerLoad
+from .progress import track
 from .retry import Retry, retry
 from .run import Run
 from .strategies import Strategy
@@ -127,6 +131,7 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
+    "LogCapture",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
@@ -152,6 +157,8 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskFailedError",
+    "TaskLog",
+    "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
     "TaskSkipped",
@@ -172,5 +179,6 @@ __all__ = [
     "middleware",
     "prune",
     "retry",
+    "track",
     "why",
 ]

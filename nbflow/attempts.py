@@ -169,7 +169,8 @@ async def run_attempts(
         attempt += 1
         engine._emit(ev.TaskStarted, name, attempt, worker, element)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
-        token = current.set((engine, name, attempt, element, worker))
+        here = (engine, name, attempt, element, worker)
+        token = current.set(here)
         try:
             result = await call(engine, name, kwargs, attempt, worker, element)
             if engine._remote:
@@ -193,6 +194,9 @@ async def run_attempts(
             return True, result
         finally:
             current.reset(token)
+            output = engine.output  # per-task logs and progress (nbflow.logs)
+            if output is not None and output.open:  # only if the attempt wrote something
+                output.end(here)
         if engine._remote and where is _NOWHERE:
             where = placement(engine, error)
         delay = None

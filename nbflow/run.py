@@ -27,7 +27,8 @@ class Run:
     """The outcome of one flow run (live while it runs).
 
     Attributes mirror the API contract: ``status``, ``results``, ``errors``, ``states``,
-    ``duration``, ``run_id``, ``flow_version``, ``timeline()``, ``explain(task)``.
+    ``duration``, ``run_id``, ``flow_version``, ``timeline()``, ``logs()``,
+    ``explain(task)``.
     """
 
     def __init__(
@@ -205,6 +206,23 @@ class Run:
         frame["duration_s"] = frame["duration_s"].astype(float)
         frame["element"] = frame["element"].astype("Int64")  # 0, 1, ... beside <NA>, not 0.0
         return frame
+
+    def logs(self, task: str | None = None) -> pd.DataFrame:
+        """What the tasks printed and logged, one row per line (of ``task`` only, if given).
+
+        Columns: ``task``, ``attempt``, ``element`` (a fan-out element's index, nullable
+        ``Int64``), ``time`` (a timestamp), ``level`` (``"stdout"`` or ``"stderr"`` for
+        prints, the level's name for ``logging`` records, ``"nbflow"`` for the line that
+        counts lines left out by the cap), ``message`` and ``logger`` (a record's logger,
+        None for prints). In the order the lines were written. Live while the run goes on;
+        a run read from the store has them too. See :class:`~nbflow.logs.LogCapture`.
+
+        Raises:
+            KeyError: ``task`` is not a task of this run.
+        """
+        from .logs import logs_frame
+
+        return logs_frame(self._state, task)
 
     def why(self, task: str) -> str:
         """Why ``task`` ran, or why its result was reused, in plain words: what changed

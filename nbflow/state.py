@@ -86,6 +86,14 @@ class RunState:
     #: Attempts running now, by task name (a fan-out element's by ``(task, element)``).
     open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
+    #: What each task printed or logged, by task: its :class:`~nbflow.events.TaskLog`
+    #: batches in order (all attempts and elements; empty for a task that wrote nothing).
+    logs: dict[str, list[ev.TaskLog]] = field(default_factory=dict)
+    #: The latest progress of running attempts, keyed like :attr:`open_rows`:
+    #: ``(attempt, done, total)`` (``nf.track``, ``ctx.progress``).
+    progress: dict[str | tuple[str, int], tuple[int, float, float | None]] = field(
+        default_factory=dict
+    )
     last_seq: int = -1
     last_t: float = 0.0
 
@@ -251,6 +259,18 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
         record.state, record.ended_t = TaskState.CANCELLED, e.t
 
 
+def _log(s: RunState, e: ev.TaskLog) -> None:
+    found = s.logs.get(e.task)
+    if found is None:
+        s.logs[e.task] = [e]
+    else:
+        found.append(e)
+
+
+def _progress(s: RunState, e: ev.TaskProgress) -> None:
+    s.progress[e.task if e.element is None else (e.task, e.element)] = (e.attempt, e.done, e.total)
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -262,4 +282,6 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskFailed: _failed,
     ev.TaskSkipped: _skipped,
     ev.TaskCancelled: _cancelled,
+    ev.TaskLog: _log,
+    ev.TaskProgress: _progress,
 }
