@@ -314,7 +314,7 @@ class RunOutput:
         slot = self._slot(key)
         if slot is None:
             return False
-        message = _message(record)
+        message = record_text(record)
         with self._lock:
             slot.add(self._now(), record.levelname, message, record.name, cap)
         self._arm()
@@ -417,7 +417,7 @@ class RunOutput:
         log.warning("nbflow could not send a task's log; the run goes on", exc_info=True)
 
 
-def _message(record: logging.LogRecord) -> str:
+def record_text(record: logging.LogRecord) -> str:
     """A record's text: its message, then its traceback and stack, if any."""
     try:
         text = record.getMessage()
