@@ -20,25 +20,77 @@ function element(tag, className, attributes = {}) {
   return node;
 }
 
-// Replace a pane's HTML, keeping what the reader did to the old one: opened tracebacks
-// (by task) and the scroll position of each scrollable frame.
+// Which <details> this is: its kind (log, traceback) and its task's row.
+const detailsKey = (d) => `${d.className}:${d.closest("[data-row-task]")?.dataset.rowTask}`;
+
+// Replace a pane's HTML, keeping what the reader did to the old one: opened tracebacks and
+// logs (by task), the scroll position of each scrollable frame, and each open log's
+// (a log scrolled to its end stays at its end as lines come, like `tail -f`).
 function replace(target, html) {
-  const opened = new Set(
-    [...target.querySelectorAll("details[open]")].map(
-      (d) => d.closest("[data-row-task]")?.dataset.rowTask,
-    ),
+  // What the reader sees open or closed stays so (details that are new come as drawn).
+  const opened = new Map(
+    [...target.querySelectorAll("details")].map((d) => [detailsKey(d), d.open]),
   );
   const scrolls = [...target.querySelectorAll(".nbflow-frame")].map((f) => [
     f.scrollLeft,
     f.scrollTop,
   ]);
+  const logs = new Map(
+    [...target.querySelectorAll(".nbflow-log-lines")].map((p) => [
+      detailsKey(p.closest("details")),
+      p.scrollTop + p.clientHeight >= p.scrollHeight - 4 ? Infinity : p.scrollTop,
+    ]),
+  );
   target.innerHTML = html || WAITING;
   for (const d of target.querySelectorAll("details")) {
-    if (opened.has(d.closest("[data-row-task]")?.dataset.rowTask)) d.open = true;
+    const open = opened.get(detailsKey(d));
+    if (open !== undefined) d.open = open;
   }
   target.querySelectorAll(".nbflow-frame").forEach((f, i) => {
     if (i < scrolls.length) [f.scrollLeft, f.scrollTop] = scrolls[i];
   });
+  for (const p of target.querySelectorAll(".nbflow-log-lines")) {
+    const at = logs.get(detailsKey(p.closest("details")));
+    p.scrollTop = at === undefined || at === Infinity ? p.scrollHeight : at;
+  }
+}
+
+// The Tasks view: a log is drawn by the kernel only while it is open, so opening or
+// closing one tells the kernel (the `expanded` trait); a click on a task's row opens or
+// closes the details under it (its log, else its traceback).
+function watchTasks(pane, model) {
+  pane.addEventListener(
+    "toggle",
+    () => {
+      const open = [...pane.querySelectorAll("details.nbflow-log[open]")].map(
+        (d) => d.dataset.task,
+      );
+      const now = model.get("expanded") || [];
+      if (open.length !== now.length || open.some((t) => !now.includes(t))) {
+        model.set("expanded", open);
+        model.save_changes();
+      }
+    },
+    true, // toggle does not bubble: listen as it goes down
+  );
+  // Logs opened from Python (`dashboard.expanded = [...]`).
+  const follow = () => {
+    const wanted = model.get("expanded") || [];
+    for (const d of pane.querySelectorAll("details.nbflow-log")) {
+      d.open = wanted.includes(d.dataset.task);
+    }
+  };
+  model.on("change:expanded", follow);
+  pane.addEventListener("click", (event) => {
+    const row = event.target.closest("tr.nbflow-row");
+    if (!row) return;
+    const task = row.dataset.rowTask;
+    const details = [...pane.querySelectorAll("tr[data-row-task] details")].find(
+      (d) => d.closest("tr").dataset.rowTask === task,
+    );
+    if (details) details.open = !details.open;
+  });
+  return () => model.off("change:expanded", follow);
 }
 
 function render({ model, el }) {
@@ -102,6 +154,7 @@ function render({ model, el }) {
     lanes.append(button);
     laneButtons[lane] = button;
   }
+  const unwatch = watchTasks(panes.table, model);
   const gantt = element("div", "nbflow-gantt");
   panes.gantt.append(lanes, gantt);
   el.replaceChildren(header, tabs, body);
@@ -137,6 +190,7 @@ function render({ model, el }) {
   for (const [, callback] of listeners) callback(); // the first drawing
   return () => {
     for (const [events, callback] of listeners) model.off(events, callback);
+    unwatch();
   };
 }
 

@@ -18,7 +18,7 @@ import html
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ import nbflow
 from nbflow.render import DagTemplate, gantt_svg
 from nbflow.render.palette import FONT_FAMILY, STATES, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import fmt_duration
+from nbflow.widgets import logview
 from nbflow.widgets.views import (
     Structure,
     counter,
@@ -35,6 +36,7 @@ from nbflow.widgets.views import (
     gantt_rows,
     now_t,
     partial,
+    progress_of,
     shown_state,
 )
 
@@ -232,13 +234,19 @@ def _traceback_row(record: TaskRecord) -> str:
 
 
 def table_html(
-    state: RunState, max_rows: int = MAX_ROWS, priorities: dict[str, int] | None = None
+    state: RunState,
+    max_rows: int = MAX_ROWS,
+    priorities: dict[str, int] | None = None,
+    expanded: Collection[str] = (),
 ) -> str:
     """The task table: state, tries, worker, duration and error per task.
 
-    A failed task's row is followed by a full-width ``<details>`` that opens to its
-    traceback (frames of nbflow itself left out). Runs with more than ``max_rows`` tasks
-    list the most urgent ``max_rows`` and count the rest by state.
+    A running task that reports its progress has a bar in its State cell. A task that
+    printed or logged something gets a full-width ``<details>`` under its row that opens to
+    its log (drawn for the ``expanded`` tasks only; see :mod:`nbflow.widgets.logview`), and a
+    failed task one that opens to its traceback (frames of nbflow itself left out). Runs
+    with more than ``max_rows`` tasks list the most urgent ``max_rows`` and count the rest by
+    state.
     """
     now = now_t(state)
     records, hidden = _rows(state, max_rows)
@@ -276,10 +284,13 @@ def table_html(
             f'style="border-top:1px solid {_RULE}"><td {td}><span style="font-weight:600">'
             f"{name}</span></td><td {td}>{chip(shown, style_for(shown).label)}"
             + (f' <span style="opacity:.7">{esc(extra)}</span>' if extra else "")
+            + (logview.progress_cell(*progress) if (progress := progress_of(state, r)) else "")
             + f"</td><td {td}>{r.attempts or ''}</td><td {td}>{esc(r.worker or '')}</td>"
             f"<td {td}>{fmt_duration(duration) if duration is not None else ''}</td>"
             f'<td style="padding:5px 10px;vertical-align:top">{_error_cell(r)}</td></tr>'
         )
+        if state.logs and r.name in state.logs:
+            out.append(logview.log_row(state, r, r.name in expanded))
         if value == "failed" and r.traceback:
             out.append(_traceback_row(r))
     out.append("</tbody></table>")

@@ -123,8 +123,37 @@ def element_errors_text(record: TaskRecord) -> str | None:
     return text
 
 
-def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float) -> NodeView:
-    """The node of one task: state, attempts, duration (elapsed while running), error.
+def progress_of(state: RunState, record: TaskRecord) -> tuple[str, float | None] | None:
+    """A running task's own progress (``nf.track``, ``ctx.progress``) in its current
+    attempt: ``("37/100", 0.37)``, ``("40%", 0.4)`` or ``("37", None)`` without a total;
+    None when it reported none (or is not running)."""
+    if not state.progress or record.state != "running":
+        return None
+    found = state.progress.get(record.name)
+    if found is None or found[0] != record.attempts:
+        return None
+    return progress_text(found[1], found[2])
+
+
+def progress_text(done: float, total: float | None) -> tuple[str, float | None]:
+    """How ``done`` of ``total`` is shown, and the fraction done (None: no total)."""
+    if total is None:
+        return f"{done:g}", None
+    fraction = min(done / total, 1.0) if total > 0 else 1.0
+    if float(done).is_integer() and float(total).is_integer():
+        return f"{int(done)}/{int(total)}", fraction
+    return f"{fraction:.0%}", fraction
+
+
+def node_view(
+    name: str,
+    record: TaskRecord | None,
+    facts: TaskFacts,
+    now: float,
+    progress: tuple[str, float | None] | None = None,
+) -> NodeView:
+    """The node of one task: state, attempts, duration (elapsed while running), error, and
+    ``progress`` (see :func:`progress_of`).
 
     A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
     "partial", its error saying how many elements failed and the first error.
@@ -142,7 +171,8 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         duration,
         error_text(record.error) or element_errors_text(record),
         facts.tags,
-        counter(record),
+        counter(record) or (progress[0] if progress else None),
+        progress=progress[1] if progress and record.size is None else None,
     )
 
 
@@ -332,6 +362,12 @@ class Structure:
             }
         now = now_t(state)
         facts = self.facts
+        if state.progress:  # some task reported its progress
+            return {
+                n: node_view(n, r, facts[n], now, progress_of(state, r) if r else None)
+                for n in self.names
+                for r in (records.get(n),)
+            }
         return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
 
 
