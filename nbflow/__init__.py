@@ -66,6 +66,7 @@ from .logs import LogCapture
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .progress import track
+from .replay import replay
 from .retry import Retry, retry
 from .run import Run
 from .strategies import Strategy
@@ -92,6 +93,7 @@ _LAZY = {
     "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
     "why": ("nbflow.versions", "why"),
     "prune": ("nbflow.store.retention", "prune_default"),
+    "Replay": ("nbflow.widgets.replay", "Replay"),
 }
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     from .identity import CacheWarning
     from .store.keys import StoreWarning
     from .widgets import Dashboard
+    from .widgets.replay import Replay
 
 
 def __getattr__(name: str) -> Any:
@@ -138,6 +141,7 @@ __all__ = [
     "NbflowError",
     "OverheadWarning",
     "Pool",
+    "Replay",
     "Retry",
     "RetryIfError",
     "Run",
@@ -178,6 +182,7 @@ __all__ = [
     "load_flow",
     "middleware",
     "prune",
+    "replay",
     "retry",
     "track",
     "why",

@@ -96,6 +96,9 @@ class RunState:
     )
     last_seq: int = -1
     last_t: float = 0.0
+    #: The moment a replay shows (run-clock seconds), set by :class:`nbflow.replay.Replayer`;
+    #: None for a run's own state, whose "now" is the wall clock while it runs.
+    shown_t: float | None = None
 
     def apply(self, event: ev.Event) -> None:
         """Fold one event into the state."""

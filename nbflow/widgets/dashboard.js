@@ -93,6 +93,75 @@ function watchTasks(pane, model) {
   return () => model.off("change:expanded", follow);
 }
 
+// A replay's controls (nf.replay): play/pause, a time slider, the time, a speed menu. The
+// kernel plays (it moves `position` on while `playing`); the slider sets `position`.
+function replayControls(model) {
+  const bar = element("div", "nbflow-replay", { role: "group", "aria-label": "Replay" });
+  const play = element("button", "nbflow-replay-play", { type: "button" });
+  const slider = element("input", "nbflow-replay-slider", {
+    type: "range",
+    min: "0",
+    "aria-label": "Moment of the run",
+  });
+  const time = element("span", "nbflow-replay-time");
+  const speed = element("select", "nbflow-replay-speed", { "aria-label": "Speed" });
+  bar.append(play, slider, time, speed);
+  const seconds = (s) => (s < 10 ? s.toFixed(2) : s.toFixed(1)) + " s";
+  let dragging = false;
+  let sent = 0;
+  let pending = null;
+  const send = (value) => {
+    // While dragging, at most ~12 moments a second go to the kernel (each is a redraw).
+    clearTimeout(pending);
+    const wait = sent + 80 - Date.now();
+    if (wait > 0) {
+      pending = setTimeout(() => send(value), wait);
+      return;
+    }
+    sent = Date.now();
+    model.set("position", value);
+    model.save_changes();
+  };
+  play.addEventListener("click", () => {
+    model.set("playing", !model.get("playing"));
+    model.save_changes();
+  });
+  slider.addEventListener("pointerdown", () => (dragging = true));
+  slider.addEventListener("pointerup", () => (dragging = false));
+  slider.addEventListener("input", () => {
+    time.textContent = `${seconds(+slider.value)} / ${seconds(model.get("duration"))}`;
+    send(+slider.value);
+  });
+  speed.addEventListener("change", () => {
+    model.set("speed", +speed.value);
+    model.save_changes();
+  });
+  function update() {
+    const duration = model.get("duration");
+    const position = model.get("position");
+    const playing = model.get("playing");
+    play.textContent = playing ? "❚❚ Pause" : "▶ Play";
+    play.setAttribute("aria-pressed", String(playing));
+    slider.max = String(duration);
+    slider.step = String(duration / 1000 || 0.001);
+    if (!dragging) slider.value = String(position);
+    bar.dataset.position = String(position);
+    time.textContent = `${seconds(position)} / ${seconds(duration)}`;
+    const speeds = model.get("_speeds") || [];
+    if (speed.options.length !== speeds.length) {
+      speed.replaceChildren(
+        ...speeds.map((s) => {
+          const option = element("option", "", { value: String(s) });
+          option.textContent = `${s}× speed`;
+          return option;
+        }),
+      );
+    }
+    speed.value = String(model.get("speed"));
+  }
+  return { bar, update };
+}
+
 function render({ model, el }) {
   const id = `nbflow-dashboard-${++views}`;
   el.classList.add("nbflow-dashboard");
@@ -157,7 +226,8 @@ function render({ model, el }) {
   const unwatch = watchTasks(panes.table, model);
   const gantt = element("div", "nbflow-gantt");
   panes.gantt.append(lanes, gantt);
-  el.replaceChildren(header, tabs, body);
+  const replay = model.get("_replay") ? replayControls(model) : null;
+  el.replaceChildren(header, ...(replay ? [replay.bar] : []), tabs, body);
 
   // Where each part the kernel drew (trait _header, _dag, ...) goes.
   const targets = { header, dag: panes.dag, table: panes.table, gantt };
@@ -185,6 +255,12 @@ function render({ model, el }) {
     ["change:tab", select],
     ["change:lane_by", selectLane],
     ["change:_grouped", selectLane],
+    ...(replay
+      ? ["position", "playing", "speed", "duration", "_speeds"].map((name) => [
+          `change:${name}`,
+          replay.update,
+        ])
+      : []),
   ];
   for (const [events, callback] of listeners) model.on(events, callback);
   for (const [, callback] of listeners) callback(); // the first drawing

@@ -219,7 +219,7 @@ class Dashboard(anywidget.AnyWidget):
             self,
             layout=_shared_layout(),
             _dom_classes=("nbflow-dashboard",),
-            keys=list(_synced(Dashboard)),
+            keys=list(_synced(type(self))),  # type: ignore[arg-type]  # (a subclass: more)
             lane_by=lane_by,
             _grouped=structure.grouped,
         )

@@ -79,12 +79,15 @@ def error_text(error: BaseException | None) -> str | None:
 
 
 def now_t(state: RunState) -> float:
-    """The run clock's current time: live while running, the end time once finished.
+    """The run clock's current time: live while running, the end time once finished, the
+    moment shown in a replay.
 
     The run clock starts at 0 at ``wall_start`` (``time.time()``), so while a run is live
     the wall clock tells how far it is, even between events (a long task's elapsed time
     keeps growing on screen).
     """
+    if state.shown_t is not None:  # a replay: the moment it shows
+        return state.shown_t
     if state.finished_t is not None:
         return state.finished_t
     if state.status is RunStatus.RUNNING and state.wall_start:
