@@ -159,6 +159,7 @@ def test_the_replay_dashboard_shows_the_run_at_the_slider():
     assert node_states(replay)["flaky"] == "running"
     assert node_states(replay)["broken"] == "pending"
     assert 'data-nbflow-status="running"' in replay._header
+    assert "varied · replay</span>" in replay._header
     # The header's clock is the moment shown, not the wall clock.
     assert f"· {fmt_duration(replay.position)}</span>" in replay._header
     replay.position = replay.duration  # what the slider sets

@@ -129,8 +129,11 @@ function replayControls(model) {
   slider.addEventListener("pointerdown", () => (dragging = true));
   slider.addEventListener("pointerup", () => (dragging = false));
   slider.addEventListener("input", () => {
-    time.textContent = `${seconds(+slider.value)} / ${seconds(model.get("duration"))}`;
-    send(+slider.value);
+    // A range input snaps to its steps: the last one may fall just short of the end.
+    const duration = model.get("duration");
+    const value = +slider.value >= duration - +slider.step / 2 ? duration : +slider.value;
+    time.textContent = `${seconds(value)} / ${seconds(duration)}`;
+    send(value);
   });
   speed.addEventListener("change", () => {
     model.set("speed", +speed.value);

@@ -118,6 +118,9 @@ class Replay(Dashboard):
         # Deterministic (no ids or timings): nbval compares the text/plain of widgets.
         return f"<nbflow.Replay flow={self.run.flow!r}>"
 
+    def _flow_name(self) -> str:
+        return f"{super()._flow_name()} · replay"  # the header says it is not live
+
     # -- the moment shown --------------------------------------------------------------------
 
     def seek(self, position: float) -> Replay:
