@@ -54,7 +54,8 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S:
         if hooks is not None:
             cached = await hooks.lookup(name, kwargs)
             if cached is not None:
-                engine._emit(ev.TaskSucceeded, name, 0, cached, None, True)
+                why = hooks.decisions[name].summary()
+                engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
                 return S.CACHED
             kwargs = await loaded(kwargs)  # stored upstream results, read only now
         if engine.plan.specs[name].fan_out:

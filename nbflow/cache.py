@@ -58,6 +58,12 @@ class Decision:
     source: str | None = None
     reason: str = ""
 
+    def summary(self) -> str:
+        """``"resumed from run 4f2c1a9e"``, ``"cached from run …"``, or ``"ran: identity"``."""
+        if self.kind == "ran":
+            return f"ran: {self.reason}"
+        return f"{self.kind} from run {(self.source or '?')[:8]}"
+
 
 @dataclass(slots=True)
 class Durable:

@@ -128,6 +128,10 @@ class Engine:
         self._final_status: RunStatus | None = None
         self._sched: sch.SchedulerState | None = None
         self._done: asyncio.Future[None] | None = None
+        # While a run middleware runs, the end of the tasks resolves this instead of ending
+        # the run: the middleware's code after call_next() is part of the run (it may fail it).
+        self._settled: asyncio.Future[None] | None = None
+        self._in_middleware = False
         self.loop: asyncio.AbstractEventLoop | None = None
         # Inputs from run variables, resolved once per run, listed only for the tasks that
         # have such parameters (few), so a run starts in O(those).
@@ -233,7 +237,9 @@ class Engine:
             if self.journal is not None:
                 # The run is over; the loop keeps serving widgets while the store writes the
                 # rest of it (bounded by the store's timeout, and shielded from a cancel).
-                await self.journal.finished()
+                failure = await self.journal.finished()
+                if failure is not None:
+                    self.state.store_error = str(failure)
         return self.state
 
     async def _main(self) -> None:
@@ -244,21 +250,26 @@ class Engine:
             return
         ctx = Context("run", self.run_id, self.plan.flow_name, self.variables)
         began = False
+        assert self.loop is not None
+        self._settled = settled = self.loop.create_future()
 
         async def innermost() -> RunState:
             nonlocal began
             began = True
             self._begin()
-            await asyncio.shield(self._done)  # type: ignore[arg-type]
+            await asyncio.shield(settled)
             return self.state
 
+        self._in_middleware = True
         try:
             await call_with(handlers, ctx, innermost)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a run middleware failed: fail the run, keep the error
+            self._in_middleware = False
             self._fail_run(MiddlewareError(f"run middleware failed: {describe(error)}"), error)
             return
+        self._in_middleware = False
         if not began:
             names = ", ".join(getattr(h, "__qualname__", repr(h)) for h in handlers)
             self._fail_run(
@@ -269,6 +280,8 @@ class Engine:
                 ),
                 None,
             )
+            return
+        self._maybe_finish()
 
     def _fail_run(self, error: BaseException, cause: BaseException | None) -> None:
         if cause is not None:
@@ -310,6 +323,10 @@ class Engine:
 
     def _maybe_finish(self) -> None:
         if self._inflight or (not self._stopping and (self._sched is None or self._sched.ready)):
+            return
+        if self._in_middleware:  # its code after call_next() runs first, then the run ends
+            if self._settled is not None and not self._settled.done():
+                self._settled.set_result(None)
             return
         self._finalize()
 

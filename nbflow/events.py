@@ -104,6 +104,9 @@ class TaskSucceeded(Event):
     worker: str | None = None
     #: run-clock time the attempt really began there (remote executors: after queueing).
     began: float | None = None
+    #: for a result served from the store: where from, in words ("resumed from run
+    #: 4f2c1a9e", "cached from run 4f2c1a9e"); see ``Run.why`` for the whole story.
+    reused: str | None = None
 
 
 @dataclass(slots=True)

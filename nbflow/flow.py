@@ -8,6 +8,7 @@ handle), plus ``subscribe`` and ``use`` for observers and middleware.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -315,16 +316,32 @@ class Flow(Definition):
         return await self._execute(engine, run, show)
 
     async def _execute(
-        self, engine: Engine, run: Run, show: bool, *, shown: bool | None = None
+        self,
+        engine: Engine,
+        run: Run,
+        show: bool,
+        observers: list[Any] | None = None,
+        *,
+        shown: bool | None = None,
     ) -> Run:
-        """Run ``engine`` (shown live if ``show``) and return its :class:`Run`. ``shown``:
-        a dashboard shows the run (default: ``show``), so tasks' prints need no echo."""
+        """Run ``engine`` (shown live if ``show``) and return its :class:`Run`.
+
+        ``observers``: the run's dashboards, redrawn when the store could not record the
+        run (which is known only after the run ended, when the store has answered).
+        ``shown``: a dashboard shows the run (default: ``show``), so tasks' prints need no
+        echo.
+        """
         self.last_run = run
+        observers = [] if observers is None else observers
         if show:
-            self._show(run, engine)
+            observers.append(self._show(run, engine))
         with health.tracking(engine), self.observing(engine, show if shown is None else shown):
             await engine.run()
         run.report()  # what the store could not record, as warnings of this cell
+        if run.state.store_error is not None:
+            for observer in observers:
+                with contextlib.suppress(Exception):  # a widget never fails the run
+                    observer.sync()
         return run
 
     async def _simulated_run(
@@ -432,14 +449,17 @@ class Flow(Definition):
             variables, strategy, max_workers, on_error, executor, resume=resume
         )
         loop = running_loop()
+        observers: list[Any] = []
         if loop is not None:
             handle = RunHandle(
-                engine, run, task=loop.create_task(self._execute(engine, run, False, shown=show))
+                engine,
+                run,
+                task=loop.create_task(self._execute(engine, run, False, observers, shown=show)),
             )
         else:
             thread = threading.Thread(
                 target=asyncio.run,
-                args=(self._execute(engine, run, False, shown=show),),
+                args=(self._execute(engine, run, False, observers, shown=show),),
                 daemon=True,
                 name=f"nbflow-{self.name}",
             )
@@ -447,8 +467,9 @@ class Flow(Definition):
             thread.start()
             while engine.loop is None and thread.is_alive():
                 time.sleep(0.001)  # until the engine's loop exists, so cancel() can reach it
+        handle._observers = observers  # waiting for the handle re-syncs them too
         if show:
-            handle._observers.append(self._show(run, engine))
+            observers.append(self._show(run, engine))
         return handle
 
     def _show(self, run: Run, engine: Engine | None) -> Any:

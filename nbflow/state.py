@@ -80,6 +80,9 @@ class RunState:
     error: str | None = None
     #: What failed the run as a whole (a run middleware), as an exception; None otherwise.
     run_error: BaseException | None = None
+    #: Why the store could not record the whole run (its own words); None: it did, or
+    #: there is no store. Set once the store has answered, after the run ended.
+    store_error: str | None = None
     parent_run: str | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     rows: list[AttemptRow] = field(default_factory=list)
@@ -227,6 +230,8 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
         record.worker = e.worker
     record.state = _CACHED if e.cached else _SUCCEEDED
     record.result, record.error, record.ended_t = e.result, None, e.t
+    if e.reused is not None:
+        record.reason = e.reused  # where the result came from (a skip's reason, otherwise)
     if record.started_t is None:
         record.started_t, record.started_seq = e.t, e.seq
 

@@ -94,6 +94,50 @@ def test_run_middleware_that_raises_fails_the_run_cleanly():
     assert run.status == "failed"
     assert run.states == {"a": "cancelled", "b": "cancelled"}
     assert "PermissionError: not today" in run.state.error
+    # The error is kept, not only its text: run.error, and raise_for_status() raises it.
+    assert isinstance(run.error, nf.middleware.MiddlewareError)
+    assert isinstance(run.error.__cause__, PermissionError)
+    assert run.errors == {}  # no task failed: the run did
+    with pytest.raises(nf.middleware.MiddlewareError, match="not today"):
+        run.raise_for_status()
+
+
+def test_run_middleware_that_never_calls_call_next_is_a_clear_error_not_a_hang():
+    flow = _flow()
+    ran = []
+    flow.task(name="c")(lambda: ran.append("c"))
+
+    class Forgetful:
+        async def run(self, ctx, call_next):
+            return None  # forgot `return await call_next()`
+
+    flow.use(Forgetful())
+    run = flow.run()  # returns: the run never started
+    assert run.status == "failed"
+    assert ran == []
+    assert "Forgetful" in str(run.error) and "call_next()" in str(run.error)
+    with pytest.raises(nf.middleware.MiddlewareError, match="without calling call_next"):
+        run.raise_for_status()
+
+
+def test_run_middleware_that_raises_after_the_run_keeps_the_results(tmp_path):
+    flow = nf.Flow("mw-after", store=str(tmp_path / "mw.db"))
+    flow.task(name="a")(lambda: 1)
+
+    class Audit:
+        async def run(self, ctx, call_next):  # around the run only
+            await call_next()
+            raise RuntimeError("audit log unreachable")
+
+    flow.use(Audit())
+    run = flow.run()
+    assert run.status == "failed"
+    assert run.states == {"a": "succeeded"} and run.results == {"a": 1}
+    assert isinstance(run.error.__cause__, RuntimeError)
+    # The store records the run as failed, with the middleware's error.
+    (record,) = flow.state_store.runs("mw-after")
+    assert record["status"] == "failed"
+    assert "audit log unreachable" in record["error"]
 
 
 def test_logging_middleware_logs_attempts(caplog):

@@ -94,6 +94,21 @@ def test_an_unchanged_flow_is_all_reused_and_why_says_from_which_run(cells):
     assert resumed.why("base") == f"resumed from run {second.run_id[:8]}: same source and inputs"
 
 
+def test_the_dashboards_tooltip_says_where_a_reused_result_came_from(cells):
+    from nbflow.widgets.views import Structure
+
+    first = run(cells)
+    second = run(cells)
+    resumed = run(cells, resume="last")
+    structure = Structure(["base", "taxed", "total"], [("base", "taxed"), ("taxed", "total")])
+    nodes = structure.nodes(second.state)
+    assert nodes["taxed"].note == f"cached from run {first.run_id[:8]}"
+    assert nodes["base"].note is None  # it ran
+    assert structure.nodes(resumed.state)["base"].note == f"resumed from run {second.run_id[:8]}"
+    html = nf.Dashboard(resumed)._repr_mimebundle_()["text/html"]
+    assert f"resumed from run {second.run_id[:8]}" in html  # the node's <title>
+
+
 def test_why_says_which_input_changed():
     cells = Cells()
     cells.run(FLOW)

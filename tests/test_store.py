@@ -493,3 +493,39 @@ def test_a_recorded_run_leaves_no_reference_cycle(tmp_path, kind):
         if enabled:
             gc.enable()
     assert caught == []
+
+
+def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
+    """The events and results a busy run hands the writer wait in its queues as plain
+    fields (str, int, float, None, bytes): never an event, a tuple or a list, which would
+    count towards every collection and make full collections come twice as often."""
+    import gc
+
+    from nbflow.store import writer as writer_module
+
+    flow = nf.Flow("untracked", store=str(tmp_path / "untracked.db"))
+    for i in range(50):
+        flow.task(name=f"t{i}", after=[f"t{i - 1}"] if i else [])(lambda: [1, 2, 3])
+    flow.run()  # the version record
+    seen: list[object] = []
+    original = writer_module._take
+
+    def spy(queue):
+        taken = original(queue)
+        seen.extend(taken)
+        return taken
+
+    writer_module._take = spy
+    try:
+        run = flow.run()
+    finally:
+        writer_module._take = original
+    assert run.status == "succeeded" and run.recorded
+    from nbflow.store.writer import RunOpened
+
+    once_a_run = (RunOpened, nf.RunStarted, nf.RunFinished, writer_module._Waiter)
+    queued = [item for item in seen if not isinstance(item, once_a_run)]
+    assert len(queued) >= 50 * (3 + 7 + 8 + 4)  # queued, started, succeeded, a result
+    assert [item for item in queued if gc.is_tracked(item)] == []
+    kinds = [e["kind"] for e in flow.state_store.events(run.run_id)]
+    assert [kinds.count(k) for k in ("TaskQueued", "TaskStarted", "TaskSucceeded")] == [50] * 3

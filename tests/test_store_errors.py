@@ -266,10 +266,18 @@ def test_a_table_dropped_behind_the_stores_back_is_reported(tmp_path):
     _flow(store, []).run()
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.execute("DROP TABLE event_log")
+    flow = _flow(store, [])
+    shown = []  # the dashboard run(show=True) makes
+    flow._show = lambda run, engine: shown.append(nf.Dashboard(run, engine=engine)) or shown[-1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = _flow(store, []).run()
+        run = flow.run(show=True)
     _assert_loud(run, caught, "no such table: event_log")
+    # The dashboard says so too, once the store has answered (after the run's end).
+    assert "no such table: event_log" in run.state.store_error
+    [dashboard] = shown
+    for html in (dashboard._header, dashboard._repr_mimebundle_()["text/html"]):  # live, saved
+        assert 'class="nbflow-unrecorded"' in html and "NOT recorded" in html
 
 
 # -- stored bytes that changed -------------------------------------------------------------------

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 from .builtin import Logging, Metrics, TaskValidationError, Validation, logging, validation
-from .chain import Context, Middleware, Next, call_with, handlers_for
+from .chain import Context, Middleware, MiddlewareError, Next, call_with, handlers_for
 
 __all__ = [
     "Context",
     "Logging",
     "Metrics",
     "Middleware",
+    "MiddlewareError",
     "Next",
     "TaskValidationError",
     "Validation",

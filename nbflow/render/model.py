@@ -35,6 +35,9 @@ class NodeView:
     tags: tuple[str, ...] = ()
     counter: str | None = None
     group: str | None = None
+    #: why the task is in its state, for the tooltip: a skip's reason, where a cached
+    #: result came from ("resumed from run 4f2c1a9e").
+    note: str | None = None
     progress: float | None = None
 
     def __post_init__(self) -> None:

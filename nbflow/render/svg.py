@@ -236,6 +236,8 @@ class DagTemplate:
         # detail_line falls back to the state label: say it once ("succeeded", not twice).
         facts = [s.label] + [part for part in (detail, node.counter) if part and part != s.label]
         tip = f"{name}\n{' · '.join(facts)}" + (f"\n{node.error}" if node.error else "")
+        if node.note:
+            tip += f"\n{node.note}"
         counter, bar, room = "", "", w - _PAD
         if node.counter:
             counter = (

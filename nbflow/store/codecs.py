@@ -300,8 +300,8 @@ class Files:
 
     A file is written under a temporary name, then renamed to its digest's name: a name of
     this directory never holds half a file, even after ``kill -9`` (the store's row that
-    refers to a file is committed after the rename; a file no row refers to is removed by
-    :func:`nbflow.prune`).
+    refers to a file is committed after the rename; a file no row refers to, or a temporary
+    one a killed process left, is removed by :func:`nbflow.prune` once it is an hour old).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

@@ -4,11 +4,12 @@ Every event is one row: ``(seq, t, task, attempt, element, worker, ...)``, the f
 task event has first (missing ones None), then those of its kind (:data:`LAYOUTS`), as plain
 data (an exception as its type's name and its message; a result is never in the log: the
 store keeps it apart, see :mod:`nbflow.store.results`). The events of one kind that one commit
-writes are one row of ``event_log``: the pickle (protocol 5) of the list of their rows, made
-in C for the three events of every task (queued, started, succeeded, :data:`HOT`), one
-``attrgetter`` and one ``pickle.dumps`` a kind. Pickle, not JSON, because this is the bulk of
-what a run writes, and JSON spends most of its time spelling floats: five times slower, and
-it would be GIL time taken from the run.
+writes are one row of ``event_log``: a pickle (protocol 5) of their rows. For the three
+events of every task (queued, started, succeeded, :data:`HOT`) the engine's journal keeps
+the rows' fields one after the other as they happen (:func:`hot_route`: one ``attrgetter``
+and one ``deque.extend``, in C), and the pickle holds ``(width, fields)``. Pickle, not
+JSON, because this is the bulk of what a run writes, and JSON spends most of its time
+spelling floats: five times slower, and it would be GIL time taken from the run.
 
 :func:`decode` gives the events back as :mod:`nbflow.events` objects, so what is folded from
 the log (attempts, a timeline, a replay) is folded by the same reducer as a live run.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import operator
 import pickle
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,12 +59,18 @@ HOT: tuple[type[ev.Event], ...] = (ev.TaskQueued, ev.TaskStarted, ev.TaskSucceed
 def _fast_getter(cls: type[ev.Event]) -> Callable[[Any], tuple[Any, ...]] | None:
     """An ``attrgetter`` of the whole row, for kinds whose row is plain attributes in order:
     every common field up to the last one the kind has, and no exception to turn to text."""
-    fields = _fields(cls)
-    wanted = (*COMMON, *LAYOUTS[cls])
-    present = [name for name in wanted if name in fields]
-    if present != list(wanted[: len(present)]) or {"error", "variables"} & set(present):
+    present = _present(cls)
+    if present != list((*COMMON, *LAYOUTS[cls])[: len(present)]):
+        return None
+    if {"error", "variables"} & set(present):
         return None
     return operator.attrgetter(*present)
+
+
+def _present(cls: type[ev.Event]) -> list[str]:
+    """The fields of ``cls``'s row that its events have (TaskQueued has no attempt)."""
+    fields = _fields(cls)
+    return [name for name in (*COMMON, *LAYOUTS[cls]) if name in fields]
 
 
 def _fields(cls: type[ev.Event]) -> set[str]:
@@ -72,6 +80,33 @@ def _fields(cls: type[ev.Event]) -> set[str]:
 
 
 _FAST = {cls: _fast_getter(cls) for cls in LAYOUTS}
+#: The row of each hot kind's event, made in C.
+ROWS: dict[type[ev.Event], Callable[[Any], tuple[Any, ...]]] = {
+    cls: getter for cls in HOT if (getter := _FAST[cls]) is not None
+}
+assert len(ROWS) == len(HOT), "a hot kind needs a fast row getter"
+#: The number of fields in each hot kind's row.
+WIDTHS = {cls: len(_present(cls)) for cls in HOT}
+
+
+def hot_route(
+    queue: deque[Any], row: Callable[[Any], tuple[Any, ...]]
+) -> Callable[[ev.Event], None]:
+    """Where the engine puts a hot event: its row's fields, one after the other, at the end
+    of ``queue`` (:func:`take_rows` gives the rows back).
+
+    Nothing that the garbage collector tracks is left behind: not the event, not a tuple.
+    What waits for the writer (thousands of items in a busy run) would otherwise count
+    towards every collection, survive into the older generations and make full
+    collections of the whole heap come twice as often (measured on a 10,000-task run:
+    +2.8 µs a task of collector time, the largest part of the store's cost).
+    """
+    extend = queue.extend
+
+    def put(event: ev.Event) -> None:
+        extend(row(event))
+
+    return put
 
 
 def _row(event: ev.Event) -> list[Any]:
@@ -107,14 +142,20 @@ def _jsonable(value: Any) -> Any:
         )
 
 
-def encode(by_kind: Mapping[type, list[ev.Event]]) -> list[tuple[str, int, bytes]]:
-    """``(kind, first seq, rows)`` of one run's events, one per kind (``by_kind``: the
-    events of each kind, in order)."""
+def encode(by_kind: Mapping[type, list[Any]]) -> list[tuple[str, int, bytes]]:
+    """``(kind, first seq, data)`` of one run's events, one per kind. ``by_kind`` holds the
+    events of each kind in order, or for a hot kind (:func:`hot_route`) the fields of their
+    rows one after the other: those are stored as they are, ``(width, fields)``."""
     segments = []
     for cls, group in by_kind.items():
+        if type(group[0]) is not cls:  # a hot kind's fields: seq comes first
+            data = pickle.dumps((WIDTHS[cls], group), protocol=5)
+            segments.append((cls.__name__, group[0], data))
+            continue
         getter = _FAST.get(cls)
         rows = list(map(getter, group)) if getter is not None else list(map(_row, group))
-        segments.append((cls.__name__, group[0].seq, pickle.dumps(rows, protocol=5)))
+        first: int = group[0].seq  # type: ignore[attr-defined]
+        segments.append((cls.__name__, first, pickle.dumps(rows, protocol=5)))
     return segments
 
 
@@ -138,7 +179,12 @@ def decode(run_id: str, kind: str, data: bytes) -> list[ev.Event]:
     cls = KINDS.get(kind)
     if cls is None:
         return []  # written by a newer nbflow: not shown
-    rows: list[tuple[Any, ...]] = pickle.loads(data)
+    stored = pickle.loads(data)
+    if type(stored) is tuple:  # (width, fields): a hot kind's rows, flat
+        width, fields = stored
+        rows: Any = zip(*[iter(fields)] * width, strict=True)
+    else:
+        rows = stored
     fields = _fields(cls)
     names = (*COMMON, *LAYOUTS[cls])
     found = []

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError, describe
 from ..identity import Identities, Identity, Unhashable
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
-from .eventlog import HOT, LAYOUTS
+from .eventlog import HOT, LAYOUTS, ROWS, hot_route
 from .keys import StoreWarning
 from .results import KEPT, ResultRow
 from .writer import RunOpened, safe_json
@@ -89,7 +89,7 @@ class Recorder:
     """The journal of one run in a store (see the module docstring)."""
 
     __slots__ = (
-        "_digests", "_plain", "_results", "_unkept", "context", "error", "keys", "routes",
+        "_digests", "_flat", "_plain", "_unkept", "context", "error", "keys", "routes",
         "snapshots", "store", "warnings",
     )  # fmt: skip
 
@@ -121,15 +121,17 @@ class Recorder:
         if store.sees_every_record:
             put = store.submit
             self.routes: dict[type, Callable[[Any], None]] = dict.fromkeys(LAYOUTS, put)
-            self._results: Callable[[Any], None] = put
+            self._flat: Callable[[Any], None] | None = None
         else:
             rest: deque[Any] = deque()
             opened.events = {cls: deque() for cls in HOT}
             opened.events[None] = rest
-            self.routes = {
-                cls: (opened.events[cls] if cls in HOT else rest).append for cls in LAYOUTS
-            }
-            self._results = opened.results.append
+            self.routes = {cls: rest.append for cls in LAYOUTS}
+            for cls in HOT:  # kept as rows (plain tuples), not as events: see hot_route
+                self.routes[cls] = hot_route(opened.events[cls], ROWS[cls])
+            # A result is its FLAT fields at the end of the run's results queue.
+            self._flat = opened.results.extend
+            opened.identity = self._digests
         store.submit(opened)
         store.wake()
 
@@ -214,7 +216,11 @@ class Recorder:
         if snap is not None:
             self.snapshots[task] = snap
         key = self.keys.pop(task, None) if self.keys else None
-        self._results((KEPT, self.context.run_id, task, attempt, self._digests[task], snap, key))
+        if self._flat is not None:
+            self._flat((task, attempt, snap, key))
+        else:
+            self.store.submit((KEPT, self.context.run_id, task, attempt, self._digests[task],
+                               snap, key))  # fmt: skip
 
     def digest_of(self, task: str) -> str | None:
         """The content digest of ``task``'s result in this run (None: not stored)."""
@@ -227,7 +233,8 @@ class Recorder:
 
     def reused(self, task: str, row: ResultRow) -> None:
         """Record that ``task``'s result is the stored one of ``row`` (resume, cache)."""
-        self._results((KEPT, self.context.run_id, task, 0, self._digests[task], None, None, row))
+        self.store.submit((KEPT, self.context.run_id, task, 0, self._digests[task], None, None,
+                           row))  # fmt: skip
 
     # -- the end ------------------------------------------------------------------------------
 

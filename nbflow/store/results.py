@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
-from itertools import accumulate, repeat
+from collections.abc import Iterator, Mapping
+from itertools import accumulate, islice, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codecs import Snapshot, restore
@@ -38,16 +38,20 @@ RESULT_FIELDS = (
 )
 
 
-#: The first item of what a run hands the writer for one result, a plain tuple (made once
-#: per task, on the event loop: a tuple costs less than a NamedTuple's ``__new__``):
-#: ``(KEPT, run_id, task, attempt, identity, snapshot, cache_key[, reused row])``. The
+#: The first item of what a run hands the writer for one result through the store's shared
+#: queue: ``(KEPT, run_id, task, attempt, identity, snapshot, cache_key[, reused row])``. The
 #: snapshot is the value's pickle (bytes), a :class:`~nbflow.store.codecs.Snapshot`, or None
 #: (not stored); ``reused`` is the stored row the result was reused from (resume, cache).
+#: A run's own results queue holds :data:`FLAT` fields per result instead (see
+#: :class:`KeptResults`).
 KEPT = "kept"
+#: A run's results queue holds, per result, these fields one after the other (no tuple: see
+#: :func:`nbflow.store.eventlog.hot_route` for why nothing tracked is left queued).
+FLAT = ("task", "attempt", "snapshot", "cache_key")
 
 
 class Kept(NamedTuple):
-    """One result for the writer, as :func:`pack` reads it (see :data:`KEPT`)."""
+    """One result for the writer, as it reads a :data:`KEPT` tuple."""
 
     marker: str
     run_id: str
@@ -88,56 +92,105 @@ class ResultRow(NamedTuple):
         return self.file.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
-_TASK, _ATTEMPT, _IDENTITY, _SNAPSHOT = (
-    operator.itemgetter(2), operator.itemgetter(3), operator.itemgetter(4), operator.itemgetter(5),
-)  # fmt: skip
+class KeptResults:
+    """The results of one run that one commit writes, as columns.
+
+    Columns, not a tuple per result: a commit of a busy run holds thousands, and that many
+    tuples alive at once would each count towards the garbage collector's next collection.
+    """
+
+    __slots__ = ("attempts", "identities", "keys", "reused", "snapshots", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+        self.attempts: list[int] = []
+        self.identities: list[str | None] = []
+        self.snapshots: list[Snapshot | bytes | None] = []
+        self.keys: list[str | None] = []
+        self.reused: dict[int, ResultRow] = {}  # position -> the stored row reused there
+
+    def add_flat(self, flat: list[Any], identity: Mapping[str, str | None]) -> None:
+        """Add what a run's results queue held (:data:`FLAT` fields per result);
+        ``identity`` maps its tasks to their identities."""
+        width = len(FLAT)
+        tasks = flat[0::width]
+        self.tasks += tasks
+        self.attempts += flat[1::width]
+        self.snapshots += flat[2::width]
+        self.keys += flat[3::width]
+        self.identities += map(identity.__getitem__, tasks)
+
+    def add(self, item: tuple[Any, ...]) -> None:
+        """Add one :data:`KEPT` tuple."""
+        kept = Kept(*item)
+        if kept.reused is not None:
+            self.reused[len(self.tasks)] = kept.reused
+        self.tasks.append(kept.task)
+        self.attempts.append(kept.attempt)
+        self.identities.append(kept.identity)
+        self.snapshots.append(kept.snapshot)
+        self.keys.append(kept.cache_key)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def cache_entries(self) -> list[tuple[str, str]]:
+        """``(cache key, task)`` of the results to be found by their cache key."""
+        return [(key, task) for task, key in zip(self.tasks, self.keys, strict=True) if key]
 
 
-def pack(results: list[tuple[Any, ...]]) -> tuple[str, bytes, str, list[Snapshot]]:
-    """``(rows JSON, data, checksum, files)`` of one run's results of one commit, from the
-    tuples its recorder handed over (:data:`KEPT`); ``files`` are the snapshots of those
-    stored as files.
+def pack(kept: KeptResults) -> tuple[str, bytes, str, list[Snapshot]]:
+    """``(rows JSON, data, checksum, files)`` of one run's results of one commit; ``files``
+    are the snapshots of those stored as files.
 
     The usual commit holds only small pickles: their rows are made in C.
     """
-    snaps = list(map(_SNAPSHOT, results))
-    if all(type(snap) is bytes for snap in snaps):
-        lengths = list(map(len, snaps))
-        offsets = list(accumulate(lengths, initial=0))[:-1]
-        rows: list[Any] = list(
-            zip(
-                map(_TASK, results), map(_ATTEMPT, results), map(_IDENTITY, results),
-                repeat("pickle"), lengths, offsets, lengths, strict=False,
-            )
-        )  # fmt: skip
-        data = b"".join(snaps)
-        return _dump_rows(rows), data, hashlib.sha256(data).hexdigest(), []
-    rows, chunks, offset = [], [], 0
+    snaps = kept.snapshots
+    if not kept.reused and all(type(snap) is bytes for snap in snaps):
+        lengths = list(map(len, snaps))  # type: ignore[arg-type]
+        offsets = accumulate(lengths, initial=0)
+        rows = zip(kept.tasks, kept.attempts, kept.identities, repeat("pickle"), lengths, offsets,
+                   lengths)  # fmt: skip
+        data = b"".join(snaps)  # type: ignore[arg-type]
+        return _rows_json(rows), data, hashlib.sha256(data).hexdigest(), []
+    listed: list[list[Any]] = []
+    chunks: list[bytes] = []
+    offset = 0
     files: list[Snapshot] = []
-    for item in results:
-        kept = Kept(*item)
-        snap, reused = kept.snapshot, kept.reused
-        head = [kept.task, kept.attempt, kept.identity]
+    for position, snap in enumerate(snaps):
+        head = [kept.tasks[position], kept.attempts[position], kept.identities[position]]
+        reused = kept.reused.get(position)
         if reused is not None:  # the very same stored value, by reference
-            rows.append([*head, reused.codec, reused.size, reused.offset, reused.length,
-                         reused.file, reused.run_id, reused.pack])  # fmt: skip
+            listed.append([*head, reused.codec, reused.size, reused.offset, reused.length,
+                           reused.file, reused.run_id, reused.pack])  # fmt: skip
         elif snap is None:
-            rows.append(head)
+            listed.append(head)
         elif isinstance(snap, Snapshot) and snap.file is not None:
-            rows.append([*head, snap.codec, snap.size, None, None, snap.file])
+            listed.append([*head, snap.codec, snap.size, None, None, snap.file])
             files.append(snap)
         else:
             inline = snap if isinstance(snap, bytes) else snap.data
             assert inline is not None
             codec = snap.codec if isinstance(snap, Snapshot) else "pickle"
-            rows.append([*head, codec, len(inline), offset, len(inline)])
+            listed.append([*head, codec, len(inline), offset, len(inline)])
             chunks.append(inline)
             offset += len(inline)
     data = b"".join(chunks)
-    return _dump_rows(rows), data, hashlib.sha256(data).hexdigest(), files
+    return _rows_json(iter(listed)), data, hashlib.sha256(data).hexdigest(), files
 
 
 _dump_rows = json.JSONEncoder(separators=(",", ":")).encode
+#: Rows encoded at a time: fewer than the collector's first threshold (700), so the rows of
+#: a large commit never exist all at once (see :class:`KeptResults`).
+_CHUNK = 256
+
+
+def _rows_json(rows: Iterator[Any]) -> str:
+    """The JSON array of ``rows``, encoded :data:`_CHUNK` rows at a time."""
+    parts = []
+    while chunk := list(islice(rows, _CHUNK)):
+        parts.append(_dump_rows(chunk)[1:-1])
+    return "[" + ",".join(parts) + "]"
 
 
 def unpack(run_id: str, pack_id: int, created: float, rows: str) -> list[ResultRow]:

@@ -4,7 +4,10 @@
 ``keep_runs`` and those that started before ``older_than`` ago (a run still going on is never
 removed), and with them everything only they referred to: their events, their results (a
 result a kept run reused stays), their cache entries, and the files no remaining result
-refers to. The database is then ``VACUUM``-ed when a quarter or more of it is free pages.
+refers to. Files no row of the store knows (a process killed while it wrote one, or between
+writing it and committing its row) are removed too, once they are :data:`ORPHAN_AGE`
+seconds old (younger, they may be another process's write in progress). The database is
+then ``VACUUM``-ed when a quarter or more of it is free pages.
 
 A store can also prune by itself: ``SQLiteStore(path, keep_runs=N)`` (default 1,000 per flow;
 ``NBFLOW_KEEP_RUNS`` sets it, ``none`` for no limit) has the writer remove a flow's oldest
@@ -19,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 
 #: A store prunes itself at most once per this many runs of a flow.
 AUTO_EVERY = 50
+#: Seconds after which a result file that no row refers to is taken for an orphan.
+ORPHAN_AGE = 3600.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -159,8 +165,10 @@ def prune(
             ]  # fmt: skip
             runs = doomed(con, flows, keep_runs, age)
             entries, gone = remove_runs(con, runs)
+            known = {row[0] for row in con.execute("SELECT path FROM result_files")}
         for relative in gone:
             store.files.path(relative).unlink(missing_ok=True)
+        gone += orphans(store.files.root, known, ORPHAN_AGE)
         if vacuum:
             vacuum_if_it_pays(con)
     except sqlite3.Error as error:
@@ -169,6 +177,26 @@ def prune(
         con.close()
     store.forget_packs()
     return PruneReport(len(runs), entries, len(gone), max(0, before - store.size()))
+
+
+def orphans(root: Path, known: set[str], age: float) -> list[str]:
+    """Remove the files under ``root`` that are not in ``known`` (paths relative to it) and
+    were last written more than ``age`` seconds ago; their relative paths."""
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - age
+    removed = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        if relative in known or not path.is_file():
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(relative)
+        except OSError:  # gone meanwhile, or not ours to remove: it costs space, not data
+            continue
+    return removed
 
 
 def vacuum_if_it_pays(con: sqlite3.Connection) -> bool:

@@ -179,12 +179,17 @@ def _inspect(path: str, timeout: float) -> int:
     try:
         con = connect(path, timeout, read_only=True)
         try:
-            application = con.execute("PRAGMA application_id").fetchone()[0]
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-            legacy = None
-            if "schema_version" in tables:
-                legacy = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            # One read transaction: the header and the tables seen at one moment. Read one
+            # by one, they could straddle another process's creation of the schema (no
+            # application id yet, tables already) and a fresh store would look foreign.
+            with transaction(con, "BEGIN DEFERRED"):
+                application = con.execute("PRAGMA application_id").fetchone()[0]
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+                legacy = None
+                if "schema_version" in tables:
+                    legacy = con.execute("SELECT max(version) FROM schema_version").fetchone()
+                    legacy = legacy[0]
         finally:
             con.close()
     except sqlite3.Error as error:

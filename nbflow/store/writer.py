@@ -40,7 +40,7 @@ from typing import Any
 from .. import events as ev
 from ..errors import StoreError
 from . import eventlog
-from .results import KEPT, pack
+from .results import KEPT, KeptResults, pack
 from .schema import connect, store_error, transaction
 
 log = logging.getLogger("nbflow.store")
@@ -54,9 +54,10 @@ class StoreLockedError(StoreError):
 class RunOpened:
     """A run starts: its ``runs`` row, what its version adds to the store, and its queues.
 
-    ``events`` has a queue per hot event kind (:data:`~nbflow.store.eventlog.HOT`) and one
-    (under ``None``) for the others; ``results`` gets one tuple per result (see
-    :data:`~nbflow.store.results.KEPT`).
+    ``events`` has a queue per hot event kind (:data:`~nbflow.store.eventlog.HOT`: its
+    rows' fields, see :func:`~nbflow.store.eventlog.hot_route`) and one (under ``None``) for
+    the others' events; ``results`` gets the :data:`~nbflow.store.results.FLAT` fields of
+    each result, whose identity ``identity`` gives.
     """
 
     run_id: str
@@ -66,6 +67,7 @@ class RunOpened:
     identities: dict[str, str] = field(default_factory=dict)  # digest -> parts JSON
     events: dict[type | None, deque[Any]] = field(default_factory=dict)
     results: deque[Any] = field(default_factory=deque)
+    identity: dict[str, str | None] = field(default_factory=dict)  # task -> its identity
 
 
 @dataclass(slots=True)
@@ -115,8 +117,8 @@ class _Batch:
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
         self.changes: list[StatusChange] = []
-        self.events: dict[str, dict[type, list[ev.Event]]] = {}
-        self.results: dict[str, list[tuple[Any, ...]]] = {}
+        self.events: dict[str, dict[type, list[Any]]] = {}  # run -> kind -> events or fields
+        self.results: dict[str, KeptResults] = {}
         self.finished: list[ev.RunFinished] = []
         self.waiters: list[_Waiter] = []
 
@@ -269,22 +271,23 @@ class Writer:
             elif kind in _EVENTS:  # a store whose submit() sees every event
                 batch.events.setdefault(item.run_id, {}).setdefault(kind, []).append(item)
             elif kind is tuple and item[0] is KEPT:
-                batch.results.setdefault(item[1], []).append(item)
+                batch.results.setdefault(item[1], KeptResults()).add(item)
             elif item is _STOP:
                 stop = True
         del items
         for run_id, opened in self._open.items():
-            for queue in opened.events.values():
-                if queue:
-                    found = _take(queue)
-                    by_kind = batch.events.setdefault(run_id, {})
-                    if type(found[0]) in eventlog.HOT:  # a hot kind's queue: one kind
-                        by_kind.setdefault(type(found[0]), []).extend(found)
-                    else:
-                        for event in found:
-                            by_kind.setdefault(type(event), []).append(event)
+            for hot, queue in opened.events.items():
+                if not queue:
+                    continue
+                by_kind = batch.events.setdefault(run_id, {})
+                if hot is not None:  # a hot kind's queue: its rows' fields
+                    by_kind.setdefault(hot, []).extend(_take(queue))
+                else:
+                    for event in _take(queue):
+                        by_kind.setdefault(type(event), []).append(event)
             if opened.results:
-                batch.results.setdefault(run_id, []).extend(_take(opened.results))
+                kept = batch.results.setdefault(run_id, KeptResults())
+                kept.add_flat(_take(opened.results), opened.identity)
         for by_kind in batch.events.values():
             batch.finished.extend(
                 e for e in by_kind.get(ev.RunFinished, ()) if type(e) is ev.RunFinished
@@ -381,7 +384,7 @@ class Writer:
             )
         now = time.time()
         for run_id, results in batch.results.items():
-            rows, data, checksum, files = pack(results)
+            rows, data, checksum, files = pack(results)  # results: a KeptResults
             con.execute(
                 "INSERT INTO result_packs (run_id, created, rows, data, checksum) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -392,7 +395,7 @@ class Writer:
                     "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
                     (snap.digest, snap.file, snap.codec, snap.size),
                 )
-            keyed = [(k[6], now, run_id, k[2]) for k in results if k[6]]
+            keyed = [(key, now, run_id, task) for key, task in results.cache_entries()]
             if keyed:
                 con.executemany("INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)", keyed)
         for change in batch.changes:

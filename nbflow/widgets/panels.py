@@ -7,7 +7,8 @@ so light and dark themes both work.
 
 The header's root element is the run's stable status marker that tests and tools can wait
 for: ``<div class="nbflow-status" data-nbflow-status="running|succeeded|failed|cancelled"
-data-done=.. data-total=..>``.
+data-done=.. data-total=..>``. A run the store could not record carries, inside it,
+``<div class="nbflow-unrecorded">`` with the store's error.
 """
 
 from __future__ import annotations
@@ -140,6 +141,13 @@ def header_html(state: RunState, title: str | None = None, total: int | None = N
         + (
             f'<div style="margin-top:6px;font-size:12px;color:{_ERROR}">{esc(state.error)}</div>'
             if state.error
+            else ""
+        )
+        + (
+            f'<div class="nbflow-unrecorded" style="margin-top:6px;font-size:12px;'
+            f'color:{_ERROR}">⚠ NOT recorded in the store: {esc(state.store_error)}. Its '
+            "results are in this Run; resume and the cache cannot use what was lost.</div>"
+            if state.store_error
             else ""
         )
         + "</div>"

@@ -175,6 +175,7 @@ def node_view(
         error_text(record.error) or element_errors_text(record),
         facts.tags,
         counter(record) or (progress[0] if progress else None),
+        note=record.reason or None,
         progress=progress[1] if progress and record.size is None else None,
     )
 
