@@ -165,8 +165,10 @@ def events_from_state(state: RunState) -> list[ev.Event]:
             add(record.started_t, ev.TaskStarted, name, 1, None, None, record.size)
     last = {(row.base, row.element): row for row in state.rows}
     for row in state.rows:
-        if row.status == "cached":
-            add(row.end, ev.TaskSucceeded, row.base, row.attempt, None, row.element, True)
+        if row.status == "cached":  # reused: where from is the task's reason
+            reused = tasks[row.base].reason or None if row.element is None else None
+            add(row.end, ev.TaskSucceeded, row.base, row.attempt, None, row.element, True,
+                None, None, reused)  # fmt: skip
             continue
         add(row.start, ev.TaskStarted, row.base, row.attempt, row.worker, row.element)
         if row.end is None:

@@ -232,3 +232,14 @@ def test_the_speed_decides_how_fast_it_plays():
 
     position, duration = asyncio.run(main())
     assert 0 < position < 0.6 * duration  # (a slower machine only plays less far)
+
+
+def test_a_rebuilt_cached_task_keeps_where_its_result_came_from(tmp_path):
+    flow = nf.Flow("cached", store=str(tmp_path / "s.db"))
+    flow.task(name="a", cache=True)(lambda: 1)
+    flow.task(name="b")(lambda a: a + 1)
+    flow.run()
+    run = flow.run()
+    replayer = Replayer(events_from_state(run.state))
+    record = replayer.seek(replayer.end).tasks["a"]
+    assert record.state == "cached" and record.reason == run.state.tasks["a"].reason != ""
