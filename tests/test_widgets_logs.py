@@ -145,3 +145,12 @@ def test_a_live_dashboard_shows_the_log_while_the_task_runs():
 
     seen = asyncio.run(main())
     assert "first line" in seen and 'data-row-state="running"' in seen
+
+
+def test_the_static_summary_counts_a_tasks_lines_and_says_where_they_are():
+    flow = nf.Flow("static-logs", store=None, logs=LogCapture(echo=False))
+    flow.task(name="talk")(lambda: print("a line"))
+    html = flow.run()._repr_html_()
+    row = re.search(r'<tr class="nbflow-log-row" data-row-task="talk">.*?</tr>', html)
+    assert row and "Log · 1 line: <code>run.logs(&#x27;talk&#x27;)</code>" in row[0]
+    assert "<details" not in row[0]  # nothing to open where no dashboard draws it

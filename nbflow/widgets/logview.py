@@ -94,11 +94,22 @@ def lines_html(state: RunState, task: str, limit: int = MAX_LINES) -> str:
     )
 
 
-def log_row(state: RunState, record: TaskRecord, expanded: bool, columns: int = 6) -> str:
-    """The row under a task's own that opens to its log ("" when it wrote nothing)."""
+def log_row(state: RunState, record: TaskRecord, expanded: bool | None, columns: int = 6) -> str:
+    """The row under a task's own that opens to its log ("" when it wrote nothing).
+
+    ``expanded`` None: a static page (no dashboard to draw a log when it is opened): the row
+    only counts the lines and says where they are.
+    """
     batches = state.logs.get(record.name)
     if not batches:
         return ""
+    if expanded is None:
+        return (
+            f'<tr class="nbflow-log-row" data-row-task="{esc(record.name)}">'
+            f'<td colspan="{columns}" style="padding:0 10px 6px;font-size:12px;opacity:.75">'
+            f"{esc(summary(batches))}: <code>run.logs({esc(repr(record.name))})</code>"
+            "</td></tr>"
+        )
     body = lines_html(state, record.name) if expanded else ""
     return (
         f'<tr class="nbflow-log-row" data-row-task="{esc(record.name)}">'

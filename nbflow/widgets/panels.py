@@ -245,13 +245,14 @@ def table_html(
     state: RunState,
     max_rows: int = MAX_ROWS,
     priorities: dict[str, int] | None = None,
-    expanded: Collection[str] = (),
+    expanded: Collection[str] | None = (),
 ) -> str:
     """The task table: state, tries, worker, duration and error per task.
 
     A running task that reports its progress has a bar in its State cell. A task that
     printed or logged something gets a full-width ``<details>`` under its row that opens to
-    its log (drawn for the ``expanded`` tasks only; see :mod:`nbflow.widgets.logview`), and a
+    its log (drawn for the ``expanded`` tasks only; None: a static page, where the row only
+    counts the lines; see :mod:`nbflow.widgets.logview`), and a
     failed task one that opens to its traceback (frames of nbflow itself left out). Runs
     with more than ``max_rows`` tasks list the most urgent ``max_rows`` and count the rest by
     state.
@@ -298,7 +299,7 @@ def table_html(
             f'<td style="padding:5px 10px;vertical-align:top">{_error_cell(r)}</td></tr>'
         )
         if state.logs and r.name in state.logs:
-            out.append(logview.log_row(state, r, r.name in expanded))
+            out.append(logview.log_row(state, r, None if expanded is None else r.name in expanded))
         if value == "failed" and r.traceback:
             out.append(_traceback_row(r))
     out.append("</tbody></table>")
