@@ -38,7 +38,8 @@ async def sliding_window(
 ) -> list[ElementOutcome]:
     """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once.
 
-    Errors are collected per element, never raised here; cancellation propagates.
+    Errors are collected per element, never raised here, ``CancelledError`` an element
+    raised itself included; cancelling the awaiting task cancels every element.
     """
     elements = list(items)
     outcomes: list[ElementOutcome | None] = [None] * len(elements)
@@ -56,8 +57,14 @@ async def sliding_window(
                     await asyncio.sleep(wait)
             try:
                 outcomes[index] = ElementOutcome(index, True, await run_one(index, item))
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as cancelled:
+                lane_task = asyncio.current_task()
+                if lane_task is not None and lane_task.cancelling():
+                    raise  # the window is being cancelled
+                # The element raised CancelledError itself: its failure. (Re-raised, it
+                # would end this lane as cancelled, which the TaskGroup ignores: the
+                # element, and the lane's remaining elements, would vanish from the results.)
+                outcomes[index] = ElementOutcome(index, False, error=cancelled)
             except Exception as error:
                 outcomes[index] = ElementOutcome(index, False, error=error)
 
@@ -101,9 +108,13 @@ async def fan_out(
         return await retry(functools.partial(call, item), retry_policy)
 
     outcomes = await sliding_window(items, run_one, concurrency=concurrency, rate=rate)
-    errors: list[Exception] = [
-        o.error for o in outcomes if isinstance(o.error, Exception) and not o.ok
-    ]
+    for outcome in outcomes:
+        if not outcome.ok and not isinstance(outcome.error, Exception):
+            # CancelledError an element raised itself: a failure an ExceptionGroup can hold
+            error = RuntimeError(f"the element raised {type(outcome.error).__name__}")
+            error.__cause__ = outcome.error
+            outcome.error = error
+    errors: list[Exception] = [o.error for o in outcomes if isinstance(o.error, Exception)]
     if errors and not return_exceptions:
         for outcome in outcomes:
             if outcome.error is not None:

@@ -11,7 +11,6 @@ import os
 import sys
 import sysconfig
 import textwrap
-import tokenize
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,10 +48,8 @@ def source_text(code: types.CodeType) -> str | None:
     """The dedented source of ``code`` (linecache: notebook cells too), or None."""
     try:
         return textwrap.dedent(inspect.getsource(code))
-    except (OSError, TypeError, IndentationError, SyntaxError, tokenize.TokenError):
-        # TokenError: the lines linecache has for the code's file are not the code's (the
-        # file changed, or code compiled under a name that is another file's)
-        return None
+    except Exception:  # no source, or a file that is not Python at that line (3.12's
+        return None  # tokenize raises TokenError there): the bytecode stands in
 
 
 def code_facts(code: types.CodeType) -> CodeFacts:

@@ -80,6 +80,9 @@ class Identities:
         self._library: dict[str, bool] = {}
         # The current pass: id -> (the object, its node or digest); the object is held.
         self._seen: dict[int, tuple[Any, Any]] = {}
+        # Digests of the values this pass read, by id (the value pinned): an object several
+        # tasks close over (a config, a shared counter) is hashed once per pass, not per task.
+        self._values: dict[int, tuple[Any, str]] = {}
         self._pass = 0
         self._active = 0
 
@@ -88,7 +91,7 @@ class Identities:
     def begin(self) -> None:
         """Start a pass: values are read from now on as they are at this moment."""
         if self._active == 0:
-            self._seen = {}
+            self._seen, self._values = {}, {}
             self._pass += 1
         self._active += 1
 
@@ -99,7 +102,7 @@ class Identities:
             now = self._pass
             self._nodes = {k: n for k, n in self._nodes.items() if n.used == now}
             self._code = {c: f for c, f in self._code.items() if f[1][0] == now}
-            self._seen = {}
+            self._seen, self._values = {}, {}
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -496,6 +499,15 @@ class Identities:
             return sha(f"{kind.__name__}:{value!r}")
         if depth > _MAX_DEPTH:
             return _pickled(value)
+        known = self._values.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        digest = self._content_digest(value, kind, depth)
+        if self._active:  # within a pass, a value cannot change between two reads of it
+            self._values[id(value)] = (value, digest)
+        return digest
+
+    def _content_digest(self, value: Any, kind: type, depth: int) -> str:
         if kind in (tuple, list):
             return sha(kind.__name__, *[self.value_digest(v, depth + 1) + "," for v in value])
         if kind is dict or (isinstance(value, Mapping) and kind.__module__ == "collections"):
@@ -525,9 +537,10 @@ _CLASS_NOISE = frozenset({"_abc_impl"})
 
 def _counts(name: str, value: Any) -> bool:
     """Whether a class attribute is part of the class's identity: its methods (dunder ones
-    included) and its own data attributes, not the bookkeeping of Python or a library."""
-    if name in _CLASS_NOISE:
-        return False
+    included) and its own data attributes, not the bookkeeping of Python or a library (nor
+    the descriptors of ``__slots__``, which do not pickle)."""
+    if name in _CLASS_NOISE or isinstance(value, types.MemberDescriptorType):
+        return False  # a slot's descriptor: its values are the instances' state
     if name.startswith("__") and name.endswith("__"):
         return isinstance(value, types.FunctionType | staticmethod | classmethod | property)
     return True
