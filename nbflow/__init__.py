@@ -62,7 +62,7 @@ from .flow import Flow
 from .handle import RunHandle
 from .health import health
 from .lifecycle import RunStatus, TaskState
-from .logs import LogCapture
+from .lines import LogCapture
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .progress import track

@@ -17,6 +17,9 @@ would undo *its* change, so the proxy stays where it is, switched off: a pass-th
 costs one attribute test per write, and that the next run switches on again rather than
 wrapping it twice.
 
+``nf.context().log`` is a logger of the task's own (:func:`task_logger`), whose records go
+to the attempt's log first, whatever the configuration says.
+
 The user's logging configuration is left alone: the handler is *added* to the root logger
 (records that do not propagate to it, or that a logger's level filters out, are not
 captured, as with any handler), and records reach the user's own handlers as before.
@@ -24,6 +27,7 @@ captured, as with any handler), and records reach the user's own handlers as bef
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -152,6 +156,38 @@ def _registered(name: str) -> logging.Logger:
             return found
         name = name.rpartition(".")[0]
     return logging.getLogger()
+
+
+# -- nf.context().log -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def task_logger(task: str, level: int = logging.INFO) -> logging.Logger:
+    """``nf.context().log`` of ``task``: a logger named ``nbflow.task.<task>``.
+
+    It is not registered with ``logging`` (tasks come and go with notebook cells); its
+    parent is the registered ``nbflow.task`` logger, so the user's configuration of
+    ``nbflow.task``, ``nbflow`` and the root logger applies as to any logger. Its records go
+    to the attempt's log first, whatever that configuration says, at ``level`` and above.
+    """
+    logger = logging.Logger(f"nbflow.task.{task}", level)
+    logger.parent = logging.getLogger("nbflow.task")
+    logger.addHandler(_TASK_HANDLER)
+    return logger
+
+
+class _TaskHandler(logging.Handler):
+    """``ctx.log``'s own handler: its records go to the running attempt's log."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        take(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        take(record)
+
+
+_TASK_HANDLER = _TaskHandler()
 
 
 # -- switching the hooks on and off ------------------------------------------------------

@@ -59,7 +59,7 @@ class TaskContext:
         log (``run.logs()``, the dashboard), and to the handlers of the user's ``logging``
         configuration as any logger's records do. Its level is the flow's
         ``LogCapture.level`` (INFO by default)."""
-        from .logs import task_logger
+        from .capture import task_logger
 
         output = getattr(self._engine, "output", None)
         cap = getattr(output, "cap", None)

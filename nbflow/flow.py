@@ -24,8 +24,9 @@ from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
 from .identity import FlowIdentity, Identities, flow_version
-from .logs import LogCapture, observing
-from .logs import resolve as resolve_logs
+from .lines import LogCapture
+from .lines import resolve as resolve_logs
+from .logs import observing
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop

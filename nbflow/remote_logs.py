@@ -22,7 +22,7 @@ from typing import Any
 
 from . import capture
 from .context import current
-from .logs import AttemptLog, LogCapture, record_text
+from .lines import AttemptLog, LogCapture, record_text
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .graph import Plan
 
 TIMELINE_COLUMNS = ["task", "attempt", "status", "start", "end", "duration_s", "worker", "error"]
+LOG_COLUMNS = ["task", "attempt", "element", "time", "level", "message", "logger"]
 
 
 class Run:
@@ -220,9 +221,25 @@ class Run:
         Raises:
             KeyError: ``task`` is not a task of this run.
         """
-        from .logs import logs_frame
+        import pandas as pd
 
-        return logs_frame(self._state, task)
+        s = self._state
+        if task is not None and task not in s.tasks:
+            raise KeyError(f"{task!r} is not a task of run {s.run_id[:8]} (flow {s.flow!r})")
+        rows = [
+            (e.task, e.attempt, e.element, s.wall_start + t, level, message, logger)
+            for name, batches in list(s.logs.items())  # a copy: a live run may add meanwhile
+            if task is None or name == task
+            for e in batches
+            for t, level, message, logger in e.lines
+        ]
+        frame = pd.DataFrame(rows, columns=LOG_COLUMNS)
+        frame["time"] = pd.to_datetime(frame["time"], unit="s")
+        frame["element"] = frame["element"].astype("Int64")
+        frame["logger"] = frame["logger"].astype(object).where(frame["logger"].notna(), None)
+        if task is None and len(frame):  # the tasks' lines, interleaved as they were written
+            frame = frame.sort_values("time", kind="stable", ignore_index=True)
+        return frame
 
     def why(self, task: str) -> str:
         """Why ``task`` ran, or why its result was reused, in plain words: what changed
