@@ -59,7 +59,7 @@ class StreamProxy:
         if self._nbflow_on:
             found = current.get()
             if found is not None:
-                output = getattr(found[0], "output", None)
+                output = found[0].output  # the engine's (or a Dask worker's stand-in's)
                 if output is not None:
                     try:
                         if output.write(found, self._nbflow_name, text):
