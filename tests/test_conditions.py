@@ -252,7 +252,8 @@ def test_downstream_tasks_receive_the_result_a_condition_read():
 @pytest.mark.parametrize(
     ("expression", "reason"),
     [
-        ("-" * 5000 + "x", "nested too deeply to parse"),
+        # Python 3.11/3.12's parser gives up; 3.13's parses it, and the depth limit refuses it.
+        ("-" * 5000 + "x", "nested too deeply to parse|nests more than 100 levels deep"),
         ("not " * 150 + "x", "nests more than 100 levels deep"),
         ("x" + " + x" * 150, "nests more than 100 levels deep"),
         ("[" * 150 + "x" + "]" * 150, "nests more than 100 levels deep"),
