@@ -182,8 +182,12 @@ def events_from_state(state: RunState) -> list[ev.Event]:
                 row.element)  # fmt: skip
         else:
             record = tasks[row.base]
-            error = record.error if row.element is None and record.error else _error(row.error)
-            trace = record.traceback if row.element is None else ""
+            if row.element is None:
+                error, trace = record.error, record.traceback
+            else:  # a failed element: its own error and traceback, as the run kept them
+                error = (record.element_errors or {}).get(row.element)
+                trace = (record.element_tracebacks or {}).get(row.element, "")
+            error = error or _error(row.error)
             add(row.end, ev.TaskFailed, row.base, row.attempt, error, trace, row.element)
     rows_of = {row.base for row in state.rows}
     for name, record in tasks.items():

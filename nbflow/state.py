@@ -56,6 +56,8 @@ class TaskRecord:
     #: Errors of failed fan-out elements by index (None until one fails: one dict less per
     #: task of a 100,000-task run).
     element_errors: dict[int, BaseException] | None = None
+    #: Their tracebacks (formatted, nbflow's frames still in), for the Tasks view.
+    element_tracebacks: dict[int, str] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -244,6 +246,10 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
         if record.element_errors is None:
             record.element_errors = {}
         record.element_errors[e.element] = e.error
+        if e.traceback:
+            if record.element_tracebacks is None:
+                record.element_tracebacks = {}
+            record.element_tracebacks[e.element] = e.traceback
         return
     s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
     record = s.tasks[e.task]

@@ -21,7 +21,8 @@ def node_states(replay: Replay) -> dict[str, str]:
 
 
 def varied_flow(store: object = None) -> nf.Flow:
-    """Every kind of outcome: a retry, a fan-out, a failure, a skip, an upstream failure."""
+    """Every kind of outcome: a retry, a fan-out with a failed element (allowed), a failure,
+    a skip, an upstream failure."""
     flow = nf.Flow("varied", store=store, on_error="continue", logs=LogCapture(echo=False))
     tries = []
 
@@ -40,9 +41,11 @@ def varied_flow(store: object = None) -> nf.Flow:
             raise ConnectionError("busy")
         return 1
 
-    @flow.task(fan_out="source")
+    @flow.task(fan_out="source", allow_partial=True)
     async def each(source):
         await asyncio.sleep(0.01 * source)
+        if source == 2:
+            raise LookupError("no second one")
         return source
 
     @flow.task
@@ -77,6 +80,11 @@ def test_events_rebuilt_from_a_runs_state_fold_into_that_state_again():
     replayer = Replayer(events_from_state(run.state))
     assert summary(replayer.seek(replayer.end)) == summary(run.state)
     assert replayer.state.tasks["broken"].traceback == run.state.tasks["broken"].traceback
+    # The failed element's error and traceback, for the partial task's row in the Tasks view.
+    each, replayed = run.state.tasks["each"], replayer.state.tasks["each"]
+    assert replayed.element_errors == each.element_errors and each.element_errors is not None
+    assert replayed.element_tracebacks == each.element_tracebacks
+    assert "LookupError: no second one" in (each.element_tracebacks or {})[1]
 
 
 def test_a_replayer_moves_back_and_forth_through_the_run():
