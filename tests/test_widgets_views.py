@@ -198,6 +198,17 @@ def test_grouped_structure_aggregates_member_states():
     assert nodes["level 2"].state == "pending"
 
 
+def grouped_run(run_id: str, state_of_all: TaskState, finished: bool):
+    """A 12-task chain of 3 levels drawn in groups, and a run state with every task in one
+    state."""
+    names = [f"t{i}" for i in range(12)]
+    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
+    state = RunState(run_id=run_id)
+    state.finished_t = 1.0 if finished else None
+    state.tasks = {n: TaskRecord(n, state_of_all) for n in names}
+    return Structure(names, edges, max_nodes=3), state
+
+
 @pytest.mark.parametrize("finished", [False, True])
 @pytest.mark.parametrize(
     "state_of_all",
@@ -208,12 +219,7 @@ def test_grouped_nodes_of_a_run_in_one_state_match_the_general_count(state_of_al
     # counts, without looking at its records): the same nodes as counting.
     from nbflow.widgets.views import group_node
 
-    names = [f"t{i}" for i in range(12)]
-    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
-    s = Structure(names, edges, max_nodes=3)
-    state = RunState(run_id=f"{state_of_all}-{finished}")
-    state.finished_t = 1.0 if finished else None
-    state.tasks = {n: TaskRecord(n, state_of_all) for n in names}
+    s, state = grouped_run(f"{state_of_all}-{finished}", state_of_all, finished)
     state.tasks["t4"].error = ValueError("bad") if state_of_all == TaskState.FAILED else None
     members = {g: [state.tasks[n] for n in group] for g, group in s.groups.items()}
     expected = {g: group_node(g, members[g], 0) for g in s.groups}
@@ -230,12 +236,7 @@ def test_grouped_nodes_of_a_run_in_one_state_match_the_general_count(state_of_al
 def test_a_group_with_a_partial_member_is_drawn_partial(finished, partial_at):
     # Every member succeeded, one of them with failed elements allowed: the group is not a
     # plain success (the uniform shortcut of an all-succeeded run must not hide it).
-    names = [f"t{i}" for i in range(12)]
-    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
-    s = Structure(names, edges, max_nodes=3)
-    state = RunState(run_id=f"partial-{finished}-{partial_at}")
-    state.finished_t = 1.0 if finished else None
-    state.tasks = {n: TaskRecord(n, TaskState.SUCCEEDED) for n in names}
+    s, state = grouped_run(f"partial-{finished}-{partial_at}", TaskState.SUCCEEDED, finished)
     state.tasks[partial_at].size, state.tasks[partial_at].elements_failed = 4, 1
     state.fan_out = frozenset({partial_at, "t1"})  # t1 fans out too, all its elements fine
     state.tasks["t1"].size = 3
