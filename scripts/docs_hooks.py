@@ -15,6 +15,11 @@
    of contents mkdocs-jupyter makes for them. :func:`dead_links` reads every built HTML page
    and reports each relative link whose file or ``#anchor`` is missing, as a warning, which
    ``mkdocs build --strict`` turns into a failure. Offline: only files of the site are read.
+
+3. A Sphinx role left as text fails the build too. The docstrings' roles become
+   cross-references (scripts/docs_roles.py); one that slipped past it (a role that file does
+   not know, a page written by hand) would show as literal ``:class:`` text, as ~35 did in
+   the API reference (issue #22). :func:`raw_roles` finds them in the built pages' text.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import copy
 import json
 import logging
 import posixpath
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -143,7 +149,33 @@ def dead_links(site: Path) -> list[str]:
     return problems
 
 
+# -- 3. Sphinx roles left as text ------------------------------------------------------------
+
+#: A role as a page shows it: ``:class:`` before the code (or backtick) of its target. Only
+#: what a reader sees counts: text, not attributes or scripts.
+ROLE_TEXT = re.compile(
+    r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const|ref|doc|term):(?=<code|`)"
+)
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
+_TAG_ATTRS = re.compile(r"<(\w+)\s[^>]*>")
+
+
+def raw_roles(site: Path) -> list[str]:
+    """Each Sphinx role shown as text in the built ``site``: ``"<page>: <role>…"``."""
+    problems = []
+    for path in sorted(site.rglob("*.html")):
+        text = _TAG_ATTRS.sub(r"<\1>", _SCRIPT.sub("", path.read_text(encoding="utf-8")))
+        for match in ROLE_TEXT.finditer(text):
+            shown = re.sub(r"<[^>]*>", "", text[match.start() : match.start() + 300])
+            problems.append(f"{path.relative_to(site).as_posix()}: {shown.splitlines()[0][:60]}")
+    return problems
+
+
 def on_post_build(config: Any) -> None:
-    """Warn about each dead internal link or anchor (``--strict`` makes that an error)."""
-    for problem in dead_links(Path(config["site_dir"])):
+    """Warn about each dead internal link or anchor and each role left as text (``--strict``
+    makes that an error)."""
+    site = Path(config["site_dir"])
+    for problem in dead_links(site):
         log.warning("dead link: %s", problem)
+    for problem in raw_roles(site):
+        log.warning("Sphinx role shown as text: %s", problem)

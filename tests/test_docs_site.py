@@ -106,6 +106,24 @@ def test_dead_links_finds_missing_pages_files_and_anchors(tmp_path):
     ]
 
 
+def test_raw_roles_finds_the_roles_a_reader_would_see_as_text(tmp_path):
+    # The API reference showed ~35 roles as literal text (issue #22). Built without the roles
+    # extension, the real site has 85 of them, each a warning that fails `--strict`.
+    site = _site(
+        tmp_path,
+        {
+            "api/index.html": "<p>A <code>Run</code>, see :class:<code>~nbflow.run.Run</code>"
+            " and\n:py:meth:<code>Flow.run</code>.</p>",
+            "ok/index.html": '<p title=":class:`Tip`">fine</p><script>x = ":func:`f`"</script>'
+            "<pre><code>role = ':class:'</code></pre><p>a :class: word, <code>:func:</code></p>",
+        },
+    )
+    assert hooks.raw_roles(site) == [
+        "api/index.html: :class:~nbflow.run.Run and",
+        "api/index.html: :py:meth:Flow.run.",
+    ]
+
+
 def test_mkdocs_config_wires_the_hooks_the_roles_and_the_offline_assets():
     class Loader(yaml.SafeLoader):
         pass
