@@ -7,7 +7,9 @@
    view, so without network the pages showed blank dashboards. :func:`offline_notebook`
    drops a widget view wherever the same output has a fallback (and the notebook's widget
    state once no view is left, so no loader script is added); mkdocs-jupyter then renders
-   the fallback. The notebooks in notebooks/ are not changed: copies in
+   the fallback. A plain ipywidgets ``HTML`` or ``Label`` with no fallback (notebook 11's
+   custom observer) gets one made from its value in the saved widget state, the value it
+   had when the notebook was saved. The notebooks in notebooks/ are not changed: copies in
    ``build/docs-notebooks/`` are rendered instead.
 
 2. Dead internal links and anchors fail the build. MkDocs checks the links of Markdown
@@ -25,6 +27,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import logging
 import posixpath
@@ -37,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger("mkdocs.hooks.nbflow")
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 #: Representations a reader sees instead of a widget view, best first.
 FALLBACKS = ("text/html", "image/svg+xml", "image/png")
 OFFLINE_DIR = Path("build") / "docs-notebooks"
@@ -45,12 +49,29 @@ OFFLINE_DIR = Path("build") / "docs-notebooks"
 # -- 1. notebooks without widget views ---------------------------------------------------
 
 
+#: Widget models drawn from their saved ``value`` alone: as HTML, or as escaped text.
+_VALUE_MODELS = {"HTMLModel": True, "HTMLMathModel": True, "LabelModel": False}
+
+
+def _saved_value_html(nb: dict[str, Any], view: Any) -> str | None:
+    """The HTML a plain ``HTML``/``Label`` widget showed when the notebook was saved (from
+    the saved widget state); None for any other widget, or one whose state was not saved."""
+    saved = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    model = saved.get(view.get("model_id") if isinstance(view, dict) else None) or {}
+    as_html = _VALUE_MODELS.get(model.get("model_name", ""))
+    value = model.get("state", {}).get("value")
+    if as_html is None or not isinstance(value, str):
+        return None
+    return value if as_html else html.escape(value)
+
+
 def offline_notebook(nb: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """A copy of ``nb`` without the widget views that have a fallback, and how many went.
 
-    The notebook's saved widget state (``metadata.widgets``) goes too once no widget view is
-    left: it only serves the views, and its presence makes nbconvert load the widget
-    manager from the network.
+    A plain ``HTML`` or ``Label`` widget's view without one gets one, its saved value (see
+    :func:`_saved_value_html`). The notebook's saved widget state (``metadata.widgets``) goes
+    too once no widget view is left: it only serves the views, and its presence makes
+    nbconvert load the widget manager from the network.
     """
     nb = copy.deepcopy(nb)
     dropped = kept = 0
@@ -59,6 +80,10 @@ def offline_notebook(nb: dict[str, Any]) -> tuple[dict[str, Any], int]:
             data = output.get("data", {})
             if WIDGET_VIEW not in data:
                 continue
+            if not any(kind in data for kind in FALLBACKS):
+                value = _saved_value_html(nb, data[WIDGET_VIEW])
+                if value is not None:
+                    data["text/html"] = value
             if any(kind in data for kind in FALLBACKS):
                 del data[WIDGET_VIEW]
                 dropped += 1

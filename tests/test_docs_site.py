@@ -60,6 +60,49 @@ def test_offline_notebook_keeps_a_widget_view_that_has_nothing_else():
     assert "widgets" in offline["metadata"]  # the view still needs its state (online)
 
 
+def _widget(model_id: str) -> dict:
+    view = {"model_id": model_id, "version_major": 2, "version_minor": 0}
+    return {"output_type": "display_data", "data": {VIEW: view, "text/plain": "HTML()"}}
+
+
+def test_offline_notebook_draws_a_plain_html_or_label_widget_from_its_saved_value():
+    # Notebook 11's custom observer shows an ipywidgets HTML: its page loaded the widget
+    # manager from a CDN to draw one line of text (issue #22).
+    def model(name: str, value: object) -> dict:
+        return {"model_name": name, "state": {"value": value}}
+
+    nb = _nb(_widget("h"), _widget("l"), _widget("s"), _widget("n"), _widget("gone"))
+    nb["metadata"]["widgets"] = {
+        hooks.WIDGET_STATE: {
+            "state": {
+                "h": model("HTMLModel", "<b>4/4 done</b>"),
+                "l": model("LabelModel", "a < b"),
+                "s": model("IntSliderModel", 3),
+                "n": model("HTMLModel", None),
+            }
+        }
+    }
+    offline, dropped = hooks.offline_notebook(nb)
+    outputs = [o["data"] for o in offline["cells"][0]["outputs"]]
+    assert dropped == 2
+    assert outputs[0] == {"text/html": "<b>4/4 done</b>", "text/plain": "HTML()"}
+    assert outputs[1] == {"text/html": "a &lt; b", "text/plain": "HTML()"}
+    assert all(VIEW in data and "text/html" not in data for data in outputs[2:])
+    assert "widgets" in offline["metadata"]  # the slider still needs the widget manager
+
+
+def test_no_docs_page_needs_the_widget_manager():
+    # Every widget view of the teaching notebooks has a stored drawing: no page loads the
+    # widget manager (from a CDN) at all.
+    for path in NOTEBOOKS:
+        offline, _ = hooks.offline_notebook(json.loads(path.read_text(encoding="utf-8")))
+        assert "widgets" not in offline["metadata"], path.name
+        views = [
+            o for c in offline["cells"] for o in c.get("outputs", []) if VIEW in o.get("data", {})
+        ]
+        assert views == [], path.name
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_stored_dashboard_shows_its_html_on_the_docs_pages(path: Path):
     # Without network the pages showed blank dashboards (issue #22): each dashboard output
