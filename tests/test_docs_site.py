@@ -186,7 +186,8 @@ def test_mkdocs_config_wires_the_hooks_the_roles_and_the_offline_assets():
 
 # -- the README's relative links (GitHub renders them; the site does not include it) ---------
 
-LINK = re.compile(r"\]\(([^)\s]+)\)")
+#: A Markdown link or image's target, or an HTML ``src``/``href`` (the README's pictures).
+LINK = re.compile(r"\]\(([^)\s]+)\)|\b(?:src|href)=\"([^\"]+)\"")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 
 
@@ -211,7 +212,7 @@ def _anchors(path: Path) -> set[str]:
 def markdown_dead_links(page: Path) -> list[str]:
     """Relative links of a Markdown file whose target (file, folder or #anchor) is missing."""
     problems = []
-    for href in LINK.findall(page.read_text(encoding="utf-8")):
+    for href in map("".join, LINK.findall(page.read_text(encoding="utf-8"))):
         if re.match(r"[a-z][a-z0-9+.-]*:", href):  # https:, mailto: ...
             continue
         path, _, anchor = href.partition("#")
@@ -232,9 +233,11 @@ def test_markdown_dead_links_sees_a_dead_file_and_anchor(tmp_path):
     page = tmp_path / "README.md"
     page.write_text(
         "[a](guide.md#set-up-here) [b](guide.md#nope) [c](gone.md) [d](https://x.org/#y) [e](#z)"
+        ' <img src="guide.md" width="49%"> <img src="img/gone.png" alt="x">'
     )
     assert markdown_dead_links(page) == [
         "guide.md#nope (no anchor #nope)",
         "gone.md (no such file)",
         "#z (no anchor #z)",
+        "img/gone.png (no such file)",
     ]
