@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import ARTIFACTS_DIR, REPO_ROOT
+from .conftest import ARTIFACTS_DIR, REPO_ROOT, _skip_or_fail
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Route
@@ -39,6 +40,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The built site, served on 127.0.0.1: its base URL."""
+    if importlib.util.find_spec("mkdocs") is None:
+        _skip_or_fail('mkdocs is not installed (pip install -e ".[docs]")')
     out = tmp_path_factory.mktemp("site")
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
