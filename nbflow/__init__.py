@@ -49,6 +49,8 @@ from .events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskLog,
+    TaskProgress,
     TaskQueued,
     TaskRetrying,
     TaskSkipped,
@@ -60,8 +62,11 @@ from .flow import Flow
 from .handle import RunHandle
 from .health import health
 from .lifecycle import RunStatus, TaskState
+from .lines import LogCapture
 from .middleware import Context
 from .pool import Pool, WorkerLoad
+from .progress import track
+from .replay import replay
 from .retry import Retry, retry
 from .run import Run
 from .strategies import Strategy
@@ -88,6 +93,7 @@ _LAZY = {
     "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
     "why": ("nbflow.versions", "why"),
     "prune": ("nbflow.store.retention", "prune_default"),
+    "Replay": ("nbflow.widgets.replay", "Replay"),
 }
 
 if TYPE_CHECKING:
@@ -100,6 +106,7 @@ if TYPE_CHECKING:
     from .identity import CacheWarning
     from .store.keys import StoreWarning
     from .widgets import Dashboard
+    from .widgets.replay import Replay
 
 
 def __getattr__(name: str) -> Any:
@@ -127,12 +134,14 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
+    "LogCapture",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
     "NbflowError",
     "OverheadWarning",
     "Pool",
+    "Replay",
     "Retry",
     "RetryIfError",
     "Run",
@@ -152,6 +161,8 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskFailedError",
+    "TaskLog",
+    "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
     "TaskSkipped",
@@ -171,6 +182,8 @@ __all__ = [
     "load_flow",
     "middleware",
     "prune",
+    "replay",
     "retry",
+    "track",
     "why",
 ]

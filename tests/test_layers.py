@@ -47,17 +47,21 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lazy",
             "overhead",
             "context",
+            "capture",
+            "lines",
+            "progress",
+            "remote_logs",
         },
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts"}),
+    ("engine", {"engine", "attempts", "logs"}),
     ("run state reducer", {"state"}),
     (
         "observers",
         {
             "run", "explain", "summary", "store", "widgets", "render", "cache", "health",
-            "handle", "reuse",
+            "handle", "reuse", "replay",
         },
     ),
     ("composition root", {ROOT}),
