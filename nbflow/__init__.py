@@ -29,6 +29,7 @@ from . import middleware
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
+    CancelError,
     ConditionError,
     CycleError,
     DefinitionError,
@@ -59,7 +60,10 @@ from .fanout import fan_out
 from .flow import Flow
 from .handle import RunHandle
 from .health import health
+from .joins import at_least
 from .lifecycle import RunStatus, TaskState
+from .locks import Locks
+from .locks import locks_of as lock_table
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .retry import Retry, retry
@@ -116,6 +120,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CacheWarning",
+    "CancelError",
     "ConditionError",
     "Context",
     "CycleError",
@@ -127,6 +132,7 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
+    "Locks",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
@@ -163,12 +169,14 @@ __all__ = [
     "WorkerLoad",
     "agent",
     "agents",
+    "at_least",
     "context",
     "diff_versions",
     "fan_out",
     "health",
     "history",
     "load_flow",
+    "lock_table",
     "middleware",
     "prune",
     "retry",

@@ -24,6 +24,7 @@ from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
 from .identity import FlowIdentity, Identities, flow_version
+from .locks import Locks
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
@@ -59,6 +60,8 @@ class Flow(Definition):
             ``.nbflow/nbflow.db`` under the working directory at run time; or a path, a
             store object (:class:`~nbflow.store.sqlite.SQLiteStore`, ``MemoryStore``), or
             None for no store.
+        locks: the :class:`~nbflow.locks.Locks` table that ``lock=`` names refer to (None:
+            the table of the loop each run runs on, shared by every run on that loop).
 
     Raises:
         DefinitionError: a bad option (the message names it).
@@ -74,12 +77,14 @@ class Flow(Definition):
         pool: Pool | None = None,
         executor: Any = None,
         store: Any = "default",
+        locks: Locks | None = None,
     ) -> None:
         super().__init__(name, max_workers=max_workers, on_error=on_error, strategy="priority")
         self.strategy = resolve_strategy(strategy)
         self.pool = pool
         self.executor = executor
         self.store = store
+        self.locks = locks
         self.middleware: list[Any] = []
         self.bus = EventBus()
         self._plan_cache: tuple[int, Plan] | None = None
@@ -259,6 +264,7 @@ class Flow(Definition):
             wall_start=wall_start,
             parent_run=parent_run,
             hooks=hooks,
+            locks=self.locks,
         )
         run = Run(engine.state, plan, chosen, executor=engine.executor, durable=durable)
         return engine, run

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import Plan
+from .joins import quorum
 from .lifecycle import FAILED_LIKE, SUCCESSFUL, TaskState
 
 # Indexes into a task's counts list.
@@ -46,6 +47,8 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
 
     Returns ``"ready"``, ``"skipped"``, ``"upstream_failed"`` or None (wait). The table
     follows Apache Airflow's semantics for the same rule names; see docs/concepts.md.
+    ``at_least(n)`` (:mod:`nbflow.joins`) runs at the n-th success and gives up as soon as
+    fewer than n upstream tasks can still succeed.
     """
     done, ok, failed, skipped = counts
     if rule == "all_success":
@@ -70,6 +73,13 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
         if failed:
             return READY
         return TaskState.SKIPPED if done == total else WAIT
+    n = quorum(rule)
+    if n is not None:  # at_least(n): see nbflow.joins
+        if ok >= n:
+            return READY
+        if ok + total - done < n:  # too few left to reach n: decided at once
+            return TaskState.UPSTREAM_FAILED if failed else TaskState.SKIPPED
+        return WAIT
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
@@ -185,7 +195,7 @@ def complete(
         state.running.discard(current)
         state.outcome[current] = result
         decided.add(current)
-        column = OK if result in SUCCESSFUL else FAILED if result in FAILED_LIKE else SKIPPED
+        column = _COLUMN[result]
         for child in plan.downstream[current]:
             need = needs[child]
             if need and column == OK:
@@ -222,6 +232,39 @@ def complete(
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
     return NOTHING if transition is None else transition
+
+
+def column_of(outcome: TaskState) -> int:
+    """Which count a finished upstream task adds to: OK, FAILED or SKIPPED.
+
+    ``cancelled`` counts as a skip: only a task cancelled on its own reaches
+    :func:`complete` (a stopped run records its tasks with :func:`record` and decides
+    nothing more), and like a skipped task it did not fail (see :mod:`nbflow.termination`).
+    """
+    return _COLUMN[outcome]
+
+
+_COLUMN = {
+    state: OK if state in SUCCESSFUL else FAILED if state in FAILED_LIKE else SKIPPED
+    for state in TaskState
+}
+
+
+def withdraw(state: SchedulerState, name: str) -> None:
+    """Take ``name``, not started, out of the run's future (it is being cancelled on its
+    own): out of the ready queue if it waits there, and never queued later. Then
+    :func:`complete` records it and decides its dependants."""
+    state.left[name] = 0  # the inline countdown of complete() never reaches 0 from here
+    state.decided.add(name)
+    for queue in (state.ready, state.ready_heap):
+        for item in queue:
+            if item[1] == name:
+                queue.remove(item)
+                break
+    heapq.heapify(state.ready_heap)
+    if not state.ready and state.ready_heap:  # keep the heap empty whenever the deque is
+        state.ready.extend(sorted(state.ready_heap))
+        state.ready_heap.clear()
 
 
 def _needs(plan: Plan) -> dict[str, int]:

@@ -254,6 +254,8 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
     if e.element is None:
         record = s.tasks[e.task]
         record.state, record.ended_t = TaskState.CANCELLED, e.t
+        if e.reason:
+            record.reason = e.reason
 
 
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
