@@ -49,6 +49,8 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
     """Run one placed task to its end; emit its events; return its outcome (None: it
     completed early, see :mod:`nbflow.completion`, and its dependants were decided then)."""
     try:
+        if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
+            await engine.locks.hold_remote(name)
         if name in engine._async_gated:
             closed = await async_gates(engine, name)
             if closed is not None:

@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .dask_locks import DaskLocks
 from .errors import NbflowError
 from .runtime import run_blocking, running_loop
 
@@ -255,6 +256,10 @@ class DaskExecutor:
             f"task {task!r}: its Dask future ended {status!r} without nbflow cancelling it; "
             f"{_LOST_HINT if client.status != 'running' else 'was it cancelled elsewhere?'}"
         )
+
+    def remote_locks(self) -> DaskLocks:
+        """The cluster's locks, which ``lock=`` takes too (see :mod:`nbflow.dask_locks`)."""
+        return DaskLocks(self)
 
     def placement(self, outcome: Any) -> tuple[str, float | None] | None:
         """Where and when the attempt behind ``outcome`` (a result or an error) ran.

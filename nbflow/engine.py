@@ -214,9 +214,11 @@ class Engine:
         plan = self.plan
         if self._locked:
             table = self._lock_table or locks_of(loop)
+            remote = getattr(self.executor, "remote_locks", None)  # Dask: the cluster's too
             self.locks = RunLocks(
-                table, plan.flow_name, self.run_id, self._locked, loop, self._lock_granted
-            )
+                table, plan.flow_name, self.run_id, self._locked, loop, self._lock_granted,
+                remote() if remote is not None else None,
+            )  # fmt: skip
         self._emit(
             ev.RunStarted, plan.flow_name, self.flow_version, plan.names, dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
@@ -538,6 +540,7 @@ class Engine:
                 self.scope.settle(name, me)
             if locks is not None:
                 locks.release(name)
+                await locks.release_remote(name)
             if outcome is not None:
                 self._after_task(name, outcome)
             else:  # it completed early (complete_when: nbflow.completion); now it is over

@@ -180,6 +180,8 @@ class RunLocks:
         lock_of: ``{task: lock name}`` for the tasks that have a lock.
         loop: the run's loop (where grants arrive).
         granted: called with a task's name when the lock it waited for is its (on ``loop``).
+        remote: the executor's locks (``nbflow.dask_locks.DaskLocks``), taken too, as the
+            task begins (:meth:`hold_remote`); None: none.
     """
 
     def __init__(
@@ -190,8 +192,11 @@ class RunLocks:
         lock_of: dict[str, str],
         loop: asyncio.AbstractEventLoop,
         granted: Callable[[str], None],
+        remote: Any = None,
     ) -> None:
         self.table = table
+        self.remote = remote
+        self._remote_held: dict[str, Any] = {}
         self.flow, self.run_id = flow, run_id
         self.lock_of = lock_of
         self.loop = loop
@@ -238,6 +243,25 @@ class RunLocks:
         self.table.withdraw(name, self._holder(task))
         return True
 
+    async def hold_remote(self, task: str) -> None:
+        """Take ``task``'s lock on the executor's side too (a no-op without ``remote``)."""
+        name = self.lock_of.get(task)
+        if self.remote is not None and name is not None and task not in self._remote_held:
+            self._remote_held[task] = await self.remote.acquire(name)
+
+    async def release_remote(self, task: str) -> None:
+        """Give back what :meth:`hold_remote` took for ``task``."""
+        held = self._remote_held.get(task)
+        if held is None:
+            return
+        try:
+            await self.remote.release(held)
+        except BaseException:
+            self.remote.release_soon(held)
+            raise
+        finally:
+            del self._remote_held[task]
+
     def close(self) -> None:
         """The run is over: give back every lock it holds, leave every line (and let go of
         the run: no reference cycle keeps it alive)."""
@@ -247,3 +271,5 @@ class RunLocks:
             self.withdraw(task)
         for task in list(self.holding):
             self.release(task)
+        while self._remote_held:  # a run that ended without its runners (a crash)
+            self.remote.release_soon(self._remote_held.popitem()[1])

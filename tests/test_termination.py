@@ -1,0 +1,298 @@
+"""Cancelling part of a run and ending it on purpose (nbflow.termination): ctx.cancel(task |
+tag=), handle.cancel(task | tag=), ctx.finish(). Semantics on the simulated clock: who is
+cancelled when, how it propagates (like a skip), the final states and the run's status; a
+few on the real loop and in threads, where requests cross threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import nbflow as nf
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def sleeper(seconds: float, log: list | None = None, name: str = ""):
+    async def body():
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if log is not None:
+                log.append(name)  # cleanup runs when cancelled
+        return name or seconds
+
+    return body
+
+
+def ended_at(run: nf.Run, task: str) -> float | None:
+    return run.state.tasks[task].ended_t
+
+
+# -- ctx.cancel ------------------------------------------------------------------------------
+
+
+def test_ctx_cancel_ends_a_running_task_at_once_and_it_propagates_like_a_skip():
+    cleaned: list = []
+    flow = nf.Flow("cancel-task", store=None)
+    flow.task(name="slow")(sleeper(10, cleaned, "slow"))
+
+    @flow.task
+    async def watcher():
+        await asyncio.sleep(2)
+        nf.context().cancel("slow")
+        return "told"
+
+    flow.task(name="uses", after=["slow"])(lambda: "never")
+    flow.task(name="cleanup", after=["slow"], trigger="all_done")(lambda: "ran")
+    flow.task(name="tolerant", after=["slow"], trigger="none_failed")(lambda: "ran")
+    run = flow.run(simulate=True)
+    assert run.states == {
+        "slow": "cancelled", "watcher": "succeeded", "uses": "skipped",
+        "cleanup": "succeeded", "tolerant": "succeeded",
+    }  # fmt: skip
+    assert ended_at(run, "slow") == 2.0 and cleaned == ["slow"]
+    assert run.status == "succeeded" and run.duration == 2.0
+    assert run.state.tasks["slow"].reason == "cancelled by task 'watcher' (ctx.cancel)"
+    assert run.state.tasks["uses"].reason == "upstream 'slow' ended cancelled"
+
+
+def test_a_pending_task_cancelled_never_runs_even_when_its_upstream_succeeds_later():
+    flow = nf.Flow("cancel-pending", store=None)
+    flow.task(name="first")(sleeper(5))
+    ran: list = []
+
+    @flow.task(after=["first"])
+    def later():
+        ran.append("later")
+
+    @flow.task
+    def canceller():
+        nf.context().cancel("later")
+
+    run = flow.run(simulate=True)
+    assert ran == [] and run.states["later"] == "cancelled"
+    assert ended_at(run, "later") == 0.0 and run.states["first"] == "succeeded"
+
+
+def test_a_queued_task_cancelled_never_starts():
+    """max_workers=1: `b` and `c` wait in the ready queue while `a` runs; `a` cancels `c`."""
+    flow = nf.Flow("cancel-queued", store=None, max_workers=1)
+
+    @flow.task(priority=2)
+    async def a():
+        await asyncio.sleep(1)
+        nf.context().cancel("c")
+
+    flow.task(name="b", priority=1)(sleeper(1))
+    flow.task(name="c")(sleeper(1))
+    run = flow.run(simulate=True)
+    assert run.timeline()["task"].tolist() == ["a", "b"]
+    assert run.states["c"] == "cancelled" and ended_at(run, "c") == 1.0
+    assert run.duration == 2.0
+
+
+def test_a_placed_task_cancelled_before_a_runner_takes_it_gives_back_its_slot():
+    """`a` and `b` are placed together; one runner takes `a` first, which (sync, inline on the
+    simulated loop) cancels `b` before any runner took it."""
+    flow = nf.Flow("cancel-placed", store=None, pool=nf.Pool(2))
+
+    @flow.task
+    def a():
+        nf.context().cancel("b")
+
+    flow.task(name="b")(sleeper(1))
+    pool = flow.pool
+    run = flow.run(simulate=True)
+    assert run.states == {"a": "succeeded", "b": "cancelled"}
+    assert run.timeline()["task"].tolist() == ["a"]
+    assert pool is not None and pool.in_flight == {"w0": 0, "w1": 0}
+
+
+def test_cancelling_a_region_spares_the_task_that_asks():
+    flow = nf.Flow("region", store=None)
+    for name in ("r1", "r2", "r3"):
+        flow.task(name=name, tags=["region"])(sleeper(10))
+
+    @flow.task(tags=["region"])
+    async def boss():
+        await asyncio.sleep(1)
+        nf.context().cancel(tag="region")
+        return "done"
+
+    flow.task(name="outside")(sleeper(3))
+    run = flow.run(simulate=True)
+    assert run.states == {
+        "r1": "cancelled", "r2": "cancelled", "r3": "cancelled",
+        "boss": "succeeded", "outside": "succeeded",
+    }  # fmt: skip
+    assert run.duration == 3.0
+
+
+def test_cancelling_a_fan_out_task_cancels_its_elements_in_flight():
+    flow = nf.Flow("cancel-mi", store=None)
+    flow.task(name="items")(lambda: [1, 2, 3, 4])
+
+    @flow.task(fan_out="items", concurrency=2)
+    async def each(items):
+        await asyncio.sleep(10)
+
+    @flow.task
+    async def stopper():
+        await asyncio.sleep(1)
+        nf.context().cancel("each")
+
+    run = flow.run(simulate=True)
+    rows = run.timeline()
+    assert run.states["each"] == "cancelled"
+    assert rows[rows["task"].str.startswith("each")]["status"].tolist() == ["cancelled"] * 2
+    assert run.duration == 1.0
+
+
+def test_a_runner_goes_on_cleanly_after_a_task_it_ran_was_cancelled():
+    """One worker: the runner that ran `slow` runs `raiser` next; `raiser` raising
+    CancelledError itself is its own failure, not a cancel (the runner was uncancelled)."""
+    flow = nf.Flow("runner", store=None, max_workers=1, on_error="continue")
+    flow.task(name="slow", priority=3)(sleeper(10))
+
+    @flow.task(priority=1, timeout=5)
+    async def raiser():
+        await asyncio.sleep(1)
+        raise asyncio.CancelledError
+
+    async def main():
+        handle = flow.start()
+        await asyncio.sleep(0.05)
+        handle.cancel("slow")  # slow holds the only worker: cancel it from outside
+        return await asyncio.wait_for(handle, 30)
+
+    run = asyncio.run(main())
+    assert run.states == {"slow": "cancelled", "raiser": "failed"}
+    assert isinstance(run.errors["raiser"], asyncio.CancelledError)
+
+
+def test_a_task_cannot_cancel_itself_and_unknown_names_are_refused():
+    flow = nf.Flow("refused", store=None)
+    messages: list = []
+
+    @flow.task(tags=["region"])
+    def me():
+        for kwargs in ({"task": "me"}, {"task": "mee"}, {"tag": "regoin"}, {}):
+            try:
+                nf.context().cancel(**kwargs)
+            except nf.CancelError as error:
+                messages.append(str(error))
+
+    flow.run()
+    assert messages == [
+        "task 'me' cannot cancel itself: return from it (or raise) to end it; "
+        "nf.context().finish() ends the whole run",
+        "cancel('mee'): flow 'refused' has no task 'mee'; did you mean 'me'?",
+        "cancel(tag='regoin'): no task of flow 'refused' has that tag; did you mean 'region'?",
+        "cancel a task or a region: cancel('task') or cancel(tag='region')",
+    ]
+
+
+# -- handle.cancel ---------------------------------------------------------------------------
+
+
+def two_branches() -> nf.Flow:
+    flow = nf.Flow("branches", store=None)
+    flow.task(name="a", tags=["slow"])(sleeper(0.3))
+    flow.task(name="b")(sleeper(0.01))
+    flow.task(name="after_a")(lambda a: a)
+    return flow
+
+
+def test_handle_cancel_of_one_task_right_after_start_lets_the_run_go_on():
+    async def main():
+        handle = two_branches().start()
+        handle.cancel("a")  # before the run began: applied as it begins
+        return await asyncio.wait_for(handle, 10)
+
+    run = asyncio.run(main())
+    assert run.states == {"a": "cancelled", "b": "succeeded", "after_a": "skipped"}
+    assert run.status == "succeeded" and run.duration < 0.2
+    assert run.state.tasks["a"].reason == "handle.cancel('a')"
+
+
+def test_handle_cancel_of_a_region_from_another_thread():
+    flow = two_branches()
+    handle = flow.start()  # no loop here: the run gets a loop in a thread
+    time.sleep(0.05)
+    handle.cancel(tag="slow")
+    run = handle.wait(10)
+    assert run.states == {"a": "cancelled", "b": "succeeded", "after_a": "skipped"}
+    assert run.state.tasks["a"].reason == "handle.cancel(tag='slow')"
+
+
+def test_handle_cancel_names_are_checked_in_the_caller():
+    async def main():
+        handle = two_branches().start()
+        with pytest.raises(nf.CancelError, match="did you mean 'after_a'"):
+            handle.cancel("after")
+        handle.cancel()  # the whole run, as before: cancelled
+        return await asyncio.wait_for(handle, 10)
+
+    assert asyncio.run(main()).status == "cancelled"
+
+
+# -- ctx.finish ------------------------------------------------------------------------------
+
+
+def test_finish_ends_the_run_succeeded_and_cancels_everything_else():
+    cleaned: list = []
+    flow = nf.Flow("finish", store=None, on_error="continue")
+
+    @flow.task
+    def broken():
+        raise RuntimeError("an earlier failure does not matter")
+
+    flow.task(name="slow")(sleeper(100, cleaned, "slow"))
+
+    @flow.task
+    async def found():
+        await asyncio.sleep(2)
+        nf.context().finish()
+        await asyncio.sleep(1)  # the caller's attempt runs to its end
+        return "found it"
+
+    flow.task(name="next")(lambda found: "never")
+    run = flow.run(simulate=True)
+    assert run.status == "succeeded" and run.duration == 3.0
+    assert run.states == {
+        "broken": "failed", "slow": "cancelled", "found": "succeeded", "next": "cancelled",
+    }  # fmt: skip
+    assert run.results["found"] == "found it" and cleaned == ["slow"]
+    assert ended_at(run, "slow") == 2.0
+    assert run.state.tasks["next"].reason == ("the run was finished by task 'found' (ctx.finish())")
+
+
+def test_finish_and_cancel_from_sync_tasks_in_threads():
+    flow = nf.Flow("threads", store=None)
+    started = threading.Event()
+
+    @flow.task
+    async def slow():
+        started.set()
+        await asyncio.sleep(30)
+
+    @flow.task
+    async def other():
+        await asyncio.sleep(30)
+
+    @flow.task
+    def decider():
+        started.wait(5)
+        nf.context().cancel("other")  # from a worker thread
+        time.sleep(0.05)
+        nf.context().finish()
+        return "decided"
+
+    run = flow.run()
+    assert run.status == "succeeded" and run.duration < 5
+    assert run.states == {"slow": "cancelled", "other": "cancelled", "decider": "succeeded"}
+    assert run.state.tasks["other"].reason == "cancelled by task 'decider' (ctx.cancel)"
