@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help demo lab test test-quick lint bench docs notebooks clean distclean
+.PHONY: help demo lab test test-quick lint bench docs notebooks mutation clean distclean
 
 help:
 	@echo "make demo        run the demo (bash scripts/demo.sh)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench       run the benchmarks"
 	@echo "make docs        build the docs (mkdocs build --strict) into site/"
 	@echo "make notebooks   re-execute notebooks/*.ipynb in place to refresh their stored outputs"
+	@echo "make mutation    mutation testing of the core modules (mutmut; 40-80 min; not in make test)"
+	@echo "                 MODULES=\"scheduler state\" for some; see docs/testing.md"
 	@echo "make clean       remove caches and test artifacts; distclean also removes the virtualenvs"
 
 demo:
@@ -44,8 +46,12 @@ docs: $(PY)
 notebooks: $(PY)
 	$(VENV)/bin/jupyter execute --inplace --kernel_name=python3 notebooks/*.ipynb
 
+# MODULES="scheduler state" for some of them; MUTATION_JOBS=2 for mutmut's parallel workers.
+mutation: $(PY)
+	$(PY) scripts/mutation.py $(MODULES)
+
 clean:
-	rm -rf test-artifacts site build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf test-artifacts site build dist mutants .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -not -path './.venv*' -prune -exec rm -rf {} +
 
 distclean: clean

@@ -49,6 +49,8 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
     """Run one placed task to its end; emit its events; return its outcome (None: it
     completed early, see :mod:`nbflow.completion`, and its dependants were decided then)."""
     try:
+        if name in engine._plain:
+            return await run_plain(engine, name, worker)
         if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
             await engine.locks.hold_remote(name)
         if name in engine._async_gated:
@@ -72,7 +74,7 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
         count = engine.state.tasks[name].attempts
         if name in engine.sched.outcome:  # completed early: what was left of it is cut short
             return None
-        if _cancelled_from_outside():
+        if cancelled_from_outside():
             engine._emit(ev.TaskCancelled, name, count, None, engine.cancel_reason(name))
             return S.CANCELLED
         error = asyncio.CancelledError("the task raised CancelledError itself")
@@ -164,6 +166,51 @@ async def async_gates(engine: Engine, name: str) -> S | None:
 # -- attempts ---------------------------------------------------------------------------
 
 
+def plain_tasks(plan: Any) -> frozenset[str]:
+    """The tasks of ``plan`` whose run is one await of their async function: no gate, no
+    fan-out, no retry, no timeout (what the run adds, middleware, an executor other than
+    the local one, the store's reuse, is checked by the engine)."""
+    return frozenset(
+        name
+        for name in plan.names
+        if not plan.gates[name]
+        and (spec := plan.specs[name]).is_async
+        and not spec.fan_out
+        and spec.retry is None
+        and spec.timeout is None
+    )
+
+
+async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
+    """:func:`run_attempts` for a plain task (see :func:`plain_tasks`): one attempt, awaited
+    here. Most tasks of a large flow are plain, and four frames less each is a quarter of
+    the engine's own cost on the benchmark's W1 (measured: see docs/performance.md)."""
+    kwargs = inputs_of(engine, name, worker)
+    if engine._stopping:
+        await _cancel_this_task()
+    engine._emit(ev.TaskStarted, name, 1, worker, None)
+    token = current.set((engine, name, 1, None, worker))
+    try:
+        result = await engine.plan.funcs[name](**kwargs)
+        if engine._keep is not None:
+            pending = engine._keep(name, 1, result)  # the store's snapshot
+            if pending is not None:
+                await pending
+    except asyncio.CancelledError as cancelled:
+        if cancelled_from_outside():
+            raise
+        error: BaseException = cancelled  # raised by the task: its own failure
+    except Exception as raised:
+        error = raised
+    else:
+        engine._emit(ev.TaskSucceeded, name, 1, result)
+        return S.SUCCEEDED
+    finally:
+        current.reset(token)
+    engine._emit(ev.TaskFailed, name, 1, error, format_error(error))
+    return S.FAILED
+
+
 async def run_attempts(
     engine: Engine, name: str, kwargs: dict[str, Any], worker: str | None, element: int | None
 ) -> tuple[bool, Any]:
@@ -175,6 +222,8 @@ async def run_attempts(
     yield_at = engine._clock() + TIME_SLICE
     attempt = 0
     while True:
+        if engine._stopping:
+            await _cancel_this_task()
         attempt += 1
         engine._emit(ev.TaskStarted, name, attempt, worker, element)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
@@ -190,7 +239,7 @@ async def run_attempts(
                 if pending is not None:
                     await pending
         except asyncio.CancelledError as cancelled:
-            if _cancelled_from_outside():
+            if cancelled_from_outside():
                 if element is not None:
                     engine._emit(ev.TaskCancelled, name, attempt, element)
                 raise
@@ -249,13 +298,18 @@ async def call(
         return await invoke(engine, name, kwargs, attempt, worker, element, None)
     loop = engine.loop
     assert loop is not None
+    live = True  # the thread may say the body started after the attempt was cancelled
+
+    def started() -> None:
+        if live:
+            scope.reschedule(loop.time() + timeout)
+
     try:
         async with asyncio.timeout(None) as scope:
-
-            def started() -> None:
-                scope.reschedule(loop.time() + timeout)
-
-            return await invoke(engine, name, kwargs, attempt, worker, element, started)
+            try:
+                return await invoke(engine, name, kwargs, attempt, worker, element, started)
+            finally:
+                live = False
     except TimeoutError:
         if scope.expired():
             raise TaskTimeoutError(name, timeout) from None
@@ -376,7 +430,19 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     return row is None or row.attempt != attempt
 
 
-def _cancelled_from_outside() -> bool:
+async def _cancel_this_task() -> None:
+    """End the running asyncio task as cancelled, as the stopping run would a moment later.
+
+    A fan-out element's lane that the loop runs before its task's group is cancelled (the
+    run was cancelled in between) gets here: no attempt starts once the run is stopping.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(0)
+
+
+def cancelled_from_outside() -> bool:
     """Whether the running asyncio task is being cancelled (rather than some code in it
     raising ``CancelledError`` of its own accord)."""
     task = asyncio.current_task()

@@ -13,7 +13,9 @@ again. Two context managers, sharing one lock and one count of the runs going on
 - :func:`paused_gc` (validation): no collection in the block; what it allocated then counts
   as old, without being traversed.
 
-Both do nothing unless ``NBFLOW_GC_FREEZE=1``.
+Both do nothing unless ``NBFLOW_GC_FREEZE=1``, and nothing to a process whose collector
+something else froze already (``gc.get_freeze_count() > 0`` when the first run starts):
+Python can only unfreeze everything, which would undo that freeze.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ GC_YOUNG_THRESHOLD = int(os.environ.get("NBFLOW_GC_THRESHOLD", "20000"))
 
 _lock = threading.Lock()
 _depth = 0  # runs going on (nested or concurrent runs share one freeze)
+_owner = False  # whether the runs going on froze the collector (else someone else did)
 _thresholds = gc.get_threshold()
 
 
@@ -51,24 +54,27 @@ def frozen_gc() -> Iterator[None]:
     and concurrent runs share one freeze; the last to finish unfreezes and restores the
     threshold. Only with ``NBFLOW_GC_FREEZE=1``.
     """
-    global _depth, _thresholds
+    global _depth, _owner, _thresholds
     if not _freezing():
         yield
         return
     with _lock:
         if _depth == 0:
-            gc.freeze()
-            _thresholds = gc.get_threshold()
-            gc.set_threshold(GC_YOUNG_THRESHOLD, *_thresholds[1:])
+            _owner = gc.get_freeze_count() == 0  # a freeze of someone else's stays theirs
+            if _owner:
+                gc.freeze()
+                _thresholds = gc.get_threshold()
+                gc.set_threshold(GC_YOUNG_THRESHOLD, *_thresholds[1:])
         _depth += 1
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0:
+            if _depth == 0 and _owner:
                 gc.set_threshold(*_thresholds)
                 gc.unfreeze()
+                _owner = False
 
 
 @contextlib.contextmanager
@@ -90,8 +96,10 @@ def paused_gc() -> Iterator[None]:
     finally:
         if _freezing():
             with _lock:
-                gc.freeze()
-                if _depth == 0:
+                if _depth and _owner:  # a run's freeze: join it
+                    gc.freeze()
+                elif not _depth and gc.get_freeze_count() == 0:  # nobody's: freeze, thaw
+                    gc.freeze()
                     gc.unfreeze()
         if enabled:
             gc.enable()

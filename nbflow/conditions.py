@@ -103,6 +103,19 @@ class Condition:
             raise ConditionError(self.task, self.expression, describe(error)) from error
 
 
+def constant_key(node: ast.AST, mapping: str) -> str | None:
+    """``"key"`` when ``node`` is ``mapping['key']`` (a constant string key), else None."""
+    if (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == mapping
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    ):
+        return node.slice.value
+    return None
+
+
 def parse_condition(task: str, expression: str) -> Condition:
     """Parse ``expression`` for ``task``; reject what simpleeval would refuse, up front.
 
@@ -138,14 +151,8 @@ def parse_condition(task: str, expression: str) -> Condition:
             )
         elif isinstance(node, ast.Lambda | ast.NamedExpr | ast.Await | ast.Yield | ast.YieldFrom):
             raise ConditionError(task, expression, f"{type(node).__name__.lower()} is not allowed")
-        elif (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "results"
-            and isinstance(node.slice, ast.Constant)
-            and isinstance(node.slice.value, str)
-        ):
-            result_keys.add(node.slice.value)
+        elif (key := constant_key(node, "results")) is not None:
+            result_keys.add(key)
     # Comprehension variables are local names, not references to tasks or variables.
     for node in ast.walk(tree):
         if isinstance(node, ast.comprehension):

@@ -17,7 +17,6 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
-from .termination import targets
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -71,9 +70,8 @@ class TaskContext:
                 given, or this task named itself (return or raise to end it instead).
         """
         engine = self._engine
-        names = targets(engine.plan, task, tag, caller=self.task)
         who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
-        engine.scope.request(engine, names, f"cancelled by {who} (ctx.cancel)")
+        engine.scope.ask(engine, task, tag, self.task, f"cancelled by {who} (ctx.cancel)")
 
     def finish(self) -> None:
         """End the run now, ``succeeded`` (explicit termination): every other task still

@@ -11,16 +11,22 @@ has finished before the run returns, however many times it is cancelled. A *runn
 a child: it runs placed tasks one after another, so a task that completes without waiting
 costs no ``create_task`` and no loop round trip (most of what a plain asyncio DAG spends per
 node). More runners start, doubling per loop turn, while placed tasks wait because the
-running ones wait (I/O, sleeps, threads). Runners yield to the loop every
-:data:`~nbflow.attempts.TIME_SLICE`, so widgets and other coroutines keep running.
+running ones wait (I/O, sleeps, threads), not while they merely yield. The runners share
+one :data:`~nbflow.attempts.TIME_SLICE` per loop turn: once a turn's slice is spent, each
+yields after its task, so widgets and other coroutines run at least every slice however
+many runners there are.
 
 Each step is an event: the engine folds it into the run's :class:`~nbflow.state.RunState`,
 hands it to the store's journal, then to subscribers.
 
 A failure stops the run when ``on_error="stop"`` or the task is ``critical``; so does
 :meth:`Engine.cancel` (``handle.cancel()``, Kernel -> Interrupt), and so does cancelling the
-task that awaits the run: nothing new starts, running tasks are cancelled (their cleanup
-runs), and tasks that never started end ``cancelled``.
+task that awaits the run: nothing new starts, running tasks are cancelled once (their
+cleanup runs to its end, however many cancels follow), and tasks that never started end
+``cancelled``.
+
+(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
+best side by side; one task's half is :mod:`nbflow.attempts`.)
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import asyncio
 import collections
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -38,13 +43,15 @@ from . import scheduler as sch
 from .attempts import (
     TIME_SLICE,
     attempt_over,
+    cancelled_from_outside,
     format_error,
     gate_verdict,
+    plain_tasks,
     run_task,
     upstream_results,
 )
 from .collector import frozen_gc
-from .errors import OverheadWarning, describe
+from .errors import describe
 from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
@@ -54,6 +61,7 @@ from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
+from .overhead import warn_if_overhead_dominates
 from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
@@ -122,7 +130,11 @@ class Engine:
         self._placed: collections.deque[tuple[str, str | None]] = collections.deque()
         self._runners: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._spawn_pending = self._dispatch_pending = False
+        # The loop turn's shared slice: runners yield once it is spent (see the module).
+        self._slice_end = 0.0
+        self._yielding = 0  # runners between two tasks, yielding to the loop
         self._stopping = False
         self._cancel_requested = False
         self._final_status: RunStatus | None = None
@@ -159,6 +171,12 @@ class Engine:
         self._remote = bool(getattr(self.executor, "remote_results", False))
         self._fetch = needs_local(plan) if self._remote else frozenset()
         self._inline_async = type(self.executor) is LocalExecutor
+        # Tasks whose only step is one await of their function (see attempts.run_plain).
+        self._plain = (
+            plan.table("plain_tasks", lambda: plain_tasks(plan))
+            if self._inline_async and hooks is None and not self.task_mw
+            else frozenset()
+        )
         # Cancelling part of the run, joins that cancel the rest, ctx.finish()
         # (nbflow.termination); locks (nbflow.locks): a locked task takes its lock as its
         # gates open, before it takes a slot. Empty for flows that use none of them.
@@ -233,11 +251,14 @@ class Engine:
                 if self._cancel_requested:  # cancelled before it could start
                     self._stop(RunStatus.CANCELLED)
                 else:
-                    group.create_task(self._main())
+                    self._main_task = group.create_task(self._main())
                 try:
                     await self._done
                 except asyncio.CancelledError:
-                    self._stop(RunStatus.CANCELLED)  # before the group cancels the runners
+                    self._stop(RunStatus.CANCELLED)
+                    if self._main_task is not None:  # the run middleware, told too
+                        self._main_task.cancel()
+                    await self._wind_down()
                     raise
         except asyncio.CancelledError:
             self._finalize()
@@ -262,8 +283,25 @@ class Engine:
                     self.state.store_error = str(failure)
         return self.state
 
+    async def _wind_down(self) -> None:
+        """Wait until every task of the run has ended, however often the task awaiting the
+        run is cancelled meanwhile.
+
+        :meth:`_stop` cancelled each running task once; its cleanup (``finally:`` blocks
+        that await) runs to its end, as in an :class:`asyncio.TaskGroup`, whose children
+        are cancelled once too. Raising into the group at once instead would have it
+        cancel them again, cutting that cleanup short.
+        """
+        while pending := [t for t in (*self._runners, self._main_task) if t and not t.done()]:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                continue  # cancelled again: the tasks were told once, they are ending
+
     async def _main(self) -> None:
         """Begin the run, inside the run middleware if any."""
+        if self._stopping:  # cancelled after the run started, before this task ran
+            return
         handlers = self.run_mw
         if not handlers:
             self._begin()
@@ -276,15 +314,21 @@ class Engine:
         async def innermost() -> RunState:
             nonlocal began
             began = True
-            self._begin()
+            if not self._stopping:
+                self._begin()
             await asyncio.shield(settled)
             return self.state
 
         self._in_middleware = True
         try:
             await call_with(handlers, ctx, innermost)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as cancelled:
+            if cancelled_from_outside():
+                raise
+            # A run middleware raised CancelledError of its own accord: its failure.
+            self._in_middleware = False
+            self._fail_run(MiddlewareError("run middleware raised CancelledError"), cancelled)
+            return
         except Exception as error:  # a run middleware failed: fail the run, keep the error
             self._in_middleware = False
             self._fail_run(MiddlewareError(f"run middleware failed: {describe(error)}"), error)
@@ -334,11 +378,12 @@ class Engine:
         that called ``ctx.finish()``); ``reason``: what the tasks cancelled now are told."""
         if self._final_status is None or status is RunStatus.CANCELLED:
             self._final_status = status
-        self._stopping = True
         self._stop_reason = self._stop_reason or reason
-        for runner in list(self._runners):
-            if runner is not spare:
-                runner.cancel()
+        if not self._stopping:  # running tasks are cancelled once: their cleanup runs
+            self._stopping = True
+            for runner in list(self._runners):
+                if runner is not spare:
+                    runner.cancel()
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)
@@ -430,6 +475,8 @@ class Engine:
         ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
+            if slots.full and not fan_outs:  # nothing could be placed: leave them queued
+                break
             item = sch.take(sched)
             name = item[1]
             sched.running.add(name)
@@ -519,7 +566,10 @@ class Engine:
         group = self._group
         if group is None or self._stopping:
             return
-        for _ in range(min(len(self._placed), max(1, len(self._runners)))):
+        # Runners that yielded take placed tasks when they resume: start others only for
+        # the rest (else each turn would add a runner to a burst of instant tasks).
+        wanted = len(self._placed) - self._yielding
+        for _ in range(min(wanted, max(1, len(self._runners)))):
             runner = group.create_task(self._runner())
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
@@ -531,7 +581,8 @@ class Engine:
         assert me is not None
         clock, placed, inflight = self._clock, self._placed, self._inflight
         targeted, locks = self.scope.targeted, self.locks
-        yield_at = clock() + TIME_SLICE
+        if self._slice_end <= clock():
+            self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
             inflight[name] = me
@@ -545,9 +596,15 @@ class Engine:
                 self._after_task(name, outcome)
             else:  # it completed early (complete_when: nbflow.completion); now it is over
                 self._maybe_finish()
-            if clock() >= yield_at:  # a long stretch of instant tasks: let the loop run
-                await asyncio.sleep(0)
-                yield_at = clock() + TIME_SLICE
+            if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
+                self._yielding += 1
+                try:
+                    await asyncio.sleep(0)
+                finally:
+                    self._yielding -= 1
+                now = clock()
+                if now >= self._slice_end:  # the first runner back starts the turn's slice
+                    self._slice_end = now + TIME_SLICE
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""
@@ -569,28 +626,3 @@ class Engine:
         if dispatch and sched.ready:
             self._dispatch()
         self._maybe_finish()
-
-
-#: Below this median attempt duration, nbflow's ~8-20 µs per task is a large share of a run.
-SHORT_TASK_S = 50e-6
-#: ...and only for runs this big, where the overhead adds up to something a person notices.
-MANY_TASKS = 1000
-
-
-def warn_if_overhead_dominates(state: RunState) -> None:
-    """Warn (``OverheadWarning``) when a big run's tasks were shorter than nbflow's overhead."""
-    rows = state.rows
-    if len(rows) < MANY_TASKS:
-        return
-    # The median of an even sample of about 1,000 rows: close enough, and O(1) per run.
-    sample = rows[:: len(rows) // MANY_TASKS]
-    durations = sorted(r.end - r.start for r in sample if r.end is not None)
-    if durations and durations[len(durations) // 2] < SHORT_TASK_S:
-        warnings.warn(
-            f"flow {state.flow!r}: {len(rows)} attempts with a median of "
-            f"{durations[len(durations) // 2] * 1e6:.0f} µs each; nbflow's own cost (~10 µs a "
-            "task) dominates. Batch small work into fewer, bigger tasks (e.g. fan_out over "
-            "chunks); see docs/performance.md",
-            OverheadWarning,
-            stacklevel=2,
-        )

@@ -63,7 +63,8 @@ async def sliding_window(
 ) -> list[ElementOutcome]:
     """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once.
 
-    Errors are collected per element, never raised here; cancellation propagates. With
+    Errors are collected per element, never raised here, ``CancelledError`` an element
+    raised itself included; cancelling the awaiting task cancels every element. With
     ``until``, the window stops when ``until.holds(...)`` says so: no further element starts
     (``run_one`` may raise :class:`Withdrawn` for one it was about to start) and the lanes
     still running an element are cancelled (``until.cancel_rest``) or awaited; the outcomes
@@ -92,8 +93,14 @@ async def sliding_window(
                 return
             try:
                 outcome = ElementOutcome(index, True, await run_one(index, item))
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as cancelled:
+                lane_task = asyncio.current_task()
+                if lane_task is not None and lane_task.cancelling():
+                    raise  # the window is being cancelled
+                # The element raised CancelledError itself: its failure. (Re-raised, it
+                # would end this lane as cancelled, which the TaskGroup ignores: the
+                # element, and the lane's remaining elements, would vanish from the results.)
+                outcome = ElementOutcome(index, False, error=cancelled)
             except Withdrawn:
                 return
             except Exception as error:
@@ -148,9 +155,13 @@ async def fan_out(
         return await retry(functools.partial(call, item), retry_policy)
 
     outcomes = await sliding_window(items, run_one, concurrency=concurrency, rate=rate)
-    errors: list[Exception] = [
-        o.error for o in outcomes if isinstance(o.error, Exception) and not o.ok
-    ]
+    for outcome in outcomes:
+        if not outcome.ok and not isinstance(outcome.error, Exception):
+            # CancelledError an element raised itself: a failure an ExceptionGroup can hold
+            error = RuntimeError(f"the element raised {type(outcome.error).__name__}")
+            error.__cause__ = outcome.error
+            outcome.error = error
+    errors: list[Exception] = [o.error for o in outcomes if isinstance(o.error, Exception)]
     if errors and not return_exceptions:
         for outcome in outcomes:
             if outcome.error is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .collector import paused_gc
-from .conditions import Condition, parse_condition
+from .conditions import Condition, constant_key, parse_condition
 from .errors import (
     CycleError,
     DefinitionError,
@@ -371,15 +371,10 @@ def variable_keys(tree: ast.AST) -> set[str] | None:
     keys: set[str] = set()
     keyed: set[int] = set()
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "vars"
-            and isinstance(node.slice, ast.Constant)
-            and isinstance(node.slice.value, str)
-        ):
-            keys.add(node.slice.value)
-            keyed.add(id(node.value))
+        key = constant_key(node, "vars")
+        if key is not None:
+            keys.add(key)
+            keyed.add(id(node.value))  # type: ignore[attr-defined]  # a Subscript's
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == "vars" and id(node) not in keyed:
             return None

@@ -8,7 +8,6 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .runtime import run_blocking, running_loop
-from .termination import targets
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -63,10 +62,8 @@ class RunHandle:
             CancelError: no task or tag of that name (with a close match).
         """
         if task is not None or tag is not None:
-            names = targets(self.engine.plan, task, tag)
-            if not self.run.done:
-                what = repr(getattr(task, "name", task)) if tag is None else f"tag={tag!r}"
-                self.engine.scope.request(self.engine, names, f"handle.cancel({what})")
+            what = repr(getattr(task, "name", task)) if tag is None else f"tag={tag!r}"
+            self.engine.scope.ask(self.engine, task, tag, None, f"handle.cancel({what})")
             return
         if self.run.done:
             return

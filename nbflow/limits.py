@@ -9,7 +9,10 @@ all runs that share it). A fan-out task holds no slot itself while its elements 
 Slots are handed out in order: fan-out elements already under way first, in the order they
 asked, then ready tasks, best first (the strategy's order). When runs share a pool and a
 worker frees up while another run waits for one, the worker is handed to the run that has
-waited longest (if it can use it), so no run starves another and none waits forever.
+waited longest (if it can use it: a run waits for every worker name or tag its waiting
+tasks asked for), so no run starves another and none waits forever. A run uses a worker
+handed to it at once, or gives it back to the pool (to the next run in line): it ended
+meanwhile, or its own ``max_workers`` is reached.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Slots:
         self._next = 0
         self._waiting: deque[tuple[str, str | None, asyncio.Future[str]]] = deque()
         self._handed: list[str] = []  # pool workers another run handed to this one
+        self._closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -68,9 +72,8 @@ class Slots:
                 worker = f"slot-{self._next}"
                 self._next += 1
         else:
-            worker = self._from_handed(want) or pool.acquire(task, want)
+            worker = self._from_handed(want) or pool.claim(self, task, want)
             if worker is None:
-                pool.wait_for(self, want)
                 return None
         self.used += 1
         return worker
@@ -112,10 +115,19 @@ class Slots:
         self._serve_waiting()
 
     def handed(self, worker: str) -> None:
-        """Another run released pool worker ``worker`` for this one (on this run's loop)."""
+        """Another run released pool worker ``worker`` for this one (on this run's loop).
+
+        It goes to a waiting fan-out element or ready task at once, or back to the pool (to
+        the next run in line): a worker held unused would starve the runs that wait for it,
+        and one handed to a run that ended meanwhile would be lost for good.
+        """
         self._handed.append(worker)
-        self._serve_waiting()
-        self._wake()
+        if not self._closed:
+            self._serve_waiting()
+            self._wake()
+        assert self.pool is not None
+        while self._handed:
+            self.pool.release(self._handed.pop())
 
     def _serve_waiting(self) -> None:
         waiting = self._waiting
@@ -136,6 +148,7 @@ class Slots:
         """The run is over: give back what another run handed over and was not used, and
         let go of the run (no reference cycle keeps it alive)."""
         self._wake = _nothing
+        self._closed = True
         if self.pool is not None:
             self.pool.forget(self)
             while self._handed:

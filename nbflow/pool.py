@@ -101,9 +101,11 @@ class Pool:
         self._order = {name: i for i, name in enumerate(workers)}
         self.policy_name, self._select = _resolve_policy(policy)
         # Runs waiting for a worker, in the order they first waited: claimant -> the worker
-        # name or tag its waiting task wants (None: any).
-        self._line: OrderedDict[Any, str | None] = OrderedDict()
-        self._lock = threading.Lock()  # runs on several loops (threads) may share the pool
+        # names or tags its waiting tasks want (None: any).
+        self._line: OrderedDict[Any, set[str | None]] = OrderedDict()
+        # Runs on several loops (threads) may share the pool. Re-entrant: a custom policy
+        # runs under it and may read the pool.
+        self._lock = threading.RLock()
 
     @property
     def total_capacity(self) -> int:
@@ -134,27 +136,38 @@ class Pool:
 
     def acquire(self, task: str, want: str | None = None) -> str | None:
         """Place ``task``: the chosen worker's name, or None when no matching slot is free."""
-        candidates = self.candidates(want)
-        if not candidates:
-            return None
-        name = self._select(task, candidates)
-        if name not in self.in_flight or all(c.name != name for c in candidates):
-            raise DefinitionError(
-                f"pool policy {self.policy_name!r} chose {name!r} for task {task!r}, which is not "
-                f"one of the free candidates {[c.name for c in candidates]}"
-            )
-        self.in_flight[name] += 1
-        return name
+        with self._lock:
+            candidates = self.candidates(want)
+            if not candidates:
+                return None
+            name = self._select(task, candidates)
+            if name not in self.in_flight or all(c.name != name for c in candidates):
+                raise DefinitionError(
+                    f"pool policy {self.policy_name!r} chose {name!r} for task {task!r}, which "
+                    f"is not one of the free candidates {[c.name for c in candidates]}"
+                )
+            self.in_flight[name] += 1
+            return name
+
+    def claim(self, claimant: Any, task: str, want: str | None = None) -> str | None:
+        """:meth:`acquire`, or else put ``claimant`` in line for a worker, in one step: a
+        worker released by another thread in between would otherwise go back to the pool,
+        free, while ``claimant`` waits in line for the next release, maybe forever."""
+        with self._lock:
+            worker = self.acquire(task, want)
+            if worker is None:
+                self.wait_for(claimant, want)
+            return worker
 
     def matches(self, worker: str, want: str | None) -> bool:
         """Whether ``worker`` suits a task asking for ``want`` (a name, a tag, or None)."""
         return want is None or want == worker or want in self.tags[worker]
 
     def wait_for(self, claimant: Any, want: str | None) -> None:
-        """Put ``claimant`` (a run's :class:`~nbflow.limits.Slots`) in line for a worker."""
+        """Put ``claimant`` (a run's :class:`~nbflow.limits.Slots`) in line for a worker
+        that suits ``want``; a claimant in line already keeps its place and adds the want."""
         with self._lock:
-            if claimant not in self._line:
-                self._line[claimant] = want
+            self._line.setdefault(claimant, set()).add(want)
 
     def forget(self, claimant: Any) -> None:
         """Take ``claimant`` out of the line (its run is over)."""
@@ -165,8 +178,8 @@ class Pool:
         """Free the slot a task held on ``worker``: it goes to the first run in line that
         can use it (handed over, still counted as in flight), else back to the pool."""
         with self._lock:
-            for claimant, want in self._line.items():
-                if self.matches(worker, want):
+            for claimant, wants in self._line.items():
+                if any(self.matches(worker, want) for want in wants):
                     del self._line[claimant]
                     break
             else:

@@ -410,6 +410,7 @@ _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).en
 _dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 #: Fields in the exported JSON, sorted as ``json.dumps(sort_keys=True)`` writes them.
 _TASK_KEYS = sorted(n for n, f in TaskSpec.model_fields.items() if not f.exclude)
+_TASK_FIELDS = set(TaskSpec.model_fields)
 #: Fields that differ from task to task; the others usually come from a shared options object.
 _OWN_KEYS = ("after", "index", "is_async", "meta", "name", "params", "source_hash")
 _SHARED_KEYS = tuple(k for k in _TASK_KEYS if k not in _OWN_KEYS)
@@ -480,7 +481,9 @@ def _hash_tasks(
         tasks, [None] * len(tasks) if sources is None else sources, strict=True
     ):
         if type(spec) is not TaskSpec:
-            digest.update((comma + _dumps(TaskSpec.model_dump(spec, mode="json"))).encode())
+            # Only TaskSpec's fields, as FlowSpec dumps its tasks (a subclass's own are not)
+            dumped = TaskSpec.model_dump(spec, mode="json", include=_TASK_FIELDS)
+            digest.update((comma + _dumps(dumped)).encode())
             comma, last = ",", None
             continue
         values = spec.__dict__

@@ -112,9 +112,23 @@ class Termination:
 
     # -- requests (any thread) ----------------------------------------------------------------
 
+    def ask(
+        self, engine: Engine, task: Any = None, tag: str | None = None,
+        caller: str | None = None, reason: str = "",
+    ) -> None:  # fmt: skip
+        """Cancel ``task`` or the tasks with ``tag`` (see :func:`targets`); ``reason`` says
+        who asked. Checked at once, in the caller's thread; applied on the run's loop.
+
+        Raises:
+            CancelError: see :func:`targets`.
+        """
+        self.request(engine, targets(engine.plan, task, tag, caller), reason)
+
     def request(self, engine: Engine, names: list[str], reason: str) -> None:
         """Cancel ``names`` (checked with :func:`targets`) on the run's loop, at once if this
-        is it, else as soon as it can."""
+        is it, else as soon as it can. A run that is over is left as it is."""
+        if engine.state.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+            return
         loop = engine.loop
         if loop is not None and running_loop() is not loop:
             loop.call_soon_threadsafe(self.apply, engine, names, reason)

@@ -9,22 +9,19 @@ source or a notebook helper it calls), its options or its dependencies changed.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .identity import SEP, Identity, Part, is_code_path, user_sources
+from .identity import SEP, Identity, Part, is_code_path
 from .store import StateStore, default_location, resolve_store
+from .store.recorder import describe_version
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .flow import Flow
-    from .identity import FlowIdentity
-    from .spec import FlowSpec
 
 HISTORY_COLUMNS = [
     "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
@@ -33,47 +30,6 @@ HISTORY_COLUMNS = [
 VERSION_COLUMNS = ["version", "created", "n_tasks", "runs", "last_run", "current"]
 #: Spec fields that are not "options" in a diff (they are identity, code or dependencies).
 _NOT_OPTIONS = frozenset({"name", "index", "params", "source_hash", "after", "is_async"})
-
-
-def describe_version(
-    spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]], identity: FlowIdentity
-) -> tuple[str, str]:
-    """``(spec JSON, sources JSON)`` of one flow version.
-
-    The sources JSON is ``{"code": {hash: source}, "tasks": {task: hash}, "helpers": {task:
-    {name: hash}}, "parts": {task: [[path, digest, shown], ...]}}``: each distinct source once,
-    even for 10,000 tasks made by one factory function, and each task's identity parts (see
-    :mod:`nbflow.identity`), which diffs compare.
-    """
-    spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
-    code: dict[str, str] = {}
-    memo: dict[Any, dict[str, str]] = {}
-
-    def key_of(text: str) -> str:
-        found = hashlib.sha256(text.encode()).hexdigest()[:16]
-        code[found] = text
-        return found
-
-    tasks: dict[str, str] = {}
-    helpers: dict[str, dict[str, str]] = {}
-    for name, fn in funcs.items():
-        marker = getattr(fn, "__code__", None)
-        texts = memo.get(marker) if marker is not None else None
-        if texts is None:
-            texts = user_sources(fn)
-            if marker is not None:
-                memo[marker] = texts
-        tasks[name] = key_of(texts[""])
-        if len(texts) > 1:
-            helpers[name] = {h: key_of(t) for h, t in sorted(texts.items()) if h}
-    parts = {
-        name: [[p.path, p.digest, p.shown] for p in found.parts]
-        for name, found in identity.tasks.items()
-    }
-    sources = json.dumps(
-        {"code": code, "tasks": tasks, "helpers": helpers, "parts": parts}, sort_keys=True
-    )
-    return spec_json, sources
 
 
 def _store(store: Any) -> StateStore:

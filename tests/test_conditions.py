@@ -279,3 +279,87 @@ def test_deep_nesting_at_run_time_is_a_condition_error():
     condition = Condition("t", expression, tree, frozenset({"x"}), frozenset())
     with pytest.raises(nf.ConditionError, match="RecursionError while evaluating"):
         condition.evaluate({"x": 1}, {})
+
+
+@pytest.mark.parametrize(
+    ("expression", "allowed"),
+    [
+        ("2 ** 1000", True),
+        ("2 ** 1001", False),  # past the exponent bound
+        ("1000001 ** 65", True),  # 1,300 bits: a big base is fine while the result is small
+        ("-1000001 ** 65", True),
+        ("(10 ** 400) ** 999", False),  # the exponent is allowed, the result's size is not
+        ("(-(10 ** 400)) ** 999", False),
+        ("1000001.0 ** 65", "OverflowError"),  # floats are not bounded: they overflow
+    ],
+)
+def test_powers_are_bounded_by_exponent_and_base(expression, allowed):
+    condition = parse_condition("t", f"({expression}) != 0")
+    if allowed is True:
+        assert condition.evaluate({}, {}) is True
+        return
+    with pytest.raises(nf.ConditionError, match=allowed or r"is too large to compute"):
+        condition.evaluate({}, {})
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("", "a condition must be a non-empty string"),
+        ("   ", "a condition must be a non-empty string"),
+        ("_secret > 1", "name '_secret' is not allowed"),
+        ("vars._x", "access to private attribute '_x' is not allowed"),
+        ("(y := 1)", "namedexpr is not allowed"),
+    ],
+)
+def test_a_rejected_condition_names_its_task_and_expression(expression, reason):
+    with pytest.raises(nf.ConditionError) as info:
+        parse_condition("t", expression)
+    error = info.value
+    assert (error.task, error.expression, error.reason) == ("t", expression, reason)
+    assert str(error) == f"task 't' condition {expression!r}: {reason}"
+
+
+def test_a_condition_that_is_not_a_string_is_refused():
+    with pytest.raises(nf.ConditionError) as info:
+        parse_condition("t", None)  # type: ignore[arg-type]
+    assert (info.value.expression, info.value.reason) == (
+        "None",
+        "a condition must be a non-empty string",
+    )
+
+
+def test_results_keys_and_names_read_are_the_tasks_referenced():
+    condition = parse_condition("t", "results['a'] > 0 and b and other['c'] == 1")
+    assert condition.result_keys == frozenset({"a"})  # only results[...] with a constant key
+    assert condition.names == frozenset({"results", "b", "other"})
+    assert condition.referenced_tasks(["a", "b", "c"]) == {"a", "b"}  # a list is fine too
+    assert condition.referenced_tasks({"a": 1}) == {"a"}
+
+
+def test_an_unknown_name_says_what_a_condition_can_use():
+    condition = parse_condition("t", "missing > 1")
+    with pytest.raises(nf.ConditionError) as info:
+        condition.check_names(["b", "a"])
+    assert info.value.reason == (
+        "unknown name 'missing'; a condition can use a, b, results, vars "
+        "(read run variables as vars['name'])"
+    )
+
+
+def test_evaluation_errors_name_the_task_and_the_error():
+    condition = parse_condition("t", "results['nope'] > 1")
+    with pytest.raises(nf.ConditionError) as info:
+        condition.evaluate({"a": 1}, {})
+    assert (info.value.task, info.value.expression) == ("t", "results['nope'] > 1")
+    assert info.value.reason == "KeyError: 'nope'"
+    with pytest.raises(nf.ConditionError) as info:
+        parse_condition("t", "undefined_name > 1").evaluate({}, {})
+    assert (info.value.task, info.value.expression) == ("t", "undefined_name > 1")
+    assert "undefined_name" in info.value.reason
+
+
+def test_an_upstream_result_is_seen_by_its_bare_name_unless_a_variable_has_it():
+    condition = parse_condition("t", "a == 1 and results['a'] == 1")
+    assert condition.evaluate({"a": 1}, {}) is True
+    assert parse_condition("t", "vars == {}").evaluate({"vars": 5}, {}) is True

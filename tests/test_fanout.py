@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 import nbflow as nf
+from nbflow.fanout import ElementOutcome, sliding_window
 
 
 def test_standalone_fan_out_keeps_input_order_and_aggregates():
@@ -151,3 +153,70 @@ def test_fan_out_of_an_empty_list_yields_an_empty_list():
     flow.task(name="nothing")(lambda: [])
     flow.task(name="each", fan_out="nothing")(lambda nothing: nothing)
     assert flow.run().results["each"] == []
+
+
+def test_standalone_fan_out_retries_each_element_on_its_own():
+    calls: dict[int, int] = {}
+
+    async def flaky(x):
+        calls[x] = calls.get(x, 0) + 1
+        if x == 1 and calls[x] < 3:
+            raise OSError(f"again {x}")
+        return x * 10
+
+    policy = nf.Retry(max_retries=2, delay=0)
+    assert asyncio.run(nf.fan_out(flaky, range(3), retry_policy=policy)) == [0, 10, 20]
+    assert calls == {0: 1, 1: 3, 2: 1}
+    calls.clear()
+    with pytest.raises(ExceptionGroup):  # one retry is not enough (the default policy's 3 are)
+        asyncio.run(nf.fan_out(flaky, range(3), retry_policy=nf.Retry(max_retries=1, delay=0)))
+    assert calls == {0: 1, 1: 2, 2: 1}
+    calls.clear()
+    with pytest.raises(ExceptionGroup):  # without a policy, no retry
+        asyncio.run(nf.fan_out(flaky, range(3)))
+    assert calls == {0: 1, 1: 1, 2: 1}
+
+
+def test_standalone_fan_out_notes_the_failed_elements_or_returns_their_errors():
+    def check(x):
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(nf.fan_out(check, range(3)))
+    (error,) = info.value.exceptions
+    assert error.__notes__ == ["nbflow.fan_out: element 2"]
+    values = asyncio.run(nf.fan_out(check, range(3), return_exceptions=True))
+    assert values[:2] == [0, 1] and isinstance(values[2], ValueError)
+
+
+def test_standalone_fan_out_spaces_starts_by_rate():
+    starts: list[float] = []
+
+    async def record(x):
+        starts.append(asyncio.get_running_loop().time())
+        return x
+
+    async def main():
+        return await nf.fan_out(record, range(3), concurrency=3, rate=20.0)  # one per 50 ms
+
+    assert asyncio.run(asyncio.wait_for(main(), 5)) == [0, 1, 2]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 0.04 for gap in gaps), gaps
+
+
+def test_sliding_window_reports_each_element_with_its_index():
+    error = KeyError("b")
+
+    async def run_one(index, item):
+        if item == "b":
+            raise error
+        return item.upper()
+
+    outcomes = asyncio.run(sliding_window(["a", "b", "c"], run_one, concurrency=2))
+    assert outcomes == [
+        ElementOutcome(0, True, "A"),
+        ElementOutcome(1, False, error=error),
+        ElementOutcome(2, True, "C"),
+    ]

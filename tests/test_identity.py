@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
+import os
 import sys
+import sysconfig
 import threading
 
 import numpy as np
@@ -16,7 +19,22 @@ import pandas as pd
 import pytest
 from ipython_cells import Cells
 
-from nbflow.identity import Identities, Identity, identity_options, sha, write_only_names
+from nbflow.identity import (
+    Identities,
+    Identity,
+    Part,
+    Unhashable,
+    code_facts,
+    identity_options,
+    is_code_path,
+    is_library,
+    sha,
+    show,
+    source_digest,
+    user_sources,
+    write_only_names,
+)
+from nbflow.identity.code import _distribution_version, _library_roots
 
 
 def identity_of(cells: Cells, name: str, ids: Identities | None = None) -> Identity:
@@ -152,6 +170,8 @@ def test_a_class_used_by_the_task_and_its_class_attribute(cells):
 def test_a_local_module_edited_on_disk(cells, tmp_path, monkeypatch):
     (tmp_path / "mylib_for_identity.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # A second run in one process (mutmut's) would import the first run's module file.
+    monkeypatch.delitem(sys.modules, "mylib_for_identity", raising=False)
     cells.run("import mylib_for_identity\ndef t():\n    return mylib_for_identity.VALUE\n")
     ids = Identities()
     before = ids.task(cells["t"])
@@ -341,3 +361,343 @@ def test_digests_are_short_and_stable():
         Identities().task(functools.partial(len)).digest
         == Identities().task(functools.partial(len)).digest
     )
+
+
+# -- digests and words, pinned ------------------------------------------------------------------
+
+#: Digests are kept in stores (cache keys, resume): a change of any of these invalidates every
+#: stored result, so it must be deliberate. Only values whose digest is the same on every
+#: Python and library version here (no pickles, no pandas internals).
+PINNED = [
+    (None, "99bf08d8dc95c6ae"),
+    (True, "cbc78c2f695cf0a5"),
+    (7, "a6abe6506e94a095"),
+    (2.5, "d4695dc4dfff2d00"),
+    (1j, "531e57c18f130137"),
+    ("text", "a184dcc4efd05cc2"),
+    (b"raw", "2273d3047c9ce510"),
+    (range(3), "55f02457a90c0966"),
+    ((1, "a"), "65d70fcffe682e78"),
+    ([1, "a"], "12ae2bf8c5659f93"),
+    ({"b": 2, "a": 1}, "0beb2fc6853d224a"),
+    ({1, 2}, "64ed0932432b561f"),
+    (frozenset({1, 2}), "bd257d24dde2399e"),
+    (np.arange(6, dtype=np.int32).reshape(2, 3), "3a3cc0b1c7d80dd5"),
+    (np.float64(1.5), "06e1a065abc1c8a3"),
+]
+
+
+@pytest.mark.parametrize(("value", "digest"), PINNED, ids=[type(v).__name__ for v, _ in PINNED])
+def test_value_digests_are_pinned(value, digest):
+    assert Identities().value_digest(value) == digest
+
+
+def test_numpy_values_differ_by_dtype_shape_and_content():
+    ids = Identities()
+    base = np.arange(6, dtype=np.int64)
+    digests = {
+        ids.value_digest(base),
+        ids.value_digest(base.astype(np.int32)),
+        ids.value_digest(base.reshape(2, 3)),
+        ids.value_digest(base[::-1]),  # not contiguous: its own bytes
+        ids.value_digest(np.array([1, None], dtype=object)),  # objects: by pickle
+    }
+    assert len(digests) == 5
+    assert ids.value_digest(base[::-1]) == ids.value_digest(np.array([5, 4, 3, 2, 1, 0]))
+    assert ids.value_digest(np.int64(1)) != ids.value_digest(np.int32(1))
+
+
+def test_pandas_values_differ_by_content_name_columns_and_dtype():
+    ids = Identities()
+    frame = pd.DataFrame({"a": [1, 2]})
+    same = ids.value_digest(pd.DataFrame({"a": [1, 2]}))
+    assert ids.value_digest(frame) == same
+    others = [
+        pd.DataFrame({"a": [1, 3]}),
+        pd.DataFrame({"b": [1, 2]}),
+        pd.DataFrame({"a": [1.0, 2.0]}),
+        pd.DataFrame({"a": [1, 2]}, index=[5, 6]),
+        pd.Series([1, 2], name="a"),
+        pd.Series([1, 2], name="b"),
+        pd.Index([1, 2]),
+        pd.DataFrame({"a": [[1], [2]]}),  # cells pandas cannot hash: by pickle
+    ]
+    digests = [ids.value_digest(o) for o in others]
+    assert same not in digests and len(set(digests)) == len(digests)
+
+
+def test_an_identity_summary_counts_its_kinds_of_parts():
+    def parts(*paths):
+        return Identity("d", tuple(Part(path, "x") for path in paths))
+
+    assert parts().summary() == "nothing"
+    assert parts("source").summary() == "source"
+    full = parts(
+        "source",
+        "default x",
+        "default y",
+        "closure k",
+        "global RATE",
+        "helper f",
+        "helper f / global K",  # counted with the helper
+        "module math",
+        "class C",
+        "option fan_out",
+    )
+    assert full.summary() == ("source, 2 defaults, 1 closure variable, 4 globals and 1 option")
+    assert parts("closure a", "closure b").summary() == "2 closure variables"
+
+
+def test_parts_that_are_code():
+    assert is_code_path("source")
+    assert is_code_path("helper f") and is_code_path("class C")
+    assert is_code_path("helper f / source")
+    assert not is_code_path("global RATE")
+    assert not is_code_path("helper f / helper g")  # a helper's helper is its own part
+
+
+def test_an_identity_round_trips_through_json():
+    identity = Identity("d1", (Part("source", "aa"), Part("global RATE", "bb", "0.25")))
+    text = identity.to_json()
+    assert json.loads(text) == [["source", "aa", ""], ["global RATE", "bb", "0.25"]]
+    assert Identity.from_json("d1", text) == identity
+    assert Identity.from_json(None, None) == Identity(None)
+
+
+def test_libraries_are_found_under_the_interpreter_and_site_packages():
+    roots = _library_roots()
+    assert all(root.endswith(os.sep) for root in roots)
+    assert os.path.join(os.path.realpath(sysconfig.get_paths()["stdlib"]), "") in roots
+    assert is_library("json") and is_library("numpy.linalg") and is_library(None)
+    assert is_library("builtins") and not is_library("__main__")
+    assert not is_library("nbflow_no_such_module")
+    assert _distribution_version("numpy") == np.__version__
+    assert _distribution_version("nbflow_no_such_module") == ""
+
+
+def test_library_code_counts_by_name_and_version(cells):
+    cells.run(
+        "import math\nimport numpy\nfrom math import sqrt\nfrom collections import OrderedDict\n"
+        "def t():\n    return math.pi, numpy.pi, sqrt(4), OrderedDict()\n"
+    )
+    python = sys.version.split()[0]
+    parts = {p.path: p for p in identity_of(cells, "t").parts}
+    assert parts["module math"] == Part(
+        "module math", sha("module", "math", python), f"math {python}"
+    )
+    assert parts["module numpy"] == Part(
+        "module numpy",
+        sha("module", "numpy", np.__version__),
+        f"numpy {np.__version__}",
+    )
+    assert parts["global sqrt"] == Part(
+        "global sqrt", sha("builtin", "math", "sqrt", python), "sqrt"
+    )
+    ordered = sha("class", "collections", "OrderedDict", python)
+    assert parts["global OrderedDict"] == Part("global OrderedDict", ordered, "OrderedDict")
+
+
+def test_a_user_class_counts_by_its_name_bases_methods_and_attributes(cells):
+    cells.run(
+        "class Base:\n    K = 1\n"
+        "class C(Base):\n    rate = 2\n    def m(self):\n        return 1\n"
+        "    @staticmethod\n    def s():\n        return 2\n"
+        "    @property\n    def p(self):\n        return 3\n"
+        "def t():\n    return C().m()\n"
+    )
+    ids = Identities()
+    first = ids.task(cells["t"])
+    assert [p.path for p in first.parts] == [
+        "source",
+        "class C",
+        "class C / name",
+        "class C / base Base",
+        "class C / method m",
+        "class C / method p",
+        "class C / attribute rate",
+        "class C / method s",
+    ]
+    assert {p.path: p.shown for p in first.parts}["class C / attribute rate"] == "2"
+    for edit, words in {
+        "C.rate = 3\n": "class `C`: attribute `rate` changed (2 -> 3)",
+        "C.s = staticmethod(lambda: 5)\n": "class `C`: method `s` changed",
+        "C.p = property(lambda self: 4)\n": "class `C`: method `p` changed",
+        "Base.K = 2\n": "class `C`: base `Base` changed",
+    }.items():
+        before = ids.task(cells["t"])
+        cells.run(edit)
+        assert ids.task(cells["t"]).changes_since(before) == [words], edit
+
+
+def test_a_callable_objects_slots_count_too(cells):
+    # Its own class's slots first, then its bases' (the slot descriptors themselves do not
+    # pickle: they are left out of the class's identity).
+    cells.run(
+        "class Base:\n    __slots__ = ('k',)\n"
+        "class Scale(Base):\n    __slots__ = ('m',)\n"
+        "    def __call__(self):\n        return self.k * self.m\n"
+        "t = Scale()\nt.k, t.m = 1, 2\n"
+    )
+    assert changed(cells, "t", "t.k = 5\n") == [
+        "instance changed ({'m': 2, 'k': 1} -> {'m': 2, 'k': 5})"
+    ]
+    assert changed(cells, "t", "t.m = 7\n") == [
+        "instance changed ({'m': 2, 'k': 5} -> {'m': 7, 'k': 5})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("import math\ndef t():\n    return math.pi\n", "math"),
+        ("def helper():\n    return 1\ndef t():\n    return helper()\n", "helper"),
+        ("class K:\n    pass\ndef t():\n    return K\n", "K"),
+        ("def t(x=1):\n    return x\n", "x"),
+        (
+            "def make(v):\n    def t():\n        return v\n    return t\nt = make(3)\n",
+            "v",
+        ),
+    ],
+    ids=["module", "helper", "class", "default", "closure"],
+)
+def test_cache_ignore_leaves_out_each_kind_of_name(cells, source, name):
+    cells.run(source)
+    plain = identity_of(cells, "t")
+    ignoring = Identities().task(cells["t"], (("cache_ignore", (name,)),))
+    kept = {p.path for p in plain.parts if name not in p.path} | {"option cache_ignore"}
+    assert {p.path for p in ignoring.parts} == kept != {p.path for p in plain.parts}
+    keeping = Identities().task(cells["t"], (("cache_ignore", ("other",)),))
+    assert [p.path for p in keeping.parts if name in p.path] != []
+
+
+def test_an_unpicklable_value_says_why():
+    with pytest.raises(Unhashable, match=r"^lock cannot be pickled \(TypeError: cannot pickle"):
+        Identities().value_digest(threading.Lock())
+
+
+def test_user_sources_follow_helpers_but_not_libraries(cells):
+    cells.run(
+        "import json\ndef inner():\n    return 1\ndef helper():\n    return inner()\n"
+        "def t():\n    return helper() + len(json.dumps(1))\n"
+    )
+    found = user_sources(cells["t"])
+    assert sorted(found) == ["", "helper", "inner"]
+    assert found["helper"].startswith("def helper():")
+    assert user_sources(functools.partial(cells["t"])) == found
+    assert user_sources(len) == {"": "<builtin_function_or_method>"}
+
+
+def test_a_lambdas_source_is_its_own_syntax_tree(cells):
+    cells.run("f = lambda x: x + 1\ng = lambda x: x + 2\n")
+    assert identity_of(cells, "f").digest != identity_of(cells, "g").digest
+    cells.run("h = (lambda x: x + 1)\n")  # the same lambda, written otherwise
+    assert identity_of(cells, "h").parts[0] == identity_of(cells, "f").parts[0]
+
+
+def test_keyword_only_defaults_count_by_name(cells):
+    cells.run("def t(*, a=1, b=2):\n    return a + b\n")
+    before = identity_of(cells, "t")
+    cells.run("def t(*, a=2, b=1):\n    return a + b\n")
+    assert identity_of(cells, "t").changes_since(before) == [
+        "default `a` changed (1 -> 2)",
+        "default `b` changed (2 -> 1)",
+    ]
+
+
+def test_a_local_module_file_that_is_gone(cells, tmp_path, monkeypatch):
+    (tmp_path / "gone_for_identity.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gone_for_identity", raising=False)
+    cells.run("import gone_for_identity\ndef t():\n    return gone_for_identity.VALUE\n")
+    ids = Identities()
+    before = {p.path: p for p in ids.task(cells["t"]).parts}["module gone_for_identity"]
+    assert before.shown == f"gone_for_identity (file {sha(b'VALUE = 1' + bytes([10]))[:8]})"
+    (tmp_path / "gone_for_identity.py").unlink()
+    after = {p.path: p for p in Identities().task(cells["t"]).parts}["module gone_for_identity"]
+    assert after.shown == "gone_for_identity (file missing)"
+
+
+def test_source_digests_follow_what_a_callable_runs():
+    def f(x):
+        return x
+
+    @functools.wraps(f)
+    def wrapper(x):
+        return f(x)
+
+    class Scale:
+        def method(self):
+            return 1
+
+        def __call__(self):
+            return 2
+
+    assert source_digest(f) == code_facts(f.__code__).digest
+    assert source_digest(functools.partial(f, 1)) == source_digest(f)
+    assert source_digest(wrapper) == source_digest(f)
+    assert source_digest(Scale().method) == source_digest(Scale.method)
+    call = code_facts(Scale.__call__.__code__).digest
+    assert source_digest(Scale()) == sha(Scale.__qualname__, call)
+    assert source_digest(Scale) == sha("callable", Scale.__qualname__)
+    assert source_digest(len) == sha("callable", "len")
+
+
+def test_mappings_enums_and_deep_values_have_digests():
+    import collections
+    import enum
+
+    ids = Identities()
+    plain = ids.value_digest({"a": 1, "b": 2})
+    assert ids.value_digest(collections.OrderedDict([("b", 2), ("a", 1)])) == plain
+    assert ids.value_digest(collections.defaultdict(int, {"a": 1, "b": 2})) == plain
+    assert ids.value_digest({"a": 1, "b": 3}) != plain
+    assert ids.value_digest({1, 2}) != ids.value_digest(frozenset({1, 2}))
+    assert ids.value_digest((1, 2)) != ids.value_digest([1, 2])
+    assert ids.value_digest("a") != ids.value_digest(b"a")
+
+    class Color(enum.Enum):
+        RED = 1
+        BLUE = 2
+
+    assert ids.value_digest(Color.RED) == ids.value_digest(Color.RED)
+    assert ids.value_digest(Color.RED) != ids.value_digest(Color.BLUE)
+    deep: list = [1]
+    for _ in range(60):  # deeper than the walk goes: the rest by pickle, still a digest
+        deep = [deep]
+    assert len(ids.value_digest(deep)) == 16
+    deeper = [deep]
+    assert ids.value_digest(deeper) != ids.value_digest(deep)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.25, "0.25"),
+        ("x" * 50, repr("x" * 50)[:37] + "..."),
+        (b"raw", "<bytes>"),
+        (json, "module json"),
+        (Identities, "Identities"),
+        (np.zeros((2, 3)), "<ndarray 2x3>"),
+        ([1, 2], "[1, 2]"),
+        (list(range(30)), "<list of 30>"),
+        (threading.Lock(), "<lock>"),
+    ],
+    ids=["float", "long-str", "bytes", "module", "class", "array", "list", "long-list", "other"],
+)
+def test_values_are_shown_short(value, shown):
+    assert show(value) == shown
+
+
+def test_module_versions_come_from_the_loaded_code(monkeypatch):
+    import types as types_module
+
+    ids = Identities()
+    assert ids._module_version("json.decoder") == sys.version.split()[0]
+    assert ids._module_version("numpy.linalg") == np.__version__
+    fake = types_module.ModuleType("nbflow_fake_lib")
+    fake.__version__ = "9.9"
+    monkeypatch.setitem(sys.modules, "nbflow_fake_lib", fake)
+    assert ids._module_version("nbflow_fake_lib.sub") == "9.9"
+    fake.__version__ = "10.0"
+    assert ids._module_version("nbflow_fake_lib") == "9.9"  # read once per Identities
+    assert Identities()._module_version("nbflow_fake_lib") == "10.0"

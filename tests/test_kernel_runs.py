@@ -49,6 +49,21 @@ def spinner():
     cleaned.append("spinner")
     return "stopped early"
 
+queued = nf.Flow("kernel-queued", store=None, max_workers=1)
+began = []
+
+for name in ("head", "next1", "next2"):
+
+    async def body(name=name):
+        began.append(name)
+        print("started", flush=True)
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append(name)
+
+    queued.task(name=name)(body)
+
 short = nf.Flow("kernel-short", store=None)
 
 @short.task
@@ -190,3 +205,19 @@ def test_the_kernel_is_usable_after_an_interrupted_run(kernel: Kernel) -> None:
     kernel.manager.interrupt_kernel()
     kernel.pump(lambda: kernel.idle(msg_id))
     assert kernel.run("print(short.run().results['second'])") == "2\n"
+
+
+def test_an_interrupt_leaves_queued_tasks_unstarted_and_the_dashboard_cancelled(kernel: Kernel):
+    msg_id = kernel.send("run = queued.run(show=True)")
+    kernel.pump(lambda: "started" in kernel.text(msg_id))
+    kernel.manager.interrupt_kernel()
+    kernel.pump(lambda: kernel.idle(msg_id))
+    assert kernel.errors(msg_id) == []
+    after = kernel.run(
+        "from ipywidgets.widgets.widget import _instances\n"
+        "[board] = [w for w in list(_instances.values()) if getattr(w, 'run', None) is run]\n"
+        "await asyncio.sleep(0.2)\n"
+        "print(began, cleaned, run.status, sorted(set(run.states.values())), "
+        "'data-nbflow-status=\"cancelled\"' in board._header, nf.health()['active_runs'])"
+    )
+    assert after == "['head'] ['head'] cancelled ['cancelled'] True 0\n"

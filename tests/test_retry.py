@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 
 import pytest
 
 import nbflow as nf
-from nbflow.retry import RetryState
+from nbflow.retry import RetryState, coerce_retry, retry_sync
 
 
 def test_retry_is_a_frozen_comparable_value():
@@ -118,8 +120,13 @@ def test_policy_as_decorator_on_sync_and_async_functions():
     assert sync_flaky.__name__ == "sync_flaky"
 
 
-def test_cancellation_is_never_retried():
-    assert not nf.Retry().should_retry(asyncio.CancelledError())
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit()])
+def test_cancellation_is_never_retried(error):
+    # on=BaseException names these too: only should_retry's own guard keeps them out (the
+    # default on=(Exception,) would, without the guard).
+    policy = nf.Retry(on=(BaseException,))
+    assert policy.should_retry(RuntimeError("retry me"))
+    assert not policy.should_retry(error)
 
 
 def test_retrying_event_carries_attempt_and_delay():
@@ -193,3 +200,84 @@ def test_retry_if_that_raises_outside_a_flow():
     with pytest.raises(nf.RetryIfError, match=r"^the call failed with ConnectionError") as info:
         policy(call)()
     assert isinstance(info.value.error, ConnectionError)
+def test_exceptions_serialise_by_name_and_resolve_from_dotted_names():
+    policy = nf.Retry(on=(ConnectionError, json.JSONDecodeError))
+    assert policy.model_dump()["on"] == ["ConnectionError", "json.decoder.JSONDecodeError"]
+    assert nf.Retry(on="json.decoder.JSONDecodeError").on == (json.JSONDecodeError,)
+    assert nf.Retry(on="json.JSONDecodeError").on == (json.JSONDecodeError,)
+    for name in ["no_such_module_x.Error", "json.no_such_error", "NoSuchError"]:
+        with pytest.raises(ValueError, match=rf"'{name}' is not an exception class \(use e\.g\."):
+            nf.Retry(on=name)
+    with pytest.raises(ValueError, match=r"42 is not an exception class \[type"):
+        nf.Retry(on=(42,))
+
+
+def test_coerce_retry_says_what_it_accepts():
+    with pytest.raises(
+        ValueError, match=r"^retry must be a Retry, an int \(max_retries\) or None, not a bool$"
+    ):
+        coerce_retry(True)
+    with pytest.raises(
+        ValueError, match=r"^retry must be a Retry, an int \(max_retries\) or None, not 'x'$"
+    ):
+        coerce_retry("x")  # type: ignore[arg-type]
+
+
+def test_should_retry_filters():
+    assert nf.Retry(not_on=(ValueError,)).should_retry(OSError())
+    assert not nf.Retry(not_on=(ValueError,)).should_retry(ValueError())
+    only_os = nf.Retry(retry_if=lambda error: isinstance(error, OSError))
+    assert only_os.should_retry(OSError()) and not only_os.should_retry(KeyError())
+
+
+def test_jitter_is_added_to_the_backoff_from_one_seeded_source():
+    policy = nf.Retry(delay=1.0, backoff=2.0, jitter=0.5, seed=7)
+    draws = random.Random(7)
+    assert policy.delay_for(1) == 1.0 + random.Random(7).uniform(0.0, 0.5)
+    assert policy.delay_for(1) == policy.delay_for(1)  # seeded: the same every time
+    state = RetryState(policy, now=0.0)
+    delays = []
+    for attempt in (1, 2):
+        state.attempt = attempt
+        delays.append(state.next_delay(OSError(), now=0.0))
+    assert delays == [1.0 + draws.uniform(0.0, 0.5), 2.0 + draws.uniform(0.0, 0.5)]
+
+
+def test_no_attempt_starts_at_the_deadline_itself():
+    state = RetryState(nf.Retry(delay=0.5, backoff=1.0, deadline=1.0), now=0.0)
+    state.attempt = 1
+    assert state.next_delay(OSError(), now=0.25) == 0.5
+    assert state.next_delay(OSError(), now=0.5) is None  # 0.5 + 0.5 is the deadline
+
+
+def test_retry_sync_counts_attempts_and_keeps_its_policy():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        raise OSError("again")
+
+    with pytest.raises(OSError):
+        retry_sync(flaky, nf.Retry(max_retries=2, delay=0))
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(OSError):
+        retry_sync(flaky, nf.Retry(max_retries=50, delay=0.01, backoff=1.0, deadline=0.05))
+    assert 2 <= len(calls) < 10  # the deadline, not max_retries, ended it
+
+
+def test_async_retry_reports_each_error_and_keeps_a_deadline():
+    seen = []
+
+    async def flaky():
+        raise OSError("again")
+
+    async def main():
+        policy = nf.Retry(max_retries=50, delay=0.01, backoff=1.0, deadline=0.05)
+        await nf.retry(flaky, policy, on_retry=lambda n, error, delay: seen.append((n, error)))
+
+    with pytest.raises(OSError):
+        asyncio.run(main())
+    assert 2 <= len(seen) < 10
+    assert all(isinstance(error, OSError) for _, error in seen)
+    assert [n for n, _ in seen] == list(range(1, len(seen) + 1))

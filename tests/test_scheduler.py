@@ -207,3 +207,69 @@ def test_ready_tasks_in_key_order_stay_out_of_the_heap():
     assert (len(state.ready), len(state.ready_heap)) == (5, 1)
     assert [sch.take(state)[1] for _ in range(6)] == ["t0", "t1", "late", "t2", "t3", "t4"]
     assert not state.ready and not state.ready_heap
+
+
+def test_a_success_counts_down_the_default_rule_and_keeps_its_table_with_the_plan():
+    # The default rule (all_success) only counts down the successes it still needs, in
+    # `left`; other rules count every outcome, in `counts`.
+    plan = _plan([("a", "c"), ("b", "c"), ("a", "d"), ("b", "d")], triggers={"d": "all_done"})
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.complete(plan, state, "a", S.SUCCEEDED, key)
+    assert plan.memo["needs"] == {"a": 0, "b": 0, "c": 2, "d": 0}
+    assert state.left == {"c": 1}
+    assert state.counts == {"d": [1, 1, 0, 0]}  # [done, succeeded, failed-like, skipped]
+    sch.complete(plan, state, "b", S.FAILED, key)
+    assert state.counts == {"c": [1, 0, 1, 0], "d": [2, 1, 1, 0]}
+    assert state.left == {"c": 1}
+
+
+def test_a_skip_counts_in_its_own_column():
+    plan = _plan([("a", "c"), ("b", "c")], triggers={"c": "one_success"})
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    assert sch.complete(plan, state, "a", S.SKIPPED, key) is sch.NOTHING
+    assert state.counts == {"c": [1, 0, 0, 1]}
+    transition = sch.complete(plan, state, "b", S.SKIPPED, key)
+    assert transition.resolved == [("c", S.SKIPPED, "upstream 'b' ended skipped")]
+
+
+def test_resolved_tasks_carry_the_upstream_task_that_decided_them():
+    plan = _plan([("a", "b"), ("b", "c")])
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    transition = sch.complete(plan, state, "a", S.FAILED, key)
+    assert transition.resolved == [
+        ("b", S.UPSTREAM_FAILED, "upstream 'a' ended failed"),
+        ("c", S.UPSTREAM_FAILED, "upstream 'b' ended upstream_failed"),
+    ]
+
+
+def test_decide_rejects_an_unknown_rule():
+    with pytest.raises(ValueError, match=r"^unknown trigger rule 'sometimes'$"):
+        sch.decide("sometimes", 1, [1, 1, 0, 0])
+
+
+def test_push_back_returns_taken_tasks_to_the_ready_queue():
+    plan = _plan([], names=["a", "b", "c"])
+    state, _ = sch.initial(plan, key_of(plan))
+    taken = [sch.pop_ready(state), sch.pop_ready(state)]
+    assert taken == ["a", "b"] and state.running == {"a", "b"}
+    sch.push_back(state, [(key_of(plan)("b"), "b")])
+    assert state.running == {"a"}
+    assert [sch.pop_ready(state), sch.pop_ready(state), sch.pop_ready(state)] == [
+        "b",
+        "c",
+        None,
+    ]
+
+
+def test_record_keeps_an_outcome_without_deciding_dependants():
+    plan = _plan([("a", "b")])
+    state, _ = sch.initial(plan, key_of(plan))
+    sch.pop_ready(state)
+    sch.record(state, "a", S.CANCELLED)
+    assert state.running == set()
+    assert state.outcome == {"a": S.CANCELLED}
+    assert state.counts == {} and state.left == {}
+    assert sch.undecided(plan, state) == ["b"]

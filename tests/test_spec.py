@@ -162,6 +162,13 @@ def _signature_cases():
 
     def keyword_only(*, only, other=None): ...
 
+    def base(a, b, c=3): ...
+
+    class Partial:
+        # Read on the class: a function marked as a partialmethod (inspect.signature
+        # drops the bound argument), which the code object alone would not show.
+        method = functools.partialmethod(base, 1)
+
     return [
         mixed,
         plain,
@@ -173,6 +180,7 @@ def _signature_cases():
         lambda v, w=None: 0,
         functools.partial(plain, 1),
         print,
+        Partial.method,
     ]
 
 
@@ -189,3 +197,77 @@ def test_parameters_read_from_code_match_inspect_signature():
             if p.kind not in var
         ]
         assert [t for t in _parameters(fn) if t[1] not in var] == expected, fn
+
+
+def test_streamed_version_covers_subclassed_specs_lists_and_meta():
+    import datetime
+
+    from nbflow.spec import FlowSpec, TaskSpec
+
+    class Annotated(TaskSpec):  # a spec of another type is dumped whole
+        note: str = "kept"
+
+    at = datetime.datetime(2024, 1, 2, 3, 4, 5)  # str() and JSON differ: a space, a "T"
+    spec = FlowSpec(
+        name="f",
+        tasks=(
+            TaskSpec(name="a", index=0),
+            Annotated(name="b", index=1),
+            TaskSpec(name="c", index=2, after=("a", "b"), meta={"at": at}),
+            Annotated(name="d", index=3, meta={"at": at}),  # dumped whole: in JSON mode
+        ),
+    )
+    assert spec.version() == _reference_version(spec)
+
+
+def test_introspected_parameters():
+    import functools
+
+    from nbflow.spec import ParamSpec, introspect_params
+
+    def f(a, b=1, *args, c, d=[1], e="x", **kw): ...  # noqa: B006
+
+    params = introspect_params(f)  # no table of shared parameters: one of its own
+    assert params == (
+        ParamSpec(name="a", has_default=False, kind="positional_or_keyword"),
+        ParamSpec(name="b", has_default=True, default=1, kind="positional_or_keyword"),
+        ParamSpec(name="c", has_default=False, kind="keyword_only"),
+        ParamSpec(name="d", has_default=True, default=[1], kind="keyword_only"),
+        ParamSpec(name="e", has_default=True, default="x", kind="keyword_only"),
+    )
+    assert all(p.model_fields_set == {"name", "has_default", "default", "kind"} for p in params)
+
+    def g(x, y=1): ...
+
+    def h(*, x, y=1, z=True): ...
+
+    shared: dict = {}
+    first, second = introspect_params(g, shared), introspect_params(h, shared)
+    again = introspect_params(g, shared)
+    assert again[0] is first[0] and again[1] is first[1]  # equal parameters are one object
+    assert [p.kind for p in second] == ["keyword_only"] * 3  # never g's, of another kind
+    assert (second[1].default, type(second[2].default)) == (1, bool)  # True is not 1
+
+    def k(y=True): ...
+
+    assert introspect_params(k, shared)[0].default is True  # equal to g's 1, of another type
+    # Read through inspect.signature (a partial): *args and **kw are there, and skipped.
+    assert introspect_params(functools.partial(f)) == params
+
+
+def test_a_task_keeps_its_meta_and_the_function_it_wraps():
+    import functools
+
+    from nbflow.spec import unwrapped
+
+    def original():
+        return 1
+
+    @functools.wraps(original)
+    def decorated():
+        return original()
+
+    assert unwrapped(decorated) is original and unwrapped(original) is original
+    flow = nf.Flow("meta")
+    flow.task(name="a", meta={"owner": "ana"})(lambda: 1)
+    assert flow.tasks["a"].spec.meta == {"owner": "ana"}

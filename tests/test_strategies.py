@@ -8,7 +8,13 @@ import time
 import pytest
 
 import nbflow as nf
-from nbflow.strategies import effective_priorities
+from nbflow.strategies import (
+    CriticalPathStrategy,
+    PriorityStrategy,
+    effective_priorities,
+    remaining_path_lengths,
+    resolve_strategy,
+)
 
 
 def _sleep(seconds):
@@ -148,3 +154,62 @@ def test_timeouts_and_retry_delays_use_the_virtual_clock():
     assert frame["status"].tolist() == ["failed", "failed", "succeeded"]
     assert frame["duration_s"].round(6).tolist() == [60.0, 60.0, 1.0]
     assert run.duration == pytest.approx(60 + 120 + 60 + 120 + 1)
+
+
+def _order(plan, strategy):
+    """Every task of ``plan`` sorted by the key ``strategy`` gives it (all ready at once)."""
+    key = strategy.prepare(plan)
+    return sorted(plan.names, key=key)
+
+
+def test_priority_keys_use_the_weight_rules():
+    # c's own priority is lowest, but with weight_rule="downstream" it counts d's as well.
+    flow = nf.Flow("weighted", store=None)
+    flow.task(name="a", priority=3)(lambda: 1)
+    flow.task(name="b", priority=2)(lambda: 1)
+    flow.task(name="c", priority=1, weight_rule="downstream")(lambda: 1)
+    flow.task(name="d", priority=5, after=["c"])(lambda: 1)
+    plan = flow.plan()
+    # Effective priorities c 1 + 5, d 5, a 3, b 2 (by their own: d, a, b, c).
+    assert _order(plan, PriorityStrategy()) == ["c", "d", "a", "b"]
+    assert plan.memo["priority_keys"] is PriorityStrategy().prepare(plan)  # once a plan
+
+    # No task of the default rule: the same holds (by their own priorities: y, x).
+    flow = nf.Flow("all-weighted", store=None)
+    flow.task(name="x", priority=1, weight_rule="downstream")(lambda: 1)
+    flow.task(name="y", priority=2, after=["x"], weight_rule="upstream")(lambda: 1)
+    assert _order(flow.plan(), PriorityStrategy()) == [
+        "x",
+        "y",
+    ]  # effective: 1 + 2, 2 + 1
+
+
+def test_remaining_path_lengths_add_estimates_down_the_longest_chain():
+    flow = nf.Flow("paths", store=None)
+    flow.task(name="a", estimate=2.0)(lambda: 1)
+    flow.task(name="b", after=["a"])(lambda: 1)  # no estimate: 1 second
+    flow.task(name="c", after=["a"], estimate=0.5)(lambda: 1)
+    flow.task(name="d", estimate=3.0)(lambda: 1)
+    assert remaining_path_lengths(flow.plan()) == {
+        "a": 3.0,
+        "b": 1.0,
+        "c": 0.5,
+        "d": 3.0,
+    }
+
+
+def test_critical_path_breaks_ties_by_higher_priority_then_definition_order():
+    flow = nf.Flow("ties", store=None)
+    flow.task(name="low", priority=1)(lambda: 1)
+    flow.task(name="high", priority=9)(lambda: 1)
+    flow.task(name="also_low", priority=1)(lambda: 1)
+    flow.task(name="long", estimate=5.0)(lambda: 1)
+    order = _order(flow.plan(), CriticalPathStrategy())
+    assert order == ["long", "high", "low", "also_low"]
+
+
+def test_a_strategy_without_prepare_is_refused():
+    with pytest.raises(nf.DefinitionError, match=r"^strategy 42 needs a prepare\(plan\) method"):
+        resolve_strategy(42)  # type: ignore[arg-type]
+    with pytest.raises(nf.DefinitionError, match=r"or an object with prepare\(plan\) -> key fun"):
+        resolve_strategy("random")

@@ -20,12 +20,12 @@ import socket
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError, describe
-from ..identity import Identities, Identity, Unhashable
+from ..identity import Identities, Identity, Unhashable, user_sources
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
 from .eventlog import HOT, LAYOUTS, ROWS, hot_route
 from .keys import StoreWarning
@@ -148,8 +148,6 @@ class Recorder:
         if context.spec is not None and not self.store.knows_version(
             plan.flow_name, context.flow_version
         ):
-            from ..versions import describe_version
-
             spec_json, sources = describe_version(context.spec, plan.funcs, context.identity)
             version = (plan.flow_name, context.flow_version, started, len(plan.names),
                        spec_json, sources)  # fmt: skip
@@ -270,3 +268,44 @@ class Recorder:
 
     def __repr__(self) -> str:
         return f"<Recorder run={self.context.run_id} store={self.store.location!r}>"
+
+
+def describe_version(
+    spec: FlowSpec, funcs: Mapping[str, Callable[..., Any]], identity: FlowIdentity
+) -> tuple[str, str]:
+    """``(spec JSON, sources JSON)`` of one flow version.
+
+    The sources JSON is ``{"code": {hash: source}, "tasks": {task: hash}, "helpers": {task:
+    {name: hash}}, "parts": {task: [[path, digest, shown], ...]}}``: each distinct source once,
+    even for 10,000 tasks made by one factory function, and each task's identity parts (see
+    :mod:`nbflow.identity`), which diffs compare.
+    """
+    spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+    code: dict[str, str] = {}
+    memo: dict[Any, dict[str, str]] = {}
+
+    def key_of(text: str) -> str:
+        found = hashlib.sha256(text.encode()).hexdigest()[:16]
+        code[found] = text
+        return found
+
+    tasks: dict[str, str] = {}
+    helpers: dict[str, dict[str, str]] = {}
+    for name, fn in funcs.items():
+        marker = getattr(fn, "__code__", None)
+        texts = memo.get(marker) if marker is not None else None
+        if texts is None:
+            texts = user_sources(fn)
+            if marker is not None:
+                memo[marker] = texts
+        tasks[name] = key_of(texts[""])
+        if len(texts) > 1:
+            helpers[name] = {h: key_of(t) for h, t in sorted(texts.items()) if h}
+    parts = {
+        name: [[p.path, p.digest, p.shown] for p in found.parts]
+        for name, found in identity.tasks.items()
+    }
+    sources = json.dumps(
+        {"code": code, "tasks": tasks, "helpers": helpers, "parts": parts}, sort_keys=True
+    )
+    return spec_json, sources

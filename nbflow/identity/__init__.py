@@ -1,0 +1,85 @@
+"""A task's identity: one digest of everything its result depends on, with named parts.
+
+Everything in nbflow that asks "is this the same task?" asks this module: the cache key, resume,
+the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_versions`) and
+``run.why()``. The identity of a task covers:
+
+- ``source``: the function's code, as the syntax tree of its source (comments, blank lines and
+  decorators do not count), or its bytecode and constants when there is no source;
+- ``default x``: each default and keyword-only default, by value;
+- ``closure x``: each closure variable, by value;
+- ``global x``: each global name the code loads (nested functions and comprehensions included),
+  as it is bound *now*, by value. A module counts by its name and version (a local module by
+  the content of its file); a function or class defined in user code (a notebook, a local
+  file) by its own identity, recursively, so editing a helper changes every task that calls
+  it; a library function or class by its qualified name and its package's version;
+- ``functools.partial`` objects by their function and arguments, bound methods by their
+  function and instance, callable objects by their class and state;
+- the options that shape a result (``fan_out``, ``allow_partial``) and the user code in the
+  options (``when=``, ``cache_key=``, ``retry_if``).
+
+Values are hashed by content: scalars and builtin containers canonically, numpy arrays by
+dtype, shape and bytes, pandas objects by ``hash_pandas_object``, anything else by the SHA-256
+of its pickle. A value that cannot be hashed leaves the identity without a digest: no cached
+or resumed result can match it (a :class:`CacheWarning` says which variable, once).
+
+Values are read when the identity is computed, at the start of each run: a global changed by
+a later cell is seen by the next run. :class:`Identities` remembers, per flow, what cannot
+have changed since the last run (the facts of a code object; a function whose code,
+defaults, closure and globals are the very same immutable objects), so an unchanged flow
+costs about a microsecond per task. Memos hold the objects they describe (never their
+``id()``), and entries not used by the latest run are dropped.
+"""
+
+from .code import (
+    CodeFacts,
+    code_facts,
+    is_library,
+    source_digest,
+    source_text,
+    user_sources,
+    write_only_names,
+)
+from .model import (
+    DIGEST_SIZE,
+    IDENTITY_OF,
+    IGNORE,
+    PART_DEPTH,
+    SEP,
+    CacheWarning,
+    FlowIdentity,
+    Identity,
+    Part,
+    flow_version,
+    identity_options,
+    is_code_path,
+    sha,
+)
+from .values import Unhashable, show
+from .walk import Identities
+
+__all__ = [
+    "DIGEST_SIZE",
+    "IDENTITY_OF",
+    "IGNORE",
+    "PART_DEPTH",
+    "SEP",
+    "CacheWarning",
+    "CodeFacts",
+    "FlowIdentity",
+    "Identities",
+    "Identity",
+    "Part",
+    "Unhashable",
+    "code_facts",
+    "flow_version",
+    "identity_options",
+    "is_code_path",
+    "is_library",
+    "sha",
+    "show",
+    "source_digest",
+    "source_text",
+    "user_sources",
+    "write_only_names",
+]

@@ -1,0 +1,100 @@
+"""Values by content, for an identity: how a value is hashed and shown (see
+:mod:`nbflow.identity`)."""
+
+from __future__ import annotations
+
+import enum
+import pickle
+import types
+from typing import Any
+
+from ..errors import describe
+from .model import sha
+
+# -- values -------------------------------------------------------------------------------------
+
+
+class Unhashable(Exception):
+    """A value that has no stable content hash (it does not pickle, or raises)."""
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, range)
+
+
+def show(value: Any) -> str:
+    """A short rendering of ``value`` for messages (``0.25``, ``<DataFrame 10x3>``)."""
+    try:
+        if isinstance(value, _SCALARS) and not isinstance(value, bytes):
+            text = repr(value)
+            return text if len(text) <= 40 else text[:37] + "..."
+        if isinstance(value, types.ModuleType):
+            return f"module {value.__name__}"
+        if isinstance(value, types.FunctionType | type):
+            return value.__qualname__
+        shape = getattr(value, "shape", None)
+        if isinstance(shape, tuple):
+            return f"<{type(value).__name__} {'x'.join(map(str, shape))}>"
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            text = repr(value)
+            return text if len(text) <= 40 else f"<{type(value).__name__} of {len(value)}>"
+        return f"<{type(value).__qualname__}>"
+    except Exception:
+        return "<?>"
+
+
+def _immutable(value: Any) -> bool:
+    """Whether ``value``'s content can never change (so an identical object hashes alike)."""
+    if isinstance(value, (*_SCALARS, enum.Enum)):
+        return True
+    if type(value) in (tuple, frozenset):
+        return all(map(_immutable, value))
+    return False
+
+
+_SCALAR_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, range})
+
+
+def _state(obj: Any) -> Any:
+    """An object's state as plain data (its ``__dict__`` and slots)."""
+    state: dict[str, Any] = dict(getattr(obj, "__dict__", {}) or {})
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()) or ():
+            if isinstance(slot, str) and hasattr(obj, slot) and slot not in state:
+                state[slot] = getattr(obj, slot)
+    return state
+
+
+def _pickled(value: Any) -> str:
+    try:
+        return sha("pickle:", pickle.dumps(value, protocol=5))
+    except Exception as error:
+        raise Unhashable(
+            f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
+        ) from None
+
+
+def _numpy_digest(value: Any) -> str:
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        data = np.ascontiguousarray(value)
+        return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
+    if isinstance(value, np.generic):
+        return sha("numpy", value.dtype.str, value.tobytes())
+    return _pickled(value)
+
+
+def _pandas_digest(value: Any) -> str:
+    import pandas as pd
+
+    try:
+        if isinstance(value, pd.DataFrame | pd.Series | pd.Index):
+            hashed = pd.util.hash_pandas_object(value, index=not isinstance(value, pd.Index))
+            meta = repr((type(value).__name__, getattr(value, "name", None),
+                         list(map(str, getattr(value, "columns", ()))),
+                         list(map(str, value.dtypes if hasattr(value, "dtypes")
+                                  else [value.dtype]))))  # fmt: skip
+            return sha("pandas", meta, hashed.to_numpy().tobytes())
+    except TypeError:
+        pass  # cells that pandas cannot hash (lists, dicts): the pickle decides
+    return _pickled(value)
