@@ -253,3 +253,23 @@ def test_cancel_rest_on_a_join_that_waits_for_all_is_refused():
     assert "trigger=nf.at_least(n) or trigger='one_success' (its trigger is 'all_success')" in (
         str(error.value)
     )
+
+
+def test_a_fan_out_join_with_cancel_rest_cancels_the_rest_too():
+    flow = nf.Flow("fan-out-join", store=None)
+    for name, seconds in [("x1", 1), ("x2", 2), ("x3", 9)]:
+
+        async def branch(seconds=seconds):
+            await asyncio.sleep(seconds)
+            return [seconds]
+
+        flow.task(name=name)(branch)
+
+    @flow.task(fan_out="x1", trigger=nf.at_least(2), cancel_rest=True)
+    def each(x1, x2, x3):
+        return (x1, x2, x3)
+
+    run = flow.run(simulate=True)
+    assert run.states == {"x1": "succeeded", "x2": "succeeded", "x3": "cancelled",
+                          "each": "succeeded"}  # fmt: skip
+    assert run.results["each"] == [(1, [2], None)] and run.duration == 2.0

@@ -296,3 +296,110 @@ def test_finish_and_cancel_from_sync_tasks_in_threads():
     assert run.status == "succeeded" and run.duration < 5
     assert run.states == {"slow": "cancelled", "other": "cancelled", "decider": "succeeded"}
     assert run.state.tasks["other"].reason == "cancelled by task 'decider' (ctx.cancel)"
+
+
+def test_finish_from_a_fan_out_element_cancels_the_other_elements_and_keeps_its_result():
+    """Element 0 finds it at t=2: elements 1 and 2 (its siblings, other work) are cancelled
+    then, none starts after it, and the task ends with what succeeded: element 0's result."""
+    flow = nf.Flow("finish-element", store=None)
+    flow.task(name="items")(lambda: [0, 1, 2, 3])
+
+    @flow.task(fan_out="items", concurrency=3)
+    async def search(items):
+        await asyncio.sleep(2 + 3 * items)
+        if items == 0:
+            nf.context().finish()
+            await asyncio.sleep(1)  # its attempt runs to its end
+        return items
+
+    flow.task(name="other")(sleeper(20))
+    run = flow.run(simulate=True)
+    rows = {r.task: (r.status, r.end.timestamp()) for r in run.timeline().itertuples()}
+    t0 = run.timeline()["start"].min().timestamp()
+    assert {k: (s, e - t0) for k, (s, e) in rows.items() if k.startswith("search")} == {
+        "search[0]": ("succeeded", 3.0), "search[1]": ("cancelled", 2.0),
+        "search[2]": ("cancelled", 2.0),
+    }  # fmt: skip  (search[3] never started)
+    assert run.states == {"items": "succeeded", "search": "succeeded", "other": "cancelled"}
+    assert run.results["search"] == [0] and run.status == "succeeded" and run.duration == 3.0
+    assert run.state.tasks["other"].reason == (
+        "the run was finished by task 'search'[0] (ctx.finish())"
+    )
+
+
+def test_a_finisher_that_then_fails_fails_the_run_and_is_not_retried():
+    flow = nf.Flow("finish-fails", store=None)
+    attempts: list = []
+
+    @flow.task(retry=nf.Retry(max_retries=2, delay=1))
+    async def finisher():
+        attempts.append(1)
+        await asyncio.sleep(1)
+        nf.context().finish()
+        await asyncio.sleep(1)
+        raise RuntimeError("broken after all")
+
+    flow.task(name="slow")(sleeper(10))
+    run = flow.run(simulate=True)
+    assert run.states == {"finisher": "failed", "slow": "cancelled"}
+    assert run.status == "failed" and attempts == [1] and run.duration == 2.0
+
+
+def test_only_the_finisher_goes_on_not_cancelled():
+    """ctx.cancelled, which a sync loop checks to stop early, is False for the attempt that
+    called finish() and True for every other one."""
+    flow = nf.Flow("finish-flags", store=None)
+    seen: dict = {}
+    started = threading.Event()
+
+    @flow.task
+    def other():
+        started.set()
+        deadline = time.monotonic() + 10
+        while not nf.context().cancelled and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen["other"] = nf.context().cancelled
+
+    @flow.task
+    def finder():
+        started.wait(5)
+        nf.context().finish()
+        time.sleep(0.05)  # the finish reaches the loop
+        seen["finder"] = nf.context().cancelled
+        return "found"
+
+    run = flow.run()
+    assert seen == {"other": True, "finder": False}
+    assert run.states == {"other": "cancelled", "finder": "succeeded"}
+    assert run.status == "succeeded"
+
+
+def test_a_task_cancelled_on_its_own_finishes_its_cleanup_when_the_run_is_cancelled_too():
+    """The task is cancelled once (as asyncio.TaskGroup cancels a child once): a cancel of
+    the whole run that follows does not cut its cleanup short."""
+    log: list = []
+    flow = nf.Flow("cleanup", store=None)
+
+    @flow.task
+    async def slow():
+        try:
+            await asyncio.sleep(10)
+        finally:
+            log.append("cleanup began")
+            await asyncio.sleep(0.1)
+            log.append("cleanup ended")
+
+    flow.task(name="other")(sleeper(10))
+
+    async def main():
+        handle = flow.start()
+        await asyncio.sleep(0.05)
+        handle.cancel("slow")
+        await asyncio.sleep(0.02)  # slow is in its cleanup
+        handle.cancel()
+        return await asyncio.wait_for(handle, 10)
+
+    run = asyncio.run(main())
+    assert log == ["cleanup began", "cleanup ended"]
+    assert run.states == {"slow": "cancelled", "other": "cancelled"}
+    assert run.status == "cancelled"
