@@ -207,3 +207,83 @@ def test_a_lock_that_is_no_name_is_refused_naming_the_task_and_field(value):
         "task 'write': lock: Value error, lock must be the name of a lock (a non-empty "
         f"string), e.g. lock='db', got {value!r}"
     )
+
+
+class RemoteOnly(nf.LocalExecutor):
+    """An executor that says its results stay off the kernel (as a cluster's would) and has
+    no locks of its own."""
+
+    remote_results = True
+
+
+def test_lock_on_an_executor_without_locks_of_its_own_is_refused_before_any_task_runs():
+    ran: list = []
+    flow = nf.Flow("remote", store=None)
+    flow.task(name="free")(lambda: ran.append("free"))
+    flow.task(name="write", lock="db")(lambda: ran.append("write"))
+    with pytest.raises(nf.DefinitionError) as error:
+        flow.run(executor=RemoteOnly())
+    assert str(error.value).startswith(
+        "task 'write' lock='db': executor RemoteOnly runs tasks off the kernel and has no "
+        "locks of its own (remote_locks())"
+    )
+    assert ran == []
+
+
+class SlowToRelease:
+    """Executor-side locks (the protocol of nbflow.dask_locks.DaskLocks) whose release
+    takes until ``released`` is set, as a round trip to a scheduler does."""
+
+    def __init__(self) -> None:
+        self.releasing = asyncio.Event()
+        self.released = asyncio.Event()
+        self.log: list[str] = []
+
+    async def acquire(self, name: str) -> str:
+        self.log.append(f"acquire {name}")
+        return name
+
+    async def release(self, lock: str) -> None:
+        self.releasing.set()
+        await self.released.wait()
+        self.log.append(f"release {lock}")
+
+    def release_soon(self, lock: str) -> None:
+        self.log.append(f"release_soon {lock}")
+
+
+class WithRemoteLocks(nf.LocalExecutor):
+    def __init__(self, locks: SlowToRelease) -> None:
+        super().__init__()
+        self._locks = locks
+
+    def remote_locks(self) -> SlowToRelease:
+        return self._locks
+
+
+def test_a_cancel_while_the_remote_lock_is_given_back_leaves_the_finished_task_alone():
+    """The task is over and decided before its remote lock is given back: a cancel that
+    arrives meanwhile finds it finished (it was decided twice: succeeded, then cancelled)."""
+    flow = nf.Flow("remote-release", store=None)
+    counted: list = []
+
+    @flow.task(lock="db")
+    async def write():
+        return "written"
+
+    @flow.task
+    async def after(write):
+        counted.append(write)
+
+    async def main() -> tuple[nf.Run, SlowToRelease]:
+        locks = SlowToRelease()
+        handle = flow.start(executor=WithRemoteLocks(locks))
+        await asyncio.wait_for(locks.releasing.wait(), HANG)
+        handle.cancel("write")  # write ended; its runner is giving back the remote lock
+        locks.released.set()
+        return await asyncio.wait_for(handle, HANG), locks
+
+    run, locks = asyncio.run(main())
+    assert run.states == {"write": "succeeded", "after": "succeeded"}
+    assert counted == ["written"] and run.status == "succeeded"
+    assert locks.log == ["acquire db", "release db"]
