@@ -30,6 +30,10 @@ Requests may come from any thread (a sync task's, or a script's); they are appli
 run's loop, and those made before the run began are applied as it begins. A task never
 cancels itself: a task that wants to end returns (or raises); cancelling a region spares
 the task that asked.
+
+A task that asked to cancel or finish is never served from the cache or a resumed run: its
+result alone cannot replay the request, so it runs again (see
+:data:`nbflow.store.keys.CONTROLLED`).
 """
 
 from __future__ import annotations
@@ -128,7 +132,10 @@ class Termination:
         Raises:
             CancelError: see :func:`targets`.
         """
-        self.request(engine, targets(engine.plan, task, tag, caller), reason)
+        names = targets(engine.plan, task, tag, caller)
+        if caller is not None:
+            _not_reusable(engine, caller)
+        self.request(engine, names, reason)
 
     def request(self, engine: Engine, names: list[str], reason: str) -> None:
         """Cancel ``names`` (checked with :func:`targets`) on the run's loop, at once if this
@@ -146,6 +153,7 @@ class Termination:
         ``element``, if it is one) that asked (any thread)."""
         loop = engine.loop
         assert loop is not None, "finish() comes from a running task"
+        _not_reusable(engine, caller)
         if running_loop() is loop:
             _finish(engine, caller, element)
         else:
@@ -219,6 +227,13 @@ class Termination:
             _unplace(engine, name)
         engine._emit(ev.TaskCancelled, name, 0, None, reason)
         engine._after_task(name, S.CANCELLED, dispatch=False)
+
+
+def _not_reusable(engine: Engine, caller: str) -> None:
+    """What ``caller`` returns cannot replay what it asked for here (serving it from the
+    cache or a resumed run would let the run go on differently): it is not to be reused."""
+    if engine.journal is not None:
+        engine.journal.not_reusable(caller)
 
 
 def _unplace(engine: Engine, name: str) -> None:

@@ -403,3 +403,62 @@ def test_a_task_cancelled_on_its_own_finishes_its_cleanup_when_the_run_is_cancel
     assert log == ["cleanup began", "cleanup ended"]
     assert run.states == {"slow": "cancelled", "other": "cancelled"}
     assert run.status == "cancelled"
+
+
+# -- resume and the cache --------------------------------------------------------------------
+
+
+def test_a_task_that_finished_or_cancelled_part_of_its_run_is_never_reused(tmp_path):
+    """Served from the cache or a resumed run, `found` would not call finish() again and
+    `slow` would run to its end: the same flow and inputs would go on differently. Such a
+    result is stored but never reused; the task runs again, and the run ends as before."""
+    calls: list = []
+    store = tmp_path / "store.db"
+
+    def build() -> nf.Flow:
+        flow = nf.Flow("finish-store", store=store)
+
+        @flow.task(cache=True)
+        async def found():
+            calls.append("found")
+            await asyncio.sleep(0.01)
+            nf.context().finish()
+            return "answer"
+
+        @flow.task(cache=True)
+        async def pruner():
+            calls.append("pruner")
+            nf.context().cancel("extra")
+            return "pruned"
+
+        @flow.task(after=["pruner"])
+        async def extra():
+            calls.append("extra")
+
+        @flow.task
+        async def slow():
+            calls.append("slow")
+            await asyncio.sleep(30)
+
+        flow.task(name="prep", cache=True)(lambda: calls.append("prep") or "prepared")
+        return flow
+
+    first = build().run()
+    expected = {"found": "succeeded", "pruner": "succeeded", "extra": "cancelled",
+                "slow": "cancelled", "prep": "succeeded"}  # fmt: skip
+    assert first.states == expected and first.status == "succeeded"
+    previous = first
+    for how in ({}, {"resume": "last"}):
+        calls.clear()
+        again = build().run(**how)
+        assert again.states == {**expected, "prep": "cached"}, how
+        assert again.status == "succeeded" and again.duration < 10
+        assert sorted(calls) == ["found", "pruner", "slow"]  # prep alone was reused
+        assert again.results["found"] == "answer"
+        assert again.why("found").startswith(
+            f"ran: in run {previous.run_id[:8]} it cancelled or finished part of its run"
+        )
+        previous = again
+    assert nf.why(first.run_id, "pruner", store=store).startswith(
+        "ran, and cancelled or finished part of its run (nf.context().cancel/finish)"
+    )
