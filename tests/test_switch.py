@@ -122,3 +122,23 @@ def test_a_bad_switch_is_refused_where_it_is_defined(kwargs, message):
 def test_a_bad_expression_is_a_condition_error():
     with pytest.raises(nf.ConditionError, match="syntax error"):
         modes().switch("vars['mode'] ==", cases={"a": ["quick"]})
+
+
+def test_a_case_naming_a_task_the_expression_reads_is_refused_before_any_task_runs():
+    flow = modes()
+    flow.switch("measure > 5", cases={True: ["measure", "quick"]}, name="mode")
+    with pytest.raises(nf.DefinitionError) as error:
+        flow.run(variables={"mode": "full"})
+    assert str(error.value) == (
+        "switch 'mode': case True names 'measure', which the switch's expression 'measure > 5' "
+        "reads: a task cannot be chosen by its own result; take it out of the switch, or "
+        "switch on a task upstream of it"
+    )
+
+
+def test_a_branch_gating_a_task_its_condition_reads_is_refused_the_same_way():
+    flow = modes()
+    flow.branch("measure > 5", then=["quick"], otherwise=["measure"], name="size")
+    with pytest.raises(nf.DefinitionError, match=r"^branch 'size': its condition 'measure > 5' "
+                       r"reads 'measure', which it also gates \(in otherwise\)"):  # fmt: skip
+        flow.plan()
