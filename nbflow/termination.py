@@ -216,6 +216,8 @@ class Termination:
         self.reasons[name] = reason
         if name not in engine._inflight:  # pending or queued
             sch.withdraw(sched, name)
+            if engine.locks is not None:  # queued again for a slot, holding its lock
+                engine.locks.release(name)
         elif (runner := engine._inflight[name]) is not None:  # running: cancelled at its
             # next await (see the module docstring)
             self.targeted[name] = runner

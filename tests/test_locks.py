@@ -287,3 +287,31 @@ def test_a_cancel_while_the_remote_lock_is_given_back_leaves_the_finished_task_a
     assert run.states == {"write": "succeeded", "after": "succeeded"}
     assert counted == ["written"] and run.status == "succeeded"
     assert locks.log == ["acquire db", "release db"]
+
+
+def test_a_task_cancelled_while_it_holds_its_lock_and_waits_for_a_slot_gives_the_lock_back():
+    """One slot, held by `a`. `x` took lock `db` and waits in the ready queue for the slot
+    (a fan-out task in the flow keeps dispatch going past a full slot table); `a` cancels
+    `x`. The lock must come back at once: `y`, which wants it later, would wait for ever."""
+    flow = nf.Flow("held-while-queued", store=None, max_workers=1)
+    flow.task(name="items")(lambda: [1])
+
+    @flow.task(fan_out="items")
+    async def each(items):
+        await asyncio.sleep(0.01)
+
+    @flow.task(priority=5)
+    async def a():
+        await asyncio.sleep(0.02)
+        nf.context().cancel("x")
+
+    flow.task(name="x", lock="db", priority=1)(lambda: "x")
+    flow.task(name="y", lock="db", after=["a"])(lambda: "y")
+
+    async def main() -> nf.Run:
+        return await asyncio.wait_for(flow.arun(), HANG)
+
+    run = asyncio.run(main())
+    assert run.states == {"items": "succeeded", "each": "succeeded", "a": "succeeded",
+                          "x": "cancelled", "y": "succeeded"}  # fmt: skip
+    assert run.status == "succeeded"
