@@ -387,7 +387,7 @@ class Engine:
             being_cancelled = set(self.scope.targeted.values())  # on their own, already
             for runner in list(self._runners):
                 if runner is not spare and runner not in being_cancelled:
-                    runner.cancel()
+                    runner.cancel(self._stop_reason or None)  # (the CancelledError's args)
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)

@@ -221,7 +221,7 @@ class Termination:
         elif (runner := engine._inflight[name]) is not None:  # running: cancelled at its
             # next await (see the module docstring)
             self.targeted[name] = runner
-            runner.cancel()
+            runner.cancel(reason)  # the task's CancelledError says why (its args)
             return
         elif engine.locks is not None and engine.locks.withdraw(name):
             del engine._inflight[name]  # it waited for its lock, holding nothing

@@ -418,7 +418,7 @@ def test_a_task_that_finished_or_cancelled_part_of_its_run_is_never_reused(tmp_p
     def build() -> nf.Flow:
         flow = nf.Flow("finish-store", store=store)
 
-        @flow.task(cache=True)
+        @flow.task(cache=True, after=["prep"])  # (prep, in a thread, ends first)
         async def found():
             calls.append("found")
             await asyncio.sleep(0.01)
@@ -462,3 +462,36 @@ def test_a_task_that_finished_or_cancelled_part_of_its_run_is_never_reused(tmp_p
     assert nf.why(first.run_id, "pruner", store=store).startswith(
         "ran, and cancelled or finished part of its run (nf.context().cancel/finish)"
     )
+
+
+def test_the_cancelled_error_a_task_gets_says_who_cancelled_it():
+    """As asyncio's Task.cancel(msg): a task that catches its CancelledError can read why."""
+    heard: dict = {}
+    flow = nf.Flow("why-cancelled", store=None)
+
+    def listener(name: str):
+        async def body():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError as cancelled:
+                heard[name] = cancelled.args
+                raise
+
+        return body
+
+    flow.task(name="target")(listener("target"))
+    flow.task(name="bystander")(listener("bystander"))
+
+    @flow.task
+    async def boss():
+        await asyncio.sleep(1)
+        nf.context().cancel("target")
+        await asyncio.sleep(1)
+        nf.context().finish()
+
+    run = flow.run(simulate=True)
+    assert heard == {
+        "target": ("cancelled by task 'boss' (ctx.cancel)",),
+        "bystander": ("the run was finished by task 'boss' (ctx.finish())",),
+    }
+    assert run.states == {"target": "cancelled", "bystander": "cancelled", "boss": "succeeded"}
