@@ -211,8 +211,14 @@ class Termination:
 
     def _cancel(self, engine: Engine, name: str, reason: str) -> None:
         sched = engine.sched
-        if name in sched.outcome or name in self.targeted or engine._stopping:
-            return  # over already, or being cancelled
+        if name in self.targeted or engine._stopping:
+            return  # being cancelled already
+        if name in sched.outcome:  # over; but a fan-out task that completed early
+            runner = engine._inflight.get(name)  # (complete_when) may still run elements,
+            if runner is not None:  # too late to count: those are cancelled, it stays
+                self.targeted[name] = runner
+                runner.cancel(reason)
+            return
         self.reasons[name] = reason
         if name not in engine._inflight:  # pending or queued
             sch.withdraw(sched, name)

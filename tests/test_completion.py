@@ -106,9 +106,12 @@ def test_an_expression_that_fails_fails_the_task_and_cancels_the_elements():
     assert all(status == "cancelled" for status, *_ in rows(run).values() if status != "succeeded")
 
 
-def test_fail_fast_on_the_first_failure():
+def test_stopping_at_the_first_failure_still_succeeds_with_what_succeeded():
+    """When the expression holds the task succeeds, whatever failed (as with allow_partial):
+    `failed >= 1` stops early, it does not fail the task."""
     run = probes(complete_when="failed >= 1", cancel_rest=True).run(simulate=True)
     assert run.duration == 2.0 and run.results["after"] == [1]
+    assert run.states["probe"] == "succeeded" and list(run.element_errors["probe"]) == [2]
 
 
 @pytest.mark.parametrize(
@@ -140,3 +143,21 @@ def test_bad_complete_when_is_refused_when_the_task_is_defined(options, message)
     with pytest.raises(nf.DefinitionError) as error:
         flow.task(name="bad", **options)(lambda items: items)
     assert str(error.value).startswith(message)
+
+
+def test_cancelling_a_task_that_completed_early_cancels_its_late_elements_only():
+    """Without cancel_rest the elements in flight run on after the task completed; cancelling
+    the task then (here its region) cuts them short, and the task stays succeeded."""
+    flow = probes(complete_when="succeeded >= 3", tags=["probing"])
+
+    @flow.task
+    async def stopper():
+        await asyncio.sleep(4.5)
+        nf.context().cancel(tag="probing")
+
+    run = flow.run(simulate=True)
+    found = rows(run)
+    assert found["probe[0]"] == ("cancelled", 0.0, 4.5)
+    assert found["probe[5]"] == ("cancelled", 0.0, 4.5)
+    assert run.states["probe"] == "succeeded" and run.results["after"] == [1, 3, 4]
+    assert run.duration == 4.5 and run.status == "succeeded"
