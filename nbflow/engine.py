@@ -379,8 +379,8 @@ class Engine:
     ) -> None:
         """Stop the run with ``status``; ``spare``: a runner left to end its task (the one
         that called ``ctx.finish()``); ``reason``: what the tasks cancelled now are told."""
-        if self._final_status is None or status is RunStatus.CANCELLED:
-            self._final_status = status
+        if self._final_status in (None, RunStatus.SUCCEEDED) or status is RunStatus.CANCELLED:
+            self._final_status = status  # (a failure after ctx.finish() fails the run)
         self._stop_reason = self._stop_reason or reason
         if not self._stopping:  # running tasks are cancelled once: their cleanup runs
             self._stopping = True

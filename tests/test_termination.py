@@ -317,7 +317,8 @@ def test_finish_from_a_fan_out_element_cancels_the_other_elements_and_keeps_its_
     rows = {r.task: (r.status, r.end.timestamp()) for r in run.timeline().itertuples()}
     t0 = run.timeline()["start"].min().timestamp()
     assert {k: (s, e - t0) for k, (s, e) in rows.items() if k.startswith("search")} == {
-        "search[0]": ("succeeded", 3.0), "search[1]": ("cancelled", 2.0),
+        "search[0]": ("succeeded", 3.0),
+        "search[1]": ("cancelled", 2.0),
         "search[2]": ("cancelled", 2.0),
     }  # fmt: skip  (search[3] never started)
     assert run.states == {"items": "succeeded", "search": "succeeded", "other": "cancelled"}
@@ -495,3 +496,29 @@ def test_the_cancelled_error_a_task_gets_says_who_cancelled_it():
         "bystander": ("the run was finished by task 'boss' (ctx.finish())",),
     }
     assert run.states == {"target": "cancelled", "bystander": "cancelled", "boss": "succeeded"}
+
+
+def test_a_run_middleware_failing_after_finish_fails_the_run():
+    flow = nf.Flow("finish-middleware", store=None)
+
+    async def audit(ctx, call_next):
+        result = await call_next()
+        if ctx.kind == "run":
+            raise RuntimeError("audit failed")
+        return result
+
+    flow.use(audit)
+
+    @flow.task
+    async def found():
+        await asyncio.sleep(1)
+        nf.context().finish()
+        return "answer"
+
+    flow.task(name="slow")(sleeper(5))
+    run = flow.run(simulate=True)
+    assert run.states == {"found": "succeeded", "slow": "cancelled"}
+    assert (
+        run.status == "failed"
+        and run.state.error == "run middleware failed: RuntimeError: audit failed"
+    )
