@@ -108,7 +108,9 @@ class Termination:
         self.joins: frozenset[str] = plan.table(
             "cancel_rest",
             lambda: frozenset(
-                n for n in plan.names if plan.specs[n].cancel_rest and partial(plan.specs[n].trigger)
+                n
+                for n in plan.names
+                if plan.specs[n].cancel_rest and partial(plan.specs[n].trigger)
             ),
         )
         #: Running tasks being cancelled on their own -> the runner running each; the engine

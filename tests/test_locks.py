@@ -315,3 +315,61 @@ def test_a_task_cancelled_while_it_holds_its_lock_and_waits_for_a_slot_gives_the
     assert run.states == {"items": "succeeded", "each": "succeeded", "a": "succeeded",
                           "x": "cancelled", "y": "succeeded"}  # fmt: skip
     assert run.status == "succeeded"
+
+
+def test_waiting_for_a_lock_does_not_count_towards_timeout_and_a_timed_out_holder_lets_go():
+    flow = nf.Flow("lock-timeouts", store=None, on_error="continue")
+
+    @flow.task(lock="db", timeout=2, retry=nf.Retry(max_retries=1, delay=3))
+    async def stuck():  # times out twice: 0-2, then 5-7 after the retry delay
+        await asyncio.sleep(10)
+
+    @flow.task(lock="db", timeout=2, priority=-1)
+    async def patient():  # waits 7 s for the lock, then needs 1 s of its 2
+        await asyncio.sleep(1)
+        return "written"
+
+    run = flow.run(simulate=True)
+    rows = [(r.task, r.attempt, r.status) for r in run.timeline().itertuples()]
+    assert rows == [("stuck", 1, "failed"), ("stuck", 2, "failed"), ("patient", 1, "succeeded")]
+    assert starts(run)["patient"] == 7.0 and run.duration == 8.0
+    assert isinstance(run.errors["stuck"], nf.TaskTimeoutError)
+
+
+def test_runs_on_different_pools_still_share_a_lock():
+    overlap = Overlap()
+
+    async def main() -> list[nf.Run]:
+        runs = [
+            writers("P", overlap, n=2, seconds=0.02, pool=nf.Pool(1)).arun(),
+            writers("Q", overlap, n=2, seconds=0.02, pool=nf.Pool({"a": 1, "b": 2})).arun(),
+        ]
+        return await asyncio.wait_for(asyncio.gather(*runs), HANG)
+
+    runs = asyncio.run(main())
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert overlap.peak == 1 and overlap.order == ["P.w0", "P.w1", "Q.w0", "Q.w1"]
+
+
+def test_a_task_of_another_run_cancelled_while_it_waits_for_the_lock_leaves_no_trace():
+    async def main() -> tuple[nf.Run, nf.Run, dict, dict]:
+        holder = writers("H", Overlap(), n=1, seconds=0.2)
+        waiter = writers("W", Overlap(), n=1, seconds=0.01)
+        waiter.task(name="free")(lambda: "no lock")
+        first = holder.start()
+        await asyncio.sleep(0.05)
+        second = waiter.start()
+        await asyncio.sleep(0.05)
+        table = nf.lock_table()
+        waiting = table.waiting()
+        second.cancel("w0")  # waits for H's lock, holding nothing
+        done = await asyncio.wait_for(second, HANG)
+        after_cancel = table.waiting()
+        return done, await asyncio.wait_for(first, HANG), waiting, after_cancel
+
+    waiter_run, holder_run, waiting, after_cancel = asyncio.run(main())
+    assert list(waiting) == ["db"] and waiting["db"][0].startswith("W/w0 (run ")
+    assert after_cancel == {}  # out of the line at once, before the holder let go
+    assert waiter_run.states == {"w0": "cancelled", "free": "succeeded"}
+    assert waiter_run.status == "succeeded" and holder_run.status == "succeeded"
+    assert "w0" not in starts(waiter_run)

@@ -142,3 +142,25 @@ def test_a_branch_gating_a_task_its_condition_reads_is_refused_the_same_way():
     with pytest.raises(nf.DefinitionError, match=r"^branch 'size': its condition 'measure > 5' "
                        r"reads 'measure', which it also gates \(in otherwise\)"):  # fmt: skip
         flow.plan()
+
+
+SKIPPED_BY = {key: ("skipped", f"branch \"mode['{key}']\"") for key in "xy"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "go", "outcome"),
+    [
+        ("x", True, {"a": ("succeeded", ""), "b": SKIPPED_BY["y"]}),
+        # chosen, but its own when= is false:
+        ("x", False, {"a": ("skipped", "condition is false"), "b": SKIPPED_BY["y"]}),
+        ("y", True, {"a": SKIPPED_BY["x"], "b": ("succeeded", "")}),
+    ],
+)
+def test_a_case_task_with_its_own_when_runs_only_when_both_hold(mode, go, outcome):
+    flow = nf.Flow("switch-when", store=None)
+    flow.task(name="a", when="vars['go']")(lambda: "a")
+    flow.task(name="b")(lambda: "b")
+    flow.switch("vars['mode']", cases={"x": ["a"], "y": ["b"]}, name="mode")
+    run = flow.run(variables={"mode": mode, "go": go}, simulate=True)
+    found = {t: (run.states[t], run.state.tasks[t].reason) for t in ("a", "b")}
+    assert found == outcome

@@ -24,6 +24,7 @@ PAIRS = [
     ("cancel", "cancel"),
 ]
 S, UF, SK = "succeeded", "upstream_failed", "skipped"
+EITHER = f"{SK}|{UF}"  # all_success after a failure and a skip: whichever is decided first
 # rule -> state of the downstream task for each pair of PAIRS (Airflow's semantics; a task
 # cancelled on its own counts as a skip, see docs/concepts.md). Every rule differs from
 # every other in some column: with one upstream task that always succeeded (the old
@@ -31,8 +32,7 @@ S, UF, SK = "succeeded", "upstream_failed", "skipped"
 TABLE = {
     #              ok-ok ok-fail ok-skip fail-fail fail-skip skip-skip
     #              ok-cancel fail-cancel skip-cancel cancel-cancel
-    "all_success": (S, UF, SK, UF, f"{SK}|{UF}", SK,  # fail-skip: whichever is decided first
-                    SK, UF, SK, SK),  # fmt: skip
+    "all_success": (S, UF, SK, UF, EITHER, SK, SK, UF, SK, SK),
     "all_done": (S, S, S, S, S, S, S, S, S, S),
     "none_failed": (S, UF, S, UF, UF, S, S, UF, S, S),
     "one_success": (S, S, S, UF, UF, SK, S, UF, SK, SK),
