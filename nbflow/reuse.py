@@ -71,7 +71,9 @@ def why_recorded(store: SQLiteStore, run_id: str, task: str) -> str:
     if task not in rows:
         raise KeyError(f"task {task!r} has no result in run {run_id} (it did not succeed)")
     row = rows[task]
-    digest = row.identity[len(CONTROLLED) :] if controlled(row.identity) else row.identity
+    digest = row.identity
+    if digest is not None and controlled(digest):
+        digest = digest[len(CONTROLLED) :]
     parts = store.identity_parts(digest) if digest else None
     identity = Identity.from_json(digest, parts)
     if row.reused_from is not None:
