@@ -29,6 +29,7 @@ from . import middleware
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
+    CancelError,
     ConditionError,
     CycleError,
     DefinitionError,
@@ -61,8 +62,11 @@ from .fanout import fan_out
 from .flow import Flow
 from .handle import RunHandle
 from .health import health
+from .joins import at_least
 from .lifecycle import RunStatus, TaskState
 from .lines import LogCapture
+from .locks import Locks
+from .locks import locks_of as lock_table
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .progress import track
@@ -123,6 +127,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CacheWarning",
+    "CancelError",
     "ConditionError",
     "Context",
     "CycleError",
@@ -134,6 +139,7 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
+    "Locks",
     "LogCapture",
     "MemoryStore",
     "MissingDependencyError",
@@ -174,12 +180,14 @@ __all__ = [
     "WorkerLoad",
     "agent",
     "agents",
+    "at_least",
     "context",
     "diff_versions",
     "fan_out",
     "health",
     "history",
     "load_flow",
+    "lock_table",
     "middleware",
     "prune",
     "replay",

@@ -4,7 +4,8 @@ Inside a task (async, or sync in its worker thread), ``nf.context()`` is the cur
 attempt's :class:`TaskContext`: the run's id, the task's name, the attempt, the fan-out
 element, ``cancelled``, which a long synchronous loop can check to stop early (a thread
 cannot be stopped from outside: see docs/concepts.md, "Cancelling"), the attempt's ``log``
-and ``progress()`` (see :mod:`nbflow.logs`).
+and ``progress()`` (see :mod:`nbflow.logs`). ``cancel(...)`` cancels other tasks of the run
+and ``finish()`` ends the run (:mod:`nbflow.termination`).
 
 The engine sets one context variable per attempt, holding a plain tuple; the
 :class:`TaskContext` object is made only when a task asks. Context variables follow asyncio
@@ -84,6 +85,25 @@ class TaskContext:
         an async task is cancelled by asyncio itself (``CancelledError`` at its next await).
         """
         return self._engine.attempt_over(self.task, self.element, self.attempt)
+
+    def cancel(self, task: Any = None, *, tag: str | None = None) -> None:
+        """Cancel another task of this run, or every task with ``tag`` but this one (a
+        region); the run goes on. Each ends ``cancelled`` and propagates like a skip (see
+        :mod:`nbflow.termination`). Tasks that already finished are left as they are.
+
+        Raises:
+            CancelError: no task or tag of that name (with a close match), neither or both
+                given, or this task named itself (return or raise to end it instead).
+        """
+        engine = self._engine
+        who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
+        engine.scope.ask(engine, task, tag, self.task, f"cancelled by {who} (ctx.cancel)")
+
+    def finish(self) -> None:
+        """End the run now, ``succeeded`` (explicit termination): every other task still
+        running or waiting is cancelled; this attempt runs to its end and its result counts.
+        """
+        self._engine.scope.finish(self._engine, self.task, self.element)
 
     def __repr__(self) -> str:
         element = f"[{self.element}]" if self.element is not None else ""

@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .context import current
+from .dask_locks import DaskLocks
 from .errors import NbflowError
 from .remote_logs import Observed, observed_call
 from .runtime import run_blocking, running_loop
@@ -271,6 +272,10 @@ class DaskExecutor:
             f"task {task!r}: its Dask future ended {status!r} without nbflow cancelling it; "
             f"{_LOST_HINT if client.status != 'running' else 'was it cancelled elsewhere?'}"
         )
+
+    def remote_locks(self) -> DaskLocks:
+        """The cluster's locks, which ``lock=`` takes too (see :mod:`nbflow.dask_locks`)."""
+        return DaskLocks(self)
 
     def placement(self, outcome: Any) -> tuple[str, float | None] | None:
         """Where and when the attempt behind ``outcome`` (a result or an error) ran.

@@ -135,11 +135,14 @@ class TaskSkipped(Event):
 
 @dataclass(slots=True)
 class TaskCancelled(Event):
-    """A task was cancelled (run cancelled or stopped) while pending, queued or running."""
+    """A task was cancelled (run cancelled or stopped, or the task on its own: see
+    :mod:`nbflow.termination`) while pending, queued or running."""
 
     task: str
     attempt: int = 0
     element: int | None = None
+    #: why, when known ("cancel_rest: 'quorum' fired...", "cancelled by task 'a'").
+    reason: str = ""
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from .handle import RunHandle
 from .identity import FlowIdentity, Identities, flow_version
 from .lines import LogCapture
 from .lines import resolve as resolve_logs
+from .locks import Locks, check_executor
 from .logs import observing
 from .pool import Pool
 from .run import Run
@@ -66,6 +67,8 @@ class Flow(Definition):
             dashboard, the store): True (default), False (not captured), or an
             :class:`~nbflow.logs.LogCapture` (the cap, echo). ``nf.track`` and
             ``ctx.progress`` work either way.
+        locks: the :class:`~nbflow.locks.Locks` table that ``lock=`` names refer to (None:
+            the table of the loop each run runs on, shared by every run on that loop).
 
     Raises:
         DefinitionError: a bad option (the message names it).
@@ -83,6 +86,7 @@ class Flow(Definition):
         executor: Any = None,
         store: Any = "default",
         logs: bool | LogCapture = True,
+        locks: Locks | None = None,
     ) -> None:
         super().__init__(name, max_workers=max_workers, on_error=on_error, strategy="priority")
         resolve_logs(logs)  # a bad value is an error now, not at the first run
@@ -91,6 +95,7 @@ class Flow(Definition):
         self.pool = pool
         self.executor = executor
         self.store = store
+        self.locks = locks
         self.middleware: list[Any] = []
         self.bus = EventBus()
         self._plan_cache: tuple[int, Plan] | None = None
@@ -243,6 +248,7 @@ class Flow(Definition):
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
+        check_executor(plan, executor)  # lock= needs the executor's locks off the kernel
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)
@@ -270,6 +276,7 @@ class Flow(Definition):
             wall_start=wall_start,
             parent_run=parent_run,
             hooks=hooks,
+            locks=self.locks,
         )
         run = Run(engine.state, plan, chosen, executor=engine.executor, durable=durable)
         return engine, run

@@ -271,6 +271,8 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
     if e.element is None:
         record = s.tasks[e.task]
         record.state, record.ended_t = TaskState.CANCELLED, e.t
+        if e.reason:
+            record.reason = e.reason
 
 
 def _log(s: RunState, e: ev.TaskLog) -> None:

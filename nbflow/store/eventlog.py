@@ -46,7 +46,7 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskSucceeded: ("cached", "began"),
     ev.TaskFailed: ("error", "traceback", "began"),
     ev.TaskSkipped: ("state", "reason"),
-    ev.TaskCancelled: (),
+    ev.TaskCancelled: ("reason",),
     ev.TaskLog: ("lines", "dropped", "latest"),
     ev.TaskProgress: ("done", "total"),
 }
