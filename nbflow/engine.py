@@ -69,7 +69,7 @@ from .overhead import warn_if_overhead_dominates
 from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
-from .termination import Termination
+from .termination import Termination, joins_of
 
 S = TaskState
 _FAILED = S.FAILED
@@ -89,6 +89,7 @@ def prepare(plan: Plan) -> None:
     for key in _TABLES:
         _table(plan, key)
     sch.prepare(plan)
+    joins_of(plan)
     plan.roots()
     plan.with_free_params()
     plan.with_cache()
