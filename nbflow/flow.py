@@ -146,7 +146,10 @@ class Flow(Definition):
             plan = build_plan(self)
             prepare(plan)
             prepare_order(plan, self.strategy)
-            self.identify(plan)
+            # Ahead of the runs, which compute identities again: what fails here fails
+            # there (raised by the run), not in plan(), graph() or validate().
+            with contextlib.suppress(Exception):
+                self.identify(plan)
             cached = self._plan_cache = (self.revision, plan)
         return cached[1]
 

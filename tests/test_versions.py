@@ -170,3 +170,18 @@ def test_a_change_between_the_plan_and_the_run_is_seen_by_the_run():
     run = flow.run()
     assert run.results == {"t": 2}
     assert run.flow_version == flow.flow_version != planned
+
+
+def test_an_identity_that_cannot_be_worked_out_fails_the_run_not_the_plan(monkeypatch):
+    # The plan works out identities ahead of the runs; an error doing so is the run's.
+    from nbflow.identity import Identities
+
+    def broken(self, calls):
+        raise RuntimeError("identity broke")
+
+    flow = nf.Flow("ahead", store=None)
+    flow.task(name="t")(lambda: 1)
+    monkeypatch.setattr(Identities, "tasks", broken)
+    assert flow.validate().names == ("t",)
+    with pytest.raises(RuntimeError, match="identity broke"):
+        flow.run()
