@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import middleware
+from .children import SubflowError
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
@@ -46,15 +47,21 @@ from .errors import (
 )
 from .events import (
     Event,
+    IterationEnded,
+    IterationStarted,
     RunFinished,
     RunStarted,
+    SignalReceived,
+    SubflowStarted,
     TaskCancelled,
     TaskFailed,
     TaskQueued,
     TaskRetrying,
+    TaskSignalled,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
+    TaskWaiting,
 )
 from .fanout import fan_out
 from .flow import Flow
@@ -64,11 +71,15 @@ from .joins import at_least
 from .lifecycle import RunStatus, TaskState
 from .locks import Locks
 from .locks import locks_of as lock_table
+from .loops import LoopContext, LoopError
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .retry import Retry, retry
 from .run import Run
+from .signals import SignalError, WaitFor, any_of
 from .strategies import Strategy
+from .subflows import Subflow
+from .waits import SignalTimeoutError
 
 __version__ = "0.1.0"
 
@@ -131,8 +142,12 @@ __all__ = [
     "Event",
     "Flow",
     "FlowValidationError",
+    "IterationEnded",
+    "IterationStarted",
     "LocalExecutor",
     "Locks",
+    "LoopContext",
+    "LoopError",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
@@ -148,11 +163,17 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "SQLiteStore",
+    "SignalError",
+    "SignalReceived",
+    "SignalTimeoutError",
     "SimulationError",
     "StateStore",
     "StoreError",
     "StoreWarning",
     "Strategy",
+    "Subflow",
+    "SubflowError",
+    "SubflowStarted",
     "Task",
     "TaskCancelled",
     "TaskContext",
@@ -160,15 +181,19 @@ __all__ = [
     "TaskFailedError",
     "TaskQueued",
     "TaskRetrying",
+    "TaskSignalled",
     "TaskSkipped",
     "TaskStarted",
     "TaskState",
     "TaskSucceeded",
     "TaskTimeoutError",
+    "TaskWaiting",
     "TemplateError",
+    "WaitFor",
     "WorkerLoad",
     "agent",
     "agents",
+    "any_of",
     "at_least",
     "context",
     "diff_versions",

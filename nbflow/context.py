@@ -17,6 +17,7 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
+from .signals import SignalError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -72,6 +73,21 @@ class TaskContext:
         engine = self._engine
         who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
         engine.scope.ask(engine, task, tag, self.task, f"cancelled by {who} (ctx.cancel)")
+
+    def send(self, signal: str, value: Any = True) -> None:
+        """Send ``signal`` (with ``value``) to this run: the tasks waiting for it start (see
+        :mod:`nbflow.waits`). From a sync task's thread too.
+
+        Raises:
+            SignalError: nothing in the run waits for ``signal`` (with a close match).
+        """
+        engine = self._engine
+        who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
+        if engine.waits is None:
+            raise SignalError(
+                f"send({signal!r}) from {who}: no task of flow {self.flow!r} waits for a signal"
+            )
+        engine.waits.send(engine, signal, value, who)
 
     def finish(self) -> None:
         """End the run now, ``succeeded`` (explicit termination): every other task still

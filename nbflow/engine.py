@@ -47,15 +47,18 @@ from .attempts import (
     format_error,
     gate_verdict,
     plain_tasks,
+    run_fan_out,
     run_task,
     upstream_results,
 )
+from .children import kernel_tasks, run_funcs
 from .collector import frozen_gc
 from .errors import describe
 from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
 from .graph import Plan
+from .iterations import run_loop
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
@@ -66,10 +69,29 @@ from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
 from .termination import Termination
+from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
 log = logging.getLogger("nbflow.engine")
+
+
+def special_tasks(plan: Plan) -> dict[str, Any]:
+    """Tasks that do not run as one call of their function, and what runs them: fan-outs
+    (:func:`~nbflow.attempts.run_fan_out`) and loops (:func:`~nbflow.iterations.run_loop`),
+    each ``await runner(engine, name, kwargs, worker)``."""
+    found: dict[str, Any] = {}
+    for name in plan.names:
+        spec = plan.specs[name]
+        if spec.fan_out:
+            found[name] = _fan_out
+        elif spec.max_iterations is not None:
+            found[name] = run_loop
+    return found
+
+
+async def _fan_out(engine: Engine, name: str, kwargs: dict[str, Any], worker: Any) -> Any:
+    return await run_fan_out(engine, name, kwargs)
 
 
 class Engine:
@@ -163,8 +185,11 @@ class Engine:
         if hooks is not None:
             self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
         self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
-        self._fan_outs = plan.table(
-            "fan_out_set", lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out)
+        # Tasks that hold no slot themselves: a fan-out's elements and a subflow's child run
+        # take theirs (see nbflow.limits).
+        self._slotless = plan.table(
+            "slotless",
+            lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out) | kernel_tasks(plan),
         )
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
@@ -188,6 +213,23 @@ class Engine:
         self._gated.update(self._locked)
         self._lock_table = locks
         self.locks: RunLocks | None = None
+        # Signals (nbflow.waits): a task that waits for some is decided as its gates open,
+        # before its lock and slot. None for flows that neither wait nor have subflows.
+        self.waits: Waits | None = Waits(plan) if plan.table(
+            "signalled", lambda: bool(known_signals(plan))) else None  # fmt: skip
+        if self.waits is not None:
+            self._gated.update(self.waits.tasks)
+        #: Signals the run starts with: (signal, value, sender) of a resumed run or a parent.
+        self.inherited: list[tuple[str, Any, str]] = []
+        #: The flows of the runs this one is a child of, outermost first (nbflow.children).
+        self.lineage: tuple[str, ...] = ()
+        # How tasks that are not plain function calls run (fan-outs, loops, subflows, tasks
+        # given signals): one lookup per task (nbflow.attempts.run_task).
+        self._special: dict[str, Any] = plan.table("special", lambda: special_tasks(plan))
+        # Tasks whose calls run in the kernel whatever the executor (subflows), and what the
+        # engine calls for each task (a subflow's: its child run; nbflow.children).
+        self._in_kernel: frozenset[str] = plan.table("in_kernel", lambda: kernel_tasks(plan))
+        self._funcs: dict[str, Callable[..., Any]] = plan.table("funcs", lambda: run_funcs(plan))
 
     # -- events ----------------------------------------------------------------------------
 
@@ -273,6 +315,8 @@ class Engine:
             self.slots.close()
             if self.locks is not None:
                 self.locks.close()
+            if self.waits is not None:
+                self.waits.close(self)
             if self._owns_executor:
                 self.executor.close()
             if self.journal is not None:
@@ -357,6 +401,8 @@ class Engine:
     def _begin(self) -> None:
         self._sched, transition = sch.initial(self.plan, self._key)
         self._emit_transition(transition)
+        if self.waits is not None:  # signals it inherits, and those sent before it began
+            self.waits.begun(self, self.inherited)
         self.scope.begun(self)  # cancels asked for before the run began
         self._dispatch()
         self._maybe_finish()
@@ -399,6 +445,8 @@ class Engine:
                 self._inflight.pop(name, None)
                 self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
                 sch.record(self.sched, name, S.CANCELLED)
+        if self.waits is not None and self._sched is not None:  # nor do those waiting for
+            self.waits.stop(self, self._stop_reason)  # signals
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -472,7 +520,7 @@ class Engine:
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
         sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
-        ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
+        ready, inflight, fan_outs = sched.ready, self._inflight, self._slotless
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
             if slots.full and not fan_outs:  # nothing could be placed: leave them queued
@@ -504,9 +552,18 @@ class Engine:
         locks = self.locks
         if locks is not None and name in locks.holding:
             return True  # its lock came: its gates were decided before it waited
+        waits = self.waits
         verdict = None
-        if name not in self._async_gated:
-            verdict = gate_verdict(self, name, upstream_results(self, name), None)
+        if waits is None or name not in waits.released:  # else: decided before it waited
+            if name not in self._async_gated:
+                verdict = gate_verdict(self, name, upstream_results(self, name), None)
+            if (
+                verdict is None
+                and waits is not None
+                and name in waits.tasks
+                and not waits.begin(self, name)
+            ):
+                return False  # it waits for its signals, holding nothing (or lost them)
         if verdict is None:
             if locks is None or locks.take(name):
                 return True
@@ -523,10 +580,18 @@ class Engine:
 
     def _lock_granted(self, name: str) -> None:
         """The lock ``name`` waited for is its now: back to the ready queue, placed first."""
-        self._inflight.pop(name, None)
         if self._stopping:
+            self._inflight.pop(name, None)
             assert self.locks is not None
             self.locks.release(name)
+            return
+        self._requeue(name)
+
+    def _requeue(self, name: str) -> None:
+        """``name``, which waited (for its lock or its signals) holding nothing, goes back
+        to the ready queue, and is placed at once if a slot is free."""
+        self._inflight.pop(name, None)
+        if self._stopping:
             return
         sch.push_back(self.sched, [(self._key(name), name)])
         self._dispatch()

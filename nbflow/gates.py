@@ -97,6 +97,8 @@ def needs_local(plan: Plan) -> frozenset[str]:
         if spec.cache:
             names.add(name)
             names.update(dep for _, dep in plan.data_params[name])
+        if spec.max_iterations is not None:  # its until= reads each iteration's result
+            names.add(name)
     return frozenset(names)
 
 

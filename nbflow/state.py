@@ -89,6 +89,15 @@ class RunState:
     #: Attempts running now, by task name (a fan-out element's by ``(task, element)``).
     open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
+    #: Signals the run received: name -> the last value (see :mod:`nbflow.waits`).
+    signals: dict[str, Any] = field(default_factory=dict)
+    #: Tasks waiting for signals now -> what they wait for, in words.
+    waiting: dict[str, str] = field(default_factory=dict)
+    #: Loop tasks -> the iteration they are at (from 2: see :mod:`nbflow.iterations`).
+    iterations: dict[str, int] = field(default_factory=dict)
+    #: Subflow tasks -> the states of the child runs they started (one per attempt or
+    #: iteration), live (see :mod:`nbflow.children`).
+    children: dict[str, list[Any]] = field(default_factory=dict)
     last_seq: int = -1
     last_t: float = 0.0
 
@@ -159,7 +168,7 @@ def _queued(s: RunState, e: ev.TaskQueued) -> None:
     record.state, record.queued_t, record.queued_seq = _QUEUED, e.t, e.seq
 
 
-def _started(s: RunState, e: ev.TaskStarted) -> None:
+def _started(s: RunState, e: ev.TaskStarted, label: str | None = None) -> None:
     record = s.tasks[e.task]
     if e.element is None:
         record.state = _RUNNING
@@ -172,7 +181,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         if s.fan_out and e.task in s.fan_out:
             return  # a fan-out task's rows are its elements' attempts
         row = AttemptRow(
-            e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
+            label or e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
         s.open_rows[e.task] = row
@@ -258,6 +267,34 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
             record.reason = e.reason
 
 
+def _signal(s: RunState, e: ev.SignalReceived) -> None:
+    s.signals[e.signal] = e.value
+
+
+def _waiting(s: RunState, e: ev.TaskWaiting) -> None:
+    s.waiting[e.task] = e.description
+    s.tasks[e.task].reason = f"waiting for {e.description}"
+
+
+def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
+    s.waiting.pop(e.task, None)
+    if e.signals:
+        s.tasks[e.task].reason = "received " + ", ".join(map(repr, e.signals))
+
+
+def _iteration(s: RunState, e: ev.IterationStarted) -> None:
+    s.iterations[e.task] = e.iteration
+    _started(s, e, f"{e.task}#{e.iteration}")
+
+
+def _iteration_ended(s: RunState, e: ev.IterationEnded) -> None:
+    s._close(e.task, None, e.t, "succeeded", None)
+
+
+def _subflow(s: RunState, e: ev.SubflowStarted) -> None:
+    s.children.setdefault(e.task, []).append(e.child)
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -269,4 +306,10 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskFailed: _failed,
     ev.TaskSkipped: _skipped,
     ev.TaskCancelled: _cancelled,
+    ev.SignalReceived: _signal,
+    ev.TaskWaiting: _waiting,
+    ev.TaskSignalled: _signalled,
+    ev.IterationStarted: _iteration,
+    ev.IterationEnded: _iteration_ended,
+    ev.SubflowStarted: _subflow,
 }

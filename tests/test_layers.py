@@ -28,10 +28,21 @@ ROOT = "flow"
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "definition values",
-        {"evaluator", "checks", "retry", "conditions", "identity", "collector", "joins", "locks"},
+        {
+            "evaluator",
+            "checks",
+            "retry",
+            "conditions",
+            "identity",
+            "collector",
+            "joins",
+            "locks",
+            "signals",
+            "loops",
+        },
     ),
     ("spec", {"spec"}),
-    ("DSL", {"dsl", "switch"}),
+    ("DSL", {"dsl", "switch", "subflows"}),
     ("graph", {"graph"}),
     (
         "the engine's parts",
@@ -55,7 +66,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts", "completion", "termination"}),
+    (
+        "engine",
+        {"engine", "attempts", "completion", "termination", "waits", "iterations", "children"},
+    ),
     ("run state reducer", {"state"}),
     (
         "observers",
