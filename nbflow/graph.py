@@ -36,7 +36,7 @@ from .errors import (
 from .identity import identity_options
 from .joins import check_plan as check_joins
 from .loops import PREVIOUS, check_until_names, parse_until
-from .signals import check_wait_for
+from .signals import check_choices, check_wait_for
 from .spec import ParamSpec, TaskSpec, parameters
 
 if TYPE_CHECKING:
@@ -232,6 +232,7 @@ def _build_plan(definition: Definition) -> Plan:
     free_params: dict[str, tuple[ParamSpec, ...]] = dict.fromkeys(names, ())
     extra: dict[str, dict[str, None]] = {}
     gates: dict[str, list[Gate]] = {}
+    waiting = False  # some task waits for signals
     # One (parameter, task) tuple per task name, shared by all its readers; made in C.
     pair_of = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
 
@@ -265,6 +266,7 @@ def _build_plan(definition: Definition) -> Plan:
             _more(extra, upstream, name)[dep] = None
         if values["wait_for"] is not None or values["max_iterations"] is not None:
             _own_inputs(name, values, known, free_params)
+            waiting = waiting or values["wait_for"] is not None
         fan_out = values["fan_out"]
         if fan_out is not None and fan_out not in dict(data_params[name]):
             raise DefinitionError(
@@ -302,6 +304,8 @@ def _build_plan(definition: Definition) -> Plan:
         for gate in task_gates:
             if gate.condition is not None:
                 gate.condition.check_names(upstream[name])
+    if waiting:
+        check_choices(specs.values())
     for task in tasks:
         until = task._options.until
         if until is not None:

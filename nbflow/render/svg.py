@@ -46,7 +46,10 @@ def fmt_duration(seconds: float) -> str:
 
 
 def detail_parts(node: NodeView) -> list[str]:
-    """What the node's second line says: priority, tries and duration, as far as known."""
+    """What the node's second line says: priority, tries and duration, as far as known;
+    for a task waiting for signals, what it waits for (its note)."""
+    if node.state == "waiting" and node.note:
+        return [node.note]
     parts = []
     if node.priority:
         parts.append(f"p={node.priority}")

@@ -10,6 +10,7 @@ from here, so they agree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -333,7 +334,35 @@ class Structure:
             }
         now = now_t(state)
         facts = self.facts
-        return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
+        nodes = {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
+        if state.waiting or state.iterations or state.children:
+            annotate(nodes, state)
+        return nodes
+
+
+def annotate(nodes: dict[str, NodeView], state: RunState) -> None:
+    """Say on their nodes where tasks that wait for signals, loop or run a subflow are:
+    ``waiting for 'approved'``, ``iteration 7``, the child run's ``done/total``."""
+    records = state.tasks
+    for name, waits_for in list(state.waiting.items()):
+        node, record = nodes.get(name), records.get(name)
+        if node is not None and record is not None and record.state == "queued":
+            nodes[name] = dataclasses.replace(
+                node, state="waiting", note=f"waiting for {waits_for}"
+            )
+    for name, iteration in list(state.iterations.items()):
+        node = nodes.get(name)
+        if node is not None:
+            nodes[name] = dataclasses.replace(node, counter=f"iteration {iteration}")
+    for name, runs in list(state.children.items()):
+        node, child = nodes.get(name), runs[-1] if runs else None
+        if node is not None and child is not None and child.tasks:
+            done = sum(n for k, n in counts_of(child).items() if k in TERMINAL)
+            nodes[name] = dataclasses.replace(
+                node,
+                counter=node.counter or f"{done}/{len(child.tasks)}",
+                note=f"child run {child.run_id[:8]} of flow {child.flow!r}: {child.status.value}",
+            )
 
 
 def gantt_rows(state: RunState) -> list[dict[str, Any]]:
