@@ -220,7 +220,7 @@ def test_a_loop_without_a_bound_is_refused_when_defined():
     with pytest.raises(
         nf.DefinitionError,
         match=r"task 'spin' loops until 'result' but has no bound: give it max_iterations=N",
-    ):  # noqa: E501
+    ):
         flow.task(name="spin", until="result")(lambda: 1)
     with pytest.raises(TypeError, match=r"max_iterations"):
         flow.loop(until="result", name="spin")(lambda: 1)  # type: ignore[call-arg]

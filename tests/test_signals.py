@@ -285,7 +285,7 @@ def test_a_signal_the_function_does_not_take_is_refused_with_a_close_match():
     with pytest.raises(
         nf.DefinitionError,
         match=r"task 'decide' wait_for=any_of\('approve', 'rejct'\): .* did you mean 'reject'",
-    ):  # noqa: E501
+    ):
         flow.task(name="decide", wait_for=nf.any_of("approve", "rejct"))(lambda approve, reject: 1)
     assert flow.tasks == {}
 

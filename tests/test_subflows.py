@@ -114,9 +114,8 @@ def test_bounded_recursion_works_and_the_limit_is_a_clear_failure():
     error = too_deep.errors["deeper"]
     assert isinstance(error, nf.SubflowError)
     # the innermost run that tried: depth 6 > 5, the chain of flows named
-    assert "max_depth=5" in str(error.__cause__ or error) or "max_depth=5" in str(error)
     innermost = too_deep
-    while "deeper" in innermost.children and innermost.children["deeper"]:
+    while innermost.children.get("deeper"):
         innermost = innermost.children["deeper"][0]
     message = str(innermost.errors["deeper"])
     assert message.startswith("task 'deeper': subflow 'countdown' would run at depth 6")
@@ -180,6 +179,7 @@ def test_handle_cancel_of_a_background_run_reaches_its_child_run():
         return run, log
 
     run, log = asyncio.run(scenario())
+    assert log == []  # load never began
     assert run.status == "cancelled" and run.children["etl"][0].status == "cancelled"
     assert run.children["etl"][0].states == {"extract": "cancelled", "load": "cancelled"}
 
