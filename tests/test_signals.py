@@ -136,7 +136,9 @@ def test_a_signal_wakes_every_task_waiting_for_it():
 # -- deferred choice ---------------------------------------------------------------------------
 
 
-def review_flow(*plan: tuple[float, str, object], early: float = 0.0) -> nf.Flow:
+def review_flow(
+    *plan: tuple[float, str, object], early: float = 0.0, audit: bool = True
+) -> nf.Flow:
     flow = nf.Flow("review", store=None)
     review = nf.any_of("approve", "reject")
     flow.task(name="order")(sleeper(early, "order-1"))
@@ -152,9 +154,11 @@ def review_flow(*plan: tuple[float, str, object], early: float = 0.0) -> nf.Flow
     flow.task(name="invoice")(lambda ship: "invoice")
     flow.task(name="note", trigger="none_failed")(lambda ship, refund: (ship, refund))
 
-    @flow.task(wait_for=review)
-    def audit(approve, reject):
-        return (approve, reject)
+    if audit:
+
+        @flow.task(wait_for=review)
+        def audit(approve, reject):
+            return (approve, reject)
 
     flow.task(name="customer")(sends(*plan))
     return flow
@@ -173,7 +177,17 @@ def test_deferred_choice_the_first_signal_wins_and_the_losing_branch_is_skipped_
 
 
 def test_a_persistent_choice_is_decided_by_the_first_signal_even_before_anyone_waits():
-    # both come before the branches wait (order takes 5 s); approve again later
+    # all three come before the branches wait (order takes 5 s); nobody else waits
+    run = review_flow(
+        (1, "approve", "first"), (2, "reject", "second"), (3, "approve", "again"),
+        early=5, audit=False,
+    ).run(simulate=True)  # fmt: skip
+    assert run.states["refund"] == "skipped" and run.states["ship"] == "succeeded"
+    assert run.results["ship"] == "ship order-1 (again)"  # its last value
+    assert started_at(run, "ship") == 5.0 and run.state.tasks["refund"].ended_t == 5.0
+
+
+def test_a_task_waiting_for_a_whole_choice_takes_its_first_signal():
     run = review_flow(
         (1, "approve", "first"), (2, "reject", "second"), (3, "approve", "again"), early=5
     ).run(simulate=True)
