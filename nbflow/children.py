@@ -25,7 +25,7 @@ from . import events as ev
 from .context import current
 from .errors import NbflowError, describe
 from .graph import readable_variables
-from .subflows import Subflow
+from .subflows import Subflow, planned_subflows
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -39,7 +39,7 @@ class SubflowError(NbflowError, RuntimeError):
 def run_funcs(plan: Plan) -> dict[str, Callable[..., Any]]:
     """What the engine calls for each task: its function, or for a subflow task a function
     that runs the child run (``plan.funcs`` itself when the plan has none)."""
-    subflows = {n: f for n, f in plan.funcs.items() if isinstance(f, Subflow)}
+    subflows = planned_subflows(plan)
     if not subflows:
         return plan.funcs
     return {**plan.funcs, **{n: _runner(f) for n, f in subflows.items()}}
@@ -48,7 +48,7 @@ def run_funcs(plan: Plan) -> dict[str, Callable[..., Any]]:
 def kernel_tasks(plan: Plan) -> frozenset[str]:
     """Tasks whose calls stay in the kernel whatever the executor: subflows (their child
     run's tasks go to the executor)."""
-    return frozenset(n for n, f in plan.funcs.items() if isinstance(f, Subflow))
+    return frozenset(planned_subflows(plan))
 
 
 def _runner(subflow: Subflow) -> Callable[..., Awaitable[Any]]:

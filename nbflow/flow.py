@@ -31,7 +31,7 @@ from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import resolve_strategy
-from .subflows import check_cycles, revisions, subflows_of
+from .subflows import check_cycles, planned_subflows, revisions, subflows_of
 from .waits import resumed
 
 
@@ -177,7 +177,7 @@ class Flow(Definition):
         plan = plan or self.plan()
         found = self._identities.tasks(plan.identity_calls())
         tasks = dict(zip(plan.names, found, strict=True))
-        for name, sub in subflows_of(self).items():  # a subflow is what its child flow is
+        for name, sub in planned_subflows(plan).items():  # a subflow is what its child is
             tasks[name] = _subflow_identity(tasks[name], sub)
         return FlowIdentity(flow_version(plan.spec_version + self._version_extra(), tasks), tasks)
 
@@ -188,9 +188,10 @@ class Flow(Definition):
     def validate(self, variables: Mapping[str, Any] | None = None) -> Plan:
         """Raise every definition error now, as a run would before starting any task."""
         plan = self.plan()
-        if plan.table("subflows", lambda: bool(subflows_of(self))):
+        subflows = planned_subflows(plan)
+        if subflows:
             check_cycles(self)
-            for sub in subflows_of(self).values():  # a child's definition errors, now
+            for sub in subflows.values():  # a child's definition errors, now
                 if isinstance(sub.flow, Flow):
                     sub.flow.plan()
         check_inputs(plan, dict(variables or {}))

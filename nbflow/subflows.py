@@ -147,6 +147,15 @@ def subflows_of(flow: Definition) -> dict[str, Subflow]:
     return {n: t.fn for n, t in flow.tasks.items() if isinstance(t.fn, Subflow)}
 
 
+def planned_subflows(plan: Any) -> dict[str, Subflow]:
+    """The subflow tasks of a plan (a :class:`~nbflow.graph.Plan`), worked out once per
+    plan: task name -> :class:`Subflow`."""
+    return plan.table(
+        "subflow_tasks",
+        lambda: {n: f for n, f in plan.funcs.items() if isinstance(f, Subflow)},
+    )
+
+
 def revisions(flow: Definition) -> tuple[int, ...]:
     """The revisions of every flow ``flow`` contains, depth first (each flow once): a plan
     of ``flow`` is valid until one of them changes."""

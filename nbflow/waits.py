@@ -49,7 +49,7 @@ from .errors import format_exception as format_error
 from .lifecycle import RunStatus, TaskState
 from .runtime import running_loop
 from .signals import SignalError, WaitFor, signals_of
-from .subflows import Subflow
+from .subflows import Subflow, planned_subflows
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -72,7 +72,7 @@ def known_signals(plan: Any) -> frozenset[str]:
     subflows, their subflows... (each flow once)."""
     found = set(signals_of(plan.specs.values()))
     seen: set[int] = set()
-    stack = [f for f in plan.funcs.values() if isinstance(f, Subflow)]
+    stack = list(planned_subflows(plan).values())
     while stack:
         flow = stack.pop().flow
         if id(flow) in seen:
