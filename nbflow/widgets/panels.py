@@ -56,6 +56,7 @@ _SEGMENTS = (
     "running",
     "retrying",
     "queued",
+    "waiting",
 )
 _FAINT = "rgba(127,127,127,.16)"
 # JupyterLab's error colour (right for its light and dark themes), else a dark vermillion.
@@ -100,6 +101,10 @@ def header_html(state: RunState, title: str | None = None, total: int | None = N
     """
     status = state.status.value
     n = counts(state)
+    if state.waiting:  # queued tasks that wait for signals are counted apart
+        waiting = sum(1 for t in list(state.waiting) if state.tasks[t].state == "queued")
+        n["queued"] -= waiting
+        n["waiting"] += waiting
     total = len(state.tasks) if total is None else total
     done = sum(n[k] for k in TERMINAL)
     pill = style_for("cancelled" if status == "cancelled" else _RUN_STYLE.get(status, status))

@@ -72,6 +72,8 @@ class TaskFacts:
 
     priority: int = 0
     tags: tuple[str, ...] = ()
+    #: what the task waits for (``wait_for=``), as its node will say it; "" for none
+    waits_for: str = ""
 
 
 def error_text(error: BaseException | None) -> str | None:
@@ -130,8 +132,9 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
     A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
     "partial", its error saying how many elements failed and the first error.
     """
-    if record is None:
-        return NodeView(name, "pending", facts.priority, tags=facts.tags)
+    if record is None:  # a waiting task's note makes room on the node for what it will say
+        note = f"waiting for {facts.waits_for}" if facts.waits_for else None
+        return NodeView(name, "pending", facts.priority, tags=facts.tags, note=note)
     duration = record.duration
     if duration is None and record.started_t is not None:
         duration = max(0.0, now - record.started_t)
@@ -280,7 +283,12 @@ class Structure:
     def from_plan(cls, plan: Plan, max_nodes: int = MAX_NODES) -> Structure:
         """The structure of a validated plan (edges from its upstream map)."""
         edges = [(u, n) for n in plan.names for u in plan.upstream[n]]
-        facts = {n: TaskFacts(s.priority, tuple(s.tags)) for n, s in plan.specs.items()}
+        facts = {
+            n: TaskFacts(
+                s.priority, tuple(s.tags), s.wait_for.describe() if s.wait_for is not None else ""
+            )
+            for n, s in plan.specs.items()
+        }
         return cls(plan.names, edges, facts, max_nodes)
 
     @classmethod
