@@ -279,6 +279,8 @@ async def run_attempts(
                 delay = retry_state.next_delay(error, loop.time())
             except RetryIfError as failure:  # it holds the task's own error
                 error = failure
+        if delay is not None and engine._stopping and engine.scope.finisher == (name, element):
+            delay = None  # it called ctx.finish(): the run is ending, no retry starts
         if delay is None:
             engine._emit(ev.TaskFailed, name, attempt, error, format_error(error), element,
                        *where)  # fmt: skip
@@ -401,29 +403,37 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
     engine._emit(ev.TaskStarted, name, 1, None, None, len(items))
     wants_worker = name in engine._wants_worker
     completion = Completion(engine, name, len(items)) if spec.complete_when else None
+    running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
 
     async def run_one(index: int, item: Any) -> Any:
-        worker = await engine.slots.wait(name, spec.worker)
-        if completion is not None and completion.stopped:  # complete before it could start
-            engine.slots.release(worker)
-            raise Withdrawn
+        running[index] = asyncio.current_task()  # type: ignore[assignment]
         try:
-            inputs = {**kwargs, param: item}
-            if wants_worker:
-                inputs["worker"] = worker
-            ok, value = await run_attempts(engine, name, inputs, worker, index)
+            worker = await engine.slots.wait(name, spec.worker)
+            if completion is not None and completion.stopped:  # complete before it started
+                engine.slots.release(worker)
+                raise Withdrawn
+            try:
+                inputs = {**kwargs, param: item}
+                if wants_worker:
+                    inputs["worker"] = worker
+                ok, value = await run_attempts(engine, name, inputs, worker, index)
+            finally:
+                engine.slots.release(worker)
+                engine._dispatch_soon()  # a freed slot may let a ready task start
         finally:
-            engine.slots.release(worker)
-            engine._dispatch_soon()  # a freed slot may let a ready task start
+            del running[index]
         if not ok:
             raise value
         return value
 
-    lanes = [n for n in (spec.concurrency, engine.slots.limit) if n]
-    outcomes = await sliding_window(
-        items, run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate,
-        until=completion,
-    )  # fmt: skip
+    widths = [n for n in (spec.concurrency, engine.slots.limit) if n]
+    try:
+        outcomes = await sliding_window(
+            items, run_one, concurrency=min(widths) if widths else None, rate=spec.rate,
+            until=completion,
+        )  # fmt: skip
+    finally:
+        del engine._lanes[name]
     if completion is not None and completion.stopped:
         return None if completion.settled else await completion.finish()
     failures = [o for o in outcomes if not o.ok]
@@ -445,8 +455,8 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     """Whether that attempt should stop (see ``TaskContext.cancelled``): the run is
     stopping, or the attempt is not the one going on any more (it timed out, or its task
     ended)."""
-    if engine._stopping:
-        return True
+    if engine._stopping:  # but for the attempt that called ctx.finish()
+        return engine.scope.finisher != (task, element)
     row = engine.state.open_rows.get(task if element is None else (task, element))
     return row is None or row.attempt != attempt
 
