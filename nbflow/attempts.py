@@ -228,7 +228,8 @@ async def run_attempts(
     """Run attempts until success or the retry policy gives up: (ok, result or error).
 
     ``iteration``: of a loop task (:mod:`nbflow.iterations`), 1, 2...: its attempts are that
-    iteration's rows, and a success is left to the loop to announce (and to store)."""
+    iteration's rows, and a success is left to the loop to announce (and to store): its
+    result is then ``(result, (worker, began))`` (where a remote executor ran it)."""
     policy = engine.plan.specs[name].retry
     loop = engine.loop
     assert loop is not None
@@ -251,8 +252,8 @@ async def run_attempts(
                 where = placement(engine, result)
                 if element is None and name in engine._fetch:
                     result = await engine.executor.amaterialize(result)
-            if iteration:
-                return True, result  # the loop announces it (nbflow.iterations)
+            if iteration:  # the loop announces it (nbflow.iterations), where it ran too
+                return True, (result, where)
             if element is None and engine._keep is not None:
                 pending = engine._keep(name, attempt, result)  # the store's snapshot
                 if pending is not None:

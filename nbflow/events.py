@@ -190,6 +190,10 @@ class IterationEnded(Event):
     task: str
     attempt: int
     iteration: int
+    #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
+    worker: str | None = None
+    #: run-clock time the attempt really began there (remote executors: after queueing).
+    began: float | None = None
 
 
 @dataclass(slots=True)

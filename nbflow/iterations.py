@@ -41,9 +41,10 @@ async def run_loop(engine: Engine, name: str, kwargs: dict[str, Any], worker: st
     previous: Any = None
     for iteration in range(1, limit + 1):
         inputs = {**kwargs, PREVIOUS: previous} if takes_previous and iteration > 1 else kwargs
-        ok, value = await run_attempts(engine, name, inputs, worker, None, iteration)
+        ok, outcome = await run_attempts(engine, name, inputs, worker, None, iteration)
         if not ok:
             return S.FAILED  # its TaskFailed is out
+        value, where = outcome
         attempt = engine.state.tasks[name].attempts
         try:
             done = await _holds(engine, name, value, iteration, previous)
@@ -55,14 +56,14 @@ async def run_loop(engine: Engine, name: str, kwargs: dict[str, Any], worker: st
                 pending = engine._keep(name, attempt, value)  # the store's snapshot
                 if pending is not None:
                     await pending
-            engine._emit(ev.TaskSucceeded, name, attempt, value)
+            engine._emit(ev.TaskSucceeded, name, attempt, value, None, False, *where)
             return S.SUCCEEDED
         if iteration == limit:
             shown = repr(spec.until) if spec.until is not None else repr(spec.until_fn)
             failure = LoopError(name, shown, limit, value)
-            engine._emit(ev.TaskFailed, name, attempt, failure, format_error(failure))
+            engine._emit(ev.TaskFailed, name, attempt, failure, format_error(failure), None, *where)
             return S.FAILED
-        engine._emit(ev.IterationEnded, name, attempt, iteration)
+        engine._emit(ev.IterationEnded, name, attempt, iteration, *where)
         previous = value
     raise AssertionError("unreachable: the last iteration returns")  # pragma: no cover
 

@@ -288,7 +288,7 @@ def _iteration(s: RunState, e: ev.IterationStarted) -> None:
 
 
 def _iteration_ended(s: RunState, e: ev.IterationEnded) -> None:
-    s._close(e.task, None, e.t, "succeeded", None)
+    s._close(e.task, None, e.t, "succeeded", None, e.worker, e.began)
 
 
 def _subflow(s: RunState, e: ev.SubflowStarted) -> None:

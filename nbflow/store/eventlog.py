@@ -51,7 +51,7 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskWaiting: ("signals", "description"),
     ev.TaskSignalled: ("signals",),
     ev.IterationStarted: ("size", "iteration"),
-    ev.IterationEnded: ("iteration",),
+    ev.IterationEnded: ("iteration", "began"),
     ev.SubflowStarted: ("child_run", "flow"),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
