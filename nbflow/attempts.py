@@ -53,7 +53,7 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
             return await run_plain(engine, name, worker)
         if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
             await engine.locks.hold_remote(name)
-        if name in engine._async_gated:
+        if name in engine._async_gated and (engine.waits is None or name not in engine.waits.gated):
             closed = await async_gates(engine, name)
             if closed is not None:
                 return closed

@@ -561,6 +561,8 @@ class Engine:
         if waits is None or name not in waits.released:  # else: decided before it waited
             if name not in self._async_gated:
                 verdict = gate_verdict(self, name, upstream_results(self, name), None)
+            elif waits is not None and name in waits.tasks:  # decided before it waits
+                verdict = waits.gates_first(self, name)  # when it can be, as a rule
             if (
                 verdict is None
                 and waits is not None

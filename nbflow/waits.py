@@ -44,8 +44,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from . import scheduler as sch
+from .attempts import gate_verdict, upstream_results
 from .errors import SimulationError, TaskTimeoutError, closest
 from .errors import format_exception as format_error
+from .gates import awaits
+from .lazy import is_lazy
 from .lifecycle import RunStatus, TaskState
 from .runtime import running_loop
 from .signals import SignalError, WaitFor, signals_of
@@ -118,6 +121,8 @@ class Waits:
         #: tasks that received their signals in the run being resumed -> those values.
         self.given: dict[str, dict[str, Any]] = {}
         self.children: list[Any] = []  # child engines the signals go on to
+        #: waiting tasks whose gates were decided before they waited (see gates_first).
+        self.gated: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._early: list[tuple[str, Any, str]] = []
         self._idle: Any = None
@@ -184,6 +189,24 @@ class Waits:
         for name in list(self.waiting):
             if name in self.waiting and signal in _involved(self.tasks[name]):
                 self._settle(engine, name)
+
+    def gates_first(
+        self, engine: Engine, name: str
+    ) -> tuple[TaskState, BaseException | None, str] | None:
+        """Decide the gates (``when=``, branches) of ``name``, about to wait, whose gates
+        the engine would decide only as it starts (a run that may reuse stored results:
+        its upstream results may be stored ones): now, if they can be (no async callable,
+        no stored result to read), so a task whose condition is false is skipped without
+        waiting for its signals; else after its signals came, as it starts. The verdict,
+        as ``gate_verdict``'s."""
+        gates = engine.plan.gates[name]
+        results = upstream_results(engine, name)
+        if awaits(gates) or any(map(is_lazy, results.values())):
+            return None
+        verdict = gate_verdict(engine, name, results, None)
+        if verdict is None:
+            self.gated.add(name)
+        return verdict
 
     def begin(self, engine: Engine, name: str) -> bool:
         """``name`` left the ready queue with its gates open: True when its signals are here

@@ -123,6 +123,22 @@ def test_a_task_waits_only_once_its_dependencies_are_met_and_its_when_holds():
     assert run.state.tasks["never"].ended_t == 0.0  # skipped at once: it never waited
 
 
+def test_with_a_store_too_a_false_when_skips_the_task_without_waiting(tmp_path):
+    # A run that may reuse stored results (cache=True somewhere, or resume=) decides gates
+    # as tasks start (upstream results may be stored ones); a waiting task's gates are
+    # decided before it waits all the same, when its upstream results are in memory.
+    flow = nf.Flow("gated-stored", store=tmp_path / "s.db")
+    flow.task(name="score")(lambda: 3)
+    flow.task(name="cached", cache=True)(lambda: 1)
+    flow.task(name="never", wait_for="go", when="score > 5", timeout=1)(lambda score, go: go)
+    flow.task(name="ever", wait_for="go", when="score < 5", timeout=1)(lambda score, go: go)
+    run = flow.run()
+    assert run.states == {
+        "score": "succeeded", "cached": "succeeded", "never": "skipped", "ever": "failed",
+    }  # fmt: skip
+    assert isinstance(run.errors["ever"], nf.SignalTimeoutError)  # it did wait
+
+
 def test_a_signal_wakes_every_task_waiting_for_it():
     flow = nf.Flow("broadcast", max_workers=2, store=None)
     for name in ("a", "b", "c"):
