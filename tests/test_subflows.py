@@ -337,3 +337,41 @@ def test_the_dashboard_nests_the_child_run_under_its_task():
     nodes = Structure.from_plan(parent_flow(etl_flow()).plan()).nodes(run.state)
     assert nodes["etl"].counter == "2/2"
     assert nodes["etl"].note == f"child run {child.run_id[:8]} of flow 'etl': succeeded"
+
+
+def test_a_resumed_parent_reuses_its_subflow_unless_the_child_changed(tmp_path):
+    store = tmp_path / "s.db"
+    calls: list[str] = []
+    failures = [True]
+
+    def child_flow(factor: int) -> nf.Flow:
+        child = nf.Flow("resumable-child", store=store)
+
+        @child.task
+        def work():
+            calls.append(f"work x{factor}")
+            return 21 * factor
+
+        return child
+
+    def parent_of(child: nf.Flow) -> nf.Flow:
+        parent = nf.Flow("resumable-parent", store=store)
+        parent.task(name="sub")(child)
+
+        @parent.task
+        def after(sub):
+            if failures[0]:
+                raise RuntimeError("not yet")
+            return sub["work"]
+
+        return parent
+
+    first = parent_of(child_flow(2)).run()
+    assert first.states == {"sub": "succeeded", "after": "failed"} and calls == ["work x2"]
+    failures[0] = False
+    second = parent_of(child_flow(2)).run(resume="last")
+    assert second.states == {"sub": "cached", "after": "succeeded"}
+    assert calls == ["work x2"] and second.children == {}  # no new child run
+    third = parent_of(child_flow(3)).run(resume=first.run_id)  # the child's code changed
+    assert third.states == {"sub": "succeeded", "after": "succeeded"}
+    assert calls == ["work x2", "work x3"] and third.results["after"] == 63
