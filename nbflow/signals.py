@@ -87,6 +87,8 @@ class WaitFor(BaseModel):
             return f"any_of({', '.join(map(repr, self.choice))}).on({self.signals[0]!r})"
         return repr(self.signals[0] if len(self.signals) == 1 else list(self.signals))
 
+    __str__ = __repr__
+
 
 def any_of(*signals: str) -> WaitFor:
     """Wait for the first of ``signals`` (a deferred choice): ``wait_for=nf.any_of("approve",
