@@ -25,8 +25,11 @@ task that awaits the run: nothing new starts, running tasks are cancelled once (
 cleanup runs to its end, however many cancels follow), and tasks that never started end
 ``cancelled``.
 
-(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
-best side by side; one task's half is :mod:`nbflow.attempts`.)
+(Nearly 700 lines: the run's lifecycle and its dispatch share their state and read best
+side by side. One task's half is :mod:`nbflow.attempts`; tasks waiting for signals are
+:mod:`nbflow.waits`, cancelling part of a run :mod:`nbflow.termination`, locks
+:mod:`nbflow.locks`: each hooks in where a task leaves the ready queue, and costs nothing
+to a flow that does not use it.)
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ from .attempts import (
     format_error,
     gate_verdict,
     plain_tasks,
-    run_fan_out,
     run_task,
     upstream_results,
 )
@@ -58,7 +60,6 @@ from .events import EventBus
 from .executors import LocalExecutor
 from .gates import awaits, needs_local
 from .graph import Plan
-from .iterations import run_loop
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
@@ -66,6 +67,7 @@ from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
 from .pool import Pool
+from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
 from .termination import Termination
@@ -74,24 +76,6 @@ from .waits import Waits, known_signals
 S = TaskState
 _FAILED = S.FAILED
 log = logging.getLogger("nbflow.engine")
-
-
-def special_tasks(plan: Plan) -> dict[str, Any]:
-    """Tasks that do not run as one call of their function, and what runs them: fan-outs
-    (:func:`~nbflow.attempts.run_fan_out`) and loops (:func:`~nbflow.iterations.run_loop`),
-    each ``await runner(engine, name, kwargs, worker)``."""
-    found: dict[str, Any] = {}
-    for name in plan.names:
-        spec = plan.specs[name]
-        if spec.fan_out:
-            found[name] = _fan_out
-        elif spec.max_iterations is not None:
-            found[name] = run_loop
-    return found
-
-
-async def _fan_out(engine: Engine, name: str, kwargs: dict[str, Any], worker: Any) -> Any:
-    return await run_fan_out(engine, name, kwargs)
 
 
 class Engine:
@@ -524,10 +508,10 @@ class Engine:
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
         sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
-        ready, inflight, fan_outs = sched.ready, self._inflight, self._slotless
+        ready, inflight, slotless = sched.ready, self._inflight, self._slotless
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
-            if slots.full and not fan_outs:  # nothing could be placed: leave them queued
+            if slots.full and not slotless:  # nothing could be placed: leave them queued
                 break
             item = sch.take(sched)
             name = item[1]
@@ -535,7 +519,7 @@ class Engine:
             if gated and name in gated and not self._gates_open(name):
                 continue
             worker: str | None = None
-            if name not in fan_outs:
+            if name not in slotless:
                 if slots.full:
                     unplaced.append(item)
                     break

@@ -116,7 +116,8 @@ class Waits:
         self.decided: dict[frozenset[str], str] = {}
         #: tasks waiting now -> the mailbox's order when they began to wait.
         self.waiting: dict[str, int] = {}
-        #: tasks whose signals came: their gates and wait are over (they take lock and slot).
+        #: tasks whose signals came -> the values they receive (as their parameters of those
+        #: names); their gates and wait are over (they take lock and slot).
         self.released: dict[str, dict[str, Any]] = {}
         #: tasks that received their signals in the run being resumed -> those values.
         self.given: dict[str, dict[str, Any]] = {}
@@ -316,10 +317,6 @@ class Waits:
             )
             engine._emit(ev.TaskFailed, name, 0, error, format_error(error))
             engine._after_task(name, S.FAILED)
-
-    def inputs(self, name: str) -> dict[str, Any]:
-        """The signal values ``name`` received (its parameters of those names)."""
-        return self.released.get(name, {})
 
     def close(self, engine: Engine) -> None:
         """The run is over: no timer is left, no child is told any more."""

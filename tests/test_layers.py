@@ -68,7 +68,16 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("events", {"events"}),
     (
         "engine",
-        {"engine", "attempts", "completion", "termination", "waits", "iterations", "children"},
+        {
+            "engine",
+            "attempts",
+            "completion",
+            "termination",
+            "waits",
+            "iterations",
+            "children",
+            "runners",
+        },
     ),
     ("run state reducer", {"state"}),
     (
