@@ -93,6 +93,8 @@ class RunState:
     signals: dict[str, Any] = field(default_factory=dict)
     #: Tasks waiting for signals now -> what they wait for, in words.
     waiting: dict[str, str] = field(default_factory=dict)
+    #: Tasks whose signals came -> (when they began to wait or None, when the signals came).
+    signalled: dict[str, tuple[float | None, float]] = field(default_factory=dict)
     #: Loop tasks -> the iteration they are at (from 2: see :mod:`nbflow.iterations`).
     iterations: dict[str, int] = field(default_factory=dict)
     #: Subflow tasks -> the states of the child runs they started (one per attempt or
@@ -273,11 +275,14 @@ def _signal(s: RunState, e: ev.SignalReceived) -> None:
 
 def _waiting(s: RunState, e: ev.TaskWaiting) -> None:
     s.waiting[e.task] = e.description
+    s.signalled[e.task] = (e.t, e.t)  # the second: when they come (see _signalled)
     s.tasks[e.task].reason = f"waiting for {e.description}"
 
 
 def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
     s.waiting.pop(e.task, None)
+    began = s.signalled.get(e.task)
+    s.signalled[e.task] = (began[0] if began is not None else None, e.t)
     if e.signals:
         s.tasks[e.task].reason = "received " + ", ".join(map(repr, e.signals))
 

@@ -63,6 +63,11 @@ def test_a_waiting_task_starts_exactly_when_its_signal_is_sent_and_holds_no_slot
     assert run.state.tasks["publish"].queued_t == 0.0  # ready at once, then it waited
     assert run.state.tasks["publish"].reason == "received 'approved'"
     assert run.signals == {"approved": "yes"}
+    assert run.state.signalled == {"publish": (0.0, 8.0)}
+    explained = run.explain("publish")
+    assert "It waited for signal(s) 'approved' from 0.000s, holding no worker; they came at " \
+        "8.000s." in explained  # fmt: skip
+    assert "No other task competed for a worker at that moment." in explained
 
 
 def test_a_signal_sent_before_the_task_waits_is_kept_for_it():
