@@ -72,15 +72,16 @@ def test_a_loop_on_the_cluster_decides_until_on_each_fetched_result(
     executor: DaskExecutor,
 ) -> None:
     flow = nf.Flow("dask-loop", store=None)
+    flow.task(name="limit")(lambda: 4)  # its result stays on the cluster unless fetched
 
-    @flow.loop(until="result >= 4", max_iterations=10)
-    def double(previous=1):
+    @flow.loop(until="result >= limit", max_iterations=10)
+    def double(limit, previous=1):
         return previous * 2
 
     run = flow.run(executor=executor)
     assert run.status == "succeeded", run.errors
     assert run.results["double"] == 4 and run.state.iterations == {"double": 2}
-    assert [r.task for r in run.state.rows] == ["double", "double#2"]
+    assert [r.task for r in run.state.rows] == ["limit", "double", "double#2"]
     assert {r.worker for r in run.state.rows} <= set(test_dask.workers(executor.client))
 
 
