@@ -29,7 +29,8 @@ for again. A transient task that never got its signal there waits for a new one.
 
 **Subflows.** A child run starts with its parent's signals (persistent), and a signal sent
 to the parent while a child runs goes on to the child too; ``handle.send`` knows the
-signals of its flow's subflows.
+signals of its flow's subflows. A task's ``nf.context().send()`` goes to its own run: a
+child run's task signals the child run (and its own children), not its parent.
 
 **Simulation.** On the simulated clock nobody can send a signal from outside: when the run
 has nothing left to do but wait (no timer, no task running), the waiting tasks fail with a
