@@ -120,8 +120,9 @@ class Waits:
         #: tasks whose signals came -> the values they receive (as their parameters of those
         #: names); their gates and wait are over (they take lock and slot).
         self.released: dict[str, dict[str, Any]] = {}
-        #: tasks that received their signals in the run being resumed -> those values.
-        self.given: dict[str, dict[str, Any]] = {}
+        #: tasks that received their signals in the run being resumed -> (the values of
+        #: its signals, those it received).
+        self.given: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self.children: list[Any] = []  # child engines the signals go on to
         #: waiting tasks whose gates were decided before they waited (see gates_first).
         self.gated: set[str] = set()
@@ -214,8 +215,8 @@ class Waits:
         """``name`` left the ready queue with its gates open: True when its signals are here
         (it goes on), else it now waits (or lost its choice: skipped) and False."""
         if name in self.given:  # received them in the run being resumed
-            values = self.given[name]
-            self._release(engine, name, values, tuple(values))
+            values, received = self.given[name]
+            self._release(engine, name, values, received)
             return True
         self.waiting[name] = self._order
         outcome = self._verdict(engine, name, dispatch=False)
@@ -357,7 +358,6 @@ def resumed(waits: Waits, events: Iterable[ev.Event], run_id: str) -> list[tuple
                 inherited.append((event.signal, event.value, sender))
         elif isinstance(event, ev.TaskSignalled) and event.task in waits.tasks:
             wait = waits.tasks[event.task]
-            waits.given[event.task] = {
-                s: box.get(s) if s in event.signals else None for s in wait.signals
-            }
+            values = {s: box.get(s) if s in event.signals else None for s in wait.signals}
+            waits.given[event.task] = (values, tuple(event.signals))
     return inherited

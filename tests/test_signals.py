@@ -486,3 +486,36 @@ def test_a_resumed_run_keeps_the_signals_received_a_task_that_had_its_signal_doe
     store = resumable(tmp_path, attempts).state_store
     events = [e for e in store.event_objects(second.run_id) if e.kind == "SignalReceived"]
     assert [e.sender for e in events] == [f"resumed from run {first.run_id[:8]}"]
+
+
+def test_a_resumed_run_decides_a_deferred_choice_as_the_run_it_resumes_did(tmp_path):
+    jams: list[str] = []
+
+    def make() -> nf.Flow:
+        flow = nf.Flow("resumable-choice", store=tmp_path / "s.db")
+        review = nf.any_of("approve", "reject")
+
+        @flow.task
+        def customer():
+            nf.context().send("reject", "too slow")
+            nf.context().send("approve", "changed my mind")
+
+        @flow.task(wait_for=review.on("approve"), timeout=2)
+        def ship(approve):
+            return "shipped"
+
+        @flow.task(wait_for=review.on("reject"), timeout=2)
+        def refund(reject):
+            jams.append(reject)
+            if len(jams) == 1:
+                raise RuntimeError("the till jammed")
+            return f"refunded ({reject})"
+
+        return flow
+
+    first = make().run(on_error="continue")
+    assert first.states == {"customer": "succeeded", "ship": "skipped", "refund": "failed"}
+    second = make().run(resume="last", on_error="continue")
+    assert second.states == {"customer": "cached", "ship": "skipped", "refund": "succeeded"}
+    assert second.results["refund"] == "refunded (too slow)" and jams == ["too slow"] * 2
+    assert second.state.tasks["ship"].reason == "deferred choice: 'reject' came first"
