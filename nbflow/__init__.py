@@ -33,6 +33,8 @@ from .errors import (
     ConditionError,
     CycleError,
     DefinitionError,
+    DuplicateKeyError,
+    FanOutError,
     MissingDependencyError,
     MissingInputError,
     NbflowError,
@@ -45,6 +47,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .events import (
+    ElementKeyed,
     Event,
     RunFinished,
     RunStarted,
@@ -64,6 +67,7 @@ from .joins import at_least
 from .lifecycle import RunStatus, TaskState
 from .locks import Locks
 from .locks import locks_of as lock_table
+from .mapping import FanOut, product, zip
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .retry import Retry, retry
@@ -128,7 +132,11 @@ __all__ = [
     "DaskClusterError",
     "DaskExecutor",
     "DefinitionError",
+    "DuplicateKeyError",
+    "ElementKeyed",
     "Event",
+    "FanOut",
+    "FanOutError",
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
@@ -178,7 +186,9 @@ __all__ = [
     "load_flow",
     "lock_table",
     "middleware",
+    "product",
     "prune",
     "retry",
     "why",
+    "zip",
 ]

@@ -145,6 +145,16 @@ class TaskCancelled(Event):
     reason: str = ""
 
 
+@dataclass(slots=True)
+class ElementKeyed(Event):
+    """Element ``element`` of fan-out task ``task`` is named ``key`` (its ``key=``): sent
+    once, before the element starts or is served from the cache."""
+
+    task: str
+    element: int
+    key: str
+
+
 Subscriber = Callable[[Event], Any]
 
 

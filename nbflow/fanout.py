@@ -1,11 +1,12 @@
 """Fan-out / fan-in: run one function per element with a sliding window.
 
 A sliding window keeps ``concurrency`` elements in flight: as soon as one ends, the next
-starts (unlike batches, where one slow element holds back the whole batch). An optional
-``rate`` caps how many elements start per second. Results come back in input order. An
-optional ``until`` (:class:`Until`) stops the window early: no further element starts, and
-the elements in flight are cancelled or run to their end (``complete_when``, see
-:mod:`nbflow.completion`).
+starts (unlike batches, where one slow element holds back the whole batch). Elements may
+arrive while others run (:func:`window` reads them from an async iterator: a streaming
+source, see :mod:`nbflow.streams`). An optional ``rate`` caps how many elements start per
+second. Results come back in input order. An optional ``until`` (:class:`Until`) stops the
+window early: no further element starts, and the elements in flight are cancelled or run to
+their end (``complete_when``, see :mod:`nbflow.completion`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -61,66 +62,115 @@ async def sliding_window(
     rate: float | None = None,
     until: Until | None = None,
 ) -> list[ElementOutcome]:
-    """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once.
+    """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once (see
+    :func:`window`, which this is for a list)."""
+    return await window(_enumerated(items), run_one, concurrency=concurrency, rate=rate,
+                        until=until)  # fmt: skip
+
+
+async def _enumerated(items: Iterable[Any]) -> AsyncIterator[tuple[int, Any]]:
+    for pair in enumerate(items):
+        yield pair
+
+
+async def window(
+    elements: AsyncIterator[tuple[int, Any]],
+    run_one: Callable[[int, Any], Awaitable[Any]],
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    until: Until | None = None,
+) -> list[ElementOutcome]:
+    """Call ``run_one(index, item)`` for each ``(index, item)`` as ``elements`` yields it
+    (an async iterator: elements may arrive while others run), at most ``concurrency`` at
+    once; the outcomes, by index.
 
     Errors are collected per element, never raised here, ``CancelledError`` an element
-    raised itself included; cancelling the awaiting task cancels every element. With
-    ``until``, the window stops when ``until.holds(...)`` says so: no further element starts
-    (``run_one`` may raise :class:`Withdrawn` for one it was about to start) and the lanes
-    still running an element are cancelled (``until.cancel_rest``) or awaited; the outcomes
-    of elements that ended are returned either way.
+    raised itself included; cancelling the awaiting task cancels every element and closes
+    ``elements``. An error ``elements`` raises (a bad element) cancels the elements in
+    flight and is raised. With ``until``, the window stops when ``until.holds(...)`` says
+    so: no further element starts (``run_one`` may raise :class:`Withdrawn` for one it was
+    about to start) and the elements still running are cancelled (``until.cancel_rest``)
+    or awaited; the outcomes of elements that ended are returned either way.
     """
-    elements = list(items)
-    outcomes: list[ElementOutcome | None] = [None] * len(elements)
+    outcomes: dict[int, ElementOutcome] = {}
     if until is not None and until.holds(None):
+        await _close(elements)
         return []
-    source = iter(enumerate(elements))
     loop = asyncio.get_running_loop()
     interval = 1.0 / rate if rate else 0.0
-    next_start = [loop.time()]
-    lanes: list[asyncio.Task[None]] = []
+    free = asyncio.Semaphore(concurrency) if concurrency else None
+    running: set[asyncio.Task[None]] = set()
+    feeder: asyncio.Task[None] | None = None
     stopped = False
+    failure: list[BaseException] = []
 
-    async def lane() -> None:
+    def stop(cancel: bool) -> None:
         nonlocal stopped
-        for index, item in source:  # the shared iterator hands each element to one lane
-            if interval:
-                wait = next_start[0] - loop.time()
-                next_start[0] = max(next_start[0], loop.time()) + interval
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            if stopped:
-                return
-            try:
-                outcome = ElementOutcome(index, True, await run_one(index, item))
-            except asyncio.CancelledError as cancelled:
-                lane_task = asyncio.current_task()
-                if lane_task is not None and lane_task.cancelling():
-                    raise  # the window is being cancelled
-                # The element raised CancelledError itself: its failure. (Re-raised, it
-                # would end this lane as cancelled, which the TaskGroup ignores: the
-                # element, and the lane's remaining elements, would vanish from the results.)
-                outcome = ElementOutcome(index, False, error=cancelled)
-            except Withdrawn:
-                return
-            except Exception as error:
-                outcome = ElementOutcome(index, False, error=error)
-            outcomes[index] = outcome
-            if until is not None and not stopped and until.holds(outcome):
-                stopped = True
-                if until.cancel_rest:
-                    for other in lanes:
-                        if other is not asyncio.current_task():
-                            other.cancel()
-                else:
-                    await until.settle()
+        stopped = True
+        me = asyncio.current_task()
+        if feeder is not None and feeder is not me:
+            feeder.cancel()  # it may wait for the next element: none starts now
+        if cancel:
+            for other in list(running):
+                if other is not me:
+                    other.cancel()
 
-    width = min(concurrency or len(elements), len(elements))
-    if width:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(width):
-                lanes.append(group.create_task(lane()))
-    return [o for o in outcomes if o is not None]
+    async def one(index: int, item: Any) -> None:
+        try:
+            outcome = ElementOutcome(index, True, await run_one(index, item))
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the window is being cancelled
+            # The element raised CancelledError itself: its failure, not the window's end.
+            outcome = ElementOutcome(index, False, error=cancelled)
+        except Withdrawn:
+            return
+        except Exception as error:
+            outcome = ElementOutcome(index, False, error=error)
+        finally:
+            if free is not None:
+                free.release()
+        outcomes[index] = outcome
+        if until is not None and not stopped and until.holds(outcome):
+            stop(until.cancel_rest)
+            if not until.cancel_rest:
+                await until.settle()
+
+    async def feed(group: asyncio.TaskGroup) -> None:
+        next_start = loop.time()
+        try:
+            async for index, item in elements:
+                if free is not None:
+                    await free.acquire()
+                if interval:
+                    wait = next_start - loop.time()
+                    next_start = max(next_start, loop.time()) + interval
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                if stopped:  # (the feeder is cancelled then; this is for safety)
+                    return
+                task = group.create_task(one(index, item))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        except Exception as error:  # a bad element: the window fails
+            failure.append(error)
+            stop(True)
+        finally:
+            await _close(elements)
+
+    async with asyncio.TaskGroup() as group:
+        feeder = group.create_task(feed(group))
+    if failure:
+        raise failure[0]
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+async def _close(elements: AsyncIterator[Any]) -> None:
+    aclose = getattr(elements, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def fan_out(

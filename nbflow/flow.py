@@ -30,6 +30,7 @@ from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import resolve_strategy
+from .streams import check_executor
 
 
 def _tell_interrupted(run: Run) -> None:
@@ -237,6 +238,7 @@ class Flow(Definition):
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
+        check_executor(plan, executor)  # generator tasks stream from the kernel only
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)

@@ -2,8 +2,8 @@
 
 :class:`RunState` applies events in order (``state.apply(event)``). :class:`~nbflow.run.Run`,
 the timeline, the store and the dashboard all read this one state, so they always agree.
-Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``) are
-appended as attempts start and closed as they end.
+Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``, or
+``task[key]`` with ``key=``) are appended as attempts start and closed as they end.
 """
 
 from __future__ import annotations
@@ -56,6 +56,15 @@ class TaskRecord:
     #: Errors of failed fan-out elements by index (None until one fails: one dict less per
     #: task of a 100,000-task run).
     element_errors: dict[int, BaseException] | None = None
+    #: A fan-out task's elements' keys (``key=``) by index (None: no key).
+    element_keys: dict[int, str] | None = None
+    #: Results of a fan-out task's elements that succeeded, by index (None until one did).
+    element_results: dict[int, Any] | None = None
+
+    def element_label(self, index: int) -> str:
+        """How an element is shown: ``task[key]``, or ``task[index]`` without ``key=``."""
+        keys = self.element_keys
+        return f"{self.name}[{keys.get(index, index) if keys is not None else index}]"
 
     @property
     def duration(self) -> float | None:
@@ -178,7 +187,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         s.open_rows[e.task] = row
         return
     row = AttemptRow(
-        f"{e.task}[{e.element}]",
+        s.tasks[e.task].element_label(e.element),
         e.attempt,
         "running",
         e.t,
@@ -203,13 +212,22 @@ def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
 def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     status = "cached" if e.cached else "succeeded"
     if e.element is not None:
-        s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
-        s.tasks[e.task].elements_done += 1
+        record = s.tasks[e.task]
+        if e.cached and (e.task, e.element) not in s.open_rows:  # served from the cache
+            s.rows.append(AttemptRow(record.element_label(e.element), e.attempt, status, e.t,
+                                     e.t, None, None, e.element, e.task, e.seq))  # fmt: skip
+        else:
+            s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
+        record.elements_done += 1
+        if record.element_results is None:
+            record.element_results = {}
+        record.element_results[e.element] = e.result
         return
     record = s.tasks[e.task]
     # A result from the cache or a resume ran no attempt: it gets one row of its own, a
-    # fan-out task's too (its elements did not run either), so the timeline lists every task.
-    if e.cached and e.task not in s.open_rows:
+    # fan-out task's too (its elements did not run either), so the timeline lists every task;
+    # a fan-out task whose elements all came from the cache has their rows instead.
+    if e.cached and e.task not in s.open_rows and not record.elements_done:
         row = AttemptRow(
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
@@ -258,6 +276,13 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
             record.reason = e.reason
 
 
+def _keyed(s: RunState, e: ev.ElementKeyed) -> None:
+    record = s.tasks[e.task]
+    if record.element_keys is None:
+        record.element_keys = {}
+    record.element_keys[e.element] = e.key
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -269,4 +294,5 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskFailed: _failed,
     ev.TaskSkipped: _skipped,
     ev.TaskCancelled: _cancelled,
+    ev.ElementKeyed: _keyed,
 }

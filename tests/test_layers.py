@@ -28,7 +28,18 @@ ROOT = "flow"
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "definition values",
-        {"evaluator", "checks", "retry", "conditions", "identity", "collector", "joins", "locks"},
+        {
+            "evaluator",
+            "checks",
+            "retry",
+            "conditions",
+            "identity",
+            "collector",
+            "joins",
+            "locks",
+            "mapping",
+            "element_keys",
+        },
     ),
     ("spec", {"spec"}),
     ("DSL", {"dsl", "switch"}),
@@ -51,11 +62,13 @@ LAYERS: list[tuple[str, set[str]]] = [
             "overhead",
             "context",
             "dask_locks",
+            "streams",
+            "elements",
         },
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts", "completion", "termination"}),
+    ("engine", {"engine", "attempts", "completion", "termination", "mapped"}),
     ("run state reducer", {"state"}),
     (
         "observers",

@@ -47,6 +47,7 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskFailed: ("error", "traceback", "began"),
     ev.TaskSkipped: ("state", "reason"),
     ev.TaskCancelled: ("reason",),
+    ev.ElementKeyed: ("key",),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 #: The kinds every task has (queued, started, succeeded): each gets a queue of its own in

@@ -220,6 +220,31 @@ class Recorder:
             self.store.submit((KEPT, self.context.run_id, task, attempt, self._digests[task],
                                snap, key))  # fmt: skip
 
+    def keep_element(
+        self, task: str, label: str, value: Any, cache_key: str
+    ) -> Awaitable[None] | None:
+        """Store a fan-out element's result as ``label`` (``task[key]``) under
+        ``cache_key`` (``cache=True`` caches each element: see :class:`nbflow.cache.
+        ElementCache`). Like :meth:`keep`, an awaitable to await when it serialises in a
+        thread; a value that cannot be serialised is not stored (one warning)."""
+        if task in self._unkept:
+            return None
+        if self._slow(value):
+            return self._keep_element_in_thread(task, label, value, cache_key)
+        self._element_kept(task, label, self._snapshot(label, value), cache_key)
+        return None
+
+    async def _keep_element_in_thread(
+        self, task: str, label: str, value: Any, cache_key: str
+    ) -> None:
+        snap = await asyncio.to_thread(self._snapshot, label, value)
+        self._element_kept(task, label, snap, cache_key)
+
+    def _element_kept(self, task: str, label: str, snap: Snapshot | None, cache_key: str) -> None:
+        if snap is not None:
+            self.store.submit((KEPT, self.context.run_id, label, 1, self._digests[task], snap,
+                               cache_key))  # fmt: skip
+
     def digest_of(self, task: str) -> str | None:
         """The content digest of ``task``'s result in this run (None: not stored)."""
         snap = self.snapshots.get(task)
