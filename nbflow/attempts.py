@@ -260,6 +260,8 @@ async def run_attempts(
                 delay = retry_state.next_delay(error, loop.time())
             except RetryIfError as failure:  # it holds the task's own error
                 error = failure
+        if delay is not None and engine._stopping and engine.scope.finisher == (name, element):
+            delay = None  # it called ctx.finish(): the run is ending, no retry starts
         if delay is None:
             engine._emit(ev.TaskFailed, name, attempt, error, format_error(error), element,
                        *where)  # fmt: skip
@@ -396,8 +398,8 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     """Whether that attempt should stop (see ``TaskContext.cancelled``): the run is
     stopping, or the attempt is not the one going on any more (it timed out, or its task
     ended)."""
-    if engine._stopping:
-        return True
+    if engine._stopping:  # but for the attempt that called ctx.finish()
+        return engine.scope.finisher != (task, element)
     row = engine.state.open_rows.get(task if element is None else (task, element))
     return row is None or row.attempt != attempt
 

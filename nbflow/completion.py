@@ -7,12 +7,14 @@ and again as each element ends. When it holds:
 
 - no further element starts;
 - the task succeeds with the results of the elements that succeeded so far, in input order
-  (the failed ones are in ``run.element_errors``, as with ``allow_partial``);
+  (the failed ones are in ``run.element_errors``, as with ``allow_partial``): even
+  ``failed >= 1`` stops the task early rather than failing it;
 - with ``cancel_rest=True``, the elements in flight are cancelled at that moment (their
   rows end ``cancelled``), and the task ends with them;
 - without it, the task's dependants start at that moment while the elements in flight run
   to their end; what they return comes too late to count (their rows still show it). The
-  task stays in flight until they end, so the run, its lock and its slots wait for them.
+  task stays in flight until they end, so the run, its lock and its slots wait for them;
+  cancelling the task then (``ctx.cancel``, ``handle.cancel``) cancels those elements only.
 
 When the task's elements stream in (:mod:`nbflow.streams`), ``total`` is ``None`` until
 its sources have ended: ``done == total`` is false meanwhile, and an expression that

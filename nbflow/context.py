@@ -86,7 +86,7 @@ class TaskContext:
         """End the run now, ``succeeded`` (explicit termination): every other task still
         running or waiting is cancelled; this attempt runs to its end and its result counts.
         """
-        self._engine.scope.finish(self._engine, self.task)
+        self._engine.scope.finish(self._engine, self.task, self.element)
 
     def __repr__(self) -> str:
         element = f"[{self.element}]" if self.element is not None else ""

@@ -191,6 +191,9 @@ class Engine:
         self._gated.update(self._locked)
         self._lock_table = locks
         self.locks: RunLocks | None = None
+        #: Fan-out task -> {element index: the lane running it}, while its elements run
+        #: (ctx.finish() from an element cancels the others: nbflow.termination).
+        self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
         # Streaming (nbflow.streams): producer -> its consumers, the tasks whose result may
         # be an iterator to read out, and the streams opened in this run (by producer).
         self._stream_consumers = stream_consumers(plan)
@@ -384,14 +387,15 @@ class Engine:
     ) -> None:
         """Stop the run with ``status``; ``spare``: a runner left to end its task (the one
         that called ``ctx.finish()``); ``reason``: what the tasks cancelled now are told."""
-        if self._final_status is None or status is RunStatus.CANCELLED:
-            self._final_status = status
+        if self._final_status in (None, RunStatus.SUCCEEDED) or status is RunStatus.CANCELLED:
+            self._final_status = status  # (a failure after ctx.finish() fails the run)
         self._stop_reason = self._stop_reason or reason
         if not self._stopping:  # running tasks are cancelled once: their cleanup runs
             self._stopping = True
+            being_cancelled = set(self.scope.targeted.values())  # on their own, already
             for runner in list(self._runners):
-                if runner is not spare:
-                    runner.cancel()
+                if runner is not spare and runner not in being_cancelled:
+                    runner.cancel(self._stop_reason or None)  # (the CancelledError's args)
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)
@@ -628,11 +632,14 @@ class Engine:
                 self.scope.settle(name, me)
             if locks is not None:
                 locks.release(name)
-                await locks.release_remote(name)
             if outcome is not None:
                 self._after_task(name, outcome)
             else:  # it completed early (complete_when: nbflow.completion); now it is over
                 self._maybe_finish()
+            if locks is not None and locks.remote is not None:
+                # After the task is decided: a cancel arriving during this await finds it
+                # over (before, it would have been decided twice).
+                await locks.release_remote(name)
             if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
                 self._yielding += 1
                 try:
@@ -656,6 +663,10 @@ class Engine:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
             sch.record(sched, name, outcome)
+            if outcome is _FAILED and self._final_status is RunStatus.SUCCEEDED:
+                # ctx.finish() promised success; the attempt that called it (or a task's
+                # cleanup as it was cancelled) failed after all.
+                self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
         transition = sch.complete(self.plan, sched, name, outcome, self._key, streamed)

@@ -24,13 +24,13 @@ from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
 from .identity import FlowIdentity, Identities, flow_version
-from .locks import Locks
+from .locks import Locks, check_executor
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import resolve_strategy
-from .streams import check_executor
+from .streams import check_generators
 
 
 def _tell_interrupted(run: Run) -> None:
@@ -238,7 +238,8 @@ class Flow(Definition):
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
-        check_executor(plan, executor)  # generator tasks stream from the kernel only
+        check_executor(plan, executor)  # lock= needs the executor's locks off the kernel
+        check_generators(plan, executor)  # generator tasks stream from the kernel only
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)

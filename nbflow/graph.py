@@ -29,6 +29,7 @@ from .conditions import Condition, constant_key, parse_condition
 from .element_keys import Keys
 from .errors import (
     CycleError,
+    DefinitionError,
     MissingDependencyError,
     MissingInputError,
     UnknownVariableError,
@@ -306,6 +307,13 @@ def _build_plan(definition: Definition) -> Plan:
             for member in group:
                 if member not in known:
                     raise MissingDependencyError(branch.name, member, known, field="branch")
+                if member in readers:
+                    raise DefinitionError(
+                        f"branch {branch.name!r}: its condition {branch.expression!r} reads "
+                        f"{member!r}, which it also gates (in "
+                        f"{'otherwise' if negate else 'then'}): a task cannot be gated by "
+                        "its own result; branch on a task upstream of it"
+                    )
                 for dep in sorted(readers - {member}):  # sorted, as above
                     _more(extra, upstream, member)[dep] = None
                 gates.setdefault(member, []).append(

@@ -96,7 +96,7 @@ def check_join(task: str, options: Any) -> None:
             "counts the task's fan-out elements; for a join of several upstream tasks use "
             "trigger=nf.at_least(n)"
         )
-    if options.cancel_rest and complete_when is None and not _partial(trigger):
+    if options.cancel_rest and complete_when is None and not partial(trigger):
         raise DefinitionError(
             f"task {task!r} cancel_rest=True cancels what a join no longer needs once it "
             "fires, so it needs trigger=nf.at_least(n) or trigger='one_success' (its trigger "
@@ -106,7 +106,8 @@ def check_join(task: str, options: Any) -> None:
         parse_complete_when(task, complete_when)
 
 
-def _partial(trigger: str) -> bool:
+def partial(trigger: str) -> bool:
+    """Whether ``trigger`` may fire before every upstream task ended (a partial join)."""
     return trigger == "one_success" or trigger.startswith("at_least(")
 
 

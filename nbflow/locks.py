@@ -32,9 +32,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import DefinitionError
+
 
 def _ignore(task: str) -> None:
     pass
+
+
+def check_executor(plan: Any, executor: Any) -> None:
+    """Refuse ``lock=`` on an executor that runs tasks off the kernel without a lock of its
+    own (``remote_results`` but no ``remote_locks()``): the kernel's table would keep only
+    this kernel's tasks apart, not those of other clients of the same cluster.
+
+    Raises:
+        DefinitionError: names the tasks, the executor and the fix.
+    """
+    if not getattr(executor, "remote_results", False) or hasattr(executor, "remote_locks"):
+        return
+    locked = [n for n in plan.names if plan.specs[n].lock]
+    if locked:
+        raise DefinitionError(
+            f"task {locked[0]!r} lock={plan.specs[locked[0]].lock!r}: executor "
+            f"{type(executor).__name__} runs tasks off the kernel and has no locks of its own "
+            "(remote_locks()), so other clients of its cluster would not be kept out; use "
+            "nf.DaskExecutor (a distributed.Lock), a local executor, or drop lock="
+        )
 
 
 def check_lock_name(value: Any) -> str | None:

@@ -20,6 +20,7 @@ flight.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
@@ -75,9 +76,12 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
     wants_worker = name in engine._wants_worker
     orders: dict[int, Any] = {}
     record = engine.state.tasks[name]
+    running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
 
     async def named() -> AsyncIterator[tuple[int, tuple[Element, tuple[Any, ...]]]]:
         async for index, element in elements:
+            if engine._stopping:  # (ctx.finish() from an element: none starts after it)
+                return
             values = element.values
             if engine._remote and (keys is not None or cache is not None):
                 values = tuple(await engine.executor.amaterialize(list(values)))
@@ -87,6 +91,13 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
             yield index, (element, values)
 
     async def run_one(index: int, item: tuple[Element, tuple[Any, ...]]) -> Any:
+        running[index] = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            return await _run_one(index, item)
+        finally:
+            del running[index]
+
+    async def _run_one(index: int, item: tuple[Element, tuple[Any, ...]]) -> Any:
         element, values = item
         inputs = {**kwargs, **dict(zip(params, element.values, strict=True))}
         if cache is not None:
@@ -123,6 +134,7 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
             until=completion,
         )  # fmt: skip
     finally:
+        del engine._lanes[name]
         if cache is not None:
             cache.decide()
     if completion is not None and completion.stopped:

@@ -182,7 +182,7 @@ def streamers(plan: Plan) -> frozenset[str]:
     return plan.table("streamers", make)
 
 
-def check_executor(plan: Plan, executor: Any) -> None:
+def check_generators(plan: Plan, executor: Any) -> None:
     """Refuse generator tasks on an executor that runs calls in other processes.
 
     Raises:

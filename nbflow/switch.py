@@ -77,17 +77,26 @@ class Switch(BaseModel):
         return found
 
     def check(self, known: Collection[str]) -> None:
-        """Raise when a group names no task of the flow.
+        """Raise when a group names no task of the flow, or one the expression reads.
 
         Raises:
             MissingDependencyError: names the switch, the case and the unknown task, with a
                 close match when there is one.
+            DefinitionError: a group names a task the expression reads.
         """
         groups = [(f"case {k!r}", members) for k, members in self.cases.items()]
+        readers = parse_condition(self.name, self.expression).referenced_tasks(known)
         for group, members in [*groups, ("default", self.default)]:
             for member in members:
                 if member not in known:
                     raise UnknownMemberError(self.name, group, member, known)
+                if member in readers:
+                    raise DefinitionError(
+                        f"switch {self.name!r}: {group} names {member!r}, which the switch's "
+                        f"expression {self.expression!r} reads: a task cannot be chosen by "
+                        "its own result; take it out of the switch, or switch on a task "
+                        "upstream of it"
+                    )
 
 
 def make_switch(

@@ -9,7 +9,10 @@
 - A join with ``cancel_rest=True`` cancels, as it fires, the upstream work that nothing
   else needs (:func:`nbflow.joins.rest_of`), the same way.
 - ``nf.context().finish()`` ends the run now, ``succeeded`` (explicit termination): every
-  other task still running or waiting is cancelled; the calling attempt runs to its end.
+  other task still running or waiting is cancelled; the calling attempt runs to its end (its
+  ``ctx.cancelled`` stays False, no retry follows it), and should it fail after all, the run
+  ends ``failed``. Called from a fan-out element, the other elements of that task are
+  cancelled too, and the task ends with the results of the elements that succeeded.
 
 How a task is cancelled depends on where it is::
 
@@ -27,6 +30,10 @@ Requests may come from any thread (a sync task's, or a script's); they are appli
 run's loop, and those made before the run began are applied as it begins. A task never
 cancels itself: a task that wants to end returns (or raises); cancelling a region spares
 the task that asked.
+
+A task that asked to cancel or finish is never served from the cache or a resumed run: its
+result alone cannot replay the request, so it runs again (see
+:data:`nbflow.store.keys.CONTROLLED`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from . import scheduler as sch
 from .errors import CancelError, closest
-from .joins import rest_of
+from .joins import partial, rest_of
 from .lifecycle import RunStatus, TaskState
 from .runtime import running_loop
 
@@ -96,11 +103,14 @@ class Termination:
     """
 
     def __init__(self, plan: Any) -> None:
-        #: Joins with cancel_rest (fan-out tasks with complete_when cancel their own elements).
+        #: Joins with cancel_rest: a partial trigger (a fan-out task's complete_when cancels
+        #: its own elements, see nbflow.completion; one with both does both).
         self.joins: frozenset[str] = plan.table(
             "cancel_rest",
             lambda: frozenset(
-                n for n in plan.names if plan.specs[n].cancel_rest and not plan.specs[n].fan_out
+                n
+                for n in plan.names
+                if plan.specs[n].cancel_rest and partial(plan.specs[n].trigger)
             ),
         )
         #: Running tasks being cancelled on their own -> the runner running each; the engine
@@ -109,6 +119,8 @@ class Termination:
         #: Why each task cancelled on its own was (the TaskCancelled event says it).
         self.reasons: dict[str, str] = {}
         self._early: list[tuple[list[str], str]] = []
+        #: ``(task, element)`` of the attempt that called ``ctx.finish()``, once one did.
+        self.finisher: tuple[str, int | None] | None = None
 
     # -- requests (any thread) ----------------------------------------------------------------
 
@@ -122,7 +134,10 @@ class Termination:
         Raises:
             CancelError: see :func:`targets`.
         """
-        self.request(engine, targets(engine.plan, task, tag, caller), reason)
+        names = targets(engine.plan, task, tag, caller)
+        if caller is not None:
+            _not_reusable(engine, caller)
+        self.request(engine, names, reason)
 
     def request(self, engine: Engine, names: list[str], reason: str) -> None:
         """Cancel ``names`` (checked with :func:`targets`) on the run's loop, at once if this
@@ -135,14 +150,16 @@ class Termination:
         else:
             self.apply(engine, names, reason)
 
-    def finish(self, engine: Engine, caller: str) -> None:
-        """End the run ``succeeded`` now, sparing ``caller``'s attempt (any thread)."""
+    def finish(self, engine: Engine, caller: str, element: int | None = None) -> None:
+        """End the run ``succeeded`` now, sparing the attempt of ``caller`` (its fan-out
+        ``element``, if it is one) that asked (any thread)."""
         loop = engine.loop
         assert loop is not None, "finish() comes from a running task"
+        _not_reusable(engine, caller)
         if running_loop() is loop:
-            _finish(engine, caller)
+            _finish(engine, caller, element)
         else:
-            loop.call_soon_threadsafe(_finish, engine, caller)
+            loop.call_soon_threadsafe(_finish, engine, caller, element)
 
     def begun(self, engine: Engine) -> None:
         """The run began: apply what was asked before."""
@@ -196,15 +213,23 @@ class Termination:
 
     def _cancel(self, engine: Engine, name: str, reason: str) -> None:
         sched = engine.sched
-        if name in sched.outcome or name in self.targeted or engine._stopping:
-            return  # over already, or being cancelled
+        if name in self.targeted or engine._stopping:
+            return  # being cancelled already
+        if name in sched.outcome:  # over; but a fan-out task that completed early
+            runner = engine._inflight.get(name)  # (complete_when) may still run elements,
+            if runner is not None:  # too late to count: those are cancelled, it stays
+                self.targeted[name] = runner
+                runner.cancel(reason)
+            return
         self.reasons[name] = reason
         if name not in engine._inflight:  # pending or queued
             sch.withdraw(sched, name)
+            if engine.locks is not None:  # queued again for a slot, holding its lock
+                engine.locks.release(name)
         elif (runner := engine._inflight[name]) is not None:  # running: cancelled at its
             # next await (see the module docstring)
             self.targeted[name] = runner
-            runner.cancel()
+            runner.cancel(reason)  # the task's CancelledError says why (its args)
             return
         elif engine.locks is not None and engine.locks.withdraw(name):
             del engine._inflight[name]  # it waited for its lock, holding nothing
@@ -212,6 +237,13 @@ class Termination:
             _unplace(engine, name)
         engine._emit(ev.TaskCancelled, name, 0, None, reason)
         engine._after_task(name, S.CANCELLED, dispatch=False)
+
+
+def _not_reusable(engine: Engine, caller: str) -> None:
+    """What ``caller`` returns cannot replay what it asked for here (serving it from the
+    cache or a resumed run would let the run go on differently): it is not to be reused."""
+    if engine.journal is not None:
+        engine.journal.not_reusable(caller)
 
 
 def _unplace(engine: Engine, name: str) -> None:
@@ -230,12 +262,21 @@ def _unplace(engine: Engine, name: str) -> None:
         engine.locks.release(name)
 
 
-def _finish(engine: Engine, caller: str) -> None:
-    """End the run ``succeeded``: every task is cancelled but ``caller``'s attempt."""
-    if engine._stopping:
+def _finish(engine: Engine, caller: str, element: int | None) -> None:
+    """End the run ``succeeded``: every task is cancelled but the caller's attempt. When
+    that is a fan-out element, the other elements of its task are other work: they are
+    cancelled too, none starts after it, and the task ends with what succeeded (as with
+    ``complete_when``... ``cancel_rest=True``)."""
+    if engine._stopping or engine.state.status not in (RunStatus.PENDING, RunStatus.RUNNING):
         return
+    engine.scope.finisher = (caller, element)
+    who = f"task {caller!r}" + (f"[{element}]" if element is not None else "")
     engine._stop(
         RunStatus.SUCCEEDED,
         spare=engine._inflight.get(caller),
-        reason=f"the run was finished by task {caller!r} (ctx.finish())",
+        reason=f"the run was finished by {who} (ctx.finish())",
     )
+    if element is not None:
+        for index, lane in list(engine._lanes.get(caller, {}).items()):
+            if index != element:
+                lane.cancel()

@@ -43,3 +43,16 @@ def test_the_catalogue_grades_every_workflow_pattern_and_its_links_resolve():
         for page, anchor in re.findall(r"\]\(([a-z-]*\.md)?#([^)]+)\)", example):
             assert anchor in anchors[page or "patterns.md"], (number, anchor)
         assert ("—" in example) == (grade.strip() == "-") or number in {"8", "22"}, number
+
+
+def test_the_catalogue_summary_counts_what_the_table_grades():
+    text = (DOCS / "patterns.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| [^|]+ \| [^|]+ \| ([^|]+) \|$", text, re.M)
+    grades = [grade.strip() for _, grade in rows]
+    summary = re.search(
+        r"That is (\d+) patterns with direct support, (\d+) with a workaround and (\d+) without",
+        text,
+    )
+    assert summary is not None
+    counted = (grades.count("+"), grades.count("+/-"), grades.count("-"))
+    assert tuple(map(int, summary.groups())) == counted

@@ -253,3 +253,67 @@ def test_cancel_rest_on_a_join_that_waits_for_all_is_refused():
     assert "trigger=nf.at_least(n) or trigger='one_success' (its trigger is 'all_success')" in (
         str(error.value)
     )
+
+
+def test_a_fan_out_join_with_cancel_rest_cancels_the_rest_too():
+    flow = nf.Flow("fan-out-join", store=None)
+    for name, seconds in [("x1", 1), ("x2", 2), ("x3", 9)]:
+
+        async def branch(seconds=seconds):
+            await asyncio.sleep(seconds)
+            return [seconds]
+
+        flow.task(name=name)(branch)
+
+    @flow.task(fan_out="x1", trigger=nf.at_least(2), cancel_rest=True)
+    def each(x1, x2, x3):
+        return (x1, x2, x3)
+
+    run = flow.run(simulate=True)
+    assert run.states == {"x1": "succeeded", "x2": "succeeded", "x3": "cancelled",
+                          "each": "succeeded"}  # fmt: skip
+    assert run.results["each"] == [(1, [2], None)] and run.duration == 2.0
+
+
+def test_what_a_join_receives_from_failed_skipped_cancelled_and_unfinished_upstream_tasks():
+    """at_least(2), cancel_rest, on_error='continue': a failed (t=1), a skipped and a
+    cancelled upstream task each pass None, as the unfinished one the join cancels does."""
+    flow = nf.Flow("join-inputs", store=None, on_error="continue")
+    received: list = []
+
+    @flow.task
+    async def broken():
+        await asyncio.sleep(1)
+        raise RuntimeError("down")
+
+    flow.task(name="skipped", when="False")(lambda: "never")
+    flow.task(name="ok2")(sleeper_of(2, "ok2"))
+    flow.task(name="ok3")(sleeper_of(3, "ok3"))
+    flow.task(name="slow")(sleeper_of(9, "slow"))
+    flow.task(name="doomed")(sleeper_of(9, "doomed"))
+
+    @flow.task
+    async def canceller():
+        await asyncio.sleep(0.5)
+        nf.context().cancel("doomed")
+
+    @flow.task(trigger=nf.at_least(2), cancel_rest=True)
+    def join(broken, skipped, ok2, ok3, slow, doomed):
+        received.append((broken, skipped, ok2, ok3, slow, doomed))
+
+    run = flow.run(simulate=True)
+    assert received == [(None, None, "ok2", "ok3", None, None)]
+    assert run.states == {
+        "broken": "failed", "skipped": "skipped", "ok2": "succeeded", "ok3": "succeeded",
+        "slow": "cancelled", "doomed": "cancelled", "canceller": "succeeded",
+        "join": "succeeded",
+    }  # fmt: skip
+    assert run.duration == 3.0 and run.status == "failed"  # `broken` failed: on_error continue
+
+
+def sleeper_of(seconds: float, value: str):
+    async def body():
+        await asyncio.sleep(seconds)
+        return value
+
+    return body

@@ -207,3 +207,169 @@ def test_a_lock_that_is_no_name_is_refused_naming_the_task_and_field(value):
         "task 'write': lock: Value error, lock must be the name of a lock (a non-empty "
         f"string), e.g. lock='db', got {value!r}"
     )
+
+
+class RemoteOnly(nf.LocalExecutor):
+    """An executor that says its results stay off the kernel (as a cluster's would) and has
+    no locks of its own."""
+
+    remote_results = True
+
+
+def test_lock_on_an_executor_without_locks_of_its_own_is_refused_before_any_task_runs():
+    ran: list = []
+    flow = nf.Flow("remote", store=None)
+    flow.task(name="free")(lambda: ran.append("free"))
+    flow.task(name="write", lock="db")(lambda: ran.append("write"))
+    with pytest.raises(nf.DefinitionError) as error:
+        flow.run(executor=RemoteOnly())
+    assert str(error.value).startswith(
+        "task 'write' lock='db': executor RemoteOnly runs tasks off the kernel and has no "
+        "locks of its own (remote_locks())"
+    )
+    assert ran == []
+
+
+class SlowToRelease:
+    """Executor-side locks (the protocol of nbflow.dask_locks.DaskLocks) whose release
+    takes until ``released`` is set, as a round trip to a scheduler does."""
+
+    def __init__(self) -> None:
+        self.releasing = asyncio.Event()
+        self.released = asyncio.Event()
+        self.log: list[str] = []
+
+    async def acquire(self, name: str) -> str:
+        self.log.append(f"acquire {name}")
+        return name
+
+    async def release(self, lock: str) -> None:
+        self.releasing.set()
+        await self.released.wait()
+        self.log.append(f"release {lock}")
+
+    def release_soon(self, lock: str) -> None:
+        self.log.append(f"release_soon {lock}")
+
+
+class WithRemoteLocks(nf.LocalExecutor):
+    def __init__(self, locks: SlowToRelease) -> None:
+        super().__init__()
+        self._locks = locks
+
+    def remote_locks(self) -> SlowToRelease:
+        return self._locks
+
+
+def test_a_cancel_while_the_remote_lock_is_given_back_leaves_the_finished_task_alone():
+    """The task is over and decided before its remote lock is given back: a cancel that
+    arrives meanwhile finds it finished (it was decided twice: succeeded, then cancelled)."""
+    flow = nf.Flow("remote-release", store=None)
+    counted: list = []
+
+    @flow.task(lock="db")
+    async def write():
+        return "written"
+
+    @flow.task
+    async def after(write):
+        counted.append(write)
+
+    async def main() -> tuple[nf.Run, SlowToRelease]:
+        locks = SlowToRelease()
+        handle = flow.start(executor=WithRemoteLocks(locks))
+        await asyncio.wait_for(locks.releasing.wait(), HANG)
+        handle.cancel("write")  # write ended; its runner is giving back the remote lock
+        locks.released.set()
+        return await asyncio.wait_for(handle, HANG), locks
+
+    run, locks = asyncio.run(main())
+    assert run.states == {"write": "succeeded", "after": "succeeded"}
+    assert counted == ["written"] and run.status == "succeeded"
+    assert locks.log == ["acquire db", "release db"]
+
+
+def test_a_task_cancelled_while_it_holds_its_lock_and_waits_for_a_slot_gives_the_lock_back():
+    """One slot, held by `a`. `x` took lock `db` and waits in the ready queue for the slot
+    (a fan-out task in the flow keeps dispatch going past a full slot table); `a` cancels
+    `x`. The lock must come back at once: `y`, which wants it later, would wait for ever."""
+    flow = nf.Flow("held-while-queued", store=None, max_workers=1)
+    flow.task(name="items")(lambda: [1])
+
+    @flow.task(fan_out="items")
+    async def each(items):
+        await asyncio.sleep(0.01)
+
+    @flow.task(priority=5)
+    async def a():
+        await asyncio.sleep(0.02)
+        nf.context().cancel("x")
+
+    flow.task(name="x", lock="db", priority=1)(lambda: "x")
+    flow.task(name="y", lock="db", after=["a"])(lambda: "y")
+
+    async def main() -> nf.Run:
+        return await asyncio.wait_for(flow.arun(), HANG)
+
+    run = asyncio.run(main())
+    assert run.states == {"items": "succeeded", "each": "succeeded", "a": "succeeded",
+                          "x": "cancelled", "y": "succeeded"}  # fmt: skip
+    assert run.status == "succeeded"
+
+
+def test_waiting_for_a_lock_does_not_count_towards_timeout_and_a_timed_out_holder_lets_go():
+    flow = nf.Flow("lock-timeouts", store=None, on_error="continue")
+
+    @flow.task(lock="db", timeout=2, retry=nf.Retry(max_retries=1, delay=3))
+    async def stuck():  # times out twice: 0-2, then 5-7 after the retry delay
+        await asyncio.sleep(10)
+
+    @flow.task(lock="db", timeout=2, priority=-1)
+    async def patient():  # waits 7 s for the lock, then needs 1 s of its 2
+        await asyncio.sleep(1)
+        return "written"
+
+    run = flow.run(simulate=True)
+    rows = [(r.task, r.attempt, r.status) for r in run.timeline().itertuples()]
+    assert rows == [("stuck", 1, "failed"), ("stuck", 2, "failed"), ("patient", 1, "succeeded")]
+    assert starts(run)["patient"] == 7.0 and run.duration == 8.0
+    assert isinstance(run.errors["stuck"], nf.TaskTimeoutError)
+
+
+def test_runs_on_different_pools_still_share_a_lock():
+    overlap = Overlap()
+
+    async def main() -> list[nf.Run]:
+        runs = [
+            writers("P", overlap, n=2, seconds=0.02, pool=nf.Pool(1)).arun(),
+            writers("Q", overlap, n=2, seconds=0.02, pool=nf.Pool({"a": 1, "b": 2})).arun(),
+        ]
+        return await asyncio.wait_for(asyncio.gather(*runs), HANG)
+
+    runs = asyncio.run(main())
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert overlap.peak == 1 and overlap.order == ["P.w0", "P.w1", "Q.w0", "Q.w1"]
+
+
+def test_a_task_of_another_run_cancelled_while_it_waits_for_the_lock_leaves_no_trace():
+    async def main() -> tuple[nf.Run, nf.Run, dict, dict]:
+        holder = writers("H", Overlap(), n=1, seconds=0.2)
+        waiter = writers("W", Overlap(), n=1, seconds=0.01)
+        waiter.task(name="free")(lambda: "no lock")
+        first = holder.start()
+        await asyncio.sleep(0.05)
+        second = waiter.start()
+        await asyncio.sleep(0.05)
+        table = nf.lock_table()
+        waiting = table.waiting()
+        second.cancel("w0")  # waits for H's lock, holding nothing
+        done = await asyncio.wait_for(second, HANG)
+        after_cancel = table.waiting()
+        return done, await asyncio.wait_for(first, HANG), waiting, after_cancel
+
+    waiter_run, holder_run, waiting, after_cancel = asyncio.run(main())
+    assert list(waiting) == ["db"] and waiting["db"][0].startswith("W/w0 (run ")
+    assert after_cancel == {}  # out of the line at once, before the holder let go
+    assert waiter_run.states == {"w0": "cancelled", "free": "succeeded"}
+    assert waiter_run.status == "succeeded" and holder_run.status == "succeeded"
+    assert "w0" not in starts(waiter_run)

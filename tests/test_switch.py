@@ -122,3 +122,45 @@ def test_a_bad_switch_is_refused_where_it_is_defined(kwargs, message):
 def test_a_bad_expression_is_a_condition_error():
     with pytest.raises(nf.ConditionError, match="syntax error"):
         modes().switch("vars['mode'] ==", cases={"a": ["quick"]})
+
+
+def test_a_case_naming_a_task_the_expression_reads_is_refused_before_any_task_runs():
+    flow = modes()
+    flow.switch("measure > 5", cases={True: ["measure", "quick"]}, name="mode")
+    with pytest.raises(nf.DefinitionError) as error:
+        flow.run(variables={"mode": "full"})
+    assert str(error.value) == (
+        "switch 'mode': case True names 'measure', which the switch's expression 'measure > 5' "
+        "reads: a task cannot be chosen by its own result; take it out of the switch, or "
+        "switch on a task upstream of it"
+    )
+
+
+def test_a_branch_gating_a_task_its_condition_reads_is_refused_the_same_way():
+    flow = modes()
+    flow.branch("measure > 5", then=["quick"], otherwise=["measure"], name="size")
+    with pytest.raises(nf.DefinitionError, match=r"^branch 'size': its condition 'measure > 5' "
+                       r"reads 'measure', which it also gates \(in otherwise\)"):  # fmt: skip
+        flow.plan()
+
+
+SKIPPED_BY = {key: ("skipped", f"branch \"mode['{key}']\"") for key in "xy"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "go", "outcome"),
+    [
+        ("x", True, {"a": ("succeeded", ""), "b": SKIPPED_BY["y"]}),
+        # chosen, but its own when= is false:
+        ("x", False, {"a": ("skipped", "condition is false"), "b": SKIPPED_BY["y"]}),
+        ("y", True, {"a": SKIPPED_BY["x"], "b": ("succeeded", "")}),
+    ],
+)
+def test_a_case_task_with_its_own_when_runs_only_when_both_hold(mode, go, outcome):
+    flow = nf.Flow("switch-when", store=None)
+    flow.task(name="a", when="vars['go']")(lambda: "a")
+    flow.task(name="b")(lambda: "b")
+    flow.switch("vars['mode']", cases={"x": ["a"], "y": ["b"]}, name="mode")
+    run = flow.run(variables={"mode": mode, "go": go}, simulate=True)
+    found = {t: (run.states[t], run.state.tasks[t].reason) for t in ("a", "b")}
+    assert found == outcome

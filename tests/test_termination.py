@@ -296,3 +296,229 @@ def test_finish_and_cancel_from_sync_tasks_in_threads():
     assert run.status == "succeeded" and run.duration < 5
     assert run.states == {"slow": "cancelled", "other": "cancelled", "decider": "succeeded"}
     assert run.state.tasks["other"].reason == "cancelled by task 'decider' (ctx.cancel)"
+
+
+def test_finish_from_a_fan_out_element_cancels_the_other_elements_and_keeps_its_result():
+    """Element 0 finds it at t=2: elements 1 and 2 (its siblings, other work) are cancelled
+    then, none starts after it, and the task ends with what succeeded: element 0's result."""
+    flow = nf.Flow("finish-element", store=None)
+    flow.task(name="items")(lambda: [0, 1, 2, 3])
+
+    @flow.task(fan_out="items", concurrency=3)
+    async def search(items):
+        await asyncio.sleep(2 + 3 * items)
+        if items == 0:
+            nf.context().finish()
+            await asyncio.sleep(1)  # its attempt runs to its end
+        return items
+
+    flow.task(name="other")(sleeper(20))
+    run = flow.run(simulate=True)
+    rows = {r.task: (r.status, r.end.timestamp()) for r in run.timeline().itertuples()}
+    t0 = run.timeline()["start"].min().timestamp()
+    assert {k: (s, e - t0) for k, (s, e) in rows.items() if k.startswith("search")} == {
+        "search[0]": ("succeeded", 3.0),
+        "search[1]": ("cancelled", 2.0),
+        "search[2]": ("cancelled", 2.0),
+    }  # fmt: skip  (search[3] never started)
+    assert run.states == {"items": "succeeded", "search": "succeeded", "other": "cancelled"}
+    assert run.results["search"] == [0] and run.status == "succeeded" and run.duration == 3.0
+    assert run.state.tasks["other"].reason == (
+        "the run was finished by task 'search'[0] (ctx.finish())"
+    )
+
+
+def test_a_finisher_that_then_fails_fails_the_run_and_is_not_retried():
+    flow = nf.Flow("finish-fails", store=None)
+    attempts: list = []
+
+    @flow.task(retry=nf.Retry(max_retries=2, delay=1))
+    async def finisher():
+        attempts.append(1)
+        await asyncio.sleep(1)
+        nf.context().finish()
+        await asyncio.sleep(1)
+        raise RuntimeError("broken after all")
+
+    flow.task(name="slow")(sleeper(10))
+    run = flow.run(simulate=True)
+    assert run.states == {"finisher": "failed", "slow": "cancelled"}
+    assert run.status == "failed" and attempts == [1] and run.duration == 2.0
+
+
+def test_only_the_finisher_goes_on_not_cancelled():
+    """ctx.cancelled, which a sync loop checks to stop early, is False for the attempt that
+    called finish() and True for every other one."""
+    flow = nf.Flow("finish-flags", store=None)
+    seen: dict = {}
+    started = threading.Event()
+
+    @flow.task
+    def other():
+        started.set()
+        deadline = time.monotonic() + 10
+        while not nf.context().cancelled and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen["other"] = nf.context().cancelled
+
+    @flow.task
+    def finder():
+        started.wait(5)
+        nf.context().finish()
+        time.sleep(0.05)  # the finish reaches the loop
+        seen["finder"] = nf.context().cancelled
+        return "found"
+
+    run = flow.run()
+    assert seen == {"other": True, "finder": False}
+    assert run.states == {"other": "cancelled", "finder": "succeeded"}
+    assert run.status == "succeeded"
+
+
+def test_a_task_cancelled_on_its_own_finishes_its_cleanup_when_the_run_is_cancelled_too():
+    """The task is cancelled once (as asyncio.TaskGroup cancels a child once): a cancel of
+    the whole run that follows does not cut its cleanup short."""
+    log: list = []
+    flow = nf.Flow("cleanup", store=None)
+
+    @flow.task
+    async def slow():
+        try:
+            await asyncio.sleep(10)
+        finally:
+            log.append("cleanup began")
+            await asyncio.sleep(0.1)
+            log.append("cleanup ended")
+
+    flow.task(name="other")(sleeper(10))
+
+    async def main():
+        handle = flow.start()
+        await asyncio.sleep(0.05)
+        handle.cancel("slow")
+        await asyncio.sleep(0.02)  # slow is in its cleanup
+        handle.cancel()
+        return await asyncio.wait_for(handle, 10)
+
+    run = asyncio.run(main())
+    assert log == ["cleanup began", "cleanup ended"]
+    assert run.states == {"slow": "cancelled", "other": "cancelled"}
+    assert run.status == "cancelled"
+
+
+# -- resume and the cache --------------------------------------------------------------------
+
+
+def test_a_task_that_finished_or_cancelled_part_of_its_run_is_never_reused(tmp_path):
+    """Served from the cache or a resumed run, `found` would not call finish() again and
+    `slow` would run to its end: the same flow and inputs would go on differently. Such a
+    result is stored but never reused; the task runs again, and the run ends as before."""
+    calls: list = []
+    store = tmp_path / "store.db"
+
+    def build() -> nf.Flow:
+        flow = nf.Flow("finish-store", store=store)
+
+        @flow.task(cache=True, after=["prep"])  # (prep, in a thread, ends first)
+        async def found():
+            calls.append("found")
+            await asyncio.sleep(0.01)
+            nf.context().finish()
+            return "answer"
+
+        @flow.task(cache=True)
+        async def pruner():
+            calls.append("pruner")
+            nf.context().cancel("extra")
+            return "pruned"
+
+        @flow.task(after=["pruner"])
+        async def extra():
+            calls.append("extra")
+
+        @flow.task
+        async def slow():
+            calls.append("slow")
+            await asyncio.sleep(30)
+
+        flow.task(name="prep", cache=True)(lambda: calls.append("prep") or "prepared")
+        return flow
+
+    first = build().run()
+    expected = {"found": "succeeded", "pruner": "succeeded", "extra": "cancelled",
+                "slow": "cancelled", "prep": "succeeded"}  # fmt: skip
+    assert first.states == expected and first.status == "succeeded"
+    previous = first
+    for how in ({}, {"resume": "last"}):
+        calls.clear()
+        again = build().run(**how)
+        assert again.states == {**expected, "prep": "cached"}, how
+        assert again.status == "succeeded" and again.duration < 10
+        assert sorted(calls) == ["found", "pruner", "slow"]  # prep alone was reused
+        assert again.results["found"] == "answer"
+        assert again.why("found").startswith(
+            f"ran: in run {previous.run_id[:8]} it cancelled or finished part of its run"
+        )
+        previous = again
+    assert nf.why(first.run_id, "pruner", store=store).startswith(
+        "ran, and cancelled or finished part of its run (nf.context().cancel/finish)"
+    )
+
+
+def test_the_cancelled_error_a_task_gets_says_who_cancelled_it():
+    """As asyncio's Task.cancel(msg): a task that catches its CancelledError can read why."""
+    heard: dict = {}
+    flow = nf.Flow("why-cancelled", store=None)
+
+    def listener(name: str):
+        async def body():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError as cancelled:
+                heard[name] = cancelled.args
+                raise
+
+        return body
+
+    flow.task(name="target")(listener("target"))
+    flow.task(name="bystander")(listener("bystander"))
+
+    @flow.task
+    async def boss():
+        await asyncio.sleep(1)
+        nf.context().cancel("target")
+        await asyncio.sleep(1)
+        nf.context().finish()
+
+    run = flow.run(simulate=True)
+    assert heard == {
+        "target": ("cancelled by task 'boss' (ctx.cancel)",),
+        "bystander": ("the run was finished by task 'boss' (ctx.finish())",),
+    }
+    assert run.states == {"target": "cancelled", "bystander": "cancelled", "boss": "succeeded"}
+
+
+def test_a_run_middleware_failing_after_finish_fails_the_run():
+    flow = nf.Flow("finish-middleware", store=None)
+
+    async def audit(ctx, call_next):
+        result = await call_next()
+        if ctx.kind == "run":
+            raise RuntimeError("audit failed")
+        return result
+
+    flow.use(audit)
+
+    @flow.task
+    async def found():
+        await asyncio.sleep(1)
+        nf.context().finish()
+        return "answer"
+
+    flow.task(name="slow")(sleeper(5))
+    run = flow.run(simulate=True)
+    assert run.states == {"found": "succeeded", "slow": "cancelled"}
+    assert (
+        run.status == "failed"
+        and run.state.error == "run middleware failed: RuntimeError: audit failed"
+    )
