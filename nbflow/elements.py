@@ -2,7 +2,8 @@
 
 A source is a list (a result that is there, a run variable) or a
 :class:`~nbflow.streams.Stream` (a producer still producing). :class:`Elements` yields
-``(index, Element)`` as each element becomes available:
+``(index, values)`` as each element becomes available (``values``: one per element
+parameter, in ``fan_out`` order):
 
 - one source: each item, under the source's own index (element *i* of a fan-out over a
   fan-out is element *i* of the first, whatever order they end in);
@@ -11,7 +12,7 @@ A source is a list (a result that is there, a run variable) or a
   ended and another has an item it lacks, or when all ended with different sizes;
 - a cross product: each combination once its last item arrived, numbered in that order
   (row-major when every source is a list); the task's results are in row-major order
-  whatever the arrival order (:attr:`Element.order`).
+  whatever the arrival order (:attr:`Elements.orders`).
 
 When a streaming source's producer does not succeed, no further element is made and
 :attr:`Elements.broken` says which (the task then ends as its trigger rule says). The
@@ -22,22 +23,12 @@ element count is known once every source ended (:attr:`Elements.size`, and
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from . import mapping
 from .mapping import FanOut
 from .streams import Stream, changed
-
-
-@dataclass(slots=True)
-class Element:
-    """One element: its parameters' ``values`` (in ``fan_out`` order) and ``order``, the
-    sort key of its result in the task's list."""
-
-    values: tuple[Any, ...]
-    order: Any
 
 
 class Elements:
@@ -57,6 +48,9 @@ class Elements:
         #: the stream whose producer did not succeed, if one did not: no more elements
         self.broken: Stream | None = None
         self.on_size: Callable[[int], None] | None = None
+        #: a streamed product's elements: index -> the sort key of its result (its items'
+        #: indices in their sources); empty otherwise (the index is the sort key)
+        self.orders: dict[int, tuple[int, ...]] = {}
         if all(isinstance(s, list) for s in sources):
             lists: list[list[Any]] = sources  # type: ignore[assignment]
             counts = [len(s) for s in lists]
@@ -66,17 +60,25 @@ class Elements:
                 self.size = counts[0] if len(counts) == 1 or self.mode == "zip" else _product(
                     counts)  # fmt: skip
 
-    def __aiter__(self) -> AsyncIterator[tuple[int, Element]]:
+    def listed(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """The elements when every source is a list, in order (no waiting).
+
+        Raises:
+            FanOutError: a zip of unequal lengths.
+        """
+        lists: list[list[Any]] = self.sources  # type: ignore[assignment]
+        return enumerate(mapping.combine_lists(self.fan_out, self.task, lists))
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, tuple[Any, ...]]]:
         if all(isinstance(s, list) for s in self.sources):
             return self._from_lists()
         return self._streamed()
 
-    async def _from_lists(self) -> AsyncIterator[tuple[int, Element]]:
-        combined = mapping.combine_lists(self.fan_out, self.task, self.sources)  # type: ignore[arg-type]
-        for index, values in enumerate(combined):
-            yield index, Element(values, index)
+    async def _from_lists(self) -> AsyncIterator[tuple[int, tuple[Any, ...]]]:
+        for pair in self.listed():
+            yield pair
 
-    async def _streamed(self) -> AsyncIterator[tuple[int, Element]]:
+    async def _streamed(self) -> AsyncIterator[tuple[int, tuple[Any, ...]]]:
         sources = self.sources
         count = len(sources)
         got: list[dict[int, Any]] = []
@@ -110,17 +112,13 @@ class Elements:
                     if self.mode == "zip":
                         self._check_zip(got, k, index)
                         if all(index in g for g in got):
-                            yield index, Element(tuple(g[index] for g in got), index)
+                            yield index, tuple(g[index] for g in got)
                     elif count == 1:
-                        yield index, Element((got[0][index],), index)
+                        yield index, (got[0][index],)
                     else:
                         for positions in self._combinations(arrived, k, index):
-                            yield (
-                                made,
-                                Element(
-                                    tuple(got[j][p] for j, p in enumerate(positions)), positions
-                                ),
-                            )
+                            self.orders[made] = positions
+                            yield made, tuple(got[j][p] for j, p in enumerate(positions))
                             made += 1
             if progress:
                 continue  # look again before waiting: more may have come meanwhile

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -64,30 +64,28 @@ async def sliding_window(
 ) -> list[ElementOutcome]:
     """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once (see
     :func:`window`, which this is for a list)."""
-    return await window(_enumerated(items), run_one, concurrency=concurrency, rate=rate,
-                        until=until)  # fmt: skip
-
-
-async def _enumerated(items: Iterable[Any]) -> AsyncIterator[tuple[int, Any]]:
-    for pair in enumerate(items):
-        yield pair
+    elements = list(items)
+    return await window(enumerate(elements), run_one, concurrency=concurrency, rate=rate,
+                        until=until, size=len(elements))  # fmt: skip
 
 
 async def window(
-    elements: AsyncIterator[tuple[int, Any]],
+    elements: Iterator[tuple[int, Any]] | AsyncIterator[tuple[int, Any]],
     run_one: Callable[[int, Any], Awaitable[Any]],
     *,
     concurrency: int | None = None,
     rate: float | None = None,
     until: Until | None = None,
+    size: int | None = None,
 ) -> list[ElementOutcome]:
-    """Call ``run_one(index, item)`` for each ``(index, item)`` as ``elements`` yields it
-    (an async iterator: elements may arrive while others run), at most ``concurrency`` at
-    once; the outcomes, by index.
+    """Call ``run_one(index, item)`` for each ``(index, item)`` of ``elements``, at most
+    ``concurrency`` at once; the outcomes, by index.
 
-    Errors are collected per element, never raised here, ``CancelledError`` an element
-    raised itself included; cancelling the awaiting task cancels every element and closes
-    ``elements``. An error ``elements`` raises (a bad element) cancels the elements in
+    ``elements`` is an iterator, or an async iterator when elements may arrive while others
+    run (a streaming source: see :mod:`nbflow.streams`); ``size``, when known, is how many
+    it yields. Errors are collected per element, never raised here, ``CancelledError`` an
+    element raised itself included; cancelling the awaiting task cancels every element and
+    closes ``elements``. An error ``elements`` raises (a bad element) cancels the elements in
     flight and is raised. With ``until``, the window stops when ``until.holds(...)`` says
     so: no further element starts (``run_one`` may raise :class:`Withdrawn` for one it was
     about to start) and the elements still running are cancelled (``until.cancel_rest``)
@@ -97,77 +95,108 @@ async def window(
     if until is not None and until.holds(None):
         await _close(elements)
         return []
+    plain = elements if isinstance(elements, Iterator) else None  # read with next()
+    take = _taker(elements)
     loop = asyncio.get_running_loop()
     interval = 1.0 / rate if rate else 0.0
-    free = asyncio.Semaphore(concurrency) if concurrency else None
-    running: set[asyncio.Task[None]] = set()
-    feeder: asyncio.Task[None] | None = None
-    stopped = False
+    next_start = [loop.time()]
+    lanes: list[asyncio.Task[None]] = []
+    idle: set[asyncio.Task[None]] = set()  # lanes waiting for their next element
     failure: list[BaseException] = []
+    stopped = False
+    group: asyncio.TaskGroup
 
     def stop(cancel: bool) -> None:
         nonlocal stopped
         stopped = True
         me = asyncio.current_task()
-        if feeder is not None and feeder is not me:
-            feeder.cancel()  # it may wait for the next element: none starts now
-        if cancel:
-            for other in list(running):
-                if other is not me:
-                    other.cancel()
+        for lane in lanes:  # idle lanes wait for an element that will not start: end them
+            if lane is not me and (cancel or lane in idle):
+                lane.cancel()
 
-    async def one(index: int, item: Any) -> None:
-        try:
-            outcome = ElementOutcome(index, True, await run_one(index, item))
-        except asyncio.CancelledError as cancelled:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # the window is being cancelled
-            # The element raised CancelledError itself: its failure, not the window's end.
-            outcome = ElementOutcome(index, False, error=cancelled)
-        except Withdrawn:
-            return
-        except Exception as error:
-            outcome = ElementOutcome(index, False, error=error)
-        finally:
-            if free is not None:
-                free.release()
-        outcomes[index] = outcome
-        if until is not None and not stopped and until.holds(outcome):
-            stop(until.cancel_rest)
-            if not until.cancel_rest:
-                await until.settle()
+    def add_lane() -> None:
+        lane = group.create_task(run_lane())
+        lanes.append(lane)
 
-    async def feed(group: asyncio.TaskGroup) -> None:
-        next_start = loop.time()
-        try:
-            async for index, item in elements:
-                if free is not None:
-                    await free.acquire()
-                if interval:
-                    wait = next_start - loop.time()
-                    next_start = max(next_start, loop.time()) + interval
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                if stopped:  # (the feeder is cancelled then; this is for safety)
+    async def run_lane() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not stopped:
+            try:
+                if plain is not None:
+                    found: Any = next(plain, _END)
+                else:  # it may wait for the next element to arrive: idle meanwhile
+                    idle.add(me)
+                    try:
+                        found = await take()
+                    finally:
+                        idle.discard(me)
+            except Exception as error:
+                failure.append(error)  # a bad element: the window fails
+                stop(True)
+                return
+            if found is _END or stopped:
+                return
+            if width is None and not idle:
+                add_lane()  # unbounded: a lane waits for the next element meanwhile
+            index, item = found
+            if interval:
+                wait = next_start[0] - loop.time()
+                next_start[0] = max(next_start[0], loop.time()) + interval
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if stopped:
                     return
-                task = group.create_task(one(index, item))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        except Exception as error:  # a bad element: the window fails
-            failure.append(error)
-            stop(True)
-        finally:
-            await _close(elements)
+            try:
+                outcome = ElementOutcome(index, True, await run_one(index, item))
+            except asyncio.CancelledError as cancelled:
+                if me.cancelling():
+                    raise  # the window is being cancelled
+                # The element raised CancelledError itself: its failure. (Re-raised, it
+                # would end this lane as cancelled, which the TaskGroup ignores: the
+                # element would vanish from the results.)
+                outcome = ElementOutcome(index, False, error=cancelled)
+            except Withdrawn:
+                return
+            except Exception as error:
+                outcome = ElementOutcome(index, False, error=error)
+            outcomes[index] = outcome
+            if until is not None and not stopped and until.holds(outcome):
+                stop(until.cancel_rest)
+                if not until.cancel_rest:
+                    await until.settle()
 
-    async with asyncio.TaskGroup() as group:
-        feeder = group.create_task(feed(group))
+    width = concurrency if concurrency else size  # None: lanes start as elements arrive
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(width if width is not None else 1):
+                add_lane()
+    finally:
+        await _close(elements)
     if failure:
         raise failure[0]
     return [outcomes[i] for i in sorted(outcomes)]
 
 
-async def _close(elements: AsyncIterator[Any]) -> None:
+_END = object()
+
+
+def _taker(
+    elements: Iterator[tuple[int, Any]] | AsyncIterator[tuple[int, Any]],
+) -> Callable[[], Awaitable[Any]]:
+    """What a lane awaits for its next element (``_END`` when there is none) from an async
+    iterator, which the lanes share under a lock (one lane reads it at a time). (A plain
+    iterator is read with ``next()``, in one step.)"""
+    lock = asyncio.Lock()
+
+    async def take() -> Any:
+        async with lock:
+            return await anext(elements, _END)  # type: ignore[arg-type]
+
+    return take
+
+
+async def _close(elements: Any) -> None:
     aclose = getattr(elements, "aclose", None)
     if aclose is not None:
         await aclose()

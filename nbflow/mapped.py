@@ -28,7 +28,7 @@ from . import mapping
 from .attempts import run_attempts
 from .completion import Completion, kept
 from .element_keys import Keys
-from .elements import Element, Elements
+from .elements import Elements
 from .errors import format_exception as format_error
 from .fanout import Withdrawn, window
 from .graph import task_variables
@@ -37,7 +37,7 @@ from .lifecycle import FAILED_LIKE, TaskState
 from .streams import Stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from .engine import Engine
 
@@ -74,64 +74,78 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
     cache = hooks.element_cache(name, kwargs) if hooks is not None else None
     out = engine.open_stream(name)  # this task's own streaming consumers
     wants_worker = name in engine._wants_worker
-    orders: dict[int, Any] = {}
     record = engine.state.tasks[name]
     running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
+    one = params[0] if len(params) == 1 else None  # (the usual case, made cheaper)
+    remote_values = engine._remote and (keys is not None or cache is not None)
+    fetched: dict[int, tuple[Any, ...]] = {}  # remote_values: each element's, fetched
 
-    async def named() -> AsyncIterator[tuple[int, tuple[Element, tuple[Any, ...]]]]:
-        async for index, element in elements:
-            if engine._stopping:  # (ctx.finish() from an element: none starts after it)
+    def named(index: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if keys is not None:
+            engine._emit(ev.ElementKeyed, name, index, keys.key(index, values))
+        return values
+
+    def listed() -> Iterator[tuple[int, tuple[Any, ...]]]:
+        if keys is None:  # (an attempt starts no element once the run is stopping)
+            return elements.listed()
+        return ((index, named(index, values)) for index, values in elements.listed())
+
+    async def streamed() -> AsyncIterator[tuple[int, tuple[Any, ...]]]:
+        async for index, values in elements:
+            if engine._stopping:
                 return
-            values = element.values
-            if engine._remote and (keys is not None or cache is not None):
-                values = tuple(await engine.executor.amaterialize(list(values)))
-            if keys is not None:
-                engine._emit(ev.ElementKeyed, name, index, keys.key(index, values))
-            orders[index] = element.order
-            yield index, (element, values)
+            if remote_values:
+                # Keys and the cache read values: the futures' (the call still gets futures).
+                fetched[index] = tuple(await engine.executor.amaterialize(list(values)))
+                named(index, fetched[index])
+                yield index, values
+            else:
+                yield index, named(index, values)
 
-    async def run_one(index: int, item: tuple[Element, tuple[Any, ...]]) -> Any:
+    async def run_one(index: int, values: tuple[Any, ...]) -> Any:
         running[index] = asyncio.current_task()  # type: ignore[assignment]
         try:
-            return await _run_one(index, item)
+            if one is not None:
+                inputs = {**kwargs, one: values[0]}
+            else:
+                inputs = {**kwargs, **dict(zip(params, values, strict=True))}
+            if cache is not None:
+                plain = fetched.pop(index, values)
+                hit, value = await cache.lookup(index, record.element_label(index), plain,
+                                                inputs)  # fmt: skip
+                if hit:
+                    engine._emit(ev.TaskSucceeded, name, 0, value, index, True, None, None,
+                                 cache.reused(index))  # fmt: skip
+                    if out is not None:
+                        out.put(index, value)
+                    return value
+            worker = await engine.slots.wait(name, spec.worker)
+            if completion is not None and completion.stopped:  # complete before it started
+                engine.slots.release(worker)
+                raise Withdrawn
+            try:
+                if wants_worker:
+                    inputs["worker"] = worker
+                ok, value = await run_attempts(engine, name, inputs, worker, index)
+            finally:
+                engine.slots.release(worker)
+                engine._dispatch_soon()  # a freed slot may let a ready task start
+            if not ok:
+                raise value
+            if cache is not None:
+                await cache.keep(index, record.element_label(index), value)
+            if out is not None:
+                out.put(index, value)
+            return value
         finally:
             del running[index]
-
-    async def _run_one(index: int, item: tuple[Element, tuple[Any, ...]]) -> Any:
-        element, values = item
-        inputs = {**kwargs, **dict(zip(params, element.values, strict=True))}
-        if cache is not None:
-            hit, value = await cache.lookup(index, record.element_label(index), values, inputs)
-            if hit:
-                engine._emit(ev.TaskSucceeded, name, 0, value, index, True, None, None,
-                             cache.reused(index))  # fmt: skip
-                if out is not None:
-                    out.put(index, value)
-                return value
-        worker = await engine.slots.wait(name, spec.worker)
-        if completion is not None and completion.stopped:  # complete before it could start
-            engine.slots.release(worker)
-            raise Withdrawn
-        try:
-            if wants_worker:
-                inputs["worker"] = worker
-            ok, value = await run_attempts(engine, name, inputs, worker, index)
-        finally:
-            engine.slots.release(worker)
-            engine._dispatch_soon()  # a freed slot may let a ready task start
-        if not ok:
-            raise value
-        if cache is not None:
-            await cache.keep(index, record.element_label(index), value)
-        if out is not None:
-            out.put(index, value)
-        return value
 
     lanes = [n for n in (spec.concurrency, engine.slots.limit) if n]
     try:
         outcomes = await window(
-            named(), run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate,
-            until=completion,
+            listed() if elements.size is not None and not remote_values else streamed(),
+            run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate,
+            until=completion, size=elements.size,
         )  # fmt: skip
     finally:
         del engine._lanes[name]
@@ -161,7 +175,9 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
         error.__cause__ = first
         engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
         return S.FAILED
-    done = sorted((o for o in outcomes if o.ok), key=lambda o: orders[o.index])
+    done = [o for o in outcomes if o.ok]  # by index; a streamed product's by its order
+    if elements.orders:
+        done.sort(key=lambda o: elements.orders[o.index])
     results = await kept(engine, name, [o.value for o in done])
     if cache is not None and done and cache.ran == 0:  # every element came from the cache
         engine._emit(ev.TaskSucceeded, name, 1, results, None, True, None, None,

@@ -186,8 +186,9 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         s.rows.append(row)
         s.open_rows[e.task] = row
         return
+    keys = s.tasks[e.task].element_keys  # (TaskRecord.element_label, inline: per element)
     row = AttemptRow(
-        s.tasks[e.task].element_label(e.element),
+        f"{e.task}[{keys.get(e.element, e.element) if keys is not None else e.element}]",
         e.attempt,
         "running",
         e.t,
