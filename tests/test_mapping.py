@@ -355,6 +355,10 @@ def test_a_key_names_elements_in_the_timeline_errors_and_results(key: Any):
 
     text = element_errors_text(run.state.tasks["stars"])
     assert text == "1 of 2 element failed; first: stars[dask] ValueError: no stars for dask"
+    # The dashboard draws the same: its timeline's rows and its task table's error.
+    from nbflow.render import gantt_svg
+
+    assert "stars[nbflow]" in gantt_svg(run.timeline()) and "stars[dask]" in run._repr_html_()
 
 
 def test_a_failed_keyed_fan_out_names_the_element_in_its_error():

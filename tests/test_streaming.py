@@ -65,6 +65,9 @@ def test_chained_fan_outs_stream_element_by_element():
     assert t["stage1[0]"][0] < t["source"][1]  # nor between the generator and stage 1
     # A task that takes the whole list waits for every element.
     assert t["total"][0] == t["stage2[9]"][1] == 13
+    why = run.explain("stage1")
+    assert "source (streaming its elements into it, then succeeded at 10.000s)" in why
+    assert "It became ready at 0.000s" in why  # as the generator began, before its first item
 
 
 def test_a_whole_list_consumer_of_a_producer_waits_for_it_while_a_fan_out_streams():
