@@ -169,8 +169,7 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
         first = failures[0].error
         error = RuntimeError(
             f"task {name!r}: {len(failures)} of {size} fan-out elements failed; first "
-            f"(element {record.element_label(failures[0].index)}): "
-            f"{type(first).__name__}: {first}"
+            f"(element {_shown(record, failures[0].index)}): {type(first).__name__}: {first}"
         )
         error.__cause__ = first
         engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
@@ -185,6 +184,11 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
         return S.CACHED
     engine._emit(ev.TaskSucceeded, name, 1, results)
     return S.SUCCEEDED
+
+
+def _shown(record: Any, index: int) -> str:
+    """An element in a message: its index, or ``task[key]`` when it has a key."""
+    return record.element_label(index) if record.element_keys else str(index)
 
 
 def _source(engine: Engine, name: str, kwargs: dict[str, Any], source: str) -> Any:
