@@ -53,6 +53,8 @@ from .events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskLog,
+    TaskProgress,
     TaskQueued,
     TaskRetrying,
     TaskSkipped,
@@ -65,11 +67,14 @@ from .handle import RunHandle
 from .health import health
 from .joins import at_least
 from .lifecycle import RunStatus, TaskState
+from .lines import LogCapture
 from .locks import Locks
 from .locks import locks_of as lock_table
 from .mapping import FanOut, product, zip
 from .middleware import Context
 from .pool import Pool, WorkerLoad
+from .progress import track
+from .replay import replay
 from .retry import Retry, retry
 from .run import Run
 from .strategies import Strategy
@@ -96,6 +101,7 @@ _LAZY = {
     "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
     "why": ("nbflow.versions", "why"),
     "prune": ("nbflow.store.retention", "prune_default"),
+    "Replay": ("nbflow.widgets.replay", "Replay"),
 }
 
 if TYPE_CHECKING:
@@ -108,6 +114,7 @@ if TYPE_CHECKING:
     from .identity import CacheWarning
     from .store.keys import StoreWarning
     from .widgets import Dashboard
+    from .widgets.replay import Replay
 
 
 def __getattr__(name: str) -> Any:
@@ -141,12 +148,14 @@ __all__ = [
     "FlowValidationError",
     "LocalExecutor",
     "Locks",
+    "LogCapture",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
     "NbflowError",
     "OverheadWarning",
     "Pool",
+    "Replay",
     "Retry",
     "RetryIfError",
     "Run",
@@ -166,6 +175,8 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskFailedError",
+    "TaskLog",
+    "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
     "TaskSkipped",
@@ -188,7 +199,9 @@ __all__ = [
     "middleware",
     "product",
     "prune",
+    "replay",
     "retry",
+    "track",
     "why",
     "zip",
 ]

@@ -189,7 +189,8 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     if engine._stopping:
         await _cancel_this_task()
     engine._emit(ev.TaskStarted, name, 1, worker, None)
-    token = current.set((engine, name, 1, None, worker))
+    here = (engine, name, 1, None, worker)
+    token = current.set(here)
     try:
         result = await engine.plan.funcs[name](**kwargs)
         if engine._keep is not None:
@@ -207,6 +208,9 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
         return S.SUCCEEDED
     finally:
         current.reset(token)
+        output = engine.output  # per-task logs and progress (nbflow.logs)
+        if output is not None and output.open:  # only if the attempt wrote something
+            output.end(here)
     engine._emit(ev.TaskFailed, name, 1, error, format_error(error))
     return S.FAILED
 
@@ -227,7 +231,8 @@ async def run_attempts(
         attempt += 1
         engine._emit(ev.TaskStarted, name, attempt, worker, element)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
-        token = current.set((engine, name, attempt, element, worker))
+        here = (engine, name, attempt, element, worker)
+        token = current.set(here)
         try:
             result = await call(engine, name, kwargs, attempt, worker, element)
             if engine._remote:
@@ -251,6 +256,9 @@ async def run_attempts(
             return True, result
         finally:
             current.reset(token)
+            output = engine.output  # per-task logs and progress (nbflow.logs)
+            if output is not None and output.open:  # only if the attempt wrote something
+                output.end(here)
         if engine._remote and where is _NOWHERE:
             where = placement(engine, error)
         delay = None

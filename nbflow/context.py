@@ -2,9 +2,10 @@
 
 Inside a task (async, or sync in its worker thread), ``nf.context()`` is the current
 attempt's :class:`TaskContext`: the run's id, the task's name, the attempt, the fan-out
-element, and ``cancelled``, which a long synchronous loop can check to stop early (a thread
-cannot be stopped from outside: see docs/concepts.md, "Cancelling"). ``cancel(...)`` cancels
-other tasks of the run and ``finish()`` ends the run (:mod:`nbflow.termination`).
+element, ``cancelled``, which a long synchronous loop can check to stop early (a thread
+cannot be stopped from outside: see docs/concepts.md, "Cancelling"), the attempt's ``log``
+and ``progress()`` (see :mod:`nbflow.logs`). ``cancel(...)`` cancels other tasks of the run
+and ``finish()`` ends the run (:mod:`nbflow.termination`).
 
 The engine sets one context variable per attempt, holding a plain tuple; the
 :class:`TaskContext` object is made only when a task asks. Context variables follow asyncio
@@ -14,6 +15,7 @@ tasks and are copied into a sync task's thread, so concurrent tasks never see ea
 from __future__ import annotations
 
 import contextvars
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
@@ -60,6 +62,30 @@ class TaskContext:
             return None
         keys = self._engine.state.tasks[self.task].element_keys
         return keys.get(self.element) if keys is not None else None
+
+    @property
+    def log(self) -> logging.Logger:
+        """The task's logger (``nbflow.task.<task>``): what it logs goes to this attempt's
+        log (``run.logs()``, the dashboard), and to the handlers of the user's ``logging``
+        configuration as any logger's records do. Its level is the flow's
+        ``LogCapture.level`` (INFO by default)."""
+        from .capture import task_logger
+
+        output = getattr(self._engine, "output", None)
+        cap = getattr(output, "cap", None)
+        return task_logger(self.task, cap.level if cap is not None else logging.INFO)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Report that this attempt has done ``done`` of ``total`` (None: unknown): a
+        progress bar on the task's node and row in the dashboard (updates are sent a few
+        times a second at most, so calling this often is cheap).
+
+        Raises:
+            ValueError: ``done`` or ``total`` is negative or not a number.
+        """
+        from .progress import report
+
+        report((self._engine, self.task, self.attempt, self.element, self.worker), done, total)
 
     @property
     def cancelled(self) -> bool:

@@ -127,6 +127,9 @@ class Engine:
         )
         self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
+        #: What tasks print, log and report (a :class:`nbflow.logs.RunOutput`, given by the
+        #: flow for the run; None: nothing is captured).
+        self.output: Any = None
         self._subscribers = bus.subscribers
         self._seq = 0
         self._inflight: dict[str, asyncio.Task[Any] | None] = {}  # placed -> its runner

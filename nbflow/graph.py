@@ -336,7 +336,7 @@ def _build_plan(definition: Definition) -> Plan:
         if deps:
             _consume(map(operator.methodcaller("append", name), map(list_of, deps)))
     _check_acyclic(names, downstream_lists, upstream, specs)
-    check_joins(names, specs, upstream)
+    check_joins(names, specs, upstream, data_params)
     downstream: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
     downstream.update(zip(downstream_lists, map(tuple, downstream_lists.values()), strict=True))
     gate_table: dict[str, tuple[Gate, ...]] = dict.fromkeys(names, ())

@@ -136,10 +136,39 @@ def parse_complete_when(task: str, expression: str) -> Condition:
     return condition
 
 
+def gate_readers(
+    names: Iterable[str],
+    specs: Mapping[str, Any],
+    upstream: Mapping[str, tuple[str, ...]],
+    data_params: Mapping[str, tuple[tuple[str, str], ...]],
+) -> dict[str, frozenset[str]]:
+    """The upstream tasks of each partial join (``one_success``, ``at_least(n)``) that are
+    upstream only because a gate reads them (its ``when=``, or a branch or switch it is in).
+
+    They must end before the join runs, as its gate needs them, but they do not vote: a
+    3-of-5 join whose ``when=`` reads ``mode`` still waits for 3 of its 5 (Airflow would
+    count the branch task's success as one). A join with no other upstream task counts them
+    (there is nothing else to count). See ``scheduler.complete``.
+    """
+    found: dict[str, frozenset[str]] = {}
+    for name in names:
+        spec = specs[name]
+        if upstream[name] and partial(spec.trigger):
+            declared = {dep for _, dep in data_params[name]}.union(spec.after)
+            readers = frozenset(upstream[name]).difference(declared)
+            if readers and len(readers) < len(upstream[name]):  # (none else: they vote)
+                found[name] = readers
+    return found
+
+
 def check_plan(
-    names: Iterable[str], specs: Mapping[str, Any], upstream: Mapping[str, tuple[str, ...]]
+    names: Iterable[str],
+    specs: Mapping[str, Any],
+    upstream: Mapping[str, tuple[str, ...]],
+    data_params: Mapping[str, tuple[tuple[str, str], ...]],
 ) -> None:
-    """Refuse an ``at_least(n)`` join with fewer than ``n`` upstream tasks (it could never run).
+    """Refuse an ``at_least(n)`` join with fewer than ``n`` upstream tasks that vote (it could
+    never run; tasks its gates read do not vote, see :func:`gate_readers`).
 
     Raises:
         DefinitionError: names the task, its upstream tasks and the fix.
@@ -148,15 +177,23 @@ def check_plan(
     triggers = list(map(_TRIGGER, map(specs.__getitem__, names)))  # in C: this runs per plan
     if triggers.count("all_success") == len(names):
         return
+    readers = gate_readers(names, specs, upstream, data_params)
     for name, trigger in zip(names, triggers, strict=True):
         n = quorum(trigger)
-        if n is not None and len(upstream[name]) < n:
-            have = upstream[name]
+        read = readers.get(name, frozenset())
+        have = [u for u in upstream[name] if u not in read]
+        if n is not None and len(have) < n:
             listed = f" ({', '.join(have)})" if have else ""
+            also = (
+                f"; {', '.join(sorted(read))} only read by its gates (when=, a branch or "
+                "switch), which do not count"
+                if read
+                else ""
+            )
             raise DefinitionError(
                 f"task {name!r} trigger=at_least({n}) waits for {n} upstream successes but "
-                f"has {len(have)} upstream task{'s' if len(have) != 1 else ''}{listed}; lower "
-                "n, or add upstream tasks (parameters named after them, or after=[...])"
+                f"has {len(have)} upstream task{'s' if len(have) != 1 else ''}{listed}{also}; "
+                "lower n, or add upstream tasks (parameters named after them, or after=[...])"
             )
 
 

@@ -15,6 +15,9 @@ State (one :class:`SchedulerState` per run)::
                    ``ready``'s truth value says whether any task is ready
     running        tasks started and not finished
     outcome        terminal state of each finished task
+    readers_left   per partial join (one_success, at_least(n)) with upstream tasks that only
+                   its gates read: how many of those have yet to end (they do not vote:
+                   :func:`nbflow.joins.gate_readers`)
 
 :func:`complete` records a finished task and walks its downstream tasks through their trigger
 rules, returning what became ready and what was skipped or upstream-failed on the way
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import Plan
-from .joins import quorum
+from .joins import gate_readers, quorum
 from .lifecycle import FAILED_LIKE, SUCCESSFUL, TaskState
 
 # Indexes into a task's counts list.
@@ -94,6 +97,8 @@ class SchedulerState:
     ready_heap: list[tuple[Any, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     outcome: dict[str, TaskState] = field(default_factory=dict)
+    #: Partial join -> how many of the tasks only its gates read have yet to end.
+    readers_left: dict[str, int] = field(default_factory=dict)
 
     def queued(self) -> list[tuple[Any, str]]:
         """Every ready ``(key, task)``, in no particular order."""
@@ -228,9 +233,14 @@ def complete(
                 counts = all_counts.get(child)
                 if counts is None:
                     counts = all_counts[child] = [0, 0, 0, 0]
-                counts[DONE] += 1
-                counts[column] += 1
-                verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
+                readers = _gate_readers(plan).get(child)
+                if readers is None:  # every upstream task votes
+                    counts[DONE] += 1
+                    counts[column] += 1
+                    verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]),
+                                        counts)  # fmt: skip
+                else:
+                    verdict_of = _partial_join(state, plan, child, current, column, readers)
                 if verdict_of is None:
                     continue
                 verdict = verdict_of
@@ -244,6 +254,47 @@ def complete(
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
     return NOTHING if transition is None else transition
+
+
+def _gate_readers(plan: Plan) -> dict[str, frozenset[str]]:
+    found = plan.memo.get("gate_readers")  # (read straight from the memo: complete's path)
+    if found is None:
+        found = plan.memo["gate_readers"] = gate_readers(
+            plan.names, plan.specs, plan.upstream, plan.data_params
+        )
+    return found
+
+
+def gate_readers_of(plan: Plan, join: str) -> frozenset[str]:
+    """The upstream tasks of ``join`` that only its gates read (no vote in its trigger)."""
+    return _gate_readers(plan).get(join, frozenset())
+
+
+def _partial_join(
+    state: SchedulerState,
+    plan: Plan,
+    join: str,
+    current: str,
+    column: int,
+    readers: frozenset[str],
+) -> str | None:
+    """decide() for a partial join some of whose upstream tasks only its gates read
+    (:func:`nbflow.joins.gate_readers`): those do not vote, but it runs only once they all
+    ended; one that did not succeed decides it as under ``all_success`` (its gate could not
+    read it)."""
+    counts = state.counts[join]
+    if current in readers:
+        if column == FAILED:
+            return TaskState.UPSTREAM_FAILED
+        if column == SKIPPED:
+            return TaskState.SKIPPED
+        left = state.readers_left[join] = state.readers_left.get(join, len(readers)) - 1
+    else:
+        counts[DONE] += 1
+        counts[column] += 1
+        left = state.readers_left.get(join, len(readers))
+    verdict = decide(plan.specs[join].trigger, len(plan.upstream[join]) - len(readers), counts)
+    return None if verdict is READY and left else verdict
 
 
 def opened(plan: Plan, state: SchedulerState, name: str, consumers: tuple[str, ...], key: Key

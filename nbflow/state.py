@@ -56,6 +56,8 @@ class TaskRecord:
     #: Errors of failed fan-out elements by index (None until one fails: one dict less per
     #: task of a 100,000-task run).
     element_errors: dict[int, BaseException] | None = None
+    #: Their tracebacks (formatted, nbflow's frames still in), for the Tasks view.
+    element_tracebacks: dict[int, str] | None = None
     #: A fan-out task's elements' keys (``key=``) by index (None: no key).
     element_keys: dict[int, str] | None = None
     #: Results of a fan-out task's elements that succeeded, by index (None until one did).
@@ -98,8 +100,19 @@ class RunState:
     #: Attempts running now, by task name (a fan-out element's by ``(task, element)``).
     open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
+    #: What each task printed or logged, by task: its :class:`~nbflow.events.TaskLog`
+    #: batches in order (all attempts and elements; empty for a task that wrote nothing).
+    logs: dict[str, list[ev.TaskLog]] = field(default_factory=dict)
+    #: The latest progress of running attempts, keyed like :attr:`open_rows`:
+    #: ``(attempt, done, total)`` (``nf.track``, ``ctx.progress``).
+    progress: dict[str | tuple[str, int], tuple[int, float, float | None]] = field(
+        default_factory=dict
+    )
     last_seq: int = -1
     last_t: float = 0.0
+    #: The moment a replay shows (run-clock seconds), set by :class:`nbflow.replay.Replayer`;
+    #: None for a run's own state, whose "now" is the wall clock while it runs.
+    shown_t: float | None = None
 
     def apply(self, event: ev.Event) -> None:
         """Fold one event into the state."""
@@ -186,7 +199,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         s.rows.append(row)
         s.open_rows[e.task] = row
         return
-    keys = s.tasks[e.task].element_keys  # (TaskRecord.element_label, inline: per element)
+    keys = record.element_keys  # (TaskRecord.element_label, inline: it runs per element)
     row = AttemptRow(
         f"{e.task}[{keys.get(e.element, e.element) if keys is not None else e.element}]",
         e.attempt,
@@ -252,6 +265,10 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
         if record.element_errors is None:
             record.element_errors = {}
         record.element_errors[e.element] = e.error
+        if e.traceback:
+            if record.element_tracebacks is None:
+                record.element_tracebacks = {}
+            record.element_tracebacks[e.element] = e.traceback
         return
     s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
     record = s.tasks[e.task]
@@ -277,6 +294,18 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
             record.reason = e.reason
 
 
+def _log(s: RunState, e: ev.TaskLog) -> None:
+    found = s.logs.get(e.task)
+    if found is None:
+        s.logs[e.task] = [e]
+    else:
+        found.append(e)
+
+
+def _progress(s: RunState, e: ev.TaskProgress) -> None:
+    s.progress[e.task if e.element is None else (e.task, e.element)] = (e.attempt, e.done, e.total)
+
+
 def _keyed(s: RunState, e: ev.ElementKeyed) -> None:
     record = s.tasks[e.task]
     if record.element_keys is None:
@@ -295,5 +324,7 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskFailed: _failed,
     ev.TaskSkipped: _skipped,
     ev.TaskCancelled: _cancelled,
+    ev.TaskLog: _log,
+    ev.TaskProgress: _progress,
     ev.ElementKeyed: _keyed,
 }

@@ -192,11 +192,12 @@ class Termination:
                 join, plan.upstream, plan.downstream,
                 sched.outcome.__contains__, sched.decided.__contains__,
             )  # fmt: skip
-            ok = sum(engine.state.tasks[u].state in (S.SUCCEEDED, S.CACHED)
-                     for u in plan.upstream[join])  # fmt: skip
+            read = sch.gate_readers_of(plan, join)  # they ended; they do not vote
+            voters = [u for u in plan.upstream[join] if u not in read]
+            ok = sum(engine.state.tasks[u].state in (S.SUCCEEDED, S.CACHED) for u in voters)
             reason = (
                 f"cancel_rest: {join!r} ({plan.specs[join].trigger}) fired with {ok} of "
-                f"{len(plan.upstream[join])} upstream tasks succeeded"
+                f"{len(voters)} upstream tasks succeeded"
             )
             for name in rest:
                 self._cancel(engine, name, reason)

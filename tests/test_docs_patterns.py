@@ -11,7 +11,7 @@ from ipython_cells import Cells
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.mark.parametrize("page", ["patterns.md", "extending.md", "reuse.md"])
+@pytest.mark.parametrize("page", ["patterns.md", "extending.md", "reuse.md", "observing.md"])
 def test_every_python_block_runs(page, tmp_path, monkeypatch):
     path = DOCS / page
     if not path.exists():

@@ -317,3 +317,72 @@ def sleeper_of(seconds: float, value: str):
         return value
 
     return body
+
+
+# -- what a join's gates read does not vote ---------------------------------------------------
+
+
+def gated_quorum(**join_options) -> nf.Flow:
+    """r1, r2, r3 answer at 1, 2, 3 s; `mode` (instant) is read by the join's when=."""
+    flow = nf.Flow("gated-quorum", store=None, on_error="continue")
+    flow.task(name="mode")(lambda: "fast")
+    for name, seconds in [("r1", 1), ("r2", 2), ("r3", 3)]:
+        flow.task(name=name)(sleeper_of(seconds, name))
+
+    @flow.task(trigger=nf.at_least(2), **join_options)
+    def join(r1, r2, r3):
+        return (r1, r2, r3)
+
+    return flow
+
+
+def test_a_task_only_the_join_s_when_reads_must_end_first_but_does_not_vote():
+    """Airflow counts such a task (its branch operator) as an upstream success: the 2-of-3
+    join would start at 1 s with one answer."""
+    flow = gated_quorum(when="mode == 'fast'")
+    assert flow.plan().upstream["join"] == ("r1", "r2", "r3", "mode")
+    run = flow.run(simulate=True)
+    assert starts(run)["join"] == 2.0 and run.results["join"] == ("r1", "r2", None)
+
+
+def test_a_switch_s_reader_does_not_vote_either_and_waits_for_a_slow_one():
+    flow = gated_quorum()
+    flow.task(name="slow_mode")(sleeper_of(5, "full"))
+    flow.switch("slow_mode", cases={"full": ["join"]}, name="by_mode")
+    run = flow.run(simulate=True)
+    assert starts(run)["join"] == 5.0 and run.results["join"] == ("r1", "r2", "r3")
+
+
+@pytest.mark.parametrize(("outcome", "state"), [("fail", "upstream_failed"), ("skip", "skipped")])
+def test_a_reader_that_does_not_succeed_decides_the_join_as_under_all_success(outcome, state):
+    flow = gated_quorum(when="mode == 'fast'")
+
+    @flow.task(name="mode", when="vars['outcome'] != 'skip'")  # redefined
+    def mode():
+        if outcome == "fail":
+            raise RuntimeError("no mode")
+        return "fast"
+
+    run = flow.run(variables={"outcome": outcome}, simulate=True)
+    assert run.states["join"] == state and run.state.tasks["join"].ended_t == 0.0
+
+
+def test_readers_are_not_counted_towards_n_when_the_join_is_checked():
+    flow = nf.Flow("too-few", store=None)
+    flow.task(name="mode")(lambda: 1)
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="join", trigger=nf.at_least(2), when="mode > 0")(lambda a: a)
+    with pytest.raises(nf.DefinitionError) as error:
+        flow.plan()
+    assert str(error.value) == (
+        "task 'join' trigger=at_least(2) waits for 2 upstream successes but has 1 upstream "
+        "task (a); mode only read by its gates (when=, a branch or switch), which do not "
+        "count; lower n, or add upstream tasks (parameters named after them, or after=[...])"
+    )
+
+
+def test_a_partial_join_with_nothing_but_readers_counts_them():
+    flow = nf.Flow("only-readers", store=None)
+    flow.task(name="x")(lambda: 3)
+    flow.task(name="t", trigger="one_success", when="x > 1")(lambda: "ran")
+    assert flow.run(simulate=True).states["t"] == "succeeded"

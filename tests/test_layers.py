@@ -61,6 +61,10 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lazy",
             "overhead",
             "context",
+            "capture",
+            "lines",
+            "progress",
+            "remote_logs",
             "dask_locks",
             "streams",
             "elements",
@@ -68,7 +72,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts", "completion", "termination", "mapped"}),
+    ("engine", {"engine", "attempts", "logs", "completion", "termination", "mapped"}),
     ("run state reducer", {"state"}),
     (
         "observers",
@@ -83,6 +87,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "health",
             "handle",
             "reuse",
+            "replay",
         },
     ),
     ("composition root", {ROOT}),

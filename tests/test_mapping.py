@@ -354,7 +354,7 @@ def test_a_key_names_elements_in_the_timeline_errors_and_results(key: Any):
     from nbflow.widgets.views import element_errors_text
 
     text = element_errors_text(run.state.tasks["stars"])
-    assert text == "1 of 2 element failed; first: stars[dask] ValueError: no stars for dask"
+    assert text == "1 of 2 elements failed; first: stars[dask] ValueError: no stars for dask"
     # The dashboard draws the same: its timeline's rows and its task table's error.
     from nbflow.render import gantt_svg
 

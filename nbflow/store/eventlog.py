@@ -47,6 +47,8 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskFailed: ("error", "traceback", "began"),
     ev.TaskSkipped: ("state", "reason"),
     ev.TaskCancelled: ("reason",),
+    ev.TaskLog: ("lines", "dropped", "latest"),
+    ev.TaskProgress: ("done", "total"),
     ev.ElementKeyed: ("key",),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
