@@ -312,12 +312,7 @@ class ReuseHooks:
             else:
                 await asyncio.to_thread(hit.verify)  # reads the bytes, checks the checksum
         except (DamagedResultError, StoreError) as error:
-            warnings.warn(
-                f"task {name!r}: its stored result (run {row.run_id}) cannot be used "
-                f"({error}); running the task again",
-                StoreWarning,
-                stacklevel=2,
-            )
+            unusable(f"task {name!r}", row, error, "the task")
             self.decisions[name] = Decision("ran", row.run_id, "damaged")
             return None
         return hit
@@ -424,6 +419,17 @@ class ReuseHooks:
 _RESTORED = "restored"
 
 
+def unusable(what: str, row: ResultRow, error: Exception, again: str) -> None:
+    """Warn that the stored result of ``row`` cannot be used, so ``again`` runs again (a
+    damaged result is never served: it is a miss)."""
+    warnings.warn(
+        f"{what}: its stored result (run {row.run_id}) cannot be used ({error}); running "
+        f"{again} again",
+        StoreWarning,
+        stacklevel=3,
+    )
+
+
 class ElementCache:
     """``cache=True`` (or ``cache_key=``) on a fan-out task, in one run: each element is
     cached by its own input, so a source that gained one element runs that one element.
@@ -472,12 +478,7 @@ class ElementCache:
             try:  # its bytes are checked against their checksum as they are read
                 value = await asyncio.to_thread(StoredResult(store, row).load)
             except (DamagedResultError, StoreError) as error:
-                warnings.warn(
-                    f"element {label}: its cached result (run {row.run_id}) cannot be used "
-                    f"({error}); running the element again",
-                    StoreWarning,
-                    stacklevel=2,
-                )
+                unusable(f"element {label}", row, error, "the element")
             else:
                 self.sources[index] = row.run_id
                 return True, value

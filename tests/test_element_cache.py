@@ -4,6 +4,7 @@ ElementCache), through the real SQLite store and the in-memory one; resume too."
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
@@ -174,3 +175,17 @@ def test_without_a_store_cache_true_on_a_fan_out_does_nothing_but_warn():
     with pytest.warns(nf.StoreWarning):
         flow.run(variables={"n": [1, 2]})
     assert calls == [1, 2, 1, 2]
+
+
+def test_a_damaged_cached_element_is_run_again_with_a_warning(tmp_path: Any):
+    calls: list[str] = []
+    path = tmp_path / "damaged.db"
+    flow = repo_flow(str(path), calls)
+    flow.run(variables={"names": ["a", "b"]})
+    flow.state_store.flush()  # the run's last commit may still be going on (write-behind)
+    with sqlite3.connect(path) as con:  # the rows stay, their bytes vanish (a hand edit)
+        con.execute("UPDATE result_packs SET data = x''")
+    calls.clear()
+    with pytest.warns(nf.StoreWarning, match=r"element fetch\[0\]: its stored result .* cannot"):
+        run = flow.run(variables={"names": ["a", "b"]})
+    assert sorted(calls) == ["a", "b"] and run.results["fetch"] == ["A", "B"]
