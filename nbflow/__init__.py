@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import middleware
+from .children import SubflowError
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
@@ -49,17 +50,23 @@ from .errors import (
 from .events import (
     ElementKeyed,
     Event,
+    IterationEnded,
+    IterationStarted,
     RunFinished,
     RunStarted,
+    SignalReceived,
+    SubflowStarted,
     TaskCancelled,
     TaskFailed,
     TaskLog,
     TaskProgress,
     TaskQueued,
     TaskRetrying,
+    TaskSignalled,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
+    TaskWaiting,
 )
 from .fanout import fan_out
 from .flow import Flow
@@ -70,6 +77,7 @@ from .lifecycle import RunStatus, TaskState
 from .lines import LogCapture
 from .locks import Locks
 from .locks import locks_of as lock_table
+from .loops import LoopContext, LoopError
 from .mapping import FanOut, product, zip
 from .middleware import Context
 from .pool import Pool, WorkerLoad
@@ -77,7 +85,10 @@ from .progress import track
 from .replay import replay
 from .retry import Retry, retry
 from .run import Run
+from .signals import SignalError, WaitFor, any_of
 from .strategies import Strategy
+from .subflows import Subflow
+from .waits import SignalTimeoutError
 
 __version__ = "0.1.0"
 
@@ -146,9 +157,13 @@ __all__ = [
     "FanOutError",
     "Flow",
     "FlowValidationError",
+    "IterationEnded",
+    "IterationStarted",
     "LocalExecutor",
     "Locks",
     "LogCapture",
+    "LoopContext",
+    "LoopError",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
@@ -165,11 +180,17 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "SQLiteStore",
+    "SignalError",
+    "SignalReceived",
+    "SignalTimeoutError",
     "SimulationError",
     "StateStore",
     "StoreError",
     "StoreWarning",
     "Strategy",
+    "Subflow",
+    "SubflowError",
+    "SubflowStarted",
     "Task",
     "TaskCancelled",
     "TaskContext",
@@ -179,15 +200,19 @@ __all__ = [
     "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
+    "TaskSignalled",
     "TaskSkipped",
     "TaskStarted",
     "TaskState",
     "TaskSucceeded",
     "TaskTimeoutError",
+    "TaskWaiting",
     "TemplateError",
+    "WaitFor",
     "WorkerLoad",
     "agent",
     "agents",
+    "any_of",
     "at_least",
     "context",
     "diff_versions",

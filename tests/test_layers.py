@@ -39,10 +39,12 @@ LAYERS: list[tuple[str, set[str]]] = [
             "locks",
             "mapping",
             "element_keys",
+            "signals",
+            "loops",
         },
     ),
     ("spec", {"spec"}),
-    ("DSL", {"dsl", "switch"}),
+    ("DSL", {"dsl", "switch", "subflows"}),
     ("graph", {"graph"}),
     (
         "the engine's parts",
@@ -72,7 +74,21 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts", "logs", "completion", "termination", "mapped"}),
+    (
+        "engine",
+        {
+            "engine",
+            "attempts",
+            "logs",
+            "completion",
+            "termination",
+            "waits",
+            "iterations",
+            "children",
+            "runners",
+            "mapped",
+        },
+    ),
     ("run state reducer", {"state"}),
     (
         "observers",

@@ -128,6 +128,7 @@ def _options(spec: TaskSpec) -> dict[str, Any]:
     for field, what in (
         ("when_fn", "a callable `when`"),
         ("cache_key", "a callable cache_key"),
+        ("until_fn", "a callable `until`"),
         ("key_fn", "a callable `key`"),
     ):
         if getattr(spec, field) is not None:
@@ -147,6 +148,8 @@ def _options(spec: TaskSpec) -> dict[str, Any]:
             continue
         if field == "retry":
             value = _retry(value)
+        elif field == "wait_for":
+            value = value.model_dump(exclude_defaults=True)  # read back by coerce_wait_for
         options[field] = _plain(value)
     return options
 

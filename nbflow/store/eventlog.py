@@ -49,6 +49,12 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskCancelled: ("reason",),
     ev.TaskLog: ("lines", "dropped", "latest"),
     ev.TaskProgress: ("done", "total"),
+    ev.SignalReceived: ("signal", "value", "sender"),
+    ev.TaskWaiting: ("signals", "description"),
+    ev.TaskSignalled: ("signals",),
+    ev.IterationStarted: ("size", "iteration"),
+    ev.IterationEnded: ("iteration", "began"),
+    ev.SubflowStarted: ("child_run", "flow"),
     ev.ElementKeyed: ("key",),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
@@ -119,10 +125,20 @@ def _row(event: ev.Event) -> list[Any]:
             value = (type(value).__name__, _message(value))
         elif name == "variables":
             value = _jsonable(value)
+        elif name == "value":  # a signal's: kept as it is when it pickles, else its repr
+            value = _picklable(value)
         row.append(value)
     while row and row[-1] is None:
         row.pop()
     return row
+
+
+def _picklable(value: Any) -> Any:
+    try:
+        pickle.dumps(value, protocol=5)
+    except Exception:
+        return repr(value)
+    return value
 
 
 def _message(error: BaseException) -> str:
