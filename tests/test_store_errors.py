@@ -122,7 +122,8 @@ def test_an_older_nbflow_store_is_upgraded_keeping_its_runs_and_a_copy(tmp_path)
             INSERT INTO flow_versions VALUES ('old', 'v1', 1.0, 1, '{}', '{}');
             """
         )
-    with pytest.warns(UserWarning, match=r"upgraded to schema 6: its 1 runs and 1 flow versions"):
+    upgraded = rf"upgraded to schema {store_schema.SCHEMA_VERSION}: its 1 runs and 1 flow versions"
+    with pytest.warns(UserWarning, match=upgraded):
         store = SQLiteStore(path)
     assert [r["run_id"] for r in store.runs("old")] == ["r1"]
     assert [v["version"] for v in store.versions("old")] == ["v1"]

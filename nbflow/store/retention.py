@@ -107,31 +107,27 @@ def remove_runs(con: sqlite3.Connection, runs: list[str]) -> tuple[int, list[str
     entries = con.execute(
         "DELETE FROM cache_entries WHERE run_id IN (SELECT run_id FROM doomed)"
     ).rowcount
-    # A pack a kept run reused a result from stays (its row refers to the pack: item 9).
-    con.execute(
-        "DELETE FROM result_packs WHERE run_id IN (SELECT run_id FROM doomed) AND id NOT IN "
-        "(SELECT json_extract(r.value, '$[9]') FROM result_packs p, json_each(p.rows) r "
-        "WHERE p.run_id NOT IN (SELECT run_id FROM doomed) "
-        "AND json_extract(r.value, '$[9]') IS NOT NULL)"
-    )
     con.execute("DELETE FROM event_log WHERE run_id IN (SELECT run_id FROM doomed)")
     con.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM doomed)")
+    # A pack a remaining run reused a result from stays (its meta entry names the pack: item
+    # 4), also once the run it belonged to is gone; it goes when nothing refers to it.
+    con.execute(
+        "DELETE FROM result_packs WHERE run_id NOT IN (SELECT run_id FROM runs) AND id NOT IN "
+        "(SELECT json_extract(m.value, '$[4]') FROM result_packs p, json_each(p.meta) m "
+        "WHERE p.run_id IN (SELECT run_id FROM runs) "
+        "AND json_extract(m.value, '$[4]') IS NOT NULL)"
+    )
     kept_files = {
         row[0]
         for row in con.execute(
-            "SELECT DISTINCT json_extract(r.value, '$[7]') FROM result_packs p, "
-            "json_each(p.rows) r WHERE json_extract(r.value, '$[7]') IS NOT NULL"
+            "SELECT DISTINCT json_extract(m.value, '$[2]') FROM result_packs p, "
+            "json_each(p.meta) m WHERE json_extract(m.value, '$[2]') IS NOT NULL"
         )
     }
     gone = [
         row[0] for row in con.execute("SELECT path FROM result_files") if row[0] not in kept_files
     ]
     con.executemany("DELETE FROM result_files WHERE path = ?", [(p,) for p in gone])
-    con.execute(
-        "DELETE FROM identities WHERE digest NOT IN (SELECT json_extract(r.value, '$[2]') "
-        "FROM result_packs p, json_each(p.rows) r WHERE json_extract(r.value, '$[2]') "
-        "IS NOT NULL)"
-    )
     con.execute("DELETE FROM doomed")
     return entries, gone
 

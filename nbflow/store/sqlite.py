@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import pickle
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -23,7 +25,7 @@ from ..errors import StoreError
 from ..state import RunState
 from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
-from .results import DamagedResultError, ResultRow, unpack
+from .results import DamagedResultError, ResultRow, item_bytes, unpack
 from .schema import connect, prepare, store_error
 from .writer import StatusChange, Writer, shared_writer
 
@@ -93,7 +95,8 @@ class SQLiteStore:
         reader.row_factory = sqlite3.Row
         self._reader: sqlite3.Connection | None = reader
         self._lock = threading.Lock()
-        self._packs: OrderedDict[int, bytes] = OrderedDict()
+        self._packs: OrderedDict[int, list[Any]] = OrderedDict()  # pack -> its items
+        self._version_identities: dict[tuple[str, str], dict[str, str | None]] = {}
         self._known: set[tuple[str, str]] = {
             (r[0], r[1]) for r in reader.execute("SELECT flow, version FROM flow_versions")
         }
@@ -135,7 +138,7 @@ class SQLiteStore:
             self._writer = self._make_writer()
 
     def wake(self) -> None:
-        """Have the writer write what is queued now."""
+        """Tell the writer a run started (it writes at its next tick)."""
         self._writer.wake()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -205,11 +208,12 @@ class SQLiteStore:
 
     def event_objects(self, run_id: str) -> list[ev.Event]:
         """The events of ``run_id``, in order, as :mod:`nbflow.events` objects (an error is
-        a stand-in exception with the original's type name and message; a result is not
-        in the log: see :meth:`results`)."""
-        rows = self._query("SELECT kind, rows FROM event_log WHERE run_id = ?", (run_id,))
-        found = [e for r in rows for e in eventlog.decode(run_id, r[0], bytes(r[1]))]
-        return sorted(found, key=lambda e: e.seq)
+        a stand-in exception with the original's type name and message; a result is there
+        only when it is a plain value: see :meth:`results`)."""
+        rows = self._query(
+            "SELECT rows FROM event_log WHERE run_id = ? ORDER BY first_seq", (run_id,)
+        )
+        return [e for r in rows for e in eventlog.decode(run_id, bytes(r[0]))]
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The event log of ``run_id`` in order: ``seq, kind, t, task, attempt, element,
@@ -265,12 +269,28 @@ class SQLiteStore:
         """Task -> :class:`ResultRow` for the tasks of ``run_id`` that succeeded (their
         values may not all be stored: see ``ResultRow.stored``)."""
         rows = self._query(
-            "SELECT id, created, rows FROM result_packs WHERE run_id = ? ORDER BY id", (run_id,)
+            "SELECT p.id, p.created, p.tasks, p.meta, r.flow, r.version FROM result_packs p "
+            "LEFT JOIN runs r ON r.run_id = p.run_id WHERE p.run_id = ? ORDER BY p.id",
+            (run_id,),
         )
         found: dict[str, ResultRow] = {}
         for row in rows:
-            for result in unpack(run_id, row[0], row[1], row[2]):
+            identities = self._task_identities(row[4], row[5])
+            for result in unpack(run_id, row[0], row[1], row[2], row[3], identities):
                 found[result.task] = result
+        return found
+
+    def _task_identities(self, flow: str | None, version: str | None) -> dict[str, str | None]:
+        """Task -> identity digest in a flow version (empty: the version is not recorded)."""
+        key = (flow or "", version or "")
+        found = self._version_identities.get(key)
+        if found is None:
+            rows = self._query(
+                "SELECT identities FROM flow_versions WHERE flow = ? AND version = ?", key
+            )
+            found = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+            if rows:  # a version's identities never change once it is recorded
+                self._version_identities[key] = found
         return found
 
     def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
@@ -345,34 +365,31 @@ class SQLiteStore:
             StoreError: they are gone.
         """
         if row.file is None:
-            self._pack(row.pack)
-            return
+            self._items(row.pack)
+        else:
+            self._file(row)
+
+    def _file(self, row: ResultRow) -> Path:
+        """The checked file of a result stored as one."""
+        assert row.file is not None
         try:
-            self.files.verify(row.file, row.digest or "")
+            return self.files.verify(row.file, row.digest or "")
         except ValueError as error:
             raise DamagedResultError(str(error)) from None
         except OSError as error:
             raise StoreError(f"the file of task {row.task!r}'s result is gone ({error})") from None
 
     def result_bytes(self, row: ResultRow) -> bytes:
-        """The stored bytes of an inline result, checked against its pack's checksum.
+        """The stored bytes of a result (a plain value's: its pickle), checked against their
+        checksum.
 
         Raises:
-            DamagedResultError: the pack's bytes fail their checksum.
-            StoreError: the pack is gone (its run was pruned).
+            DamagedResultError: the bytes fail their checksum.
+            StoreError: they are gone (the run was pruned, the file removed).
         """
         if row.file is not None:
-            try:
-                return self.files.verify(row.file, row.digest or "").read_bytes()
-            except ValueError as error:
-                raise DamagedResultError(str(error)) from None
-            except OSError as error:
-                raise StoreError(
-                    f"the file of task {row.task!r}'s result is gone ({error})"
-                ) from None
-        data = self._pack(row.pack)
-        assert row.offset is not None and row.length is not None
-        return data[row.offset : row.offset + row.length]
+            return self._file(row).read_bytes()
+        return item_bytes(self._items(row.pack)[row.item])
 
     def read_result(self, row: ResultRow) -> Any:
         """The value of a stored result (see :class:`~nbflow.store.results.StoredResult`).
@@ -389,18 +406,16 @@ class SQLiteStore:
                 f"the result of task {row.task!r} was stored by serializer {row.codec!r}, which "
                 f"this store does not have; register it with store.serializers.register(...)"
             )
-        if row.file is None:
-            return restore(serializer, self.result_bytes(row))
-        try:
-            path = self.files.verify(row.file, row.digest or "")
-        except ValueError as error:
-            raise DamagedResultError(str(error)) from None
-        except OSError as error:
-            raise StoreError(f"the file of task {row.task!r}'s result is gone ({error})") from None
-        with open(path, "rb") as file:
-            return serializer.load(file)
+        if row.file is not None:
+            with open(self._file(row), "rb") as file:
+                return serializer.load(file)
+        item = self._items(row.pack)[row.item]
+        if type(item) is not bytes:
+            return item  # a plain value, stored as it is
+        return restore(serializer, item)
 
-    def _pack(self, pack_id: int) -> bytes:
+    def _items(self, pack_id: int) -> list[Any]:
+        """The items of a pack (see :mod:`nbflow.store.results`), checked."""
         found = self._packs.get(pack_id)
         if found is not None:
             self._packs.move_to_end(pack_id)
@@ -414,10 +429,10 @@ class SQLiteStore:
                 f"results stored in {self.location} (pack {pack_id}) are damaged: their "
                 "bytes do not match their checksum"
             )
-        self._packs[pack_id] = data
+        found = self._packs[pack_id] = pickle.loads(data)
         while len(self._packs) > _PACKS_KEPT:
             self._packs.popitem(last=False)
-        return data
+        return found
 
     # -- size and retention ------------------------------------------------------------------
 
@@ -447,7 +462,8 @@ class SQLiteStore:
         """Bytes each run takes in the database (its events and its packs of results)."""
         rows = self._query(
             "SELECT run_id, sum(n) FROM (SELECT run_id, length(rows) AS n FROM event_log "
-            "UNION ALL SELECT run_id, length(rows) + length(data) FROM result_packs) "
+            "UNION ALL SELECT run_id, length(tasks) + coalesce(length(meta), 0) + length(data) "
+            "FROM result_packs) "
             "GROUP BY run_id"
         )
         return {r[0]: r[1] for r in rows}

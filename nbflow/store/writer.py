@@ -1,13 +1,15 @@
 """The one writer of a store file in a process: a queue, a thread, a transaction per batch.
 
-A run's recorder puts its events and results in the run's own queues (:class:`RunOpened`
-carries them: one per hot event kind, one for the rest, one for results); everything else
-(a run that starts, someone waiting) goes through ``submit``. Each is one ``deque.append``
-on the event loop, in C. Every ``interval`` while a run goes on (at once when someone
-waits) the writer thread takes what is queued, the shared queue first (so a waiter's run
-has all its records in its queues by then), and writes it in one transaction: the runs that
-started, their events (one ``event_log`` row per kind, :mod:`nbflow.store.eventlog`), their
-results (one pack, :mod:`nbflow.store.results`), the runs that ended.
+A run's journal (:class:`~nbflow.store.recorder.Recorder`) gives the writer the run's two
+lists, which the engine fills on the event loop (one ``list.extend`` each, in C): its
+events' rows and its results (:class:`RunOpened` carries them). Everything else (a run that
+starts or ends, someone waiting) goes through ``submit``. Every ``interval`` while a run
+goes on (the first once a timer on the run's loop says it has gone on for one; at once when
+someone waits) the writer thread takes what is queued, the shared queue first (so a run
+that ended has all its records in its lists by then), and what the lists hold, and writes
+it in one transaction: the runs that started, one ``event_log`` row and one pack of results
+per run (:mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that ended.
+Encoding the rows is this thread's work; the event loop only appends.
 
 Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
 table gone) is reported to every run it belonged to: a run waiting for its end to be written
@@ -37,10 +39,9 @@ from dataclasses import dataclass, field
 from itertools import repeat, starmap
 from typing import Any
 
-from .. import events as ev
-from ..errors import StoreError
+from ..errors import StoreError, describe
 from . import eventlog
-from .results import KEPT, KeptResults, pack
+from .results import Pack, pack
 from .schema import connect, store_error, transaction
 
 log = logging.getLogger("nbflow.store")
@@ -52,22 +53,30 @@ class StoreLockedError(StoreError):
 
 @dataclass(slots=True)
 class RunOpened:
-    """A run starts: its ``runs`` row, what its version adds to the store, and its queues.
+    """A run starts: its ``runs`` row, what its version adds to the store, and its lists.
 
-    ``events`` has a queue per hot event kind (:data:`~nbflow.store.eventlog.HOT`: its
-    rows' fields, see :func:`~nbflow.store.eventlog.hot_route`) and one (under ``None``) for
-    the others' events; ``results`` gets the :data:`~nbflow.store.results.FLAT` fields of
-    each result, whose identity ``identity`` gives.
+    ``log`` gets each event's row (see :mod:`nbflow.store.eventlog`), ``kept`` each
+    result's task and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose
+    results go into the cache to their cache keys.
     """
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
-    wall_start: float
     version: tuple[Any, ...] | None = None  # a flow_versions row, when it is new
     identities: dict[str, str] = field(default_factory=dict)  # digest -> parts JSON
-    events: dict[type | None, deque[Any]] = field(default_factory=dict)
-    results: deque[Any] = field(default_factory=deque)
-    identity: dict[str, str | None] = field(default_factory=dict)  # task -> its identity
+    log: list[Any] = field(default_factory=list)
+    kept: list[Any] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Ended:
+    """A run ended: its status, end (Unix seconds) and error, for its ``runs`` row."""
+
+    run_id: str
+    status: str
+    ended: float
+    error: str | None
 
 
 @dataclass(slots=True)
@@ -101,7 +110,6 @@ class _Waiter:
 
 _STOP = object()
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
-_EVENTS = frozenset(eventlog.LAYOUTS)
 
 
 def _take(queue: deque[Any]) -> list[Any]:
@@ -109,25 +117,36 @@ def _take(queue: deque[Any]) -> list[Any]:
     return list(starmap(queue.popleft, repeat((), len(queue))))
 
 
-class _Batch:
-    """One transaction's worth of items, sorted by run."""
+def _take_list(items: list[Any]) -> list[Any]:
+    """What ``items`` holds now; the loop only extends it meanwhile, and each of the two
+    steps (and each extend) holds the GIL, so what it adds after the first stays."""
+    count = len(items)
+    taken = items[:count]
+    del items[:count]
+    return taken
 
-    __slots__ = ("changes", "events", "finished", "opened", "results", "waiters")
+
+class _Batch:
+    """One transaction's worth: what the shared queue held, and each run's records."""
+
+    __slots__ = ("changes", "ended", "events", "finished", "opened", "packs", "waiters")
 
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
         self.changes: list[StatusChange] = []
-        self.events: dict[str, dict[type, list[Any]]] = {}  # run -> kind -> events or fields
-        self.results: dict[str, KeptResults] = {}
-        self.finished: list[ev.RunFinished] = []
+        self.ended: list[Ended] = []  # runs over (their journal said so)
+        self.finished: list[Ended] = []  # RunFinished among the rows: the status, at once
+        self.events: list[tuple[str, int, bytes]] = []  # (run, first seq, rows)
+        self.packs: list[tuple[str, Pack]] = []
         self.waiters: list[_Waiter] = []
 
     def runs(self) -> set[str]:
         return {
-            *self.events,
-            *self.results,
+            *(run for run, _, _ in self.events),
+            *(run for run, _ in self.packs),
             *(o.run_id for o in self.opened),
             *(c.run_id for c in self.changes),
+            *(e.run_id for e in self.ended),
         }
 
 
@@ -157,10 +176,11 @@ class Writer:
         self._queue: deque[Any] = deque()
         self.submit: Callable[[Any], None] = self._queue.append  # the loop's cost per item
         self._wake = threading.Event()
-        self._open: dict[str, RunOpened] = {}  # runs going on (their queues)
+        self._open: dict[str, RunOpened] = {}  # runs going on (their lists)
         self._run_errors: dict[str, StoreError] = {}  # runs a batch could not record
         self._error: StoreError | None = None  # for the next flush
         self._locked_since: float | None = None
+        self._counts: dict[str, int] = {}  # flow -> its runs in the file (for keep_runs)
         self._con: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
         self._thread.start()
@@ -168,7 +188,7 @@ class Writer:
     # -- caller side -------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Write what is queued now (a run started, or someone waits)."""
+        """Write what is queued now (a run has gone on for an interval, or someone waits)."""
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -245,7 +265,7 @@ class Writer:
             self._error = store_error(error, self.path, self.timeout)
         queue, wake = self._queue, self._wake
         while True:
-            wake.wait(self.interval if self._open or queue else _IDLE_POLL)
+            wake.wait(self.interval if self._open else _IDLE_POLL)
             wake.clear()  # before taking the queue: a submit after this wakes us again
             if not queue and not self._open:
                 continue
@@ -256,7 +276,7 @@ class Writer:
             self._con = None
 
     def _write(self, items: list[Any]) -> bool:
-        """Write ``items`` (the shared queue's) and what the open runs' queues hold, in one
+        """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
         transaction; True when told to stop."""
         batch, stop = _Batch(), False
         for item in items:
@@ -264,37 +284,33 @@ class Writer:
             if kind is RunOpened:
                 batch.opened.append(item)
                 self._open[item.run_id] = item
+            elif kind is Ended:
+                batch.ended.append(item)
             elif kind is _Waiter:
                 batch.waiters.append(item)
             elif kind is StatusChange:
                 batch.changes.append(item)
-            elif kind in _EVENTS:  # a store whose submit() sees every event
-                batch.events.setdefault(item.run_id, {}).setdefault(kind, []).append(item)
-            elif kind is tuple and item[0] is KEPT:
-                batch.results.setdefault(item[1], KeptResults()).add(item)
             elif item is _STOP:
                 stop = True
+            # else: an event a store that sees every record passed on (its run's log has it)
         del items
-        for run_id, opened in self._open.items():
-            for hot, queue in opened.events.items():
-                if not queue:
-                    continue
-                by_kind = batch.events.setdefault(run_id, {})
-                if hot is not None:  # a hot kind's queue: its rows' fields
-                    by_kind.setdefault(hot, []).extend(_take(queue))
-                else:
-                    for event in _take(queue):
-                        by_kind.setdefault(type(event), []).append(event)
-            if opened.results:
-                kept = batch.results.setdefault(run_id, KeptResults())
-                kept.add_flat(_take(opened.results), opened.identity)
-        for by_kind in batch.events.values():
-            batch.finished.extend(
-                e for e in by_kind.get(ev.RunFinished, ()) if type(e) is ev.RunFinished
-            )
-        error = self._commit(batch) if batch.runs() else None
-        for finished in batch.finished:
-            self._open.pop(finished.run_id, None)
+        try:
+            for run_id, opened in self._open.items():
+                if opened.log:
+                    rows = _take_list(opened.log)  # kind, seq, t, args, kind...
+                    batch.events.append((run_id, rows[1], eventlog.encode(rows)))
+                    kind, _, t, args = rows[-4:]
+                    if kind == "RunFinished":  # on disk before subscribers hear of it
+                        batch.finished.append(Ended(run_id, args[0], opened.row[6] + t, args[1]))
+                    del rows  # the rows' objects go now, on this thread, not at the next take
+                if opened.kept:
+                    batch.packs.append((run_id, pack(_take_list(opened.kept), opened.keys)))
+            error = self._commit(batch) if batch.runs() else None
+        except Exception as raised:  # a bug: still never a silent loss
+            log.exception("nbflow store %s: could not write a batch", self.path)
+            error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
+        for ended in batch.ended:
+            self._open.pop(ended.run_id, None)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
                 self._prune(opened.row[1])
@@ -314,31 +330,30 @@ class Writer:
         """Write the batch, retrying while the file is locked elsewhere; on any other error
         note it for every run of the batch (and the next flush) and return it."""
         if self._con is None:
-            error = self._error or StoreError(f"store {self.path} could not be opened")
-        else:
-            delay = 0.01
-            while True:
-                try:
-                    with transaction(self._con):
-                        self._statements(self._con, batch)
-                    self._locked_since = None
-                    return None
-                except sqlite3.OperationalError as raised:
-                    error = store_error(raised, self.path, self.timeout)
-                    if not isinstance(error, StoreLockedError):
-                        break
-                    if self._locked_since is None:
-                        self._locked_since = time.monotonic()
-                    time.sleep(delay)  # kept and retried until the lock goes
-                    delay = min(delay * 2, 0.25)
-                except sqlite3.Error as raised:
-                    error = store_error(raised, self.path, self.timeout)
+            unopened = StoreError(f"store {self.path} could not be opened")
+            return self._failed(batch, self._error or unopened)
+        delay = 0.01
+        while True:
+            try:
+                with transaction(self._con):
+                    self._statements(self._con, batch)
+                self._locked_since = None
+                return None
+            except sqlite3.OperationalError as raised:
+                error = store_error(raised, self.path, self.timeout)
+                if not isinstance(error, StoreLockedError):
                     break
-                except Exception as raised:  # a bug: still never a silent loss
-                    log.exception("nbflow store %s: could not write a batch", self.path)
-                    error = StoreError(f"store {self.path}: {type(raised).__name__}: {raised}")
-                    break
-            self._locked_since = None
+                if self._locked_since is None:
+                    self._locked_since = time.monotonic()
+                time.sleep(delay)  # kept and retried until the lock goes
+                delay = min(delay * 2, 0.25)
+            except sqlite3.Error as raised:
+                error = store_error(raised, self.path, self.timeout)
+                break
+        self._locked_since = None
+        return self._failed(batch, error)
+
+    def _failed(self, batch: _Batch, error: StoreError) -> StoreError:
         for run_id in batch.runs():
             self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
@@ -350,14 +365,18 @@ class Writer:
 
         assert self._con is not None and self.keep_runs is not None
         try:
-            (count,) = self._con.execute(
-                "SELECT count(*) FROM runs WHERE flow = ?", (flow,)
-            ).fetchone()
+            count = self._counts.get(flow)
+            if count is None:  # counted once; then each run this writer records adds one
+                (count,) = self._con.execute(
+                    "SELECT count(*) FROM runs WHERE flow = ?", (flow,)
+                ).fetchone()
+            self._counts[flow] = count = count + (flow in self._counts)
             if count < self.keep_runs + AUTO_EVERY:
                 return
             with transaction(self._con):
                 runs = doomed(self._con, [flow], self.keep_runs, None)
                 _, gone = remove_runs(self._con, runs)
+            del self._counts[flow]  # counted again next time (other processes add runs too)
             for relative in gone:
                 if self.files is not None:
                     self.files.path(relative).unlink(missing_ok=True)
@@ -367,47 +386,45 @@ class Writer:
             )
 
     def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
+        # Only the statements that have rows: each one lets go of the GIL and takes it back.
         for opened in batch.opened:
             con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", opened.row)
             if opened.version is not None:
                 con.execute(
-                    "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?)", opened.version
+                    "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    opened.version,
                 )
             if opened.identities:
                 con.executemany(
                     "INSERT OR IGNORE INTO identities VALUES (?, ?)", opened.identities.items()
                 )
-        for run_id, by_kind in batch.events.items():
-            con.executemany(
-                "INSERT OR REPLACE INTO event_log VALUES (?, ?, ?, ?)",
-                [(run_id, first, kind, rows) for kind, first, rows in eventlog.encode(by_kind)],
-            )
+        if batch.events:
+            con.executemany("INSERT OR REPLACE INTO event_log VALUES (?, ?, ?)", batch.events)
         now = time.time()
-        for run_id, results in batch.results.items():
-            rows, data, checksum, files = pack(results)  # results: a KeptResults
+        for run_id, found in batch.packs:
             con.execute(
-                "INSERT INTO result_packs (run_id, created, rows, data, checksum) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, now, rows, data, checksum),
+                "INSERT INTO result_packs (run_id, created, tasks, meta, data, checksum) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, now, found.tasks, found.meta, found.data, found.checksum),
             )
-            for snap in files:
-                con.execute(
+            if found.files:
+                con.executemany(
                     "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
-                    (snap.digest, snap.file, snap.codec, snap.size),
+                    [(s.digest, s.file, s.codec, s.size) for s in found.files],
                 )
-            keyed = [(key, now, run_id, task) for key, task in results.cache_entries()]
-            if keyed:
-                con.executemany("INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)", keyed)
+            if found.cache_entries:
+                con.executemany(
+                    "INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)",
+                    [(key, now, run_id, task) for key, task in found.cache_entries],
+                )
         for change in batch.changes:
             con.execute(
                 "UPDATE runs SET status = ? WHERE run_id = ?", (change.status, change.run_id)
             )
-        for finished in batch.finished:
-            found = self._open.get(finished.run_id)
-            ended = found.wall_start + finished.t if found is not None else time.time()
+        for ended in batch.finished + batch.ended:
             con.execute(
                 "UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
-                (finished.status, ended, finished.error, finished.run_id),
+                (ended.status, ended.ended, ended.error, ended.run_id),
             )
 
 
