@@ -99,6 +99,7 @@ def test_a_new_file_is_marked_as_nbflows_with_the_current_schema_in_wal_mode(tmp
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("PRAGMA user_version").fetchone() == (store_schema.SCHEMA_VERSION,)
         assert con.execute("PRAGMA application_id").fetchone() == (store_schema.APPLICATION_ID,)
+        assert con.execute("PRAGMA page_size").fetchone() == (store_schema.PAGE_SIZE,)
 
 
 def test_an_older_nbflow_store_is_upgraded_keeping_its_runs_and_a_copy(tmp_path):
@@ -228,7 +229,9 @@ def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
         run = _bulky(store).run()
     _assert_loud(run, caught, "database or disk is full")
     assert "cannot rollback" not in str(run.store_error)  # the real cause, not the rollback's
-    assert run.run_id not in {r["run_id"] for r in store.runs()}  # and indeed not recorded
+    # ... and indeed not recorded whole: what fitted before the disk filled may be there (a
+    # run that started), never the run as it ended.
+    assert {r["status"] for r in store.runs() if r["run_id"] == run.run_id} <= {"running"}
 
 
 @pytest.fixture

@@ -1,15 +1,16 @@
 """A run's events as the store keeps them, and back: the store's event log.
 
-The engine hands the run's journal each event as the row it was made from, ``kind, seq, t,
-args`` (``kind``: the event class's name; the event is ``cls(run_id, seq, t, *args)``), as
-four items at the end of the run's log (one ``list.extend``): no object per event waits for
-the writer but ``args``, a tuple of strings and numbers, which the garbage collector stops
-tracking at its first look, so thousands of events waiting for the writer never weigh on
-its older generations. The rows one commit writes are one ``event_log`` row: a pickle of
-them (:func:`encode`), in event order. Pickle, not JSON: this is the bulk of what a run
-writes, and JSON spends most of its time spelling floats (five times slower, and GIL time
-taken from the run). An event's fields are stored by position, so a field added to an
-event class goes at its end, with a default.
+The engine hands the run's journal each event as what it was made from, ``kind, t, args``
+(``kind``: the event class's name; the event is ``cls(run_id, seq, t, *args)``, and its
+``seq`` is its place in the log: every event of a run goes there, in order), as three items
+at the end of the run's log (one ``list.extend``): no object per event waits for the writer
+but ``args``, a tuple of strings and numbers, which the garbage collector stops tracking at
+its first look, so thousands of events waiting for the writer never weigh on its older
+generations. What one commit writes of a run's log is one ``event_log`` row: its first
+event's ``seq`` and a pickle of the items (:func:`encode`). Pickle, not JSON: this is the
+bulk of what a run writes, and JSON spends most of its time spelling floats (five times
+slower, and GIL time taken from the run). An event's fields are stored by position, so a
+field added to an event class goes at its end, with a default.
 
 What an event carries is stored as plain data: an exception as its type's name and its
 message (:func:`stored_error` gives it back), any other object as its ``repr``. A task's
@@ -109,8 +110,8 @@ class _Pickler(pickle.Pickler):
 
 
 def encode(log: list[Any]) -> bytes:
-    """The bytes of one ``event_log`` row: the items of a run's log (``kind, seq, t, args``
-    after ``kind, seq, t, args``)."""
+    """The bytes of one ``event_log`` row: the items of a run's log (``kind, t, args`` after
+    ``kind, t, args``)."""
     buffer = io.BytesIO()
     try:
         _Pickler(buffer, protocol=5).dump(log)
@@ -153,17 +154,17 @@ class _Unpickler(pickle.Unpickler):
         return _Name(f"{module}.{name}")
 
 
-def rows_of(data: bytes) -> Iterator[tuple[str, int, float, tuple[Any, ...]]]:
-    """The rows of one ``event_log`` row: ``(kind, seq, t, args)``."""
+def rows_of(data: bytes) -> Iterator[tuple[str, float, tuple[Any, ...]]]:
+    """The rows of one ``event_log`` row: ``(kind, t, args)``."""
     items = iter(_Unpickler(io.BytesIO(data)).load())
-    return zip(items, items, items, items, strict=True)
+    return zip(items, items, items, strict=True)
 
 
-def decode(run_id: str, data: bytes) -> list[ev.Event]:
+def decode(run_id: str, first_seq: int, data: bytes) -> list[ev.Event]:
     """The events of one ``event_log`` row, in order (a kind this nbflow does not know,
     written by a newer one, is left out)."""
     found = []
-    for kind, seq, t, args in rows_of(data):
+    for seq, (kind, t, args) in enumerate(rows_of(data), first_seq):
         cls = KINDS.get(kind)
         if cls is None:
             cls = getattr(ev, kind, None)

@@ -2,8 +2,8 @@
 
 :class:`Recorder` registers the run when it is made (its ``runs`` row; the flow version and
 task identities the store has not seen) and hands the writer two lists that the engine
-fills: :attr:`Recorder.log`, each event's row (``kind, seq, t, args``: one ``list.extend``,
-see :mod:`nbflow.store.eventlog`), and :attr:`Recorder.kept`, each result's
+fills: :attr:`Recorder.log`, each event's row (``kind, t, args``: one ``list.extend``, see
+:mod:`nbflow.store.eventlog`), and :attr:`Recorder.kept`, each result's
 task and item (:meth:`Recorder.keep`, when its task returns: the value itself when it is
 plain, else its snapshot, see :mod:`nbflow.store.codecs`). The writer takes what they hold
 every ``interval``. At the run's end :meth:`Recorder.finished` waits, without blocking the
@@ -95,11 +95,12 @@ class _Watched(list[Any]):
 
     def __init__(self, submit: Callable[[Any], None], run_id: str) -> None:
         super().__init__()
-        self.submit, self.run_id = submit, run_id
+        self.submit, self.run_id, self.seq = submit, run_id, 0
 
     def extend(self, row: Any) -> None:
-        kind, seq, t, args = row
-        self.submit(getattr(events, kind)(self.run_id, seq, t, *args))
+        kind, t, args = row
+        self.submit(getattr(events, kind)(self.run_id, self.seq, t, *args))
+        self.seq += 1
         super().extend(row)
 
 
@@ -129,8 +130,8 @@ class Recorder:
         custom = store.serializers.custom
         self._plain = LOGGED if not custom else frozenset()
         self._pickled = _PICKLED if not custom else frozenset()
-        #: The run's events, for the writer: kind, seq, t, args after kind, seq, t, args
-        #: (the engine extends it; see nbflow.store.eventlog).
+        #: The run's events, for the writer: kind, t, args after kind, t, args (the engine
+        #: extends it; see nbflow.store.eventlog).
         self.log: list[Any] = (
             _Watched(store.submit, context.run_id) if store.sees_every_record else []
         )

@@ -211,9 +211,9 @@ class SQLiteStore:
         a stand-in exception with the original's type name and message; a result is there
         only when it is a plain value: see :meth:`results`)."""
         rows = self._query(
-            "SELECT rows FROM event_log WHERE run_id = ? ORDER BY first_seq", (run_id,)
+            "SELECT first_seq, rows FROM event_log WHERE run_id = ? ORDER BY first_seq", (run_id,)
         )
-        return [e for r in rows for e in eventlog.decode(run_id, bytes(r[0]))]
+        return [e for r in rows for e in eventlog.decode(run_id, r[0], bytes(r[1]))]
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The event log of ``run_id`` in order: ``seq, kind, t, task, attempt, element,

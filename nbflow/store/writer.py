@@ -67,6 +67,7 @@ class RunOpened:
     log: list[Any] = field(default_factory=list)
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
+    logged: int = 0  # the events taken from ``log`` so far (the next one's seq)
 
 
 @dataclass(slots=True)
@@ -297,9 +298,10 @@ class Writer:
         try:
             for run_id, opened in self._open.items():
                 if opened.log:
-                    rows = _take_list(opened.log)  # kind, seq, t, args, kind...
-                    batch.events.append((run_id, rows[1], eventlog.encode(rows)))
-                    kind, _, t, args = rows[-4:]
+                    rows = _take_list(opened.log)  # kind, t, args, kind, t, args...
+                    batch.events.append((run_id, opened.logged, eventlog.encode(rows)))
+                    opened.logged += len(rows) // 3
+                    kind, t, args = rows[-3:]
                     if kind == "RunFinished":  # on disk before subscribers hear of it
                         batch.finished.append(Ended(run_id, args[0], opened.row[6] + t, args[1]))
                     del rows  # the rows' objects go now, on this thread, not at the next take
