@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import threading
 import time
 
@@ -264,22 +266,99 @@ def test_concurrent_runs_on_one_loop_share_the_store(tmp_path):
         assert seqs == list(range(len(seqs)))
 
 
-@pytest.mark.parametrize("run_queues", [True, False])
-def test_every_event_is_recorded_with_or_without_run_queues(tmp_path, run_queues):
-    # With run queues the engine appends each task's events to the run's own queues; without
-    # (a store that does not take them), they all go through the store's one queue.
-    class Store(SQLiteStore):
-        takes_run_queues = run_queues
+def test_the_event_log_gives_back_every_event_as_it_was(tmp_path):
+    """Stored events are the live ones, field by field: plain results ride along, others
+    are left out (the store keeps them apart), an error comes back as its type's name and
+    message, a run variable that is not plain data as its repr (a lambda too)."""
+    from nbflow.store.eventlog import StoredError
 
-    store = Store(tmp_path / "queues.db")
-    flow = nf.Flow("queues", store=store)
-    for j in range(30):
-        flow.task(lambda j=j: j, name=f"t{j}")
-    run = flow.run()
-    kinds = [e["kind"] for e in store.events(run.run_id)]
-    assert kinds.count("TaskQueued") == kinds.count("TaskStarted") == 30
-    assert kinds.count("TaskSucceeded") == 30 and kinds[-1] == "RunFinished"
-    assert set(store.results(run.run_id)) == {f"t{j}" for j in range(30)}
+    flow = nf.Flow("log", store=tmp_path / "log.db", on_error="continue")
+    attempts: list[int] = []
+
+    @flow.task
+    def numbers():
+        return 7
+
+    @flow.task
+    def ratio(numbers):
+        return numbers / 2
+
+    @flow.task
+    def table(numbers):
+        return {"n": numbers}
+
+    @flow.task(retry=nf.Retry(max_retries=1, delay=0))
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("try again")
+        return None
+
+    @flow.task
+    def broken(ratio):
+        raise ValueError(f"no good: {ratio}")
+
+    flow.task(name="after_broken")(lambda broken: 1)
+    seen: list[nf.Event] = []
+    flow.subscribe(seen.append)
+    run = flow.run(variables={"scale": 2, "fn": lambda x: x})
+    stored = flow.state_store.event_objects(run.run_id)
+    assert len(stored) == len(seen) > 15
+    for live, back in zip(seen, stored, strict=True):
+        assert type(back) is type(live) and (back.run_id, back.seq, back.t) == (
+            live.run_id,
+            live.seq,
+            live.t,
+        )
+        for field in dataclasses.fields(live):
+            value, kept = getattr(live, field.name), getattr(back, field.name)
+            if isinstance(value, BaseException):
+                assert isinstance(kept, StoredError) and type(kept).__name__ == type(value).__name__
+                assert str(kept) == str(value)
+            elif field.name == "result" and type(value) not in (int, float, bool, type(None)):
+                assert kept is None  # kept apart: see store.results()
+            elif field.name == "variables":
+                assert kept["scale"] == 2 and kept["fn"].startswith("<function")
+            else:
+                assert kept == value, field.name
+    results = {e.task: e.result for e in stored if e.kind == "TaskSucceeded"}
+    assert results == {"numbers": 7, "ratio": 3.5, "table": None, "flaky": None}
+    assert flow.state_store.results(run.run_id)["table"].stored
+
+
+def test_the_event_log_leaves_out_unknown_kinds_and_never_imports_what_it_names(tmp_path):
+    """A newer nbflow's events: a kind this one does not know is left out (the others keep
+    their seq), one with more fields is read with those it has; a name of a global in a
+    stored row is read as a name, never imported or called."""
+    import pickle
+    import sqlite3
+
+    from nbflow.store import eventlog
+
+    class Unknown(nf.Event):  # pickled by reference to a class this nbflow does not have
+        pass
+
+    Unknown.__module__, Unknown.__qualname__ = "nbflow.events", "TaskFromTheFuture"
+    nf.events.TaskFromTheFuture = Unknown
+    try:
+        items = [
+            nf.TaskQueued, 0.5, "a", "extra field",
+            Unknown, 0.6,
+            nf.TaskQueued, 0.7, os.system,
+        ]  # fmt: skip
+        data = pickle.dumps(items, protocol=5)
+    finally:
+        del nf.events.TaskFromTheFuture
+    store = SQLiteStore(tmp_path / "future.db")
+    with contextlib.closing(sqlite3.connect(store.location)) as con:
+        con.execute("INSERT INTO records (run_id, created, events) VALUES ('r', 0, ?)", (data,))
+        con.commit()
+    first, second = store.event_objects("r")
+    assert (first.seq, first.t, first.task) == (0, 0.5, "a")
+    name = f"{os.system.__module__}.system"
+    assert (second.seq, second.t, second.task) == (2, 0.7, name)
+    assert isinstance(second.task, str) and second.task is not os.system  # read, not imported
+    assert eventlog.decode("r", [data])[1].task == name
 
 
 def test_a_store_that_overrides_submit_sees_every_event(tmp_path):
@@ -495,11 +574,10 @@ def test_a_recorded_run_leaves_no_reference_cycle(tmp_path, kind):
     assert caught == []
 
 
-def test_what_waits_for_the_writer_is_nothing_the_collector_keeps_tracking(tmp_path):
-    """The events and results a busy run hands the writer wait in its lists as strings,
-    numbers, bytes and tuples of them: never an event, a class or a list, which would count
-    towards every collection and make full collections come twice as often. The collector
-    stops tracking such tuples at its first look, so none reaches the older generations."""
+def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
+    """The events and results a busy run hands the writer wait in its lists as event
+    classes, strings, numbers and bytes: never an event, a tuple or a list of its own, which
+    would count towards every collection and make full collections come twice as often."""
     import gc
 
     from nbflow.store import writer as writer_module
@@ -523,12 +601,11 @@ def test_what_waits_for_the_writer_is_nothing_the_collector_keeps_tracking(tmp_p
     finally:
         writer_module._take_list = original
     assert run.status == "succeeded" and run.recorded
-    assert len(seen) >= 51 * 3 * 3 + 51 * 2  # queued, started, succeeded; each result
-    gc.collect()  # what it can stop tracking, it does
-    once_a_run = seen[2]  # RunStarted's fields: the run's variables are a dict
-    assert once_a_run[0] == "untracked" and seen[0] == "RunStarted"
-    seen = [x for x in seen if x is not once_a_run]
-    inside = [x for item in seen if type(item) is tuple for x in item]
-    assert [x for x in seen + inside if gc.is_tracked(x)] == []
+    assert seen[0] is nf.RunStarted
+    variables = seen[5]  # once a run: RunStarted carries the run's variables (a dict)
+    assert variables == {}
+    per_event = [x for x in seen if x is not variables and not isinstance(x, type)]
+    assert len(per_event) >= 51 * (2 + 4 + 2 + 3) + 51 * 2  # queued, started, succeeded, result
+    assert [x for x in per_event if gc.is_tracked(x)] == []
     kinds = [e["kind"] for e in flow.state_store.events(run.run_id)]
     assert [kinds.count(k) for k in ("TaskQueued", "TaskStarted", "TaskSucceeded")] == [51] * 3

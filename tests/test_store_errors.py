@@ -269,16 +269,16 @@ def test_a_table_dropped_behind_the_stores_back_is_reported(tmp_path):
     store = SQLiteStore(path)
     _flow(store, []).run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("DROP TABLE event_log")
+        con.execute("DROP TABLE records")
     flow = _flow(store, [])
     shown = []  # the dashboard run(show=True) makes
     flow._show = lambda run, engine: shown.append(nf.Dashboard(run, engine=engine)) or shown[-1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = flow.run(show=True)
-    _assert_loud(run, caught, "no such table: event_log")
+    _assert_loud(run, caught, "no such table: records")
     # The dashboard says so too, once the store has answered (after the run's end).
-    assert "no such table: event_log" in run.state.store_error
+    assert "no such table: records" in run.state.store_error
     [dashboard] = shown
     for html in (dashboard._header, dashboard._repr_mimebundle_()["text/html"]):  # live, saved
         assert 'class="nbflow-unrecorded"' in html and "NOT recorded" in html
@@ -303,8 +303,11 @@ def test_a_flipped_byte_in_a_stored_result_is_a_miss_with_a_warning_never_a_valu
 
     flow.run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        (data,) = con.execute("SELECT data FROM result_packs").fetchone()
-        con.execute("UPDATE result_packs SET data = ?", (_flip_a_byte(data, len(data) // 2),))
+        (data,) = con.execute("SELECT data FROM records WHERE data IS NOT NULL").fetchone()
+        con.execute(
+            "UPDATE records SET data = ? WHERE data IS NOT NULL",
+            (_flip_a_byte(data, len(data) // 2),),
+        )
         con.commit()
     with pytest.warns(StoreWarning, match=r"task 'value': its stored result .* damaged"):
         again = flow.run()
@@ -335,7 +338,7 @@ def test_an_unreadable_stored_result_runs_the_task_again_on_resume(tmp_path):
     calls: list[str] = []
     first = _flow(path, calls).run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("UPDATE result_packs SET data = x'00'")
+        con.execute("UPDATE records SET data = x'00' WHERE data IS NOT NULL")
         con.commit()
     with pytest.warns(StoreWarning, match="stored result"):
         again = _flow(path, calls).run(resume=first.run_id)

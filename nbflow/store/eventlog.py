@@ -1,16 +1,17 @@
 """A run's events as the store keeps them, and back: the store's event log.
 
-The engine hands the run's journal each event as what it was made from, ``kind, t, args``
-(``kind``: the event class's name; the event is ``cls(run_id, seq, t, *args)``, and its
-``seq`` is its place in the log: every event of a run goes there, in order), as three items
-at the end of the run's log (one ``list.extend``): no object per event waits for the writer
-but ``args``, a tuple of strings and numbers, which the garbage collector stops tracking at
-its first look, so thousands of events waiting for the writer never weigh on its older
-generations. What one commit writes of a run's log is one ``event_log`` row: its first
-event's ``seq`` and a pickle of the items (:func:`encode`). Pickle, not JSON: this is the
-bulk of what a run writes, and JSON spends most of its time spelling floats (five times
-slower, and GIL time taken from the run). An event's fields are stored by position, so a
-field added to an event class goes at its end, with a default.
+The engine hands the run's journal each event as what it was made from, its class, ``t`` and
+``args`` (the event is ``cls(run_id, seq, t, *args)``; its ``seq`` is its place in the log:
+every event of a run goes there, in order), one after the other at the end of the run's log
+(one ``list.extend``). Nothing waits for the writer but these items: the class (never among
+an event's arguments, so it marks where the next event begins), the time, and the
+arguments, strings and numbers the event holds anyway; no tuple per event, nothing the
+garbage collector tracks, so thousands of events waiting for the writer cost neither
+collections nor memory of their own. What one commit writes of a run's log is a pickle of
+the items (:func:`encode`), in the ``events`` of the run's ``records`` row of that commit.
+Pickle, not JSON: this is the bulk of what a run writes, and JSON spends most of its time
+spelling floats (five times slower, and GIL time taken from the run). An event's fields are
+stored by position, so a field added to an event class goes at its end, with a default.
 
 What an event carries is stored as plain data: an exception as its type's name and its
 message (:func:`stored_error` gives it back), any other object as its ``repr``. A task's
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import events as ev
@@ -62,6 +63,10 @@ KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 LOGGED: frozenset[type] = frozenset({type(None), bool, int, float})
 _EXACT = frozenset({*LOGGED, str, bytes, complex})  # what pickles as itself, anywhere
 _SHOWN = 1000  # characters of an object's repr kept in the log
+_NAMED = frozenset({ev.__name__, "builtins"})  # modules whose classes the log names
+_CLASSES = frozenset(
+    c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event)
+)
 
 
 class StoredError(Exception):
@@ -101,8 +106,8 @@ class _Pickler(pickle.Pickler):
             return stored_error, (type(obj).__name__, _message(obj))
         if type(obj) is complex or obj is stored_error:
             return NotImplemented
-        if isinstance(obj, type) and obj.__module__ == "builtins":
-            return NotImplemented  # a builtin class, by its name
+        if isinstance(obj, type) and obj.__module__ in _NAMED:
+            return NotImplemented  # an event's class, or a builtin one: by its name
         for base in (str, int, float):  # an enum of strings, a numpy float: the plain value
             if isinstance(obj, base):
                 return base, (base(obj),)
@@ -110,14 +115,14 @@ class _Pickler(pickle.Pickler):
 
 
 def encode(log: list[Any]) -> bytes:
-    """The bytes of one ``event_log`` row: the items of a run's log (``kind, t, args`` after
-    ``kind, t, args``)."""
+    """The ``events`` of one ``records`` row: the items of a run's log (class, ``t``, arguments,
+    class, ``t``, arguments...)."""
     buffer = io.BytesIO()
     try:
         _Pickler(buffer, protocol=5).dump(log)
     except Exception:  # a value pickle cannot name (a lambda among a run's variables)
         buffer = io.BytesIO()
-        _Pickler(buffer, protocol=5).dump([_plain(x) if type(x) is tuple else x for x in log])
+        _Pickler(buffer, protocol=5).dump(list(map(_plain, log)))
     return buffer.getvalue()
 
 
@@ -130,7 +135,9 @@ def _plain(value: Any) -> Any:
         return kind(map(_plain, value))
     if kind is dict:
         return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, BaseException):
+    if isinstance(value, BaseException) or (
+        isinstance(value, type) and issubclass(value, ev.Event)
+    ):
         return value
     return _shown(value)
 
@@ -142,11 +149,19 @@ class _Name(str):
         return self
 
 
+class _Unknown(ev.Event):
+    """An event of a kind this nbflow does not know (a newer one wrote it): left out."""
+
+
 _BUILTINS = frozenset({"complex", "set", "frozenset", "bytearray", "str", "int", "float"})
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if module == ev.__name__:
+            found = getattr(ev, name, None)
+            known = isinstance(found, type) and issubclass(found, ev.Event)
+            return found if known else _Unknown
         if (module, name) == (__name__, "stored_error"):
             return stored_error
         if module == "builtins" and name in _BUILTINS:
@@ -154,22 +169,22 @@ class _Unpickler(pickle.Unpickler):
         return _Name(f"{module}.{name}")
 
 
-def rows_of(data: bytes) -> Iterator[tuple[str, float, tuple[Any, ...]]]:
-    """The rows of one ``event_log`` row: ``(kind, t, args)``."""
-    items = iter(_Unpickler(io.BytesIO(data)).load())
-    return zip(items, items, items, strict=True)
+def rows_of(data: bytes) -> Iterator[tuple[type[ev.Event], float, tuple[Any, ...]]]:
+    """The events of one ``records`` row as ``(class, t, args)``."""
+    items = _Unpickler(io.BytesIO(data)).load()
+    starts = [i for i, item in enumerate(items) if type(item) is type]
+    for start, end in zip(starts, [*starts[1:], len(items)], strict=True):
+        yield items[start], items[start + 1], tuple(items[start + 2 : end])
 
 
-def decode(run_id: str, first_seq: int, data: bytes) -> list[ev.Event]:
-    """The events of one ``event_log`` row, in order (a kind this nbflow does not know,
-    written by a newer one, is left out)."""
+def decode(run_id: str, parts: Iterable[bytes]) -> list[ev.Event]:
+    """The events of a run's ``records`` rows (their ``events``), in order; one of a kind
+    this nbflow does not know (a newer one wrote it) is left out."""
     found = []
-    for seq, (kind, t, args) in enumerate(rows_of(data), first_seq):
-        cls = KINDS.get(kind)
-        if cls is None:
-            cls = getattr(ev, kind, None)
-            if not (isinstance(cls, type) and issubclass(cls, ev.Event)):
-                continue
+    rows = (row for data in parts for row in rows_of(data))
+    for seq, (cls, t, args) in enumerate(rows):
+        if cls is _Unknown:
+            continue
         try:
             found.append(cls(run_id, seq, t, *args))
         except TypeError:  # a newer nbflow's event, with fields this one does not have

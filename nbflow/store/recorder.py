@@ -2,7 +2,7 @@
 
 :class:`Recorder` registers the run when it is made (its ``runs`` row; the flow version and
 task identities the store has not seen) and hands the writer two lists that the engine
-fills: :attr:`Recorder.log`, each event's row (``kind, t, args``: one ``list.extend``, see
+fills: :attr:`Recorder.log`, each event's class, time and arguments (one ``list.extend``, see
 :mod:`nbflow.store.eventlog`), and :attr:`Recorder.kept`, each result's
 task and item (:meth:`Recorder.keep`, when its task returns: the value itself when it is
 plain, else its snapshot, see :mod:`nbflow.store.codecs`). The writer takes what they hold
@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import events
 from ..errors import StoreError, describe
 from ..identity import Identities, Identity, Unhashable, user_sources
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
@@ -98,8 +97,7 @@ class _Watched(list[Any]):
         self.submit, self.run_id, self.seq = submit, run_id, 0
 
     def extend(self, row: Any) -> None:
-        kind, t, args = row
-        self.submit(getattr(events, kind)(self.run_id, self.seq, t, *args))
+        self.submit(row[0](self.run_id, self.seq, *row[1:]))
         self.seq += 1
         super().extend(row)
 
@@ -130,7 +128,7 @@ class Recorder:
         custom = store.serializers.custom
         self._plain = LOGGED if not custom else frozenset()
         self._pickled = _PICKLED if not custom else frozenset()
-        #: The run's events, for the writer: kind, t, args after kind, t, args (the engine
+        #: The run's events, for the writer: class, t, arguments, class... (the engine
         #: extends it; see nbflow.store.eventlog).
         self.log: list[Any] = (
             _Watched(store.submit, context.run_id) if store.sees_every_record else []

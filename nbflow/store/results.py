@@ -4,11 +4,11 @@ A run's journal gives the writer, per result, the task and its *item*: the value
 it is plain (:data:`~nbflow.store.eventlog.LOGGED`: None, a bool, an int, a float), else its
 snapshot (:mod:`nbflow.store.codecs`): a pickle's bytes, or a :class:`Snapshot` (another
 codec, or a file), or :data:`UNSTORED`, or the :class:`ResultRow` of a stored result the
-run reused (resume, cache). What a commit writes of a run's results is one *pack*: a row of
-``result_packs`` whose ``tasks`` list the tasks (JSON), whose ``data`` is one pickle of
-their items (a value, or the bytes of its snapshot: a snapshot's own bytes are copied, never
-unpickled) and whose ``checksum`` is the SHA-256 of ``data``. Items that are more than that
-have a ``meta`` entry (:data:`META`); a pack of plain items has none.
+run reused (resume, cache). What a commit writes of a run's results is one *pack*, in the
+run's ``records`` row of that commit: ``tasks`` lists the tasks (JSON), ``data`` is one
+pickle of their items (a value, or the bytes of its snapshot: a snapshot's own bytes are
+copied, never unpickled) and ``checksum`` is the SHA-256 of ``data``. Items that are more
+than that have a ``meta`` entry (:data:`META`); a pack of plain items has none.
 
 Both packs and files are checked when read: a damaged result is never served, it is a cache
 miss with a warning. A result read back is a :class:`StoredResult`, which loads its value

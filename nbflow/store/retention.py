@@ -107,20 +107,20 @@ def remove_runs(con: sqlite3.Connection, runs: list[str]) -> tuple[int, list[str
     entries = con.execute(
         "DELETE FROM cache_entries WHERE run_id IN (SELECT run_id FROM doomed)"
     ).rowcount
-    con.execute("DELETE FROM event_log WHERE run_id IN (SELECT run_id FROM doomed)")
     con.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM doomed)")
-    # A pack a remaining run reused a result from stays (its meta entry names the pack: item
-    # 4), also once the run it belonged to is gone; it goes when nothing refers to it.
+    # The records of removed runs go, but for the values a remaining run reused (its meta
+    # entry names the records row: item 4), which stay until nothing refers to them.
     con.execute(
-        "DELETE FROM result_packs WHERE run_id NOT IN (SELECT run_id FROM runs) AND id NOT IN "
-        "(SELECT json_extract(m.value, '$[4]') FROM result_packs p, json_each(p.meta) m "
+        "DELETE FROM records WHERE run_id NOT IN (SELECT run_id FROM runs) AND id NOT IN "
+        "(SELECT json_extract(m.value, '$[4]') FROM records p, json_each(p.meta) m "
         "WHERE p.run_id IN (SELECT run_id FROM runs) "
         "AND json_extract(m.value, '$[4]') IS NOT NULL)"
     )
+    con.execute("UPDATE records SET events = NULL WHERE run_id NOT IN (SELECT run_id FROM runs)")
     kept_files = {
         row[0]
         for row in con.execute(
-            "SELECT DISTINCT json_extract(m.value, '$[2]') FROM result_packs p, "
+            "SELECT DISTINCT json_extract(m.value, '$[2]') FROM records p, "
             "json_each(p.meta) m WHERE json_extract(m.value, '$[2]') IS NOT NULL"
         )
     }

@@ -9,13 +9,13 @@ the file as nbflow's, so another program's database is refused before anything i
   every run of the version;
 - ``runs(run_id, flow, version, variables, var_digests, status, started, ended, error,
   parent_run, resumed_from, host, pid)``;
-- ``event_log(run_id, first_seq, rows)``: a run's events, in order, one row per commit (see
-  :mod:`nbflow.store.eventlog`); attempts, timelines and replays are folded from it when read;
-- ``result_packs(id, run_id, created, tasks, meta, data, checksum)``: per commit, the results
-  of a run's tasks that returned since the last one: ``tasks`` (a JSON array), ``meta`` (a
-  JSON array of what is not plain, or NULL) and the values in ``data``, whose SHA-256 is
-  ``checksum`` (see :mod:`nbflow.store.results`). The ``results`` view shows one row per
-  result. Large results are files (``result_files``);
+- ``records(id, run_id, created, events, tasks, meta, data, checksum)``: what a run
+  recorded, one row per commit: its events of that commit, in order (``events``, see
+  :mod:`nbflow.store.eventlog`; attempts, timelines and replays are folded from them when
+  read) and the results of its tasks that returned meanwhile: ``tasks`` (a JSON array),
+  ``meta`` (a JSON array of what is not plain, or NULL) and the values in ``data``, whose
+  SHA-256 is ``checksum`` (see :mod:`nbflow.store.results`). The ``results`` view shows one
+  row per result. Large results are files (``result_files``);
 - ``cache_entries(cache_key, created, run_id, task)``: results of tasks with ``cache=True``;
 - ``identities(digest, parts)``: the parts of each distinct task identity (``run.why()``).
 
@@ -50,13 +50,10 @@ TABLES: tuple[str, ...] = (
         var_digests TEXT, status TEXT NOT NULL, started REAL, ended REAL, error TEXT,
         parent_run TEXT, resumed_from TEXT, host TEXT, pid INTEGER)""",
     "CREATE INDEX runs_by_flow ON runs (flow, started)",
-    """CREATE TABLE event_log (
-        run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, rows BLOB NOT NULL,
-        PRIMARY KEY (run_id, first_seq)) WITHOUT ROWID""",
-    """CREATE TABLE result_packs (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, created REAL NOT NULL,
-        tasks TEXT NOT NULL, meta TEXT, data BLOB NOT NULL, checksum TEXT NOT NULL)""",
-    "CREATE INDEX result_packs_by_run ON result_packs (run_id)",
+    """CREATE TABLE records (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, created REAL NOT NULL, events BLOB,
+        tasks TEXT, meta TEXT, data BLOB, checksum TEXT)""",
+    "CREATE INDEX records_by_run ON records (run_id)",
     """CREATE TABLE result_files (
         digest TEXT PRIMARY KEY, path TEXT NOT NULL, codec TEXT NOT NULL,
         size INTEGER NOT NULL) WITHOUT ROWID""",
@@ -64,9 +61,9 @@ TABLES: tuple[str, ...] = (
         cache_key TEXT NOT NULL, created REAL NOT NULL, run_id TEXT NOT NULL,
         task TEXT NOT NULL, PRIMARY KEY (cache_key, created, run_id)) WITHOUT ROWID""",
     """CREATE TABLE identities (digest TEXT PRIMARY KEY, parts TEXT NOT NULL) WITHOUT ROWID""",
-    # One row per result; a pack's meta item is [codec, size, file, reused_from, pack, item]
-    # (see nbflow.store.results), none for a plain one ('pickle': a value, or its pickle);
-    # codec NULL: not stored. ``home``: the pack that holds the value (reused: another's).
+    # One row per result; a meta item is [codec, size, file, reused_from, pack, item] (see
+    # nbflow.store.results), none for a plain one ('pickle': a value, or its pickle); codec
+    # NULL: not stored. ``home``: the records row that holds the value (reused: another's).
     """CREATE VIEW results AS SELECT p.run_id AS run_id, p.id AS pack,
         CAST(t.key AS INTEGER) AS item, t.value AS task,
         CASE WHEN json_extract(p.meta, '$[' || t.key || ']') IS NULL THEN 'pickle'
@@ -75,7 +72,7 @@ TABLES: tuple[str, ...] = (
         json_extract(p.meta, '$[' || t.key || '][3]') AS reused_from,
         coalesce(json_extract(p.meta, '$[' || t.key || '][4]'), p.id) AS home,
         p.created AS created
-        FROM result_packs p, json_each(p.tasks) t""",
+        FROM records p, json_each(p.tasks) t""",
 )
 
 _FIX = (

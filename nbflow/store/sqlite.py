@@ -211,9 +211,10 @@ class SQLiteStore:
         a stand-in exception with the original's type name and message; a result is there
         only when it is a plain value: see :meth:`results`)."""
         rows = self._query(
-            "SELECT first_seq, rows FROM event_log WHERE run_id = ? ORDER BY first_seq", (run_id,)
+            "SELECT events FROM records WHERE run_id = ? AND events IS NOT NULL ORDER BY id",
+            (run_id,),
         )
-        return [e for r in rows for e in eventlog.decode(run_id, r[0], bytes(r[1]))]
+        return eventlog.decode(run_id, (bytes(r[0]) for r in rows))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The event log of ``run_id`` in order: ``seq, kind, t, task, attempt, element,
@@ -269,8 +270,9 @@ class SQLiteStore:
         """Task -> :class:`ResultRow` for the tasks of ``run_id`` that succeeded (their
         values may not all be stored: see ``ResultRow.stored``)."""
         rows = self._query(
-            "SELECT p.id, p.created, p.tasks, p.meta, r.flow, r.version FROM result_packs p "
-            "LEFT JOIN runs r ON r.run_id = p.run_id WHERE p.run_id = ? ORDER BY p.id",
+            "SELECT p.id, p.created, p.tasks, p.meta, r.flow, r.version FROM records p "
+            "LEFT JOIN runs r ON r.run_id = p.run_id WHERE p.run_id = ? AND p.tasks IS NOT NULL "
+            "ORDER BY p.id",
             (run_id,),
         )
         found: dict[str, ResultRow] = {}
@@ -420,8 +422,8 @@ class SQLiteStore:
         if found is not None:
             self._packs.move_to_end(pack_id)
             return found
-        rows = self._query("SELECT data, checksum FROM result_packs WHERE id = ?", (pack_id,))
-        if not rows:
+        rows = self._query("SELECT data, checksum FROM records WHERE id = ?", (pack_id,))
+        if not rows or rows[0][0] is None:
             raise StoreError(f"result pack {pack_id} is gone from {self.location} (pruned)")
         data, checksum = bytes(rows[0][0]), rows[0][1]
         if hashlib.sha256(data).hexdigest() != checksum:
@@ -459,11 +461,10 @@ class SQLiteStore:
         self._packs.clear()
 
     def run_sizes(self) -> dict[str, int]:
-        """Bytes each run takes in the database (its events and its packs of results)."""
+        """Bytes each run takes in the database (its records: events and results)."""
         rows = self._query(
-            "SELECT run_id, sum(n) FROM (SELECT run_id, length(rows) AS n FROM event_log "
-            "UNION ALL SELECT run_id, length(tasks) + coalesce(length(meta), 0) + length(data) "
-            "FROM result_packs) "
+            "SELECT run_id, sum(coalesce(length(events), 0) + coalesce(length(tasks), 0) "
+            "+ coalesce(length(meta), 0) + coalesce(length(data), 0)) FROM records "
             "GROUP BY run_id"
         )
         return {r[0]: r[1] for r in rows}

@@ -7,8 +7,9 @@ starts or ends, someone waiting) goes through ``submit``. Every ``interval`` whi
 goes on (the first once a timer on the run's loop says it has gone on for one; at once when
 someone waits) the writer thread takes what is queued, the shared queue first (so a run
 that ended has all its records in its lists by then), and what the lists hold, and writes
-it in one transaction: the runs that started, one ``event_log`` row and one pack of results
-per run (:mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that ended.
+it in one transaction: the runs that started, one ``records`` row per run (its events and
+its results: :mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that
+ended.
 Encoding the rows is this thread's work; the event loop only appends.
 
 Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from itertools import repeat, starmap
 from typing import Any
 
+from .. import events as ev
 from ..errors import StoreError, describe
 from . import eventlog
 from .results import Pack, pack
@@ -67,7 +69,6 @@ class RunOpened:
     log: list[Any] = field(default_factory=list)
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
-    logged: int = 0  # the events taken from ``log`` so far (the next one's seq)
 
 
 @dataclass(slots=True)
@@ -130,24 +131,22 @@ def _take_list(items: list[Any]) -> list[Any]:
 class _Batch:
     """One transaction's worth: what the shared queue held, and each run's records."""
 
-    __slots__ = ("changes", "ended", "events", "finished", "opened", "packs", "waiters")
+    __slots__ = ("changes", "closed", "ended", "opened", "records", "waiters")
 
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
         self.changes: list[StatusChange] = []
-        self.ended: list[Ended] = []  # runs over (their journal said so)
-        self.finished: list[Ended] = []  # RunFinished among the rows: the status, at once
-        self.events: list[tuple[str, int, bytes]] = []  # (run, first seq, rows)
-        self.packs: list[tuple[str, Pack]] = []
+        self.ended: dict[str, Ended] = {}  # how runs ended (RunFinished, or their journal)
+        self.closed: list[str] = []  # runs whose journal said they are over
+        self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
 
     def runs(self) -> set[str]:
         return {
-            *(run for run, _, _ in self.events),
-            *(run for run, _ in self.packs),
+            *(run for run, _, _ in self.records),
             *(o.run_id for o in self.opened),
             *(c.run_id for c in self.changes),
-            *(e.run_id for e in self.ended),
+            *self.ended,
         }
 
 
@@ -286,7 +285,8 @@ class Writer:
                 batch.opened.append(item)
                 self._open[item.run_id] = item
             elif kind is Ended:
-                batch.ended.append(item)
+                batch.ended[item.run_id] = item
+                batch.closed.append(item.run_id)
             elif kind is _Waiter:
                 batch.waiters.append(item)
             elif kind is StatusChange:
@@ -297,22 +297,24 @@ class Writer:
         del items
         try:
             for run_id, opened in self._open.items():
+                events = found = None
                 if opened.log:
-                    rows = _take_list(opened.log)  # kind, t, args, kind, t, args...
-                    batch.events.append((run_id, opened.logged, eventlog.encode(rows)))
-                    opened.logged += len(rows) // 3
-                    kind, t, args = rows[-3:]
-                    if kind == "RunFinished":  # on disk before subscribers hear of it
-                        batch.finished.append(Ended(run_id, args[0], opened.row[6] + t, args[1]))
-                    del rows  # the rows' objects go now, on this thread, not at the next take
+                    items = _take_list(opened.log)  # class, t, arguments, class...
+                    events = eventlog.encode(items)
+                    ending = len(items) >= 4 and items[-4] is ev.RunFinished
+                    if ending and run_id not in batch.ended:
+                        _, t, status, error = items[-4:]  # on disk before subscribers hear
+                        batch.ended[run_id] = Ended(run_id, status, opened.row[6] + t, error)
                 if opened.kept:
-                    batch.packs.append((run_id, pack(_take_list(opened.kept), opened.keys)))
+                    found = pack(_take_list(opened.kept), opened.keys)
+                if events is not None or found is not None:
+                    batch.records.append((run_id, events, found))
             error = self._commit(batch) if batch.runs() else None
         except Exception as raised:  # a bug: still never a silent loss
             log.exception("nbflow store %s: could not write a batch", self.path)
             error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
-        for ended in batch.ended:
-            self._open.pop(ended.run_id, None)
+        for run_id in batch.closed:
+            self._open.pop(run_id, None)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
                 self._prune(opened.row[1])
@@ -388,9 +390,13 @@ class Writer:
             )
 
     def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
-        # Only the statements that have rows: each one lets go of the GIL and takes it back.
+        # As few statements as will do: each one lets go of the GIL and takes it back.
+        ended = dict(batch.ended)  # (the batch is written again if the file was locked)
         for opened in batch.opened:
-            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", opened.row)
+            row, end = opened.row, ended.pop(opened.run_id, None)
+            if end is not None:  # started and ended in this batch: its row as it ended
+                row = (*row[:5], end.status, row[6], end.ended, end.error, *row[9:])
+            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", row)
             if opened.version is not None:
                 con.execute(
                     "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -400,14 +406,17 @@ class Writer:
                 con.executemany(
                     "INSERT OR IGNORE INTO identities VALUES (?, ?)", opened.identities.items()
                 )
-        if batch.events:
-            con.executemany("INSERT OR REPLACE INTO event_log VALUES (?, ?, ?)", batch.events)
         now = time.time()
-        for run_id, found in batch.packs:
+        for run_id, events, found in batch.records:
+            if found is None:
+                con.execute(
+                    "INSERT INTO records (run_id, created, events) VALUES (?, ?, ?)",
+                    (run_id, now, events),
+                )
+                continue
             con.execute(
-                "INSERT INTO result_packs (run_id, created, tasks, meta, data, checksum) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, now, found.tasks, found.meta, found.data, found.checksum),
+                "INSERT INTO records VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, now, events, found.tasks, found.meta, found.data, found.checksum),
             )
             if found.files:
                 con.executemany(
@@ -423,10 +432,10 @@ class Writer:
             con.execute(
                 "UPDATE runs SET status = ? WHERE run_id = ?", (change.status, change.run_id)
             )
-        for ended in batch.finished + batch.ended:
+        for end in ended.values():
             con.execute(
                 "UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
-                (ended.status, ended.ended, ended.error, ended.run_id),
+                (end.status, end.ended, end.error, end.run_id),
             )
 
 
