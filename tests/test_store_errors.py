@@ -99,7 +99,6 @@ def test_a_new_file_is_marked_as_nbflows_with_the_current_schema_in_wal_mode(tmp
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("PRAGMA user_version").fetchone() == (store_schema.SCHEMA_VERSION,)
         assert con.execute("PRAGMA application_id").fetchone() == (store_schema.APPLICATION_ID,)
-        assert con.execute("PRAGMA page_size").fetchone() == (store_schema.PAGE_SIZE,)
 
 
 def test_an_older_nbflow_store_is_upgraded_keeping_its_runs_and_a_copy(tmp_path):

@@ -35,8 +35,6 @@ from pathlib import Path
 from ..errors import StoreError
 
 SCHEMA_VERSION = 7
-#: Bytes per page of a new store file.
-PAGE_SIZE = 16384
 #: ``PRAGMA application_id`` of an nbflow store: "nbfl".
 APPLICATION_ID = 0x6E62666C
 
@@ -220,11 +218,6 @@ def _inspect(path: str, timeout: float) -> int:
 
 
 def _create(con: sqlite3.Connection, path: str, version: int, timeout: float) -> None:
-    if not version:
-        # A new file: pages of 16 KiB (before WAL, which fixes the size). What a run writes
-        # is mostly commits of tens of kilobytes; with fewer, larger pages each costs about
-        # a third less to write (and to checkpoint).
-        con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     _wal(con, timeout)
     if version:
         backup = Path(f"{path}.v{version}.bak")

@@ -141,6 +141,13 @@ class _Batch:
         self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
 
+    def single(self) -> bool:
+        """Whether the batch is one statement: one run's records, of plain results."""
+        if self.opened or self.changes or self.ended or len(self.records) != 1:
+            return False
+        found = self.records[0][2]
+        return found is None or not (found.files or found.cache_entries)
+
     def runs(self) -> set[str]:
         return {
             *(run for run, _, _ in self.records),
@@ -336,11 +343,14 @@ class Writer:
         if self._con is None:
             unopened = StoreError(f"store {self.path} could not be opened")
             return self._failed(batch, self._error or unopened)
-        delay = 0.01
+        delay, con = 0.01, self._con
         while True:
             try:
-                with transaction(self._con):
-                    self._statements(self._con, batch)
+                if batch.single():  # one INSERT, a transaction of its own (the usual tick)
+                    self._statements(con, batch)
+                else:
+                    with transaction(con):
+                        self._statements(con, batch)
                 self._locked_since = None
                 return None
             except sqlite3.OperationalError as raised:
