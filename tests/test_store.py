@@ -501,9 +501,9 @@ def test_a_run_returns_once_its_records_are_written_and_the_loop_runs_meanwhile(
 
 
 def test_finished_tasks_are_committed_while_the_run_goes_on(tmp_path):
-    # Durability during a run: the writer commits every interval, also when the run's only
-    # events are the ones that go to its own queues (queued, started, succeeded). Read with
-    # sqlite3, not the store: its reads flush first, which would hide a writer that waits.
+    # Durability during a run: the run's records are committed every interval while it goes
+    # on. Read with sqlite3, not the store: its reads flush first, which would hide a writer
+    # that waits.
     import sqlite3
 
     path = tmp_path / "during.db"
@@ -540,6 +540,36 @@ def test_finished_tasks_are_committed_while_the_run_goes_on(tmp_path):
     assert asyncio.run(main()).status == "succeeded"
     flow.state_store.flush()
     assert sorted(committed()) == ["first", "second"]
+
+
+def test_records_are_committed_while_a_task_blocks_the_event_loop(tmp_path):
+    """The writer takes a run's records every interval from its own thread: a task that
+    blocks the run's loop does not hold up the commit of what finished before it."""
+    import sqlite3
+
+    path = tmp_path / "blocked.db"
+    flow = nf.Flow("blocked", store=SQLiteStore(path))
+
+    def committed() -> list[str]:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as con:
+            return [r[0] for r in con.execute("SELECT task FROM results")]
+
+    @flow.task
+    async def first():
+        return 1
+
+    @flow.task
+    async def blocker(first):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # time.sleep: the event loop stands still
+            if path.exists() and committed() == ["first"]:
+                return True
+            time.sleep(0.01)
+        return False
+
+    run = flow.run()
+    assert run.results["blocker"] is True, "first was not committed while the loop stood still"
+    assert sorted(committed()) == ["blocker", "first"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])

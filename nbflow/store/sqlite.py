@@ -118,13 +118,15 @@ class SQLiteStore:
     # -- writing -----------------------------------------------------------------------------
 
     def submit(self, item: Any) -> None:
-        """Hand one record to the writer; O(1), never blocks (runs on the event loop)."""
+        """Hand one record to the writer (a run's start or end, someone waiting; an event
+        when a subclass overrides this: see :attr:`sees_every_record`); O(1), never blocks
+        (runs on the event loop)."""
         self._writer.submit(item)
 
     @property
     def sees_every_record(self) -> bool:
-        """Whether this store's class overrides :meth:`submit` to see each record: then a
-        run's events and results go through it too, instead of the run's own queues."""
+        """Whether this store's class overrides :meth:`submit` to see each record: then it
+        gets each of a run's events too (as an :class:`~nbflow.events.Event`)."""
         return type(self).submit is not SQLiteStore.submit
 
     def ensure_open(self) -> None:
