@@ -74,7 +74,7 @@ class Pack(NamedTuple):
     data: bytes
     checksum: str
     files: list[Snapshot]
-    cache_entries: list[tuple[str, str]]  # (cache key, task)
+    cache_entries: list[tuple[str, str, int]]  # (cache key, task, item)
 
 
 def pack(flat: list[Any], keys: dict[str, str]) -> Pack:
@@ -101,12 +101,12 @@ def pack(flat: list[Any], keys: dict[str, str]) -> Pack:
             elif item is UNSTORED:
                 items[i] = None
                 meta[i] = [None]
-    entries: list[tuple[str, str]] = []
+    entries: list[tuple[str, str, int]] = []
     if keys:
         for i, task in enumerate(tasks):
             key = keys.pop(task, None)
             if key is not None and (meta is None or meta[i] is None or meta[i][0] is not None):
-                entries.append((key, task))
+                entries.append((key, task, i))
     data = pickle.dumps(items, protocol=PICKLE_PROTOCOL)
     return Pack(
         _dumps(tasks),
@@ -128,20 +128,31 @@ def unpack(
 ) -> list[ResultRow]:
     """The :class:`ResultRow` of each result of a pack (``identities``: of the run's tasks)."""
     names = json.loads(tasks)
-    found = []
     extras = json.loads(meta) if meta else [None] * len(names)
-    for i, (task, extra) in enumerate(zip(names, extras, strict=True)):
-        identity = identities.get(task)
-        if extra is None:  # a plain item: the value, or its pickle
-            found.append(ResultRow(run_id, pack_id, i, task, identity, "pickle", None, None,
-                                   None, created))  # fmt: skip
-            continue
-        codec, size, file, reused_from, home, item = (*extra, None, None, None, None, None)[:6]
-        if home is None:
-            home, item = pack_id, i
-        found.append(ResultRow(run_id, home, item, task, identity, codec, size, file,
-                               reused_from, created))  # fmt: skip
-    return found
+    return [
+        result_row(run_id, pack_id, created, i, task, extra, identities.get(task))
+        for i, (task, extra) in enumerate(zip(names, extras, strict=True))
+    ]
+
+
+def result_row(
+    run_id: str,
+    pack_id: int,
+    created: float,
+    item: int,
+    task: str,
+    extra: list[Any] | None,
+    identity: str | None,
+) -> ResultRow:
+    """The :class:`ResultRow` of item ``item`` of a pack, whose meta entry is ``extra``."""
+    if extra is None:  # a plain item: the value, or its pickle
+        return ResultRow(run_id, pack_id, item, task, identity, "pickle", None, None, None,
+                         created)  # fmt: skip
+    codec, size, file, reused_from, home, home_item = (*extra, None, None, None, None, None)[:6]
+    if home is None:
+        home, home_item = pack_id, item
+    return ResultRow(run_id, home, home_item, task, identity, codec, size, file, reused_from,
+                     created)  # fmt: skip
 
 
 def item_bytes(item: Any) -> bytes:

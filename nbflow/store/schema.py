@@ -16,7 +16,8 @@ the file as nbflow's, so another program's database is refused before anything i
   ``meta`` (a JSON array of what is not plain, or NULL) and the values in ``data``, whose
   SHA-256 is ``checksum`` (see :mod:`nbflow.store.results`). The ``results`` view shows one
   row per result. Large results are files (``result_files``);
-- ``cache_entries(cache_key, created, run_id, task)``: results of tasks with ``cache=True``;
+- ``cache_entries(cache_key, created, run_id, task, pack, item)``: results of tasks with
+  ``cache=True``, and where each is (its ``records`` row and its place in that row's pack);
 - ``identities(digest, parts)``: the parts of each distinct task identity (``run.why()``).
 
 Times are Unix seconds; an event's ``t`` is seconds since its run started.
@@ -57,7 +58,8 @@ TABLES: tuple[str, ...] = (
         size INTEGER NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE cache_entries (
         cache_key TEXT NOT NULL, created REAL NOT NULL, run_id TEXT NOT NULL,
-        task TEXT NOT NULL, PRIMARY KEY (cache_key, created, run_id)) WITHOUT ROWID""",
+        task TEXT NOT NULL, pack INTEGER NOT NULL, item INTEGER NOT NULL,
+        PRIMARY KEY (cache_key, created, run_id)) WITHOUT ROWID""",
     """CREATE TABLE identities (digest TEXT PRIMARY KEY, parts TEXT NOT NULL) WITHOUT ROWID""",
     # One row per result; a meta item is [codec, size, file, reused_from, pack, item] (see
     # nbflow.store.results), none for a plain one ('pickle': a value, or its pickle); codec

@@ -25,7 +25,7 @@ from ..errors import StoreError
 from ..state import RunState
 from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
-from .results import DamagedResultError, ResultRow, item_bytes, unpack
+from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
 from .schema import connect, prepare, store_error
 from .writer import StatusChange, Writer, shared_writer
 
@@ -300,13 +300,18 @@ class SQLiteStore:
     def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
         """The newest stored result with cache key ``key`` (created at or after ``since``)."""
         rows = self._query(
-            "SELECT run_id, task FROM cache_entries WHERE cache_key = ? AND created >= ? "
-            "ORDER BY created DESC LIMIT 4",
+            "SELECT c.run_id, c.task, c.pack, c.item, p.created, "
+            "json_extract(p.meta, '$[' || c.item || ']'), r.flow, r.version "
+            "FROM cache_entries c JOIN records p ON p.id = c.pack "
+            "LEFT JOIN runs r ON r.run_id = c.run_id "
+            "WHERE c.cache_key = ? AND c.created >= ? ORDER BY c.created DESC LIMIT 4",
             (key, since if since is not None else 0.0),
         )
-        for run_id, task in rows:
-            found = self.results(run_id).get(task)
-            if found is not None and found.stored:
+        for run_id, task, pack_id, item, created, extra, flow, version in rows:
+            identity = self._task_identities(flow, version).get(task)
+            meta = json.loads(extra) if extra is not None else None
+            found = result_row(run_id, pack_id, created, item, task, meta, identity)
+            if found.stored:
                 return found
         return None
 

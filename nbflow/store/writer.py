@@ -424,10 +424,10 @@ class Writer:
                     (run_id, now, events),
                 )
                 continue
-            con.execute(
+            pack_id = con.execute(
                 "INSERT INTO records VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, now, events, found.tasks, found.meta, found.data, found.checksum),
-            )
+            ).lastrowid
             if found.files:
                 con.executemany(
                     "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
@@ -435,8 +435,8 @@ class Writer:
                 )
             if found.cache_entries:
                 con.executemany(
-                    "INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)",
-                    [(key, now, run_id, task) for key, task in found.cache_entries],
+                    "INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, now, run_id, task, pack_id, i) for key, task, i in found.cache_entries],
                 )
         for change in batch.changes:
             con.execute(
