@@ -639,3 +639,17 @@ def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
     assert [x for x in per_event if gc.is_tracked(x)] == []
     kinds = [e["kind"] for e in flow.state_store.events(run.run_id)]
     assert [kinds.count(k) for k in ("TaskQueued", "TaskStarted", "TaskSucceeded")] == [51] * 3
+
+
+def test_a_pack_lists_every_task_name_as_json_whatever_its_characters():
+    import json as json_module
+
+    from nbflow.store.results import pack, unpack
+
+    odd = ['a"quote', "back\\slash", "é", "tab\there", '","']
+    for names in [["plain_name", "t1"], [], *(["plain", name] for name in odd)]:
+        flat = [x for i, name in enumerate(names) for x in (name, i)]
+        found = pack(flat, {})
+        assert json_module.loads(found.tasks) == names
+        rows = unpack("run", 1, 0.0, found.tasks, found.meta, {})
+        assert [(r.task, r.item) for r in rows] == [(n, i) for i, n in enumerate(names)]

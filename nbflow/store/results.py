@@ -38,6 +38,15 @@ _PLAIN = LOGGED | {bytes}  # items that need no meta entry: a value, or a pickle
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _names(tasks: list[str]) -> str:
+    """The JSON array of ``tasks``: joined as they are when no name needs escaping (task
+    names are identifiers, as a rule), which is several times faster than encoding each."""
+    joined = '","'.join(tasks)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        return f'["{joined}"]' if tasks else "[]"
+    return _dumps(tasks)
+
+
 class ResultRow(NamedTuple):
     """One stored result (a row of the ``results`` view); ``pack`` and ``item`` say where its
     value is (for a reused result: in the pack it was first stored in)."""
@@ -109,7 +118,7 @@ def pack(flat: list[Any], keys: dict[str, str]) -> Pack:
                 entries.append((key, task, i))
     data = pickle.dumps(items, protocol=PICKLE_PROTOCOL)
     return Pack(
-        _dumps(tasks),
+        _names(tasks),
         _dumps(meta) if meta is not None else None,
         data,
         hashlib.sha256(data).hexdigest(),
