@@ -32,7 +32,7 @@ from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
 from .eventlog import LOGGED
 from .keys import StoreWarning
 from .results import UNSTORED, ResultRow
-from .writer import Ended, RunOpened, safe_json
+from .writer import RunOpened, Status, safe_json
 
 if TYPE_CHECKING:
     from ..graph import Plan
@@ -268,7 +268,7 @@ class Recorder:
         if self._timer is not None:
             self._timer.cancel()
         ended = time.time() if state.finished_t is None else self._started + state.finished_t
-        store.submit(Ended(run_id, state.status.value, ended, state.error))
+        store.submit(Status(run_id, state.status.value, ended, state.error))
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(store.timeout):

@@ -132,6 +132,28 @@ def remove_runs(con: sqlite3.Connection, runs: list[str]) -> tuple[int, list[str
     return entries, gone
 
 
+def auto_prune(
+    con: sqlite3.Connection, flow: str, keep_runs: int, counts: dict[str, int]
+) -> list[str]:
+    """A store's own pruning, as a run of ``flow`` starts (its ``runs`` row committed):
+    remove the flow's oldest runs once it has :data:`AUTO_EVERY` more than ``keep_runs``;
+    the files no remaining result refers to (paths relative to the store's files).
+
+    ``counts`` (flow -> runs in the file) spares a count at every start: counted once, then
+    each start adds one; counted again after a prune (other processes add runs too).
+    """
+    count = counts.get(flow)
+    if count is None:
+        (count,) = con.execute("SELECT count(*) FROM runs WHERE flow = ?", (flow,)).fetchone()
+    counts[flow] = count = count + (flow in counts)
+    if count < keep_runs + AUTO_EVERY:
+        return []
+    with transaction(con):
+        _, gone = remove_runs(con, doomed(con, [flow], keep_runs, None))
+    del counts[flow]
+    return gone
+
+
 def prune(
     store: SQLiteStore,
     *,

@@ -27,7 +27,7 @@ from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
 from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
 from .schema import connect, prepare, store_error
-from .writer import StatusChange, Writer, shared_writer
+from .writer import Status, Writer, shared_writer
 
 #: The columns of ``runs``, in order (what :class:`~nbflow.store.writer.RunOpened` carries).
 RUN_COLUMNS = (
@@ -159,7 +159,7 @@ class SQLiteStore:
 
     def mark_interrupted(self, run_id: str) -> None:
         """Record that a run still marked running was cut short (its process is gone)."""
-        self.submit(StatusChange(run_id, "interrupted"))
+        self.submit(Status(run_id, "interrupted"))
 
     def knows_version(self, flow: str, version: str) -> bool:
         """Whether this flow version is recorded (or about to be)."""

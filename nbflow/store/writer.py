@@ -2,15 +2,14 @@
 
 A run's journal (:class:`~nbflow.store.recorder.Recorder`) gives the writer the run's two
 lists, which the engine fills on the event loop (one ``list.extend`` each, in C): its
-events' rows and its results (:class:`RunOpened` carries them). Everything else (a run that
+events' items and its results (:class:`RunOpened` carries them). Everything else (a run that
 starts or ends, someone waiting) goes through ``submit``. Every ``interval`` while a run
 goes on (the first once a timer on the run's loop says it has gone on for one; at once when
 someone waits) the writer thread takes what is queued, the shared queue first (so a run
 that ended has all its records in its lists by then), and what the lists hold, and writes
 it in one transaction: the runs that started, one ``records`` row per run (its events and
 its results: :mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that
-ended.
-Encoding the rows is this thread's work; the event loop only appends.
+ended. Encoding is this thread's work; the event loop only appends.
 
 Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
 table gone) is reported to every run it belonged to: a run waiting for its end to be written
@@ -34,10 +33,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat, starmap
 from typing import Any
 
 from .. import events as ev
@@ -55,12 +52,10 @@ class StoreLockedError(StoreError):
 
 @dataclass(slots=True)
 class RunOpened:
-    """A run starts: its ``runs`` row, what its version adds to the store, and its lists.
-
-    ``log`` gets each event's row (see :mod:`nbflow.store.eventlog`), ``kept`` each
-    result's task and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose
-    results go into the cache to their cache keys.
-    """
+    """A run starts: its ``runs`` row, what its version adds to the store, and its lists:
+    ``log`` gets its events (see :mod:`nbflow.store.eventlog`), ``kept`` each result's task
+    and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose results go
+    into the cache to their cache keys."""
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
@@ -72,21 +67,14 @@ class RunOpened:
 
 
 @dataclass(slots=True)
-class Ended:
-    """A run ended: its status, end (Unix seconds) and error, for its ``runs`` row."""
+class Status:
+    """A run's status in its ``runs`` row: as it ends (with when, Unix seconds, and its
+    error), or found out after the fact (a dead run is ``interrupted``)."""
 
     run_id: str
     status: str
-    ended: float
-    error: str | None
-
-
-@dataclass(slots=True)
-class StatusChange:
-    """A recorded run's status changes after the fact (a dead run found ``interrupted``)."""
-
-    run_id: str
-    status: str
+    ended: float | None = None
+    error: str | None = None
 
 
 class _Waiter:
@@ -114,14 +102,9 @@ _STOP = object()
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
 
 
-def _take(queue: deque[Any]) -> list[Any]:
-    """What ``queue`` holds now, taken in C (another thread may append meanwhile)."""
-    return list(starmap(queue.popleft, repeat((), len(queue))))
-
-
-def _take_list(items: list[Any]) -> list[Any]:
-    """What ``items`` holds now; the loop only extends it meanwhile, and each of the two
-    steps (and each extend) holds the GIL, so what it adds after the first stays."""
+def _take(items: list[Any]) -> list[Any]:
+    """What ``items`` holds now; other threads only append to it meanwhile, and each of the
+    two steps (and each append) holds the GIL, so what they add after the first stays."""
     count = len(items)
     taken = items[:count]
     del items[:count]
@@ -131,30 +114,24 @@ def _take_list(items: list[Any]) -> list[Any]:
 class _Batch:
     """One transaction's worth: what the shared queue held, and each run's records."""
 
-    __slots__ = ("changes", "closed", "ended", "opened", "records", "waiters")
+    __slots__ = ("ended", "opened", "records", "statuses", "waiters")
 
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
-        self.changes: list[StatusChange] = []
-        self.ended: dict[str, Ended] = {}  # how runs ended (RunFinished, or their journal)
-        self.closed: list[str] = []  # runs whose journal said they are over
+        self.statuses: dict[str, Status] = {}  # the last known of each run
+        self.ended: list[str] = []  # runs whose journal said they are over
         self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
 
     def single(self) -> bool:
         """Whether the batch is one statement: one run's records, of plain results."""
-        if self.opened or self.changes or self.ended or len(self.records) != 1:
+        if self.opened or self.statuses or len(self.records) != 1:
             return False
         found = self.records[0][2]
         return found is None or not (found.files or found.cache_entries)
 
     def runs(self) -> set[str]:
-        return {
-            *(run for run, _, _ in self.records),
-            *(o.run_id for o in self.opened),
-            *(c.run_id for c in self.changes),
-            *self.ended,
-        }
+        return {*(r[0] for r in self.records), *(o.run_id for o in self.opened), *self.statuses}
 
 
 class Writer:
@@ -164,6 +141,8 @@ class Writer:
         path: the database file.
         timeout: seconds to wait for a lock held by another writer, per try.
         interval: seconds between commits while a run goes on.
+        keep_runs: the newest runs of each flow to keep (see :func:`auto_prune`).
+        files: the store's result files (a prune removes those no result refers to).
     """
 
     def __init__(
@@ -175,12 +154,9 @@ class Writer:
         keep_runs: int | None = None,
         files: Any = None,
     ) -> None:
-        self.path = path
-        self.keep_runs = keep_runs
-        self.files = files  # the store's Files: a prune removes what no result refers to
-        self.timeout = timeout
-        self.interval = interval
-        self._queue: deque[Any] = deque()
+        self.path, self.timeout, self.interval = path, timeout, interval
+        self.keep_runs, self.files = keep_runs, files
+        self._queue: list[Any] = []
         self.submit: Callable[[Any], None] = self._queue.append  # the loop's cost per item
         self._wake = threading.Event()
         self._open: dict[str, RunOpened] = {}  # runs going on (their lists)
@@ -206,7 +182,9 @@ class Writer:
                 or the writer did not catch up within ``timeout`` (a lock held elsewhere).
         """
         if not self._thread.is_alive():
-            self._raise_pending()
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
             return
         waiter = _Waiter()
         self._queue.append(waiter)
@@ -257,11 +235,6 @@ class Writer:
             self._wake.set()
             self._thread.join(timeout)
 
-    def _raise_pending(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -274,9 +247,7 @@ class Writer:
         while True:
             wake.wait(self.interval if self._open else _IDLE_POLL)
             wake.clear()  # before taking the queue: a submit after this wakes us again
-            if not queue and not self._open:
-                continue
-            if self._write(_take(queue)):
+            if (queue or self._open) and self._write(_take(queue)):
                 break
         if self._con is not None:
             self._con.close()
@@ -291,13 +262,12 @@ class Writer:
             if kind is RunOpened:
                 batch.opened.append(item)
                 self._open[item.run_id] = item
-            elif kind is Ended:
-                batch.ended[item.run_id] = item
-                batch.closed.append(item.run_id)
+            elif kind is Status:
+                batch.statuses[item.run_id] = item
+                if item.ended is not None:
+                    batch.ended.append(item.run_id)
             elif kind is _Waiter:
                 batch.waiters.append(item)
-            elif kind is StatusChange:
-                batch.changes.append(item)
             elif item is _STOP:
                 stop = True
             # else: an event a store that sees every record passed on (its run's log has it)
@@ -306,21 +276,21 @@ class Writer:
             for run_id, opened in self._open.items():
                 events = found = None
                 if opened.log:
-                    items = _take_list(opened.log)  # class, t, arguments, class...
+                    items = _take(opened.log)  # class, t, arguments, class...
                     events = eventlog.encode(items)
-                    ending = len(items) >= 4 and items[-4] is ev.RunFinished
-                    if ending and run_id not in batch.ended:
-                        _, t, status, error = items[-4:]  # on disk before subscribers hear
-                        batch.ended[run_id] = Ended(run_id, status, opened.row[6] + t, error)
+                    if len(items) >= 4 and items[-4] is ev.RunFinished:  # on disk before
+                        _, t, status, error = items[-4:]  # subscribers hear of it
+                        ended = Status(run_id, status, opened.row[6] + t, error)
+                        batch.statuses.setdefault(run_id, ended)
                 if opened.kept:
-                    found = pack(_take_list(opened.kept), opened.keys)
+                    found = pack(_take(opened.kept), opened.keys)
                 if events is not None or found is not None:
                     batch.records.append((run_id, events, found))
             error = self._commit(batch) if batch.runs() else None
         except Exception as raised:  # a bug: still never a silent loss
             log.exception("nbflow store %s: could not write a batch", self.path)
             error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
-        for run_id in batch.closed:
+        for run_id in batch.ended:
             self._open.pop(run_id, None)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
@@ -340,10 +310,11 @@ class Writer:
     def _commit(self, batch: _Batch) -> StoreError | None:
         """Write the batch, retrying while the file is locked elsewhere; on any other error
         note it for every run of the batch (and the next flush) and return it."""
-        if self._con is None:
+        con = self._con
+        if con is None:
             unopened = StoreError(f"store {self.path} could not be opened")
             return self._failed(batch, self._error or unopened)
-        delay, con = 0.01, self._con
+        delay = 0.01
         while True:
             try:
                 if batch.single():  # one INSERT, a transaction of its own (the usual tick)
@@ -353,7 +324,7 @@ class Writer:
                         self._statements(con, batch)
                 self._locked_since = None
                 return None
-            except sqlite3.OperationalError as raised:
+            except sqlite3.Error as raised:
                 error = store_error(raised, self.path, self.timeout)
                 if not isinstance(error, StoreLockedError):
                     break
@@ -361,9 +332,6 @@ class Writer:
                     self._locked_since = time.monotonic()
                 time.sleep(delay)  # kept and retried until the lock goes
                 delay = min(delay * 2, 0.25)
-            except sqlite3.Error as raised:
-                error = store_error(raised, self.path, self.timeout)
-                break
         self._locked_since = None
         return self._failed(batch, error)
 
@@ -375,23 +343,11 @@ class Writer:
 
     def _prune(self, flow: str) -> None:
         """Keep ``flow`` to its newest ``keep_runs`` runs (see nbflow.store.retention)."""
-        from .retention import AUTO_EVERY, doomed, remove_runs
+        from .retention import auto_prune
 
         assert self._con is not None and self.keep_runs is not None
         try:
-            count = self._counts.get(flow)
-            if count is None:  # counted once; then each run this writer records adds one
-                (count,) = self._con.execute(
-                    "SELECT count(*) FROM runs WHERE flow = ?", (flow,)
-                ).fetchone()
-            self._counts[flow] = count = count + (flow in self._counts)
-            if count < self.keep_runs + AUTO_EVERY:
-                return
-            with transaction(self._con):
-                runs = doomed(self._con, [flow], self.keep_runs, None)
-                _, gone = remove_runs(self._con, runs)
-            del self._counts[flow]  # counted again next time (other processes add runs too)
-            for relative in gone:
+            for relative in auto_prune(self._con, flow, self.keep_runs, self._counts):
                 if self.files is not None:
                     self.files.path(relative).unlink(missing_ok=True)
         except (sqlite3.Error, OSError) as error:  # a prune that fails costs space, not data
@@ -399,11 +355,12 @@ class Writer:
                 "nbflow store %s: could not remove old runs of %r: %s", self.path, flow, error
             )
 
-    def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
+    @staticmethod
+    def _statements(con: sqlite3.Connection, batch: _Batch) -> None:
         # As few statements as will do: each one lets go of the GIL and takes it back.
-        ended = dict(batch.ended)  # (the batch is written again if the file was locked)
+        statuses = dict(batch.statuses)  # (the batch is written again if the file was locked)
         for opened in batch.opened:
-            row, end = opened.row, ended.pop(opened.run_id, None)
+            row, end = opened.row, statuses.pop(opened.run_id, None)
             if end is not None:  # started and ended in this batch: its row as it ended
                 row = (*row[:5], end.status, row[6], end.ended, end.error, *row[9:])
             con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", row)
@@ -438,14 +395,11 @@ class Writer:
                     "INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?, ?, ?)",
                     [(key, now, run_id, task, pack_id, i) for key, task, i in found.cache_entries],
                 )
-        for change in batch.changes:
+        for status in statuses.values():
             con.execute(
-                "UPDATE runs SET status = ? WHERE run_id = ?", (change.status, change.run_id)
-            )
-        for end in ended.values():
-            con.execute(
-                "UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
-                (end.status, end.ended, end.error, end.run_id),
+                "UPDATE runs SET status = ?, ended = coalesce(?, ended), "
+                "error = coalesce(?, error) WHERE run_id = ?",
+                (status.status, status.ended, status.error, status.run_id),
             )
 
 
