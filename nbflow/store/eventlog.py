@@ -56,7 +56,9 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskSucceeded: ("cached", "began"),
     ev.TaskFailed: ("error", "traceback", "began"),
     ev.TaskSkipped: ("state", "reason"),
-    ev.TaskCancelled: (),
+    ev.TaskCancelled: ("reason",),
+    ev.TaskLog: ("lines", "dropped", "latest"),
+    ev.TaskProgress: ("done", "total"),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 #: The types of result a ``TaskSucceeded`` row may carry (the engine leaves others out).

@@ -106,8 +106,8 @@ class Recorder:
     """The journal of one run in a store (see the module docstring)."""
 
     __slots__ = (
-        "_kept", "_pickled", "_plain", "_started", "_timer", "_unkept", "context", "error", "kept",
-        "keys", "log", "logged", "snapshots", "store", "warnings",
+        "_kept", "_pickled", "_plain", "_started", "_timer", "_unkept", "context", "controlled",
+        "error", "kept", "keys", "log", "logged", "snapshots", "store", "warnings",
     )  # fmt: skip
 
     def __init__(self, store: SQLiteStore, context: RunContext) -> None:
@@ -141,6 +141,8 @@ class Recorder:
         self.snapshots: dict[str, Snapshot | bytes] = {}
         #: Task -> the cache key its coming result is to be stored under (cache=True).
         self.keys: dict[str, str] = {}
+        #: Tasks whose results are never to be reused (see :meth:`not_reusable`).
+        self.controlled: set[str] = set()
         self.warnings: list[str] = []
         self.error: StoreError | None = None
         opened = self._opened()
@@ -172,7 +174,8 @@ class Recorder:
                 if found.digest is not None and found.digest not in distinct:
                     distinct[found.digest] = found
             identities = {d: distinct[d].to_json() for d in store.new_identities(distinct)}
-        return RunOpened(context.run_id, row, version, identities, self.log, self.kept, self.keys)
+        return RunOpened(context.run_id, row, version, identities, self.log, self.kept, self.keys,
+                         self.controlled)  # fmt: skip
 
     # -- results ------------------------------------------------------------------------------
 
@@ -247,6 +250,14 @@ class Recorder:
         if type(snap) is bytes:
             return hashlib.sha256(snap).hexdigest()
         return snap.content_digest()  # type: ignore[union-attr]
+
+    def not_reusable(self, task: str) -> None:
+        """``task``'s coming result is never to be reused: its attempt cancelled or finished
+        part of the run, which the result alone cannot replay (no cache entry; its stored
+        identity is marked :data:`~nbflow.store.keys.CONTROLLED`, so resume runs it again).
+        Safe from the task's own thread: it comes before the result does."""
+        self.keys.pop(task, None)
+        self.controlled.add(task)
 
     def reused(self, task: str, row: ResultRow) -> None:
         """Record that ``task``'s result is the stored one of ``row`` (resume, cache)."""

@@ -21,17 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codecs import PICKLE_PROTOCOL, Snapshot
 from .eventlog import LOGGED
+from .keys import CONTROLLED
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-#: The items of a pack's ``meta`` entry, in order (None where the item is plain).
-META = ("codec", "size", "file", "reused_from", "pack", "item")
+#: The items of a pack's ``meta`` entry, in order (None where the item is plain); a result
+#: whose attempt cancelled or finished part of its run is ``controlled``: never reused.
+META = ("codec", "size", "file", "reused_from", "pack", "item", "controlled")
 #: The item of a result that could not be serialised (it is not stored: a warning said so).
 UNSTORED = "nbflow:unstored"
 _PLAIN = LOGGED | {bytes}  # items that need no meta entry: a value, or a pickle's bytes
@@ -86,13 +88,14 @@ class Pack(NamedTuple):
     cache_entries: list[tuple[str, str, int]]  # (cache key, task, item)
 
 
-def pack(flat: list[Any], keys: dict[str, str]) -> Pack:
+def pack(flat: list[Any], keys: dict[str, str], controlled: Set[str] = frozenset()) -> Pack:
     """The pack of ``flat`` (task, item, task, item...); ``keys`` holds the cache keys of
-    tasks whose results go into the cache (taken from it as they are stored)."""
+    tasks whose results go into the cache (taken from it as they are stored), ``controlled``
+    the tasks whose results are never to be reused."""
     tasks, items = flat[0::2], flat[1::2]
     meta: list[Any] | None = None
     files: list[Snapshot] = []
-    if not set(map(type, items)) <= _PLAIN:
+    if controlled or not set(map(type, items)) <= _PLAIN:
         meta = [None] * len(items)
         for i, item in enumerate(items):
             kind = type(item)
@@ -110,6 +113,9 @@ def pack(flat: list[Any], keys: dict[str, str]) -> Pack:
             elif item is UNSTORED:
                 items[i] = None
                 meta[i] = [None]
+            if tasks[i] in controlled:
+                meta[i] = [*(meta[i] or ["pickle"]), None, None, None, None, None, None][:6]
+                meta[i].append(True)
     entries: list[tuple[str, str, int]] = []
     if keys:
         for i, task in enumerate(tasks):
@@ -157,9 +163,11 @@ def result_row(
     if extra is None:  # a plain item: the value, or its pickle
         return ResultRow(run_id, pack_id, item, task, identity, "pickle", None, None, None,
                          created)  # fmt: skip
-    codec, size, file, reused_from, home, home_item = (*extra, None, None, None, None, None)[:6]
+    codec, size, file, reused_from, home, home_item, controlled = (*extra, *[None] * 7)[:7]
     if home is None:
         home, home_item = pack_id, item
+    if controlled and identity is not None:
+        identity = CONTROLLED + identity
     return ResultRow(run_id, home, home_item, task, identity, codec, size, file, reused_from,
                      created)  # fmt: skip
 

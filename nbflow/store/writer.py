@@ -55,7 +55,8 @@ class RunOpened:
     """A run starts: its ``runs`` row, what its version adds to the store, and its lists:
     ``log`` gets its events (see :mod:`nbflow.store.eventlog`), ``kept`` each result's task
     and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose results go
-    into the cache to their cache keys."""
+    into the cache to their cache keys; ``controlled`` lists those whose results are never
+    to be reused."""
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
@@ -64,6 +65,7 @@ class RunOpened:
     log: list[Any] = field(default_factory=list)
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
+    controlled: set[str] = field(default_factory=set)  # tasks whose results are not reused
 
 
 @dataclass(slots=True)
@@ -283,7 +285,7 @@ class Writer:
                         ended = Status(run_id, status, opened.row[6] + t, error)
                         batch.statuses.setdefault(run_id, ended)
                 if opened.kept:
-                    found = pack(_take(opened.kept), opened.keys)
+                    found = pack(_take(opened.kept), opened.keys, opened.controlled)
                 if events is not None or found is not None:
                     batch.records.append((run_id, events, found))
             error = self._commit(batch) if batch.runs() else None
