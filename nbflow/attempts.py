@@ -53,11 +53,14 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
             return await run_plain(engine, name, worker)
         if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
             await engine.locks.hold_remote(name)
-        if name in engine._async_gated:
+        if name in engine._async_gated and (engine.waits is None or name not in engine.waits.gated):
             closed = await async_gates(engine, name)
             if closed is not None:
                 return closed
         kwargs = inputs_of(engine, name, worker)
+        waits = engine.waits
+        if waits is not None and name in waits.released:  # the signals it waited for
+            kwargs.update(waits.released[name])
         hooks = engine.hooks
         if hooks is not None:
             cached = await hooks.lookup(name, kwargs)
@@ -66,8 +69,9 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
                 engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
                 return S.CACHED
             kwargs = await loaded(kwargs)  # stored upstream results, read only now
-        if engine.plan.specs[name].fan_out:
-            return await run_fan_out(engine, name, kwargs)
+        special = engine._special.get(name)  # a fan-out, a loop (see Engine._special)
+        if special is not None:
+            return await special(engine, name, kwargs, worker)
         ok, _ = await run_attempts(engine, name, kwargs, worker, None)
         return S.SUCCEEDED if ok else S.FAILED
     except asyncio.CancelledError:
@@ -178,6 +182,8 @@ def plain_tasks(plan: Any) -> frozenset[str]:
         and not spec.fan_out
         and spec.retry is None
         and spec.timeout is None
+        and spec.wait_for is None
+        and spec.max_iterations is None
     )
 
 
@@ -192,7 +198,7 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     here = (engine, name, 1, None, worker)
     token = current.set(here)
     try:
-        result = await engine.plan.funcs[name](**kwargs)
+        result = await engine._funcs[name](**kwargs)
         if engine._keep is not None:
             pending = engine._keep(name, 1, result)  # the store's snapshot
             if pending is not None:
@@ -216,9 +222,18 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
 
 
 async def run_attempts(
-    engine: Engine, name: str, kwargs: dict[str, Any], worker: str | None, element: int | None
+    engine: Engine,
+    name: str,
+    kwargs: dict[str, Any],
+    worker: str | None,
+    element: int | None,
+    iteration: int = 0,
 ) -> tuple[bool, Any]:
-    """Run attempts until success or the retry policy gives up: (ok, result or error)."""
+    """Run attempts until success or the retry policy gives up: (ok, result or error).
+
+    ``iteration``: of a loop task (:mod:`nbflow.iterations`), 1, 2...: its attempts are that
+    iteration's rows, and a success is left to the loop to announce (and to store): its
+    result is then ``(result, (worker, began))`` (where a remote executor ran it)."""
     policy = engine.plan.specs[name].retry
     loop = engine.loop
     assert loop is not None
@@ -229,7 +244,10 @@ async def run_attempts(
         if engine._stopping:
             await _cancel_this_task()
         attempt += 1
-        engine._emit(ev.TaskStarted, name, attempt, worker, element)
+        if iteration < 2:
+            engine._emit(ev.TaskStarted, name, attempt, worker, element)
+        else:
+            engine._emit(ev.IterationStarted, name, attempt, worker, element, None, iteration)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
         here = (engine, name, attempt, element, worker)
         token = current.set(here)
@@ -239,6 +257,8 @@ async def run_attempts(
                 where = placement(engine, result)
                 if element is None and name in engine._fetch:
                     result = await engine.executor.amaterialize(result)
+            if iteration:  # the loop announces it (nbflow.iterations), where it ran too
+                return True, (result, where)
             if element is None and engine._keep is not None:
                 pending = engine._keep(name, attempt, result)  # the store's snapshot
                 if pending is not None:
@@ -337,7 +357,7 @@ def invoke(
 ) -> Any:
     """The awaitable of one call; ``started()`` (if given) is called as its body starts."""
     spec = engine.plan.specs[name]
-    fn = engine.plan.funcs[name]
+    fn = engine._funcs[name]
     executor = engine.executor
     threads = not spec.is_async and type(executor) is LocalExecutor
     if started is not None and not threads:
@@ -347,10 +367,12 @@ def invoke(
                       attempt, element, worker, dict(kwargs), spec, fn)  # fmt: skip
 
         async def innermost() -> Any:
+            if name in engine._in_kernel:  # a subflow: its child run's tasks go out
+                return await fn(**ctx.inputs)
             return await executor_call(engine, name, fn, ctx.inputs, spec, started, threads)
 
         return call_with(engine.task_mw, ctx, innermost)
-    if spec.is_async and engine._inline_async:
+    if spec.is_async and (engine._inline_async or name in engine._in_kernel):
         return fn(**kwargs)  # what LocalExecutor.call does, minus a frame
     return executor_call(engine, name, fn, kwargs, spec, started, threads)
 

@@ -25,8 +25,11 @@ task that awaits the run: nothing new starts, running tasks are cancelled once (
 cleanup runs to its end, however many cancels follow), and tasks that never started end
 ``cancelled``.
 
-(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
-best side by side; one task's half is :mod:`nbflow.attempts`.)
+(Nearly 700 lines: the run's lifecycle and its dispatch share their state and read best
+side by side. One task's half is :mod:`nbflow.attempts`; tasks waiting for signals are
+:mod:`nbflow.waits`, cancelling part of a run :mod:`nbflow.termination`, locks
+:mod:`nbflow.locks`: each hooks in where a task leaves the ready queue, and costs nothing
+to a flow that does not use it.)
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from .attempts import (
     run_task,
     upstream_results,
 )
+from .children import kernel_tasks, run_funcs
 from .collector import frozen_gc
 from .errors import describe
 from .events import EventBus
@@ -63,9 +67,11 @@ from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
 from .pool import Pool
+from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
 from .termination import Termination
+from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
@@ -168,8 +174,11 @@ class Engine:
         if hooks is not None:
             self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
         self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
-        self._fan_outs = plan.table(
-            "fan_out_set", lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out)
+        # Tasks that hold no slot themselves: a fan-out's elements and a subflow's child run
+        # take theirs (see nbflow.limits).
+        self._slotless = plan.table(
+            "slotless",
+            lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out) | kernel_tasks(plan),
         )
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
@@ -193,6 +202,23 @@ class Engine:
         self._gated.update(self._locked)
         self._lock_table = locks
         self.locks: RunLocks | None = None
+        # Signals (nbflow.waits): a task that waits for some is decided as its gates open,
+        # before its lock and slot. None for flows that neither wait nor have subflows.
+        self.waits: Waits | None = Waits(plan) if plan.table(
+            "signalled", lambda: bool(known_signals(plan))) else None  # fmt: skip
+        if self.waits is not None:
+            self._gated.update(self.waits.tasks)
+        #: Signals the run starts with: (signal, value, sender) of a resumed run or a parent.
+        self.inherited: list[tuple[str, Any, str]] = []
+        #: The flows of the runs this one is a child of, outermost first (nbflow.children).
+        self.lineage: tuple[str, ...] = ()
+        # How tasks that are not plain function calls run (fan-outs, loops, subflows, tasks
+        # given signals): one lookup per task (nbflow.attempts.run_task).
+        self._special: dict[str, Any] = plan.table("special", lambda: special_tasks(plan))
+        # Tasks whose calls run in the kernel whatever the executor (subflows), and what the
+        # engine calls for each task (a subflow's: its child run; nbflow.children).
+        self._in_kernel: frozenset[str] = plan.table("in_kernel", lambda: kernel_tasks(plan))
+        self._funcs: dict[str, Callable[..., Any]] = plan.table("funcs", lambda: run_funcs(plan))
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
@@ -290,6 +316,8 @@ class Engine:
             self.slots.close()
             if self.locks is not None:
                 self.locks.close()
+            if self.waits is not None:
+                self.waits.close(self)
             if self._owns_executor:
                 self.executor.close()
             if self.journal is not None:
@@ -374,6 +402,8 @@ class Engine:
     def _begin(self) -> None:
         self._sched, transition = sch.initial(self.plan, self._key)
         self._emit_transition(transition)
+        if self.waits is not None:  # signals it inherits, and those sent before it began
+            self.waits.begun(self, self.inherited)
         self.scope.begun(self)  # cancels asked for before the run began
         self._dispatch()
         self._maybe_finish()
@@ -417,6 +447,8 @@ class Engine:
                 self._inflight.pop(name, None)
                 self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
                 sch.record(self.sched, name, S.CANCELLED)
+        if self.waits is not None and self._sched is not None:  # nor do those waiting for
+            self.waits.stop(self, self._stop_reason)  # signals
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -490,10 +522,10 @@ class Engine:
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
         sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
-        ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
+        ready, inflight, slotless = sched.ready, self._inflight, self._slotless
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
-            if slots.full and not fan_outs:  # nothing could be placed: leave them queued
+            if slots.full and not slotless:  # nothing could be placed: leave them queued
                 break
             item = sch.take(sched)
             name = item[1]
@@ -501,7 +533,7 @@ class Engine:
             if gated and name in gated and not self._gates_open(name):
                 continue
             worker: str | None = None
-            if name not in fan_outs:
+            if name not in slotless:
                 if slots.full:
                     unplaced.append(item)
                     break
@@ -522,9 +554,20 @@ class Engine:
         locks = self.locks
         if locks is not None and name in locks.holding:
             return True  # its lock came: its gates were decided before it waited
+        waits = self.waits
         verdict = None
-        if name not in self._async_gated:
-            verdict = gate_verdict(self, name, upstream_results(self, name), None)
+        if waits is None or name not in waits.released:  # else: decided before it waited
+            if name not in self._async_gated:
+                verdict = gate_verdict(self, name, upstream_results(self, name), None)
+            elif waits is not None and name in waits.tasks:  # decided before it waits
+                verdict = waits.gates_first(self, name)  # when it can be, as a rule
+            if (
+                verdict is None
+                and waits is not None
+                and name in waits.tasks
+                and not waits.begin(self, name)
+            ):
+                return False  # it waits for its signals, holding nothing (or lost them)
         if verdict is None:
             if locks is None or locks.take(name):
                 return True
@@ -541,10 +584,18 @@ class Engine:
 
     def _lock_granted(self, name: str) -> None:
         """The lock ``name`` waited for is its now: back to the ready queue, placed first."""
-        self._inflight.pop(name, None)
         if self._stopping:
+            self._inflight.pop(name, None)
             assert self.locks is not None
             self.locks.release(name)
+            return
+        self._requeue(name)
+
+    def _requeue(self, name: str) -> None:
+        """``name``, which waited (for its lock or its signals) holding nothing, goes back
+        to the ready queue, and is placed at once if a slot is free."""
+        self._inflight.pop(name, None)
+        if self._stopping:
             return
         sch.push_back(self.sched, [(self._key(name), name)])
         self._dispatch()

@@ -55,6 +55,14 @@ def explain(run: Run, task: str) -> str:
     lines.append(
         f"It became ready at {record.queued_t:.3f}s and started at {record.started_t:.3f}s."
     )
+    if task in state.signalled:  # it waited for signals, holding no worker meanwhile
+        began, came = state.signalled[task]
+        what = f"signal(s) {plan.specs[task].wait_for}" if plan is not None else "its signals"
+        lines.append(
+            f"It waited for {what} from {began:.3f}s, holding no worker; they came at {came:.3f}s."
+            if began is not None
+            else f"Its {what} had come already."
+        )
     rivals = [
         r
         for r in state.tasks.values()
@@ -71,6 +79,8 @@ def explain(run: Run, task: str) -> str:
         and r.started_seq is not None
         and r.queued_seq < record.started_seq
         and record.queued_seq < r.started_seq < record.started_seq
+        # a task waiting for signals competed for a worker only once they came
+        and (task not in state.signalled or (r.started_t or 0) >= state.signalled[task][1])
     ]
     strategy = getattr(run._strategy, "name", "priority")
     if plan is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import ConditionError, describe
 from .graph import Gate, Plan
+from .loops import parse_until
 
 
 class GateContext:
@@ -97,6 +98,16 @@ def needs_local(plan: Plan) -> frozenset[str]:
         if spec.cache:
             names.add(name)
             names.update(dep for _, dep in plan.data_params[name])
+        if spec.max_iterations is not None:  # its until= reads each iteration's result,
+            names.add(name)  # and the upstream results it names (a callable: any of them)
+            if spec.until is None:
+                names.update(plan.upstream[name])
+            else:
+                condition = parse_until(name, spec.until)
+                if _reads_all_results(condition.tree):
+                    names.update(plan.upstream[name])
+                else:
+                    names.update(condition.referenced_tasks(plan.upstream[name]))
     return frozenset(names)
 
 

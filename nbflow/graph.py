@@ -35,6 +35,8 @@ from .errors import (
 )
 from .identity import identity_options
 from .joins import check_plan as check_joins
+from .loops import PREVIOUS, check_until_names, parse_until
+from .signals import check_choices, check_wait_for
 from .spec import ParamSpec, TaskSpec, parameters
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ _IDENTITY_FIELDS = (
     "cache_ignore",
     "complete_when",
     "cancel_rest",
+    "until_fn",
+    "until",
+    "max_iterations",
 )
 
 
@@ -227,6 +232,7 @@ def _build_plan(definition: Definition) -> Plan:
     free_params: dict[str, tuple[ParamSpec, ...]] = dict.fromkeys(names, ())
     extra: dict[str, dict[str, None]] = {}
     gates: dict[str, list[Gate]] = {}
+    waiting = False  # some task waits for signals
     # One (parameter, task) tuple per task name, shared by all its readers; made in C.
     pair_of = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
 
@@ -258,6 +264,9 @@ def _build_plan(definition: Definition) -> Plan:
             if dep not in known:
                 raise MissingDependencyError(name, dep, known - {name}, field="after")
             _more(extra, upstream, name)[dep] = None
+        if values["wait_for"] is not None or values["max_iterations"] is not None:
+            _own_inputs(name, values, known, free_params)
+            waiting = waiting or values["wait_for"] is not None
         fan_out = values["fan_out"]
         if fan_out is not None and fan_out not in dict(data_params[name]):
             raise DefinitionError(
@@ -302,6 +311,12 @@ def _build_plan(definition: Definition) -> Plan:
         for gate in task_gates:
             if gate.condition is not None:
                 gate.condition.check_names(upstream[name])
+    if waiting:
+        check_choices(specs.values())
+    for task in tasks:
+        until = task._options.until
+        if until is not None:
+            check_until_names(parse_until(task._name, until), upstream[task._name])
 
     # Each edge appends the task to its upstream's list: in C (map over the upstream names),
     # since a flow of 100,000 tasks has a few hundred thousand edges.
@@ -332,6 +347,29 @@ def _build_plan(definition: Definition) -> Plan:
     return plan
 
 
+def _own_inputs(
+    name: str,
+    values: dict[str, Any],
+    known: set[str],
+    free_params: dict[str, tuple[ParamSpec, ...]],
+) -> None:
+    """Take the parameters the engine fills itself out of a task's free parameters: the
+    signals it waits for (:mod:`nbflow.signals`) and a loop's ``previous``.
+
+    Raises:
+        DefinitionError: a signal named like a task (see
+            :func:`~nbflow.signals.check_wait_for`).
+    """
+    own: set[str] = set()
+    wait = values["wait_for"]
+    if wait is not None:
+        check_wait_for(name, wait, None, known)  # its parameters: checked by the DSL
+        own.update(wait.signals)
+    if values["max_iterations"] is not None:
+        own.add(PREVIOUS)
+    free_params[name] = tuple(p for p in free_params[name] if p.name not in own)
+
+
 def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
     """Check that every non-task parameter has a run variable or a default, and that no run
     variable is a misspelling of one that something reads.
@@ -353,6 +391,12 @@ def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
             suggestion = closest(str(variable), readable)
             if suggestion is not None:
                 raise UnknownVariableError(str(variable), suggestion)
+
+
+def readable_variables(plan: Plan) -> frozenset[str] | None:
+    """Every run variable something in ``plan`` can read (None: any name may be read), made
+    once per plan (see :func:`_readable_variables`)."""
+    return plan.table("readable_variables", lambda: _readable_variables(plan))
 
 
 def _readable_variables(plan: Plan) -> frozenset[str] | None:

@@ -68,8 +68,23 @@ class Run:
 
     @property
     def parent_run(self) -> str | None:
-        """Id of the run whose end started this one (a chained flow), else None."""
+        """Id of the run that started this one: a chained flow's upstream run, a subflow's
+        parent run; else None."""
         return self._state.parent_run
+
+    @property
+    def children(self) -> dict[str, list[Run]]:
+        """Subflow task -> the child runs it started (one per attempt or loop iteration),
+        live while they run (see :mod:`nbflow.subflows`)."""
+        return {
+            task: [Run(child) for child in runs if child is not None]
+            for task, runs in self._state.children.items()
+        }
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        """Signal -> the last value the run received of it (see :mod:`nbflow.waits`)."""
+        return dict(self._state.signals)
 
     @property
     def flow_version(self) -> str:

@@ -30,6 +30,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from .joins import check_trigger
 from .locks import check_lock_name
 from .retry import Retry, coerce_retry
+from .signals import WaitFor, coerce_wait_for
 
 TriggerRule = Literal["all_success", "all_done", "none_failed", "one_success", "one_failed"]
 WeightRule = Literal["absolute", "downstream", "upstream"]
@@ -65,6 +66,14 @@ class TaskOptions(BaseModel):
     complete_when: str | None = None
     #: tasks holding the same lock never run at the same time (see :mod:`nbflow.locks`)
     lock: str | None = None
+    #: signals the task waits for before it starts (see :mod:`nbflow.signals`)
+    wait_for: WaitFor | None = None
+    #: with ``wait_for``: a signal sent while the task is not waiting yet is not kept for it
+    transient: bool = False
+    #: a loop: run again with the previous result until this holds (see :mod:`nbflow.loops`)
+    until: str | None = None
+    until_fn: Callable[..., Any] | None = Field(default=None, exclude=True)
+    max_iterations: int | None = Field(default=None, ge=1)
     critical: bool = False
     tags: tuple[str, ...] = ()
     worker: str | None = None
@@ -102,6 +111,11 @@ class TaskOptions(BaseModel):
     def _known_trigger(cls, value: str) -> str:
         return check_trigger(value, TRIGGER_RULES)
 
+    @field_validator("wait_for", mode="before")
+    @classmethod
+    def _wait_for(cls, value: Any) -> WaitFor | None:
+        return coerce_wait_for(value)
+
     @field_validator("lock", mode="before")
     @classmethod
     def _lock_name(cls, value: Any) -> str | None:
@@ -123,6 +137,8 @@ class TaskOptions(BaseModel):
             self.fan_out is None
         ):
             raise ValueError("concurrency, rate and allow_partial need fan_out='<parameter>'")
+        if self.transient and self.wait_for is None:
+            raise ValueError("transient=True needs wait_for=... (the signals it applies to)")
         return self
 
 

@@ -99,6 +99,17 @@ class RunState:
     progress: dict[str | tuple[str, int], tuple[int, float, float | None]] = field(
         default_factory=dict
     )
+    #: Signals the run received: name -> the last value (see :mod:`nbflow.waits`).
+    signals: dict[str, Any] = field(default_factory=dict)
+    #: Tasks waiting for signals now -> what they wait for, in words.
+    waiting: dict[str, str] = field(default_factory=dict)
+    #: Tasks whose signals came -> (when they began to wait or None, when the signals came).
+    signalled: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    #: Loop tasks -> the iteration they are at (from 2: see :mod:`nbflow.iterations`).
+    iterations: dict[str, int] = field(default_factory=dict)
+    #: Subflow tasks -> the states of the child runs they started (one per attempt or
+    #: iteration), live (see :mod:`nbflow.children`).
+    children: dict[str, list[Any]] = field(default_factory=dict)
     last_seq: int = -1
     last_t: float = 0.0
     #: The moment a replay shows (run-clock seconds), set by :class:`nbflow.replay.Replayer`;
@@ -172,7 +183,7 @@ def _queued(s: RunState, e: ev.TaskQueued) -> None:
     record.state, record.queued_t, record.queued_seq = _QUEUED, e.t, e.seq
 
 
-def _started(s: RunState, e: ev.TaskStarted) -> None:
+def _started(s: RunState, e: ev.TaskStarted, label: str | None = None) -> None:
     record = s.tasks[e.task]
     if e.element is None:
         record.state = _RUNNING
@@ -185,7 +196,7 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         if s.fan_out and e.task in s.fan_out:
             return  # a fan-out task's rows are its elements' attempts
         row = AttemptRow(
-            e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
+            label or e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
         s.open_rows[e.task] = row
@@ -287,6 +298,37 @@ def _progress(s: RunState, e: ev.TaskProgress) -> None:
     s.progress[e.task if e.element is None else (e.task, e.element)] = (e.attempt, e.done, e.total)
 
 
+def _signal(s: RunState, e: ev.SignalReceived) -> None:
+    s.signals[e.signal] = e.value
+
+
+def _waiting(s: RunState, e: ev.TaskWaiting) -> None:
+    s.waiting[e.task] = e.description
+    s.signalled[e.task] = (e.t, e.t)  # the second: when they come (see _signalled)
+    s.tasks[e.task].reason = f"waiting for {e.description}"
+
+
+def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
+    s.waiting.pop(e.task, None)
+    began = s.signalled.get(e.task)
+    s.signalled[e.task] = (began[0] if began is not None else None, e.t)
+    if e.signals:
+        s.tasks[e.task].reason = "received " + ", ".join(map(repr, e.signals))
+
+
+def _iteration(s: RunState, e: ev.IterationStarted) -> None:
+    s.iterations[e.task] = e.iteration
+    _started(s, e, f"{e.task}#{e.iteration}")
+
+
+def _iteration_ended(s: RunState, e: ev.IterationEnded) -> None:
+    s._close(e.task, None, e.t, "succeeded", None, e.worker, e.began)
+
+
+def _subflow(s: RunState, e: ev.SubflowStarted) -> None:
+    s.children.setdefault(e.task, []).append(e.child)
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -300,4 +342,10 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskCancelled: _cancelled,
     ev.TaskLog: _log,
     ev.TaskProgress: _progress,
+    ev.SignalReceived: _signal,
+    ev.TaskWaiting: _waiting,
+    ev.TaskSignalled: _signalled,
+    ev.IterationStarted: _iteration,
+    ev.IterationEnded: _iteration_ended,
+    ev.SubflowStarted: _subflow,
 }

@@ -196,8 +196,9 @@ def test_decorator_signature_matches_task_options():
         for p in inspect.signature(with_options).parameters.values()
         if p.kind is p.KEYWORD_ONLY
     }
-    # `when` accepts a callable, which the DSL stores as `when_fn` (kept out of the JSON spec).
-    assert keyword_names == set(TaskOptions.model_fields) - {"when_fn"}
+    # `when` and `until` accept a callable, which the DSL stores as `when_fn` / `until_fn`
+    # (kept out of the JSON spec).
+    assert keyword_names == set(TaskOptions.model_fields) - {"when_fn", "until_fn"}
 
 
 def test_callable_when_is_stored_out_of_the_json_spec():

@@ -28,10 +28,21 @@ ROOT = "flow"
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "definition values",
-        {"evaluator", "checks", "retry", "conditions", "identity", "collector", "joins", "locks"},
+        {
+            "evaluator",
+            "checks",
+            "retry",
+            "conditions",
+            "identity",
+            "collector",
+            "joins",
+            "locks",
+            "signals",
+            "loops",
+        },
     ),
     ("spec", {"spec"}),
-    ("DSL", {"dsl", "switch"}),
+    ("DSL", {"dsl", "switch", "subflows"}),
     ("graph", {"graph"}),
     (
         "the engine's parts",
@@ -59,7 +70,20 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts", "logs", "completion", "termination"}),
+    (
+        "engine",
+        {
+            "engine",
+            "attempts",
+            "logs",
+            "completion",
+            "termination",
+            "waits",
+            "iterations",
+            "children",
+            "runners",
+        },
+    ),
     ("run state reducer", {"state"}),
     (
         "observers",

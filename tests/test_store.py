@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import threading
 import time
 
@@ -326,12 +325,14 @@ def test_the_event_log_gives_back_every_event_as_it_was(tmp_path):
     assert flow.state_store.results(run.run_id)["table"].stored
 
 
-def test_the_event_log_leaves_out_unknown_kinds_and_never_imports_what_it_names(tmp_path):
+def test_the_event_log_leaves_out_unknown_kinds_and_keeps_what_events_carry(tmp_path):
     """A newer nbflow's events: a kind this one does not know is left out (the others keep
-    their seq), one with more fields is read with those it has; a name of a global in a
-    stored row is read as a name, never imported or called."""
+    their seq), one with more fields is read with those it has; what an event carries comes
+    back as it was when it pickles (a signal's value), else as its repr."""
+    import fractions
     import pickle
     import sqlite3
+    import threading as threading_module
 
     from nbflow.store import eventlog
 
@@ -344,7 +345,7 @@ def test_the_event_log_leaves_out_unknown_kinds_and_never_imports_what_it_names(
         items = [
             nf.TaskQueued, 0.5, "a", "extra field",
             Unknown, 0.6,
-            nf.TaskQueued, 0.7, os.system,
+            nf.SignalReceived, 0.7, "approved", fractions.Fraction(1, 3), "handle.send",
         ]  # fmt: skip
         data = pickle.dumps(items, protocol=5)
     finally:
@@ -355,10 +356,11 @@ def test_the_event_log_leaves_out_unknown_kinds_and_never_imports_what_it_names(
         con.commit()
     first, second = store.event_objects("r")
     assert (first.seq, first.t, first.task) == (0, 0.5, "a")
-    name = f"{os.system.__module__}.system"
-    assert (second.seq, second.t, second.task) == (2, 0.7, name)
-    assert isinstance(second.task, str) and second.task is not os.system  # read, not imported
-    assert eventlog.decode("r", [data])[1].task == name
+    assert (second.seq, second.t, second.signal) == (2, 0.7, "approved")
+    assert second.value == fractions.Fraction(1, 3)
+    lock = threading_module.Lock()  # does not pickle: kept as its repr
+    [back] = eventlog.decode("r", [eventlog.encode([nf.SignalReceived, 0.1, "s", lock, "me"])])
+    assert back.value.startswith("<unlocked _thread.lock") and back.sender == "me"
 
 
 def test_a_store_that_overrides_submit_sees_every_event(tmp_path):

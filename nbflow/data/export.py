@@ -119,7 +119,11 @@ def _task(task: Task, registry: AgentRegistry) -> dict[str, Any]:
 
 
 def _options(spec: TaskSpec) -> dict[str, Any]:
-    for field, what in (("when_fn", "a callable `when`"), ("cache_key", "a callable cache_key")):
+    for field, what in (
+        ("when_fn", "a callable `when`"),
+        ("cache_key", "a callable cache_key"),
+        ("until_fn", "a callable `until`"),
+    ):
         if getattr(spec, field) is not None:
             raise DefinitionError(
                 f"task {spec.name!r} cannot be exported: {what} is Python code, not data; "
@@ -137,6 +141,8 @@ def _options(spec: TaskSpec) -> dict[str, Any]:
             continue
         if field == "retry":
             value = _retry(value)
+        elif field == "wait_for":
+            value = value.model_dump(exclude_defaults=True)  # read back by coerce_wait_for
         options[field] = _plain(value)
     return options
 

@@ -13,16 +13,17 @@ Pickle, not JSON: this is the bulk of what a run writes, and JSON spends most of
 spelling floats (five times slower, and GIL time taken from the run). An event's fields are
 stored by position, so a field added to an event class goes at its end, with a default.
 
-What an event carries is stored as plain data: an exception as its type's name and its
-message (:func:`stored_error` gives it back), any other object as its ``repr``. A task's
-result rides along only when it is a plain value (:data:`LOGGED`: None, a bool, an int or a
-float); the store keeps results apart (:mod:`nbflow.store.results`), the engine leaves the
-others out of the row.
+What an event carries is stored as it is when it pickles (a signal's value comes back
+whole to the run that resumes it), else as its ``repr``; an exception as its type's name and
+its message (:func:`stored_error` gives it back); a run's variables as plain data (what is
+not, as its ``repr``: they are in the ``runs`` row too); a subflow's live child run not at
+all (the store has that run apart). A task's result rides along only
+when it is a plain value (:data:`LOGGED`: None, a bool, an int or a float); the store keeps
+results apart (:mod:`nbflow.store.results`), the engine leaves the others out of the row.
 
 :func:`decode` gives the events back as :mod:`nbflow.events` objects, so what is folded from
-the log (attempts, a timeline, a replay) is folded by the same reducer as a live run.
-Reading the log unpickles only events, these stand-ins and builtin values: any other name a
-pickle refers to is read as a name, never imported.
+the log (attempts, a timeline, a replay) is folded by the same reducer as a live run. An
+event of a kind this nbflow does not know (a newer one wrote it) is left out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import events as ev
+from ..state import RunState
 
 COMMON = ("seq", "t", "task", "attempt", "element", "worker")
 
@@ -59,16 +61,18 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskCancelled: ("reason",),
     ev.TaskLog: ("lines", "dropped", "latest"),
     ev.TaskProgress: ("done", "total"),
+    ev.SignalReceived: ("signal", "value", "sender"),
+    ev.TaskWaiting: ("signals", "description"),
+    ev.TaskSignalled: ("signals",),
+    ev.IterationStarted: ("size", "iteration"),
+    ev.IterationEnded: ("iteration", "began"),
+    ev.SubflowStarted: ("child_run", "flow"),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 #: The types of result a ``TaskSucceeded`` row may carry (the engine leaves others out).
 LOGGED: frozenset[type] = frozenset({type(None), bool, int, float})
-_EXACT = frozenset({*LOGGED, str, bytes, complex})  # what pickles as itself, anywhere
+_EXACT = frozenset({*LOGGED, str, bytes, complex})  # plain data, as it is
 _SHOWN = 1000  # characters of an object's repr kept in the log
-_NAMED = frozenset({ev.__name__, "builtins"})  # modules whose classes the log names
-_CLASSES = frozenset(
-    c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event)
-)
 
 
 class StoredError(Exception):
@@ -101,31 +105,35 @@ def _shown(value: Any) -> str:
 
 
 class _Pickler(pickle.Pickler):
-    # Called for what pickle has no builtin way for (not for str, int, tuple, dict...), and
-    # for classes and functions the first time each is met.
+    # Called for what pickle has no builtin way for (not for str, int, tuple, dict...).
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
             return stored_error, (type(obj).__name__, _message(obj))
-        if type(obj) is complex or obj is stored_error:
-            return NotImplemented
-        if isinstance(obj, type) and obj.__module__ in _NAMED:
-            return NotImplemented  # an event's class, or a builtin one: by its name
-        for base in (str, int, float):  # an enum of strings, a numpy float: the plain value
-            if isinstance(obj, base):
-                return base, (base(obj),)
-        return str, (_shown(obj),)
+        if isinstance(obj, RunState):  # a subflow's child run, live: the store has it apart
+            return type(None), ()
+        return NotImplemented
 
 
 def encode(log: list[Any]) -> bytes:
-    """The ``events`` of one ``records`` row: the items of a run's log (class, ``t``, arguments,
-    class, ``t``, arguments...)."""
+    """The ``events`` of one ``records`` row: the items of a run's log (class, ``t``,
+    arguments, class, ``t``, arguments...)."""
+    if log and log[0] is ev.RunStarted:  # its variables: plain data (see the docstring)
+        log = [*log[:5], _plain(log[5]), *log[6:]]
     buffer = io.BytesIO()
     try:
         _Pickler(buffer, protocol=5).dump(log)
-    except Exception:  # a value pickle cannot name (a lambda among a run's variables)
+    except Exception:  # something that does not pickle (a lock sent as a signal's value)
         buffer = io.BytesIO()
-        _Pickler(buffer, protocol=5).dump(list(map(_plain, log)))
+        _Pickler(buffer, protocol=5).dump(list(map(_pickled_or_shown, log)))
     return buffer.getvalue()
+
+
+def _pickled_or_shown(value: Any) -> Any:
+    try:
+        _Pickler(io.BytesIO(), protocol=5).dump(value)
+    except Exception:
+        return _shown(value)
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -137,44 +145,32 @@ def _plain(value: Any) -> Any:
         return kind(map(_plain, value))
     if kind is dict:
         return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, BaseException) or (
-        isinstance(value, type) and issubclass(value, ev.Event)
-    ):
-        return value
     return _shown(value)
-
-
-class _Name(str):
-    """A name a pickle in the log refers to that is not read as code (an unknown global)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Name:
-        return self
 
 
 class _Unknown(ev.Event):
     """An event of a kind this nbflow does not know (a newer one wrote it): left out."""
 
 
-_BUILTINS = frozenset({"complex", "set", "frozenset", "bytearray", "str", "int", "float"})
+_EVENTS = {c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event)}
+_EVENTS.add(_Unknown)
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module == ev.__name__:
+        if module == ev.__name__:  # an event's class, maybe one of a newer nbflow
             found = getattr(ev, name, None)
             known = isinstance(found, type) and issubclass(found, ev.Event)
             return found if known else _Unknown
-        if (module, name) == (__name__, "stored_error"):
-            return stored_error
-        if module == "builtins" and name in _BUILTINS:
-            return super().find_class(module, name)
-        return _Name(f"{module}.{name}")
+        return super().find_class(module, name)
 
 
 def rows_of(data: bytes) -> Iterator[tuple[type[ev.Event], float, tuple[Any, ...]]]:
     """The events of one ``records`` row as ``(class, t, args)``."""
     items = _Unpickler(io.BytesIO(data)).load()
-    starts = [i for i, item in enumerate(items) if type(item) is type]
+    # An event's class begins each event (no event holds an event's class: a signal's value
+    # could be a class, never one of these).
+    starts = [i for i, item in enumerate(items) if isinstance(item, type) and item in _EVENTS]
     for start, end in zip(starts, [*starts[1:], len(items)], strict=True):
         yield items[start], items[start + 1], tuple(items[start + 2 : end])
 
