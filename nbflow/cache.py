@@ -109,10 +109,10 @@ def attach_store(
                 f"flow {plan.flow_name!r} has no store (store=None or NBFLOW_STORE=none), so "
                 "there is nothing to resume from; give it one with Flow(..., store=PATH)"
             )
-        cached = [n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key]
+        cached = _cached_tasks(plan)
         if cached:
             warnings.warn(
-                f"flow {plan.flow_name!r} has no store, so cache=True on {cached[:3]} does "
+                f"flow {plan.flow_name!r} has no store, so cache=True on {list(cached[:3])} does "
                 "nothing; give the flow a store to cache results",
                 StoreWarning,
                 stacklevel=4,
@@ -127,7 +127,7 @@ def attach_store(
     )
     local = None
     if getattr(executor, "remote_results", False):  # other results stay on the cluster
-        local = frozenset(n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key)
+        local = frozenset(_cached_tasks(plan))
     context = RunContext(
         run_id, plan, identity, dict(variables), spec_now, resumed_from, parent_run, local,
         variable_digests(dict(variables)),
@@ -141,9 +141,13 @@ def attach_store(
 def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None:
     """One :class:`CacheWarning` per task that would be reused but cannot be: something it
     depends on has no stable hash, so it always runs (never a stale result)."""
-    for name, found in identity.tasks.items():
-        spec = plan.specs[name]
-        if found.digest is not None or not (resuming or spec.cache or spec.cache_key):
+    tasks = (
+        identity.tasks.items()
+        if resuming
+        else ((n, identity.tasks[n]) for n in _cached_tasks(plan))
+    )
+    for name, found in tasks:
+        if found.digest is not None:
             continue
         path, reason = found.unhashable[0]
         warnings.warn(
@@ -154,6 +158,14 @@ def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None
             CacheWarning,
             stacklevel=5,
         )
+
+
+def _cached_tasks(plan: Plan) -> tuple[str, ...]:
+    """The tasks of ``plan`` with ``cache=True`` or a ``cache_key`` (worked out once)."""
+    return plan.table(
+        "cached_tasks",
+        lambda: tuple(n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key),
+    )
 
 
 def _resumed(
@@ -221,10 +233,13 @@ class ReuseHooks:
     @property
     def active(self) -> bool:
         """Whether any task may be served from the store (a resume, or a cached task)."""
-        plan = self.context.plan
-        return bool(self.previous) or any(
-            plan.specs[n].cache or plan.specs[n].cache_key for n in plan.names
-        )
+        return bool(self.previous) or bool(_cached_tasks(self.context.plan))
+
+    @property
+    def served(self) -> bool:
+        """Whether this run has served any task from the store (its result is read from
+        there when first needed)."""
+        return bool(self._reused)
 
     def bind(self, state: RunState) -> None:
         """Read upstream outcomes from ``state`` (the run's reduced state)."""
@@ -340,7 +355,7 @@ class ReuseHooks:
                 # Restored from the resumed run: the very value it had there.
                 found[param] = _RESTORED if restored else reused.digest()
             else:
-                found[param] = self.recorder.digest_of(dep)
+                found[param] = self.recorder.digest_of(dep, state.tasks[dep].result)
         for p in plan.free_params[name]:
             if p.name in self.context.variables:
                 found[p.name] = self.context.var_digests.get(p.name)

@@ -77,6 +77,7 @@ from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
+_SUCCEEDED = ev.TaskSucceeded
 log = logging.getLogger("nbflow.engine")
 
 
@@ -123,13 +124,14 @@ class Engine:
         self.wall_start = wall_start
         self.parent_run = parent_run
         self.hooks = hooks  # resume and cache lookups (see nbflow.cache); None for none
-        # The store's recorder: its routes take every event before subscribers do (one
-        # C-level queue append each), keep() takes each result as its task returns, and the
-        # run waits for finished() before it returns (see nbflow.store.recorder).
+        # The store's recorder: its log takes every event's row before subscribers see the
+        # event (one C-level list extend each), keep() takes each result as its task
+        # returns, and the run waits for finished() before it returns (nbflow.store.recorder).
         self.journal = journal
-        self._record: dict[type, Callable[[Any], None]] | None = (
-            journal.routes if journal is not None else None
+        self._record: Callable[[Any], None] | None = (
+            journal.log.extend if journal is not None else None
         )
+        self._logged: frozenset[type] = journal.logged if journal is not None else frozenset()
         self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
         #: What tasks print, log and report (a :class:`nbflow.logs.RunOutput`, given by the
@@ -237,8 +239,15 @@ class Engine:
         state = self.state  # RunState.apply, inline (three events per task)
         state.last_seq, state.last_t = seq, t
         _APPLY[cls](state, event)
-        if self._record is not None:
-            self._record[cls](event)
+        record = self._record
+        if record is not None:
+            # The row the event was made from; a result that is not a plain value stays out
+            # of it (the store keeps results apart: keep()).
+            if cls is _SUCCEEDED and type(args[2]) not in self._logged:
+                args = (*args[:2], None, *args[3:])
+            # At the end of the run's log (its seq: its place there); a concatenation builds
+            # one tuple less than (cls, t, *args): 25 ns of the 90 an event costs here.
+            record((cls, t) + args)  # noqa: RUF005
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
 
@@ -284,6 +293,8 @@ class Engine:
         )  # fmt: skip
         if self.hooks is not None:
             self.hooks.bind(self.state)
+        if self.journal is not None:
+            self.journal.started()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -319,7 +330,7 @@ class Engine:
             if self.journal is not None:
                 # The run is over; the loop keeps serving widgets while the store writes the
                 # rest of it (bounded by the store's timeout, and shielded from a cancel).
-                failure = await self.journal.finished()
+                failure = await self.journal.finished(self.state)
                 if failure is not None:
                     self.state.store_error = str(failure)
         return self.state

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskFailedError
-from .lazy import LazyValues, is_lazy
+from .lazy import LazyValues
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .state import RunState
 
@@ -120,7 +120,8 @@ class Run:
             self._results_cache = (self._state.last_seq, values)
         if self._materialize is not None:
             return RemoteResults(values, self._materialize, self._fetched)
-        if self._durable is not None and any(map(is_lazy, values.values())):
+        if self._durable is not None and self._durable.hooks.served:
+            # Results served from the store are read when first needed.
             return LazyValues(values)
         return values
 

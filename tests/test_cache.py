@@ -54,6 +54,26 @@ def test_a_second_run_is_served_from_the_cache():
     assert run.timeline().status.tolist() == ["cached", "cached"]
 
 
+def test_a_cache_lookup_reads_the_one_row_it_needs(monkeypatch):
+    """Each cached task finds its result by its key alone, never by reading every result
+    of the run it was stored by (which made a flow of n cached tasks O(n²) to serve)."""
+    from nbflow.store.sqlite import SQLiteStore
+
+    flow = nf.Flow("many-cached")
+    for i in range(50):
+        flow.task(name=f"t{i}", cache=True)(lambda i=i: {"value": i})
+    flow.task(name="plain", cache=True)(lambda: 7)
+    flow.run()
+
+    def whole_run(*_args):
+        raise AssertionError("a cache lookup read every result of a run")
+
+    monkeypatch.setattr(SQLiteStore, "results", whole_run)
+    run = flow.run()
+    assert set(run.states.values()) == {"cached"}
+    assert run.results["t7"] == {"value": 7} and run.results["plain"] == 7
+
+
 def test_changing_a_tasks_code_invalidates_it_and_through_its_result_its_dependants():
     calls: list[str] = []
     flow = _flow(calls)
