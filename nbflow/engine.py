@@ -63,6 +63,7 @@ from .graph import Plan
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
+from .mapping import pairs
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
@@ -70,6 +71,7 @@ from .pool import Pool
 from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
+from .streams import Stream, stream_consumers, streamers
 from .termination import Termination
 from .waits import Waits, known_signals
 
@@ -222,6 +224,11 @@ class Engine:
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
+        # Streaming (nbflow.streams): producer -> its consumers, the tasks whose result may
+        # be an iterator to read out, and the streams opened in this run (by producer).
+        self._stream_consumers = stream_consumers(plan)
+        self._streamers = streamers(plan)
+        self._streams: dict[str, Stream] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -503,6 +510,31 @@ class Engine:
         """Why ``task`` is being cancelled, in words ("" when nobody said)."""
         return self.scope.why(task) or self._stop_reason
 
+    # -- streaming (nbflow.streams) ------------------------------------------------------------
+
+    def open_stream(self, name: str) -> Stream | None:
+        """``name`` begins to produce: its consumers that only waited for it are queued now
+        (:func:`nbflow.scheduler.opened`); its stream, or None when nothing streams from it
+        (or the run is stopping). A retried attempt gets the stream its first one opened."""
+        consumers = self._stream_consumers.get(name)
+        if not consumers or self._stopping:
+            return None
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = Stream(name, consumers)
+            transition = sch.opened(self.plan, self.sched, name, consumers, self._key)
+            if transition.queued:
+                self._emit_transition(transition)
+                self._dispatch()
+        return stream
+
+    def streams_into(self, name: str) -> bool:
+        """Whether fan-out task ``name`` reads a source that streams in this run."""
+        if not self._streams:
+            return False
+        fan_out = self.plan.specs[name].fan_out
+        return fan_out is not None and any(s in self._streams for _, s in pairs(fan_out))
+
     def attempt_over(self, task: str, element: int | None, attempt: int) -> bool:
         """Whether that attempt should stop (``nf.context().cancelled``): see
         :func:`nbflow.attempts.attempt_over`."""
@@ -681,6 +713,12 @@ class Engine:
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""
         sched = self.sched
+        streamed = None
+        if self._streams:  # a producer that streamed: its consumers counted it as it opened
+            stream = self._streams.get(name)
+            if stream is not None:
+                stream.end(outcome)
+                streamed = stream.consumers
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
@@ -691,7 +729,7 @@ class Engine:
                 self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
-        transition = sch.complete(self.plan, sched, name, outcome, self._key)
+        transition = sch.complete(self.plan, sched, name, outcome, self._key, streamed)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
             if self.scope.joins and transition.queued:

@@ -173,7 +173,7 @@ def test_cache_ttl_expires_entries(monkeypatch):
     assert run.states["base"] == "succeeded" and calls.count("base") == 2
 
 
-def test_fan_out_tasks_are_cached_as_a_whole():
+def test_fan_out_tasks_are_cached_element_by_element():
     calls: list[int] = []
     flow = nf.Flow("fan-cache")
 
@@ -189,7 +189,9 @@ def test_fan_out_tasks_are_cached_as_a_whole():
     flow.run()
     run = flow.run()
     assert sorted(calls) == [1, 2, 3] and run.results["double"] == [2, 4, 6]  # ran once
-    assert run.states["double"] == "cached"
+    assert run.states["double"] == "cached"  # every element came from the cache
+    rows = run.timeline()
+    assert rows[rows.base_task == "double"].status.tolist() == ["cached"] * 3
 
 
 def test_an_input_that_cannot_be_hashed_means_no_reuse_and_a_warning():

@@ -67,6 +67,7 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.IterationStarted: ("size", "iteration"),
     ev.IterationEnded: ("iteration", "began"),
     ev.SubflowStarted: ("child_run", "flow"),
+    ev.ElementKeyed: ("key",),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 #: The types of result a ``TaskSucceeded`` row may carry (the engine leaves others out).

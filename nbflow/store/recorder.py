@@ -239,6 +239,38 @@ class Recorder:
         self.snapshots[task] = snap
         self._kept((task, snap))
 
+    def keep_element(
+        self, task: str, label: str, value: Any, cache_key: str
+    ) -> Awaitable[None] | None:
+        """Store a fan-out element's result as ``label`` (``task[key]``) under
+        ``cache_key`` (``cache=True`` caches each element: see :class:`nbflow.cache.
+        ElementCache`). Like :meth:`keep`, an awaitable to await when it serialises in a
+        thread; a value that cannot be serialised is not stored (one warning)."""
+        if task in self._unkept:
+            return None
+        kind = type(value)
+        if kind in self._plain:
+            self._element_kept(label, value, cache_key)
+            return None
+        if kind in self._pickled:
+            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            if len(data) <= self.store.file_bytes:
+                self._element_kept(label, data, cache_key)
+                return None
+        if self._slow(value):
+            return self._keep_element_in_thread(label, value, cache_key)
+        self._element_kept(label, self._snapshot(label, value), cache_key)
+        return None
+
+    async def _keep_element_in_thread(self, label: str, value: Any, cache_key: str) -> None:
+        self._element_kept(label, await asyncio.to_thread(self._snapshot, label, value), cache_key)
+
+    def _element_kept(self, label: str, item: Any, cache_key: str) -> None:
+        if item is None:  # it did not serialise (a warning says so)
+            return
+        self.keys[label] = cache_key  # first: the writer may take the item at once
+        self._kept((label, item))
+
     def digest_of(self, task: str, value: Any) -> str | None:
         """The content digest of ``task``'s result ``value`` in this run (None: not
         stored)."""

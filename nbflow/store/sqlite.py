@@ -246,8 +246,8 @@ class SQLiteStore:
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt of ``run_id`` (``element`` None for a task as a whole), in the order
-        they started: ``task, element, attempt, state, started, ended, worker, error,
-        traceback`` (times are Unix seconds)."""
+        they started: ``task, element, key, attempt, state, started, ended, worker, error,
+        traceback`` (times are Unix seconds; ``key`` is the element's ``key=``, or None)."""
         state = self.state(run_id)
         found = []
         for row in state.rows:
@@ -257,6 +257,7 @@ class SQLiteStore:
                 {
                     "task": row.base,
                     "element": row.element,
+                    "key": _key_of(record, row.element),
                     "attempt": row.attempt,
                     "state": row.status,
                     "started": state.wall_start + row.start,
@@ -485,3 +486,10 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location!r}>"
+
+
+def _key_of(record: Any, element: int | None) -> str | None:
+    """The ``key=`` of a fan-out element (None: no element, or no key)."""
+    if element is None or record is None or record.element_keys is None:
+        return None
+    return record.element_keys.get(element)
