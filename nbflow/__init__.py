@@ -34,6 +34,8 @@ from .errors import (
     ConditionError,
     CycleError,
     DefinitionError,
+    DuplicateKeyError,
+    FanOutError,
     MissingDependencyError,
     MissingInputError,
     NbflowError,
@@ -46,6 +48,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .events import (
+    ElementKeyed,
     Event,
     IterationEnded,
     IterationStarted,
@@ -75,6 +78,7 @@ from .lines import LogCapture
 from .locks import Locks
 from .locks import locks_of as lock_table
 from .loops import LoopContext, LoopError
+from .mapping import FanOut, product, zip
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .progress import track
@@ -146,7 +150,11 @@ __all__ = [
     "DaskClusterError",
     "DaskExecutor",
     "DefinitionError",
+    "DuplicateKeyError",
+    "ElementKeyed",
     "Event",
+    "FanOut",
+    "FanOutError",
     "Flow",
     "FlowValidationError",
     "IterationEnded",
@@ -214,9 +222,11 @@ __all__ = [
     "load_flow",
     "lock_table",
     "middleware",
+    "product",
     "prune",
     "replay",
     "retry",
     "track",
     "why",
+    "zip",
 ]

@@ -4,11 +4,9 @@
 
     placed (a slot held; none for a fan-out task) -> async gates -> reuse (resume, cache)
         -> inputs (stored ones read now) -> attempts: middleware(executor.call) in a timeout,
-           retried by the policy
-        or -> fan-out: each element takes its own slot, then its attempts
+           retried by the policy (an iterator result read out, streamed: nbflow.streams)
+        or -> fan-out: nbflow.mapped (each element takes its own slot, then its attempts)
     -> TaskSucceeded | TaskFailed | TaskCancelled | TaskSkipped
-    (a fan-out task with complete_when may succeed before its last elements end:
-    nbflow.completion)
 
 The functions here take the :class:`~nbflow.engine.Engine` whose state they read and
 whose events they emit. A task's attempt runs with ``nf.context()`` set (:mod:`nbflow.context`). A
@@ -22,18 +20,17 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .completion import Completion, kept
 from .context import current
 from .errors import RetryIfError, TaskTimeoutError
 from .errors import format_exception as format_error
 from .executors import LocalExecutor
-from .fanout import Withdrawn, sliding_window
 from .gates import GateContext, condition_error, evaluate, is_async
 from .graph import task_variables
 from .lazy import loaded
 from .lifecycle import SUCCESSFUL, TaskState
 from .middleware import Context, call_with
 from .retry import RetryState
+from .streams import drain, is_stream_value, streamers
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -64,12 +61,13 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
     if waits is not None and name in waits.released:  # the signals it waited for
         kwargs.update(waits.released[name])
     hooks = engine.hooks
-    if hooks is not None:
+    if hooks is not None and not engine.streams_into(name):
         cached = await hooks.lookup(name, kwargs)
         if cached is not None:
             why = hooks.decisions[name].summary()
             engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
             return S.CACHED
+    if hooks is not None:
         kwargs = await loaded(kwargs)  # stored upstream results, read only now
     special = engine._special.get(name)  # a fan-out, a loop (see Engine._special)
     if special is not None:
@@ -173,8 +171,9 @@ async def async_gates(engine: Engine, name: str) -> S | None:
 
 def plain_tasks(plan: Any) -> frozenset[str]:
     """The tasks of ``plan`` whose run is one await of their async function: no gate, no
-    fan-out, no retry, no timeout (what the run adds, middleware, an executor other than
-    the local one, the store's reuse, is checked by the engine)."""
+    fan-out, no retry, no timeout, no iterator to read out (what the run adds, middleware,
+    an executor other than the local one, the store's reuse, is checked by the engine)."""
+    streaming = streamers(plan)  # their result may be an iterator to read out
     return frozenset(
         name
         for name in plan.names
@@ -185,6 +184,7 @@ def plain_tasks(plan: Any) -> frozenset[str]:
         and spec.timeout is None
         and spec.wait_for is None
         and spec.max_iterations is None
+        and name not in streaming
     )
 
 
@@ -321,12 +321,16 @@ async def call(
     """One call of the task's function, through the task middleware, within its timeout.
 
     The timeout measures the attempt's own body: a sync call waiting for a free thread
-    starts its clock when the thread takes it.
+    starts its clock when the thread takes it. A task that may stream has its iterator
+    read out within it (:func:`produced`).
     """
     spec = engine.plan.specs[name]
     timeout = spec.timeout
     if timeout is None:
-        return await invoke(engine, name, kwargs, attempt, worker, element, None)
+        result = await invoke(engine, name, kwargs, attempt, worker, element, None)
+        if name in engine._streamers:
+            return await produced(engine, name, result)
+        return result
     loop = engine.loop
     assert loop is not None
     live = True  # the thread may say the body started after the attempt was cancelled
@@ -338,9 +342,12 @@ async def call(
     try:
         async with asyncio.timeout(None) as scope:
             try:
-                return await invoke(engine, name, kwargs, attempt, worker, element, started)
+                result = await invoke(engine, name, kwargs, attempt, worker, element, started)
             finally:
                 live = False
+            if name in engine._streamers:  # reading the iterator out is the attempt's work
+                result = await produced(engine, name, result)
+            return result
     except TimeoutError:
         if scope.expired():
             raise TaskTimeoutError(name, timeout) from None
@@ -394,71 +401,28 @@ def executor_call(
                               priority=spec.priority)  # fmt: skip
 
 
-# -- fan-out ----------------------------------------------------------------------------
+# -- a streaming producer ----------------------------------------------------------------
 
 
-async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | None:
-    """Run one element per item, each in a slot of its own (see :mod:`nbflow.limits`)."""
-    spec = engine.plan.specs[name]
-    param = spec.fan_out
-    assert param is not None
-    source = kwargs.get(param)
-    try:
-        items = list(source)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"task {name!r} fan_out={param!r}: upstream result "
-            f"{type(source).__name__} is not iterable"
-        ) from None
-    engine._emit(ev.TaskStarted, name, 1, None, None, len(items))
-    wants_worker = name in engine._wants_worker
-    completion = Completion(engine, name, len(items)) if spec.complete_when else None
-    running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
-
-    async def run_one(index: int, item: Any) -> Any:
-        running[index] = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            worker = await engine.slots.wait(name, spec.worker)
-            if completion is not None and completion.stopped:  # complete before it started
-                engine.slots.release(worker)
-                raise Withdrawn
-            try:
-                inputs = {**kwargs, param: item}
-                if wants_worker:
-                    inputs["worker"] = worker
-                ok, value = await run_attempts(engine, name, inputs, worker, index)
-            finally:
-                engine.slots.release(worker)
-                engine._dispatch_soon()  # a freed slot may let a ready task start
-        finally:
-            del running[index]
-        if not ok:
-            raise value
+async def produced(engine: Engine, name: str, value: Any) -> Any:
+    """The result of an attempt of task ``name`` that may stream (see
+    :func:`nbflow.streams.streamers`): an iterator it returned (or a generator it is) is
+    read to its end here, each item streamed to the fan-out tasks that map over it as it
+    arrives; its result is then the list of items. Any other value is the result as it is.
+    """
+    if not is_stream_value(value):
         return value
+    stream = engine.open_stream(name)
+    executor = engine.executor
 
-    widths = [n for n in (spec.concurrency, engine.slots.limit) if n]
-    try:
-        outcomes = await sliding_window(
-            items, run_one, concurrency=min(widths) if widths else None, rate=spec.rate,
-            until=completion,
-        )  # fmt: skip
-    finally:
-        del engine._lanes[name]
-    if completion is not None and completion.stopped:
-        return None if completion.settled else await completion.finish()
-    failures = [o for o in outcomes if not o.ok]
-    if failures and not spec.allow_partial:
-        first = failures[0].error
-        error = RuntimeError(
-            f"task {name!r}: {len(failures)} of {len(items)} fan-out elements failed; "
-            f"first (element {failures[0].index}): {type(first).__name__}: {first}"
-        )
-        error.__cause__ = first
-        engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
-        return S.FAILED
-    results = await kept(engine, name, [o.value for o in outcomes if o.ok])
-    engine._emit(ev.TaskSucceeded, name, 1, results)
-    return S.SUCCEEDED
+    def call(step: Any) -> Any:
+        return executor.call(name, step, {}, is_async=False)
+
+    return await drain(value, stream.put if stream is not None else _nowhere, call)
+
+
+def _nowhere(index: int, value: Any) -> None:
+    """Where the items of a producer nobody streams from go (its list keeps them)."""
 
 
 def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -> bool:

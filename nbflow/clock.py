@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import inspect
 import math
 import threading
 import time
@@ -93,7 +94,9 @@ class InlineExecutor:
     ) -> Any:
         """Call ``fn(**kwargs)``; await it when async."""
         result = fn(**kwargs)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        # inspect's, not asyncio's: on Python 3.11 asyncio.iscoroutine() holds for a plain
+        # generator too (a generator task's result, which is read out, not awaited).
+        if inspect.iscoroutine(result) or isinstance(result, asyncio.Future):
             return await result
         return result
 

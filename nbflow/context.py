@@ -38,7 +38,8 @@ class TaskContext:
         flow: the flow's name.
         task: the task's name.
         attempt: 1 for the first attempt, 2 for the first retry...
-        element: the fan-out element's index (None: not a fan-out element).
+        element: the fan-out element's index (None: not a fan-out element); ``key`` its
+            ``key=``.
         worker: the worker (pool) or slot the attempt runs on.
     """
 
@@ -54,6 +55,14 @@ class TaskContext:
         self.attempt = attempt
         self.element = element
         self.worker = worker
+
+    @property
+    def key(self) -> str | None:
+        """The fan-out element's ``key=`` (None: not a fan-out element, or no key)."""
+        if self.element is None:
+            return None
+        keys = self._engine.state.tasks[self.task].element_keys
+        return keys.get(self.element) if keys is not None else None
 
     @property
     def log(self) -> logging.Logger:

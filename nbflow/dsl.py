@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
 
+from . import mapping
 from .checks import check_options, check_task_name
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
+from .element_keys import parse_key
 from .errors import DefinitionError
 from .identity import source_digest
 from .joins import check_join
@@ -193,10 +195,11 @@ def build_task(
 
     Raises:
         DefinitionError: ``fn`` is not callable, its name is reserved (``vars``, ``results``...:
-            see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter.
+            see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter
+            (or a source the task itself).
             A join option that does not fit the task (see :func:`~nbflow.joins.check_join`).
-        ConditionError: the ``when`` or ``complete_when`` string does not parse or uses a
-            forbidden construct.
+        ConditionError: the ``when``, ``complete_when`` or ``key`` string does not parse or
+            uses a forbidden construct.
     """
     if not callable(fn):
         raise DefinitionError(f"@flow.task needs a function, got {fn!r}")
@@ -205,12 +208,7 @@ def build_task(
         raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
     check_task_name(name)
     if options.fan_out is not None:
-        specs = introspect_params(fn, params)
-        if options.fan_out not in {p.name for p in specs}:
-            raise DefinitionError(
-                f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
-                f"parameters are {[p.name for p in specs]}"
-            )
+        check_fan_out(name, options, [p.name for p in introspect_params(fn, params)])
     condition = parse_condition(name, options.when) if options.when is not None else None
     if options.cancel_rest or options.complete_when is not None:
         check_join(name, options)
@@ -219,6 +217,31 @@ def build_task(
     if options.wait_for is not None:
         check_signal_params(name, options.wait_for, fn, params)
     return Task(fn, options, name, index, condition, params)
+
+
+def check_fan_out(name: str, options: TaskOptions, params: list[str]) -> None:
+    """The rules of ``fan_out=`` and ``key=`` that the function alone decides.
+
+    Raises:
+        DefinitionError: an element parameter that is not a parameter of the function, or a
+            source that is the task itself.
+        ConditionError: the ``key`` expression does not parse or uses an unknown name.
+    """
+    assert options.fan_out is not None
+    pairs = mapping.pairs(options.fan_out)
+    for param, source in pairs:
+        if param not in params:
+            raise DefinitionError(
+                f"task {name!r} fan_out={mapping.shown(options.fan_out)}: {param!r} is not a "
+                f"parameter of the function; parameters are {params}"
+            )
+        if source == name:
+            raise DefinitionError(
+                f"task {name!r} fan_out={mapping.shown(options.fan_out)}: a task cannot fan "
+                "out over its own result"
+            )
+    if options.key is not None:
+        parse_key(name, options.key, [p for p, _ in pairs])
 
 
 def check_signal_params(
@@ -284,7 +307,8 @@ class Definition:
         timeout: float | None = None,
         when: str | Callable[..., Any] | None = None,
         trigger: TriggerRule | str = "all_success",
-        fan_out: str | None = None,
+        fan_out: str | Sequence[str] | Mapping[str, Any] | mapping.FanOut | None = None,
+        key: str | Callable[[Any], Any] | None = None,
         concurrency: int | None = None,
         rate: float | None = None,
         allow_partial: bool = False,
@@ -311,7 +335,7 @@ class Definition:
         """Register a function as a task; usable bare (``@flow.task``) or with options.
 
         Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
-        ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
+        ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out, key,
         concurrency, rate, allow_partial, cancel_rest, complete_when, lock, wait_for,
         transient, until, max_iterations, critical, tags, worker, cache, cache_key,
         cache_ttl, cache_ignore, persist, estimate, meta``. Parameters named like other
@@ -325,6 +349,9 @@ class Definition:
         when = options.get("when")
         if callable(when):
             options["when_fn"], options["when"] = when, None
+        key = options.get("key")
+        if callable(key):
+            options["key_fn"], options["key"] = key, None
         until = options.get("until")
         if callable(until):
             options["until_fn"], options["until"] = until, None
@@ -543,7 +570,9 @@ def _describe_option_error(fn: Any, options: dict[str, Any], error: Exception) -
     for item in errors():
         field = ".".join(str(p) for p in item.get("loc", ())) or "options"
         if item.get("type") == "extra_forbidden":
-            known = ", ".join(sorted(set(TaskOptions.model_fields) - {"when_fn", "until_fn"}))
+            known = ", ".join(
+                sorted(set(TaskOptions.model_fields) - {"when_fn", "until_fn", "key_fn"})
+            )
             parts.append(f"{field}: unknown option; known options are {known}")
         else:
             parts.append(f"{field}: {item.get('msg')}")

@@ -67,6 +67,7 @@ from .graph import Plan
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
+from .mapping import pairs
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
@@ -74,12 +75,14 @@ from .pool import Pool
 from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
+from .streams import Stream, stream_consumers, streamers
 from .termination import Termination, joins_of
 from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
 _STATE = operator.attrgetter("state")
+_SUCCEEDED = ev.TaskSucceeded
 log = logging.getLogger("nbflow.engine")
 
 
@@ -96,9 +99,10 @@ def prepare(plan: Plan) -> None:
         _table(plan, key)
     sch.prepare(plan)
     joins_of(plan)
+    stream_consumers(plan)
+    streamers(plan)
     plan.roots()
     plan.with_free_params()
-    plan.with_cache()
 
 
 def _gated(plan: Plan) -> frozenset[str]:
@@ -182,13 +186,14 @@ class Engine:
         self.wall_start = wall_start
         self.parent_run = parent_run
         self.hooks = hooks  # resume and cache lookups (see nbflow.cache); None for none
-        # The store's recorder: its routes take every event before subscribers do (one
-        # C-level queue append each), keep() takes each result as its task returns, and the
-        # run waits for finished() before it returns (see nbflow.store.recorder).
+        # The store's recorder: its log takes every event's row before subscribers see the
+        # event (one C-level list extend each), keep() takes each result as its task
+        # returns, and the run waits for finished() before it returns (nbflow.store.recorder).
         self.journal = journal
-        self._record: dict[type, Callable[[Any], None]] | None = (
-            journal.routes if journal is not None else None
+        self._record: Callable[[Any], None] | None = (
+            journal.log.extend if journal is not None else None
         )
+        self._logged: frozenset[type] = journal.logged if journal is not None else frozenset()
         self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
         #: What tasks print, log and report (a :class:`nbflow.logs.RunOutput`, given by the
@@ -274,6 +279,11 @@ class Engine:
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
+        # Streaming (nbflow.streams): producer -> its consumers, the tasks whose result may
+        # be an iterator to read out, and the streams opened in this run (by producer).
+        self._stream_consumers = stream_consumers(plan)
+        self._streamers = streamers(plan)
+        self._streams: dict[str, Stream] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -284,8 +294,15 @@ class Engine:
         state = self.state  # RunState.apply, inline (three events per task)
         state.last_seq, state.last_t = seq, t
         _APPLY[cls](state, event)
-        if self._record is not None:
-            self._record[cls](event)
+        record = self._record
+        if record is not None:
+            # The row the event was made from; a result that is not a plain value stays out
+            # of it (the store keeps results apart: keep()).
+            if cls is _SUCCEEDED and type(args[2]) not in self._logged:
+                args = (*args[:2], None, *args[3:])
+            # At the end of the run's log (its seq: its place there); a concatenation builds
+            # one tuple less than (cls, t, *args): 25 ns of the 90 an event costs here.
+            record((cls, t) + args)  # noqa: RUF005
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
 
@@ -331,6 +348,8 @@ class Engine:
         )  # fmt: skip
         if self.hooks is not None:
             self.hooks.bind(self.state)
+        if self.journal is not None:
+            self.journal.started()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -366,7 +385,7 @@ class Engine:
             if self.journal is not None:
                 # The run is over; the loop keeps serving widgets while the store writes the
                 # rest of it (bounded by the store's timeout, and shielded from a cancel).
-                failure = await self.journal.finished()
+                failure = await self.journal.finished(self.state)
                 if failure is not None:
                     self.state.store_error = str(failure)
         return self.state
@@ -545,6 +564,31 @@ class Engine:
     def cancel_reason(self, task: str) -> str:
         """Why ``task`` is being cancelled, in words ("" when nobody said)."""
         return self.scope.why(task) or self._stop_reason
+
+    # -- streaming (nbflow.streams) ------------------------------------------------------------
+
+    def open_stream(self, name: str) -> Stream | None:
+        """``name`` begins to produce: its consumers that only waited for it are queued now
+        (:func:`nbflow.scheduler.opened`); its stream, or None when nothing streams from it
+        (or the run is stopping). A retried attempt gets the stream its first one opened."""
+        consumers = self._stream_consumers.get(name)
+        if not consumers or self._stopping:
+            return None
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = Stream(name, consumers)
+            transition = sch.opened(self.plan, self.sched, name, consumers, self._key)
+            if transition.queued:
+                self._emit_transition(transition)
+                self._dispatch()
+        return stream
+
+    def streams_into(self, name: str) -> bool:
+        """Whether fan-out task ``name`` reads a source that streams in this run."""
+        if not self._streams:
+            return False
+        fan_out = self.plan.specs[name].fan_out
+        return fan_out is not None and any(s in self._streams for _, s in pairs(fan_out))
 
     def attempt_over(self, task: str, element: int | None, attempt: int) -> bool:
         """Whether that attempt should stop (``nf.context().cancelled``): see
@@ -737,6 +781,12 @@ class Engine:
         """Decide the dependants of a finished task and place what became ready."""
         sched = self._sched
         assert sched is not None, "the run has not begun"
+        streamed = None
+        if self._streams:  # a producer that streamed: its consumers counted it as it opened
+            stream = self._streams.get(name)
+            if stream is not None:
+                stream.end(outcome)
+                streamed = stream.consumers
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
@@ -747,7 +797,7 @@ class Engine:
                 self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
-        transition = sch.complete(self.plan, sched, name, outcome, self._key)
+        transition = sch.complete(self.plan, sched, name, outcome, self._key, streamed)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
             if self.scope.joins and transition.queued:

@@ -238,6 +238,16 @@ class SubflowStarted(Event):
     child: Any = None
 
 
+@dataclass(slots=True)
+class ElementKeyed(Event):
+    """Element ``element`` of fan-out task ``task`` is named ``key`` (its ``key=``): sent
+    once, before the element starts or is served from the cache."""
+
+    task: str
+    element: int
+    key: str
+
+
 Subscriber = Callable[[Event], Any]
 
 

@@ -36,6 +36,7 @@ from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import prepare as prepare_order
 from .strategies import resolve_strategy
+from .streams import check_generators
 from .subflows import check_cycles, planned_subflows, revisions, subflows_of
 from .waits import resumed
 
@@ -327,6 +328,7 @@ class Flow(Definition):
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
         check_executor(plan, executor)  # lock= needs the executor's locks off the kernel
+        check_generators(plan, executor)  # generator tasks stream from the kernel only
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)

@@ -2,7 +2,7 @@
 
 Most tasks are one call (:func:`~nbflow.attempts.run_attempts`, or the short path
 :func:`~nbflow.attempts.run_plain`). The others have a runner of their own, found in one
-dict lookup per task: a fan-out task (:func:`~nbflow.attempts.run_fan_out`: one element per
+dict lookup per task: a fan-out task (:func:`~nbflow.mapped.run_fan_out`: one element per
 item) and a loop (:func:`~nbflow.iterations.run_loop`: one iteration after another). A
 subflow task is one call, of a function that runs its child run (:mod:`nbflow.children`).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .attempts import run_fan_out
 from .iterations import run_loop
+from .mapped import run_fan_out
 
 if TYPE_CHECKING:
     from .engine import Engine

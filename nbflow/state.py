@@ -2,8 +2,8 @@
 
 :class:`RunState` applies events in order (``state.apply(event)``). :class:`~nbflow.run.Run`,
 the timeline, the store and the dashboard all read this one state, so they always agree.
-Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``) are
-appended as attempts start and closed as they end.
+Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``, or
+``task[key]`` with ``key=``) are appended as attempts start and closed as they end.
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ class TaskRecord:
     element_errors: dict[int, BaseException] | None = None
     #: Their tracebacks (formatted, nbflow's frames still in), for the Tasks view.
     element_tracebacks: dict[int, str] | None = None
+    #: A fan-out task's elements' keys (``key=``) by index (None: no key).
+    element_keys: dict[int, str] | None = None
+    #: Results of a fan-out task's elements that succeeded, by index (None until one did).
+    element_results: dict[int, Any] | None = None
+
+    def element_label(self, index: int) -> str:
+        """How an element is shown: ``task[key]``, or ``task[index]`` without ``key=``."""
+        keys = self.element_keys
+        return f"{self.name}[{keys.get(index, index) if keys is not None else index}]"
 
     @property
     def duration(self) -> float | None:
@@ -201,8 +210,9 @@ def _started(s: RunState, e: ev.TaskStarted, label: str | None = None) -> None:
         s.rows.append(row)
         s.open_rows[e.task] = row
         return
+    keys = record.element_keys  # (TaskRecord.element_label, inline: it runs per element)
     row = AttemptRow(
-        f"{e.task}[{e.element}]",
+        f"{e.task}[{keys.get(e.element, e.element) if keys is not None else e.element}]",
         e.attempt,
         "running",
         e.t,
@@ -227,13 +237,22 @@ def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
 def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     status = "cached" if e.cached else "succeeded"
     if e.element is not None:
-        s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
-        s.tasks[e.task].elements_done += 1
+        record = s.tasks[e.task]
+        if e.cached and (e.task, e.element) not in s.open_rows:  # served from the cache
+            s.rows.append(AttemptRow(record.element_label(e.element), e.attempt, status, e.t,
+                                     e.t, None, None, e.element, e.task, e.seq))  # fmt: skip
+        else:
+            s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
+        record.elements_done += 1
+        if record.element_results is None:
+            record.element_results = {}
+        record.element_results[e.element] = e.result
         return
     record = s.tasks[e.task]
     # A result from the cache or a resume ran no attempt: it gets one row of its own, a
-    # fan-out task's too (its elements did not run either), so the timeline lists every task.
-    if e.cached and e.task not in s.open_rows:
+    # fan-out task's too (its elements did not run either), so the timeline lists every task;
+    # a fan-out task whose elements all came from the cache has their rows instead.
+    if e.cached and e.task not in s.open_rows and not record.elements_done:
         row = AttemptRow(
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
@@ -329,6 +348,13 @@ def _subflow(s: RunState, e: ev.SubflowStarted) -> None:
     s.children.setdefault(e.task, []).append(e.child)
 
 
+def _keyed(s: RunState, e: ev.ElementKeyed) -> None:
+    record = s.tasks[e.task]
+    if record.element_keys is None:
+        record.element_keys = {}
+    record.element_keys[e.element] = e.key
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -348,4 +374,5 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.IterationStarted: _iteration,
     ev.IterationEnded: _iteration_ended,
     ev.SubflowStarted: _subflow,
+    ev.ElementKeyed: _keyed,
 }

@@ -119,10 +119,17 @@ def _task(task: Task, registry: AgentRegistry) -> dict[str, Any]:
 
 
 def _options(spec: TaskSpec) -> dict[str, Any]:
+    if spec.fan_out is not None and not isinstance(spec.fan_out, str):
+        raise DefinitionError(
+            f"task {spec.name!r} cannot be exported: fan_out={spec.fan_out} maps renamed or "
+            "several parameters, which a flow document cannot say yet (it fans out over one "
+            "upstream task id)"
+        )
     for field, what in (
         ("when_fn", "a callable `when`"),
         ("cache_key", "a callable cache_key"),
         ("until_fn", "a callable `until`"),
+        ("key_fn", "a callable `key`"),
     ):
         if getattr(spec, field) is not None:
             raise DefinitionError(

@@ -185,7 +185,10 @@ def identity_options(spec: Any) -> tuple[tuple[str, Any], ...]:
     that shape its result and the user code they hold. Priority, retries, timeouts, tags
     and the like decide when and how often a task runs, not what it returns."""
     retry_if = spec.retry.retry_if if spec.retry is not None else None
-    found = [("fan_out", spec.fan_out), ("allow_partial", spec.allow_partial)]
+    fan_out = spec.fan_out
+    if fan_out is not None and not isinstance(fan_out, str):  # a FanOut: as plain data
+        fan_out = (fan_out.mode, fan_out.params)
+    found = [("fan_out", fan_out), ("allow_partial", spec.allow_partial)]
     callables = (
         ("when", spec.when_fn), ("cache_key", spec.cache_key), ("retry_if", retry_if),
         ("until", spec.until_fn),

@@ -256,7 +256,8 @@ def _traceback_row(record: TaskRecord) -> str | None:
             summary += f" ({n} elements failed; <code>run.element_errors</code> has them all)"
         body = esc(
             "\n\n".join(
-                f"{record.name}[{i}]\n{user_traceback(record.element_tracebacks[i])}" for i in shown
+                f"{record.element_label(i)}\n{user_traceback(record.element_tracebacks[i])}"
+                for i in shown
             )
         )
     else:

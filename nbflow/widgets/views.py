@@ -22,7 +22,7 @@ from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import describe
-from nbflow.lifecycle import RunStatus
+from nbflow.lifecycle import RunStatus, TaskState
 from nbflow.render import GraphView, NodeView, topological_layers
 from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import detail_line, fit_node_w
@@ -117,10 +117,15 @@ def now_t(state: RunState) -> float:
 
 
 def counter(record: TaskRecord) -> str | None:
-    """``"37/100"`` for a fan-out task whose size is known, else None."""
-    if record.size is None:
+    """``"37/100"`` for a fan-out task whose size is known; ``"37/…"`` for one whose
+    elements stream in (their count is known when the task ends); else None."""
+    done = record.elements_done
+    if record.size is not None:
+        return f"{done}/{record.size}"
+    ended = done + record.elements_failed
+    if not ended:
         return None
-    return f"{record.elements_done}/{record.size}"
+    return f"{done}/…" if record.state is TaskState.RUNNING else f"{done}/{ended}"
 
 
 def partial(record: TaskRecord) -> bool:
@@ -145,7 +150,7 @@ def element_errors_text(record: TaskRecord) -> str | None:
         text = f"{n} element{'s' if n != 1 else ''} failed"
     if record.element_errors:
         index = min(record.element_errors)
-        text += f"; first: {record.name}[{index}] {error_text(record.element_errors[index])}"
+        text += f"; first: {record.element_label(index)} {error_text(record.element_errors[index])}"
     return text
 
 
