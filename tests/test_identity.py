@@ -470,6 +470,28 @@ def test_recursive_helpers_end(cells):
     assert identity_of(cells, "t").digest is not None
 
 
+def test_recursive_helpers_are_checked_again_on_the_next_pass(cells):
+    # The second pass re-checks remembered nodes instead of rebuilding them: a recursive
+    # group must end there too (it recursed without end: a Task used as a task function),
+    # give the same digest, and still see an edit of either member.
+    cells.run(
+        """
+        def even(n):
+            return n == 0 or odd(n - 1)
+        def odd(n):
+            return n != 0 and even(n - 1)
+        def t():
+            return even(4)
+        """
+    )
+    ids = Identities()
+    first = ids.task(cells["t"])
+    assert ids.task(cells["t"]).digest == first.digest
+    assert ids.task(cells["t"]).digest == first.digest
+    cells.run("def odd(n):\n    return n != 0 and not even(n - 1)\n")
+    assert ids.task(cells["t"]).digest != first.digest
+
+
 def test_options_that_shape_a_result_count_and_others_do_not():
     import nbflow as nf
 

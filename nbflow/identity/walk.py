@@ -272,8 +272,10 @@ class Identities:
         pins = _pins(fn, facts.global_names)
         key = tuple(map(id, pins))
         node = self._nodes.get(key)
+        # A function met again while its own node is checked or made is a recursive group:
+        # it stands in by name, in the check as in the making, so both see the same digest.
+        self._seen[id(fn)] = (fn, _Node(f"recursive:{fn.__qualname__}", (), ()))
         if node is None or not self._still_valid(node):
-            self._seen[id(fn)] = (fn, _Node(f"recursive:{fn.__qualname__}", (), ()))
             node = self._nodes[key] = self._make_function(fn, facts)
             node.pins, node.checked = pins, self._pass
         node.used = self._pass
