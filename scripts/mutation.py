@@ -51,7 +51,15 @@ MODULES = (
 #: drive it through real runs. mutmut narrows these further, per mutant, to the tests
 #: that call the mutated function.
 TESTS = {
-    "scheduler": ["test_scheduler", "test_triggers", "test_engine"],
+    "scheduler": [
+        "test_scheduler",
+        "test_triggers",
+        "test_engine",
+        "test_joins",
+        "test_streaming",
+        "test_termination",
+        "test_completion",
+    ],
     "strategies": ["test_strategies", "test_scheduler", "test_engine"],
     "fanout": ["test_fanout", "test_engine"],
     "state": ["test_state", "test_engine", "test_run"],
