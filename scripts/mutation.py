@@ -61,7 +61,7 @@ TESTS = {
         "test_completion",
     ],
     "strategies": ["test_strategies", "test_scheduler", "test_engine"],
-    "fanout": ["test_fanout", "test_engine"],
+    "fanout": ["test_fanout", "test_engine", "test_mapping", "test_streaming", "test_completion"],
     "state": ["test_state", "test_engine", "test_run"],
     "graph": ["test_graph", "test_dsl", "test_triggers", "test_engine"],
     "spec": ["test_spec", "test_dsl", "test_graph"],
