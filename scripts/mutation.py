@@ -73,7 +73,17 @@ TESTS = {
         "test_subflows",
         "test_mapping",
     ],
-    "graph": ["test_graph", "test_dsl", "test_triggers", "test_engine"],
+    "graph": [
+        "test_graph",
+        "test_dsl",
+        "test_triggers",
+        "test_engine",
+        "test_mapping",
+        "test_joins",
+        "test_signals",
+        "test_loops",
+        "test_switch",
+    ],
     "spec": [
         "test_spec",
         "test_dsl",
@@ -87,8 +97,16 @@ TESTS = {
         "test_element_cache",
     ],
     "identity": ["test_identity", "test_cache", "test_spec"],
-    "retry": ["test_retry", "test_engine", "test_fanout"],
-    "conditions": ["test_conditions", "test_graph", "test_triggers"],
+    "retry": ["test_retry", "test_engine", "test_fanout", "test_data_loader"],
+    "conditions": [
+        "test_conditions",
+        "test_graph",
+        "test_triggers",
+        "test_completion",
+        "test_loops",
+        "test_switch",
+        "test_gates",
+    ],
 }
 #: mutmut's exit codes (mutmut/stats.py) grouped as this table counts them.
 KILLED = {1, 3, 24, -24, 152, 255, 36, 37}  # a failing test, a timeout, the type checker

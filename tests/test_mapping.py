@@ -442,3 +442,24 @@ def test_the_store_records_each_attempt_with_its_key(tmp_path):
     ]
     replayed = flow.state_store.state(run.run_id)  # folded from the recorded events
     assert replayed.tasks["stars"].element_keys == {0: "nbflow", 1: "dask"}
+
+
+def test_renamed_sources_are_inputs_once_each_and_a_missing_variable_is_named():
+    flow = nf.Flow("renamed", store=None)
+
+    @flow.task
+    def models():
+        return ["m1", "m2"]
+
+    # `model` and `again` both read the task `models`; `seed` reads the variable `seeds`.
+    @flow.task(fan_out=nf.zip(model="models", again="models", seed="seeds"))
+    def fit(model, again, seed):
+        return f"{model}/{again}/{seed}"
+
+    plan = flow.plan()
+    assert plan.upstream["fit"] == ("models",)
+    assert [p.name for p in plan.free_params["fit"]] == ["seeds"]
+    run = flow.run(variables={"seeds": [0, 1]})
+    assert run.results["fit"] == ["m1/m1/0", "m2/m2/1"]
+    with pytest.raises(nf.MissingInputError, match=r"task 'fit' parameter 'seeds'"):
+        flow.run()
