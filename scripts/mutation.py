@@ -83,6 +83,7 @@ TESTS = {
         "test_signals",
         "test_loops",
         "test_switch",
+        "test_subflows",
     ],
     "spec": [
         "test_spec",
