@@ -788,12 +788,11 @@ class Engine:
         """Decide the dependants of a finished task and place what became ready."""
         sched = self._sched
         assert sched is not None, "the run has not begun"
-        streamed = None
         if self._streams:  # a producer that streamed: its consumers counted it as it opened
             stream = self._streams.get(name)
             if stream is not None:
                 stream.end(outcome)
-                streamed = stream.consumers
+                sch.streamed(sched, stream.consumers, outcome)
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
@@ -804,7 +803,7 @@ class Engine:
                 self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
-        transition = sch.complete(self.plan, sched, name, outcome, self._key, streamed)
+        transition = sch.complete(self.plan, sched, name, outcome, self._key)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
             if self.scope.joins and transition.queued:

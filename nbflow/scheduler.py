@@ -183,19 +183,13 @@ def push_back(state: SchedulerState, items: Iterable[tuple[Any, str]]) -> None:
 
 
 def complete(
-    plan: Plan,
-    state: SchedulerState,
-    name: str,
-    outcome: TaskState,
-    key: Key,
-    streamed: tuple[str, ...] | None = None,
+    plan: Plan, state: SchedulerState, name: str, outcome: TaskState, key: Key
 ) -> Transition:
     """Record that ``name`` ended in ``outcome``; propagate through trigger rules.
 
     Mutates ``state`` (call it from one thread only). Skips and upstream failures cascade:
-    a task resolved here is itself completed, so its dependants are decided too.
-    ``streamed``: the dependants that :func:`opened` counted ``name`` for already; its
-    success does not count for them again (a failure does: it decides the undecided ones).
+    a task resolved here is itself completed, so its dependants are decided too. (A
+    producer that :func:`opened` a stream: call :func:`streamed` first.)
     """
     transition = None
     # Read straight from the memo on this hot path; plan.table makes it the first time.
@@ -208,12 +202,7 @@ def complete(
         state.outcome[current] = result
         decided.add(current)
         column = _COLUMN[result]
-        children = plan.downstream[current]
-        if streamed is not None:  # only for `name` itself, and only its success
-            if column == OK:
-                children = tuple(c for c in children if c not in streamed)
-            streamed = None
-        for child in children:
+        for child in plan.downstream[current]:
             need = needs[child]
             if need and column == OK:
                 # decide() for the default rule and a success, inline (the hot case): one
@@ -310,7 +299,7 @@ def opened(plan: Plan, state: SchedulerState, name: str, consumers: tuple[str, .
     fan-out dependants of the default rule that stream from it, see :mod:`nbflow.streams`),
     which are queued once their other upstream tasks succeeded too.
 
-    Pass ``consumers`` again as ``streamed`` when ``name`` completes, so that its success
+    Call :func:`streamed` as ``name`` ends, before :func:`complete`, so that its success
     is not counted twice.
     """
     transition = Transition()
@@ -326,6 +315,25 @@ def opened(plan: Plan, state: SchedulerState, name: str, consumers: tuple[str, .
             left[child] = 0
             _enqueue(state, child, key, transition)
     return transition
+
+
+def streamed(state: SchedulerState, consumers: tuple[str, ...], outcome: TaskState) -> None:
+    """A producer that :func:`opened` a stream for ``consumers`` ended with ``outcome``: if
+    it succeeded, make the count :func:`complete` is about to take for it again, which
+    :func:`opened` took already, change nothing. (Its failure counts: it decides the
+    consumers still undecided.)
+
+    Here, not in :func:`complete`, whose fast path counts a success down without looking
+    whether the task is decided: the producer's end pays for this, no other task's does.
+    """
+    if outcome not in SUCCESSFUL:
+        return
+    decided, left = state.decided, state.left
+    for child in consumers:
+        if child in decided:
+            left[child] = -1  # queued already (its count may have stopped at 1): never 0 again
+        else:
+            left[child] += 1  # waiting for other upstream tasks (opened() set the count)
 
 
 def column_of(outcome: TaskState) -> int:

@@ -61,12 +61,12 @@ def test_a_join_with_cancel_rest_cancels_the_slow_branch_on_the_cluster(
     def join(fast1: int, fast2: int, slow: Any) -> list[Any]:
         return [fast1, fast2, slow]
 
-    began = time.monotonic()
     try:
         run = flow.run(executor=executor)
     finally:
         stop.touch()
-    assert time.monotonic() - began < 30
+    # No clock needed: `slow` can only end by the file above, written after the run returned,
+    # or after 60 s with a result; `cancelled` says the run did not wait for it.
     assert run.states == {
         "fast1": "succeeded", "fast2": "succeeded", "slow": "cancelled", "join": "succeeded",
     }  # fmt: skip

@@ -290,7 +290,8 @@ def test_opened_counts_the_producer_for_its_consumers_once():
     sch.pop_ready(state), sch.pop_ready(state)
     assert sch.opened(plan, state, "s", ("c",), key).queued == []  # x still runs
     assert state.left["c"] == 1
-    done = sch.complete(plan, state, "s", S.SUCCEEDED, key, ("c",))
+    sch.streamed(state, ("c",), S.SUCCEEDED)
+    done = sch.complete(plan, state, "s", S.SUCCEEDED, key)
     assert done.queued == ["d"] and state.left["c"] == 1  # counted at open, not again
     assert sch.complete(plan, state, "x", S.SUCCEEDED, key).queued == ["c"]
 
@@ -303,7 +304,8 @@ def test_opened_queues_a_consumer_whose_other_upstream_tasks_succeeded():
     sch.complete(plan, state, "x", S.SUCCEEDED, key)
     assert sch.opened(plan, state, "s", ("c",), key).queued == ["c"]
     assert sch.opened(plan, state, "s", ("c",), key).queued == []  # decided: never twice
-    assert sch.complete(plan, state, "s", S.SUCCEEDED, key, ("c",)).queued == ["d"]
+    sch.streamed(state, ("c",), S.SUCCEEDED)
+    assert sch.complete(plan, state, "s", S.SUCCEEDED, key).queued == ["d"]
 
 
 def test_a_producer_that_fails_after_it_opened_decides_its_undecided_consumers():
@@ -312,8 +314,20 @@ def test_a_producer_that_fails_after_it_opened_decides_its_undecided_consumers()
     state, _ = sch.initial(plan, key)
     sch.pop_ready(state), sch.pop_ready(state)
     sch.opened(plan, state, "s", ("c",), key)
-    failed = sch.complete(plan, state, "s", S.FAILED, key, ("c",))
+    sch.streamed(state, ("c",), S.FAILED)
+    failed = sch.complete(plan, state, "s", S.FAILED, key)
     assert sorted((n, s.value) for n, s, _ in failed.resolved) == [
         ("c", "upstream_failed"),
         ("d", "upstream_failed"),
     ]
+
+
+def test_a_producer_s_success_never_queues_a_consumer_twice():
+    plan = _streaming_plan()
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state), sch.pop_ready(state)
+    sch.opened(plan, state, "s", ("c",), key)  # c waits for x now
+    assert sch.complete(plan, state, "x", S.SUCCEEDED, key).queued == ["c"]
+    sch.streamed(state, ("c",), S.SUCCEEDED)
+    assert sch.complete(plan, state, "s", S.SUCCEEDED, key).queued == ["d"]  # not c again
