@@ -5,13 +5,11 @@ task identities the store has not seen) and hands the writer two lists that the 
 fills: :attr:`Recorder.log`, each event's class, time and arguments (one ``list.extend``, see
 :mod:`nbflow.store.eventlog`), and :attr:`Recorder.kept`, each result's
 task and item (:meth:`Recorder.keep`, when its task returns: the value itself when it is
-plain, else its snapshot, see :mod:`nbflow.store.codecs`). Every ``interval`` a timer on
-the run's loop writes what they hold (:meth:`~nbflow.store.writer.Writer.write`), and
-:meth:`Recorder.finished` writes the rest with the run's end; when the loop cannot (another
-process holds the file's lock), the writer's thread does, and ``finished`` waits for it
-without blocking the event loop. If the store could not write some of it, the run knows:
-``run.recorded`` is False and ``run.store_error`` says why, and a :class:`StoreWarning`
-shows in the cell.
+plain, else its snapshot, see :mod:`nbflow.store.codecs`). The writer takes what they hold
+every ``interval``. At the run's end :meth:`Recorder.finished` waits, without blocking the
+event loop, until the writer has written all of it. If the store could not write some of
+it, the run knows: ``run.recorded`` is False and ``run.store_error`` says why, and a
+:class:`StoreWarning` shows in the cell.
 """
 
 from __future__ import annotations
@@ -80,8 +78,6 @@ class RunContext:
 
 def variable_digests(variables: dict[str, Any]) -> dict[str, str | None]:
     """Each run variable's content digest (None: it cannot be hashed)."""
-    if not variables:
-        return {}
     hasher = Identities()
     found: dict[str, str | None] = {}
     for name, value in variables.items():
@@ -110,8 +106,8 @@ class Recorder:
     """The journal of one run in a store (see the module docstring)."""
 
     __slots__ = (
-        "_kept", "_pickled", "_plain", "_run", "_started", "_timer", "_unkept", "context",
-        "controlled", "error", "kept", "keys", "log", "logged", "snapshots", "store", "warnings",
+        "_kept", "_pickled", "_plain", "_started", "_timer", "_unkept", "context", "controlled",
+        "error", "kept", "keys", "log", "logged", "snapshots", "store", "warnings",
     )  # fmt: skip
 
     def __init__(self, store: SQLiteStore, context: RunContext) -> None:
@@ -149,25 +145,19 @@ class Recorder:
         self.controlled: set[str] = set()
         self.warnings: list[str] = []
         self.error: StoreError | None = None
-        self._run = self._opened()
-        self._started: float = self._run.row[6]
+        opened = self._opened()
+        self._started: float = opened.row[6]
         self._timer: asyncio.TimerHandle | None = None
-        # Written by the run's loop, from its first tick (started()); the writer's thread
-        # watches over it from its next look.
-        self._run.direct, self._run.stamp = True, time.monotonic()
-        store.submit(self._run)
+        store.submit(opened)  # written with the run's first records (see started())
 
     def _opened(self) -> RunOpened:
         context = self.context
         plan, store = context.plan, self.store
         started = time.time()
-        variables, var_digests = context.variables, context.var_digests
         row = (
-            context.run_id, plan.flow_name, context.flow_version,
-            safe_json(variables) if variables else "{}",
-            json.dumps(var_digests) if var_digests else "{}",
-            "running", started, None, None, context.parent_run, context.resumed_from, HOST,
-            os.getpid(),
+            context.run_id, plan.flow_name, context.flow_version, safe_json(context.variables),
+            json.dumps(context.var_digests), "running", started, None, None, context.parent_run,
+            context.resumed_from, HOST, os.getpid(),
         )  # fmt: skip
         version, identities = None, {}
         if context.spec is not None and not store.knows_version(
@@ -308,43 +298,25 @@ class Recorder:
     # -- the start and the end ------------------------------------------------------------------
 
     def started(self) -> None:
-        """The run starts on the running loop: its records are written every interval
-        from now on (a run shorter than that is written once, at its end)."""
-        self._timer = asyncio.get_running_loop().call_later(self.store.interval, self._tick)
-
-    def _tick(self) -> None:
-        store, run = self.store, self._run
-        first = not run.written
-        if not store.write(run) and not run.direct:
-            self._timer = None  # the writer's thread writes the run from now on
-            return
-        if first:  # the thread looks at the run from now on (a task may block the loop)
-            store.wake()
-        self._timer = asyncio.get_running_loop().call_later(store.interval, self._tick)
+        """The run starts on the running loop: the writer, which sleeps while no run goes on,
+        is woken once the run has gone on for an interval (a run shorter than that is
+        written once, at its end)."""
+        self._timer = asyncio.get_running_loop().call_later(self.store.interval, self.store.wake)
 
     async def finished(self, state: RunState) -> StoreError | None:
-        """Record the run's end (as ``state`` has it) and what is left of it; the error that
-        kept some of it out, if any (also kept as :attr:`error`). When the loop cannot write
-        now, the writer's thread does, and this waits for it (the loop runs on)."""
-        store, run, run_id = self.store, self._run, self.context.run_id
+        """Record the run's end (as ``state`` has it) and wait until the store has written
+        everything of the run (the loop runs on); the error that kept some of it out, if
+        any (also kept as :attr:`error`)."""
+        store, run_id = self.store, self.context.run_id
         if self._timer is not None:
             self._timer.cancel()
         ended = time.time() if state.finished_t is None else self._started + state.finished_t
-        status = Status(run_id, state.status.value, ended, state.error)
-        if store.write(run, status):
-            self.error = store.error_of(run_id)
-            return self.error
-        run.direct = False  # the thread writes the rest, with the run's end
-        store.submit(status)
+        store.submit(Status(run_id, state.status.value, ended, state.error))
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        timer = loop.call_later(store.timeout, _expire, future)
-        store.finish(run_id, future)
         try:
-            error = await future
-        finally:
-            timer.cancel()
-        if error is _EXPIRED:
+            async with asyncio.timeout(store.timeout):
+                error = await asyncio.shield(store.finish(run_id, loop))
+        except TimeoutError:
             error = StoreError(
                 f"store {store.location}: run {run_id} was not written within "
                 f"{store.timeout:g} s (a lock held by another process, or a slow disk); its "
@@ -369,14 +341,6 @@ class Recorder:
 
     def __repr__(self) -> str:
         return f"<Recorder run={self.context.run_id} store={self.store.location!r}>"
-
-
-_EXPIRED = object()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(_EXPIRED)
 
 
 def describe_version(

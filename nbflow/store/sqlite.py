@@ -27,7 +27,7 @@ from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
 from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
 from .schema import connect, prepare, store_error
-from .writer import RunOpened, Status, Writer, shared_writer
+from .writer import Status, Writer, shared_writer
 
 #: The columns of ``runs``, in order (what :class:`~nbflow.store.writer.RunOpened` carries).
 RUN_COLUMNS = (
@@ -152,19 +152,10 @@ class SQLiteStore:
         """
         self._writer.flush(self.timeout if timeout is None else timeout)
 
-    def write(self, opened: RunOpened, status: Status | None = None) -> bool:
-        """On a run's loop, write what it recorded so far (see
-        :meth:`~nbflow.store.writer.Writer.write`); False when it cannot now."""
-        return self._writer.write(opened, status)
-
-    def error_of(self, run_id: str) -> StoreError | None:
-        """What kept some of run ``run_id`` from being recorded, if anything (said once)."""
-        return self._writer.error_of(run_id)
-
-    def finish(self, run_id: str, future: asyncio.Future[Any]) -> None:
-        """Resolve ``future`` once run ``run_id``'s records so far are written (with None) or
+    def finish(self, run_id: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """A future resolved once run ``run_id``'s records so far are written (with None) or
         could not be (with the :class:`StoreError`)."""
-        self._writer.finish(run_id, future)
+        return self._writer.finish(run_id, loop)
 
     def mark_interrupted(self, run_id: str) -> None:
         """Record that a run still marked running was cut short (its process is gone)."""

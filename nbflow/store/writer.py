@@ -1,30 +1,25 @@
-"""The one writer of a store file in a process: a run's loop writes, a thread stands by.
+"""The one writer of a store file in a process: a queue, a thread, a transaction per batch.
 
 A run's journal (:class:`~nbflow.store.recorder.Recorder`) gives the writer the run's two
 lists, which the engine fills on the event loop (one ``list.extend`` each, in C): its
-events' items and its results (:class:`RunOpened` carries them). Every ``interval`` while
-the run goes on, and at its end, the run's own loop writes what they hold
-(:meth:`Writer.write`): one transaction, with the run's ``runs`` row the first time, one
-``records`` row (its events and its results: :mod:`nbflow.store.eventlog`,
-:mod:`nbflow.store.results`) and, at the end, its status. On the loop, not in the thread:
-a thread that takes the run's items, encodes them and commits takes the GIL and the items
-from the loop several times a tick, which cost the run a third more CPU than the work itself
-(docs/performance.md). A tick of a 1,000-task stretch takes ~0.5-0.8 ms of the loop.
+events' items and its results (:class:`RunOpened` carries them). Everything else (a run that
+starts or ends, someone waiting) goes through ``submit``. Every ``interval`` while a run
+goes on (the first once a timer on the run's loop says it has gone on for one; at once when
+someone waits) the writer thread takes what is queued, the shared queue first (so a run
+that ended has all its records in its lists by then), and what the lists hold, and writes
+it in one transaction: the runs that started, one ``records`` row per run (its events and
+its results: :mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that
+ended. Encoding is this thread's work; the event loop only appends.
 
-The thread (one per file per process: :func:`shared_writer`) does what must not wait for a
-loop or must not block it: it writes a run whose loop cannot (another process holds the
-file's lock: the run is handed over to the thread, which retries until the lock goes; a
-task blocks the loop: what finished before it is written after :data:`_STALE` intervals),
-what is submitted from elsewhere (a run's end when its loop handed it over, a status found
-later, someone waiting in ``flush()``), checkpoints of the WAL, and the store's own
-pruning. The two never write at once (a lock; the loop does not wait for it, it tries again
-at its next tick).
+Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
+table gone) is reported to every run it belonged to: a run waiting for its end to be written
+(:meth:`Writer.finish`) gets that error, with SQLite's own words, and so does the next
+``flush()``. A batch that meets a lock held by another process is kept and tried again until
+the lock goes; meanwhile ``flush()`` times out with a :class:`StoreLockedError` that says so.
 
-Nothing is lost in silence. A write the database refuses (a full disk, a damaged file, a
-table gone) is reported to every run it belonged to: the run gets that error as it ends,
-with SQLite's own words, and so does the next ``flush()``. A batch that meets a lock held
-by another process is kept and tried again until the lock goes; meanwhile ``flush()``
-times out with a :class:`StoreLockedError` that says so.
+One writer exists per store file per process (:func:`shared_writer`), so two flows of one
+notebook never contend for the file; two processes contend only at commit time, which
+SQLite's busy timeout serialises.
 """
 
 from __future__ import annotations
@@ -71,12 +66,6 @@ class RunOpened:
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     controlled: set[str] = field(default_factory=set)  # tasks whose results are not reused
-    #: Written by its run's loop (:meth:`Writer.write`); the thread writes it only when the
-    #: loop has not for a while (:data:`_STALE`), or someone waits. False: the thread does.
-    direct: bool = False
-    written: bool = False  # its runs row is in the file
-    ended: bool = False  # its end is in the file (written by its loop)
-    stamp: float = 0.0  # time.monotonic() of its loop's last write
 
 
 @dataclass(slots=True)
@@ -91,8 +80,8 @@ class Status:
 
 
 class _Waiter:
-    """Someone waiting until everything queued before it is written: a thread (``flush``,
-    which waits on ``done``) or a run's loop (``finish``, called back)."""
+    """Someone waiting until everything queued before it is written: a thread (``flush``)
+    or a run's coroutine (``finish``)."""
 
     __slots__ = ("callback", "done", "error", "run_id")
 
@@ -101,33 +90,18 @@ class _Waiter:
     ) -> None:
         self.run_id = run_id
         self.callback = callback
-        self.done = threading.Event() if callback is None else None
+        self.done = threading.Event()
         self.error: StoreError | None = None
 
     def release(self, error: StoreError | None) -> None:
         self.error = error
-        if self.done is not None:
-            self.done.set()
+        self.done.set()
         if self.callback is not None:
             self.callback(error)
 
 
-@dataclass(slots=True)
-class _Prune:
-    """A run of ``flow`` started (its loop wrote its ``runs`` row): the thread prunes."""
-
-    flow: str
-
-
 _STOP = object()
-_CHECKPOINT = object()  # the loops have written a WAL's worth: the thread checkpoints it
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
-#: Intervals a run's loop may go without writing it before the thread does: a loop that is
-#: busy ticks late, and one that merely ticks late must not lose its run to the thread.
-_STALE = 5
-#: Bytes the loops write before the thread checkpoints the WAL (SQLite's own default:
-#: 1,000 pages); their connection does not, so that no loop waits for one.
-_CHECKPOINT_BYTES = 4 << 20
 
 
 def _take(items: list[Any]) -> list[Any]:
@@ -139,42 +113,17 @@ def _take(items: list[Any]) -> list[Any]:
     return taken
 
 
-def _settle(future: asyncio.Future[Any], error: StoreError | None) -> None:
-    if not future.done():  # (its run stopped waiting: cancelled, or timed out)
-        future.set_result(error)
-
-
 class _Batch:
     """One transaction's worth: what the shared queue held, and each run's records."""
 
     __slots__ = ("ended", "opened", "records", "statuses", "waiters")
 
     def __init__(self) -> None:
-        self.opened: list[RunOpened] = []  # runs whose runs row is written in this batch
+        self.opened: list[RunOpened] = []
         self.statuses: dict[str, Status] = {}  # the last known of each run
         self.ended: list[str] = []  # runs whose journal said they are over
         self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
-
-    def take(self, opened: RunOpened) -> int:
-        """Add what ``opened``'s lists hold (and its runs row, if not in the file yet); the
-        bytes it adds."""
-        if not opened.written:
-            self.opened.append(opened)
-        events = found = None
-        if opened.log:
-            items = _take(opened.log)  # class, t, arguments, class...
-            events = eventlog.encode(items)
-            if len(items) >= 4 and items[-4] is ev.RunFinished:  # on disk before
-                _, t, status, error = items[-4:]  # subscribers hear of it
-                ended = Status(opened.run_id, status, opened.row[6] + t, error)
-                self.statuses.setdefault(opened.run_id, ended)
-        if opened.kept:
-            found = pack(_take(opened.kept), opened.keys, opened.controlled)
-        if events is None and found is None:
-            return 0
-        self.records.append((opened.run_id, events, found))
-        return len(events or b"") + (len(found.data) + len(found.tasks) if found else 0)
 
     def single(self) -> bool:
         """Whether the batch is one statement: one run's records, of plain results."""
@@ -188,8 +137,7 @@ class _Batch:
 
 
 class Writer:
-    """Writes a store's file: runs from their own loops (:meth:`write`), the rest from one
-    background thread.
+    """Writes submitted items to a store's file from one background thread.
 
     Args:
         path: the database file.
@@ -213,99 +161,14 @@ class Writer:
         self._queue: list[Any] = []
         self.submit: Callable[[Any], None] = self._queue.append  # the loop's cost per item
         self._wake = threading.Event()
-        self._lock = threading.Lock()  # held while the thread or a loop writes
         self._open: dict[str, RunOpened] = {}  # runs going on (their lists)
         self._run_errors: dict[str, StoreError] = {}  # runs a batch could not record
         self._error: StoreError | None = None  # for the next flush
         self._locked_since: float | None = None
         self._counts: dict[str, int] = {}  # flow -> its runs in the file (for keep_runs)
-        self._con: sqlite3.Connection | None = None  # the thread's
-        self._direct: sqlite3.Connection | None = None  # the loops' (under _lock)
-        self._unchecked = 0  # bytes the loops wrote since the last checkpoint
+        self._con: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
         self._thread.start()
-
-    # -- a run's own loop --------------------------------------------------------------------
-
-    def write(self, opened: RunOpened, status: Status | None = None) -> bool:
-        """On a run's loop: write what its lists hold now (its ``runs`` row too, the first
-        time; its end, given ``status``) in one transaction. A refusal (a full disk...) is
-        noted for the run (:meth:`error_of`) and the next ``flush()``.
-
-        False when it cannot now, and nothing was taken: the thread is writing (try again
-        at the next tick), or another process holds the file's lock (then the run is the
-        thread's from now on: it waits for the lock without blocking the loop).
-        """
-        if not opened.direct or not self._thread.is_alive():
-            return False
-        if status is None and opened.written and not opened.log and not opened.kept:
-            opened.stamp = time.monotonic()  # nothing new
-            return True
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            error = self._write_run(opened, status)
-        finally:
-            self._lock.release()
-        if error is None:
-            return True
-        if isinstance(error, StoreLockedError):
-            opened.direct = False  # the thread waits for the lock
-            self._wake.set()
-            return False
-        opened.ended = status is not None  # (the thread forgets it)
-        self._run_errors.setdefault(opened.run_id, error)
-        self._error = self._error or error
-        log.error("%s", error)
-        return True
-
-    def _write_run(self, opened: RunOpened, status: Status | None) -> StoreError | None:
-        try:
-            con = self._direct or self._connect_direct()
-            con.execute("BEGIN IMMEDIATE")  # the file's lock, or "busy" at once
-        except sqlite3.Error as raised:
-            return store_error(raised, self.path, self.timeout)  # nothing taken yet
-        batch = _Batch()
-        try:
-            written = batch.take(opened)
-            if status is not None:
-                batch.statuses[opened.run_id] = status
-            self._statements(con, batch)
-            con.execute("COMMIT")
-        except Exception as raised:
-            with contextlib.suppress(sqlite3.Error):  # (SQLite may have rolled back already)
-                con.execute("ROLLBACK")
-            if isinstance(raised, sqlite3.Error):
-                found = store_error(raised, self.path, self.timeout)
-                return StoreError(str(found)) if isinstance(found, StoreLockedError) else found
-            log.exception("nbflow store %s: could not write a batch", self.path)
-            return StoreError(f"store {self.path}: {describe(raised)}")  # a bug: said
-        opened.stamp = time.monotonic()
-        opened.ended = status is not None
-        if not opened.written:
-            opened.written = True
-            if self.keep_runs is not None:
-                self._queue.append(_Prune(opened.row[1]))  # at the thread's next look
-        self._unchecked += written
-        if self._unchecked > _CHECKPOINT_BYTES:
-            self._unchecked = 0
-            self._queue.append(_CHECKPOINT)
-            self._wake.set()
-        return None
-
-    def error_of(self, run_id: str) -> StoreError | None:
-        """What kept some of run ``run_id`` from being recorded (said once)."""
-        failure = self._run_errors.pop(run_id, None)
-        if failure is not None and failure is self._error:
-            self._error = None  # told to the run that lost records: said once
-        return failure
-
-    def _connect_direct(self) -> sqlite3.Connection:
-        con = connect(self.path, 0)  # a lock held elsewhere: "busy" at once, never a wait
-        con.execute("PRAGMA synchronous = NORMAL")
-        con.execute("PRAGMA wal_autocheckpoint = 0")  # the thread checkpoints
-        self._direct = con
-        return con
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -328,7 +191,6 @@ class Writer:
         waiter = _Waiter()
         self._queue.append(waiter)
         self._wake.set()
-        assert waiter.done is not None
         if not waiter.done.wait(timeout):
             since = self._locked_since
             if since is not None:
@@ -345,18 +207,23 @@ class Writer:
         if waiter.error is not None:
             raise waiter.error
 
-    def finish(self, run_id: str, future: asyncio.Future[Any]) -> None:
-        """Resolve ``future`` (on its loop) once everything of run ``run_id`` submitted so
-        far is written: with None, or the :class:`StoreError` that kept some of it from
-        being recorded."""
-        loop = future.get_loop()
+    def finish(self, run_id: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """A future on ``loop`` that the writer resolves once everything of run ``run_id``
+        submitted so far is written: with None, or the :class:`StoreError` that kept some
+        of it from being recorded."""
+        future: asyncio.Future[Any] = loop.create_future()
 
         def resolve(error: StoreError | None) -> None:
+            def settle() -> None:
+                if not future.done():
+                    future.set_result(error)
+
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, error)
+                loop.call_soon_threadsafe(settle)
 
         self._queue.append(_Waiter(run_id, resolve))
         self._wake.set()
+        return future
 
     @property
     def closed(self) -> bool:
@@ -364,7 +231,7 @@ class Writer:
         return not self._thread.is_alive()
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Write what is pending, stop the thread, close the connections."""
+        """Write what is pending, stop the thread, close the connection."""
         if self._thread.is_alive():
             self._queue.append(_STOP)
             self._wake.set()
@@ -384,71 +251,59 @@ class Writer:
             wake.clear()  # before taking the queue: a submit after this wakes us again
             if (queue or self._open) and self._write(_take(queue)):
                 break
-        with self._lock:
-            for con in (self._con, self._direct):
-                if con is not None:
-                    con.close()
-            self._con = self._direct = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _write(self, items: list[Any]) -> bool:
-        """Write ``items`` (the shared queue's) and what the runs this thread writes hold,
-        in one transaction; True when told to stop."""
-        batch, stop, flows, checkpoint = _Batch(), False, [], False
+        """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
+        transaction; True when told to stop."""
+        batch, stop = _Batch(), False
         for item in items:
             kind = type(item)
             if kind is RunOpened:
-                if not item.ended:
-                    self._open[item.run_id] = item
+                batch.opened.append(item)
+                self._open[item.run_id] = item
             elif kind is Status:
                 batch.statuses[item.run_id] = item
                 if item.ended is not None:
                     batch.ended.append(item.run_id)
             elif kind is _Waiter:
                 batch.waiters.append(item)
-            elif kind is _Prune:
-                flows.append(item.flow)
-            elif item is _CHECKPOINT:
-                checkpoint = True
             elif item is _STOP:
                 stop = True
             # else: an event a store that sees every record passed on (its run's log has it)
         del items
-        # A run its loop writes, only when someone waits for everything so far, or when the
-        # loop has not written it for a while (a task blocks the loop; then the loop gets its
-        # turn again first).
-        now = time.monotonic()
-        stale = now - _STALE * self.interval
-        with self._lock:
-            try:
-                for run_id, opened in list(self._open.items()):
-                    if opened.ended:
-                        del self._open[run_id]
-                    elif not opened.direct or batch.waiters or opened.stamp < stale:
-                        batch.take(opened)
-                        opened.stamp = now
-                error = self._commit(batch) if batch.runs() else None
-            except Exception as raised:  # a bug: still never a silent loss
-                log.exception("nbflow store %s: could not write a batch", self.path)
-                error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
-            if error is None:
-                for opened in batch.opened:
-                    opened.written = True
-                    flows.append(opened.row[1])
-            for run_id in batch.ended:
-                self._open.pop(run_id, None)
-            if self.keep_runs is not None:
-                for flow in flows:
-                    self._prune(flow)
-            if checkpoint and self._con is not None:
-                # Under the lock: no loop writes meanwhile, so the next write finds the WAL
-                # all copied and starts it over (else it grows while runs follow each other).
-                with contextlib.suppress(sqlite3.Error):  # busy readers: the next one will do
-                    self._con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        try:
+            for run_id, opened in self._open.items():
+                events = found = None
+                if opened.log:
+                    items = _take(opened.log)  # class, t, arguments, class...
+                    events = eventlog.encode(items)
+                    if len(items) >= 4 and items[-4] is ev.RunFinished:  # on disk before
+                        _, t, status, error = items[-4:]  # subscribers hear of it
+                        ended = Status(run_id, status, opened.row[6] + t, error)
+                        batch.statuses.setdefault(run_id, ended)
+                if opened.kept:
+                    found = pack(_take(opened.kept), opened.keys, opened.controlled)
+                if events is not None or found is not None:
+                    batch.records.append((run_id, events, found))
+            error = self._commit(batch) if batch.runs() else None
+        except Exception as raised:  # a bug: still never a silent loss
+            log.exception("nbflow store %s: could not write a batch", self.path)
+            error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
+        for run_id in batch.ended:
+            self._open.pop(run_id, None)
+        if self.keep_runs is not None and error is None:
+            for opened in batch.opened:
+                self._prune(opened.row[1])
         for waiter in batch.waiters:
             if waiter.run_id is None:
                 failure, self._error = self._error, None
             else:
-                failure = self.error_of(waiter.run_id)
+                failure = self._run_errors.pop(waiter.run_id, None)
+                if failure is not None and failure is self._error:
+                    self._error = None  # told to the run that lost records: said once
             waiter.release(failure)
         if error is not None:
             log.error("%s", error)
