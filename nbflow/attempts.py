@@ -195,7 +195,7 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     kwargs = inputs_of(engine, name, worker)
     if engine._stopping:
         await _cancel_this_task()
-    engine._emit(ev.TaskStarted, name, 1, worker, None)
+    engine._emit(ev.TaskStarted, name, 1, worker)  # (element None: one item less to store)
     here = (engine, name, 1, None, worker)
     token = current.set(here)
     try:

@@ -207,8 +207,10 @@ class Engine:
         self._group: asyncio.TaskGroup | None = None
         self._main_task: asyncio.Task[None] | None = None
         self._spawn_pending = self._dispatch_pending = False
-        # The loop turn's shared slice: runners yield once it is spent (see the module).
+        # The loop turn's shared slice: runners yield once it is spent (see the module); the
+        # first runner back from its yield starts the next one (turns: slices started).
         self._slice_end = 0.0
+        self._turns = 0
         self._yielding = 0  # runners between two tasks, yielding to the loop
         self._stopping = False
         self._cancel_requested = False
@@ -723,9 +725,10 @@ class Engine:
         group = self._group
         if group is None or self._stopping:
             return
-        # Runners that yielded take placed tasks when they resume: start others only for
-        # the rest (else each turn would add a runner to a burst of instant tasks).
-        wanted = len(self._placed) - self._yielding
+        # A runner that merely yielded (its slice was spent) takes placed tasks when it
+        # resumes: none is started while one does, or each turn would double the runners of
+        # a burst of instant tasks (and a turn runs one task of each).
+        wanted = len(self._placed) if not self._yielding else 0
         for _ in range(min(wanted, max(1, len(self._runners)))):
             runner = group.create_task(self._runner())
             self._runners.add(runner)
@@ -738,7 +741,7 @@ class Engine:
         assert me is not None
         clock, placed, inflight, slots = self._clock, self._placed, self._inflight, self.slots
         targeted, locks, plain = self.scope.targeted, self.locks, self._plain
-        if self._slice_end <= clock():
+        if not self._slice_end:  # the run's first runner starts the first slice
             self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
@@ -769,13 +772,17 @@ class Engine:
                 await locks.release_remote(name)
             if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
                 self._yielding += 1
+                turns = self._turns
                 try:
                     await asyncio.sleep(0)
                 finally:
                     self._yielding -= 1
-                now = clock()
-                if now >= self._slice_end:  # the first runner back starts the turn's slice
-                    self._slice_end = now + TIME_SLICE
+                # The first runner back starts the turn's slice; the others, back in the same
+                # turn, find it started (else each would start one: a turn as long as a slice
+                # per runner, and no timer, widget or store tick run meanwhile).
+                if turns == self._turns:
+                    self._turns = turns + 1
+                    self._slice_end = clock() + TIME_SLICE
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""

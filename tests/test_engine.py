@@ -658,6 +658,58 @@ def test_a_long_burst_of_instant_tasks_lets_the_loop_run(monkeypatch, max_worker
     assert during >= 2000 / max_workers / 2
 
 
+class _SteppingLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock moves on 0.1 ms each time it is read: the engine's time
+    slices measured in clock reads, the same on any machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def time(self) -> float:
+        self.now += 1e-4
+        return self.now
+
+
+def test_the_runners_share_one_time_slice_per_loop_turn():
+    # However many runners a burst of instant tasks has, the loop turns once per slice of
+    # the run's clock, from the first task on: the first runner back from its yield starts
+    # the turn's slice, the others run one task each and yield again, and no runner is added
+    # while some merely yield. (Each runner back starting a slice of its own, and a runner
+    # added each turn, made turns last a slice per runner: 32 runners, 150 ms without a
+    # timer, a widget or the store's tick.)
+    flow = _instant_flow(4000)
+    gaps: list[float] = []
+    started = []
+    flow.subscribe(lambda event: isinstance(event, nf.TaskStarted) and started.append(1))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def ticker():
+            last = loop.time()
+            while True:
+                await asyncio.sleep(0)
+                now = loop.time()
+                if started:  # (queueing 4,000 tasks as the run starts is one step)
+                    gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        run = await flow.arun()
+        ticking.cancel()
+        return run
+
+    loop = _SteppingLoop()
+    try:
+        run = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert run.status == "succeeded"
+    assert len(gaps) > 20 and max(gaps) < 2 * engine.TIME_SLICE
+
+
 def test_timeouts_inside_and_around_tasks_after_a_burst_on_one_runner():
     flow = nf.Flow("timeouts", store=None, max_workers=1, on_error="continue")
 

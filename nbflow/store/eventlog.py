@@ -119,7 +119,7 @@ def encode(log: list[Any]) -> bytes:
     """The ``events`` of one ``records`` row: the items of a run's log (class, ``t``,
     arguments, class, ``t``, arguments...)."""
     if log and log[0] is ev.RunStarted:  # its variables: plain data (see the docstring)
-        log = [*log[:5], _plain(log[5]), *log[6:]]
+        log[5] = _plain(log[5])  # (the caller's list, taken from the run's log)
     buffer = io.BytesIO()
     try:
         _Pickler(buffer, protocol=5).dump(log)
