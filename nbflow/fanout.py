@@ -218,9 +218,16 @@ async def fan_out(
     retried on its own. ``aggregate(results)`` turns the list into one value (fan-in).
 
     Raises:
+        ValueError: ``concurrency`` is below 1 (None runs every element at once), before
+            any element runs.
         ExceptionGroup: elements failed and ``return_exceptions`` is false; it holds every
             element's error (each noted with its index).
     """
+    if concurrency is not None and concurrency < 1:  # 0 would have meant "no limit"
+        raise ValueError(
+            f"nbflow.fan_out: concurrency={concurrency!r}, but at most 0 elements at once would "
+            "run none; give a whole number of at least 1, or None to run every element at once"
+        )
     is_async = inspect.iscoroutinefunction(fn)
 
     async def call(item: Any) -> Any:

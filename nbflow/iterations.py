@@ -35,12 +35,15 @@ async def run_loop(engine: Engine, name: str, kwargs: dict[str, Any], worker: st
     spec = plan.specs[name]
     limit = spec.max_iterations
     assert limit is not None
-    takes_previous = plan.table(
-        ("takes_previous", name), lambda: any(p.name == PREVIOUS for p in spec.params)
+    # Its parameter `previous`: given from the second iteration on, and the first time too
+    # (None) when it has no default (the first iteration has no result before it).
+    param = plan.table(
+        ("previous_param", name), lambda: next((p for p in spec.params if p.name == PREVIOUS), None)
     )
     previous: Any = None
     for iteration in range(1, limit + 1):
-        inputs = {**kwargs, PREVIOUS: previous} if takes_previous and iteration > 1 else kwargs
+        give = param is not None and (iteration > 1 or not param.has_default)
+        inputs = {**kwargs, PREVIOUS: previous} if give else kwargs
         ok, outcome = await run_attempts(engine, name, inputs, worker, None, iteration)
         if not ok:
             return S.FAILED  # its TaskFailed is out

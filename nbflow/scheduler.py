@@ -303,7 +303,7 @@ def opened(plan: Plan, state: SchedulerState, name: str, consumers: tuple[str, .
     is not counted twice.
     """
     transition = Transition()
-    needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
+    needs = prepare(plan)  # (once per producer: no need for complete's shortcut)
     left = state.left
     for child in consumers:
         if child in state.decided:

@@ -366,3 +366,43 @@ def test_an_upstream_result_is_seen_by_its_bare_name_unless_a_variable_has_it():
     condition = parse_condition("t", "a == 1 and results['a'] == 1")
     assert condition.evaluate({"a": 1}, {}) is True
     assert parse_condition("t", "vars == {}").evaluate({"vars": 5}, {}) is True
+
+
+def test_a_condition_may_be_max_length_characters_long_and_no_longer():
+    from nbflow.conditions import MAX_LENGTH
+
+    longest = "True" + " " * (MAX_LENGTH - 4)
+    assert parse_condition("t", longest).evaluate_names({}) is True
+    with pytest.raises(nf.ConditionError) as error:
+        parse_condition("t", longest + " ")
+    assert str(error.value).endswith(
+        f"it is {MAX_LENGTH + 1:,} characters long; a condition may have {MAX_LENGTH:,}"
+    )
+
+
+def test_a_condition_python_cannot_parse_for_its_depth_is_refused_by_name():
+    with pytest.raises(nf.ConditionError) as error:
+        parse_condition("t", "-" * 3000 + "1 == 1")
+    assert error.value.task == "t"
+    assert str(error.value).endswith(": it is nested too deeply to parse")
+
+
+def test_a_condition_that_runs_out_of_stack_as_it_evaluates_names_its_task():
+    import sys
+
+    condition = parse_condition("t", "-" * 90 + "1 == 1")  # within the static bound
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 60)  # a deep caller: too little stack left for 90 levels
+    try:
+        with pytest.raises(nf.ConditionError) as error:
+            condition.evaluate_names({})
+    finally:
+        sys.setrecursionlimit(limit)
+    assert error.value.task == "t"
+    assert str(error.value).endswith(
+        "RecursionError while evaluating: the expression is too deep or large"
+    )

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 import nbflow as nf
-from nbflow.fanout import ElementOutcome, sliding_window
+from nbflow.fanout import ElementOutcome, sliding_window, window
 
 
 def test_standalone_fan_out_keeps_input_order_and_aggregates():
@@ -221,3 +221,117 @@ def test_sliding_window_reports_each_element_with_its_index():
         ElementOutcome(1, False, error=error),
         ElementOutcome(2, True, "C"),
     ]
+
+
+def test_standalone_fan_out_refuses_a_concurrency_below_one_before_any_element_runs():
+    ran: list[int] = []
+    for concurrency in (0, -2):
+        with pytest.raises(ValueError) as info:
+            asyncio.run(nf.fan_out(ran.append, range(3), concurrency=concurrency))
+        assert str(info.value) == (
+            f"nbflow.fan_out: concurrency={concurrency}, but at most 0 elements at once would "
+            "run none; give a whole number of at least 1, or None to run every element at once"
+        )
+    assert ran == []
+    assert asyncio.run(nf.fan_out(ran.append, range(3), concurrency=1)) == [None] * 3
+    assert ran == [0, 1, 2]
+
+
+def test_standalone_fan_out_an_element_raising_cancelled_error_fails_as_an_element():
+    """An element's own CancelledError is its failure (not the window's cancellation): an
+    ExceptionGroup cannot hold a CancelledError, so a RuntimeError stands for it."""
+
+    async def check(x):
+        if x == 1:
+            raise asyncio.CancelledError("gave up")
+        return x
+
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(nf.fan_out(check, range(3)))
+    (error,) = info.value.exceptions
+    assert type(error) is RuntimeError and str(error) == "the element raised CancelledError"
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+    assert error.__notes__ == ["nbflow.fan_out: element 1"]
+    values = asyncio.run(nf.fan_out(check, range(3), return_exceptions=True))
+    assert values[0] == 0 and values[2] == 2
+    assert str(values[1]) == "the element raised CancelledError"
+
+
+class StopAfter:
+    """An ``until`` that stops the window after ``n`` outcomes (see fanout.Until)."""
+
+    def __init__(self, n: int, cancel_rest: bool = False) -> None:
+        self.n, self.cancel_rest, self.told, self.settled = n, cancel_rest, [], 0
+
+    def holds(self, outcome):
+        self.told.append(outcome if outcome is None else outcome.index)
+        return len(self.told) - 1 == self.n
+
+    async def settle(self):
+        self.settled += 1
+
+
+def test_sliding_window_stops_starting_elements_once_until_holds():
+    started: list[int] = []
+
+    async def run_one(index, item):
+        started.append(index)
+        return item
+
+    until = StopAfter(1)
+    outcomes = asyncio.run(sliding_window("abc", run_one, concurrency=1, until=until))
+    assert outcomes == [ElementOutcome(0, True, "a")] and started == [0]
+    assert until.told == [None, 0] and until.settled == 1
+    at_once = StopAfter(0)  # holds before any element starts
+    assert asyncio.run(sliding_window("abc", run_one, until=at_once)) == []
+    assert started == [0] and at_once.told == [None]
+
+
+def test_window_closes_a_streaming_source_however_it_ends():
+    closed: list[str] = []
+
+    async def source(name):
+        try:
+            for index, item in enumerate("abc"):
+                yield index, item
+        finally:
+            closed.append(name)
+
+    async def run_one(index, item):
+        return item
+
+    async def main():
+        # (asyncio.run would close them at its end anyway: look before it does)
+        everything = await window(source("all"), run_one, concurrency=2)
+        stopped = await window(source("stopped"), run_one, concurrency=1, until=StopAfter(1))
+        unread = source("never")  # a generator's `finally` runs only once it has begun
+        assert await anext(unread) == (0, "a")
+        never = await window(unread, run_one, until=StopAfter(0))
+        return everything, stopped, never, list(closed)
+
+    everything, stopped, never, seen = asyncio.run(main())
+    assert [o.value for o in everything] == ["a", "b", "c"]
+    assert [o.value for o in stopped] == ["a"] and never == []
+    assert seen == ["all", "stopped", "never"]
+
+
+def test_a_bad_element_of_a_streaming_source_cancels_the_elements_in_flight():
+    cancelled: list[str] = []
+
+    async def source():
+        yield 0, "slow"
+        raise ValueError("element 1 could not be read")
+
+    async def run_one(index, item):
+        try:
+            await asyncio.Event().wait()  # runs until cancelled
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+
+    async def main():  # (the guard turns a window that waits forever into a failure)
+        return await asyncio.wait_for(window(source(), run_one, concurrency=2), 10)
+
+    with pytest.raises(ValueError, match="could not be read"):
+        asyncio.run(main())
+    assert cancelled == ["slow"]

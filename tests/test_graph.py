@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import nbflow as nf
+from nbflow.errors import UnknownVariableError
 
 
 def _ran_nothing(flow, **kwargs):
@@ -358,3 +359,37 @@ def test_a_cycle_found_by_counting_is_reported_even_with_one_task_in_it():
     flow.task(name="loop", after=["loop"])(lambda: 1)
     with pytest.raises(nf.CycleError, match=r"loop -> loop"):
         flow.plan()
+
+
+def _reading_variables(when: str) -> nf.Flow:
+    flow = nf.Flow("reads", store=None)
+    flow.task(name="report", when=when)(lambda mode: mode)
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("given", "suggestion"),
+    [("mdoe", "mode"), ("regoin", "region")],  # a parameter, a condition's vars['...']
+)
+def test_a_misspelled_run_variable_is_refused_with_the_one_it_looks_like(given, suggestion):
+    flow = _reading_variables("vars['region'] == 'eu' and len('x') > 0")  # `len`: no vars
+    variables = {"mode": "fast", "region": "eu", given: 1}
+    with pytest.raises(UnknownVariableError) as error:
+        flow.run(variables=variables, simulate=True)
+    assert str(error.value) == (
+        f"unknown variable {given!r}; did you mean {suggestion!r}? No task parameter, "
+        f"condition or template reads {given!r}"
+    )
+    assert (error.value.variable, error.value.suggestion) == (given, suggestion)
+    unlike = {"mode": "fast", "region": "eu", "colour": "red"}  # close to nothing: fine
+    assert flow.run(variables=unlike, simulate=True).states == {"report": "succeeded"}
+
+
+@pytest.mark.parametrize(
+    "when", ["vars['re' + 'gion'] == 'eu'", "len(vars) > 0", "vars.get('x') == 1"]
+)
+def test_a_condition_reading_vars_otherwise_may_read_any_name(when):
+    flow = _reading_variables(when)
+    variables = {"mode": "fast", "region": "eu", "regoin": "eu", "mdoe": 1}
+    run = flow.run(variables=variables, simulate=True)
+    assert run.status == "succeeded"  # `regoin`, `mdoe` may be what it reads: no error

@@ -386,3 +386,37 @@ def test_a_partial_join_with_nothing_but_readers_counts_them():
     flow.task(name="x")(lambda: 3)
     flow.task(name="t", trigger="one_success", when="x > 1")(lambda: "ran")
     assert flow.run(simulate=True).states["t"] == "succeeded"
+
+
+def test_a_gated_join_gives_up_when_its_voters_can_no_longer_reach_n():
+    """Two of the three voters fail (at 1 and 2 s): from 2 s at most one can succeed, so the
+    2-of-3 join is upstream_failed then; `mode`, which only its when= reads, is no voter."""
+    flow = gated_quorum(when="mode == 'fast'")
+    for name, seconds in [("r1", 1), ("r2", 2)]:
+
+        async def broken(seconds=seconds):
+            await asyncio.sleep(seconds)
+            raise RuntimeError("no answer")
+
+        flow.task(name=name)(broken)  # redefined
+    run = flow.run(simulate=True)
+    assert run.states["join"] == "upstream_failed"
+    assert run.state.tasks["join"].ended_t == 2.0
+
+
+def test_a_join_with_two_readers_waits_for_the_last_of_them():
+    """`mode` (instant, read by when=) and `slow_mode` (5 s, read by a switch) do not vote;
+    r1 and r2 reach n at 2 s, but the join waits for both readers."""
+    flow = gated_quorum(when="mode == 'fast'")
+    flow.task(name="slow_mode")(sleeper_of(5, "full"))
+    flow.switch("slow_mode", cases={"full": ["join"]}, name="by_mode")
+    run = flow.run(simulate=True)
+    assert starts(run)["join"] == 5.0 and run.results["join"] == ("r1", "r2", "r3")
+
+
+def test_cancel_rest_counts_only_the_voters_in_its_reason():
+    flow = gated_quorum(when="mode == 'fast'", cancel_rest=True)
+    run = flow.run(simulate=True)
+    assert run.states["r3"] == "cancelled" and starts(run)["join"] == 2.0
+    reason = run.state.tasks["r3"].reason
+    assert reason == "cancel_rest: 'join' (at_least(2)) fired with 2 of 3 upstream tasks succeeded"

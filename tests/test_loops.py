@@ -246,3 +246,16 @@ def test_an_until_that_does_not_parse_or_reads_an_unknown_name_is_refused_before
     ):
         flow.run(simulate=True)
     assert ran == []
+
+
+def test_previous_without_a_default_is_none_the_first_time():
+    """The loop fills `previous`, not a run variable; with no default it gets None first
+    (it failed with "missing 1 required positional argument" before)."""
+    flow = nf.Flow("loop", store=None)
+
+    @flow.loop(until="result >= 3", max_iterations=5)
+    def count(previous):  # no default: the loop fills it (None the first time)
+        return 1 if previous is None else previous + 1
+
+    run = flow.run(simulate=True)
+    assert run.results["count"] == 3

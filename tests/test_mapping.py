@@ -201,18 +201,25 @@ def test_a_product_of_a_run_variable_and_an_upstream_result():
     assert run.results["fit"] == ["m1/0", "m1/1", "m2/0", "m2/1"]
 
 
+ZIP = r"^task 'each' fan_out=nf\.zip\(urls, days\): "
+
+
 @pytest.mark.parametrize(
     ("variables", "error", "message"),
     [
         ({}, nf.MissingInputError, r"task 'each' parameter 'urls' is not a task"),
-        ({"urls": "abc"}, nf.FanOutError, r"run variable 'urls' is a str.*\['abc'\]"),
-        ({"urls": iter([1])}, nf.FanOutError, r"run variable 'urls' is a one-shot iterator"),
-        ({"urls": 5}, nf.FanOutError, r"run variable 'urls' \(int\) is not iterable"),
-        ({"urls": [1, 2], "days": [1]}, nf.FanOutError, r"zip needs sources of equal lengths"),
+        ({"urls": "abc"}, nf.FanOutError, ZIP + r"run variable 'urls' is a str.*\['abc'\]"),
+        ({"urls": iter([1])}, nf.FanOutError, ZIP + r"run variable 'urls' is a one-shot iterator"),
+        ({"urls": 5}, nf.FanOutError, ZIP + r"run variable 'urls' \(int\) is not iterable"),
+        (
+            {"urls": [1, 2], "days": [1]},
+            nf.FanOutError,
+            ZIP + r"zip needs sources of equal lengths",
+        ),
         (
             {"urls": ["a", "b", "a"], "days": [1, 2, 3]},
             nf.DuplicateKeyError,
-            r"key 'a' is not unique: elements 0 and 2 both have it",
+            r"^task 'each' key='urls': key 'a' is not unique: elements 0 and 2 both have it",
         ),
     ],
 )
@@ -442,3 +449,68 @@ def test_the_store_records_each_attempt_with_its_key(tmp_path):
     ]
     replayed = flow.state_store.state(run.run_id)  # folded from the recorded events
     assert replayed.tasks["stars"].element_keys == {0: "nbflow", 1: "dask"}
+
+
+def test_renamed_sources_are_inputs_once_each_and_a_missing_variable_is_named():
+    flow = nf.Flow("renamed", store=None)
+
+    @flow.task
+    def models():
+        return ["m1", "m2"]
+
+    # `model` and `again` both read the task `models`; `seed` reads the variable `seeds`.
+    @flow.task(fan_out=nf.zip(model="models", again="models", seed="seeds"))
+    def fit(model, again, seed, seeds):  # (it also takes the whole list)
+        return f"{model}/{again}/{seed}/{len(seeds)}"
+
+    plan = flow.plan()
+    assert plan.upstream["fit"] == ("models",)
+    assert [p.name for p in plan.free_params["fit"]] == ["seeds"]
+    run = flow.run(variables={"seeds": [0, 1]})
+    assert run.results["fit"] == ["m1/m1/0/2", "m2/m2/1/2"]
+    with pytest.raises(nf.MissingInputError, match=r"task 'fit' parameter 'seeds'"):
+        flow.run()
+
+
+def test_a_key_function_s_duplicate_over_run_variables_is_refused_before_any_task_runs():
+    flow = nf.Flow("keyed", store=None)
+    ran: list[str] = []
+
+    @flow.task(fan_out="urls", key=lambda url: url[0])
+    def one(urls):
+        ran.append(urls)
+
+    with pytest.raises(nf.DuplicateKeyError, match=r"^task 'one' key=.*<lambda>: key 'a' is not"):
+        flow.run(variables={"urls": ["ab", "ac"]})
+    assert ran == [] and flow.last_run is None
+
+
+def test_a_bad_run_variable_after_a_task_source_is_refused_before_any_task_runs():
+    flow = nf.Flow("mixed-bad", store=None)
+    ran: list[str] = []
+
+    @flow.task
+    def models():
+        ran.append("models")
+        return ["m1", "m2"]
+
+    @flow.task(fan_out={"model": "models", "seed": "seeds"})
+    def fit(model, seed):
+        ran.append("fit")
+
+    with pytest.raises(nf.FanOutError, match=r"run variable 'seeds' is a str"):
+        flow.run(variables={"seeds": "01"})
+    assert ran == [] and flow.last_run is None
+
+
+def test_an_element_parameter_named_like_another_task_maps_over_its_source():
+    flow = nf.Flow("users", store=None)
+    flow.task(name="user")(lambda: "admin")
+    flow.task(name="users")(lambda: ["a", "b"])
+
+    @flow.task(fan_out={"user": "users"})  # `user` is the element, not the task `user`
+    def greet(user):
+        return f"hi {user}"
+
+    assert flow.plan().upstream["greet"] == ("users",)
+    assert flow.run(simulate=True).results["greet"] == ["hi a", "hi b"]

@@ -200,6 +200,9 @@ def test_retry_if_that_raises_outside_a_flow():
     with pytest.raises(nf.RetryIfError, match=r"^the call failed with ConnectionError") as info:
         policy(call)()
     assert isinstance(info.value.error, ConnectionError)
+    with pytest.raises(nf.RetryIfError, match=r"^the call failed") as info:  # asked directly
+        policy.should_retry(ConnectionError("server down"))
+    assert info.value.task == ""
 
 
 def test_exceptions_serialise_by_name_and_resolve_from_dotted_names():

@@ -331,3 +331,73 @@ def test_a_producer_s_success_never_queues_a_consumer_twice():
     assert sch.complete(plan, state, "x", S.SUCCEEDED, key).queued == ["c"]
     sch.streamed(state, ("c",), S.SUCCEEDED)
     assert sch.complete(plan, state, "s", S.SUCCEEDED, key).queued == ["d"]  # not c again
+
+
+def test_a_plan_made_without_its_tables_gets_them_from_the_first_transition():
+    # Flow.plan() makes the scheduler's tables ahead (engine.prepare); a plan built
+    # elsewhere has none, and complete() or opened(), whichever comes first, makes them.
+    from nbflow.graph import build_plan
+
+    flow = nf.Flow("f")
+    for name, ups in [("s", []), ("x", []), ("c", ["s", "x"]), ("d", ["s"])]:
+        flow.task(name=name, after=ups)(lambda: None)
+    for first in ("complete", "opened"):
+        plan = build_plan(flow)
+        assert "needs" not in plan.memo
+        key = key_of(plan)
+        state, _ = sch.initial(plan, key)
+        sch.pop_ready(state), sch.pop_ready(state)
+        if first == "complete":
+            assert sch.complete(plan, state, "x", S.SUCCEEDED, key) is sch.NOTHING
+            assert state.left == {"c": 1}
+        else:
+            assert sch.opened(plan, state, "s", ("c",), key).queued == []
+            assert state.left == {"c": 1}
+        assert plan.memo["needs"] == {"s": 0, "x": 0, "c": 2, "d": 1}
+
+
+def test_opened_goes_on_past_a_consumer_decided_already():
+    # c1 also waits for x, which failed: c1 is upstream_failed before s opens its stream;
+    # c2, after it in the tuple, is still queued.
+    plan = _plan([("s", "c1"), ("x", "c1"), ("s", "c2")])
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state), sch.pop_ready(state)
+    failed = sch.complete(plan, state, "x", S.FAILED, key)
+    assert [(n, s.value) for n, s, _ in failed.resolved] == [("c1", "upstream_failed")]
+    assert sch.opened(plan, state, "s", ("c1", "c2"), key).queued == ["c2"]
+
+
+def test_a_withdrawn_task_is_never_queued_whatever_its_rule():
+    # all_done counts outcomes (not complete()'s countdown): `decided` keeps c out.
+    plan = _plan([("a", "c"), ("a", "d")], triggers={"c": "all_done", "d": "all_done"})
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    assert sch.pop_ready(state) == "a"
+    sch.withdraw(state, "c")
+    assert sch.complete(plan, state, "a", S.SUCCEEDED, key).queued == ["d"]
+
+
+def _queued_deque_and_heap(names):
+    """A state whose deque holds ``names[2:]`` and whose heap holds ``names[0]`` (taken,
+    then given back below the deque's last item), keys in definition order."""
+    plan = _plan([], names=names)
+    state, _ = sch.initial(plan, key_of(plan))
+    first = sch.take(state)
+    sch.take(state)  # names[1]: running, out of the way
+    sch.push_back(state, [first])
+    assert [n for _, n in state.ready] == names[2:] and state.ready_heap == [first]
+    return state
+
+
+def test_withdrawing_the_last_task_of_the_deque_keeps_the_heap_s_tasks_ready():
+    state = _queued_deque_and_heap(["a", "b", "c"])
+    sch.withdraw(state, "c")
+    assert sch.pop_ready(state) == "a"  # the deque's truth value says a task is ready
+    assert sch.pop_ready(state) is None
+
+
+def test_withdrawing_from_the_deque_keeps_the_key_order():
+    state = _queued_deque_and_heap(["a", "b", "c", "d"])
+    sch.withdraw(state, "d")
+    assert [sch.pop_ready(state), sch.pop_ready(state), sch.pop_ready(state)] == ["a", "c", None]

@@ -330,7 +330,8 @@ def test_a_signal_named_like_a_task_and_mixed_choices_are_refused_before_any_tas
     flow = nf.Flow("clash", store=None)
     flow.task(name="report")(lambda: ran.append("report"))
     flow.task(name="publish", wait_for="report")(lambda report: 1)
-    with pytest.raises(nf.DefinitionError, match=r"signal 'report' is named like a task"):
+    with pytest.raises(nf.DefinitionError, match=r"^task 'publish' wait_for='report': signal "
+                       r"'report' is named like a task"):  # fmt: skip
         flow.run(simulate=True)
     flow.remove("publish")
     choice = nf.any_of("a", "b")

@@ -256,3 +256,66 @@ def test_a_cached_result_after_an_attempt_keeps_the_tasks_worker():
     state.apply(ev.TaskRetrying(RUN, 2, 12.0, "a", 1, OSError("x"), 0.5))
     state.apply(ev.TaskSucceeded(RUN, 3, 13.0, "a", 2, result=1, cached=True))
     assert state.rows[-1] == AttemptRow("a", 2, "cached", 13.0, 13.0, "w0", None, None, "a", 3)
+
+
+def test_elements_served_from_the_cache_get_rows_labelled_by_their_key():
+    state = _state("f", fan_out=("f",))
+    state.apply(ev.ElementKeyed(RUN, 1, 10.0, "f", 0, "paris"))
+    state.apply(ev.TaskStarted(RUN, 2, 10.0, "f", 1, "w0", size=3))
+    state.apply(ev.TaskSucceeded(RUN, 3, 11.0, "f", 0, result=1, element=0, cached=True))
+    state.apply(ev.TaskSucceeded(RUN, 4, 11.5, "f", 0, result=2, element=1, cached=True))
+    state.apply(ev.TaskStarted(RUN, 5, 12.0, "f", 1, "w1", element=2))  # no key: its index
+    assert state.rows == [
+        AttemptRow("f[paris]", 0, "cached", 11.0, 11.0, None, None, 0, "f", 3),
+        AttemptRow("f[1]", 0, "cached", 11.5, 11.5, None, None, 1, "f", 4),
+        AttemptRow("f[2]", 1, "running", 12.0, None, "w1", None, 2, "f", 5),
+    ]
+    assert state.tasks["f"].element_results == {0: 1, 1: 2}
+    unkeyed = _state("g", fan_out=("g",))
+    unkeyed.apply(ev.TaskSucceeded(RUN, 1, 11.0, "g", 0, result=1, element=0, cached=True))
+    assert [row.task for row in unkeyed.rows] == ["g[0]"]
+
+
+def test_a_fan_out_task_over_no_element_adds_no_row():
+    state = _state("f", fan_out=("f",))
+    state.apply(ev.TaskStarted(RUN, 1, 10.0, "f", 1, "w0", size=0))
+    state.apply(ev.TaskSucceeded(RUN, 2, 10.0, "f", 1, result=[]))
+    assert state.rows == [] and state.tasks["f"].state == TaskState.SUCCEEDED
+
+
+def test_a_reused_result_and_a_cancellation_say_why():
+    state = _state("a", "b")
+    state.apply(ev.TaskSucceeded(RUN, 1, 11.0, "a", 0, result=1, cached=True, reused="run r0"))
+    assert state.tasks["a"].reason == "run r0"
+    state.apply(ev.TaskCancelled(RUN, 2, 12.0, "b", reason="cancel_rest: 'j' fired"))
+    assert state.tasks["b"].reason == "cancel_rest: 'j' fired"
+
+
+def test_a_task_waiting_for_signals_and_receiving_them():
+    state = _state("a")
+    state.apply(ev.TaskWaiting(RUN, 1, 5.0, "a", ("go", "data"), "signals 'go' and 'data'"))
+    assert state.waiting == {"a": "signals 'go' and 'data'"}
+    assert state.tasks["a"].reason == "waiting for signals 'go' and 'data'"
+    assert state.signalled == {"a": (5.0, 5.0)}
+    state.apply(ev.TaskSignalled(RUN, 2, 9.0, "a", ("go", "data")))
+    assert state.waiting == {} and state.signalled == {"a": (5.0, 9.0)}
+    assert state.tasks["a"].reason == "received 'go', 'data'"
+
+
+def test_an_iteration_has_a_row_closed_with_where_and_when_it_ran():
+    state = _state("a")
+    state.apply(ev.IterationStarted(RUN, 1, 10.0, "a", 1, "local", iteration=2))
+    state.apply(ev.IterationEnded(RUN, 2, 20.0, "a", 1, 2, worker="remote", began=15.0))
+    assert state.iterations == {"a": 2}
+    assert state.rows == [
+        AttemptRow("a#2", 1, "succeeded", 15.0, 20.0, "remote", None, None, "a", 1)
+    ]
+    assert state.open_rows == {}
+
+
+def test_an_element_that_started_and_then_came_from_the_cache_keeps_one_row():
+    state = _state("f", fan_out=("f",))
+    state.apply(ev.TaskStarted(RUN, 1, 10.0, "f", 1, "w0", element=0))
+    state.apply(ev.TaskSucceeded(RUN, 2, 11.0, "f", 1, result=1, element=0, cached=True))
+    assert state.rows == [AttemptRow("f[0]", 1, "cached", 10.0, 11.0, "w0", None, 0, "f", 1)]
+    assert state.open_rows == {}
