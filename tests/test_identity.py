@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from ipython_cells import Cells
+from ipython_cells import Cells, kernel
 
 from nbflow.identity import (
     Identities,
@@ -701,3 +701,113 @@ def test_module_versions_come_from_the_loaded_code(monkeypatch):
     fake.__version__ = "10.0"
     assert ids._module_version("nbflow_fake_lib") == "9.9"  # read once per Identities
     assert Identities()._module_version("nbflow_fake_lib") == "10.0"
+
+
+# -- objects of notebook classes, recursion, cycles ----------------------------------------------
+
+VEC = "class Vec:\n    def __init__(self, x):\n        self.x = x\n    def norm(self):\n"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "ORIGIN = Vec({'a', 'b'})\ndef t():\n    return ORIGIN.norm()\n",
+        "def t(v=Vec({'a', 'b'})):\n    return v.norm()\n",
+        "import functools\nt = functools.partial(lambda v: v.norm(), [Vec({'a', 'b'})])\n",
+    ],
+    ids=["global", "default", "argument"],
+)
+def test_an_object_counts_by_its_class_code_and_its_state(task):
+    # A pickle names an object's class, it does not hold its code: the class's identity
+    # counts too, so an edited method is seen (it was not: a stale result).
+    with kernel() as cells:
+        cells.run(VEC + "        return 1\n")
+        cells.run(task)
+        ids = Identities()
+        first = ids.task(cells["t"])
+        assert first.digest is not None
+        cells.run(VEC + "        return 1\n")  # the class cell re-run unchanged
+        cells.run(task)  # and the object made again, equal (its set built anew)
+        assert ids.task(cells["t"]).digest == first.digest
+        cells.run(VEC + "        return 2\n")  # a method edited
+        cells.run(task)
+        edited = ids.task(cells["t"])
+        assert edited.digest not in (None, first.digest)
+        assert Identities().task(cells["t"]) == edited
+
+
+def test_an_object_made_before_its_class_was_edited_keeps_the_old_code():
+    with kernel() as cells:
+        cells.run(VEC + "        return 1\nOLD = Vec(1)\n")
+        cells.run("def t():\n    return OLD.norm()\n")
+        ids = Identities()
+        first = ids.task(cells["t"])
+        cells.run(VEC + "        return 2\n")  # OLD still runs the old norm()
+        assert ids.task(cells["t"]) == first
+        cells.run("OLD = Vec(1)\n")
+        assert ids.task(cells["t"]).digest != first.digest
+
+
+@pytest.mark.parametrize("order", ["caller first", "callee first"])
+def test_recursive_helpers_are_identified_as_a_group(cells, order):
+    cells.run(
+        "def even(n):\n    return n == 0 or odd(n - 1)\n"
+        "def odd(n):\n    return n != 0 and even(n - 1)\n"
+        "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\n"
+        "def t1():\n    return even(4)\ndef t2():\n    return odd(3)\n"
+        "def t3():\n    return fact(3)\n"
+    )
+    names = ["t1", "t2", "t3"] if order == "caller first" else ["t3", "t2", "t1"]
+
+    def identities(ids: Identities) -> dict[str, Identity]:
+        return dict(zip(names, ids.tasks([(cells[n], ()) for n in names]), strict=True))
+
+    ids = Identities()
+    first = identities(ids)
+    assert identities(ids) == first  # a second pass (it raised RecursionError)
+    assert identities(Identities()) == first
+    cells.run("def odd(n):\n    return n != 0 and even(n - 1) and True\n")
+    edited = identities(ids)
+    # Every task reaching the group sees an edit of any member (t1 did not, when t2 was
+    # walked first), and whichever task was walked first, the digests are the same.
+    assert edited["t1"].digest != first["t1"].digest
+    assert edited["t2"].digest != first["t2"].digest
+    assert edited["t3"] == first["t3"]
+    assert edited["t1"].changes_since(first["t1"]) == ["helper `even` changed"]
+    other = ["t2", "t1", "t3"]
+    swapped = dict(zip(other, Identities().tasks([(cells[n], ()) for n in other]), strict=True))
+    assert swapped == edited
+
+
+def test_a_flow_with_recursive_helpers_runs_twice():
+    with kernel() as cells:
+        cells.run(
+            "import nbflow as nf\nflow = nf.Flow('recursive', store=None)\n"
+            "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)\n"
+            "@flow.task\ndef t():\n    return fact(5)\n"
+        )
+        assert [cells["flow"].run().results["t"] for _ in range(2)] == [120, 120]
+
+
+def test_values_that_hold_themselves_or_share_parts_are_hashed_once_each():
+    # A tree whose nodes know their parent: walked path by path, each level multiplied the
+    # work by the number of children (this one would never have ended).
+    ids = Identities()
+    root: dict = {"kids": []}
+    root["kids"] += [{"parent": root, "n": i} for i in range(30)]
+    first = ids.value_digest(root)
+    assert ids.value_digest(root) == first
+    root["kids"][7]["n"] = -1
+    assert ids.value_digest(root) != first
+    # A structure that shares its parts, outside a pass (a run's variables): 2^60 paths.
+    shared: list = [1]
+    for _ in range(60):
+        shared = [shared, shared]
+    assert ids.value_digest(shared) == Identities().value_digest(shared)
+
+
+def test_a_tuple_class_attribute_is_an_attribute(cells):
+    cells.run("class Cfg:\n    sizes = (1, 2)\ndef t():\n    return Cfg.sizes\n")
+    assert changed(cells, "t", "Cfg.sizes = (1, 3)\n") == [
+        "class `Cfg`: attribute `sizes` changed ((1, 2) -> (1, 3))"
+    ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+import io
 import pickle
 import types
 from typing import Any
@@ -64,16 +65,36 @@ def _state(obj: Any) -> Any:
     return state
 
 
-def _pickled(value: Any) -> str:
+class _Pickler(pickle.Pickler):
+    """A pickler that notes each class and function the pickle names (``named``): a pickle
+    refers to them by their name, it does not hold their code."""
+
+    def __init__(self, file: io.BytesIO, named: list[Any]) -> None:
+        super().__init__(file, protocol=5)
+        self.named = named
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type | types.FunctionType):
+            self.named.append(obj)
+        return NotImplemented  # pickled as usual
+
+
+def _pickled(value: Any, named: list[Any] | None = None) -> str:
+    """The digest of ``value``'s pickle; the classes and functions it names are appended to
+    ``named`` (the same bytes as ``pickle.dumps(value, protocol=5)``)."""
     try:
-        return sha("pickle:", pickle.dumps(value, protocol=5))
+        if named is None:
+            return sha("pickle:", pickle.dumps(value, protocol=5))
+        file = io.BytesIO()
+        _Pickler(file, named).dump(value)
+        return sha("pickle:", file.getbuffer())
     except Exception as error:
         raise Unhashable(
             f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
         ) from None
 
 
-def _numpy_digest(value: Any) -> str:
+def _numpy_digest(value: Any, named: list[Any] | None = None) -> str:
     import numpy as np
 
     if isinstance(value, np.ndarray) and value.dtype != object:
@@ -81,10 +102,10 @@ def _numpy_digest(value: Any) -> str:
         return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
     if isinstance(value, np.generic):
         return sha("numpy", value.dtype.str, value.tobytes())
-    return _pickled(value)
+    return _pickled(value, named)
 
 
-def _pandas_digest(value: Any) -> str:
+def _pandas_digest(value: Any, named: list[Any] | None = None) -> str:
     import pandas as pd
 
     try:
@@ -97,4 +118,4 @@ def _pandas_digest(value: Any) -> str:
             return sha("pandas", meta, hashed.to_numpy().tobytes())
     except TypeError:
         pass  # cells that pandas cannot hash (lists, dicts): the pickle decides
-    return _pickled(value)
+    return _pickled(value, named)

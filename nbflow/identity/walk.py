@@ -20,6 +20,7 @@ from typing import Any
 
 from .code import CodeFacts, _distribution_version, code_facts, is_library
 from .model import _MAX_DEPTH, IDENTITY_OF, IGNORE, PART_DEPTH, SEP, Identity, Part, sha
+from .recursion import Recursion
 from .values import (
     _SCALAR_TYPES,
     _SCALARS,
@@ -55,7 +56,7 @@ class _Node:
     tasks: dict[str, Identity] | None = None
 
 
-class Identities:
+class Identities(Recursion):
     """Computes task identities for one flow; remembers what cannot have changed.
 
     One instance per flow (no process-wide state). Call :meth:`begin` before a set of
@@ -69,8 +70,11 @@ class Identities:
     say (``1 == True``, an equal but distinct list). The next pass reuses the node when the
     same objects are found, the functions, classes and modules among them still have the
     digests they had, and all the others are immutable. Closures made by one factory from
-    the same values share one node.
+    the same values share one node. Functions and classes that reach themselves are
+    identified as a group (:mod:`nbflow.identity.recursion`).
     """
+
+    _node_of = _Node
 
     def __init__(self) -> None:
         self._code: dict[types.CodeType, tuple[CodeFacts, list[int]]] = {}
@@ -85,6 +89,9 @@ class Identities:
         self._values: dict[int, tuple[Any, str]] = {}
         self._pass = 0
         self._active = 0
+        self._reading = False  # value_digest() is reading one value, outside a pass
+        self._walking: set[int] = set()  # ids of the values being hashed (to see cycles)
+        self._reset_recursion()
 
     # -- passes ---------------------------------------------------------------------------------
 
@@ -92,6 +99,7 @@ class Identities:
         """Start a pass: values are read from now on as they are at this moment."""
         if self._active == 0:
             self._seen, self._values = {}, {}
+            self._reset_recursion()
             self._pass += 1
         self._active += 1
 
@@ -103,6 +111,7 @@ class Identities:
             self._nodes = {k: n for k, n in self._nodes.items() if n.used == now}
             self._code = {c: f for c, f in self._code.items() if f[1][0] == now}
             self._seen, self._values = {}, {}
+            self._reset_recursion()
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -233,6 +242,7 @@ class Identities:
     def _function(self, fn: types.FunctionType) -> _Node:
         seen = self._seen.get(id(fn))
         if seen is not None:
+            self._reach(id(fn))
             return seen[1]
         code = fn.__code__
         found = self._code.get(code)
@@ -250,14 +260,25 @@ class Identities:
             pins += _cells(fn)
         if facts.global_names:
             pins += tuple(map(fn.__globals__.get, facts.global_names, repeat(_UNDEFINED)))
+        return self._kept(fn, pins, lambda: self._make_function(fn, facts))
+
+    def _kept(self, obj: Any, pins: tuple[Any, ...], make: Callable[[], _Node]) -> _Node:
+        """The node of function or class ``obj``, made from ``pins`` (see the class
+        docstring): the one kept from an earlier pass if it still holds, else ``make()``."""
         key = tuple(map(id, pins))
         node = self._nodes.get(key)
         if node is None or not self._still_valid(node):
-            self._seen[id(fn)] = (fn, _Node(f"recursive:{fn.__qualname__}", (), ()))
-            node = self._nodes[key] = self._make_function(fn, facts)
+            seen = self._seen.get(id(obj))
+            if seen is not None:  # made while its old node's children were checked
+                self._reach(id(obj))
+                return seen[1]
+            node, lasting = self._make(obj, make)
             node.pins, node.checked = pins, self._pass
+            if not lasting:  # in a recursive group: made again next pass
+                return node
+            self._nodes[key] = node
         node.used = self._pass
-        self._seen[id(fn)] = (fn, node)
+        self._seen[id(obj)] = (obj, node)
         return node
 
     def _still_valid(self, node: _Node) -> bool:
@@ -320,24 +341,22 @@ class Identities:
     def _class(self, cls: type) -> _Node:
         seen = self._seen.get(id(cls))
         if seen is not None:
+            self._reach(id(cls))
             return seen[1]
-        self._seen[id(cls)] = (cls, _Node(f"recursive:{cls.__qualname__}", (), ()))
-        if self._is_library(cls.__module__):
-            version = self._module_version(cls.__module__)
-            node = _Node(sha("class", cls.__module__, cls.__qualname__, version), (), ())
-        else:
-            items = tuple((k, v) for k, v in sorted(vars(cls).items()) if _counts(k, v))
-            bases = tuple(b for b in cls.__bases__ if b is not object)
+        if not self._is_library(cls.__module__):
+            items, bases = _class_items(cls)
             pins = (cls, *bases, *(v for _, v in items))
-            key = tuple(map(id, pins))
-            reused = self._nodes.get(key)
-            if reused is None or not self._still_valid(reused):
-                reused = self._nodes[key] = self._make_class(cls, items, bases)
-                reused.pins, reused.checked = pins, self._pass
-            reused.used = self._pass
-            node = reused
+            return self._kept(cls, pins, lambda: self._make_class(cls, items, bases))
+        version = self._module_version(cls.__module__)
+        node = _Node(sha("class", cls.__module__, cls.__qualname__, version), (), ())
         self._seen[id(cls)] = (cls, node)
         return node
+
+    def _remake(self, obj: Any) -> _Node:
+        """The node of a function or class made again (a member of a recursive group)."""
+        if isinstance(obj, type):
+            return self._make_class(obj, *_class_items(obj))
+        return self._make_function(obj, self.facts(obj.__code__))
 
     def _make_class(
         self,
@@ -351,11 +370,12 @@ class Identities:
         for base in bases:
             self._value_parts(f"base {base.__qualname__}", base, parts, bad, 1, leaves)
         for name, value in items:
+            method = isinstance(value, types.FunctionType | staticmethod | classmethod | property)
             if isinstance(value, staticmethod | classmethod):
                 value = value.__func__
             elif isinstance(value, property):
                 value = (value.fget, value.fset, value.fdel)
-            kind = "method" if isinstance(value, types.FunctionType | tuple) else "attribute"
+            kind = "method" if method else "attribute"  # (a tuple is an attribute)
             self._value_parts(f"{kind} {name}", value, parts, bad, 1, leaves)
         return self._node(parts, bad, leaves)
 
@@ -498,12 +518,44 @@ class Identities:
                 return sha("bytes:", value)
             return sha(f"{kind.__name__}:{value!r}")
         if depth > _MAX_DEPTH:
-            return _pickled(value)
+            named: list[Any] = []
+            return self._with_code(_pickled(value, named), named)
         known = self._values.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
-        digest = self._content_digest(value, kind, depth)
-        if self._active:  # within a pass, a value cannot change between two reads of it
+        if not self._active and not self._reading:
+            # Outside a pass (a run's variables): the memo of values lasts for this value,
+            # so that a part it holds several times is hashed once (else: 2^n for n levels).
+            self._reading = True
+            try:
+                return self.value_digest(value, depth)
+            finally:
+                self._reading, self._values = False, {}
+        # The values being walked, from this value down (a value of a class or a function
+        # met on the way starts its own walk: those end with the memo of the pass).
+        outer = self._walking
+        if not depth:
+            self._walking = set()
+        if id(value) in self._walking:
+            raise _Cycle  # a value that holds itself: see below
+        self._walking.add(id(value))
+        outer_low = self._watch()
+        try:
+            digest = self._content_digest(value, kind, depth)
+        except _Cycle:
+            if depth:
+                raise
+            # A cycle (a tree whose nodes know their parent): by the pickle of the whole,
+            # which follows each object once, where a walk would follow every path.
+            names: list[Any] = []
+            digest = self._with_code(_pickled(value, names), names)
+        finally:
+            self._walking.discard(id(value))
+            self._walking = outer
+            lasting = self._unwatch(outer_low)
+        # Within a pass (or one value's reading), a value cannot change between two reads;
+        # one hashed through a function or class being made holds only while it is.
+        if lasting:
             self._values[id(value)] = (value, digest)
         return digest
 
@@ -522,17 +574,66 @@ class Identities:
             return sha("enum", self._class(kind).digest, value.name)
         if isinstance(value, types.FunctionType | type | types.ModuleType):
             return self._digest_of(value)
+        if self._plain_object(kind):
+            # An instance of a class of user code, pickled the default way: by its class's
+            # identity (its code) and its state, walked like any value (so that a set or a
+            # dict in it counts by content, not by the order a pickle would list it in).
+            node = self._class(kind)
+            if node.unhashable:
+                path, reason = node.unhashable[0]
+                raise Unhashable(f"its class cannot be hashed ({path}: {reason})")
+            return sha("object", node.digest, self.value_digest(_state(value), depth + 1))
+        named: list[Any] = []
         module = kind.__module__.partition(".")[0]
         if module == "numpy":
-            return _numpy_digest(value)
-        if module == "pandas":
-            return _pandas_digest(value)
-        return _pickled(value)
+            digest = _numpy_digest(value, named)
+        elif module == "pandas":
+            digest = _pandas_digest(value, named)
+        else:
+            digest = _pickled(value, named)
+        return self._with_code(digest, named)
+
+    def _plain_object(self, kind: type) -> bool:
+        """Whether instances of ``kind`` are user code's plain objects: every class of its
+        MRO is user code, and none changes how an instance pickles (its state is then its
+        ``__dict__`` and slots)."""
+        return (
+            kind.__reduce_ex__ is object.__reduce_ex__
+            and kind.__reduce__ is object.__reduce__
+            and kind.__getstate__ is object.__getstate__
+            and all(c is object or not self._is_library(c.__module__) for c in kind.__mro__)
+        )
+
+    def _with_code(self, digest: str, named: list[Any]) -> str:
+        """``digest`` of a pickle, with the identity of the user code it names: a pickle
+        names a class or a function and does not hold its code, so an instance of a class
+        whose method was edited would pickle as before (a stale result)."""
+        found = []
+        for code in named:
+            if self._is_library(code.__module__):
+                continue
+            is_function = isinstance(code, types.FunctionType)
+            node = self._function(code) if is_function else self._class(code)
+            if node.unhashable:
+                path, reason = node.unhashable[0]
+                raise Unhashable(f"its {code.__qualname__} cannot be hashed ({path}: {reason})")
+            found.append(node.digest)
+        return sha(digest, *found) if found else digest
 
 
 #: Class attributes that Python and libraries keep for themselves (caches: pickling an
 #: instance adds ``__slotnames__``, ``isinstance`` against an ABC changes ``_abc_impl``).
 _CLASS_NOISE = frozenset({"_abc_impl"})
+
+
+class _Cycle(Exception):
+    """A value holds itself (see :meth:`Identities.value_digest`)."""
+
+
+def _class_items(cls: type) -> tuple[tuple[tuple[str, Any], ...], tuple[type, ...]]:
+    """What a user class's node is made from: its attributes that count, and its bases."""
+    items = tuple((k, v) for k, v in sorted(vars(cls).items()) if _counts(k, v))
+    return items, tuple(b for b in cls.__bases__ if b is not object)
 
 
 def _counts(name: str, value: Any) -> bool:
