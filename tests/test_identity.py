@@ -25,6 +25,7 @@ from nbflow.identity import (
     Part,
     Unhashable,
     code_facts,
+    flow_version,
     identity_options,
     is_code_path,
     is_library,
@@ -811,3 +812,273 @@ def test_a_tuple_class_attribute_is_an_attribute(cells):
     assert changed(cells, "t", "Cfg.sizes = (1, 3)\n") == [
         "class `Cfg`: attribute `sizes` changed ((1, 2) -> (1, 3))"
     ]
+
+
+# -- a helper reached through each place, builtins, no source, unbound names ------------------
+
+HELPER = "import functools\nK = 1\ndef helper():\n    return K\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("def t():\n    return helper()\n", "helper `helper`: global `K`"),
+        ("def t(f=helper):\n    return f()\n", "default `f`: global `K`"),
+        ("def t(*, f=helper):\n    return f()\n", "default `f`: global `K`"),
+        (
+            "def make(f):\n    def t():\n        return f()\n    return t\nt = make(helper)\n",
+            "closure `f`: global `K`",
+        ),
+        ("t = functools.partial(lambda f: f(), helper)\n", "argument `0`: global `K`"),
+        ("t = functools.partial(lambda f=None: f(), f=helper)\n", "argument `f`: global `K`"),
+        ("t = functools.partial(helper)\n", "global `K`"),
+        ("t = functools.lru_cache(helper)\n", "global `K`"),  # a library's wrapper
+        (
+            "class Call:\n    def __call__(self):\n        return helper()\nt = Call()\n",
+            "class `Call`: method `__call__`: helper `helper`",
+        ),
+        (
+            "class Cfg:\n    f = staticmethod(helper)\ndef t():\n    return Cfg.f()\n",
+            "class `Cfg`: method `f`",
+        ),
+    ],
+    ids=[
+        "global",
+        "default",
+        "kw-default",
+        "closure",
+        "argument",
+        "kw-argument",
+        "partial",
+        "wrapper",
+        "callable",
+        "static",
+    ],
+)
+def test_a_helper_reached_through_each_place_says_what_changed_in_it(cells, source, words):
+    # Down to two levels, a helper's own parts are listed under the place it is read from,
+    # so that run.why() can say which of its globals changed.
+    cells.run(HELPER)
+    cells.run(source)
+    ids = Identities()
+    before = ids.task(cells["t"])
+    cells.run("K = 2\n")
+    after = ids.task(cells["t"])
+    assert after.digest != before.digest
+    assert [w.split(" changed")[0] for w in after.changes_since(before)] == [words]
+    assert Identities().task(cells["t"]) == after
+
+
+def test_builtins_count_by_name_and_their_instance_by_value(cells):
+    import math
+    import operator
+
+    ids = Identities()
+    python = sys.version.split()[0]
+    sqrt = ids.task(math.sqrt)
+    assert sqrt.parts == (Part("source", sha("builtin", "math", "sqrt", python), "sqrt"),)
+    assert ids.task(math.sqrt) == sqrt and ids.task(math.floor).digest != sqrt.digest
+    # A builtin bound to an object: the object counts by value.
+    items = [1, 2]
+    count = ids.task(items.count)
+    assert [p.path for p in count.parts] == ["source", "instance"]
+    assert count.parts[0].digest == sha("builtin", "builtins", "list.count", python)
+    items.append(3)
+    assert ids.task(items.count).changes_since(count) == ["instance changed ([1, 2] -> [1, 2, 3])"]
+    assert ids.task(functools.partial(math.sqrt, 4)).digest != ids.task(math.sqrt).digest
+    # A library's callable object keeps its state where only its pickle sees it.
+    picks = {ids.task(operator.itemgetter(k)).digest for k in (0, 1, "a")}
+    assert len(picks) == 3
+    assert ids.task(operator.itemgetter(1)).digest == ids.task(operator.itemgetter(1)).digest
+
+
+def test_a_function_without_source_counts_by_its_bytecode():
+    # exec'd code (no file, nothing in linecache): its bytecode, constants and names.
+    def define(source: str) -> dict:
+        namespace: dict = {"__name__": "__main__"}
+        exec(compile(source, "<no source>", "exec"), namespace)  # the test's own code
+        return namespace
+
+    plain = "def t(x=1):\n    return x + 10\n"
+    nested = "def t():\n    def inner():\n        return 10\n    return inner()\n"
+    lam = "t = lambda x: x + 10\n"
+    ids = Identities()
+    for source in (plain, nested, lam):
+        first = ids.task(define(source)["t"])
+        assert first.digest is not None
+        assert Identities().task(define(source)["t"]) == first  # the same code, made again
+        edited = ids.task(define(source.replace("10", "11"))["t"])
+        assert edited.changes_since(first) == ["source changed"], source
+        renamed = ids.task(define(source.replace("x", "y"))["t"])
+        assert renamed.digest != first.digest or "x" not in source
+    global_reader = define("def t():\n    return LIMIT\n")
+    global_reader["LIMIT"] = 1
+    before = ids.task(global_reader["t"])
+    global_reader["LIMIT"] = 2
+    assert ids.task(global_reader["t"]).changes_since(before) == ["global `LIMIT` changed (1 -> 2)"]
+
+
+def test_names_not_bound_yet(cells):
+    # A global not defined yet is a part ("undefined"); a builtin is not, unless shadowed.
+    cells.run("def t():\n    return len(LATER)\n")
+    ids = Identities()
+    before = ids.task(cells["t"])
+    assert [(p.path, p.shown) for p in before.parts[1:]] == [("global LATER", "undefined")]
+    assert before.summary() == "source and 1 global"
+    cells.run("LATER = [1]\n")
+    after = ids.task(cells["t"])
+    assert after.changes_since(before) == ["global `LATER` changed (undefined -> [1])"]
+    cells.run("def len(x):\n    return 0\n")  # a builtin shadowed by the notebook
+    assert ids.task(cells["t"]).changes_since(after) == ["helper `len` is new"]
+    # A closure cell not bound yet is no part until it is.
+    cells.run(
+        "def make():\n    def u():\n        return later\n    first = u\n    later = 1\n"
+        "    return first\nu = make()\n"
+    )
+    assert [p.path for p in ids.task(cells["u"]).parts] == ["source", "closure later"]
+    cells.run(
+        "def make2():\n    def u():\n        return later\n    return u\n"
+        "    later = 1\nu = make2()\n"
+    )
+    assert [p.path for p in ids.task(cells["u"]).parts] == ["source"]
+
+
+def test_a_closure_list_the_task_only_appends_to_does_not_count(cells):
+    cells.run(
+        "def make(log, k):\n    def t():\n        log.append(k)\n        return k\n    return t\n"
+        "LOG = []\nt = make(LOG, 1)\n"
+    )
+    ids = Identities()
+    first = ids.task(cells["t"])
+    assert [p.path for p in first.parts] == ["source", "closure k"]
+    cells.run("LOG.append('more')\n")
+    assert ids.task(cells["t"]) == first
+
+
+# -- options, stored digests, words ----------------------------------------------------------
+
+
+def test_the_code_in_options_counts(cells):
+    import nbflow as nf
+
+    cells.run(
+        "def gate(vars):\n    return True\ndef key(x):\n    return 1\n"
+        "def transient(error):\n    return True\n"
+    )
+    flow = nf.Flow("code-options", store=None)
+
+    @flow.task
+    def x():
+        return 1
+
+    flow.task(
+        name="t",
+        when=cells["gate"],
+        cache_key=cells["key"],
+        retry=nf.Retry(max_retries=1, retry_if=cells["transient"]),
+        cache_ignore=("b", "a"),
+    )(lambda x: x)
+    options = identity_options(flow.tasks["t"].spec)
+    assert [name for name, _ in options] == [
+        "fan_out",
+        "allow_partial",
+        "when",
+        "cache_key",
+        "retry_if",
+        "cache_ignore",
+    ]
+    assert dict(options)["cache_ignore"] == ("a", "b")
+    ids = Identities()
+    before = ids.task(flow.tasks["t"].fn, options)
+    for name, edit in [
+        ("when", "def gate(vars):\n    return False\n"),
+        ("cache_key", "def key(x):\n    return 2\n"),
+        ("retry_if", "def transient(error):\n    return False\n"),
+    ]:
+        cells.run(edit)
+        flow.task(
+            name="t",
+            when=cells["gate"],
+            cache_key=cells["key"],
+            retry=nf.Retry(max_retries=1, retry_if=cells["transient"]),
+            cache_ignore=("b", "a"),
+        )(lambda x: x)
+        after = ids.task(flow.tasks["t"].fn, identity_options(flow.tasks["t"].spec))
+        assert after.changes_since(before) == [f"option `{name}` changed"], name
+        before = after
+
+
+#: Kept in stores too (see PINNED): a value's pickle (the same bytes on Python 3.11-3.13), a
+#: pandas object's hash (pandas' own, stable across its versions) and a flow's version.
+PINNED_MORE = [
+    (__import__("datetime").date(2020, 1, 2), "900a009a24e8dd6c"),
+    (__import__("decimal").Decimal("1.5"), "f7027ca1c40ee3f6"),
+    (pd.Series([1, 2], name="a"), "3d4a0f6f58447cab"),
+]
+
+
+@pytest.mark.parametrize(("value", "digest"), PINNED_MORE, ids=["date", "decimal", "series"])
+def test_pickled_and_pandas_digests_are_pinned(value, digest):
+    assert Identities().value_digest(value) == digest
+
+
+def test_flow_versions_are_pinned_and_name_what_cannot_be_hashed():
+    def version(**tasks: Identity) -> str:
+        return flow_version("spec", tasks)
+
+    unhashable = Identity(None, (), (("global LOCK", "lock cannot be pickled"),))
+    assert version(a=Identity("d1"), b=unhashable) == "f276407c87f07aba"
+    assert version(b=Identity(None, (), (("global LOCK", "another reason"),))) == version(
+        b=unhashable
+    )
+    assert version(b=Identity(None, (), (("global CONN", "r"),))) != version(b=unhashable)
+    assert version(b=Identity(None, (), (("global LOCK", "r"), ("global CONN", "r")))) != (
+        version(b=unhashable)
+    )
+
+
+def test_summaries_leave_out_unset_options_and_join_two_kinds():
+    def parts(*items: tuple[str, str]) -> Identity:
+        return Identity("d", tuple(Part(path, "x", shown) for path, shown in items))
+
+    unset = [("option fan_out", "None"), ("option allow_partial", "False"), ("option x", "()")]
+    assert parts(("source", ""), *unset).summary() == "source"
+    assert parts(("source", ""), ("option when", "gate")).summary() == "source and 1 option"
+    assert parts(("source", ""), ("global A", "1")).summary() == "source and 1 global"
+
+
+def test_code_paths_at_every_depth():
+    assert is_code_path("option when / helper g / source")
+    assert not is_code_path("global source")  # a value named source
+    assert not is_code_path("option when / helper g / global source")
+
+
+def test_library_roots_are_the_interpreters_install_paths_and_site_packages(monkeypatch):
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    paths = {key: f"/nbflow-none/{key}" for key in keys}  # (no links to resolve)
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {**paths, "scripts": "/bin"})
+    monkeypatch.setattr(
+        sys, "path", ["/nbflow-none/dist-packages", "/nbflow-none/site-packages", "/nbflow-none"]
+    )
+    expected = [*paths.values(), "/nbflow-none/dist-packages", "/nbflow-none/site-packages"]
+    assert sorted(_library_roots()) == sorted(os.path.join(p, "") for p in expected)
+
+
+def test_a_module_of_the_working_directory_is_user_code():
+    # tests/ is on sys.path (pytest put it there), as a notebook's folder is.
+    import ipython_cells
+
+    assert not is_library(ipython_cells.__name__)
+
+
+def test_an_equal_frame_built_another_way_keeps_its_digest():
+    # Its pickle differs (one block of columns, or one per column added): its content not.
+    at_once = pd.DataFrame({"x": [1, 2], "y": [3, 4]})
+    by_column = pd.DataFrame({"x": [1, 2]})
+    by_column["y"] = [3, 4]
+    ids = Identities()
+    assert ids.value_digest(by_column) == ids.value_digest(at_once)
+    named = pd.Series([1, 2], name="a")
+    assert ids.value_digest(pd.Series(np.array([1, 2]), name="a")) == ids.value_digest(named)
+    assert ids.value_digest(pd.Series([1, 2], name="b")) != ids.value_digest(named)
+    assert ids.value_digest(pd.Index([1, 2])) == ids.value_digest(pd.Index([1, 2]))

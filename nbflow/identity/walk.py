@@ -226,7 +226,10 @@ class Identities(Recursion):
             self._value_parts("source", fn, parts, bad, 0)
         else:  # a callable object: its class, and its own state
             self._value_parts(f"class {type(fn).__qualname__}", type(fn), parts, bad, 0)
-            self._value_parts("instance", _state(fn), parts, bad, 0)
+            # (One of a library's, like operator.itemgetter(1), keeps it where only its
+            # pickle sees it.)
+            state = _state(fn) if self._plain_object(type(fn)) else fn
+            self._value_parts("instance", state, parts, bad, 0)
 
     # -- functions and classes --------------------------------------------------------------------
 
