@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
+from ipython_cells import kernel
 
 import nbflow as nf
 from nbflow import cache as cache_module
@@ -225,3 +227,59 @@ def test_cache_hits_across_processes_and_misses_after_the_code_changed(tmp_path)
     assert third["states"] == {"base": "succeeded", "report": "succeeded"}
     assert third["results"] == {"base": [0, 7, 14], "report": 21}
     assert ran() == {"base": 2, "report": 2}
+
+
+#: A task reading a lock (which does not pickle) through each place its identity covers:
+#: (the cell defining `task` in a flow `flow`, the path the warning names).
+UNHASHABLE_PLACES = {
+    "global": ("def task():\n    return str(LOCK)\n", "global LOCK"),
+    "helper's global": (
+        "def helper():\n    return str(LOCK)\ndef task():\n    return helper()\n",
+        "global helper / global LOCK",
+    ),
+    "default": ("def task(lock=LOCK):\n    return str(lock)\n", "default lock"),
+    "closure": (
+        "def make(lock):\n    def task():\n        return str(lock)\n    return task\n"
+        "task = make(LOCK)\n",
+        "closure lock",
+    ),
+    "class attribute": (
+        "class Cfg:\n    lock = LOCK\ndef task():\n    return str(Cfg.lock)\n",
+        "global Cfg / attribute lock",
+    ),
+    "partial argument": (
+        "import functools\ndef run(lock):\n    return str(lock)\n"
+        "task = functools.partial(run, LOCK)\n",
+        "argument 0",
+    ),
+    "instance": (
+        "class Holder:\n    def __init__(self, lock):\n        self.lock = lock\n"
+        "    def run(self):\n        return str(self.lock)\ntask = Holder(LOCK).run\n",
+        "instance",
+    ),
+    "callable object": (
+        "class Runner:\n    def __init__(self, lock):\n        self.lock = lock\n"
+        "    def __call__(self):\n        return str(self.lock)\ntask = Runner(LOCK)\n",
+        "instance",
+    ),
+}
+
+
+@pytest.mark.parametrize("place", list(UNHASHABLE_PLACES))
+def test_a_value_that_cannot_be_hashed_anywhere_means_one_warning_and_no_reuse(place):
+    source, path = UNHASHABLE_PLACES[place]
+    with kernel() as cells:
+        cells.run("import threading\nimport nbflow as nf\nLOCK = threading.Lock()\n")
+        cells.run(source)
+        flow = nf.Flow(f"unhashable-{place}")
+        flow.task(name="t", cache=True)(cells["task"])
+        for _ in range(2):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = flow.run()
+            found = [w for w in caught if issubclass(w.category, nf.CacheWarning)]
+            assert len(found) == 1, [str(w.message) for w in found]
+            assert str(found[0].message).startswith(f"task 't': {path} cannot be hashed"), str(
+                found[0].message
+            )
+            assert run.states["t"] == "succeeded"  # ran: never served from the cache
