@@ -966,19 +966,19 @@ def test_the_code_in_options_counts(cells):
         "def transient(error):\n    return True\n"
     )
     flow = nf.Flow("code-options", store=None)
+    flow.task(name="x")(lambda: 1)
 
-    @flow.task
-    def x():
-        return 1
+    def identity() -> tuple[tuple[tuple[str, object], ...], Identity]:
+        """Task t (re)defined with the notebook's functions of the moment in its options."""
+        retry = nf.Retry(max_retries=1, retry_if=cells["transient"])
+        when, key = cells["gate"], cells["key"]
+        define = flow.task(name="t", when=when, cache_key=key, retry=retry, cache_ignore=("b", "a"))
+        define(lambda x: x)
+        options = identity_options(flow.tasks["t"].spec)
+        return options, ids.task(flow.tasks["t"].fn, options)
 
-    flow.task(
-        name="t",
-        when=cells["gate"],
-        cache_key=cells["key"],
-        retry=nf.Retry(max_retries=1, retry_if=cells["transient"]),
-        cache_ignore=("b", "a"),
-    )(lambda x: x)
-    options = identity_options(flow.tasks["t"].spec)
+    ids = Identities()
+    options, before = identity()
     assert [name for name, _ in options] == [
         "fan_out",
         "allow_partial",
@@ -988,22 +988,13 @@ def test_the_code_in_options_counts(cells):
         "cache_ignore",
     ]
     assert dict(options)["cache_ignore"] == ("a", "b")
-    ids = Identities()
-    before = ids.task(flow.tasks["t"].fn, options)
     for name, edit in [
         ("when", "def gate(vars):\n    return False\n"),
         ("cache_key", "def key(x):\n    return 2\n"),
         ("retry_if", "def transient(error):\n    return False\n"),
     ]:
         cells.run(edit)
-        flow.task(
-            name="t",
-            when=cells["gate"],
-            cache_key=cells["key"],
-            retry=nf.Retry(max_retries=1, retry_if=cells["transient"]),
-            cache_ignore=("b", "a"),
-        )(lambda x: x)
-        after = ids.task(flow.tasks["t"].fn, identity_options(flow.tasks["t"].spec))
+        after = identity()[1]
         assert after.changes_since(before) == [f"option `{name}` changed"], name
         before = after
 
