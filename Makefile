@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help demo lab test test-quick lint bench docs notebooks mutation clean distclean
+.PHONY: help demo lab test test-quick lint bench docs notebooks pictures mutation clean distclean
 
 help:
 	@echo "make demo        run the demo (bash scripts/demo.sh)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench       run the benchmarks"
 	@echo "make docs        build the docs (mkdocs build --strict) into site/"
 	@echo "make notebooks   re-execute notebooks/*.ipynb in place to refresh their stored outputs"
+	@echo "make pictures    run the dashboard's browser tests and copy their screenshots to docs/img/"
 	@echo "make mutation    mutation testing of the core modules (mutmut; 40-80 min; not in make test)"
 	@echo "                 MODULES=\"scheduler state\" for some; see docs/testing.md"
 	@echo "make clean       remove caches and test artifacts; distclean also removes the virtualenvs"
@@ -45,6 +46,21 @@ docs: $(PY)
 
 notebooks: $(PY)
 	$(VENV)/bin/jupyter execute --inplace --kernel_name=python3 notebooks/*.ipynb
+
+# The README's and the docs' pictures: screenshots the browser tests take (test-artifacts/
+# browser/NAME), copied as docs/img/NAME.
+PICTURES := dashboard_showcase_graph.png:dashboard.png \
+	dashboard_showcase_running.png:dashboard_live.png \
+	dashboard_showcase_tasks.png:dashboard_tasks.png \
+	observe_log.png:observe_log.png \
+	observe_progress.png:observe_progress.png \
+	observe_replay_middle.png:observe_replay.png
+
+pictures: $(PY)
+	$(PY) -m pytest tests/browser/test_dashboard.py tests/browser/test_observe.py -m browser -q
+	@for pair in $(PICTURES); do \
+		cp "test-artifacts/browser/$${pair%%:*}" "docs/img/$${pair##*:}" && echo "docs/img/$${pair##*:}"; \
+	done
 
 # MODULES="scheduler state" for some of them; MUTATION_JOBS=2 for mutmut's parallel workers.
 mutation: $(PY)

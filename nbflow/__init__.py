@@ -29,6 +29,7 @@ from . import middleware
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
+    CancelError,
     ConditionError,
     CycleError,
     DefinitionError,
@@ -49,6 +50,8 @@ from .events import (
     RunStarted,
     TaskCancelled,
     TaskFailed,
+    TaskLog,
+    TaskProgress,
     TaskQueued,
     TaskRetrying,
     TaskSkipped,
@@ -59,9 +62,15 @@ from .fanout import fan_out
 from .flow import Flow
 from .handle import RunHandle
 from .health import health
+from .joins import at_least
 from .lifecycle import RunStatus, TaskState
+from .lines import LogCapture
+from .locks import Locks
+from .locks import locks_of as lock_table
 from .middleware import Context
 from .pool import Pool, WorkerLoad
+from .progress import track
+from .replay import replay
 from .retry import Retry, retry
 from .run import Run
 from .strategies import Strategy
@@ -88,6 +97,7 @@ _LAZY = {
     "StoreWarning": ("nbflow.store.keys", "StoreWarning"),
     "why": ("nbflow.versions", "why"),
     "prune": ("nbflow.store.retention", "prune_default"),
+    "Replay": ("nbflow.widgets.replay", "Replay"),
 }
 
 if TYPE_CHECKING:
@@ -100,6 +110,7 @@ if TYPE_CHECKING:
     from .identity import CacheWarning
     from .store.keys import StoreWarning
     from .widgets import Dashboard
+    from .widgets.replay import Replay
 
 
 def __getattr__(name: str) -> Any:
@@ -116,6 +127,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CacheWarning",
+    "CancelError",
     "ConditionError",
     "Context",
     "CycleError",
@@ -127,12 +139,15 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "LocalExecutor",
+    "Locks",
+    "LogCapture",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
     "NbflowError",
     "OverheadWarning",
     "Pool",
+    "Replay",
     "Retry",
     "RetryIfError",
     "Run",
@@ -152,6 +167,8 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskFailedError",
+    "TaskLog",
+    "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
     "TaskSkipped",
@@ -163,14 +180,18 @@ __all__ = [
     "WorkerLoad",
     "agent",
     "agents",
+    "at_least",
     "context",
     "diff_versions",
     "fan_out",
     "health",
     "history",
     "load_flow",
+    "lock_table",
     "middleware",
     "prune",
+    "replay",
     "retry",
+    "track",
     "why",
 ]

@@ -7,6 +7,8 @@
            retried by the policy
         or -> fan-out: each element takes its own slot, then its attempts
     -> TaskSucceeded | TaskFailed | TaskCancelled | TaskSkipped
+    (a fan-out task with complete_when may succeed before its last elements end:
+    nbflow.completion)
 
 The functions here take the :class:`~nbflow.engine.Engine` whose state they read and
 whose events they emit. A task's attempt runs with ``nf.context()`` set (:mod:`nbflow.context`). A
@@ -20,11 +22,12 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .completion import Completion, kept
 from .context import current
 from .errors import RetryIfError, TaskTimeoutError
 from .errors import format_exception as format_error
 from .executors import LocalExecutor
-from .fanout import sliding_window
+from .fanout import Withdrawn, sliding_window
 from .gates import GateContext, condition_error, evaluate, is_async
 from .graph import task_variables
 from .lazy import loaded
@@ -42,11 +45,14 @@ _NOWHERE: tuple[str | None, float | None] = (None, None)
 TIME_SLICE = 0.005
 
 
-async def run_task(engine: Engine, name: str, worker: str | None) -> S:
-    """Run one placed task to its end; emit its events; return its outcome."""
+async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
+    """Run one placed task to its end; emit its events; return its outcome (None: it
+    completed early, see :mod:`nbflow.completion`, and its dependants were decided then)."""
     try:
         if name in engine._plain:
             return await run_plain(engine, name, worker)
+        if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
+            await engine.locks.hold_remote(name)
         if name in engine._async_gated:
             closed = await async_gates(engine, name)
             if closed is not None:
@@ -66,8 +72,10 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S:
         return S.SUCCEEDED if ok else S.FAILED
     except asyncio.CancelledError:
         count = engine.state.tasks[name].attempts
+        if name in engine.sched.outcome:  # completed early: what was left of it is cut short
+            return None
         if cancelled_from_outside():
-            engine._emit(ev.TaskCancelled, name, count)
+            engine._emit(ev.TaskCancelled, name, count, None, engine.cancel_reason(name))
             return S.CANCELLED
         error = asyncio.CancelledError("the task raised CancelledError itself")
         engine._emit(ev.TaskFailed, name, count, error, format_error(error))
@@ -181,7 +189,8 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     if engine._stopping:
         await _cancel_this_task()
     engine._emit(ev.TaskStarted, name, 1, worker, None)
-    token = current.set((engine, name, 1, None, worker))
+    here = (engine, name, 1, None, worker)
+    token = current.set(here)
     try:
         result = await engine.plan.funcs[name](**kwargs)
         if engine._keep is not None:
@@ -199,6 +208,9 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
         return S.SUCCEEDED
     finally:
         current.reset(token)
+        output = engine.output  # per-task logs and progress (nbflow.logs)
+        if output is not None and output.open:  # only if the attempt wrote something
+            output.end(here)
     engine._emit(ev.TaskFailed, name, 1, error, format_error(error))
     return S.FAILED
 
@@ -219,7 +231,8 @@ async def run_attempts(
         attempt += 1
         engine._emit(ev.TaskStarted, name, attempt, worker, element)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
-        token = current.set((engine, name, attempt, element, worker))
+        here = (engine, name, attempt, element, worker)
+        token = current.set(here)
         try:
             result = await call(engine, name, kwargs, attempt, worker, element)
             if engine._remote:
@@ -243,6 +256,9 @@ async def run_attempts(
             return True, result
         finally:
             current.reset(token)
+            output = engine.output  # per-task logs and progress (nbflow.logs)
+            if output is not None and output.open:  # only if the attempt wrote something
+                output.end(here)
         if engine._remote and where is _NOWHERE:
             where = placement(engine, error)
         delay = None
@@ -252,6 +268,8 @@ async def run_attempts(
                 delay = retry_state.next_delay(error, loop.time())
             except RetryIfError as failure:  # it holds the task's own error
                 error = failure
+        if delay is not None and engine._stopping and engine.scope.finisher == (name, element):
+            delay = None  # it called ctx.finish(): the run is ending, no retry starts
         if delay is None:
             engine._emit(ev.TaskFailed, name, attempt, error, format_error(error), element,
                        *where)  # fmt: skip
@@ -356,7 +374,7 @@ def executor_call(
 # -- fan-out ----------------------------------------------------------------------------
 
 
-async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S:
+async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | None:
     """Run one element per item, each in a slot of its own (see :mod:`nbflow.limits`)."""
     spec = engine.plan.specs[name]
     param = spec.fan_out
@@ -371,25 +389,40 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S:
         ) from None
     engine._emit(ev.TaskStarted, name, 1, None, None, len(items))
     wants_worker = name in engine._wants_worker
+    completion = Completion(engine, name, len(items)) if spec.complete_when else None
+    running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
 
     async def run_one(index: int, item: Any) -> Any:
-        worker = await engine.slots.wait(name, spec.worker)
+        running[index] = asyncio.current_task()  # type: ignore[assignment]
         try:
-            inputs = {**kwargs, param: item}
-            if wants_worker:
-                inputs["worker"] = worker
-            ok, value = await run_attempts(engine, name, inputs, worker, index)
+            worker = await engine.slots.wait(name, spec.worker)
+            if completion is not None and completion.stopped:  # complete before it started
+                engine.slots.release(worker)
+                raise Withdrawn
+            try:
+                inputs = {**kwargs, param: item}
+                if wants_worker:
+                    inputs["worker"] = worker
+                ok, value = await run_attempts(engine, name, inputs, worker, index)
+            finally:
+                engine.slots.release(worker)
+                engine._dispatch_soon()  # a freed slot may let a ready task start
         finally:
-            engine.slots.release(worker)
-            engine._dispatch_soon()  # a freed slot may let a ready task start
+            del running[index]
         if not ok:
             raise value
         return value
 
-    lanes = [n for n in (spec.concurrency, engine.slots.limit) if n]
-    outcomes = await sliding_window(
-        items, run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate
-    )
+    widths = [n for n in (spec.concurrency, engine.slots.limit) if n]
+    try:
+        outcomes = await sliding_window(
+            items, run_one, concurrency=min(widths) if widths else None, rate=spec.rate,
+            until=completion,
+        )  # fmt: skip
+    finally:
+        del engine._lanes[name]
+    if completion is not None and completion.stopped:
+        return None if completion.settled else await completion.finish()
     failures = [o for o in outcomes if not o.ok]
     if failures and not spec.allow_partial:
         first = failures[0].error
@@ -400,13 +433,7 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S:
         error.__cause__ = first
         engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
         return S.FAILED
-    results = [o.value for o in outcomes if o.ok]
-    if name in engine._fetch:  # a remote executor's element results, fetched in one go
-        results = await engine.executor.amaterialize(results)
-    if engine._keep is not None:
-        pending = engine._keep(name, 1, results)
-        if pending is not None:
-            await pending
+    results = await kept(engine, name, [o.value for o in outcomes if o.ok])
     engine._emit(ev.TaskSucceeded, name, 1, results)
     return S.SUCCEEDED
 
@@ -415,8 +442,8 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     """Whether that attempt should stop (see ``TaskContext.cancelled``): the run is
     stopping, or the attempt is not the one going on any more (it timed out, or its task
     ended)."""
-    if engine._stopping:
-        return True
+    if engine._stopping:  # but for the attempt that called ctx.finish()
+        return engine.scope.finisher != (task, element)
     row = engine.state.open_rows.get(task if element is None else (task, element))
     return row is None or row.attempt != attempt
 

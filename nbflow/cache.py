@@ -275,7 +275,7 @@ class ReuseHooks:
         if not previous.stored:
             self.decisions[name] = Decision("ran", reason="not stored")
             return None
-        if previous.identity != identity:
+        if previous.identity != identity:  # (also when it is CONTROLLED: never reused)
             self.decisions[name] = Decision("ran", previous.run_id, "identity")
             return None
         old = await asyncio.to_thread(self._old_digests, name)

@@ -223,7 +223,7 @@ def _start(flow: Flow, variables: dict[str, Any], *, parent_run: str) -> RunHand
     engine, run = flow._engine(variables, None, None, None, None, parent_run=parent_run)
 
     async def execute() -> Run:
-        with tracking(engine):
+        with tracking(engine), flow.observing(engine, False):
             await engine.run()
         return run
 

@@ -2,8 +2,10 @@
 
 Inside a task (async, or sync in its worker thread), ``nf.context()`` is the current
 attempt's :class:`TaskContext`: the run's id, the task's name, the attempt, the fan-out
-element, and ``cancelled``, which a long synchronous loop can check to stop early (a thread
-cannot be stopped from outside: see docs/concepts.md, "Cancelling").
+element, ``cancelled``, which a long synchronous loop can check to stop early (a thread
+cannot be stopped from outside: see docs/concepts.md, "Cancelling"), the attempt's ``log``
+and ``progress()`` (see :mod:`nbflow.logs`). ``cancel(...)`` cancels other tasks of the run
+and ``finish()`` ends the run (:mod:`nbflow.termination`).
 
 The engine sets one context variable per attempt, holding a plain tuple; the
 :class:`TaskContext` object is made only when a task asks. Context variables follow asyncio
@@ -13,6 +15,7 @@ tasks and are copied into a sync task's thread, so concurrent tasks never see ea
 from __future__ import annotations
 
 import contextvars
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
@@ -52,12 +55,55 @@ class TaskContext:
         self.worker = worker
 
     @property
+    def log(self) -> logging.Logger:
+        """The task's logger (``nbflow.task.<task>``): what it logs goes to this attempt's
+        log (``run.logs()``, the dashboard), and to the handlers of the user's ``logging``
+        configuration as any logger's records do. Its level is the flow's
+        ``LogCapture.level`` (INFO by default)."""
+        from .capture import task_logger
+
+        output = getattr(self._engine, "output", None)
+        cap = getattr(output, "cap", None)
+        return task_logger(self.task, cap.level if cap is not None else logging.INFO)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Report that this attempt has done ``done`` of ``total`` (None: unknown): a
+        progress bar on the task's node and row in the dashboard (updates are sent a few
+        times a second at most, so calling this often is cheap).
+
+        Raises:
+            ValueError: ``done`` or ``total`` is negative or not a number.
+        """
+        from .progress import report
+
+        report((self._engine, self.task, self.attempt, self.element, self.worker), done, total)
+
+    @property
     def cancelled(self) -> bool:
         """Whether this attempt should stop: the run was stopped or cancelled, the attempt
         timed out, or the task was cancelled. A sync task's loop can check it and return;
         an async task is cancelled by asyncio itself (``CancelledError`` at its next await).
         """
         return self._engine.attempt_over(self.task, self.element, self.attempt)
+
+    def cancel(self, task: Any = None, *, tag: str | None = None) -> None:
+        """Cancel another task of this run, or every task with ``tag`` but this one (a
+        region); the run goes on. Each ends ``cancelled`` and propagates like a skip (see
+        :mod:`nbflow.termination`). Tasks that already finished are left as they are.
+
+        Raises:
+            CancelError: no task or tag of that name (with a close match), neither or both
+                given, or this task named itself (return or raise to end it instead).
+        """
+        engine = self._engine
+        who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
+        engine.scope.ask(engine, task, tag, self.task, f"cancelled by {who} (ctx.cancel)")
+
+    def finish(self) -> None:
+        """End the run now, ``succeeded`` (explicit termination): every other task still
+        running or waiting is cancelled; this attempt runs to its end and its result counts.
+        """
+        self._engine.scope.finish(self._engine, self.task, self.element)
 
     def __repr__(self) -> str:
         element = f"[{self.element}]" if self.element is not None else ""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import threading
 import time
@@ -43,7 +44,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .context import current
+from .dask_locks import DaskLocks
 from .errors import NbflowError
+from .remote_logs import Observed, observed_call
 from .runtime import run_blocking, running_loop
 
 try:
@@ -132,6 +136,9 @@ class DaskExecutor:
         # report each start on this executor's own event topic (see _invoke).
         self._placed: dict[str, tuple[str, float | None]] = {}
         self._topic = f"nbflow-started-{uuid.uuid4().hex}"
+        # future key -> the attempt (its tuple in nbflow.context.current) whose worker sends
+        # what the task writes on this topic too, until its result is in.
+        self._observed: dict[str, tuple[Any, ...]] = {}
         self._subscribed: Any = None  # the client whose topic handler is ours
 
     # -- connection --------------------------------------------------------------------------
@@ -220,8 +227,12 @@ class DaskExecutor:
         """
         client = await self._ready()
         if self._subscribed is not client:
-            client.subscribe_topic(self._topic, self._on_started)
+            client.subscribe_topic(self._topic, self._on_report)
             self._subscribed = client
+        key = f"{task}-{uuid.uuid4().hex}"
+        found, observed = observing(task)
+        if found is not None:
+            self._observed[key] = found
         try:
             future = client.submit(
                 _invoke,
@@ -229,11 +240,13 @@ class DaskExecutor:
                 kwargs,
                 is_async,
                 self._topic,
-                key=f"{task}-{uuid.uuid4().hex}",
+                observed,
+                key=key,
                 priority=priority,
                 pure=False,
             )
         except Exception as error:  # Dask could not pickle the function or an input
+            self._observed.pop(key, None)
             raise _unsendable(task, fn, kwargs, error) from error
         try:
             await self._wait(client, future, task)
@@ -241,6 +254,10 @@ class DaskExecutor:
             self._placed.pop(future.key, None)
             await self._cancel(client, future)
             raise
+        finally:
+            # The worker sent the attempt's output before its result (see _invoke): all of
+            # it is in by now.
+            self._observed.pop(key, None)
         status = future.status
         if status == "finished":
             if future.key not in self._placed:  # its start report was lost: ask who holds it
@@ -256,6 +273,10 @@ class DaskExecutor:
             f"{_LOST_HINT if client.status != 'running' else 'was it cancelled elsewhere?'}"
         )
 
+    def remote_locks(self) -> DaskLocks:
+        """The cluster's locks, which ``lock=`` takes too (see :mod:`nbflow.dask_locks`)."""
+        return DaskLocks(self)
+
     def placement(self, outcome: Any) -> tuple[str, float | None] | None:
         """Where and when the attempt behind ``outcome`` (a result or an error) ran.
 
@@ -269,9 +290,19 @@ class DaskExecutor:
         key = getattr(outcome, "key", None)
         return self._placed.pop(key, None) if isinstance(key, str) else None
 
-    def _on_started(self, event: tuple[float, dict[str, Any]]) -> None:
-        """A worker began an attempt (runs on the client's loop, before the result comes)."""
+    def _on_report(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A worker began an attempt, or sends what it wrote or how far it is (runs on the
+        client's loop, before the result comes)."""
         message = event[1]
+        if "began" not in message:
+            found = self._observed.get(message["key"])
+            output = getattr(found[0], "output", None) if found is not None else None
+            if output is not None:
+                if "lines" in message:
+                    output.remote(found, message["lines"], message["dropped"], message["latest"])
+                if "progress" in message:
+                    output.progress(found, *message["progress"])
+            return
         if len(self._placed) >= _MAX_PLACED:  # attempts nobody asked about: forget them
             self._placed.clear()
         self._placed[message["key"]] = (message["worker"], message["began"])
@@ -495,26 +526,54 @@ def _unsendable(
     return TypeError(f"task {task!r}: Dask could not send the call to the cluster: {error}")
 
 
-def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any], is_async: bool, topic: str) -> Any:
+def _invoke(
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    is_async: bool,
+    topic: str,
+    observed: Observed | None = None,
+) -> Any:
     """What each Dask task runs (on the worker): ``fn(**kwargs)``, async ones via asyncio.run.
 
     The keyword arguments travel as one dict so a task parameter named like one of
     ``Client.submit``'s options (``key``, ``priority``, ``workers``...) cannot clash with it.
     Where and when the attempt began goes to the executor on its event ``topic`` (the result
     itself stays here); an exception carries the same as ``nbflow_worker``/``nbflow_began``.
+    What the task prints, logs and reports goes there too, while it runs and as it ends
+    (:mod:`nbflow.remote_logs`), before the result is reported.
     """
-    began, address = time.time(), None
+    began, address, send = time.time(), None, None
     with contextlib.suppress(ValueError):  # ValueError: not running on a Dask worker
         worker = distributed.get_worker()
         address = worker.address
-        report = {"key": worker.get_current_task(), "worker": address, "began": began}
-        worker.log_event(topic, report)
+        key = worker.get_current_task()
+        worker.log_event(topic, {"key": key, "worker": address, "began": began})
+        send = functools.partial(_send, worker, topic, key)
     try:
-        result = fn(**kwargs)
-        if is_async or inspect.iscoroutine(result):
-            result = asyncio.run(result)
+        with observed_call(observed, send, address):
+            result = fn(**kwargs)
+            if is_async or inspect.iscoroutine(result):
+                result = asyncio.run(result)
         return result
     except Exception as error:
         with contextlib.suppress(Exception):  # some exceptions refuse attributes
             error.nbflow_worker, error.nbflow_began = address, began  # type: ignore[attr-defined]
         raise
+
+
+def _send(worker: Any, topic: str, key: Any, message: dict[str, Any]) -> None:
+    """Send ``message`` about the task ``key`` to the executor (from the task's thread)."""
+    worker.log_event(topic, {"key": key, **message})
+
+
+def observing(task: str) -> tuple[tuple[Any, ...] | None, Observed | None]:
+    """The running attempt (its tuple in :data:`nbflow.context.current`) and what its worker
+    needs to capture its output, for a call made inside it; ``(None, None)`` otherwise."""
+    found = current.get()
+    output = getattr(found[0], "output", None) if found is not None else None
+    if output is None or found is None:
+        return None, None
+    engine = found[0]
+    observed = Observed(engine.run_id, engine.plan.flow_name, task, found[2], found[3],
+                        output.cap, output.echo)  # fmt: skip
+    return found, observed

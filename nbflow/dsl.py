@@ -19,6 +19,7 @@ from .collector import paused_gc
 from .conditions import Condition, parse_condition
 from .errors import DefinitionError
 from .identity import source_digest
+from .joins import check_join
 from .retry import Retry
 from .spec import (
     BranchSpec,
@@ -34,6 +35,7 @@ from .spec import (
     task_spec,
     unwrapped,
 )
+from .switch import Switch, make_switch
 
 # What functools.update_wrapper copies; a plain function's are set one by one (and on 3.12+
 # __type_params__ is read through).
@@ -189,7 +191,9 @@ def build_task(
     Raises:
         DefinitionError: ``fn`` is not callable, its name is reserved (``vars``, ``results``...:
             see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter.
-        ConditionError: the ``when`` string does not parse or uses a forbidden construct.
+            A join option that does not fit the task (see :func:`~nbflow.joins.check_join`).
+        ConditionError: the ``when`` or ``complete_when`` string does not parse or uses a
+            forbidden construct.
     """
     if not callable(fn):
         raise DefinitionError(f"@flow.task needs a function, got {fn!r}")
@@ -205,6 +209,8 @@ def build_task(
                 f"parameters are {[p.name for p in specs]}"
             )
     condition = parse_condition(name, options.when) if options.when is not None else None
+    if options.cancel_rest or options.complete_when is not None:
+        check_join(name, options)
     return Task(fn, options, name, index, condition, params)
 
 
@@ -228,6 +234,7 @@ class Definition:
         self.strategy = strategy
         self.tasks: dict[str, Task] = {}
         self.branches: dict[str, BranchSpec] = {}
+        self.switches: dict[str, Switch] = {}  # each also one branch per group (nbflow.switch)
         self._next_index = 0
         #: Bumped by every change to the tasks or branches: a plan made at one revision is
         #: valid until the next (see ``Flow.plan``).
@@ -255,11 +262,14 @@ class Definition:
         retry: Retry | int | None = None,
         timeout: float | None = None,
         when: str | Callable[..., Any] | None = None,
-        trigger: TriggerRule = "all_success",
+        trigger: TriggerRule | str = "all_success",
         fan_out: str | None = None,
         concurrency: int | None = None,
         rate: float | None = None,
         allow_partial: bool = False,
+        cancel_rest: bool = False,
+        complete_when: str | None = None,
+        lock: str | None = None,
         critical: bool = False,
         tags: Sequence[str] | None = None,
         worker: str | None = None,
@@ -277,9 +287,9 @@ class Definition:
 
         Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
         ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
-        concurrency, rate, allow_partial, critical, tags, worker, cache, cache_key,
-        cache_ttl, cache_ignore, persist, estimate, meta``. Parameters named like other tasks
-        receive their results.
+        concurrency, rate, allow_partial, cancel_rest, complete_when, lock, critical, tags,
+        worker, cache, cache_key, cache_ttl, cache_ignore, persist, estimate, meta``.
+        Parameters named like other tasks receive their results.
 
         Raises:
             DefinitionError: an unknown option or a bad value (the message names the field).
@@ -380,6 +390,36 @@ class Definition:
         self.branches[branch_name] = spec
         self.revision += 1
         return spec
+
+    def switch(
+        self,
+        expression: str,
+        cases: Mapping[Any, Sequence[str | Task] | str | Task],
+        default: Sequence[str | Task] | str | Task | None = None,
+        *,
+        name: str | None = None,
+    ) -> Switch:
+        """Run the tasks of the one case whose key equals ``expression``'s value, or the
+        ``default`` tasks when no key does; the other groups are ``skipped`` (see
+        :mod:`nbflow.switch`). Defining a switch of the same ``name`` again replaces it.
+
+        Raises:
+            ConditionError: the expression does not parse.
+            DefinitionError: no cases, a key that is no literal, a task in two groups.
+        """
+        name = name or f"switch{len(self.switches) + 1}"
+        switch = make_switch(
+            name, expression, {k: _names(v) for k, v in cases.items()} if isinstance(
+                cases, Mapping) else cases, _names(default),
+        )  # fmt: skip
+        old = self.switches.get(name)
+        for branch in old.branches() if old is not None else ():
+            self.branches.pop(branch.name, None)
+        self.switches[name] = switch
+        for branch in switch.branches():
+            self.branches[branch.name] = branch
+        self.revision += 1
+        return switch
 
     # -- export ------------------------------------------------------------------------------
 

@@ -58,12 +58,14 @@ from .gates import awaits, needs_local
 from .graph import Plan
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
+from .locks import Locks, RunLocks, locks_of
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
 from .pool import Pool
 from .state import HANDLERS as _APPLY
 from .state import RunState
+from .termination import Termination
 
 S = TaskState
 _FAILED = S.FAILED
@@ -91,6 +93,7 @@ class Engine:
         parent_run: str | None = None,
         hooks: Any = None,
         journal: Any = None,
+        locks: Locks | None = None,
     ) -> None:
         self.plan = plan
         self.flow_version = flow_version
@@ -121,6 +124,9 @@ class Engine:
         )
         self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
+        #: What tasks print, log and report (a :class:`nbflow.logs.RunOutput`, given by the
+        #: flow for the run; None: nothing is captured).
+        self.output: Any = None
         self._subscribers = bus.subscribers
         self._seq = 0
         self._inflight: dict[str, asyncio.Task[Any] | None] = {}  # placed -> its runner
@@ -174,6 +180,20 @@ class Engine:
             if self._inline_async and hooks is None and not self.task_mw
             else frozenset()
         )
+        # Cancelling part of the run, joins that cancel the rest, ctx.finish()
+        # (nbflow.termination); locks (nbflow.locks): a locked task takes its lock as its
+        # gates open, before it takes a slot. Empty for flows that use none of them.
+        self.scope = Termination(plan)
+        self._stop_reason = ""
+        self._locked: dict[str, str] = plan.table(
+            "locked", lambda: {n: s.lock for n in plan.names if (s := plan.specs[n]).lock}
+        )
+        self._gated.update(self._locked)
+        self._lock_table = locks
+        self.locks: RunLocks | None = None
+        #: Fan-out task -> {element index: the lane running it}, while its elements run
+        #: (ctx.finish() from an element cancels the others: nbflow.termination).
+        self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -216,6 +236,13 @@ class Engine:
         self._key = self.strategy.prepare(self.plan)
         self._done = loop.create_future()
         plan = self.plan
+        if self._locked:
+            table = self._lock_table or locks_of(loop)
+            remote = getattr(self.executor, "remote_locks", None)  # Dask: the cluster's too
+            self.locks = RunLocks(
+                table, plan.flow_name, self.run_id, self._locked, loop, self._lock_granted,
+                remote() if remote is not None else None,
+            )  # fmt: skip
         self._emit(
             ev.RunStarted, plan.flow_name, self.flow_version, plan.names, dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
@@ -250,6 +277,8 @@ class Engine:
         finally:
             self._group = None  # (it holds the task awaiting the run)
             self.slots.close()
+            if self.locks is not None:
+                self.locks.close()
             if self._owns_executor:
                 self.executor.close()
             if self.journal is not None:
@@ -334,6 +363,7 @@ class Engine:
     def _begin(self) -> None:
         self._sched, transition = sch.initial(self.plan, self._key)
         self._emit_transition(transition)
+        self.scope.begun(self)  # cancels asked for before the run began
         self._dispatch()
         self._maybe_finish()
 
@@ -347,20 +377,35 @@ class Engine:
         elif not self._stopping:
             self._stop(RunStatus.CANCELLED)
 
-    def _stop(self, status: RunStatus) -> None:
-        if self._final_status is None or status is RunStatus.CANCELLED:
-            self._final_status = status
+    def _stop(
+        self, status: RunStatus, spare: asyncio.Task[Any] | None = None, reason: str = ""
+    ) -> None:
+        """Stop the run with ``status``; ``spare``: a runner left to end its task (the one
+        that called ``ctx.finish()``); ``reason``: what the tasks cancelled now are told."""
+        if self._final_status in (None, RunStatus.SUCCEEDED) or status is RunStatus.CANCELLED:
+            self._final_status = status  # (a failure after ctx.finish() fails the run)
+        self._stop_reason = self._stop_reason or reason
         if not self._stopping:  # running tasks are cancelled once: their cleanup runs
             self._stopping = True
+            being_cancelled = set(self.scope.targeted.values())  # on their own, already
             for runner in list(self._runners):
-                runner.cancel()
+                if runner is not spare and runner not in being_cancelled:
+                    runner.cancel(self._stop_reason or None)  # (the CancelledError's args)
         while self._placed:  # placed, not begun: cancelled as they are
             name, worker = self._placed.popleft()
             self._inflight.pop(name, None)
             if worker is not None:
                 self.slots.release(worker)
-            self._emit(ev.TaskCancelled, name, 0)
+            if self.locks is not None:
+                self.locks.release(name)
+            self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
             sch.record(self.sched, name, S.CANCELLED)
+        if self.locks is not None:  # tasks waiting for their lock hold nothing: cancelled
+            for name in list(self.locks.waiting):
+                self.locks.withdraw(name)
+                self._inflight.pop(name, None)
+                self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
+                sch.record(self.sched, name, S.CANCELLED)
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -385,7 +430,7 @@ class Engine:
             leftover = list(self.plan.names)
         for name in dict.fromkeys(leftover):
             if self.state.tasks[name].state not in (S.SKIPPED, S.UPSTREAM_FAILED, S.CANCELLED):
-                self._emit(ev.TaskCancelled, name)
+                self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
         status = self._final_status
         if status is None:
             failed = any(r.state is S.FAILED for r in self.state.tasks.values())
@@ -410,6 +455,10 @@ class Engine:
             return False
         done.add_done_callback(lambda _: callback())
         return True
+
+    def cancel_reason(self, task: str) -> str:
+        """Why ``task`` is being cancelled, in words ("" when nobody said)."""
+        return self.scope.why(task) or self._stop_reason
 
     def attempt_over(self, task: str, element: int | None, attempt: int) -> bool:
         """Whether that attempt should stop (``nf.context().cancelled``): see
@@ -457,10 +506,19 @@ class Engine:
 
     def _gates_open(self, name: str) -> bool:
         """Decide the gates of a task being placed; a closed gate skips it, an error fails
-        it (both end it here)."""
-        verdict = gate_verdict(self, name, upstream_results(self, name), None)
+        it (both end it here). A task with a lock then takes it, or waits for it holding
+        nothing, as in flight (:meth:`_lock_granted` places it when its turn comes)."""
+        locks = self.locks
+        if locks is not None and name in locks.holding:
+            return True  # its lock came: its gates were decided before it waited
+        verdict = None
+        if name not in self._async_gated:
+            verdict = gate_verdict(self, name, upstream_results(self, name), None)
         if verdict is None:
-            return True
+            if locks is None or locks.take(name):
+                return True
+            self._inflight[name] = None  # waits for its lock: the run is not over
+            return False
         outcome, error, reason = verdict
         self.sched.running.discard(name)
         if outcome is S.SKIPPED:
@@ -469,6 +527,17 @@ class Engine:
             self._emit(ev.TaskFailed, name, 0, error, format_error(error))
         self._after_task(name, outcome, dispatch=False)
         return False
+
+    def _lock_granted(self, name: str) -> None:
+        """The lock ``name`` waited for is its now: back to the ready queue, placed first."""
+        self._inflight.pop(name, None)
+        if self._stopping:
+            assert self.locks is not None
+            self.locks.release(name)
+            return
+        sch.push_back(self.sched, [(self._key(name), name)])
+        self._dispatch()
+        self._maybe_finish()
 
     def _wake(self) -> None:
         """A slot may be free for a ready task (a pool worker handed over by another run)."""
@@ -516,14 +585,27 @@ class Engine:
     async def _runner(self) -> None:
         """Run placed tasks one after another until none is left (see the module)."""
         me = asyncio.current_task()
+        assert me is not None
         clock, placed, inflight = self._clock, self._placed, self._inflight
+        targeted, locks = self.scope.targeted, self.locks
         if self._slice_end <= clock():
             self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
             inflight[name] = me
             outcome = await run_task(self, name, worker)
-            self._after_task(name, outcome)
+            if targeted:  # a task cancelled on its own: this runner goes on
+                self.scope.settle(name, me)
+            if locks is not None:
+                locks.release(name)
+            if outcome is not None:
+                self._after_task(name, outcome)
+            else:  # it completed early (complete_when: nbflow.completion); now it is over
+                self._maybe_finish()
+            if locks is not None and locks.remote is not None:
+                # After the task is decided: a cancel arriving during this await finds it
+                # over (before, it would have been decided twice).
+                await locks.release_remote(name)
             if clock() >= self._slice_end:  # this turn's slice is spent: let the loop run
                 self._yielding += 1
                 try:
@@ -541,11 +623,17 @@ class Engine:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
             sch.record(sched, name, outcome)
+            if outcome is _FAILED and self._final_status is RunStatus.SUCCEEDED:
+                # ctx.finish() promised success; the attempt that called it (or a task's
+                # cleanup as it was cancelled) failed after all.
+                self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
         transition = sch.complete(self.plan, sched, name, outcome, self._key)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
+            if self.scope.joins and transition.queued:
+                self.scope.joined(self, transition.queued)  # cancel_rest (nbflow.termination)
         if outcome is _FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
             return

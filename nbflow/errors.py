@@ -114,14 +114,16 @@ class MissingInputError(MissingDependencyError):
 
 
 class ConditionError(DefinitionError):
-    """A ``when=`` condition does not parse, uses a forbidden construct or an unknown name."""
+    """A ``when=`` condition (or another expression: ``field`` says which, e.g.
+    ``complete_when``) does not parse, uses a forbidden construct or an unknown name."""
 
-    def __init__(self, task: str, expression: str, reason: str) -> None:
+    def __init__(self, task: str, expression: str, reason: str, *, field: str = "condition"):
         self.task = task
         self.expression = expression
         self.reason = reason
+        self.field = field
         shown = expression if len(expression) <= 200 else expression[:200] + "..."
-        super().__init__(f"task {task!r} condition {shown!r}: {reason}")
+        super().__init__(f"task {task!r} {field} {shown!r}: {reason}")
 
 
 class TaskFailedError(NbflowError, RuntimeError):
@@ -158,6 +160,11 @@ class TaskTimeoutError(NbflowError, TimeoutError):
         self.task = task
         self.timeout = timeout
         super().__init__(f"task {task!r} attempt timed out after {timeout:g}s")
+
+
+class CancelError(NbflowError, ValueError):
+    """A request to cancel part of a run names no task or tag of it, or the task asking
+    names itself (``handle.cancel("x")``, ``nf.context().cancel(tag="y")``)."""
 
 
 class RunCancelledError(NbflowError, RuntimeError):

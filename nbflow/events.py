@@ -135,11 +135,45 @@ class TaskSkipped(Event):
 
 @dataclass(slots=True)
 class TaskCancelled(Event):
-    """A task was cancelled (run cancelled or stopped) while pending, queued or running."""
+    """A task was cancelled (run cancelled or stopped, or the task on its own: see
+    :mod:`nbflow.termination`) while pending, queued or running."""
 
     task: str
     attempt: int = 0
     element: int | None = None
+    #: why, when known ("cancel_rest: 'quorum' fired...", "cancelled by task 'a'").
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class TaskLog(Event):
+    """Lines an attempt printed or logged, in a batch (see :mod:`nbflow.logs`).
+
+    ``lines`` holds ``(t, level, message, logger)`` per line: run-clock seconds, ``"stdout"``
+    or ``"stderr"`` for prints, else the logging level's name (``"INFO"``...), the text
+    (one line, no newline), and the logger's name (None for prints). ``dropped`` counts the
+    attempt's lines left out so far (the cap: see ``nbflow.LogCapture``); ``latest``, while
+    lines are being dropped, is the newest of them, for a live view only.
+    """
+
+    task: str
+    attempt: int
+    element: int | None
+    lines: tuple[tuple[float, str, str, str | None], ...] = ()
+    dropped: int = 0
+    latest: str | None = None
+
+
+@dataclass(slots=True)
+class TaskProgress(Event):
+    """How far a running attempt is (``nf.track``, ``ctx.progress``): ``done`` of ``total``
+    (None: not known)."""
+
+    task: str
+    attempt: int
+    element: int | None
+    done: float
+    total: float | None = None
 
 
 Subscriber = Callable[[Event], Any]

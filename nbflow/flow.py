@@ -24,6 +24,10 @@ from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
 from .identity import FlowIdentity, Identities, flow_version
+from .lines import LogCapture
+from .lines import resolve as resolve_logs
+from .locks import Locks, check_executor
+from .logs import observing
 from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
@@ -59,9 +63,16 @@ class Flow(Definition):
             ``.nbflow/nbflow.db`` under the working directory at run time; or a path, a
             store object (:class:`~nbflow.store.sqlite.SQLiteStore`, ``MemoryStore``), or
             None for no store.
+        logs: what tasks print and log, captured per attempt (``run.logs()``, the
+            dashboard, the store): True (default), False (not captured), or an
+            :class:`~nbflow.logs.LogCapture` (the cap, echo). ``nf.track`` and
+            ``ctx.progress`` work either way.
+        locks: the :class:`~nbflow.locks.Locks` table that ``lock=`` names refer to (None:
+            the table of the loop each run runs on, shared by every run on that loop).
 
     Raises:
         DefinitionError: a bad option (the message names it).
+        TypeError: ``logs`` is not True, False or a ``LogCapture``.
     """
 
     def __init__(
@@ -74,12 +85,17 @@ class Flow(Definition):
         pool: Pool | None = None,
         executor: Any = None,
         store: Any = "default",
+        logs: bool | LogCapture = True,
+        locks: Locks | None = None,
     ) -> None:
         super().__init__(name, max_workers=max_workers, on_error=on_error, strategy="priority")
+        resolve_logs(logs)  # a bad value is an error now, not at the first run
+        self.logs = logs
         self.strategy = resolve_strategy(strategy)
         self.pool = pool
         self.executor = executor
         self.store = store
+        self.locks = locks
         self.middleware: list[Any] = []
         self.bus = EventBus()
         self._plan_cache: tuple[int, Plan] | None = None
@@ -232,6 +248,7 @@ class Flow(Definition):
         chosen = resolve_strategy(strategy) if strategy is not None else self.strategy
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
+        check_executor(plan, executor)  # lock= needs the executor's locks off the kernel
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)
@@ -259,6 +276,7 @@ class Flow(Definition):
             wall_start=wall_start,
             parent_run=parent_run,
             hooks=hooks,
+            locks=self.locks,
         )
         run = Run(engine.state, plan, chosen, executor=engine.executor, durable=durable)
         return engine, run
@@ -306,18 +324,26 @@ class Flow(Definition):
         return await self._execute(engine, run, show)
 
     async def _execute(
-        self, engine: Engine, run: Run, show: bool, observers: list[Any] | None = None
+        self,
+        engine: Engine,
+        run: Run,
+        show: bool,
+        observers: list[Any] | None = None,
+        *,
+        shown: bool | None = None,
     ) -> Run:
         """Run ``engine`` (shown live if ``show``) and return its :class:`Run`.
 
         ``observers``: the run's dashboards, redrawn when the store could not record the
         run (which is known only after the run ended, when the store has answered).
+        ``shown``: a dashboard shows the run (default: ``show``), so tasks' prints need no
+        echo.
         """
         self.last_run = run
         observers = [] if observers is None else observers
         if show:
             observers.append(self._show(run, engine))
-        with health.tracking(engine):
+        with health.tracking(engine), self.observing(engine, show if shown is None else shown):
             await engine.run()
         run.report()  # what the store could not record, as warnings of this cell
         if run.state.store_error is not None:
@@ -340,8 +366,15 @@ class Flow(Definition):
             wall_start=SIMULATION_EPOCH,
             record=False,
         )
-        await engine.run()
+        with self.observing(engine, False):
+            await engine.run()
         return run
+
+    def observing(self, engine: Engine, shown: bool) -> Any:
+        """The context in which ``engine`` runs: its tasks' logs and progress are captured
+        (see :mod:`nbflow.logs`) as ``self.logs`` says; ``shown``: a dashboard shows the run.
+        Enter it on the run's loop."""
+        return observing(engine, self.logs, shown=shown)
 
     def run(
         self,
@@ -427,12 +460,14 @@ class Flow(Definition):
         observers: list[Any] = []
         if loop is not None:
             handle = RunHandle(
-                engine, run, task=loop.create_task(self._execute(engine, run, False, observers))
+                engine,
+                run,
+                task=loop.create_task(self._execute(engine, run, False, observers, shown=show)),
             )
         else:
             thread = threading.Thread(
                 target=asyncio.run,
-                args=(self._execute(engine, run, False, observers),),
+                args=(self._execute(engine, run, False, observers, shown=show),),
                 daemon=True,
                 name=f"nbflow-{self.name}",
             )

@@ -34,6 +34,7 @@ from .errors import (
     closest,
 )
 from .identity import identity_options
+from .joins import check_plan as check_joins
 from .spec import ParamSpec, TaskSpec, parameters
 
 if TYPE_CHECKING:
@@ -45,7 +46,16 @@ T = TypeVar("T")
 
 
 #: The spec fields :func:`~nbflow.identity.identity_options` reads.
-_IDENTITY_FIELDS = ("fan_out", "allow_partial", "when_fn", "cache_key", "retry", "cache_ignore")
+_IDENTITY_FIELDS = (
+    "fan_out",
+    "allow_partial",
+    "when_fn",
+    "cache_key",
+    "retry",
+    "cache_ignore",
+    "complete_when",
+    "cancel_rest",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +207,8 @@ def build_plan(definition: Definition) -> Plan:
         ConditionError: a condition uses a name that is neither an upstream task nor
             ``results``/``vars``.
         CycleError: the dependencies form a cycle (its message shows it: ``a -> b -> a``).
-        DefinitionError: ``fan_out`` names a parameter that no upstream task fills.
+        DefinitionError: ``fan_out`` names a parameter that no upstream task fills, or an
+            ``at_least(n)`` join has fewer than n upstream tasks.
     """
     with paused_gc():  # a few containers per task, no garbage: no collections
         return _build_plan(definition)
@@ -262,6 +273,8 @@ def _build_plan(definition: Definition) -> Plan:
         if values["when_fn"] is not None:
             gates.setdefault(name, []).append(Gate(None, callable=values["when_fn"]))
 
+    for switch in definition.switches.values():  # its branches follow; it names the case
+        switch.check(known)
     for branch in definition.branches.values():
         condition = parse_condition(branch.name, branch.expression)
         readers = condition.referenced_tasks(known)
@@ -269,6 +282,13 @@ def _build_plan(definition: Definition) -> Plan:
             for member in group:
                 if member not in known:
                     raise MissingDependencyError(branch.name, member, known, field="branch")
+                if member in readers:
+                    raise DefinitionError(
+                        f"branch {branch.name!r}: its condition {branch.expression!r} reads "
+                        f"{member!r}, which it also gates (in "
+                        f"{'otherwise' if negate else 'then'}): a task cannot be gated by "
+                        "its own result; branch on a task upstream of it"
+                    )
                 for dep in sorted(readers - {member}):  # sorted, as above
                     _more(extra, upstream, member)[dep] = None
                 gates.setdefault(member, []).append(
@@ -291,6 +311,7 @@ def _build_plan(definition: Definition) -> Plan:
         if deps:
             _consume(map(operator.methodcaller("append", name), map(list_of, deps)))
     _check_acyclic(names, downstream_lists, upstream, specs)
+    check_joins(names, specs, upstream, data_params)
     downstream: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
     downstream.update(zip(downstream_lists, map(tuple, downstream_lists.values()), strict=True))
     gate_table: dict[str, tuple[Gate, ...]] = dict.fromkeys(names, ())

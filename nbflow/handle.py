@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 class RunHandle:
-    """Controls a background run: ``await handle``, ``handle.wait()``, ``handle.cancel()``.
+    """Controls a background run: ``await handle``, ``handle.wait()``, ``handle.cancel()``
+    (the run, or one task or region of it).
 
     The run executes on the loop that was running when ``flow.start()`` was called (the
     kernel's loop in Jupyter), or on a private loop in a background thread when no loop ran.
@@ -48,10 +49,22 @@ class RunHandle:
         """Whether the run has finished."""
         return self.run.done
 
-    def cancel(self) -> None:
+    def cancel(self, task: Any = None, *, tag: str | None = None) -> None:
         """Cancel the run: running tasks are cancelled (their cleanup runs), nothing new
         starts; the run ends ``cancelled``. Works at any moment, at once after ``start()``
-        too."""
+        too.
+
+        ``cancel("task")`` or ``cancel(tag="region")`` cancels only that task, or every task
+        with that tag, and the run goes on: each ends ``cancelled`` and propagates like a
+        skip (see :mod:`nbflow.termination`); tasks that finished are left as they are.
+
+        Raises:
+            CancelError: no task or tag of that name (with a close match).
+        """
+        if task is not None or tag is not None:
+            what = repr(getattr(task, "name", task)) if tag is None else f"tag={tag!r}"
+            self.engine.scope.ask(self.engine, task, tag, None, f"handle.cancel({what})")
+            return
         if self.run.done:
             return
         loop = self.engine.loop

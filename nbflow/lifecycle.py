@@ -45,8 +45,9 @@ TERMINAL: frozenset[TaskState] = frozenset(
 )
 #: States whose result downstream tasks can read.
 SUCCESSFUL: frozenset[TaskState] = frozenset({S.SUCCEEDED, S.CACHED})
-#: States that count as a failure for trigger rules.
-FAILED_LIKE: frozenset[TaskState] = frozenset({S.FAILED, S.UPSTREAM_FAILED, S.CANCELLED})
+#: States that count as a failure for trigger rules. (``cancelled`` counts as a skip: only
+#: a task cancelled on its own has dependants left to decide; see ``scheduler.column_of``.)
+FAILED_LIKE: frozenset[TaskState] = frozenset({S.FAILED, S.UPSTREAM_FAILED})
 
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.UPSTREAM_FAILED, S.CANCELLED}),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .identity import Identity
 from .lifecycle import TaskState
-from .store.keys import NONE_DIGEST
+from .store.keys import CONTROLLED, NONE_DIGEST, controlled
 from .store.results import ResultRow
 
 if TYPE_CHECKING:
@@ -71,12 +71,20 @@ def why_recorded(store: SQLiteStore, run_id: str, task: str) -> str:
     if task not in rows:
         raise KeyError(f"task {task!r} has no result in run {run_id} (it did not succeed)")
     row = rows[task]
-    parts = store.identity_parts(row.identity) if row.identity else None
-    identity = Identity.from_json(row.identity, parts)
+    digest = row.identity
+    if digest is not None and controlled(digest):
+        digest = digest[len(CONTROLLED) :]
+    parts = store.identity_parts(digest) if digest else None
+    identity = Identity.from_json(digest, parts)
     if row.reused_from is not None:
         return _reused("reused", row.reused_from, identity)
-    if row.identity is None:
+    if digest is None:
         return "ran: something it depends on cannot be hashed, so this task is never reused"
+    if digest != row.identity:
+        return (
+            "ran, and cancelled or finished part of its run (nf.context().cancel/finish): "
+            "its result alone cannot replay that, so it is never reused"
+        )
     inputs = _recorded_inputs(store, record, task, rows)
     return "ran: " + _difference(
         store, run_id, record["flow"], task, identity, inputs, record["started"]
@@ -106,6 +114,12 @@ def _difference(
         return "no earlier result of this task in the store"
     last = earlier[0]
     since = f"since run {last.run_id[:8]}"
+    if controlled(last.identity):
+        return (
+            f"in run {last.run_id[:8]} it cancelled or finished part of its run "
+            "(nf.context().cancel/finish), which its result alone cannot replay, so that "
+            "result is never reused"
+        )
     if last.identity != identity.digest:
         old = Identity.from_json(last.identity, store.identity_parts(last.identity or ""))
         changes = identity.changes_since(old) if old.parts else []

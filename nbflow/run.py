@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from .graph import Plan
 
 TIMELINE_COLUMNS = ["task", "attempt", "status", "start", "end", "duration_s", "worker", "error"]
+LOG_COLUMNS = ["task", "attempt", "element", "time", "level", "message", "logger"]
 
 
 class Run:
     """The outcome of one flow run (live while it runs).
 
     Attributes mirror the API contract: ``status``, ``results``, ``errors``, ``states``,
-    ``duration``, ``run_id``, ``flow_version``, ``timeline()``, ``explain(task)``.
+    ``duration``, ``run_id``, ``flow_version``, ``timeline()``, ``logs()``,
+    ``explain(task)``.
     """
 
     def __init__(
@@ -204,6 +206,39 @@ class Run:
         frame = pd.DataFrame(rows, columns=[*TIMELINE_COLUMNS, "element", "base_task"])
         frame["duration_s"] = frame["duration_s"].astype(float)
         frame["element"] = frame["element"].astype("Int64")  # 0, 1, ... beside <NA>, not 0.0
+        return frame
+
+    def logs(self, task: str | None = None) -> pd.DataFrame:
+        """What the tasks printed and logged, one row per line (of ``task`` only, if given).
+
+        Columns: ``task``, ``attempt``, ``element`` (a fan-out element's index, nullable
+        ``Int64``), ``time`` (a timestamp), ``level`` (``"stdout"`` or ``"stderr"`` for
+        prints, the level's name for ``logging`` records, ``"nbflow"`` for the line that
+        counts lines left out by the cap), ``message`` and ``logger`` (a record's logger,
+        None for prints). In the order the lines were written. Live while the run goes on;
+        a run read from the store has them too. See :class:`~nbflow.logs.LogCapture`.
+
+        Raises:
+            KeyError: ``task`` is not a task of this run.
+        """
+        import pandas as pd
+
+        s = self._state
+        if task is not None and task not in s.tasks:
+            raise KeyError(f"{task!r} is not a task of run {s.run_id[:8]} (flow {s.flow!r})")
+        rows = [
+            (e.task, e.attempt, e.element, s.wall_start + t, level, message, logger)
+            for name, batches in list(s.logs.items())  # a copy: a live run may add meanwhile
+            if task is None or name == task
+            for e in batches
+            for t, level, message, logger in e.lines
+        ]
+        frame = pd.DataFrame(rows, columns=LOG_COLUMNS)
+        frame["time"] = pd.to_datetime(frame["time"], unit="s")
+        frame["element"] = frame["element"].astype("Int64")
+        frame["logger"] = frame["logger"].astype(object).where(frame["logger"].notna(), None)
+        if task is None and len(frame):  # the tasks' lines, interleaved as they were written
+            frame = frame.sort_values("time", kind="stable", ignore_index=True)
         return frame
 
     def why(self, task: str) -> str:

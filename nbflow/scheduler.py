@@ -15,6 +15,9 @@ State (one :class:`SchedulerState` per run)::
                    ``ready``'s truth value says whether any task is ready
     running        tasks started and not finished
     outcome        terminal state of each finished task
+    readers_left   per partial join (one_success, at_least(n)) with upstream tasks that only
+                   its gates read: how many of those have yet to end (they do not vote:
+                   :func:`nbflow.joins.gate_readers`)
 
 :func:`complete` records a finished task and walks its downstream tasks through their trigger
 rules, returning what became ready and what was skipped or upstream-failed on the way
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import Plan
+from .joins import gate_readers, quorum
 from .lifecycle import FAILED_LIKE, SUCCESSFUL, TaskState
 
 # Indexes into a task's counts list.
@@ -46,6 +50,8 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
 
     Returns ``"ready"``, ``"skipped"``, ``"upstream_failed"`` or None (wait). The table
     follows Apache Airflow's semantics for the same rule names; see docs/concepts.md.
+    ``at_least(n)`` (:mod:`nbflow.joins`) runs at the n-th success and gives up as soon as
+    fewer than n upstream tasks can still succeed.
     """
     done, ok, failed, skipped = counts
     if rule == "all_success":
@@ -70,6 +76,13 @@ def decide(rule: str, total: int, counts: list[int]) -> str | None:
         if failed:
             return READY
         return TaskState.SKIPPED if done == total else WAIT
+    n = quorum(rule)
+    if n is not None:  # at_least(n): see nbflow.joins
+        if ok >= n:
+            return READY
+        if ok + total - done < n:  # too few left to reach n: decided at once
+            return TaskState.UPSTREAM_FAILED if failed else TaskState.SKIPPED
+        return WAIT
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
@@ -84,6 +97,8 @@ class SchedulerState:
     ready_heap: list[tuple[Any, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     outcome: dict[str, TaskState] = field(default_factory=dict)
+    #: Partial join -> how many of the tasks only its gates read have yet to end.
+    readers_left: dict[str, int] = field(default_factory=dict)
 
     def queued(self) -> list[tuple[Any, str]]:
         """Every ready ``(key, task)``, in no particular order."""
@@ -185,7 +200,7 @@ def complete(
         state.running.discard(current)
         state.outcome[current] = result
         decided.add(current)
-        column = OK if result in SUCCESSFUL else FAILED if result in FAILED_LIKE else SKIPPED
+        column = _COLUMN[result]
         for child in plan.downstream[current]:
             need = needs[child]
             if need and column == OK:
@@ -206,9 +221,14 @@ def complete(
                 counts = all_counts.get(child)
                 if counts is None:
                     counts = all_counts[child] = [0, 0, 0, 0]
-                counts[DONE] += 1
-                counts[column] += 1
-                verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]), counts)
+                readers = _gate_readers(plan).get(child)
+                if readers is None:  # every upstream task votes
+                    counts[DONE] += 1
+                    counts[column] += 1
+                    verdict_of = decide(plan.specs[child].trigger, len(plan.upstream[child]),
+                                        counts)  # fmt: skip
+                else:
+                    verdict_of = _partial_join(state, plan, child, current, column, readers)
                 if verdict_of is None:
                     continue
                 verdict = verdict_of
@@ -222,6 +242,80 @@ def complete(
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
     return NOTHING if transition is None else transition
+
+
+def _gate_readers(plan: Plan) -> dict[str, frozenset[str]]:
+    found = plan.memo.get("gate_readers")  # (read straight from the memo: complete's path)
+    if found is None:
+        found = plan.memo["gate_readers"] = gate_readers(
+            plan.names, plan.specs, plan.upstream, plan.data_params
+        )
+    return found
+
+
+def gate_readers_of(plan: Plan, join: str) -> frozenset[str]:
+    """The upstream tasks of ``join`` that only its gates read (no vote in its trigger)."""
+    return _gate_readers(plan).get(join, frozenset())
+
+
+def _partial_join(
+    state: SchedulerState,
+    plan: Plan,
+    join: str,
+    current: str,
+    column: int,
+    readers: frozenset[str],
+) -> str | None:
+    """decide() for a partial join some of whose upstream tasks only its gates read
+    (:func:`nbflow.joins.gate_readers`): those do not vote, but it runs only once they all
+    ended; one that did not succeed decides it as under ``all_success`` (its gate could not
+    read it)."""
+    counts = state.counts[join]
+    if current in readers:
+        if column == FAILED:
+            return TaskState.UPSTREAM_FAILED
+        if column == SKIPPED:
+            return TaskState.SKIPPED
+        left = state.readers_left[join] = state.readers_left.get(join, len(readers)) - 1
+    else:
+        counts[DONE] += 1
+        counts[column] += 1
+        left = state.readers_left.get(join, len(readers))
+    verdict = decide(plan.specs[join].trigger, len(plan.upstream[join]) - len(readers), counts)
+    return None if verdict is READY and left else verdict
+
+
+def column_of(outcome: TaskState) -> int:
+    """Which count a finished upstream task adds to: OK, FAILED or SKIPPED.
+
+    ``cancelled`` counts as a skip: only a task cancelled on its own reaches
+    :func:`complete` (a stopped run records its tasks with :func:`record` and decides
+    nothing more), and like a skipped task it did not fail (see :mod:`nbflow.termination`).
+    """
+    return _COLUMN[outcome]
+
+
+_COLUMN = {
+    state: OK if state in SUCCESSFUL else FAILED if state in FAILED_LIKE else SKIPPED
+    for state in TaskState
+}
+
+
+def withdraw(state: SchedulerState, name: str) -> None:
+    """Take ``name``, not started, out of the run's future (it is being cancelled on its
+    own): out of the ready queue if it waits there, and never queued later. Then
+    :func:`complete` records it and decides its dependants."""
+    state.left[name] = 0  # the inline countdown of complete() never reaches 0 from here
+    state.decided.add(name)
+    for queue in (state.ready, state.ready_heap):
+        for item in queue:
+            if item[1] == name:
+                queue.remove(item)
+                break
+    heapq.heapify(state.ready_heap)
+    if not state.ready and state.ready_heap:  # keep the heap empty whenever the deque is
+        state.ready.extend(sorted(state.ready_heap))
+        state.ready_heap.clear()
 
 
 def _needs(plan: Plan) -> dict[str, int]:

@@ -27,6 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from .joins import check_trigger
+from .locks import check_lock_name
 from .retry import Retry, coerce_retry
 
 TriggerRule = Literal["all_success", "all_done", "none_failed", "one_success", "one_failed"]
@@ -50,11 +52,19 @@ class TaskOptions(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     when: str | None = None
     when_fn: Callable[..., Any] | None = Field(default=None, exclude=True)
-    trigger: TriggerRule = "all_success"
+    #: one of :data:`TRIGGER_RULES`, or ``at_least(n)`` (:func:`nbflow.joins.at_least`)
+    trigger: str = "all_success"
     fan_out: str | None = None
     concurrency: int | None = Field(default=None, ge=1)
     rate: float | None = Field(default=None, gt=0)
     allow_partial: bool = False
+    #: with ``trigger=at_least(n)``/``"one_success"`` or ``complete_when``: cancel what the
+    #: join no longer needs once it fires (see :mod:`nbflow.joins`)
+    cancel_rest: bool = False
+    #: on a fan-out task: a safe expression over done, succeeded, failed, total
+    complete_when: str | None = None
+    #: tasks holding the same lock never run at the same time (see :mod:`nbflow.locks`)
+    lock: str | None = None
     critical: bool = False
     tags: tuple[str, ...] = ()
     worker: str | None = None
@@ -86,6 +96,16 @@ class TaskOptions(BaseModel):
     @classmethod
     def _coerce_retry(cls, value: Any) -> Retry | None:
         return coerce_retry(value)
+
+    @field_validator("trigger")
+    @classmethod
+    def _known_trigger(cls, value: str) -> str:
+        return check_trigger(value, TRIGGER_RULES)
+
+    @field_validator("lock", mode="before")
+    @classmethod
+    def _lock_name(cls, value: Any) -> str | None:
+        return check_lock_name(value)
 
     @field_validator("after", "tags", "cache_ignore", mode="before")
     @classmethod

@@ -56,6 +56,8 @@ class TaskRecord:
     #: Errors of failed fan-out elements by index (None until one fails: one dict less per
     #: task of a 100,000-task run).
     element_errors: dict[int, BaseException] | None = None
+    #: Their tracebacks (formatted, nbflow's frames still in), for the Tasks view.
+    element_tracebacks: dict[int, str] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -89,8 +91,19 @@ class RunState:
     #: Attempts running now, by task name (a fan-out element's by ``(task, element)``).
     open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
+    #: What each task printed or logged, by task: its :class:`~nbflow.events.TaskLog`
+    #: batches in order (all attempts and elements; empty for a task that wrote nothing).
+    logs: dict[str, list[ev.TaskLog]] = field(default_factory=dict)
+    #: The latest progress of running attempts, keyed like :attr:`open_rows`:
+    #: ``(attempt, done, total)`` (``nf.track``, ``ctx.progress``).
+    progress: dict[str | tuple[str, int], tuple[int, float, float | None]] = field(
+        default_factory=dict
+    )
     last_seq: int = -1
     last_t: float = 0.0
+    #: The moment a replay shows (run-clock seconds), set by :class:`nbflow.replay.Replayer`;
+    #: None for a run's own state, whose "now" is the wall clock while it runs.
+    shown_t: float | None = None
 
     def apply(self, event: ev.Event) -> None:
         """Fold one event into the state."""
@@ -233,6 +246,10 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
         if record.element_errors is None:
             record.element_errors = {}
         record.element_errors[e.element] = e.error
+        if e.traceback:
+            if record.element_tracebacks is None:
+                record.element_tracebacks = {}
+            record.element_tracebacks[e.element] = e.traceback
         return
     s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
     record = s.tasks[e.task]
@@ -254,6 +271,20 @@ def _cancelled(s: RunState, e: ev.TaskCancelled) -> None:
     if e.element is None:
         record = s.tasks[e.task]
         record.state, record.ended_t = TaskState.CANCELLED, e.t
+        if e.reason:
+            record.reason = e.reason
+
+
+def _log(s: RunState, e: ev.TaskLog) -> None:
+    found = s.logs.get(e.task)
+    if found is None:
+        s.logs[e.task] = [e]
+    else:
+        found.append(e)
+
+
+def _progress(s: RunState, e: ev.TaskProgress) -> None:
+    s.progress[e.task if e.element is None else (e.task, e.element)] = (e.attempt, e.done, e.total)
 
 
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
@@ -267,4 +298,6 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskFailed: _failed,
     ev.TaskSkipped: _skipped,
     ev.TaskCancelled: _cancelled,
+    ev.TaskLog: _log,
+    ev.TaskProgress: _progress,
 }

@@ -49,7 +49,7 @@ def run_summary_html(
     elif state.rows:
         parts.append(panels.empty(f"Timeline: {len(state.rows):,} attempts; see run.timeline()."))
     if state.tasks:
-        table = panels.table_html(state, max_rows, structure.priorities)
+        table = panels.table_html(state, max_rows, structure.priorities, expanded=None)
         parts.append(_section(f"Tasks ({len(state.tasks)})", table, run.status == "failed"))
     return (
         '<div class="nbflow-summary" style="border:1px solid rgba(127,127,127,.28);'

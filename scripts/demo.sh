@@ -48,6 +48,8 @@ pip_install() {
     PYTHONUNBUFFERED=1 .venv/bin/python -m pip install --progress-bar off "$@" 2>&1 |
         tee .venv/pip.log |
         awk '/^Collecting / { name = $2; sub(/[<>=!~;,[].*/, "", name); print "  collecting " name; fflush() }
+             /^Processing .*\.whl/ { name = $2; sub(/.*\//, "", name); sub(/-[0-9].*/, "", name)
+                                     print "  collecting " name; fflush() }
              /^Installing collected packages/ { print "  installing the collected packages..."; fflush() }' >&2
     rc=${PIPESTATUS[0]}
     set -e

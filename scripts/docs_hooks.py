@@ -7,7 +7,9 @@
    view, so without network the pages showed blank dashboards. :func:`offline_notebook`
    drops a widget view wherever the same output has a fallback (and the notebook's widget
    state once no view is left, so no loader script is added); mkdocs-jupyter then renders
-   the fallback. The notebooks in notebooks/ are not changed: copies in
+   the fallback. A plain ipywidgets ``HTML`` or ``Label`` with no fallback (notebook 11's
+   custom observer) gets one made from its value in the saved widget state, the value it
+   had when the notebook was saved. The notebooks in notebooks/ are not changed: copies in
    ``build/docs-notebooks/`` are rendered instead.
 
 2. Dead internal links and anchors fail the build. MkDocs checks the links of Markdown
@@ -15,14 +17,21 @@
    of contents mkdocs-jupyter makes for them. :func:`dead_links` reads every built HTML page
    and reports each relative link whose file or ``#anchor`` is missing, as a warning, which
    ``mkdocs build --strict`` turns into a failure. Offline: only files of the site are read.
+
+3. A Sphinx role left as text fails the build too. The docstrings' roles become
+   cross-references (scripts/docs_roles.py); one that slipped past it (a role that file does
+   not know, a page written by hand) would show as literal ``:class:`` text, as ~35 did in
+   the API reference (issue #22). :func:`raw_roles` finds them in the built pages' text.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import json
 import logging
 import posixpath
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger("mkdocs.hooks.nbflow")
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 #: Representations a reader sees instead of a widget view, best first.
 FALLBACKS = ("text/html", "image/svg+xml", "image/png")
 OFFLINE_DIR = Path("build") / "docs-notebooks"
@@ -39,12 +49,29 @@ OFFLINE_DIR = Path("build") / "docs-notebooks"
 # -- 1. notebooks without widget views ---------------------------------------------------
 
 
+#: Widget models drawn from their saved ``value`` alone: as HTML, or as escaped text.
+_VALUE_MODELS = {"HTMLModel": True, "HTMLMathModel": True, "LabelModel": False}
+
+
+def _saved_value_html(nb: dict[str, Any], view: Any) -> str | None:
+    """The HTML a plain ``HTML``/``Label`` widget showed when the notebook was saved (from
+    the saved widget state); None for any other widget, or one whose state was not saved."""
+    saved = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    model = saved.get(view.get("model_id") if isinstance(view, dict) else None) or {}
+    as_html = _VALUE_MODELS.get(model.get("model_name", ""))
+    value = model.get("state", {}).get("value")
+    if as_html is None or not isinstance(value, str):
+        return None
+    return value if as_html else html.escape(value)
+
+
 def offline_notebook(nb: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """A copy of ``nb`` without the widget views that have a fallback, and how many went.
 
-    The notebook's saved widget state (``metadata.widgets``) goes too once no widget view is
-    left: it only serves the views, and its presence makes nbconvert load the widget
-    manager from the network.
+    A plain ``HTML`` or ``Label`` widget's view without one gets one, its saved value (see
+    :func:`_saved_value_html`). The notebook's saved widget state (``metadata.widgets``) goes
+    too once no widget view is left: it only serves the views, and its presence makes
+    nbconvert load the widget manager from the network.
     """
     nb = copy.deepcopy(nb)
     dropped = kept = 0
@@ -53,6 +80,10 @@ def offline_notebook(nb: dict[str, Any]) -> tuple[dict[str, Any], int]:
             data = output.get("data", {})
             if WIDGET_VIEW not in data:
                 continue
+            if not any(kind in data for kind in FALLBACKS):
+                value = _saved_value_html(nb, data[WIDGET_VIEW])
+                if value is not None:
+                    data["text/html"] = value
             if any(kind in data for kind in FALLBACKS):
                 del data[WIDGET_VIEW]
                 dropped += 1
@@ -143,7 +174,33 @@ def dead_links(site: Path) -> list[str]:
     return problems
 
 
+# -- 3. Sphinx roles left as text ------------------------------------------------------------
+
+#: A role as a page shows it: ``:class:`` before the code (or backtick) of its target. Only
+#: what a reader sees counts: text, not attributes or scripts.
+ROLE_TEXT = re.compile(
+    r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const|ref|doc|term):(?=<code|`)"
+)
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
+_TAG_ATTRS = re.compile(r"<(\w+)\s[^>]*>")
+
+
+def raw_roles(site: Path) -> list[str]:
+    """Each Sphinx role shown as text in the built ``site``: ``"<page>: <role>…"``."""
+    problems = []
+    for path in sorted(site.rglob("*.html")):
+        text = _TAG_ATTRS.sub(r"<\1>", _SCRIPT.sub("", path.read_text(encoding="utf-8")))
+        for match in ROLE_TEXT.finditer(text):
+            shown = re.sub(r"<[^>]*>", "", text[match.start() : match.start() + 300])
+            problems.append(f"{path.relative_to(site).as_posix()}: {shown.splitlines()[0][:60]}")
+    return problems
+
+
 def on_post_build(config: Any) -> None:
-    """Warn about each dead internal link or anchor (``--strict`` makes that an error)."""
-    for problem in dead_links(Path(config["site_dir"])):
+    """Warn about each dead internal link or anchor and each role left as text (``--strict``
+    makes that an error)."""
+    site = Path(config["site_dir"])
+    for problem in dead_links(site):
         log.warning("dead link: %s", problem)
+    for problem in raw_roles(site):
+        log.warning("Sphinx role shown as text: %s", problem)

@@ -60,6 +60,49 @@ def test_offline_notebook_keeps_a_widget_view_that_has_nothing_else():
     assert "widgets" in offline["metadata"]  # the view still needs its state (online)
 
 
+def _widget(model_id: str) -> dict:
+    view = {"model_id": model_id, "version_major": 2, "version_minor": 0}
+    return {"output_type": "display_data", "data": {VIEW: view, "text/plain": "HTML()"}}
+
+
+def test_offline_notebook_draws_a_plain_html_or_label_widget_from_its_saved_value():
+    # Notebook 11's custom observer shows an ipywidgets HTML: its page loaded the widget
+    # manager from a CDN to draw one line of text (issue #22).
+    def model(name: str, value: object) -> dict:
+        return {"model_name": name, "state": {"value": value}}
+
+    nb = _nb(_widget("h"), _widget("l"), _widget("s"), _widget("n"), _widget("gone"))
+    nb["metadata"]["widgets"] = {
+        hooks.WIDGET_STATE: {
+            "state": {
+                "h": model("HTMLModel", "<b>4/4 done</b>"),
+                "l": model("LabelModel", "a < b"),
+                "s": model("IntSliderModel", 3),
+                "n": model("HTMLModel", None),
+            }
+        }
+    }
+    offline, dropped = hooks.offline_notebook(nb)
+    outputs = [o["data"] for o in offline["cells"][0]["outputs"]]
+    assert dropped == 2
+    assert outputs[0] == {"text/html": "<b>4/4 done</b>", "text/plain": "HTML()"}
+    assert outputs[1] == {"text/html": "a &lt; b", "text/plain": "HTML()"}
+    assert all(VIEW in data and "text/html" not in data for data in outputs[2:])
+    assert "widgets" in offline["metadata"]  # the slider still needs the widget manager
+
+
+def test_no_docs_page_needs_the_widget_manager():
+    # Every widget view of the teaching notebooks has a stored drawing: no page loads the
+    # widget manager (from a CDN) at all.
+    for path in NOTEBOOKS:
+        offline, _ = hooks.offline_notebook(json.loads(path.read_text(encoding="utf-8")))
+        assert "widgets" not in offline["metadata"], path.name
+        views = [
+            o for c in offline["cells"] for o in c.get("outputs", []) if VIEW in o.get("data", {})
+        ]
+        assert views == [], path.name
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_stored_dashboard_shows_its_html_on_the_docs_pages(path: Path):
     # Without network the pages showed blank dashboards (issue #22): each dashboard output
@@ -106,6 +149,24 @@ def test_dead_links_finds_missing_pages_files_and_anchors(tmp_path):
     ]
 
 
+def test_raw_roles_finds_the_roles_a_reader_would_see_as_text(tmp_path):
+    # The API reference showed ~35 roles as literal text (issue #22). Built without the roles
+    # extension, the real site has 85 of them, each a warning that fails `--strict`.
+    site = _site(
+        tmp_path,
+        {
+            "api/index.html": "<p>A <code>Run</code>, see :class:<code>~nbflow.run.Run</code>"
+            " and\n:py:meth:<code>Flow.run</code>.</p>",
+            "ok/index.html": '<p title=":class:`Tip`">fine</p><script>x = ":func:`f`"</script>'
+            "<pre><code>role = ':class:'</code></pre><p>a :class: word, <code>:func:</code></p>",
+        },
+    )
+    assert hooks.raw_roles(site) == [
+        "api/index.html: :class:~nbflow.run.Run and",
+        "api/index.html: :py:meth:Flow.run.",
+    ]
+
+
 def test_mkdocs_config_wires_the_hooks_the_roles_and_the_offline_assets():
     class Loader(yaml.SafeLoader):
         pass
@@ -125,7 +186,8 @@ def test_mkdocs_config_wires_the_hooks_the_roles_and_the_offline_assets():
 
 # -- the README's relative links (GitHub renders them; the site does not include it) ---------
 
-LINK = re.compile(r"\]\(([^)\s]+)\)")
+#: A Markdown link or image's target, or an HTML ``src``/``href`` (the README's pictures).
+LINK = re.compile(r"\]\(([^)\s]+)\)|\b(?:src|href)=\"([^\"]+)\"")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 
 
@@ -150,7 +212,7 @@ def _anchors(path: Path) -> set[str]:
 def markdown_dead_links(page: Path) -> list[str]:
     """Relative links of a Markdown file whose target (file, folder or #anchor) is missing."""
     problems = []
-    for href in LINK.findall(page.read_text(encoding="utf-8")):
+    for href in map("".join, LINK.findall(page.read_text(encoding="utf-8"))):
         if re.match(r"[a-z][a-z0-9+.-]*:", href):  # https:, mailto: ...
             continue
         path, _, anchor = href.partition("#")
@@ -171,9 +233,11 @@ def test_markdown_dead_links_sees_a_dead_file_and_anchor(tmp_path):
     page = tmp_path / "README.md"
     page.write_text(
         "[a](guide.md#set-up-here) [b](guide.md#nope) [c](gone.md) [d](https://x.org/#y) [e](#z)"
+        ' <img src="guide.md" width="49%"> <img src="img/gone.png" alt="x">'
     )
     assert markdown_dead_links(page) == [
         "guide.md#nope (no anchor #nope)",
         "gone.md (no such file)",
         "#z (no anchor #z)",
+        "img/gone.png (no such file)",
     ]

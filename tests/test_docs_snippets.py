@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbflow.lifecycle import FAILED_LIKE, SUCCESSFUL, TRANSITIONS, TaskState
-from nbflow.scheduler import READY, decide
+from nbflow.scheduler import FAILED, OK, READY, SKIPPED, column_of, decide
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
@@ -68,7 +68,13 @@ def test_state_table_covers_every_state() -> None:
 
 # -- the trigger-rule matrix ----------------------------------------------------------------
 
-OUTCOME_COLUMN = {"success": 1, "failure": 2, "skip": 3}  # index into decide()'s counts
+#: Each outcome of the matrix, as the state a task ends in.
+OUTCOMES = {
+    "success": TaskState.SUCCEEDED,
+    "failure": TaskState.FAILED,
+    "skip": TaskState.SKIPPED,
+    "cancelled": TaskState.CANCELLED,  # on its own: a whole run's stop decides nothing more
+}
 
 
 def matrix_rows() -> tuple[list[str], list[tuple[list[str], list[str]]]]:
@@ -88,7 +94,7 @@ def matrix_rows() -> tuple[list[str], list[tuple[list[str], list[str]]]]:
 def verdict(rule: str, outcomes: list[str]) -> str:
     counts = [len(outcomes), 0, 0, 0]
     for outcome in outcomes:
-        counts[OUTCOME_COLUMN[outcome]] += 1
+        counts[column_of(OUTCOMES[outcome])] += 1
     result = decide(rule, len(outcomes), counts)
     return "run" if result is READY else str(result)
 
@@ -97,7 +103,7 @@ def test_trigger_matrix_matches_the_scheduler() -> None:
     rules, rows = matrix_rows()
     assert rules == ["all_success", "all_done", "none_failed", "one_success", "one_failed"]
     combinations = {
-        tuple(sorted(pair)) for pair in itertools.combinations_with_replacement(OUTCOME_COLUMN, 2)
+        tuple(sorted(pair)) for pair in itertools.combinations_with_replacement(OUTCOMES, 2)
     }
     assert {tuple(sorted(outcomes)) for outcomes, _ in rows} == combinations
     for outcomes, cells in rows:
@@ -105,9 +111,17 @@ def test_trigger_matrix_matches_the_scheduler() -> None:
 
 
 def test_outcome_classes_match_the_lifecycle() -> None:
-    # The page says cached counts as a success and cancelled as a failure.
-    assert TaskState.CACHED in SUCCESSFUL and TaskState.CANCELLED in FAILED_LIKE
-    assert TaskState.UPSTREAM_FAILED in FAILED_LIKE
+    # The page says cached counts as a success and cancelled (on its own) as a skip.
+    assert TaskState.CACHED in SUCCESSFUL and TaskState.UPSTREAM_FAILED in FAILED_LIKE
+    assert column_of(TaskState.CANCELLED) == column_of(TaskState.SKIPPED) == SKIPPED
+    assert column_of(TaskState.CACHED) == OK and column_of(TaskState.UPSTREAM_FAILED) == FAILED
+
+
+def test_state_table_says_how_each_state_counts() -> None:
+    text = (DOCS / "concepts.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)` \| yes \| ([a-z]+) \|", text, re.M)
+    word = {OK: "success", FAILED: "failure", SKIPPED: "skipped"}
+    assert {name: word[column_of(TaskState(name))] for name, _ in rows} == dict(rows)
 
 
 # -- docs/jupyter.md, in a real kernel -------------------------------------------------------

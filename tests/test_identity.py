@@ -1073,3 +1073,24 @@ def test_an_equal_frame_built_another_way_keeps_its_digest():
     assert ids.value_digest(pd.Series(np.array([1, 2]), name="a")) == ids.value_digest(named)
     assert ids.value_digest(pd.Series([1, 2], name="b")) != ids.value_digest(named)
     assert ids.value_digest(pd.Index([1, 2])) == ids.value_digest(pd.Index([1, 2]))
+
+
+def test_a_task_whose_file_lines_do_not_tokenize_still_runs():
+    """linecache's lines for a code's file may not be its source (the file changed, or code
+    compiled under another file's name, as the README test does); on Python 3.12+ that is a
+    tokenize.TokenError from inspect, which must not stop the run."""
+    import linecache
+
+    import nbflow as nf
+
+    name = "<nbflow-test-garbled-source>"
+    namespace: dict[str, object] = {}
+    exec(compile("def garbled():\n    return 1\n", name, "exec"), namespace)
+    lines = ["def garbled():\n", "    x = '''never closed\n", "    return 1\n"]
+    linecache.cache[name] = (sum(map(len, lines)), None, lines, name)
+    try:
+        flow = nf.Flow("garbled", store=None)
+        flow.task(namespace["garbled"])
+        assert flow.run().results == {"garbled": 1}
+    finally:
+        linecache.cache.pop(name, None)

@@ -49,7 +49,9 @@ def spinner():
     cleaned.append("spinner")
     return "stopped early"
 
-queued = nf.Flow("kernel-queued", store=None, max_workers=1)
+# Shown in a dashboard, a task's prints stay in its log; these are the test's signal in the
+# cell's output, so they are echoed there too.
+queued = nf.Flow("kernel-queued", store=None, max_workers=1, logs=nf.LogCapture(echo=True))
 began = []
 
 for name in ("head", "next1", "next2"):

@@ -26,9 +26,12 @@ ROOT = "flow"
 #: Earliest first. A subpackage (store, widgets, render, middleware, data) is one unit; the
 #: package's own ``__init__`` is ``"__init__"``.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("definition values", {"evaluator", "checks", "retry", "conditions", "identity", "collector"}),
+    (
+        "definition values",
+        {"evaluator", "checks", "retry", "conditions", "identity", "collector", "joins", "locks"},
+    ),
     ("spec", {"spec"}),
-    ("DSL", {"dsl"}),
+    ("DSL", {"dsl", "switch"}),
     ("graph", {"graph"}),
     (
         "the engine's parts",
@@ -47,17 +50,31 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lazy",
             "overhead",
             "context",
+            "capture",
+            "lines",
+            "progress",
+            "remote_logs",
+            "dask_locks",
         },
     ),
     # What the engine emits and observers read: the engine imports it to emit.
     ("events", {"events"}),
-    ("engine", {"engine", "attempts"}),
+    ("engine", {"engine", "attempts", "logs", "completion", "termination"}),
     ("run state reducer", {"state"}),
     (
         "observers",
         {
-            "run", "explain", "summary", "store", "widgets", "render", "cache", "health",
-            "handle", "reuse",
+            "run",
+            "explain",
+            "summary",
+            "store",
+            "widgets",
+            "render",
+            "cache",
+            "health",
+            "handle",
+            "reuse",
+            "replay",
         },
     ),
     ("composition root", {ROOT}),

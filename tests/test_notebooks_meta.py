@@ -30,6 +30,7 @@ EXPECTED = [
     "09-flows-as-data-and-chaining",
     "10-distributed-dask",
     "11-extending-nbflow",
+    "12-workflow-patterns",
 ]
 
 #: Notebooks that teach the store may open one; all others must pass ``store=``.

@@ -33,3 +33,7 @@ def test_demo_command_runs_records_and_resumes(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--pace", "0", "--resume", "last"]) == 0
     resumed = capsys.readouterr().out
     assert resumed.count("(from store)") == 6
+    # ...and its printed timeline has a row for each of them, the fan-out task `enrich`
+    # included (it printed 5 rows, issue #22).
+    rows = re.findall(r"^\s*(\w+)\s+0\s+cached\b", resumed, re.M)
+    assert sorted(rows) == ["enrich", "joined", "orders", "regions", "report", "users"]

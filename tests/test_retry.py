@@ -200,6 +200,8 @@ def test_retry_if_that_raises_outside_a_flow():
     with pytest.raises(nf.RetryIfError, match=r"^the call failed with ConnectionError") as info:
         policy(call)()
     assert isinstance(info.value.error, ConnectionError)
+
+
 def test_exceptions_serialise_by_name_and_resolve_from_dotted_names():
     policy = nf.Retry(on=(ConnectionError, json.JSONDecodeError))
     assert policy.model_dump()["on"] == ["ConnectionError", "json.decoder.JSONDecodeError"]

@@ -1,12 +1,16 @@
-"""Trigger rules in real runs: success, failure and skip upstream (one table test)."""
+"""Trigger rules in real runs: success, failure, skip and cancelled (on its own) upstream (one
+table test)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 import nbflow as nf
 
-# Outcomes of the two upstream tasks ("ok", "fail", "skip"), in the order of TABLE's columns.
+# Outcomes of the two upstream tasks ("ok", "fail", "skip", "cancel": cancelled on its own
+# by another task, while it runs), in the order of TABLE's columns.
 PAIRS = [
     ("ok", "ok"),
     ("ok", "fail"),
@@ -14,19 +18,28 @@ PAIRS = [
     ("fail", "fail"),
     ("fail", "skip"),
     ("skip", "skip"),
+    ("ok", "cancel"),
+    ("fail", "cancel"),
+    ("skip", "cancel"),
+    ("cancel", "cancel"),
 ]
 S, UF, SK = "succeeded", "upstream_failed", "skipped"
-# rule -> state of the downstream task for each pair of PAIRS (Airflow's semantics). Every
-# rule differs from every other in some column: with one upstream task that always
-# succeeded (the old table), one_success could not be told from all_done.
+EITHER = f"{SK}|{UF}"  # all_success after a failure and a skip: whichever is decided first
+# rule -> state of the downstream task for each pair of PAIRS (Airflow's semantics; a task
+# cancelled on its own counts as a skip, see docs/concepts.md). Every rule differs from
+# every other in some column: with one upstream task that always succeeded (the old
+# table), one_success could not be told from all_done.
 TABLE = {
     #              ok-ok ok-fail ok-skip fail-fail fail-skip skip-skip
-    "all_success": (S, UF, SK, UF, f"{SK}|{UF}", SK),  # whichever is decided first
-    "all_done": (S, S, S, S, S, S),
-    "none_failed": (S, UF, S, UF, UF, S),
-    "one_success": (S, S, S, UF, UF, SK),
-    "one_failed": (SK, S, SK, S, S, SK),
+    #              ok-cancel fail-cancel skip-cancel cancel-cancel
+    "all_success": (S, UF, SK, UF, EITHER, SK, SK, UF, SK, SK),
+    "all_done": (S, S, S, S, S, S, S, S, S, S),
+    "none_failed": (S, UF, S, UF, UF, S, S, UF, S, S),
+    "one_success": (S, S, S, UF, UF, SK, S, UF, SK, SK),
+    "one_failed": (SK, S, SK, S, S, SK, SK, S, SK, SK),
 }
+# (With two upstream tasks, at_least(1) is one_success and at_least(2) all_success: see
+# tests/test_joins.py for N-of-M joins.)
 
 
 def _flow(rule: str, first: str, second: str) -> nf.Flow:
@@ -38,13 +51,23 @@ def _flow(rule: str, first: str, second: str) -> nf.Flow:
     async def a():
         if outcome["a"] == "fail":
             raise RuntimeError("a broke")
+        if outcome["a"] == "cancel":
+            await asyncio.sleep(30)
         return 1
 
     @flow.task(when="vars['b'] != 'skip'")
     async def b():
         if outcome["b"] == "fail":
             raise RuntimeError("b broke")
+        if outcome["b"] == "cancel":
+            await asyncio.sleep(30)
         return 2
+
+    @flow.task
+    async def canceller():  # runs after a and b began
+        for name in ("a", "b"):
+            if outcome[name] == "cancel":
+                nf.context().cancel(name)
 
     @flow.task(after=["a", "b"], trigger=rule)
     def downstream():
@@ -57,7 +80,9 @@ def _flow(rule: str, first: str, second: str) -> nf.Flow:
 @pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
 def test_trigger_rule_outcomes(rule, first, second):
     run = _flow(rule, first, second).run(variables={"a": first, "b": second})
-    assert run.states["a"] == {"ok": "succeeded", "fail": "failed", "skip": "skipped"}[first]
+    states = {"ok": "succeeded", "fail": "failed", "skip": "skipped", "cancel": "cancelled"}
+    assert (run.states["a"], run.states["b"]) == (states[first], states[second])
+    assert run.status == ("failed" if "fail" in (first, second) else "succeeded")
     expected = TABLE[rule][PAIRS.index((first, second))]
     assert run.states["downstream"] in expected.split("|")
 

@@ -18,7 +18,7 @@ from nbflow.state import RunState, TaskRecord
 from nbflow.summary import run_summary_html
 from nbflow.widgets import panels
 from nbflow.widgets.throttle import Ticker
-from nbflow.widgets.views import Structure, TaskFacts, group_keys, node_view
+from nbflow.widgets.views import Structure, TaskFacts, element_errors_text, group_keys, node_view
 
 
 def failing_flow() -> nf.Flow:
@@ -123,6 +123,36 @@ def test_partial_fan_out_is_drawn_partial_in_the_graph_and_the_tasks_table():
     )
 
 
+def test_a_partial_tasks_row_opens_to_its_failed_elements_tracebacks():
+    # The Error column names the first failure; the row under it opens to the tracebacks of
+    # the first three failed elements (the user's frames), like a failed task's.
+    run = partial_flow().run()
+    table = panels.table_html(run.state)
+    row = re.search(r'<tr class="nbflow-traceback-row" data-row-task="work">.*?</tr>', table, re.S)
+    assert row is not None
+    assert "Tracebacks of work[3], work[5], work[8]</summary>" in row[0]
+    for i in (3, 5, 8):
+        assert f"work[{i}]\nTraceback (most recent call last)" in row[0]
+        assert f"ValueError: bad item {i}" in row[0]
+    assert "nbflow/attempts.py" not in row[0]  # nbflow's own frames are left out
+    # More failed elements than shown: the summary counts them and says where they all are.
+    state = run.state
+    state.tasks["work"].elements_failed = 5
+    for i in (1, 2):
+        tracebacks = state.tasks["work"].element_tracebacks
+        assert tracebacks is not None
+        tracebacks[i] = f"Traceback (most recent call last):\nE{i}"
+    table = panels.table_html(state)
+    summary = re.search(r"<summary[^>]*>(Tracebacks of work.*?)</summary>", table)
+    assert summary is not None and summary[1] == (
+        "Tracebacks of work[1], work[2], work[3] (5 elements failed; "
+        "<code>run.element_errors</code> has them all)"
+    )
+    # Only a failed task or one with failed elements has such a row (square's all succeeded).
+    table = panels.table_html(failing_flow().run().state)
+    assert re.findall(r'nbflow-traceback-row" data-row-task="([^"]+)"', table) == ["broken"]
+
+
 # -- views ---------------------------------------------------------------------------------
 
 
@@ -168,6 +198,17 @@ def test_grouped_structure_aggregates_member_states():
     assert nodes["level 2"].state == "pending"
 
 
+def grouped_run(run_id: str, state_of_all: TaskState, finished: bool):
+    """A 12-task chain of 3 levels drawn in groups, and a run state with every task in one
+    state."""
+    names = [f"t{i}" for i in range(12)]
+    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
+    state = RunState(run_id=run_id)
+    state.finished_t = 1.0 if finished else None
+    state.tasks = {n: TaskRecord(n, state_of_all) for n in names}
+    return Structure(names, edges, max_nodes=3), state
+
+
 @pytest.mark.parametrize("finished", [False, True])
 @pytest.mark.parametrize(
     "state_of_all",
@@ -178,12 +219,7 @@ def test_grouped_nodes_of_a_run_in_one_state_match_the_general_count(state_of_al
     # counts, without looking at its records): the same nodes as counting.
     from nbflow.widgets.views import group_node
 
-    names = [f"t{i}" for i in range(12)]
-    edges = [(f"t{i}", f"t{i + 3}") for i in range(9)]
-    s = Structure(names, edges, max_nodes=3)
-    state = RunState(run_id=f"{state_of_all}-{finished}")
-    state.finished_t = 1.0 if finished else None
-    state.tasks = {n: TaskRecord(n, state_of_all) for n in names}
+    s, state = grouped_run(f"{state_of_all}-{finished}", state_of_all, finished)
     state.tasks["t4"].error = ValueError("bad") if state_of_all == TaskState.FAILED else None
     members = {g: [state.tasks[n] for n in group] for g, group in s.groups.items()}
     expected = {g: group_node(g, members[g], 0) for g in s.groups}
@@ -195,7 +231,38 @@ def test_grouped_nodes_of_a_run_in_one_state_match_the_general_count(state_of_al
     }
 
 
+@pytest.mark.parametrize("finished", [False, True])
+@pytest.mark.parametrize("partial_at", ["t0", "t5"])
+def test_a_group_with_a_partial_member_is_drawn_partial(finished, partial_at):
+    # Every member succeeded, one of them with failed elements allowed: the group is not a
+    # plain success (the uniform shortcut of an all-succeeded run must not hide it).
+    s, state = grouped_run(f"partial-{finished}-{partial_at}", TaskState.SUCCEEDED, finished)
+    state.tasks[partial_at].size, state.tasks[partial_at].elements_failed = 4, 1
+    state.fan_out = frozenset({partial_at, "t1"})  # t1 fans out too, all its elements fine
+    state.tasks["t1"].size = 3
+    nodes = s.nodes(state)
+    group = next(g for g, members in s.groups.items() if partial_at in members)
+    assert {g: n.state for g, n in nodes.items()} == {
+        g: "partial" if g == group else "succeeded" for g in s.groups
+    }
+    assert nodes[group].counter == f"{len(s.groups[group])}/{len(s.groups[group])}"
+    # ...and a member not yet started (None) takes the general count, which sees it too.
+    del state.tasks["t11"]
+    assert s.nodes(state)[group].state == "partial"
+
+
 # -- panels --------------------------------------------------------------------------------
+
+
+def test_header_counts_a_partial_fan_out_task_as_partial():
+    # The header's chips and bar said "2 succeeded" for a run whose fan-out task lost 3 of
+    # its 10 elements (allowed): the count agrees with the Graph and the Tasks view.
+    run = partial_flow().run()
+    html = panels.header_html(run.state, "partial", 2)
+    chips = re.findall(r'data-chip="([a-z_]+)"[^>]*>.*?</span>([^<]*)</span>', html)
+    assert chips == [("succeeded", "1 succeeded"), ("partial", "1 partial")]
+    assert re.findall(r'data-segment="([a-z_]+)"', html) == ["succeeded", "partial"]
+    assert 'aria-valuenow="2"' in html  # both are done
 
 
 def test_header_marker_and_progress_before_and_after_the_run():
@@ -372,3 +439,15 @@ def test_flows_of_one_shape_share_a_layout_but_not_their_priorities():
     assert drawn[0][0] is drawn[1][0]  # one layout for both
     assert "p=3" in drawn[0][1] and "p=9" not in drawn[0][1]
     assert "p=9" in drawn[1][1] and "p=3" not in drawn[1][1]
+
+
+def test_element_failures_in_words():
+    record = TaskRecord("work", TaskState.SUCCEEDED, size=6, elements_failed=1)
+    assert element_errors_text(record) == "1 of 6 elements failed"  # not "1 of 6 element"
+    record.element_errors = {4: LookupError("no profile")}
+    assert element_errors_text(record) == (
+        "1 of 6 elements failed; first: work[4] LookupError: no profile"
+    )
+    assert element_errors_text(TaskRecord("w", size=None, elements_failed=1)) == "1 element failed"
+    assert element_errors_text(TaskRecord("w", size=None, elements_failed=2)) == "2 elements failed"
+    assert element_errors_text(TaskRecord("w", size=6)) is None

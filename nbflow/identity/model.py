@@ -194,4 +194,6 @@ def identity_options(spec: Any) -> tuple[tuple[str, Any], ...]:
     found += [(name, value) for name, value in callables if value is not None]
     if spec.cache_ignore:
         found.append((IGNORE, tuple(sorted(spec.cache_ignore))))
+    if spec.complete_when is not None:  # which elements' results the list holds
+        found.append(("complete_when", (spec.complete_when, spec.cancel_rest)))
     return tuple(found)

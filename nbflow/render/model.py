@@ -19,6 +19,8 @@ class NodeView:
     ``state`` must be one of :data:`~nbflow.render.palette.STATES` (a ``StrEnum`` member is
     accepted and stored as its plain string value). ``counter`` is free text such as
     ``"37/100"``; when it has the form ``done/total`` a progress bar is drawn as well.
+    ``progress`` is the running attempt's own progress (``nf.track``), a fraction from 0 to
+    1, drawn as the bar instead (with ``counter`` saying it in words).
 
     Raises:
         ValueError: ``state`` is not a known state, or ``name`` is empty.
@@ -36,6 +38,7 @@ class NodeView:
     #: why the task is in its state, for the tooltip: a skip's reason, where a cached
     #: result came from ("resumed from run 4f2c1a9e").
     note: str | None = None
+    progress: float | None = None
 
     def __post_init__(self) -> None:
         # str() turns a StrEnum member into its value so attributes read "failed", not an enum.

@@ -246,9 +246,9 @@ class DagTemplate:
                 f"{esc(node.counter)}</text>"
             )
             room -= 6.5 * len(node.counter) + 6
-            m = _COUNTER.match(node.counter)
-            if m and int(m[2]) > 0:
-                frac = min(int(m[1]) / int(m[2]), 1.0)
+            m = _COUNTER.match(node.counter) if node.progress is None else None
+            frac = min(int(m[1]) / int(m[2]), 1.0) if m and int(m[2]) > 0 else node.progress
+            if frac is not None:
                 bw = w - 20
                 bar = (
                     f'<rect class="nbflow-track" x="{x0 + 10:.1f}" y="{y0 + h - 7:.1f}" '
@@ -256,9 +256,10 @@ class DagTemplate:
                     f'<rect class="nbflow-progress" x="{x0 + 10:.1f}" y="{y0 + h - 7:.1f}" '
                     f'width="{bw * frac:.1f}" height="3" rx="1.5" fill="{s.stroke}"/>'
                 )
+        progress = f' data-progress="{node.progress:.3f}"' if node.progress is not None else ""
         return (
             f'<g class="nbflow-node nbflow-state-{node.state}"{data_task} '
-            f'data-state="{node.state}"><title>{esc(tip)}</title>'
+            f'data-state="{node.state}"{progress}><title>{esc(tip)}</title>'
             f'<rect class="nbflow-box" x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" '
             f'rx="8" fill="{fill}" stroke="{s.stroke}" stroke-width="{s.stroke_width}"{dash}/>'
             f'<text class="nbflow-glyph" x="{x0 + 16:.1f}" y="{y0 + 19:.1f}" text-anchor="middle" '

@@ -46,7 +46,9 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskSucceeded: ("cached", "began"),
     ev.TaskFailed: ("error", "traceback", "began"),
     ev.TaskSkipped: ("state", "reason"),
-    ev.TaskCancelled: (),
+    ev.TaskCancelled: ("reason",),
+    ev.TaskLog: ("lines", "dropped", "latest"),
+    ev.TaskProgress: ("done", "total"),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
 #: The kinds every task has (queued, started, succeeded): each gets a queue of its own in

@@ -19,6 +19,15 @@ class StoreWarning(UserWarning):
 
 #: The digest of an input that is None because its upstream task did not succeed.
 NONE_DIGEST = "none"
+#: Prefixes the stored identity of a result whose attempt cancelled or finished part of its
+#: run (``nf.context().cancel()``/``finish()``): the result alone cannot replay that, so it
+#: is never reused (resume and the cache run the task again); see :func:`controlled`.
+CONTROLLED = "controlled:"
+
+
+def controlled(identity: str | None) -> bool:
+    """Whether a stored result's ``identity`` marks it as never reused (:data:`CONTROLLED`)."""
+    return identity is not None and identity.startswith(CONTROLLED)
 
 
 def sha(text: str, size: int = 32) -> str:

@@ -28,7 +28,7 @@ from ..errors import StoreError, describe
 from ..identity import Identities, Identity, Unhashable, user_sources
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
 from .eventlog import HOT, LAYOUTS, ROWS, hot_route
-from .keys import StoreWarning
+from .keys import CONTROLLED, StoreWarning, controlled
 from .results import KEPT, ResultRow
 from .writer import RunOpened, safe_json
 
@@ -228,6 +228,16 @@ class Recorder:
         if type(snap) is bytes:
             return hashlib.sha256(snap).hexdigest()
         return snap.content_digest()  # type: ignore[union-attr]
+
+    def not_reusable(self, task: str) -> None:
+        """``task``'s coming result is never to be reused: its attempt cancelled or finished
+        part of the run, which the result alone cannot replay (no cache entry; its stored
+        identity is marked :data:`~nbflow.store.keys.CONTROLLED`, so resume runs it again).
+        Safe from the task's own thread: it comes before the result does."""
+        self.keys.pop(task, None)
+        digest = self._digests.get(task)
+        if digest is not None and not controlled(digest):
+            self._digests[task] = CONTROLLED + digest
 
     def reused(self, task: str, row: ResultRow) -> None:
         """Record that ``task``'s result is the stored one of ``row`` (resume, cache)."""

@@ -20,25 +20,149 @@ function element(tag, className, attributes = {}) {
   return node;
 }
 
-// Replace a pane's HTML, keeping what the reader did to the old one: opened tracebacks
-// (by task) and the scroll position of each scrollable frame.
+// Which <details> this is: its kind (log, traceback) and its task's row.
+const detailsKey = (d) => `${d.className}:${d.closest("[data-row-task]")?.dataset.rowTask}`;
+
+// Replace a pane's HTML, keeping what the reader did to the old one: opened tracebacks and
+// logs (by task), the scroll position of each scrollable frame, and each open log's
+// (a log scrolled to its end stays at its end as lines come, like `tail -f`).
 function replace(target, html) {
-  const opened = new Set(
-    [...target.querySelectorAll("details[open]")].map(
-      (d) => d.closest("[data-row-task]")?.dataset.rowTask,
-    ),
+  // What the reader sees open or closed stays so (details that are new come as drawn).
+  const opened = new Map(
+    [...target.querySelectorAll("details")].map((d) => [detailsKey(d), d.open]),
   );
   const scrolls = [...target.querySelectorAll(".nbflow-frame")].map((f) => [
     f.scrollLeft,
     f.scrollTop,
   ]);
+  const logs = new Map(
+    [...target.querySelectorAll(".nbflow-log-lines")].map((p) => [
+      detailsKey(p.closest("details")),
+      p.scrollTop + p.clientHeight >= p.scrollHeight - 4 ? Infinity : p.scrollTop,
+    ]),
+  );
   target.innerHTML = html || WAITING;
   for (const d of target.querySelectorAll("details")) {
-    if (opened.has(d.closest("[data-row-task]")?.dataset.rowTask)) d.open = true;
+    const open = opened.get(detailsKey(d));
+    if (open !== undefined) d.open = open;
   }
   target.querySelectorAll(".nbflow-frame").forEach((f, i) => {
     if (i < scrolls.length) [f.scrollLeft, f.scrollTop] = scrolls[i];
   });
+  for (const p of target.querySelectorAll(".nbflow-log-lines")) {
+    const at = logs.get(detailsKey(p.closest("details")));
+    p.scrollTop = at === undefined || at === Infinity ? p.scrollHeight : at;
+  }
+}
+
+// The Tasks view: a log is drawn by the kernel only while it is open, so opening or
+// closing one tells the kernel (the `expanded` trait); a click on a task's row opens or
+// closes the details under it (its log, else its traceback).
+function watchTasks(pane, model) {
+  pane.addEventListener(
+    "toggle",
+    () => {
+      const open = [...pane.querySelectorAll("details.nbflow-log[open]")].map(
+        (d) => d.dataset.task,
+      );
+      const now = model.get("expanded") || [];
+      if (open.length !== now.length || open.some((t) => !now.includes(t))) {
+        model.set("expanded", open);
+        model.save_changes();
+      }
+    },
+    true, // toggle does not bubble: listen as it goes down
+  );
+  // Logs opened from Python (`dashboard.expanded = [...]`).
+  const follow = () => {
+    const wanted = model.get("expanded") || [];
+    for (const d of pane.querySelectorAll("details.nbflow-log")) {
+      d.open = wanted.includes(d.dataset.task);
+    }
+  };
+  model.on("change:expanded", follow);
+  pane.addEventListener("click", (event) => {
+    const row = event.target.closest("tr.nbflow-row");
+    if (!row) return;
+    const task = row.dataset.rowTask;
+    const details = [...pane.querySelectorAll("tr[data-row-task] details")].find(
+      (d) => d.closest("tr").dataset.rowTask === task,
+    );
+    if (details) details.open = !details.open;
+  });
+  return () => model.off("change:expanded", follow);
+}
+
+// A replay's controls (nf.replay): play/pause, a time slider, the time, a speed menu. The
+// kernel plays (it moves `position` on while `playing`); the slider sets `position`.
+function replayControls(model) {
+  const bar = element("div", "nbflow-replay", { role: "group", "aria-label": "Replay" });
+  const play = element("button", "nbflow-replay-play", { type: "button" });
+  const slider = element("input", "nbflow-replay-slider", {
+    type: "range",
+    min: "0",
+    "aria-label": "Moment of the run",
+  });
+  const time = element("span", "nbflow-replay-time");
+  const speed = element("select", "nbflow-replay-speed", { "aria-label": "Speed" });
+  bar.append(play, slider, time, speed);
+  const seconds = (s) => (s < 10 ? s.toFixed(2) : s.toFixed(1)) + " s";
+  let dragging = false;
+  let sent = 0;
+  let pending = null;
+  const send = (value) => {
+    // While dragging, at most ~12 moments a second go to the kernel (each is a redraw).
+    clearTimeout(pending);
+    const wait = sent + 80 - Date.now();
+    if (wait > 0) {
+      pending = setTimeout(() => send(value), wait);
+      return;
+    }
+    sent = Date.now();
+    model.set("position", value);
+    model.save_changes();
+  };
+  play.addEventListener("click", () => {
+    model.set("playing", !model.get("playing"));
+    model.save_changes();
+  });
+  slider.addEventListener("pointerdown", () => (dragging = true));
+  slider.addEventListener("pointerup", () => (dragging = false));
+  slider.addEventListener("input", () => {
+    // A range input snaps to its steps: the last one may fall just short of the end.
+    const duration = model.get("duration");
+    const value = +slider.value >= duration - +slider.step / 2 ? duration : +slider.value;
+    time.textContent = `${seconds(value)} / ${seconds(duration)}`;
+    send(value);
+  });
+  speed.addEventListener("change", () => {
+    model.set("speed", +speed.value);
+    model.save_changes();
+  });
+  function update() {
+    const duration = model.get("duration");
+    const position = model.get("position");
+    const playing = model.get("playing");
+    play.textContent = playing ? "❚❚ Pause" : "▶ Play";
+    play.setAttribute("aria-pressed", String(playing));
+    slider.max = String(duration);
+    slider.step = String(duration / 1000 || 0.001);
+    if (!dragging) slider.value = String(position);
+    bar.dataset.position = String(position);
+    time.textContent = `${seconds(position)} / ${seconds(duration)}`;
+    const speeds = model.get("_speeds") || [];
+    if (speed.options.length !== speeds.length) {
+      speed.replaceChildren(
+        ...speeds.map((s) => {
+          const option = element("option", "", { value: String(s) });
+          option.textContent = `${s}× speed`;
+          return option;
+        }),
+      );
+    }
+    speed.value = String(model.get("speed"));
+  }
+  return { bar, update };
 }
 
 function render({ model, el }) {
@@ -102,9 +226,11 @@ function render({ model, el }) {
     lanes.append(button);
     laneButtons[lane] = button;
   }
+  const unwatch = watchTasks(panes.table, model);
   const gantt = element("div", "nbflow-gantt");
   panes.gantt.append(lanes, gantt);
-  el.replaceChildren(header, tabs, body);
+  const replay = model.get("_replay") ? replayControls(model) : null;
+  el.replaceChildren(header, ...(replay ? [replay.bar] : []), tabs, body);
 
   // Where each part the kernel drew (trait _header, _dag, ...) goes.
   const targets = { header, dag: panes.dag, table: panes.table, gantt };
@@ -132,11 +258,18 @@ function render({ model, el }) {
     ["change:tab", select],
     ["change:lane_by", selectLane],
     ["change:_grouped", selectLane],
+    ...(replay
+      ? ["position", "playing", "speed", "duration", "_speeds"].map((name) => [
+          `change:${name}`,
+          replay.update,
+        ])
+      : []),
   ];
   for (const [events, callback] of listeners) model.on(events, callback);
   for (const [, callback] of listeners) callback(); // the first drawing
   return () => {
     for (const [events, callback] of listeners) model.off(events, callback);
+    unwatch();
   };
 }
 

@@ -128,6 +128,9 @@ class Dashboard(anywidget.AnyWidget):
         tab: the open tab, ``"dag"``, ``"table"`` or ``"gantt"`` (a trait, synced with the
             page both ways: setting it opens that tab).
         lane_by: the Timeline's lanes, ``"task"`` or ``"worker"`` (a synced trait too).
+        expanded: the tasks whose log is open in the Tasks view (a synced trait: the page
+            sets it as the reader opens and closes logs; setting it opens them). A log is
+            drawn only while it is open, so a run of many chatty tasks sends little.
 
     Raises:
         TypeError: ``source`` is neither a Run nor a RunHandle.
@@ -147,6 +150,7 @@ class Dashboard(anywidget.AnyWidget):
     _grouped = traitlets.Bool(False).tag(sync=True)  # names the Timeline's lane toggle
     tab = traitlets.Enum(PANELS, default_value="dag").tag(sync=True)
     lane_by = traitlets.Enum(LANES, default_value="task").tag(sync=True)
+    expanded = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     # Class-level defaults: ipywidgets calls close() from __del__, even on an instance
     # whose __init__ raised half way.
@@ -215,13 +219,14 @@ class Dashboard(anywidget.AnyWidget):
             self,
             layout=_shared_layout(),
             _dom_classes=("nbflow-dashboard",),
-            keys=list(_synced(Dashboard)),
+            keys=list(_synced(type(self))),  # type: ignore[arg-type]  # (a subclass: more)
             lane_by=lane_by,
             _grouped=structure.grouped,
         )
         _colab_widgets()
         self.observe(self._on_tab, names="tab")
         self.observe(self._on_lanes, names="lane_by")
+        self.observe(self._on_expanded, names="expanded")
         if not lazy:
             if run.done:
                 self._draw(set(PANELS) if len(run.state.rows) <= EAGER_ROWS else {"dag"})
@@ -420,6 +425,12 @@ class Dashboard(anywidget.AnyWidget):
         if change["new"] in self._stale:
             self._guarded(self._draw, {change["new"]}, False)
 
+    def _on_expanded(self, change: dict[str, Any]) -> None:
+        if self._table or self.tab == "table":
+            self._guarded(self._draw, {"table"}, False)
+        else:
+            self._stale.add("table")
+
     def _on_lanes(self, change: dict[str, Any]) -> None:
         if self._gantt or self.tab == "gantt":
             self._guarded(self._draw, {"gantt"}, False)
@@ -507,7 +518,10 @@ class Dashboard(anywidget.AnyWidget):
         if not self.run.state.tasks:
             return panels.empty("The run has not started yet.")
         return panels.frame(
-            panels.table_html(self.run.state, self._max_rows, self._structure.priorities), 520
+            panels.table_html(
+                self.run.state, self._max_rows, self._structure.priorities, self.expanded
+            ),
+            520,
         )
 
     def _gantt_html(self) -> str:

@@ -19,7 +19,7 @@ import html
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ import nbflow
 from nbflow.render import DagTemplate, gantt_svg
 from nbflow.render.palette import FONT_FAMILY, STATES, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import fmt_duration
+from nbflow.widgets import logview
 from nbflow.widgets.views import (
     Structure,
     counter,
@@ -36,6 +37,7 @@ from nbflow.widgets.views import (
     gantt_rows,
     now_t,
     partial,
+    progress_of,
     shown_state,
 )
 
@@ -48,6 +50,7 @@ MAX_ROWS = 200
 #: Order of the progress bar's segments, left to right (finished work first).
 _SEGMENTS = (
     "succeeded",
+    "partial",
     "cached",
     "skipped",
     "failed",
@@ -163,8 +166,9 @@ def _rows(state: RunState, max_rows: int) -> tuple[list[TaskRecord], dict[str, i
     if len(records) <= max_rows:
         return records, {}
     n = counts(state)
-    # A partial fan-out task (failed elements allowed) is not plainly done: it is listed.
-    if all(k in _QUIET for k in n) and not any(r.elements_failed for r in records):
+    # A partial fan-out task (failed elements allowed) is not plainly done: it is listed
+    # (it counts as "partial", not in _QUIET).
+    if all(k in _QUIET for k in n):
         return [], {str(k): v for k, v in n.items()}  # a big run's usual end: count only
     shown = [r for r in records if r.state not in _QUIET or partial(r)]
     if len(shown) > max_rows:
@@ -227,26 +231,56 @@ _INTERNAL = tuple(
 )
 
 
-def _traceback_row(record: TaskRecord) -> str:
-    body = esc(user_traceback(record.traceback))
+#: A partial fan-out task's row opens to the tracebacks of this many failed elements.
+MAX_ELEMENT_TRACEBACKS = 3
+
+
+def _traceback_row(record: TaskRecord) -> str | None:
+    """The row under a task's that opens to its traceback: a failed task's own, or those of
+    the first failed elements of a fan-out task (one with ``allow_partial`` succeeds with
+    them); None when there is none."""
+    if record.state == "failed" and record.traceback:
+        summary, body = f"Traceback of {esc(record.name)}", esc(user_traceback(record.traceback))
+    elif record.element_tracebacks:
+        shown = sorted(record.element_tracebacks)[:MAX_ELEMENT_TRACEBACKS]
+        n = record.elements_failed
+        summary = f"Traceback{'s' if len(shown) > 1 else ''} of " + ", ".join(
+            f"{esc(record.name)}[{i}]" for i in shown
+        )
+        if n > len(shown):
+            summary += f" ({n} elements failed; <code>run.element_errors</code> has them all)"
+        body = esc(
+            "\n\n".join(
+                f"{record.name}[{i}]\n{user_traceback(record.element_tracebacks[i])}" for i in shown
+            )
+        )
+    else:
+        return None
     return (
         f'<tr class="nbflow-traceback-row" data-row-task="{esc(record.name)}">'
         '<td colspan="6" style="padding:0 10px 6px"><details class="nbflow-traceback">'
-        '<summary style="cursor:pointer;font-size:12px;opacity:.75">Traceback of '
-        f'{esc(record.name)}</summary><pre style="margin:6px 0 2px;max-height:340px;'
+        f'<summary style="cursor:pointer;font-size:12px;opacity:.75">{summary}</summary>'
+        '<pre style="margin:6px 0 2px;max-height:340px;'
         "overflow:auto;font-size:11.5px;line-height:1.45;padding:8px 10px;border-radius:6px;"
         f'background:{_FAINT};white-space:pre">{body}</pre></details></td></tr>'
     )
 
 
 def table_html(
-    state: RunState, max_rows: int = MAX_ROWS, priorities: dict[str, int] | None = None
+    state: RunState,
+    max_rows: int = MAX_ROWS,
+    priorities: dict[str, int] | None = None,
+    expanded: Collection[str] | None = (),
 ) -> str:
     """The task table: state, tries, worker, duration and error per task.
 
-    A failed task's row is followed by a full-width ``<details>`` that opens to its
-    traceback (frames of nbflow itself left out). Runs with more than ``max_rows`` tasks
-    list the most urgent ``max_rows`` and count the rest by state.
+    A running task that reports its progress has a bar in its State cell. A task that
+    printed or logged something gets a full-width ``<details>`` under its row that opens to
+    its log (drawn for the ``expanded`` tasks only; None: a static page, where the row only
+    counts the lines; see :mod:`nbflow.widgets.logview`), and a failed task one that opens
+    to its traceback (frames of nbflow itself left out), a fan-out task with failed
+    elements one that opens to theirs. Runs with more than ``max_rows`` tasks list the most
+    urgent ``max_rows`` and count the rest by state.
     """
     now = now_t(state)
     records, hidden = _rows(state, max_rows)
@@ -284,12 +318,15 @@ def table_html(
             f'style="border-top:1px solid {_RULE}"><td {td}><span style="font-weight:600">'
             f"{name}</span></td><td {td}>{chip(shown, style_for(shown).label)}"
             + (f' <span style="opacity:.7">{esc(extra)}</span>' if extra else "")
+            + (logview.progress_cell(*progress) if (progress := progress_of(state, r)) else "")
             + f"</td><td {td}>{r.attempts or ''}</td><td {td}>{esc(r.worker or '')}</td>"
             f"<td {td}>{fmt_duration(duration) if duration is not None else ''}</td>"
             f'<td style="padding:5px 10px;vertical-align:top">{_error_cell(r)}</td></tr>'
         )
-        if value == "failed" and r.traceback:
-            out.append(_traceback_row(r))
+        if state.logs and r.name in state.logs:
+            out.append(logview.log_row(state, r, None if expanded is None else r.name in expanded))
+        if (tb := _traceback_row(r)) is not None:
+            out.append(tb)
     out.append("</tbody></table>")
     if hidden:
         more = ", ".join(f"{n} {style_for(k).label}" for k, n in sorted(hidden.items()))

@@ -47,14 +47,32 @@ def state_counts(records: Sequence[TaskRecord]) -> Counter[str]:
     return Counter(map(_STATE, records))
 
 
+def partial_count(state: RunState) -> int:
+    """How many of the run's fan-out tasks are drawn "partial" (see :func:`partial`): only
+    fan-out tasks have elements, so only they are looked at."""
+    tasks = state.tasks
+    return sum(1 for n in state.fan_out if (r := tasks.get(n)) is not None and partial(r))
+
+
+def _drawn_counts(state: RunState) -> Counter[str]:
+    counts = state_counts(list(state.tasks.values()))
+    n = partial_count(state) if state.fan_out else 0
+    if n:  # they succeeded, but are drawn (and so counted) "partial"
+        counts["partial"] = n
+        counts["succeeded"] -= n
+        if not counts["succeeded"]:
+            del counts["succeeded"]
+    return counts
+
+
 def counts_of(state: RunState) -> Counter[str]:
-    """Number of the state's tasks per state; counted once per finished state (do not change
-    the result: it may be shared)."""
+    """Number of the state's tasks per state as drawn ("partial" apart from "succeeded");
+    counted once per finished state (do not change the result: it may be shared)."""
     if state.finished_t is None:
-        return state_counts(list(state.tasks.values()))
+        return _drawn_counts(state)
     key = (id(state), state.run_id, state.last_seq)
     if _COUNTS[0] != key:
-        _COUNTS[:] = [key, state_counts(list(state.tasks.values()))]
+        _COUNTS[:] = [key, _drawn_counts(state)]
     return _COUNTS[1]
 
 
@@ -79,12 +97,15 @@ def error_text(error: BaseException | None) -> str | None:
 
 
 def now_t(state: RunState) -> float:
-    """The run clock's current time: live while running, the end time once finished.
+    """The run clock's current time: live while running, the end time once finished, the
+    moment shown in a replay.
 
     The run clock starts at 0 at ``wall_start`` (``time.time()``), so while a run is live
     the wall clock tells how far it is, even between events (a long task's elapsed time
     keeps growing on screen).
     """
+    if state.shown_t is not None:  # a replay: the moment it shows
+        return state.shown_t
     if state.finished_t is not None:
         return state.finished_t
     if state.status is RunStatus.RUNNING and state.wall_start:
@@ -114,17 +135,48 @@ def element_errors_text(record: TaskRecord) -> str | None:
     """``"3 of 10 elements failed; first: work[3] ValueError: bad"``; None if none failed."""
     if not record.elements_failed:
         return None
-    size = f" of {record.size}" if record.size is not None else ""
     n = record.elements_failed
-    text = f"{n}{size} element{'s' if n != 1 else ''} failed"
+    if record.size is not None:  # "1 of 6 elements failed"
+        text = f"{n} of {record.size} elements failed"
+    else:
+        text = f"{n} element{'s' if n != 1 else ''} failed"
     if record.element_errors:
         index = min(record.element_errors)
         text += f"; first: {record.name}[{index}] {error_text(record.element_errors[index])}"
     return text
 
 
-def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float) -> NodeView:
-    """The node of one task: state, attempts, duration (elapsed while running), error.
+def progress_of(state: RunState, record: TaskRecord) -> tuple[str, float | None] | None:
+    """A running task's own progress (``nf.track``, ``ctx.progress``) in its current
+    attempt: ``("37/100", 0.37)``, ``("40%", 0.4)`` or ``("37", None)`` without a total;
+    None when it reported none (or is not running)."""
+    if not state.progress or record.state != "running":
+        return None
+    found = state.progress.get(record.name)
+    if found is None or found[0] != record.attempts:
+        return None
+    return progress_text(found[1], found[2])
+
+
+def progress_text(done: float, total: float | None) -> tuple[str, float | None]:
+    """How ``done`` of ``total`` is shown, and the fraction done (None: no total)."""
+    if total is None:
+        return f"{done:g}", None
+    fraction = min(done / total, 1.0) if total > 0 else 1.0
+    if float(done).is_integer() and float(total).is_integer():
+        return f"{int(done)}/{int(total)}", fraction
+    return f"{fraction:.0%}", fraction
+
+
+def node_view(
+    name: str,
+    record: TaskRecord | None,
+    facts: TaskFacts,
+    now: float,
+    progress: tuple[str, float | None] | None = None,
+) -> NodeView:
+    """The node of one task: state, attempts, duration (elapsed while running), error, and
+    ``progress`` (see :func:`progress_of`).
 
     A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
     "partial", its error saying how many elements failed and the first error.
@@ -142,8 +194,9 @@ def node_view(name: str, record: TaskRecord | None, facts: TaskFacts, now: float
         duration,
         error_text(record.error) or element_errors_text(record),
         facts.tags,
-        counter(record),
+        counter(record) or (progress[0] if progress else None),
         note=record.reason or None,
+        progress=progress[1] if progress and record.size is None else None,
     )
 
 
@@ -195,9 +248,9 @@ def group_node(
         # Counter (40 groups of a 2,000-task flow: ~90 -> ~40 us).
         counts = {k: states.count(k) for k in set(states)}
     elif complete:
-        counts = state_counts(members)  # type: ignore[arg-type]
+        counts = Counter(map(shown_state, members))  # type: ignore[arg-type]
     else:
-        counts = Counter(r.state if r is not None else "pending" for r in members)
+        counts = Counter(shown_state(r) if r is not None else "pending" for r in members)
     # TaskState members hash like their names, so the counts index by plain strings.
     state = min(counts, key=_RANK.__getitem__, default="pending")
     done = sum(n for k, n in counts.items() if k in TERMINAL)
@@ -323,7 +376,9 @@ class Structure:
             priority = self._group_priority
             if any(map(is_, found, repeat(None))):  # identity: no __eq__ calls
                 return {g: group_node(g, found[a:b], priority[g]) for g, a, b in self._slices}
-            states = list(map(_STATE, found))
+            # The states as drawn: "partial" for a fan-out task with failed elements allowed.
+            shown: Any = shown_state if state.fan_out and partial_count(state) else _STATE
+            states = list(map(shown, found))
             first = states[0] if states else None
             if first is not None and first != "failed" and states.count(first) == len(states):
                 return self._uniform(first)
@@ -333,6 +388,12 @@ class Structure:
             }
         now = now_t(state)
         facts = self.facts
+        if state.progress:  # some task reported its progress
+            return {
+                n: node_view(n, r, facts[n], now, progress_of(state, r) if r else None)
+                for n in self.names
+                for r in (records.get(n),)
+            }
         return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
 
 

@@ -31,7 +31,7 @@ SHOWCASE = {
     "users": "succeeded",
     "orders": "succeeded",
     "products": "succeeded",
-    "enrich": "succeeded",
+    "enrich": "partial",  # allow_partial: 5 of 6 elements succeeded (issue #22)
     "revenue": "succeeded",
     "forecast": "failed",
     "charts": "upstream_failed",
@@ -157,8 +157,16 @@ def test_dashboards_update_live_and_end_right(
     # 3. Every kind of outcome, drawn live (blocking flow.run) and at the end.
     assert "running" in {state for task, state in records if task == "enrich"}
     assert node_states(showcase) == SHOWCASE
-    counter = showcase.locator("g.nbflow-node[data-task='enrich'] .nbflow-counter")
-    assert counter.text_content() == "6/6"
+    enrich = showcase.locator("g.nbflow-node[data-task='enrich']")
+    assert enrich.locator(".nbflow-counter").text_content() == "5/6"
+    # The partial fan-out's failure is seen in the Graph, not only in the Timeline: its node
+    # is "partial" (above), its tooltip says what failed...
+    failure = "1 of 6 elements failed; first: enrich[4] LookupError: user 4: no profile"
+    assert failure in (enrich.locator("title").text_content() or "")
+    # ...and the header counts it apart from the successes.
+    assert (
+        showcase.locator('.nbflow-status [data-chip="partial"]').inner_text().endswith("1 partial")
+    )
     assert progress(showcase) == ("10", "10")
     assert len(bars(showcase)) == 14  # orders 2 attempts, enrich 6 elements, 6 tasks once
     assert run.page_errors == []
@@ -176,6 +184,19 @@ def test_dashboards_update_live_and_end_right(
     run.page.wait_for_timeout(500)
     shoot(showcase, "dashboard_showcase_graph.png")
     shoot(showcase, "dashboard_showcase_timeline.png", tab="Timeline")
+    # ...and in the Tasks view: a "partial" chip with the count, the failure in the Error
+    # column, and the element's traceback one click away.
+    showcase.get_by_role("tab", name="Tasks").click()
+    row = showcase.locator('tr.nbflow-row[data-row-task="enrich"]')
+    assert row.locator('[data-chip="partial"]').is_visible()
+    assert "5/6" in row.inner_text()
+    assert row.locator(".nbflow-element-errors").inner_text() == failure
+    row.click()
+    element_traceback = showcase.locator(
+        'tr.nbflow-traceback-row[data-row-task="enrich"] details[open] pre'
+    )
+    assert "LookupError: user 4: no profile" in element_traceback.inner_text()
+    shoot(showcase, "dashboard_showcase_tasks.png")
     shoot(box, "dashboard_background_timeline.png", tab="Timeline")
     # The lane toggle asks the kernel for the Timeline by worker: its lanes become slots.
     lanes = box.locator("text.nbflow-lane")

@@ -3,7 +3,8 @@
 The quickstart is opened with its stored outputs cleared (so that nothing on the page comes
 from a previous run), all its cells are run in headless Chromium, and the test checks what a
 reader sees: both dashboards reach ``succeeded``, every node of each graph is green, the nodes
-were seen ``running`` while the flow ran, and the page raised no error.
+were seen ``running`` while the flow ran, the replay of the first run (``nf.replay``) shows it
+finished with its slider at the end, and the page raised no error.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ QUICKSTART = REPO_ROOT / "notebooks" / "01-quickstart.ipynb"
 FIRST_RUN = {"users", "orders", "prices", "revenue", "report"}
 # The solution adds `best_customer` and runs the flow again with show=True: two dashboards.
 SECOND_RUN = FIRST_RUN | {"best_customer"}
+# The live dashboards of the quickstart's two runs (not the replay of the first one).
+LIVE = ".nbflow-dashboard:not(:has(.nbflow-replay))"
 STATUS = '.nbflow-status[data-flow="quickstart"]'
-BOTH_DONE = f':nth-match({STATUS}[data-nbflow-status="succeeded"], 2)'
+BOTH_DONE = f':nth-match({LIVE} {STATUS}[data-nbflow-status="succeeded"], 2)'
+REPLAY = ".nbflow-dashboard:has(.nbflow-replay)"
 
 
 def without_outputs(source: Path, target_dir: Path) -> Path:
@@ -54,7 +58,7 @@ def test_quickstart_dashboards_render_live_and_finish_green(
         timeout=90,
     )
     page = run.page
-    dashboards = page.locator(".nbflow-dashboard", has=page.locator(STATUS))
+    dashboards = page.locator(LIVE, has=page.locator(STATUS))
     assert dashboards.count() == 2
 
     graphs = [
@@ -69,4 +73,14 @@ def test_quickstart_dashboards_render_live_and_finish_green(
 
     seen_running = {task for task, state in run.records if state == "running"}
     assert seen_running & FIRST_RUN, f"no node was seen running: {run.records}"
+    # The replay of the first run (between the two) shows it finished, slider at the end.
+    replay = page.locator(REPLAY, has=page.locator(STATUS))
+    assert replay.count() == 1
+    nodes = replay.locator("g.nbflow-node").evaluate_all(
+        "els => els.map(e => [e.dataset.task, e.dataset.state])"
+    )
+    assert dict(nodes) == dict.fromkeys(FIRST_RUN, "succeeded")
+    slider = replay.locator("input.nbflow-replay-slider")
+    end = float(slider.get_attribute("max") or 0)
+    assert end > 0 and abs(float(slider.input_value()) - end) < 1e-3 * end
     assert run.page_errors == []
