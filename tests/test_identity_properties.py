@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -349,20 +350,23 @@ def edit(nb: Notebook, what: str, target: Any, value: Any) -> None:
         nb.cells.run(box_cell(target))
 
 
-# Deterministic (a mutation run must not kill a mutant one time in two), and no shrinking
-# during one (each mutant only needs a failing example).
+# Deterministic (a mutation run must not kill a mutant one time in two); during one, fewer
+# examples and no shrinking (each mutant only needs a failing example, and every function
+# call there goes through mutmut's trampoline: several times slower).
+MUTATION = "MUTANT_UNDER_TEST" in os.environ
 PROPERTY = settings(
-    max_examples=int(os.environ.get("NBFLOW_IDENTITY_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("NBFLOW_IDENTITY_EXAMPLES", 20 if MUTATION else 40)),
     derandomize=True,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     phases=[Phase.explicit, Phase.generate]
-    if "MUTANT_UNDER_TEST" in os.environ
+    if MUTATION
     else [Phase.explicit, Phase.generate, Phase.shrink],
 )
 
 
+@pytest.mark.timeout(90)  # (mutation runs allow each test 10 s)
 @PROPERTY
 @given(start=st.fixed_dictionaries({n: VALUES for n in SLOTS}), edits=st.lists(EDITS, max_size=8))
 def test_identities_follow_every_edit_and_only_edits(start, edits):
