@@ -204,7 +204,7 @@ def is_library(module_name: str | None) -> bool:
     if not module_name:
         return True
     top = module_name.partition(".")[0]
-    if top in sys.stdlib_module_names or top == "builtins":
+    if top in sys.stdlib_module_names:  # ("builtins" is one)
         return True
     module = sys.modules.get(module_name) or sys.modules.get(top)
     if top == "__main__" or module is None:

@@ -137,7 +137,7 @@ def is_code_path(path: str) -> bool:
 
 
 def _plural(count: int, kind: str) -> str:
-    name = {"closure": "closure variable", "option": "option"}.get(kind, kind)
+    name = "closure variable" if kind == "closure" else kind
     return f"{count} {name}{'s' if count != 1 else ''}"
 
 

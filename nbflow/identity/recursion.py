@@ -38,7 +38,6 @@ class _Made(Protocol):
     digest: str
     parts: tuple[Any, ...]
     unhashable: tuple[tuple[str, str], ...]
-    children: tuple[tuple[Any, str], ...]
 
 
 class Recursion:
@@ -55,9 +54,10 @@ class Recursion:
         raise NotImplementedError
 
     def _reset_recursion(self) -> None:
-        #: The open functions and classes, outermost first.
-        self._stack: list[Any] = []
-        #: id -> index in ``_stack`` of an open object (of a group made again: the group's).
+        #: How many functions and classes are open (being made), one inside the other.
+        self._depth = 0
+        #: id -> index (depth when opened) of an open object (of a group made again: the
+        #: group's).
         self._open: dict[int, int] = {}
         #: The lowest index of an open object the node being made met (``_NONE``: none).
         self._low = _NONE
@@ -82,21 +82,21 @@ class Recursion:
         may be remembered)."""
         low = self._low
         self._low = min(outer, low)
-        return low >= len(self._stack)
+        return low >= self._depth
 
     def _make(self, obj: Any, make: Callable[[], Any]) -> tuple[Any, bool]:
         """The node of function or class ``obj``, made by ``make()`` with ``obj`` open, and
         whether it may be kept across passes (False: it is in a recursive group)."""
         key = id(obj)
-        index = len(self._stack)
-        self._stack.append(obj)
+        index = self._depth
+        self._depth += 1
         self._open[key] = index
         self._seen[key] = (obj, self._node_of(f"recursive:{obj.__qualname__}", (), ()))
         outer = self._watch()
         try:
             node = make()
         finally:
-            self._stack.pop()
+            self._depth -= 1
             del self._open[key]
             low = self._low
             self._low = min(outer, low) if low != index else outer
@@ -108,14 +108,13 @@ class Recursion:
             return node, False
         if low == index:  # the first member of a group: made again, as a group
             return self._group([obj, *members]), False
-        self._seen[key] = (obj, node)
-        return node, True
+        return node, True  # (the caller records it in _seen)
 
     def _group(self, members: list[Any]) -> Any:
         """Make each member of a group again and give it the group's digest (see the module
         docstring); returns the first member's node."""
-        index = len(self._stack)
-        self._stack.append(None)  # stands for the group: what meets a member is not kept
+        index = self._depth
+        self._depth += 1  # the group is open: what meets a member is not kept
         for obj in members:
             self._within.pop(id(obj), None)
             self._open[id(obj)] = index
@@ -124,7 +123,7 @@ class Recursion:
         try:
             made: list[_Made] = [self._remake(obj) for obj in members]
         finally:
-            self._stack.pop()
+            self._depth -= 1
             for obj in members:
                 del self._open[id(obj)]
             self._low = outer
@@ -138,10 +137,8 @@ class Recursion:
                 if other is not obj
             )
             digest = "unhashable" if unhashable else sha("group", group, obj.__qualname__)
-            self._seen[id(obj)] = (
-                obj,
-                self._node_of(digest, node.parts, unhashable, node.children),
-            )
+            # (Never kept across passes: it needs no children to be checked by.)
+            self._seen[id(obj)] = (obj, self._node_of(digest, node.parts, unhashable))
         return self._seen[id(members[0])][1]
 
 

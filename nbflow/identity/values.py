@@ -79,12 +79,10 @@ class _Pickler(pickle.Pickler):
         return NotImplemented  # pickled as usual
 
 
-def _pickled(value: Any, named: list[Any] | None = None) -> str:
-    """The digest of ``value``'s pickle; the classes and functions it names are appended to
-    ``named`` (the same bytes as ``pickle.dumps(value, protocol=5)``)."""
+def _pickled(value: Any, named: list[Any]) -> str:
+    """The digest of ``value``'s pickle (the bytes of ``pickle.dumps(value, protocol=5)``);
+    the classes and functions it names are appended to ``named``."""
     try:
-        if named is None:
-            return sha("pickle:", pickle.dumps(value, protocol=5))
         file = io.BytesIO()
         _Pickler(file, named).dump(value)
         return sha("pickle:", file.getbuffer())
@@ -94,10 +92,12 @@ def _pickled(value: Any, named: list[Any] | None = None) -> str:
         ) from None
 
 
-def _numpy_digest(value: Any, named: list[Any] | None = None) -> str:
+def _numpy_digest(value: Any, named: list[Any]) -> str:
     import numpy as np
 
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    # An array exactly (a subclass may hold more than its data, as a masked array's mask):
+    # its dtype, shape and bytes.
+    if type(value) is np.ndarray and value.dtype != object:
         data = np.ascontiguousarray(value)
         return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
     if isinstance(value, np.generic):
@@ -105,16 +105,16 @@ def _numpy_digest(value: Any, named: list[Any] | None = None) -> str:
     return _pickled(value, named)
 
 
-def _pandas_digest(value: Any, named: list[Any] | None = None) -> str:
+def _pandas_digest(value: Any, named: list[Any]) -> str:
     import pandas as pd
 
     try:
         if isinstance(value, pd.DataFrame | pd.Series | pd.Index):
             hashed = pd.util.hash_pandas_object(value, index=not isinstance(value, pd.Index))
+            frame = isinstance(value, pd.DataFrame)  # (a Series' dtypes is one dtype)
             meta = repr((type(value).__name__, getattr(value, "name", None),
-                         list(map(str, getattr(value, "columns", ()))),
-                         list(map(str, value.dtypes if hasattr(value, "dtypes")
-                                  else [value.dtype]))))  # fmt: skip
+                         list(map(str, value.columns)) if frame else [],
+                         list(map(str, value.dtypes if frame else [value.dtype]))))  # fmt: skip
             return sha("pandas", meta, hashed.to_numpy().tobytes())
     except TypeError:
         pass  # cells that pandas cannot hash (lists, dicts): the pickle decides

@@ -205,7 +205,7 @@ class Identities(Recursion):
         if isinstance(fn, types.FunctionType):
             node = self._function(fn)
             bad.extend(node.unhashable)
-            self._node_parts("", node, parts, 0, own=True)
+            parts.extend(node.parts)  # its own parts: the task is this function
         elif isinstance(fn, functools.partial):
             self._callable_parts(fn.func, parts, bad)
             for i, arg in enumerate(fn.args):
@@ -306,7 +306,7 @@ class Identities(Recursion):
         code = fn.__code__
         cells = _cells(fn)
         refs = tuple(map(fn.__globals__.get, facts.global_names, repeat(_UNDEFINED)))
-        parts: list[Part] = [Part("source", facts.digest, "")]
+        parts: list[Part] = [Part("source", facts.digest)]
         bad: list[tuple[str, str]] = []
         leaves: list[Any] = []
         defaults = fn.__defaults__ or ()
@@ -406,7 +406,7 @@ class Identities(Recursion):
 
     def _module_version(self, module_name: str) -> str:
         top = module_name.partition(".")[0]
-        if top in sys.stdlib_module_names or top == "builtins":
+        if top in sys.stdlib_module_names:
             return sys.version.split()[0]
         found = self._versions.get(top)
         if found is None:
@@ -432,15 +432,10 @@ class Identities(Recursion):
 
     # -- values ---------------------------------------------------------------------------------
 
-    def _node_parts(
-        self, path: str, node: _Node, parts: list[Part], depth: int, *, own: bool = False
-    ) -> None:
-        """A function's or class's parts: its own (the task's function), or one part for it
-        and, down to :data:`PART_DEPTH`, its parts under ``path``."""
-        if own:
-            parts.extend(node.parts)
-            return
-        parts.append(Part(path, node.digest, ""))
+    def _node_parts(self, path: str, node: _Node, parts: list[Part], depth: int) -> None:
+        """One part for a function or class, and its parts under ``path`` down to
+        :data:`PART_DEPTH` (so that a change in them can be told: ``helper `f`: global `K```)."""
+        parts.append(Part(path, node.digest))
         parts.extend(
             Part(f"{path}{SEP}{p.path}", p.digest, p.shown)
             for p in node.parts
