@@ -50,12 +50,7 @@ def one_kill(folder: Path, seed: int) -> tuple[float, int]:
         if stamp:
             finished[name] = float(stamp)
     with sqlite3.connect(store) as con:
-        stored = {
-            row[0]
-            for row in con.execute(
-                "SELECT json_extract(r.value, '$[0]') FROM result_packs p, json_each(p.rows) r"
-            )
-        }
+        stored = {row[0] for row in con.execute("SELECT task FROM results")}
     lost = [killed_at - at for name, at in finished.items() if name not in stored]
     return (max(lost) if lost else 0.0), len(lost)
 

@@ -35,6 +35,8 @@ def summarize(rows: Iterable[Row]) -> list[Row]:
         r["median_s"] = _median(r.get("run_s"))
         r["build_median_s"] = _median(r.get("build_s"))
         r["us_per_task"] = r["median_s"] * 1e6 / max(1, r["n_tasks"])
+        cpu = _median(r.get("cpu_s"))
+        r["cpu_us_per_task"] = cpu * 1e6 / max(1, r["n_tasks"]) if cpu is not None else None
         if r.get("ideal_s"):
             r["efficiency"] = r["ideal_s"] / r["median_s"]
     ok = {
@@ -50,6 +52,9 @@ def summarize(rows: Iterable[Row]) -> list[Row]:
             r["scale_ratio"] = r["median_s"] / small["median_s"]
         if variant and (plain := ok.get((engine, key, ""))):
             r["overhead_pct"] = 100.0 * (r["median_s"] / plain["median_s"] - 1.0)
+            if r.get("cpu_us_per_task") and plain.get("cpu_us_per_task"):
+                ratio = r["cpu_us_per_task"] / plain["cpu_us_per_task"]
+                r["cpu_overhead_pct"] = 100.0 * (ratio - 1.0)
     return out
 
 
@@ -178,7 +183,9 @@ def _store_workload(key: str) -> str:
 
 def store_table(rows: Sequence[Row]) -> str:
     """nbflow's µs per task without a store and with the SQLite store, and the store's cost
-    (issue #23): one line per workload that ran both ways; empty when none did."""
+    (issue #23), in wall time and in the process's CPU time (every thread: the store's
+    writer too; less disturbed by the machine's other work): one line per workload that ran
+    both ways; empty when none did."""
     nbflow = [r for r in rows if r["engine"] == "nbflow"]
     stored = {r["workload"]: r for r in nbflow if r.get("variant") == STORE}
     lines = []
@@ -187,15 +194,21 @@ def store_table(rows: Sequence[Row]) -> str:
         if plain.get("variant") or store is None:
             continue
         cells = [_store_workload(plain["workload"])]
-        for r in (plain, store):
-            cells.append(f"{r['us_per_task']:,.1f}" if r["status"] == "ok" else _short_status(r))
-        cost = store.get("overhead_pct")
-        cells.append("" if cost is None else f"{cost:+.0f} %")
+        for key, cost_key in (("us_per_task", "overhead_pct"), ("cpu_us_per_task",
+                                                              "cpu_overhead_pct")):
+            for r in (plain, store):
+                value = r.get(key) if r["status"] == "ok" else None
+                cells.append(f"{value:,.1f}" if value is not None else _short_status(r))
+            cost = store.get(cost_key)
+            cells.append("" if cost is None else f"{cost:+.0f} %")
         lines.append("| " + " | ".join(cells) + " |")
     if not lines:
         return ""
-    head = "| workload | nbflow, no store | nbflow, SQLite store | cost of the store |"
-    return "\n".join([head, "|---|--:|--:|--:|", *lines])
+    head = (
+        "| workload | no store | SQLite store | cost of the store | CPU: no store | CPU: SQLite "
+        "store | CPU: cost of the store |"
+    )
+    return "\n".join([head, "|---|--:|--:|--:|--:|--:|--:|", *lines])
 
 
 def versions(rows: Iterable[Row]) -> str:

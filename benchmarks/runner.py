@@ -6,7 +6,8 @@ Usage (the parent, ``benchmarks/cli.py``, spawns this; run it by hand to debug o
 
 Each repeat is timed with ``time.perf_counter``: ``build_s`` for :meth:`Engine.prepare`,
 ``run_s`` for :meth:`Engine.execute` (asyncio engines run on one long-lived loop, as in a
-kernel). A small warm-up run of the same shape comes first, so imports, thread pools and servers
+kernel); ``cpu_s`` is the process's CPU time (``time.process_time``, every thread) of the
+run. A small warm-up run of the same shape comes first, so imports, thread pools and servers
 are not billed to the first repeat. Every run's sink values are checked against the reference.
 An engine may also expose ``engine.phases`` (seconds by name, e.g. nbflow's ``define`` and
 ``validate``), collected per repeat. Peak RSS is ``ru_maxrss`` of this process. Rows are
@@ -44,25 +45,26 @@ def _peak_rss_kib() -> int:
 
 
 def _one(engine: Engine, runner: asyncio.Runner, workload: Workload, variant: str
-         ) -> tuple[float, float, Mapping[str, int]]:
-    """One timed repeat: (build seconds, run seconds, sinks)."""
+         ) -> tuple[float, float, float, Mapping[str, int]]:
+    """One timed repeat: (build seconds, run seconds, run CPU seconds, sinks). The CPU time
+    is the whole process's (every thread: a store's writer too)."""
     t0 = time.perf_counter()
     prepared = engine.prepare(workload, variant)
     t1 = time.perf_counter()
     if engine.is_async:
 
-        async def timed() -> tuple[float, Mapping[str, int]]:
-            start = time.perf_counter()
+        async def timed() -> tuple[float, float, Mapping[str, int]]:
+            start, cpu = time.perf_counter(), time.process_time()
             sinks = await engine.aexecute(prepared)
-            return time.perf_counter() - start, sinks
+            return time.perf_counter() - start, time.process_time() - cpu, sinks
 
-        run_s, sinks = runner.run(timed())
+        run_s, cpu_s, sinks = runner.run(timed())
     else:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sinks = engine.execute(prepared)
-        run_s = time.perf_counter() - start
+        run_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     engine.settle(prepared)
-    return t1 - t0, run_s, sinks
+    return t1 - t0, run_s, cpu_s, sinks
 
 
 def _check(workload: Workload, sinks: Mapping[str, int]) -> None:
@@ -118,11 +120,12 @@ def _run_variants(engine: Engine, runner: asyncio.Runner, workload: Workload, wa
     rows = {v: {**base, "variant": v, "setup_s": setup_s} for v in variants}
     builds: dict[str, list[float]] = {v: [] for v in variants}
     runs: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
     phases: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     live = list(variants)
     for variant in variants:  # warm-up of each variant first (imports, threads, the store file)
         if not _attempt(rows[variant], lambda v=variant: _check(warmup, _one(
-                engine, runner, warmup, v)[2])):
+                engine, runner, warmup, v)[3])):
             live.remove(variant)
     started = time.perf_counter()
     for i in range(max(repeat, workload.min_repeat)):
@@ -131,10 +134,11 @@ def _run_variants(engine: Engine, runner: asyncio.Runner, workload: Workload, wa
 
             def once(variant: str = variant) -> None:
                 gc.collect()
-                build_s, run_s, sinks = _one(engine, runner, workload, variant)
+                build_s, run_s, cpu_s, sinks = _one(engine, runner, workload, variant)
                 _check(workload, sinks)
                 builds[variant].append(build_s)
                 runs[variant].append(run_s)
+                cpus[variant].append(cpu_s)
                 for phase, seconds in (getattr(engine, "phases", None) or {}).items():
                     phases[variant].setdefault(phase, []).append(seconds)
 
@@ -145,8 +149,8 @@ def _run_variants(engine: Engine, runner: asyncio.Runner, workload: Workload, wa
     for variant in variants:
         row = rows[variant]
         if "status" not in row:
-            row.update(status="ok", run_s=runs[variant], phases=phases[variant],
-                       versions=engine.versions())
+            row.update(status="ok", run_s=runs[variant], cpu_s=cpus[variant],
+                       phases=phases[variant], versions=engine.versions())
             if engine.reports_build:
                 row["build_s"] = builds[variant]
         row["peak_rss_kib"] = _peak_rss_kib()

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import middleware
+from .children import SubflowError
 from .context import TaskContext, context
 from .dsl import Task
 from .errors import (
@@ -33,6 +34,8 @@ from .errors import (
     ConditionError,
     CycleError,
     DefinitionError,
+    DuplicateKeyError,
+    FanOutError,
     MissingDependencyError,
     MissingInputError,
     NbflowError,
@@ -45,18 +48,25 @@ from .errors import (
     TaskTimeoutError,
 )
 from .events import (
+    ElementKeyed,
     Event,
+    IterationEnded,
+    IterationStarted,
     RunFinished,
     RunStarted,
+    SignalReceived,
+    SubflowStarted,
     TaskCancelled,
     TaskFailed,
     TaskLog,
     TaskProgress,
     TaskQueued,
     TaskRetrying,
+    TaskSignalled,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
+    TaskWaiting,
 )
 from .fanout import fan_out
 from .flow import Flow
@@ -67,13 +77,18 @@ from .lifecycle import RunStatus, TaskState
 from .lines import LogCapture
 from .locks import Locks
 from .locks import locks_of as lock_table
+from .loops import LoopContext, LoopError
+from .mapping import FanOut, product, zip
 from .middleware import Context
 from .pool import Pool, WorkerLoad
 from .progress import track
 from .replay import replay
 from .retry import Retry, retry
 from .run import Run
+from .signals import SignalError, WaitFor, any_of
 from .strategies import Strategy
+from .subflows import Subflow
+from .waits import SignalTimeoutError
 
 __version__ = "0.1.0"
 
@@ -135,12 +150,20 @@ __all__ = [
     "DaskClusterError",
     "DaskExecutor",
     "DefinitionError",
+    "DuplicateKeyError",
+    "ElementKeyed",
     "Event",
+    "FanOut",
+    "FanOutError",
     "Flow",
     "FlowValidationError",
+    "IterationEnded",
+    "IterationStarted",
     "LocalExecutor",
     "Locks",
     "LogCapture",
+    "LoopContext",
+    "LoopError",
     "MemoryStore",
     "MissingDependencyError",
     "MissingInputError",
@@ -157,11 +180,17 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "SQLiteStore",
+    "SignalError",
+    "SignalReceived",
+    "SignalTimeoutError",
     "SimulationError",
     "StateStore",
     "StoreError",
     "StoreWarning",
     "Strategy",
+    "Subflow",
+    "SubflowError",
+    "SubflowStarted",
     "Task",
     "TaskCancelled",
     "TaskContext",
@@ -171,15 +200,19 @@ __all__ = [
     "TaskProgress",
     "TaskQueued",
     "TaskRetrying",
+    "TaskSignalled",
     "TaskSkipped",
     "TaskStarted",
     "TaskState",
     "TaskSucceeded",
     "TaskTimeoutError",
+    "TaskWaiting",
     "TemplateError",
+    "WaitFor",
     "WorkerLoad",
     "agent",
     "agents",
+    "any_of",
     "at_least",
     "context",
     "diff_versions",
@@ -189,9 +222,11 @@ __all__ = [
     "load_flow",
     "lock_table",
     "middleware",
+    "product",
     "prune",
     "replay",
     "retry",
     "track",
     "why",
+    "zip",
 ]

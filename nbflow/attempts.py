@@ -4,11 +4,9 @@
 
     placed (a slot held; none for a fan-out task) -> async gates -> reuse (resume, cache)
         -> inputs (stored ones read now) -> attempts: middleware(executor.call) in a timeout,
-           retried by the policy
-        or -> fan-out: each element takes its own slot, then its attempts
+           retried by the policy (an iterator result read out, streamed: nbflow.streams)
+        or -> fan-out: nbflow.mapped (each element takes its own slot, then its attempts)
     -> TaskSucceeded | TaskFailed | TaskCancelled | TaskSkipped
-    (a fan-out task with complete_when may succeed before its last elements end:
-    nbflow.completion)
 
 The functions here take the :class:`~nbflow.engine.Engine` whose state they read and
 whose events they emit. A task's attempt runs with ``nf.context()`` set (:mod:`nbflow.context`). A
@@ -22,18 +20,17 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .completion import Completion, kept
 from .context import current
 from .errors import RetryIfError, TaskTimeoutError
 from .errors import format_exception as format_error
 from .executors import LocalExecutor
-from .fanout import Withdrawn, sliding_window
 from .gates import GateContext, condition_error, evaluate, is_async
 from .graph import task_variables
 from .lazy import loaded
 from .lifecycle import SUCCESSFUL, TaskState
 from .middleware import Context, call_with
 from .retry import RetryState
+from .streams import drain, is_stream_value, streamers
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -53,21 +50,26 @@ async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
             return await run_plain(engine, name, worker)
         if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
             await engine.locks.hold_remote(name)
-        if name in engine._async_gated:
+        if name in engine._async_gated and (engine.waits is None or name not in engine.waits.gated):
             closed = await async_gates(engine, name)
             if closed is not None:
                 return closed
         kwargs = inputs_of(engine, name, worker)
+        waits = engine.waits
+        if waits is not None and name in waits.released:  # the signals it waited for
+            kwargs.update(waits.released[name])
         hooks = engine.hooks
-        if hooks is not None:
+        if hooks is not None and not engine.streams_into(name):
             cached = await hooks.lookup(name, kwargs)
             if cached is not None:
                 why = hooks.decisions[name].summary()
                 engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
                 return S.CACHED
+        if hooks is not None:
             kwargs = await loaded(kwargs)  # stored upstream results, read only now
-        if engine.plan.specs[name].fan_out:
-            return await run_fan_out(engine, name, kwargs)
+        special = engine._special.get(name)  # a fan-out, a loop (see Engine._special)
+        if special is not None:
+            return await special(engine, name, kwargs, worker)
         ok, _ = await run_attempts(engine, name, kwargs, worker, None)
         return S.SUCCEEDED if ok else S.FAILED
     except asyncio.CancelledError:
@@ -168,8 +170,9 @@ async def async_gates(engine: Engine, name: str) -> S | None:
 
 def plain_tasks(plan: Any) -> frozenset[str]:
     """The tasks of ``plan`` whose run is one await of their async function: no gate, no
-    fan-out, no retry, no timeout (what the run adds, middleware, an executor other than
-    the local one, the store's reuse, is checked by the engine)."""
+    fan-out, no retry, no timeout, no iterator to read out (what the run adds, middleware,
+    an executor other than the local one, the store's reuse, is checked by the engine)."""
+    streaming = streamers(plan)  # their result may be an iterator to read out
     return frozenset(
         name
         for name in plan.names
@@ -178,6 +181,9 @@ def plain_tasks(plan: Any) -> frozenset[str]:
         and not spec.fan_out
         and spec.retry is None
         and spec.timeout is None
+        and spec.wait_for is None
+        and spec.max_iterations is None
+        and name not in streaming
     )
 
 
@@ -192,7 +198,7 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     here = (engine, name, 1, None, worker)
     token = current.set(here)
     try:
-        result = await engine.plan.funcs[name](**kwargs)
+        result = await engine._funcs[name](**kwargs)
         if engine._keep is not None:
             pending = engine._keep(name, 1, result)  # the store's snapshot
             if pending is not None:
@@ -216,9 +222,18 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
 
 
 async def run_attempts(
-    engine: Engine, name: str, kwargs: dict[str, Any], worker: str | None, element: int | None
+    engine: Engine,
+    name: str,
+    kwargs: dict[str, Any],
+    worker: str | None,
+    element: int | None,
+    iteration: int = 0,
 ) -> tuple[bool, Any]:
-    """Run attempts until success or the retry policy gives up: (ok, result or error)."""
+    """Run attempts until success or the retry policy gives up: (ok, result or error).
+
+    ``iteration``: of a loop task (:mod:`nbflow.iterations`), 1, 2...: its attempts are that
+    iteration's rows, and a success is left to the loop to announce (and to store): its
+    result is then ``(result, (worker, began))`` (where a remote executor ran it)."""
     policy = engine.plan.specs[name].retry
     loop = engine.loop
     assert loop is not None
@@ -229,7 +244,10 @@ async def run_attempts(
         if engine._stopping:
             await _cancel_this_task()
         attempt += 1
-        engine._emit(ev.TaskStarted, name, attempt, worker, element)
+        if iteration < 2:
+            engine._emit(ev.TaskStarted, name, attempt, worker, element)
+        else:
+            engine._emit(ev.IterationStarted, name, attempt, worker, element, None, iteration)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
         here = (engine, name, attempt, element, worker)
         token = current.set(here)
@@ -239,6 +257,8 @@ async def run_attempts(
                 where = placement(engine, result)
                 if element is None and name in engine._fetch:
                     result = await engine.executor.amaterialize(result)
+            if iteration:  # the loop announces it (nbflow.iterations), where it ran too
+                return True, (result, where)
             if element is None and engine._keep is not None:
                 pending = engine._keep(name, attempt, result)  # the store's snapshot
                 if pending is not None:
@@ -300,12 +320,16 @@ async def call(
     """One call of the task's function, through the task middleware, within its timeout.
 
     The timeout measures the attempt's own body: a sync call waiting for a free thread
-    starts its clock when the thread takes it.
+    starts its clock when the thread takes it. A task that may stream has its iterator
+    read out within it (:func:`produced`).
     """
     spec = engine.plan.specs[name]
     timeout = spec.timeout
     if timeout is None:
-        return await invoke(engine, name, kwargs, attempt, worker, element, None)
+        result = await invoke(engine, name, kwargs, attempt, worker, element, None)
+        if name in engine._streamers:
+            return await produced(engine, name, result)
+        return result
     loop = engine.loop
     assert loop is not None
     live = True  # the thread may say the body started after the attempt was cancelled
@@ -317,9 +341,12 @@ async def call(
     try:
         async with asyncio.timeout(None) as scope:
             try:
-                return await invoke(engine, name, kwargs, attempt, worker, element, started)
+                result = await invoke(engine, name, kwargs, attempt, worker, element, started)
             finally:
                 live = False
+            if name in engine._streamers:  # reading the iterator out is the attempt's work
+                result = await produced(engine, name, result)
+            return result
     except TimeoutError:
         if scope.expired():
             raise TaskTimeoutError(name, timeout) from None
@@ -337,7 +364,7 @@ def invoke(
 ) -> Any:
     """The awaitable of one call; ``started()`` (if given) is called as its body starts."""
     spec = engine.plan.specs[name]
-    fn = engine.plan.funcs[name]
+    fn = engine._funcs[name]
     executor = engine.executor
     threads = not spec.is_async and type(executor) is LocalExecutor
     if started is not None and not threads:
@@ -347,10 +374,12 @@ def invoke(
                       attempt, element, worker, dict(kwargs), spec, fn)  # fmt: skip
 
         async def innermost() -> Any:
+            if name in engine._in_kernel:  # a subflow: its child run's tasks go out
+                return await fn(**ctx.inputs)
             return await executor_call(engine, name, fn, ctx.inputs, spec, started, threads)
 
         return call_with(engine.task_mw, ctx, innermost)
-    if spec.is_async and engine._inline_async:
+    if spec.is_async and (engine._inline_async or name in engine._in_kernel):
         return fn(**kwargs)  # what LocalExecutor.call does, minus a frame
     return executor_call(engine, name, fn, kwargs, spec, started, threads)
 
@@ -371,71 +400,28 @@ def executor_call(
                               priority=spec.priority)  # fmt: skip
 
 
-# -- fan-out ----------------------------------------------------------------------------
+# -- a streaming producer ----------------------------------------------------------------
 
 
-async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | None:
-    """Run one element per item, each in a slot of its own (see :mod:`nbflow.limits`)."""
-    spec = engine.plan.specs[name]
-    param = spec.fan_out
-    assert param is not None
-    source = kwargs.get(param)
-    try:
-        items = list(source)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"task {name!r} fan_out={param!r}: upstream result "
-            f"{type(source).__name__} is not iterable"
-        ) from None
-    engine._emit(ev.TaskStarted, name, 1, None, None, len(items))
-    wants_worker = name in engine._wants_worker
-    completion = Completion(engine, name, len(items)) if spec.complete_when else None
-    running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
-
-    async def run_one(index: int, item: Any) -> Any:
-        running[index] = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            worker = await engine.slots.wait(name, spec.worker)
-            if completion is not None and completion.stopped:  # complete before it started
-                engine.slots.release(worker)
-                raise Withdrawn
-            try:
-                inputs = {**kwargs, param: item}
-                if wants_worker:
-                    inputs["worker"] = worker
-                ok, value = await run_attempts(engine, name, inputs, worker, index)
-            finally:
-                engine.slots.release(worker)
-                engine._dispatch_soon()  # a freed slot may let a ready task start
-        finally:
-            del running[index]
-        if not ok:
-            raise value
+async def produced(engine: Engine, name: str, value: Any) -> Any:
+    """The result of an attempt of task ``name`` that may stream (see
+    :func:`nbflow.streams.streamers`): an iterator it returned (or a generator it is) is
+    read to its end here, each item streamed to the fan-out tasks that map over it as it
+    arrives; its result is then the list of items. Any other value is the result as it is.
+    """
+    if not is_stream_value(value):
         return value
+    stream = engine.open_stream(name)
+    executor = engine.executor
 
-    widths = [n for n in (spec.concurrency, engine.slots.limit) if n]
-    try:
-        outcomes = await sliding_window(
-            items, run_one, concurrency=min(widths) if widths else None, rate=spec.rate,
-            until=completion,
-        )  # fmt: skip
-    finally:
-        del engine._lanes[name]
-    if completion is not None and completion.stopped:
-        return None if completion.settled else await completion.finish()
-    failures = [o for o in outcomes if not o.ok]
-    if failures and not spec.allow_partial:
-        first = failures[0].error
-        error = RuntimeError(
-            f"task {name!r}: {len(failures)} of {len(items)} fan-out elements failed; "
-            f"first (element {failures[0].index}): {type(first).__name__}: {first}"
-        )
-        error.__cause__ = first
-        engine._emit(ev.TaskFailed, name, 1, error, format_error(first))
-        return S.FAILED
-    results = await kept(engine, name, [o.value for o in outcomes if o.ok])
-    engine._emit(ev.TaskSucceeded, name, 1, results)
-    return S.SUCCEEDED
+    def call(step: Any) -> Any:
+        return executor.call(name, step, {}, is_async=False)
+
+    return await drain(value, stream.put if stream is not None else _nowhere, call)
+
+
+def _nowhere(index: int, value: Any) -> None:
+    """Where the items of a producer nobody streams from go (its list keeps them)."""
 
 
 def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -> bool:

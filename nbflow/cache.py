@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import mapping
 from .errors import StoreError, describe
 from .identity import CacheWarning, FlowIdentity, Identities, Unhashable
 from .lifecycle import SUCCESSFUL
@@ -49,9 +50,10 @@ if TYPE_CHECKING:
 class Decision:
     """Why a task of a run was or was not served from the store.
 
-    ``kind``: ``resumed``, ``cached`` or ``ran``; ``source``: the run whose result was
-    reused; ``reason``: for ``ran``, why not (``no earlier result``, ``identity``,
-    ``inputs``, ``unhashable``, ``damaged``, ``off``).
+    ``kind``: ``resumed``, ``cached``, ``ran``, or ``elements`` (a fan-out task whose
+    elements are cached one by one: ``reason`` says how many were served); ``source``: the
+    run whose result was reused; ``reason``: for ``ran``, why not (``no earlier result``,
+    ``identity``, ``inputs``, ``unhashable``, ``damaged``, ``off``).
     """
 
     kind: str
@@ -60,7 +62,7 @@ class Decision:
 
     def summary(self) -> str:
         """``"resumed from run 4f2c1a9e"``, ``"cached from run …"``, or ``"ran: identity"``."""
-        if self.kind == "ran":
+        if self.kind in ("ran", "elements"):
             return f"ran: {self.reason}"
         return f"{self.kind} from run {(self.source or '?')[:8]}"
 
@@ -107,10 +109,10 @@ def attach_store(
                 f"flow {plan.flow_name!r} has no store (store=None or NBFLOW_STORE=none), so "
                 "there is nothing to resume from; give it one with Flow(..., store=PATH)"
             )
-        cached = [n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key]
+        cached = _cached_tasks(plan)
         if cached:
             warnings.warn(
-                f"flow {plan.flow_name!r} has no store, so cache=True on {cached[:3]} does "
+                f"flow {plan.flow_name!r} has no store, so cache=True on {list(cached[:3])} does "
                 "nothing; give the flow a store to cache results",
                 StoreWarning,
                 stacklevel=4,
@@ -125,7 +127,7 @@ def attach_store(
     )
     local = None
     if getattr(executor, "remote_results", False):  # other results stay on the cluster
-        local = frozenset(n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key)
+        local = frozenset(_cached_tasks(plan))
     context = RunContext(
         run_id, plan, identity, dict(variables), spec_now, resumed_from, parent_run, local,
         variable_digests(dict(variables)),
@@ -139,9 +141,13 @@ def attach_store(
 def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None:
     """One :class:`CacheWarning` per task that would be reused but cannot be: something it
     depends on has no stable hash, so it always runs (never a stale result)."""
-    for name, found in identity.tasks.items():
-        spec = plan.specs[name]
-        if found.digest is not None or not (resuming or spec.cache or spec.cache_key):
+    tasks = (
+        identity.tasks.items()
+        if resuming
+        else ((n, identity.tasks[n]) for n in _cached_tasks(plan))
+    )
+    for name, found in tasks:
+        if found.digest is not None:
             continue
         path, reason = found.unhashable[0]
         warnings.warn(
@@ -152,6 +158,14 @@ def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None
             CacheWarning,
             stacklevel=5,
         )
+
+
+def _cached_tasks(plan: Plan) -> tuple[str, ...]:
+    """The tasks of ``plan`` with ``cache=True`` or a ``cache_key`` (worked out once)."""
+    return plan.table(
+        "cached_tasks",
+        lambda: tuple(n for n in plan.names if plan.specs[n].cache or plan.specs[n].cache_key),
+    )
 
 
 def _resumed(
@@ -219,10 +233,13 @@ class ReuseHooks:
     @property
     def active(self) -> bool:
         """Whether any task may be served from the store (a resume, or a cached task)."""
-        plan = self.context.plan
-        return bool(self.previous) or any(
-            plan.specs[n].cache or plan.specs[n].cache_key for n in plan.names
-        )
+        return bool(self.previous) or bool(_cached_tasks(self.context.plan))
+
+    @property
+    def served(self) -> bool:
+        """Whether this run has served any task from the store (its result is read from
+        there when first needed)."""
+        return bool(self._reused)
 
     def bind(self, state: RunState) -> None:
         """Read upstream outcomes from ``state`` (the run's reduced state)."""
@@ -237,7 +254,8 @@ class ReuseHooks:
         """
         plan, context = self.context.plan, self.context
         spec = plan.specs[name]
-        caching = bool(spec.cache or spec.cache_key is not None)
+        # A fan-out task caches each element by its own input (element_cache), not its list.
+        caching = bool(spec.cache or spec.cache_key is not None) and spec.fan_out is None
         previous = self.previous.get(name)
         identity = context.identity.tasks[name].digest
         if previous is None and not caching:
@@ -309,15 +327,17 @@ class ReuseHooks:
             else:
                 await asyncio.to_thread(hit.verify)  # reads the bytes, checks the checksum
         except (DamagedResultError, StoreError) as error:
-            warnings.warn(
-                f"task {name!r}: its stored result (run {row.run_id}) cannot be used "
-                f"({error}); running the task again",
-                StoreWarning,
-                stacklevel=2,
-            )
+            unusable(f"task {name!r}", row, error, "the task")
             self.decisions[name] = Decision("ran", row.run_id, "damaged")
             return None
         return hit
+
+    def element_cache(self, name: str, kwargs: Mapping[str, Any]) -> ElementCache | None:
+        """The cache of fan-out task ``name``'s elements in this run (None: not cached)."""
+        spec = self.context.plan.specs[name]
+        if not (spec.cache or spec.cache_key is not None):
+            return None
+        return ElementCache(self, name, kwargs)
 
     # -- digests -----------------------------------------------------------------------------
 
@@ -335,7 +355,7 @@ class ReuseHooks:
                 # Restored from the resumed run: the very value it had there.
                 found[param] = _RESTORED if restored else reused.digest()
             else:
-                found[param] = self.recorder.digest_of(dep)
+                found[param] = self.recorder.digest_of(dep, state.tasks[dep].result)
         for p in plan.free_params[name]:
             if p.name in self.context.variables:
                 found[p.name] = self.context.var_digests.get(p.name)
@@ -412,3 +432,104 @@ class ReuseHooks:
 
 #: An input that is the very result the resumed run had (equal by construction).
 _RESTORED = "restored"
+
+
+def unusable(what: str, row: ResultRow, error: Exception, again: str) -> None:
+    """Warn that the stored result of ``row`` cannot be used, so ``again`` runs again (a
+    damaged result is never served: it is a miss)."""
+    warnings.warn(
+        f"{what}: its stored result (run {row.run_id}) cannot be used ({error}); running "
+        f"{again} again",
+        StoreWarning,
+        stacklevel=3,
+    )
+
+
+class ElementCache:
+    """``cache=True`` (or ``cache_key=``) on a fan-out task, in one run: each element is
+    cached by its own input, so a source that gained one element runs that one element.
+
+    An element's cache key is that of a task call whose inputs are the task's other inputs
+    (upstream results, run variables) and the element's own values, each by its content
+    digest (or ``cache_key(**inputs)``). An element that ran and succeeded is stored under
+    its key, as ``task[key]`` (``task[index]`` without ``key=``), as it ends, whatever the
+    task's outcome: a run that failed at one element reruns only what did not succeed.
+    """
+
+    def __init__(self, hooks: ReuseHooks, name: str, kwargs: Mapping[str, Any]) -> None:
+        self.hooks, self.name = hooks, name
+        context = hooks.context
+        self.spec = spec = context.plan.specs[name]
+        assert spec.fan_out is not None
+        self.identity = context.identity.tasks[name].digest
+        self.params = tuple(p for p, _ in mapping.pairs(spec.fan_out))
+        digests = hooks._input_digests(name)
+        for param, source in mapping.pairs(spec.fan_out):  # the whole source is not an input
+            digests.pop(param, None)
+            digests.pop(source, None)
+        self.base = digests
+        self.hasher = Identities()
+        self.since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
+        self.keys: dict[int, str] = {}
+        self.sources: dict[int, str] = {}  # element -> run its result came from
+        self.ran = 0
+
+    async def lookup(
+        self, index: int, label: str, values: tuple[Any, ...], inputs: Mapping[str, Any]
+    ) -> tuple[bool, Any]:
+        """``(True, value)`` when element ``index`` (``values``; ``inputs``: the call's
+        keyword arguments) has a stored result, else ``(False, None)``.
+
+        Raises:
+            RuntimeError: the task's ``cache_key`` callable raised (the element fails).
+        """
+        key = self._key(values, inputs)
+        if key is None:
+            self.ran += 1
+            return False, None
+        store = self.hooks.store
+        row = await asyncio.to_thread(store.find_cached, key, self.since)
+        if row is not None:
+            try:  # its bytes are checked against their checksum as they are read
+                value = await asyncio.to_thread(StoredResult(store, row).load)
+            except (DamagedResultError, StoreError) as error:
+                unusable(f"element {label}", row, error, "the element")
+            else:
+                self.sources[index] = row.run_id
+                return True, value
+        self.keys[index] = key
+        self.ran += 1
+        return False, None
+
+    def _key(self, values: tuple[Any, ...], inputs: Mapping[str, Any]) -> str | None:
+        if self.identity is None:
+            return None
+        digests = dict(self.base)
+        for param, value in zip(self.params, values, strict=True):
+            try:
+                digests[param] = self.hasher.value_digest(value)
+            except Unhashable:
+                return None  # this element cannot be cached: it runs
+        return self.hooks._cache_key(self.name, self.spec, self.identity, digests, inputs)
+
+    def reused(self, index: int) -> str:
+        """Where element ``index``'s result came from, in words."""
+        return f"cached from run {self.sources[index][:8]}"
+
+    async def keep(self, index: int, label: str, value: Any) -> None:
+        """Store element ``index``'s result under its cache key (when it has one)."""
+        key = self.keys.pop(index, None)
+        if key is None:
+            return
+        pending = self.hooks.recorder.keep_element(self.name, label, value, key)
+        if pending is not None:
+            await pending
+
+    def decide(self) -> None:
+        """Record, for ``run.why()``, how many elements were served and how many ran."""
+        served = len(self.sources)
+        self.hooks.decisions[self.name] = Decision(
+            "elements",
+            reason=f"{served} of {served + self.ran} elements served from the cache (each by "
+            f"its own input), {self.ran} ran",
+        )

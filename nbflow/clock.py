@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import inspect
 import math
 import threading
 import time
@@ -42,6 +43,17 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self._virtual_now = 0.0
+        self._idle: list[Callable[[], None]] = []
+
+    def add_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever the loop has nothing to run and no timer left, before
+        it would wait for the outside (a run waiting for signals: see :mod:`nbflow.waits`)."""
+        self._idle.append(callback)
+
+    def remove_idle(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback`` (see :meth:`add_idle`)."""
+        if callback in self._idle:
+            self._idle.remove(callback)
 
     def time(self) -> float:
         """Virtual seconds since the loop was created."""
@@ -53,6 +65,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         while scheduled and scheduled[0]._cancelled:
             heapq.heappop(scheduled)
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
+        if not self._ready and not scheduled and self._idle:  # type: ignore[attr-defined]
+            for callback in list(self._idle):  # nothing left to do but wait: say so
+                callback()
         if not self._ready and scheduled:  # type: ignore[attr-defined]
             when = scheduled[0]._when
             if not math.isfinite(when):
@@ -79,7 +94,9 @@ class InlineExecutor:
     ) -> Any:
         """Call ``fn(**kwargs)``; await it when async."""
         result = fn(**kwargs)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        # inspect's, not asyncio's: on Python 3.11 asyncio.iscoroutine() holds for a plain
+        # generator too (a generator task's result, which is read out, not awaited).
+        if inspect.iscoroutine(result) or isinstance(result, asyncio.Future):
             return await result
         return result
 

@@ -16,6 +16,10 @@ and again as each element ends. When it holds:
   task stays in flight until they end, so the run, its lock and its slots wait for them;
   cancelling the task then (``ctx.cancel``, ``handle.cancel``) cancels those elements only.
 
+When the task's elements stream in (:mod:`nbflow.streams`), ``total`` is ``None`` until
+its sources have ended: ``done == total`` is false meanwhile, and an expression that
+computes with it fails (say ``total is not None and ...``).
+
 When it never holds, the task ends as any fan-out task does once every element ended. An
 expression that fails (``succeeded / done`` before anything ended) fails the task at once,
 cancelling the elements in flight, with a :class:`~nbflow.errors.ConditionError` that names
@@ -43,7 +47,7 @@ class Completion:
     """The ``complete_when`` of one fan-out task in one run: an :class:`~nbflow.fanout.Until`
     for its sliding window."""
 
-    def __init__(self, engine: Engine, name: str, total: int) -> None:
+    def __init__(self, engine: Engine, name: str, total: int | None) -> None:
         self.engine, self.name, self.total = engine, name, total
         plan = engine.plan
         spec = plan.specs[name]
@@ -61,6 +65,10 @@ class Completion:
         #: the task completed while elements still ran (its runner must not complete it)
         self.settled = False
         self.error: ConditionError | None = None
+
+    def sized(self, total: int) -> None:
+        """The element count is known now (a streaming source ended)."""
+        self.total = total
 
     def holds(self, outcome: ElementOutcome | None) -> bool:
         """Count ``outcome`` and evaluate the expression (see the module docstring)."""

@@ -91,9 +91,17 @@ class Condition:
         Raises:
             ConditionError: the expression failed at run time.
         """
+        return bool(self.value(names))
+
+    def value(self, names: dict[str, Any]) -> Any:
+        """The expression's value (not only its truth) in the namespace ``names``.
+
+        Raises:
+            ConditionError: the expression failed at run time.
+        """
         evaluator = BoundedEval(names, SAFE_FUNCTIONS)
         try:
-            return bool(evaluator.eval(self.expression, previously_parsed=self.tree.body))
+            return evaluator.eval(self.expression, previously_parsed=self.tree.body)
         except simpleeval.InvalidExpression as error:
             raise ConditionError(self.task, self.expression, str(error)) from None
         except (RecursionError, MemoryError) as error:

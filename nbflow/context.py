@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
+from .signals import SignalError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -37,7 +38,8 @@ class TaskContext:
         flow: the flow's name.
         task: the task's name.
         attempt: 1 for the first attempt, 2 for the first retry...
-        element: the fan-out element's index (None: not a fan-out element).
+        element: the fan-out element's index (None: not a fan-out element); ``key`` its
+            ``key=``.
         worker: the worker (pool) or slot the attempt runs on.
     """
 
@@ -53,6 +55,14 @@ class TaskContext:
         self.attempt = attempt
         self.element = element
         self.worker = worker
+
+    @property
+    def key(self) -> str | None:
+        """The fan-out element's ``key=`` (None: not a fan-out element, or no key)."""
+        if self.element is None:
+            return None
+        keys = self._engine.state.tasks[self.task].element_keys
+        return keys.get(self.element) if keys is not None else None
 
     @property
     def log(self) -> logging.Logger:
@@ -95,15 +105,43 @@ class TaskContext:
             CancelError: no task or tag of that name (with a close match), neither or both
                 given, or this task named itself (return or raise to end it instead).
         """
-        engine = self._engine
+        engine = self._in_kernel("cancel()")
         who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
         engine.scope.ask(engine, task, tag, self.task, f"cancelled by {who} (ctx.cancel)")
+
+    def send(self, signal: str, value: Any = True) -> None:
+        """Send ``signal`` (with ``value``) to this run: the tasks waiting for it start (see
+        :mod:`nbflow.waits`). From a sync task's thread too.
+
+        Raises:
+            SignalError: nothing in the run waits for ``signal`` (with a close match).
+        """
+        engine = self._in_kernel(f"send({signal!r})")
+        who = f"task {self.task!r}" + (f"[{self.element}]" if self.element is not None else "")
+        if engine.waits is None:
+            raise SignalError(
+                f"send({signal!r}) from {who}: no task of flow {self.flow!r} waits for a signal"
+            )
+        engine.waits.send(engine, signal, value, who)
 
     def finish(self) -> None:
         """End the run now, ``succeeded`` (explicit termination): every other task still
         running or waiting is cancelled; this attempt runs to its end and its result counts.
         """
-        self._engine.scope.finish(self._engine, self.task, self.element)
+        engine = self._in_kernel("finish()")
+        engine.scope.finish(engine, self.task, self.element)
+
+    def _in_kernel(self, what: str) -> Any:
+        """The run's engine, for what only the kernel can do: on a Dask worker
+        (:mod:`nbflow.remote_logs`) the run's tasks, signals and end are out of reach."""
+        if getattr(self._engine, "on_worker", False):
+            raise NbflowError(
+                f"nf.context().{what} from task {self.task!r}: the task runs on a Dask worker, "
+                "and only tasks that run in the kernel can send signals, cancel tasks or "
+                "finish the run; return a value and let a task in the kernel act on it "
+                "(see docs/dask.md)"
+            )
+        return self._engine
 
     def __repr__(self) -> str:
         element = f"[{self.element}]" if self.element is not None else ""

@@ -14,13 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, overload
 
+from . import mapping
 from .checks import check_options, check_task_name
 from .collector import paused_gc
 from .conditions import Condition, parse_condition
+from .element_keys import parse_key
 from .errors import DefinitionError
 from .identity import source_digest
 from .joins import check_join
+from .loops import check_loop
 from .retry import Retry
+from .signals import WaitFor, check_wait_for
 from .spec import (
     BranchSpec,
     FlowSpec,
@@ -35,6 +39,7 @@ from .spec import (
     task_spec,
     unwrapped,
 )
+from .subflows import Subflow
 from .switch import Switch, make_switch
 
 # What functools.update_wrapper copies; a plain function's are set one by one (and on 3.12+
@@ -190,10 +195,11 @@ def build_task(
 
     Raises:
         DefinitionError: ``fn`` is not callable, its name is reserved (``vars``, ``results``...:
-            see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter.
+            see :data:`~nbflow.checks.RESERVED_TASK_NAMES`), or ``fan_out`` names no parameter
+            (or a source the task itself).
             A join option that does not fit the task (see :func:`~nbflow.joins.check_join`).
-        ConditionError: the ``when`` or ``complete_when`` string does not parse or uses a
-            forbidden construct.
+        ConditionError: the ``when``, ``complete_when`` or ``key`` string does not parse or
+            uses a forbidden construct.
     """
     if not callable(fn):
         raise DefinitionError(f"@flow.task needs a function, got {fn!r}")
@@ -202,16 +208,54 @@ def build_task(
         raise DefinitionError("a lambda or callable object needs a task name: flow.task(name=...)")
     check_task_name(name)
     if options.fan_out is not None:
-        specs = introspect_params(fn, params)
-        if options.fan_out not in {p.name for p in specs}:
-            raise DefinitionError(
-                f"task {name!r} fan_out={options.fan_out!r} is not a parameter of the function; "
-                f"parameters are {[p.name for p in specs]}"
-            )
+        check_fan_out(name, options, [p.name for p in introspect_params(fn, params)])
     condition = parse_condition(name, options.when) if options.when is not None else None
     if options.cancel_rest or options.complete_when is not None:
         check_join(name, options)
+    if options.max_iterations is not None or options.until is not None or options.until_fn:
+        check_loop(name, options)
+    if options.wait_for is not None:
+        check_signal_params(name, options.wait_for, fn, params)
     return Task(fn, options, name, index, condition, params)
+
+
+def check_fan_out(name: str, options: TaskOptions, params: list[str]) -> None:
+    """The rules of ``fan_out=`` and ``key=`` that the function alone decides.
+
+    Raises:
+        DefinitionError: an element parameter that is not a parameter of the function, or a
+            source that is the task itself.
+        ConditionError: the ``key`` expression does not parse or uses an unknown name.
+    """
+    assert options.fan_out is not None
+    pairs = mapping.pairs(options.fan_out)
+    for param, source in pairs:
+        if param not in params:
+            raise DefinitionError(
+                f"task {name!r} fan_out={mapping.shown(options.fan_out)}: {param!r} is not a "
+                f"parameter of the function; parameters are {params}"
+            )
+        if source == name:
+            raise DefinitionError(
+                f"task {name!r} fan_out={mapping.shown(options.fan_out)}: a task cannot fan "
+                "out over its own result"
+            )
+    if options.key is not None:
+        parse_key(name, options.key, [p for p, _ in pairs])
+
+
+def check_signal_params(
+    name: str, wait: WaitFor, fn: Callable[..., Any], params: dict[Any, Any] | None
+) -> None:
+    """Each signal ``name`` waits for must be a parameter of ``fn`` (a subflow passes its
+    signals on to its child run, which checks them itself).
+
+    Raises:
+        DefinitionError: a signal that is no parameter (see :func:`~nbflow.signals.check_wait_for`).
+    """
+    if isinstance(fn, Subflow):
+        return
+    check_wait_for(name, wait, [p.name for p in introspect_params(fn, params)], ())
 
 
 class Definition:
@@ -263,13 +307,18 @@ class Definition:
         timeout: float | None = None,
         when: str | Callable[..., Any] | None = None,
         trigger: TriggerRule | str = "all_success",
-        fan_out: str | None = None,
+        fan_out: str | Sequence[str] | Mapping[str, Any] | mapping.FanOut | None = None,
+        key: str | Callable[[Any], Any] | None = None,
         concurrency: int | None = None,
         rate: float | None = None,
         allow_partial: bool = False,
         cancel_rest: bool = False,
         complete_when: str | None = None,
         lock: str | None = None,
+        wait_for: str | Sequence[str] | WaitFor | None = None,
+        transient: bool = False,
+        until: str | Callable[..., Any] | None = None,
+        max_iterations: int | None = None,
         critical: bool = False,
         tags: Sequence[str] | None = None,
         worker: str | None = None,
@@ -286,10 +335,12 @@ class Definition:
         """Register a function as a task; usable bare (``@flow.task``) or with options.
 
         Options are those of :class:`~nbflow.spec.TaskOptions` (see the API table):
-        ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out,
-        concurrency, rate, allow_partial, cancel_rest, complete_when, lock, critical, tags,
-        worker, cache, cache_key, cache_ttl, cache_ignore, persist, estimate, meta``.
-        Parameters named like other tasks receive their results.
+        ``name, after, priority, weight_rule, retry, timeout, when, trigger, fan_out, key,
+        concurrency, rate, allow_partial, cancel_rest, complete_when, lock, wait_for,
+        transient, until, max_iterations, critical, tags, worker, cache, cache_key,
+        cache_ttl, cache_ignore, persist, estimate, meta``. Parameters named like other
+        tasks receive their results. Decorating a flow (``flow.task(name="etl")(other)``)
+        makes it a subflow task (see :mod:`nbflow.subflows`).
 
         Raises:
             DefinitionError: an unknown option or a bad value (the message names the field).
@@ -298,10 +349,18 @@ class Definition:
         when = options.get("when")
         if callable(when):
             options["when_fn"], options["when"] = when, None
+        key = options.get("key")
+        if callable(key):
+            options["key_fn"], options["key"] = key, None
+        until = options.get("until")
+        if callable(until):
+            options["until_fn"], options["until"] = until, None
         if "after" in options:
             options["after"] = _names(options["after"])
 
         def decorate(func: Callable[..., Any]) -> Task:
+            if isinstance(func, Definition):  # a flow as a task: a child run (nbflow.subflows)
+                func = Subflow(func)
             parsed, name = self._parse_options(func, options)
             return self._add(func, parsed, name)
 
@@ -360,6 +419,41 @@ class Definition:
         """Remove a task from the definition (re-running a notebook that dropped a cell)."""
         if self.tasks.pop(name.name if isinstance(name, Task) else name, None) is not None:
             self.revision += 1
+
+    def loop(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        until: str | Callable[..., Any],
+        max_iterations: int,
+        **options: Any,
+    ) -> Any:
+        """Register a loop task: it runs again, receiving the previous iteration's result as
+        its parameter ``previous``, until ``until`` holds on an iteration's ``result``, at
+        most ``max_iterations`` times (see :mod:`nbflow.loops`). ``fn`` may be a flow (a
+        subflow run once per iteration). Other options are those of :meth:`task`.
+
+        Raises:
+            DefinitionError: no ``max_iterations`` (a loop without a bound), or a bad option.
+            ConditionError: ``until`` does not parse.
+        """
+        decorate = self.task(until=until, max_iterations=max_iterations, **options)
+        return decorate(fn) if fn is not None else decorate
+
+    def as_task(
+        self, *, max_depth: int | None = None, inputs: Mapping[str, str] | None = None
+    ) -> Subflow:
+        """This flow as a task of another: ``parent.task(name="etl")(flow.as_task(...))``.
+
+        ``max_depth`` bounds a recursion (needed on a cycle of subflows); ``inputs`` maps
+        this flow's input names to the parent's (``{"n": "step"}``). See
+        :mod:`nbflow.subflows`.
+
+        Raises:
+            DefinitionError: a bad ``max_depth``, or ``inputs`` names nothing this flow reads.
+        """
+        return Subflow(self, max_depth=max_depth, inputs=inputs)
 
     def branch(
         self,
@@ -476,7 +570,9 @@ def _describe_option_error(fn: Any, options: dict[str, Any], error: Exception) -
     for item in errors():
         field = ".".join(str(p) for p in item.get("loc", ())) or "options"
         if item.get("type") == "extra_forbidden":
-            known = ", ".join(sorted(set(TaskOptions.model_fields) - {"when_fn"}))
+            known = ", ".join(
+                sorted(set(TaskOptions.model_fields) - {"when_fn", "until_fn", "key_fn"})
+            )
             parts.append(f"{field}: unknown option; known options are {known}")
         else:
             parts.append(f"{field}: {item.get('msg')}")

@@ -25,8 +25,11 @@ task that awaits the run: nothing new starts, running tasks are cancelled once (
 cleanup runs to its end, however many cancels follow), and tasks that never started end
 ``cancelled``.
 
-(A little over 500 lines: the run's lifecycle and its dispatch share their state and read
-best side by side; one task's half is :mod:`nbflow.attempts`.)
+(Nearly 700 lines: the run's lifecycle and its dispatch share their state and read best
+side by side. One task's half is :mod:`nbflow.attempts`; tasks waiting for signals are
+:mod:`nbflow.waits`, cancelling part of a run :mod:`nbflow.termination`, locks
+:mod:`nbflow.locks`: each hooks in where a task leaves the ready queue, and costs nothing
+to a flow that does not use it.)
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from .attempts import (
     run_task,
     upstream_results,
 )
+from .children import kernel_tasks, run_funcs
 from .collector import frozen_gc
 from .errors import describe
 from .events import EventBus
@@ -59,16 +63,21 @@ from .graph import Plan
 from .lifecycle import RunStatus, TaskState
 from .limits import Slots
 from .locks import Locks, RunLocks, locks_of
+from .mapping import pairs
 from .middleware import Context, call_with, handlers_for
 from .middleware.chain import MiddlewareError
 from .overhead import warn_if_overhead_dominates
 from .pool import Pool
+from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
+from .streams import Stream, stream_consumers, streamers
 from .termination import Termination
+from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
+_SUCCEEDED = ev.TaskSucceeded
 log = logging.getLogger("nbflow.engine")
 
 
@@ -115,13 +124,14 @@ class Engine:
         self.wall_start = wall_start
         self.parent_run = parent_run
         self.hooks = hooks  # resume and cache lookups (see nbflow.cache); None for none
-        # The store's recorder: its routes take every event before subscribers do (one
-        # C-level queue append each), keep() takes each result as its task returns, and the
-        # run waits for finished() before it returns (see nbflow.store.recorder).
+        # The store's recorder: its log takes every event's row before subscribers see the
+        # event (one C-level list extend each), keep() takes each result as its task
+        # returns, and the run waits for finished() before it returns (nbflow.store.recorder).
         self.journal = journal
-        self._record: dict[type, Callable[[Any], None]] | None = (
-            journal.routes if journal is not None else None
+        self._record: Callable[[Any], None] | None = (
+            journal.log.extend if journal is not None else None
         )
+        self._logged: frozenset[type] = journal.logged if journal is not None else frozenset()
         self._keep: Callable[..., Any] | None = journal.keep if journal is not None else None
         self.state = RunState()
         #: What tasks print, log and report (a :class:`nbflow.logs.RunOutput`, given by the
@@ -166,8 +176,11 @@ class Engine:
         if hooks is not None:
             self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
         self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
-        self._fan_outs = plan.table(
-            "fan_out_set", lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out)
+        # Tasks that hold no slot themselves: a fan-out's elements and a subflow's child run
+        # take theirs (see nbflow.limits).
+        self._slotless = plan.table(
+            "slotless",
+            lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out) | kernel_tasks(plan),
         )
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
@@ -191,9 +204,31 @@ class Engine:
         self._gated.update(self._locked)
         self._lock_table = locks
         self.locks: RunLocks | None = None
+        # Signals (nbflow.waits): a task that waits for some is decided as its gates open,
+        # before its lock and slot. None for flows that neither wait nor have subflows.
+        self.waits: Waits | None = Waits(plan) if plan.table(
+            "signalled", lambda: bool(known_signals(plan))) else None  # fmt: skip
+        if self.waits is not None:
+            self._gated.update(self.waits.tasks)
+        #: Signals the run starts with: (signal, value, sender) of a resumed run or a parent.
+        self.inherited: list[tuple[str, Any, str]] = []
+        #: The flows of the runs this one is a child of, outermost first (nbflow.children).
+        self.lineage: tuple[str, ...] = ()
+        # How tasks that are not plain function calls run (fan-outs, loops, subflows, tasks
+        # given signals): one lookup per task (nbflow.attempts.run_task).
+        self._special: dict[str, Any] = plan.table("special", lambda: special_tasks(plan))
+        # Tasks whose calls run in the kernel whatever the executor (subflows), and what the
+        # engine calls for each task (a subflow's: its child run; nbflow.children).
+        self._in_kernel: frozenset[str] = plan.table("in_kernel", lambda: kernel_tasks(plan))
+        self._funcs: dict[str, Callable[..., Any]] = plan.table("funcs", lambda: run_funcs(plan))
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
+        # Streaming (nbflow.streams): producer -> its consumers, the tasks whose result may
+        # be an iterator to read out, and the streams opened in this run (by producer).
+        self._stream_consumers = stream_consumers(plan)
+        self._streamers = streamers(plan)
+        self._streams: dict[str, Stream] = {}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -204,8 +239,15 @@ class Engine:
         state = self.state  # RunState.apply, inline (three events per task)
         state.last_seq, state.last_t = seq, t
         _APPLY[cls](state, event)
-        if self._record is not None:
-            self._record[cls](event)
+        record = self._record
+        if record is not None:
+            # The row the event was made from; a result that is not a plain value stays out
+            # of it (the store keeps results apart: keep()).
+            if cls is _SUCCEEDED and type(args[2]) not in self._logged:
+                args = (*args[:2], None, *args[3:])
+            # At the end of the run's log (its seq: its place there); a concatenation builds
+            # one tuple less than (cls, t, *args): 25 ns of the 90 an event costs here.
+            record((cls, t) + args)  # noqa: RUF005
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
             self.bus.publish(event)
 
@@ -251,6 +293,8 @@ class Engine:
         )  # fmt: skip
         if self.hooks is not None:
             self.hooks.bind(self.state)
+        if self.journal is not None:
+            self.journal.started()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -279,12 +323,14 @@ class Engine:
             self.slots.close()
             if self.locks is not None:
                 self.locks.close()
+            if self.waits is not None:
+                self.waits.close(self)
             if self._owns_executor:
                 self.executor.close()
             if self.journal is not None:
                 # The run is over; the loop keeps serving widgets while the store writes the
                 # rest of it (bounded by the store's timeout, and shielded from a cancel).
-                failure = await self.journal.finished()
+                failure = await self.journal.finished(self.state)
                 if failure is not None:
                     self.state.store_error = str(failure)
         return self.state
@@ -363,6 +409,8 @@ class Engine:
     def _begin(self) -> None:
         self._sched, transition = sch.initial(self.plan, self._key)
         self._emit_transition(transition)
+        if self.waits is not None:  # signals it inherits, and those sent before it began
+            self.waits.begun(self, self.inherited)
         self.scope.begun(self)  # cancels asked for before the run began
         self._dispatch()
         self._maybe_finish()
@@ -406,6 +454,8 @@ class Engine:
                 self._inflight.pop(name, None)
                 self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
                 sch.record(self.sched, name, S.CANCELLED)
+        if self.waits is not None and self._sched is not None:  # nor do those waiting for
+            self.waits.stop(self, self._stop_reason)  # signals
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -460,6 +510,31 @@ class Engine:
         """Why ``task`` is being cancelled, in words ("" when nobody said)."""
         return self.scope.why(task) or self._stop_reason
 
+    # -- streaming (nbflow.streams) ------------------------------------------------------------
+
+    def open_stream(self, name: str) -> Stream | None:
+        """``name`` begins to produce: its consumers that only waited for it are queued now
+        (:func:`nbflow.scheduler.opened`); its stream, or None when nothing streams from it
+        (or the run is stopping). A retried attempt gets the stream its first one opened."""
+        consumers = self._stream_consumers.get(name)
+        if not consumers or self._stopping:
+            return None
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = Stream(name, consumers)
+            transition = sch.opened(self.plan, self.sched, name, consumers, self._key)
+            if transition.queued:
+                self._emit_transition(transition)
+                self._dispatch()
+        return stream
+
+    def streams_into(self, name: str) -> bool:
+        """Whether fan-out task ``name`` reads a source that streams in this run."""
+        if not self._streams:
+            return False
+        fan_out = self.plan.specs[name].fan_out
+        return fan_out is not None and any(s in self._streams for _, s in pairs(fan_out))
+
     def attempt_over(self, task: str, element: int | None, attempt: int) -> bool:
         """Whether that attempt should stop (``nf.context().cancelled``): see
         :func:`nbflow.attempts.attempt_over`."""
@@ -479,10 +554,10 @@ class Engine:
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
         sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
-        ready, inflight, fan_outs = sched.ready, self._inflight, self._fan_outs
+        ready, inflight, slotless = sched.ready, self._inflight, self._slotless
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
-            if slots.full and not fan_outs:  # nothing could be placed: leave them queued
+            if slots.full and not slotless:  # nothing could be placed: leave them queued
                 break
             item = sch.take(sched)
             name = item[1]
@@ -490,7 +565,7 @@ class Engine:
             if gated and name in gated and not self._gates_open(name):
                 continue
             worker: str | None = None
-            if name not in fan_outs:
+            if name not in slotless:
                 if slots.full:
                     unplaced.append(item)
                     break
@@ -511,9 +586,20 @@ class Engine:
         locks = self.locks
         if locks is not None and name in locks.holding:
             return True  # its lock came: its gates were decided before it waited
+        waits = self.waits
         verdict = None
-        if name not in self._async_gated:
-            verdict = gate_verdict(self, name, upstream_results(self, name), None)
+        if waits is None or name not in waits.released:  # else: decided before it waited
+            if name not in self._async_gated:
+                verdict = gate_verdict(self, name, upstream_results(self, name), None)
+            elif waits is not None and name in waits.tasks:  # decided before it waits
+                verdict = waits.gates_first(self, name)  # when it can be, as a rule
+            if (
+                verdict is None
+                and waits is not None
+                and name in waits.tasks
+                and not waits.begin(self, name)
+            ):
+                return False  # it waits for its signals, holding nothing (or lost them)
         if verdict is None:
             if locks is None or locks.take(name):
                 return True
@@ -530,10 +616,18 @@ class Engine:
 
     def _lock_granted(self, name: str) -> None:
         """The lock ``name`` waited for is its now: back to the ready queue, placed first."""
-        self._inflight.pop(name, None)
         if self._stopping:
+            self._inflight.pop(name, None)
             assert self.locks is not None
             self.locks.release(name)
+            return
+        self._requeue(name)
+
+    def _requeue(self, name: str) -> None:
+        """``name``, which waited (for its lock or its signals) holding nothing, goes back
+        to the ready queue, and is placed at once if a slot is free."""
+        self._inflight.pop(name, None)
+        if self._stopping:
             return
         sch.push_back(self.sched, [(self._key(name), name)])
         self._dispatch()
@@ -619,6 +713,12 @@ class Engine:
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""
         sched = self.sched
+        streamed = None
+        if self._streams:  # a producer that streamed: its consumers counted it as it opened
+            stream = self._streams.get(name)
+            if stream is not None:
+                stream.end(outcome)
+                streamed = stream.consumers
         if self._stopping:
             # Dependants of work cut short by a stop end `cancelled` (in _finalize), not
             # `upstream_failed`: nothing upstream of them failed on its own.
@@ -629,7 +729,7 @@ class Engine:
                 self._final_status = RunStatus.FAILED
             self._maybe_finish()
             return
-        transition = sch.complete(self.plan, sched, name, outcome, self._key)
+        transition = sch.complete(self.plan, sched, name, outcome, self._key, streamed)
         if transition is not sch.NOTHING:
             self._emit_transition(transition)
             if self.scope.joins and transition.queued:

@@ -193,3 +193,25 @@ class UnknownVariableError(DefinitionError):
             f"unknown variable {variable!r}; did you mean {suggestion!r}? No task parameter, "
             f"condition or template reads {variable!r}"
         )
+
+
+class FanOutError(NbflowError, ValueError):
+    """What a fan-out maps over is unusable: a source that is not iterable, sources of a
+    ``nf.zip`` of unequal lengths, a ``key=`` that names two elements alike
+    (:class:`DuplicateKeyError`). Raised before any task runs when the sources are run
+    variables; otherwise the fan-out task fails with it."""
+
+
+class DuplicateKeyError(FanOutError):
+    """Two elements of a fan-out task got the same ``key=``.
+
+    ``key`` is the duplicate, ``first`` and ``second`` the two elements' indices.
+    """
+
+    def __init__(self, task: str, key: str, first: int, second: int, expression: str) -> None:
+        self.task, self.key, self.first, self.second = task, key, first, second
+        super().__init__(
+            f"task {task!r} key={expression}: key {key!r} is not unique: elements {first} "
+            f"and {second} both have it; a key names one element (the timeline, errors and "
+            "the cache use it), so make it unique, e.g. include more of the element in it"
+        )

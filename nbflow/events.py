@@ -176,6 +176,78 @@ class TaskProgress(Event):
     total: float | None = None
 
 
+@dataclass(slots=True)
+class SignalReceived(Event):
+    """A signal came into the run: ``handle.send``, ``nf.context().send``, the parent run
+    (a subflow's), or the run resumed (its signals; see :mod:`nbflow.waits`)."""
+
+    signal: str
+    value: Any = None
+    #: who sent it, in words ("handle.send", "task 'review'", "resumed from run 4f2c1a9e")
+    sender: str = ""
+
+
+@dataclass(slots=True)
+class TaskWaiting(Event):
+    """A task's dependencies are met and it waits for signals, holding no slot."""
+
+    task: str
+    signals: tuple[str, ...]
+    #: what it waits for, as the dashboard says it: ``'approved'``, ``'a' or 'b'``
+    description: str = ""
+
+
+@dataclass(slots=True)
+class TaskSignalled(Event):
+    """The signals a waiting task waited for came (``signals``: those it received): it
+    goes back to the ready queue."""
+
+    task: str
+    signals: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class IterationStarted(TaskStarted):
+    """An attempt of iteration ``iteration`` (2, 3, ...) of a loop task started (the first
+    iteration's attempts are plain :class:`TaskStarted` events)."""
+
+    iteration: int = 0
+
+
+@dataclass(slots=True)
+class IterationEnded(Event):
+    """An iteration of a loop task succeeded and another one follows."""
+
+    task: str
+    attempt: int
+    iteration: int
+    #: where the attempt ran, when the executor knows better than ``TaskStarted.worker``.
+    worker: str | None = None
+    #: run-clock time the attempt really began there (remote executors: after queueing).
+    began: float | None = None
+
+
+@dataclass(slots=True)
+class SubflowStarted(Event):
+    """A subflow task started a child run (``child_run``) of flow ``flow``."""
+
+    task: str
+    child_run: str
+    flow: str
+    #: the child run's state, live (not stored: the store has the child run itself)
+    child: Any = None
+
+
+@dataclass(slots=True)
+class ElementKeyed(Event):
+    """Element ``element`` of fan-out task ``task`` is named ``key`` (its ``key=``): sent
+    once, before the element starts or is served from the cache."""
+
+    task: str
+    element: int
+    key: str
+
+
 Subscriber = Callable[[Event], Any]
 
 

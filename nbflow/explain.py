@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .lifecycle import TaskState
+from .streams import stream_consumers
 
 if TYPE_CHECKING:
     from .run import Run
@@ -34,8 +35,10 @@ def explain(run: Run, task: str) -> str:
             upstream,
             key=lambda d: state.tasks[d].ended_t or -1.0,
         )
+        streamed = _streamed_from(run, task)
         described = ", ".join(
-            f"{d} ({state.tasks[d].state.value}"
+            f"{d} ({'streaming its elements into it, then ' if d in streamed else ''}"
+            f"{state.tasks[d].state.value}"
             + (f" at {state.tasks[d].ended_t:.3f}s" if state.tasks[d].ended_t is not None else "")
             + ")"
             for d in waited
@@ -55,6 +58,14 @@ def explain(run: Run, task: str) -> str:
     lines.append(
         f"It became ready at {record.queued_t:.3f}s and started at {record.started_t:.3f}s."
     )
+    if task in state.signalled:  # it waited for signals, holding no worker meanwhile
+        began, came = state.signalled[task]
+        what = f"signal(s) {plan.specs[task].wait_for}" if plan is not None else "its signals"
+        lines.append(
+            f"It waited for {what} from {began:.3f}s, holding no worker; they came at {came:.3f}s."
+            if began is not None
+            else f"Its {what} had come already."
+        )
     rivals = [
         r
         for r in state.tasks.values()
@@ -71,6 +82,8 @@ def explain(run: Run, task: str) -> str:
         and r.started_seq is not None
         and r.queued_seq < record.started_seq
         and record.queued_seq < r.started_seq < record.started_seq
+        # a task waiting for signals competed for a worker only once they came
+        and (task not in state.signalled or (r.started_t or 0) >= state.signalled[task][1])
     ]
     strategy = getattr(run._strategy, "name", "priority")
     if plan is not None:
@@ -96,3 +109,18 @@ def explain(run: Run, task: str) -> str:
             + (f" and took {record.attempts} attempt(s)." if record.attempts else ".")
         )
     return " ".join(lines)
+
+
+def _streamed_from(run: Run, task: str) -> set[str]:
+    """The upstream tasks ``task`` streamed from in ``run``: producers it may stream from
+    (:mod:`nbflow.streams`) that had not ended when it was queued."""
+    plan, state = run._plan, run.state
+    queued = state.tasks[task].queued_t
+    if plan is None or queued is None:
+        return set()
+    found = set()
+    for producer, consumers in stream_consumers(plan).items():
+        ended = state.tasks[producer].ended_t
+        if task in consumers and (ended is None or ended > queued):
+            found.add(producer)
+    return found

@@ -1,11 +1,12 @@
 """Fan-out / fan-in: run one function per element with a sliding window.
 
 A sliding window keeps ``concurrency`` elements in flight: as soon as one ends, the next
-starts (unlike batches, where one slow element holds back the whole batch). An optional
-``rate`` caps how many elements start per second. Results come back in input order. An
-optional ``until`` (:class:`Until`) stops the window early: no further element starts, and
-the elements in flight are cancelled or run to their end (``complete_when``, see
-:mod:`nbflow.completion`).
+starts (unlike batches, where one slow element holds back the whole batch). Elements may
+arrive while others run (:func:`window` reads them from an async iterator: a streaming
+source, see :mod:`nbflow.streams`). An optional ``rate`` caps how many elements start per
+second. Results come back in input order. An optional ``until`` (:class:`Until`) stops the
+window early: no further element starts, and the elements in flight are cancelled or run to
+their end (``complete_when``, see :mod:`nbflow.completion`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -61,45 +62,99 @@ async def sliding_window(
     rate: float | None = None,
     until: Until | None = None,
 ) -> list[ElementOutcome]:
-    """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once.
-
-    Errors are collected per element, never raised here, ``CancelledError`` an element
-    raised itself included; cancelling the awaiting task cancels every element. With
-    ``until``, the window stops when ``until.holds(...)`` says so: no further element starts
-    (``run_one`` may raise :class:`Withdrawn` for one it was about to start) and the lanes
-    still running an element are cancelled (``until.cancel_rest``) or awaited; the outcomes
-    of elements that ended are returned either way.
-    """
+    """Call ``run_one(i, item)`` for every item, at most ``concurrency`` at once (see
+    :func:`window`, which this is for a list)."""
     elements = list(items)
-    outcomes: list[ElementOutcome | None] = [None] * len(elements)
+    return await window(enumerate(elements), run_one, concurrency=concurrency, rate=rate,
+                        until=until, size=len(elements))  # fmt: skip
+
+
+async def window(
+    elements: Iterator[tuple[int, Any]] | AsyncIterator[tuple[int, Any]],
+    run_one: Callable[[int, Any], Awaitable[Any]],
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    until: Until | None = None,
+    size: int | None = None,
+) -> list[ElementOutcome]:
+    """Call ``run_one(index, item)`` for each ``(index, item)`` of ``elements``, at most
+    ``concurrency`` at once; the outcomes, by index.
+
+    ``elements`` is an iterator, or an async iterator when elements may arrive while others
+    run (a streaming source: see :mod:`nbflow.streams`); ``size``, when known, is how many
+    it yields. Errors are collected per element, never raised here, ``CancelledError`` an
+    element raised itself included; cancelling the awaiting task cancels every element and
+    closes ``elements``. An error ``elements`` raises (a bad element) cancels the elements in
+    flight and is raised. With ``until``, the window stops when ``until.holds(...)`` says
+    so: no further element starts (``run_one`` may raise :class:`Withdrawn` for one it was
+    about to start) and the elements still running are cancelled (``until.cancel_rest``)
+    or awaited; the outcomes of elements that ended are returned either way.
+    """
+    outcomes: dict[int, ElementOutcome] = {}
     if until is not None and until.holds(None):
+        await _close(elements)
         return []
-    source = iter(enumerate(elements))
+    plain = elements if isinstance(elements, Iterator) else None  # read with next()
+    take = _taker(elements)
     loop = asyncio.get_running_loop()
     interval = 1.0 / rate if rate else 0.0
     next_start = [loop.time()]
     lanes: list[asyncio.Task[None]] = []
+    idle: set[asyncio.Task[None]] = set()  # lanes waiting for their next element
+    failure: list[BaseException] = []
     stopped = False
+    group: asyncio.TaskGroup
 
-    async def lane() -> None:
+    def stop(cancel: bool) -> None:
         nonlocal stopped
-        for index, item in source:  # the shared iterator hands each element to one lane
+        stopped = True
+        me = asyncio.current_task()
+        for lane in lanes:  # idle lanes wait for an element that will not start: end them
+            if lane is not me and (cancel or lane in idle):
+                lane.cancel()
+
+    def add_lane() -> None:
+        lane = group.create_task(run_lane())
+        lanes.append(lane)
+
+    async def run_lane() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not stopped:
+            try:
+                if plain is not None:
+                    found: Any = next(plain, _END)
+                else:  # it may wait for the next element to arrive: idle meanwhile
+                    idle.add(me)
+                    try:
+                        found = await take()
+                    finally:
+                        idle.discard(me)
+            except Exception as error:
+                failure.append(error)  # a bad element: the window fails
+                stop(True)
+                return
+            if found is _END or stopped:
+                return
+            if width is None and not idle:
+                add_lane()  # unbounded: a lane waits for the next element meanwhile
+            index, item = found
             if interval:
                 wait = next_start[0] - loop.time()
                 next_start[0] = max(next_start[0], loop.time()) + interval
                 if wait > 0:
                     await asyncio.sleep(wait)
-            if stopped:
-                return
+                if stopped:
+                    return
             try:
                 outcome = ElementOutcome(index, True, await run_one(index, item))
             except asyncio.CancelledError as cancelled:
-                lane_task = asyncio.current_task()
-                if lane_task is not None and lane_task.cancelling():
+                if me.cancelling():
                     raise  # the window is being cancelled
                 # The element raised CancelledError itself: its failure. (Re-raised, it
                 # would end this lane as cancelled, which the TaskGroup ignores: the
-                # element, and the lane's remaining elements, would vanish from the results.)
+                # element would vanish from the results.)
                 outcome = ElementOutcome(index, False, error=cancelled)
             except Withdrawn:
                 return
@@ -107,20 +162,44 @@ async def sliding_window(
                 outcome = ElementOutcome(index, False, error=error)
             outcomes[index] = outcome
             if until is not None and not stopped and until.holds(outcome):
-                stopped = True
-                if until.cancel_rest:
-                    for other in lanes:
-                        if other is not asyncio.current_task():
-                            other.cancel()
-                else:
+                stop(until.cancel_rest)
+                if not until.cancel_rest:
                     await until.settle()
 
-    width = min(concurrency or len(elements), len(elements))
-    if width:
+    width = concurrency if concurrency else size  # None: lanes start as elements arrive
+    try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(width):
-                lanes.append(group.create_task(lane()))
-    return [o for o in outcomes if o is not None]
+            for _ in range(width if width is not None else 1):
+                add_lane()
+    finally:
+        await _close(elements)
+    if failure:
+        raise failure[0]
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+_END = object()
+
+
+def _taker(
+    elements: Iterator[tuple[int, Any]] | AsyncIterator[tuple[int, Any]],
+) -> Callable[[], Awaitable[Any]]:
+    """What a lane awaits for its next element (``_END`` when there is none) from an async
+    iterator, which the lanes share under a lock (one lane reads it at a time). (A plain
+    iterator is read with ``next()``, in one step.)"""
+    lock = asyncio.Lock()
+
+    async def take() -> Any:
+        async with lock:
+            return await anext(elements, _END)  # type: ignore[arg-type]
+
+    return take
+
+
+async def _close(elements: Any) -> None:
+    aclose = getattr(elements, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def fan_out(

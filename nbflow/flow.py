@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
 import threading
 import time
@@ -23,7 +24,7 @@ from .engine import Engine
 from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
-from .identity import FlowIdentity, Identities, flow_version
+from .identity import FlowIdentity, Identities, Identity, Part, flow_version, sha
 from .lines import LogCapture
 from .lines import resolve as resolve_logs
 from .locks import Locks, check_executor
@@ -33,6 +34,9 @@ from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
 from .strategies import resolve_strategy
+from .streams import check_generators
+from .subflows import check_cycles, planned_subflows, revisions, subflows_of
+from .waits import resumed
 
 
 def _tell_interrupted(run: Run) -> None:
@@ -44,6 +48,38 @@ def _tell_interrupted(run: Run) -> None:
         f"{finished} of {len(run.states)} tasks had finished. The run is flow.last_run.",
         file=sys.stderr,
     )
+
+
+#: The flows being identified in this context, innermost last: a flow that contains itself
+#: is identified once (its inner occurrences count by their definition's hash).
+_identifying: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "nbflow_identifying", default=()
+)
+
+
+def _subflow_identity(own: Identity, sub: Any) -> Identity:
+    """The identity of a subflow task: its options' (``own``), its depth limit and inputs,
+    and its child flow's version as of now (the child's tasks, their code and what they
+    depend on), so a change in the child re-runs the task on resume and misses the cache."""
+    child = sub.flow
+    if id(child) in _identifying.get():  # a recursion: the outer identification covers it
+        version = "recursive:" + child.spec_version
+    else:
+        token = _identifying.set((*_identifying.get(), id(child)))
+        try:
+            version = child.identify().version
+        finally:
+            _identifying.reset(token)
+    option_parts = tuple(p for p in own.parts if p.path.startswith("option "))
+    parts = (
+        Part(f"subflow {child.name}", sha("subflow", version), f"version {version[:8]}"),
+        Part("option subflow", sha(repr(sub.max_depth), repr(sorted(sub.inputs.items()))),
+             f"max_depth={sub.max_depth} inputs={sub.inputs}"),
+        *option_parts,
+    )  # fmt: skip
+    bad = tuple(b for b in own.unhashable if b[0].startswith("option "))
+    digest = None if bad else sha("\n".join(f"{p.path}={p.digest}" for p in parts))
+    return Identity(digest, parts, bad)
 
 
 class Flow(Definition):
@@ -98,7 +134,7 @@ class Flow(Definition):
         self.locks = locks
         self.middleware: list[Any] = []
         self.bus = EventBus()
-        self._plan_cache: tuple[int, Plan] | None = None
+        self._plan_cache: tuple[Any, Plan] | None = None
         # Task identities, remembered between runs of this flow (see nbflow.identity).
         self._identities = Identities()
         #: The last run started by run(), arun() or start(), also when it was interrupted.
@@ -133,7 +169,15 @@ class Flow(Definition):
         """
         cached = self._plan_cache
         if cached is None or cached[0] != self.revision:
-            cached = self._plan_cache = (self.revision, build_plan(self))
+            key: Any = self.revision
+            subflows = subflows_of(self)
+            if subflows:  # a plan is valid until this flow or one it contains changes
+                key = (self.revision, revisions(self))
+                if cached is not None and cached[0] == key:
+                    return cached[1]
+                for name in subflows:  # their parameters are their child's inputs: anew
+                    self.tasks[name]._spec = None
+            cached = self._plan_cache = (key, build_plan(self))
         return cached[1]
 
     def identify(self, plan: Plan | None = None) -> FlowIdentity:
@@ -145,6 +189,8 @@ class Flow(Definition):
         plan = plan or self.plan()
         found = self._identities.tasks(plan.identity_calls())
         tasks = dict(zip(plan.names, found, strict=True))
+        for name, sub in planned_subflows(plan).items():  # a subflow is what its child is
+            tasks[name] = _subflow_identity(tasks[name], sub)
         return FlowIdentity(flow_version(plan.spec_version + self._version_extra(), tasks), tasks)
 
     def _version_extra(self) -> str:
@@ -154,6 +200,12 @@ class Flow(Definition):
     def validate(self, variables: Mapping[str, Any] | None = None) -> Plan:
         """Raise every definition error now, as a run would before starting any task."""
         plan = self.plan()
+        subflows = planned_subflows(plan)
+        if subflows:
+            check_cycles(self)
+            for sub in subflows.values():  # a child's definition errors, now
+                if isinstance(sub.flow, Flow):
+                    sub.flow.plan()
         check_inputs(plan, dict(variables or {}))
         if self.pool is not None:
             for name in plan.names:
@@ -249,6 +301,7 @@ class Flow(Definition):
         run_id = uuid.uuid4().hex
         executor = executor if executor is not None else self.executor
         check_executor(plan, executor)  # lock= needs the executor's locks off the kernel
+        check_generators(plan, executor)  # generator tasks stream from the kernel only
         # What every task depends on, read now, as the run starts: a cell that changes a
         # global while the run goes on does not change this run's versions.
         identity = self.identify(plan)
@@ -278,6 +331,12 @@ class Flow(Definition):
             hooks=hooks,
             locks=self.locks,
         )
+        if engine.waits is not None and durable is not None:
+            source = durable.recorder.context.resumed_from
+            if source is not None:  # the signals of the run it resumes (nbflow.waits)
+                engine.inherited = resumed(
+                    engine.waits, durable.store.event_objects(source), source
+                )
         run = Run(engine.state, plan, chosen, executor=engine.executor, durable=durable)
         return engine, run
 
@@ -331,6 +390,7 @@ class Flow(Definition):
         observers: list[Any] | None = None,
         *,
         shown: bool | None = None,
+        child: bool = False,
     ) -> Run:
         """Run ``engine`` (shown live if ``show``) and return its :class:`Run`.
 
@@ -338,8 +398,10 @@ class Flow(Definition):
         run (which is known only after the run ended, when the store has answered).
         ``shown``: a dashboard shows the run (default: ``show``), so tasks' prints need no
         echo.
+        ``child``: a subflow's run (nbflow.children), which is not ``last_run``.
         """
-        self.last_run = run
+        if not child:
+            self.last_run = run
         observers = [] if observers is None else observers
         if show:
             observers.append(self._show(run, engine))

@@ -13,8 +13,10 @@ import ast
 import inspect
 from typing import Any
 
+from . import mapping
 from .errors import ConditionError, describe
 from .graph import Gate, Plan
+from .loops import parse_until
 
 
 class GateContext:
@@ -88,19 +90,29 @@ def needs_local(plan: Plan) -> frozenset[str]:
         spec = plan.specs[name]
         for gate in plan.gates[name]:
             condition = gate.condition
-            if condition is None or _reads_all_results(condition.tree):
+            if condition is None or reads_all_results(condition.tree):
                 names.update(plan.upstream[name])
             else:
                 names.update(condition.referenced_tasks(plan.upstream[name]))
-        if spec.fan_out:
-            names.update(dep for param, dep in plan.data_params[name] if param == spec.fan_out)
+        if spec.fan_out is not None:
+            names.update(s for _, s in mapping.pairs(spec.fan_out) if s in plan.specs)
         if spec.cache:
             names.add(name)
             names.update(dep for _, dep in plan.data_params[name])
+        if spec.max_iterations is not None:  # its until= reads each iteration's result,
+            names.add(name)  # and the upstream results it names (a callable: any of them)
+            if spec.until is None:
+                names.update(plan.upstream[name])
+            else:
+                condition = parse_until(name, spec.until)
+                if reads_all_results(condition.tree):
+                    names.update(plan.upstream[name])
+                else:
+                    names.update(condition.referenced_tasks(plan.upstream[name]))
     return frozenset(names)
 
 
-def _reads_all_results(tree: ast.AST) -> bool:
+def reads_all_results(tree: ast.AST) -> bool:
     """Whether a condition uses ``results`` other than as ``results['<constant>']``."""
     keyed = {
         id(node.value)

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import mapping
 from .collector import paused_gc
 from .conditions import Condition, constant_key, parse_condition
+from .element_keys import Keys
 from .errors import (
     CycleError,
     DefinitionError,
@@ -35,6 +37,8 @@ from .errors import (
 )
 from .identity import identity_options
 from .joins import check_plan as check_joins
+from .loops import PREVIOUS, check_until_names, parse_until
+from .signals import check_choices, check_wait_for
 from .spec import ParamSpec, TaskSpec, parameters
 
 if TYPE_CHECKING:
@@ -55,6 +59,9 @@ _IDENTITY_FIELDS = (
     "cache_ignore",
     "complete_when",
     "cancel_rest",
+    "until_fn",
+    "until",
+    "max_iterations",
 )
 
 
@@ -199,6 +206,28 @@ def _more(
     return found
 
 
+def _add_sources(
+    fan_out: Any,
+    name: str,
+    known: set[str],
+    data: list[tuple[str, str]],
+    free: list[ParamSpec],
+    pair_of: Callable[[str], tuple[str, str]],
+) -> None:
+    """Add the sources of ``name``'s renamed element parameters to its inputs: a task's
+    result as a data input named after the task, a run variable as a free one (the
+    fan-out reads both by the source's name, see :mod:`nbflow.mapped`)."""
+    have = {p for p, _ in data} | {p.name for p in free}
+    for param, source in mapping.pairs(fan_out):
+        if param == source or source in have:
+            continue
+        have.add(source)
+        if source in known and source != name:
+            data.append(pair_of(source))
+        else:
+            free.append(ParamSpec(name=source, has_default=False, kind="keyword_only"))
+
+
 def build_plan(definition: Definition) -> Plan:
     """Resolve and validate ``definition`` into a :class:`Plan`.
 
@@ -207,8 +236,7 @@ def build_plan(definition: Definition) -> Plan:
         ConditionError: a condition uses a name that is neither an upstream task nor
             ``results``/``vars``.
         CycleError: the dependencies form a cycle (its message shows it: ``a -> b -> a``).
-        DefinitionError: ``fan_out`` names a parameter that no upstream task fills, or an
-            ``at_least(n)`` join has fewer than n upstream tasks.
+        DefinitionError: an ``at_least(n)`` join has fewer than n upstream tasks.
     """
     with paused_gc():  # a few containers per task, no garbage: no collections
         return _build_plan(definition)
@@ -227,6 +255,7 @@ def _build_plan(definition: Definition) -> Plan:
     free_params: dict[str, tuple[ParamSpec, ...]] = dict.fromkeys(names, ())
     extra: dict[str, dict[str, None]] = {}
     gates: dict[str, list[Gate]] = {}
+    waiting = False  # some task waits for signals
     # One (parameter, task) tuple per task name, shared by all its readers; made in C.
     pair_of = dict(zip(names, zip(names, names, strict=True), strict=True)).__getitem__
 
@@ -234,9 +263,13 @@ def _build_plan(definition: Definition) -> Plan:
         name, condition = task._name, task.condition
         values = task._spec.__dict__  # the fields, without attribute lookups
         params = values["params"]
+        fan_out = values["fan_out"]
+        # Element parameters named freely (fan_out={"repo": "repos"}) are filled by the
+        # fan-out, never a dependency; their sources are (below).
+        elements = mapping.renamed(fan_out)
         if params:
             param_names = tuple(map(_param_name, params))
-            if known.issuperset(param_names) and name not in param_names:
+            if known.issuperset(param_names) and name not in param_names and not elements:
                 # Every parameter names another task (the usual case; a fan-in of 10,000
                 # parameters too): all in C.
                 data_params[name] = tuple(map(pair_of, param_names))
@@ -245,10 +278,14 @@ def _build_plan(definition: Definition) -> Plan:
                 data: list[tuple[str, str]] = []
                 free: list[ParamSpec] = []
                 for param, param_name in zip(params, param_names, strict=True):
+                    if param_name in elements:
+                        continue
                     if param_name in known and param_name != name:
                         data.append(pair_of(param_name))
                     else:
                         free.append(param)
+                if elements:
+                    _add_sources(fan_out, name, known, data, free, pair_of)
                 if data:
                     data_params[name] = tuple(data)
                     upstream[name] = tuple([p for p, _ in data])
@@ -258,12 +295,9 @@ def _build_plan(definition: Definition) -> Plan:
             if dep not in known:
                 raise MissingDependencyError(name, dep, known - {name}, field="after")
             _more(extra, upstream, name)[dep] = None
-        fan_out = values["fan_out"]
-        if fan_out is not None and fan_out not in dict(data_params[name]):
-            raise DefinitionError(
-                f"task {name!r} fan_out={fan_out!r}: that parameter must name an upstream "
-                f"task whose result is iterable; tasks are {sorted(known - {name})}"
-            )
+        if values["wait_for"] is not None or values["max_iterations"] is not None:
+            _own_inputs(name, values, known, free_params)
+            waiting = waiting or values["wait_for"] is not None
         if condition is not None:
             # sorted: a set's order differs between processes, the plan's must not
             for dep in sorted(condition.referenced_tasks(known)):
@@ -302,6 +336,12 @@ def _build_plan(definition: Definition) -> Plan:
         for gate in task_gates:
             if gate.condition is not None:
                 gate.condition.check_names(upstream[name])
+    if waiting:
+        check_choices(specs.values())
+    for task in tasks:
+        until = task._options.until
+        if until is not None:
+            check_until_names(parse_until(task._name, until), upstream[task._name])
 
     # Each edge appends the task to its upstream's list: in C (map over the upstream names),
     # since a flow of 100,000 tasks has a few hundred thousand edges.
@@ -332,6 +372,29 @@ def _build_plan(definition: Definition) -> Plan:
     return plan
 
 
+def _own_inputs(
+    name: str,
+    values: dict[str, Any],
+    known: set[str],
+    free_params: dict[str, tuple[ParamSpec, ...]],
+) -> None:
+    """Take the parameters the engine fills itself out of a task's free parameters: the
+    signals it waits for (:mod:`nbflow.signals`) and a loop's ``previous``.
+
+    Raises:
+        DefinitionError: a signal named like a task (see
+            :func:`~nbflow.signals.check_wait_for`).
+    """
+    own: set[str] = set()
+    wait = values["wait_for"]
+    if wait is not None:
+        check_wait_for(name, wait, None, known)  # its parameters: checked by the DSL
+        own.update(wait.signals)
+    if values["max_iterations"] is not None:
+        own.add(PREVIOUS)
+    free_params[name] = tuple(p for p in free_params[name] if p.name not in own)
+
+
 def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
     """Check that every non-task parameter has a run variable or a default, and that no run
     variable is a misspelling of one that something reads.
@@ -340,11 +403,16 @@ def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
         MissingInputError: names the task, the parameter, and a close task name if any.
         UnknownVariableError: a variable nothing reads is a close match of one that a task
             parameter, a condition or a template reads (``mdoe`` for ``mode``).
+        FanOutError: a run variable that a fan-out maps over is not a collection, or (when
+            all of a fan-out's sources are run variables) a zip of unequal lengths or a
+            ``key=`` that is not unique (see :func:`check_variable_sources`).
     """
     for name in plan.with_free_params():  # not every task: this runs before every run
         for param in plan.free_params[name]:
             if not param.has_default and param.name not in variables and param.name != "worker":
                 raise MissingInputError(name, param.name, plan.names)
+    for name in plan.table("variable_fan_outs", lambda: _variable_fan_outs(plan)):
+        check_variable_sources(plan, name, variables)
     readable = plan.table("readable_variables", lambda: _readable_variables(plan))
     if readable is None:
         return  # some condition reads variables by computed names: any name may be read
@@ -353,6 +421,52 @@ def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
             suggestion = closest(str(variable), readable)
             if suggestion is not None:
                 raise UnknownVariableError(str(variable), suggestion)
+
+
+def readable_variables(plan: Plan) -> frozenset[str] | None:
+    """Every run variable something in ``plan`` can read (None: any name may be read), made
+    once per plan (see :func:`_readable_variables`)."""
+    return plan.table("readable_variables", lambda: _readable_variables(plan))
+
+
+def _variable_fan_outs(plan: Plan) -> tuple[str, ...]:
+    """Fan-out tasks that map over a run variable (or a parameter's default)."""
+    found = []
+    for name in plan.names:
+        fan_out = plan.specs[name].fan_out
+        if fan_out is not None and any(s not in plan.specs for _, s in mapping.pairs(fan_out)):
+            found.append(name)
+    return tuple(found)
+
+
+def check_variable_sources(plan: Plan, name: str, variables: Mapping[str, Any]) -> None:
+    """Check the run-variable sources of fan-out task ``name`` before any task runs: each
+    must be a collection (:func:`~nbflow.mapping.check_source`); when every source is one,
+    the elements are known now, so a zip of unequal lengths and a duplicate ``key=`` are
+    refused now too.
+
+    Raises:
+        FanOutError: as above (:class:`~nbflow.errors.DuplicateKeyError` for a key).
+    """
+    spec = plan.specs[name]
+    fan_out = spec.fan_out
+    assert fan_out is not None
+    given = task_variables(plan, name, variables)
+    pairs = mapping.pairs(fan_out)
+    lists = []
+    for _, source in pairs:
+        if source in plan.specs:
+            continue
+        value = given[source]  # check_inputs made sure it is there
+        mapping.check_source(name, fan_out, source, value, "run variable")
+        lists.append(list(value))
+    if len(lists) < len(pairs):
+        return  # some source is a task: its elements are known when it has run
+    elements = mapping.combine_lists(fan_out, name, lists)
+    if spec.key is not None or spec.key_fn is not None:
+        keys = Keys(name, spec.key, spec.key_fn, tuple(p for p, _ in pairs))
+        for index, values in enumerate(elements):
+            keys.key(index, values)
 
 
 def _readable_variables(plan: Plan) -> frozenset[str] | None:

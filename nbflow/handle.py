@@ -8,6 +8,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .runtime import run_blocking, running_loop
+from .signals import SignalError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -72,6 +73,24 @@ class RunHandle:
             self.engine.cancel()
         else:
             loop.call_soon_threadsafe(self.engine.cancel)
+
+    def send(self, signal: str, value: Any = True) -> None:
+        """Send ``signal`` (with ``value``) to the run: the tasks waiting for it start, and a
+        task that waits for it later takes it (unless it is ``transient``). Works from any
+        cell or thread while the run goes on, also before it began (see
+        :mod:`nbflow.waits`).
+
+        Raises:
+            SignalError: no task of the flow (or of its subflows) waits for ``signal`` (with
+                a close match), or the run is over.
+        """
+        waits = self.engine.waits
+        if waits is None:
+            raise SignalError(
+                f"send({signal!r}): no task of flow {self.run.flow!r} waits for a signal "
+                "(wait_for=...)"
+            )
+        waits.send(self.engine, signal, value, "handle.send")
 
     def _finished(self) -> Run:
         for observer in self._observers:

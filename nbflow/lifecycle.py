@@ -53,7 +53,11 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.PENDING: frozenset({S.QUEUED, S.SKIPPED, S.UPSTREAM_FAILED, S.CANCELLED}),
     # queued -> failed: a `when` condition that raises fails the task before it starts.
     S.QUEUED: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED, S.CACHED, S.SUCCEEDED, S.FAILED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.RETRYING, S.CANCELLED, S.CACHED}),
+    # running -> skipped / upstream_failed: a fan-out whose streaming source did not
+    # succeed while its elements ran (see nbflow.streams).
+    S.RUNNING: frozenset(
+        {S.SUCCEEDED, S.FAILED, S.RETRYING, S.CANCELLED, S.CACHED, S.SKIPPED, S.UPSTREAM_FAILED}
+    ),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
     **{state: frozenset() for state in TERMINAL},
 }

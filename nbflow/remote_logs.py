@@ -51,6 +51,8 @@ class WorkerAttempt:
     False: the kernel cancels the Dask task itself)."""
 
     __slots__ = ("output", "plan", "run_id")
+    #: Signals, ``ctx.cancel()`` and ``ctx.finish()`` are the kernel's (TaskContext refuses).
+    on_worker = True
 
     def __init__(self, observed: Observed, output: WorkerOutput) -> None:
         self.run_id = observed.run_id

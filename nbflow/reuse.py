@@ -47,6 +47,8 @@ def why(run: Run, task: str) -> str:
     store = durable.store
     if state is TaskState.CACHED and decision is not None and decision.source is not None:
         return _reused(decision.kind, decision.source, identity)
+    if decision is not None and decision.kind == "elements":  # a fan-out cached per element
+        return "ran: " + decision.reason
     if identity.digest is None:
         path, reason = identity.unhashable[0]
         return f"ran: {path} cannot be hashed ({reason}), so this task is never reused"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskFailedError
-from .lazy import LazyValues, is_lazy
+from .lazy import LazyValues
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .state import RunState
 
@@ -68,8 +68,23 @@ class Run:
 
     @property
     def parent_run(self) -> str | None:
-        """Id of the run whose end started this one (a chained flow), else None."""
+        """Id of the run that started this one: a chained flow's upstream run, a subflow's
+        parent run; else None."""
         return self._state.parent_run
+
+    @property
+    def children(self) -> dict[str, list[Run]]:
+        """Subflow task -> the child runs it started (one per attempt or loop iteration),
+        live while they run (see :mod:`nbflow.subflows`)."""
+        return {
+            task: [Run(child) for child in runs if child is not None]
+            for task, runs in self._state.children.items()
+        }
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        """Signal -> the last value the run received of it (see :mod:`nbflow.waits`)."""
+        return dict(self._state.signals)
 
     @property
     def flow_version(self) -> str:
@@ -105,7 +120,8 @@ class Run:
             self._results_cache = (self._state.last_seq, values)
         if self._materialize is not None:
             return RemoteResults(values, self._materialize, self._fetched)
-        if self._durable is not None and any(map(is_lazy, values.values())):
+        if self._durable is not None and self._durable.hooks.served:
+            # Results served from the store are read when first needed.
             return LazyValues(values)
         return values
 
@@ -138,13 +154,35 @@ class Run:
         }
 
     @property
-    def element_errors(self) -> dict[str, dict[int, BaseException]]:
-        """Fan-out task -> {element index: error} for elements that failed for good.
+    def element_errors(self) -> dict[str, dict[int | str, BaseException]]:
+        """Fan-out task -> {element: error} for elements that failed for good; an element
+        is its key when the task has ``key=``, else its index.
 
         With ``allow_partial=True`` the task succeeds with the successes only; its failed
         elements are reported here.
         """
-        return {n: dict(r.element_errors) for n, r in self._state.tasks.items() if r.element_errors}
+        return {
+            n: _by_key(r, r.element_errors)
+            for n, r in self._state.tasks.items()
+            if r.element_errors
+        }
+
+    def elements(self, task: str) -> dict[int | str, Any]:
+        """The results of fan-out task ``task``'s elements that succeeded, in element order,
+        by key (``key=``) or else by index: ``run.elements("fetch")["nbflow"]``.
+
+        Elements that ended after a ``complete_when`` held are here too (the task's own
+        result leaves them out). On a remote executor each value is fetched as it is read
+        here.
+
+        Raises:
+            KeyError: ``task`` is not a task of the run.
+        """
+        record = self._state.tasks[task]
+        found = _by_key(record, record.element_results or {})
+        if self._materialize is not None:
+            return {k: self._materialize(v) for k, v in found.items()}
+        return found
 
     @property
     def tracebacks(self) -> dict[str, str]:
@@ -180,9 +218,11 @@ class Run:
         """One row per attempt: task, attempt, status, start, end, duration_s, worker, error.
 
         ``start``/``end`` are timestamps (``end`` is NaT while an attempt runs); fan-out
-        elements appear as ``task[i]``; a cached result is one row with status ``cached``
-        (a fan-out task's too). Two more columns: ``element`` (the element's index, a
-        nullable ``Int64``: ``<NA>`` for a task's own attempt) and ``base_task``.
+        elements appear as ``task[i]`` (``task[key]`` with ``key=``); a cached result is
+        one row with status ``cached`` (a fan-out task's too, and a cached element's).
+        Three more columns: ``element`` (the element's index, a nullable ``Int64``:
+        ``<NA>`` for a task's own attempt), ``base_task``, and ``key`` (the element's key,
+        or None).
         """
         import pandas as pd
 
@@ -200,10 +240,11 @@ class Run:
                 r.error,
                 r.element,
                 r.base,
+                _key(s, r.base, r.element),
             )
             for r in s.rows
         ]
-        frame = pd.DataFrame(rows, columns=[*TIMELINE_COLUMNS, "element", "base_task"])
+        frame = pd.DataFrame(rows, columns=[*TIMELINE_COLUMNS, "element", "base_task", "key"])
         frame["duration_s"] = frame["duration_s"].astype(float)
         frame["element"] = frame["element"].astype("Int64")  # 0, 1, ... beside <NA>, not 0.0
         return frame
@@ -272,6 +313,19 @@ class Run:
         from .summary import run_summary_html
 
         return run_summary_html(self)
+
+
+def _key(state: RunState, task: str, element: int | None) -> str | None:
+    if element is None:
+        return None
+    keys = state.tasks[task].element_keys
+    return keys.get(element) if keys else None
+
+
+def _by_key(record: Any, by_index: Mapping[int, Any]) -> dict[int | str, Any]:
+    """``by_index`` in element order, keyed by the elements' keys when they have some."""
+    keys = record.element_keys
+    return {(keys.get(i, i) if keys else i): by_index[i] for i in sorted(by_index)}
 
 
 class RemoteResults(Mapping[str, Any]):

@@ -183,12 +183,19 @@ def push_back(state: SchedulerState, items: Iterable[tuple[Any, str]]) -> None:
 
 
 def complete(
-    plan: Plan, state: SchedulerState, name: str, outcome: TaskState, key: Key
+    plan: Plan,
+    state: SchedulerState,
+    name: str,
+    outcome: TaskState,
+    key: Key,
+    streamed: tuple[str, ...] | None = None,
 ) -> Transition:
     """Record that ``name`` ended in ``outcome``; propagate through trigger rules.
 
     Mutates ``state`` (call it from one thread only). Skips and upstream failures cascade:
     a task resolved here is itself completed, so its dependants are decided too.
+    ``streamed``: the dependants that :func:`opened` counted ``name`` for already; its
+    success does not count for them again (a failure does: it decides the undecided ones).
     """
     transition = None
     # Read straight from the memo on this hot path; plan.table makes it the first time.
@@ -201,7 +208,12 @@ def complete(
         state.outcome[current] = result
         decided.add(current)
         column = _COLUMN[result]
-        for child in plan.downstream[current]:
+        children = plan.downstream[current]
+        if streamed is not None:  # only for `name` itself, and only its success
+            if column == OK:
+                children = tuple(c for c in children if c not in streamed)
+            streamed = None
+        for child in children:
             need = needs[child]
             if need and column == OK:
                 # decide() for the default rule and a success, inline (the hot case): one
@@ -283,6 +295,30 @@ def _partial_join(
         left = state.readers_left.get(join, len(readers))
     verdict = decide(plan.specs[join].trigger, len(plan.upstream[join]) - len(readers), counts)
     return None if verdict is READY and left else verdict
+
+
+def opened(plan: Plan, state: SchedulerState, name: str, consumers: tuple[str, ...], key: Key
+           ) -> Transition:  # fmt: skip
+    """``name`` began to stream its elements: count it as a success for ``consumers`` (its
+    fan-out dependants of the default rule that stream from it, see :mod:`nbflow.streams`),
+    which are queued once their other upstream tasks succeeded too.
+
+    Pass ``consumers`` again as ``streamed`` when ``name`` completes, so that its success
+    is not counted twice.
+    """
+    transition = Transition()
+    needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
+    left = state.left
+    for child in consumers:
+        if child in state.decided:
+            continue
+        still = left.get(child, needs[child]) - 1
+        if still:
+            left[child] = still
+        else:
+            left[child] = 0
+            _enqueue(state, child, key, transition)
+    return transition
 
 
 def column_of(outcome: TaskState) -> int:

@@ -29,7 +29,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .joins import check_trigger
 from .locks import check_lock_name
+from .mapping import FanOut, coerce
 from .retry import Retry, coerce_retry
+from .signals import WaitFor, coerce_wait_for
 
 TriggerRule = Literal["all_success", "all_done", "none_failed", "one_success", "one_failed"]
 WeightRule = Literal["absolute", "downstream", "upstream"]
@@ -54,7 +56,13 @@ class TaskOptions(BaseModel):
     when_fn: Callable[..., Any] | None = Field(default=None, exclude=True)
     #: one of :data:`TRIGGER_RULES`, or ``at_least(n)`` (:func:`nbflow.joins.at_least`)
     trigger: str = "all_success"
-    fan_out: str | None = None
+    #: what the task maps over: a parameter name, or a :class:`~nbflow.mapping.FanOut`
+    #: (renamed parameters, a cross product, a zip; see :mod:`nbflow.mapping`)
+    fan_out: str | FanOut | None = None
+    #: with ``fan_out``: each element's name, a safe expression over ``item`` (see
+    #: :mod:`nbflow.element_keys`); ``key_fn`` holds a callable ``key=`` instead
+    key: str | None = None
+    key_fn: Callable[..., Any] | None = Field(default=None, exclude=True)
     concurrency: int | None = Field(default=None, ge=1)
     rate: float | None = Field(default=None, gt=0)
     allow_partial: bool = False
@@ -65,6 +73,14 @@ class TaskOptions(BaseModel):
     complete_when: str | None = None
     #: tasks holding the same lock never run at the same time (see :mod:`nbflow.locks`)
     lock: str | None = None
+    #: signals the task waits for before it starts (see :mod:`nbflow.signals`)
+    wait_for: WaitFor | None = None
+    #: with ``wait_for``: a signal sent while the task is not waiting yet is not kept for it
+    transient: bool = False
+    #: a loop: run again with the previous result until this holds (see :mod:`nbflow.loops`)
+    until: str | None = None
+    until_fn: Callable[..., Any] | None = Field(default=None, exclude=True)
+    max_iterations: int | None = Field(default=None, ge=1)
     critical: bool = False
     tags: tuple[str, ...] = ()
     worker: str | None = None
@@ -102,6 +118,16 @@ class TaskOptions(BaseModel):
     def _known_trigger(cls, value: str) -> str:
         return check_trigger(value, TRIGGER_RULES)
 
+    @field_validator("fan_out", mode="before")
+    @classmethod
+    def _fan_out_form(cls, value: Any) -> str | FanOut | None:
+        return coerce(value)
+
+    @field_validator("wait_for", mode="before")
+    @classmethod
+    def _wait_for(cls, value: Any) -> WaitFor | None:
+        return coerce_wait_for(value)
+
     @field_validator("lock", mode="before")
     @classmethod
     def _lock_name(cls, value: Any) -> str | None:
@@ -119,10 +145,16 @@ class TaskOptions(BaseModel):
 
     @model_validator(mode="after")
     def _fan_out_options(self) -> TaskOptions:
-        if (self.concurrency is not None or self.rate is not None or self.allow_partial) and (
-            self.fan_out is None
-        ):
-            raise ValueError("concurrency, rate and allow_partial need fan_out='<parameter>'")
+        if (
+            self.concurrency is not None
+            or self.rate is not None
+            or self.allow_partial
+            or self.key is not None
+            or self.key_fn is not None
+        ) and self.fan_out is None:
+            raise ValueError("concurrency, rate, allow_partial and key need fan_out='<parameter>'")
+        if self.transient and self.wait_for is None:
+            raise ValueError("transient=True needs wait_for=... (the signals it applies to)")
         return self
 
 

@@ -2,8 +2,8 @@
 
 :class:`RunState` applies events in order (``state.apply(event)``). :class:`~nbflow.run.Run`,
 the timeline, the store and the dashboard all read this one state, so they always agree.
-Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``) are
-appended as attempts start and closed as they end.
+Attempt rows (one per task attempt, or per fan-out element attempt, labelled ``task[i]``, or
+``task[key]`` with ``key=``) are appended as attempts start and closed as they end.
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ class TaskRecord:
     element_errors: dict[int, BaseException] | None = None
     #: Their tracebacks (formatted, nbflow's frames still in), for the Tasks view.
     element_tracebacks: dict[int, str] | None = None
+    #: A fan-out task's elements' keys (``key=``) by index (None: no key).
+    element_keys: dict[int, str] | None = None
+    #: Results of a fan-out task's elements that succeeded, by index (None until one did).
+    element_results: dict[int, Any] | None = None
+
+    def element_label(self, index: int) -> str:
+        """How an element is shown: ``task[key]``, or ``task[index]`` without ``key=``."""
+        keys = self.element_keys
+        return f"{self.name}[{keys.get(index, index) if keys is not None else index}]"
 
     @property
     def duration(self) -> float | None:
@@ -99,6 +108,17 @@ class RunState:
     progress: dict[str | tuple[str, int], tuple[int, float, float | None]] = field(
         default_factory=dict
     )
+    #: Signals the run received: name -> the last value (see :mod:`nbflow.waits`).
+    signals: dict[str, Any] = field(default_factory=dict)
+    #: Tasks waiting for signals now -> what they wait for, in words.
+    waiting: dict[str, str] = field(default_factory=dict)
+    #: Tasks whose signals came -> (when they began to wait or None, when the signals came).
+    signalled: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    #: Loop tasks -> the iteration they are at (from 2: see :mod:`nbflow.iterations`).
+    iterations: dict[str, int] = field(default_factory=dict)
+    #: Subflow tasks -> the states of the child runs they started (one per attempt or
+    #: iteration), live (see :mod:`nbflow.children`).
+    children: dict[str, list[Any]] = field(default_factory=dict)
     last_seq: int = -1
     last_t: float = 0.0
     #: The moment a replay shows (run-clock seconds), set by :class:`nbflow.replay.Replayer`;
@@ -172,7 +192,7 @@ def _queued(s: RunState, e: ev.TaskQueued) -> None:
     record.state, record.queued_t, record.queued_seq = _QUEUED, e.t, e.seq
 
 
-def _started(s: RunState, e: ev.TaskStarted) -> None:
+def _started(s: RunState, e: ev.TaskStarted, label: str | None = None) -> None:
     record = s.tasks[e.task]
     if e.element is None:
         record.state = _RUNNING
@@ -185,13 +205,14 @@ def _started(s: RunState, e: ev.TaskStarted) -> None:
         if s.fan_out and e.task in s.fan_out:
             return  # a fan-out task's rows are its elements' attempts
         row = AttemptRow(
-            e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
+            label or e.task, e.attempt, "running", e.t, None, e.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
         s.open_rows[e.task] = row
         return
+    keys = record.element_keys  # (TaskRecord.element_label, inline: it runs per element)
     row = AttemptRow(
-        f"{e.task}[{e.element}]",
+        f"{e.task}[{keys.get(e.element, e.element) if keys is not None else e.element}]",
         e.attempt,
         "running",
         e.t,
@@ -216,13 +237,22 @@ def _retrying(s: RunState, e: ev.TaskRetrying) -> None:
 def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
     status = "cached" if e.cached else "succeeded"
     if e.element is not None:
-        s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
-        s.tasks[e.task].elements_done += 1
+        record = s.tasks[e.task]
+        if e.cached and (e.task, e.element) not in s.open_rows:  # served from the cache
+            s.rows.append(AttemptRow(record.element_label(e.element), e.attempt, status, e.t,
+                                     e.t, None, None, e.element, e.task, e.seq))  # fmt: skip
+        else:
+            s._close(e.task, e.element, e.t, status, None, e.worker, e.began)
+        record.elements_done += 1
+        if record.element_results is None:
+            record.element_results = {}
+        record.element_results[e.element] = e.result
         return
     record = s.tasks[e.task]
     # A result from the cache or a resume ran no attempt: it gets one row of its own, a
-    # fan-out task's too (its elements did not run either), so the timeline lists every task.
-    if e.cached and e.task not in s.open_rows:
+    # fan-out task's too (its elements did not run either), so the timeline lists every task;
+    # a fan-out task whose elements all came from the cache has their rows instead.
+    if e.cached and e.task not in s.open_rows and not record.elements_done:
         row = AttemptRow(
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
@@ -287,6 +317,44 @@ def _progress(s: RunState, e: ev.TaskProgress) -> None:
     s.progress[e.task if e.element is None else (e.task, e.element)] = (e.attempt, e.done, e.total)
 
 
+def _signal(s: RunState, e: ev.SignalReceived) -> None:
+    s.signals[e.signal] = e.value
+
+
+def _waiting(s: RunState, e: ev.TaskWaiting) -> None:
+    s.waiting[e.task] = e.description
+    s.signalled[e.task] = (e.t, e.t)  # the second: when they come (see _signalled)
+    s.tasks[e.task].reason = f"waiting for {e.description}"
+
+
+def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
+    s.waiting.pop(e.task, None)
+    began = s.signalled.get(e.task)
+    s.signalled[e.task] = (began[0] if began is not None else None, e.t)
+    if e.signals:
+        s.tasks[e.task].reason = "received " + ", ".join(map(repr, e.signals))
+
+
+def _iteration(s: RunState, e: ev.IterationStarted) -> None:
+    s.iterations[e.task] = e.iteration
+    _started(s, e, f"{e.task}#{e.iteration}")
+
+
+def _iteration_ended(s: RunState, e: ev.IterationEnded) -> None:
+    s._close(e.task, None, e.t, "succeeded", None, e.worker, e.began)
+
+
+def _subflow(s: RunState, e: ev.SubflowStarted) -> None:
+    s.children.setdefault(e.task, []).append(e.child)
+
+
+def _keyed(s: RunState, e: ev.ElementKeyed) -> None:
+    record = s.tasks[e.task]
+    if record.element_keys is None:
+        record.element_keys = {}
+    record.element_keys[e.element] = e.key
+
+
 #: The reducer's handler for each event type (the engine calls them directly on its hot path).
 HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.RunStarted: _run_started,
@@ -300,4 +368,11 @@ HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
     ev.TaskCancelled: _cancelled,
     ev.TaskLog: _log,
     ev.TaskProgress: _progress,
+    ev.SignalReceived: _signal,
+    ev.TaskWaiting: _waiting,
+    ev.TaskSignalled: _signalled,
+    ev.IterationStarted: _iteration,
+    ev.IterationEnded: _iteration_ended,
+    ev.SubflowStarted: _subflow,
+    ev.ElementKeyed: _keyed,
 }

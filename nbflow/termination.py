@@ -19,6 +19,7 @@ How a task is cancelled depends on where it is::
     pending, or queued     -> taken out of the scheduler's future (scheduler.withdraw)
     placed, not begun      -> taken off the placed queue, its slot given back
     waiting for its lock   -> taken out of the lock's line
+    waiting for a signal   -> taken out of the waiting room (nbflow.waits)
     running                -> its runner (the asyncio task running it) is cancelled: the
                               CancelledError arrives inside the task, which ends cancelled
                               (its cleanup runs); then the runner is uncancelled and goes on
@@ -234,6 +235,8 @@ class Termination:
             return
         elif engine.locks is not None and engine.locks.withdraw(name):
             del engine._inflight[name]  # it waited for its lock, holding nothing
+        elif engine.waits is not None and engine.waits.withdraw(engine, name):
+            pass  # it waited for its signals, holding nothing
         else:  # placed, not begun: it holds a slot (and maybe its lock)
             _unplace(engine, name)
         engine._emit(ev.TaskCancelled, name, 0, None, reason)

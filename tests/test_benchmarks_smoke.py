@@ -46,7 +46,7 @@ def _store_table(stdout: str) -> dict[str, list[str]]:
     rows: dict[str, list[str]] = {}
     for line in after.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0] in STORE_ROWS.values():
+        if len(cells) == 7 and cells[0] in STORE_ROWS.values():
             rows[cells[0]] = cells
     return rows
 
@@ -91,9 +91,10 @@ def test_benchmarks_quick_run_prints_numbers_for_nbflow_and_baselines(tmp_path: 
         assert cells is not None, f"no store row for {workload}:\n{proc.stdout}"
         assert NUMBER.match(cells[4]), f"nbflow {workload} +sqlite-store: {cells}"
         assert name in store_rows, f"no line {name!r} in the store table:\n{proc.stdout}"
-        plain, store, cost = store_rows[name][1:]
-        assert NUMBER.match(plain) and NUMBER.match(store), store_rows[name]
+        plain, store, cost, cpu_plain, cpu_store, cpu_cost = store_rows[name][1:]
+        assert all(map(NUMBER.match, (plain, store, cpu_plain, cpu_store))), store_rows[name]
         assert re.match(r"^[+-]\d+ %$", cost), store_rows[name]
+        assert re.match(r"^[+-]\d+ %$", cpu_cost), store_rows[name]
 
     data = json.loads(out_json.read_text())
     ok = {(r["engine"], r["workload"]) for r in data["rows"] if r["status"] == "ok"}
@@ -107,7 +108,9 @@ def test_benchmarks_quick_run_prints_numbers_for_nbflow_and_baselines(tmp_path: 
 def test_store_table_prints_the_cost_of_the_store_per_workload() -> None:
     from benchmarks import report
 
-    def row(key: str, variant: str, run_s: float, status: str = "ok") -> dict[str, object]:
+    def row(
+        key: str, variant: str, run_s: float, cpu_s: float, status: str = "ok"
+    ) -> dict[str, object]:
         return {
             "engine": "nbflow",
             "label": "nbflow",
@@ -117,21 +120,23 @@ def test_store_table_prints_the_cost_of_the_store_per_workload() -> None:
             "variant": variant,
             "status": status,
             "run_s": [run_s],
+            "cpu_s": [cpu_s, cpu_s + 1.0, cpu_s - 1.0],  # the median is taken
         }
 
     rows = report.summarize(
         [
-            row("W1-1k", "", 0.0102),
-            row("W1-1k", "+sqlite-store", 0.0112),
-            row("W2-1k", "", 0.0100),
-            row("W2-1k", "+sqlite-store", 0.0, status="error"),
-            row("W4", "", 0.1),
+            row("W1-1k", "", 0.0102, 0.0100),
+            row("W1-1k", "+sqlite-store", 0.0112, 0.0105),
+            row("W2-1k", "", 0.0100, 0.0098),
+            row("W2-1k", "+sqlite-store", 0.0, 0.0, status="error"),
+            row("W4", "", 0.1, 0.01),
         ]
     )
     assert report.store_table(rows).splitlines() == [
-        "| workload | nbflow, no store | nbflow, SQLite store | cost of the store |",
-        "|---|--:|--:|--:|",
-        "| W1 (1k wide) | 10.2 | 11.2 | +10 % |",
-        "| W2 (1k chain) | 10.0 | error |  |",
+        "| workload | no store | SQLite store | cost of the store | CPU: no store | CPU: SQLite "
+        "store | CPU: cost of the store |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+        "| W1 (1k wide) | 10.2 | 11.2 | +10 % | 10.0 | 10.5 | +5 % |",
+        "| W2 (1k chain) | 10.0 | error |  | 9.8 | error |  |",
     ]
     assert report.store_table(rows[-1:]) == ""

@@ -56,6 +56,26 @@ def test_a_second_run_is_served_from_the_cache():
     assert run.timeline().status.tolist() == ["cached", "cached"]
 
 
+def test_a_cache_lookup_reads_the_one_row_it_needs(monkeypatch):
+    """Each cached task finds its result by its key alone, never by reading every result
+    of the run it was stored by (which made a flow of n cached tasks O(n²) to serve)."""
+    from nbflow.store.sqlite import SQLiteStore
+
+    flow = nf.Flow("many-cached")
+    for i in range(50):
+        flow.task(name=f"t{i}", cache=True)(lambda i=i: {"value": i})
+    flow.task(name="plain", cache=True)(lambda: 7)
+    flow.run()
+
+    def whole_run(*_args):
+        raise AssertionError("a cache lookup read every result of a run")
+
+    monkeypatch.setattr(SQLiteStore, "results", whole_run)
+    run = flow.run()
+    assert set(run.states.values()) == {"cached"}
+    assert run.results["t7"] == {"value": 7} and run.results["plain"] == 7
+
+
 def test_changing_a_tasks_code_invalidates_it_and_through_its_result_its_dependants():
     calls: list[str] = []
     flow = _flow(calls)
@@ -155,7 +175,7 @@ def test_cache_ttl_expires_entries(monkeypatch):
     assert run.states["base"] == "succeeded" and calls.count("base") == 2
 
 
-def test_fan_out_tasks_are_cached_as_a_whole():
+def test_fan_out_tasks_are_cached_element_by_element():
     calls: list[int] = []
     flow = nf.Flow("fan-cache")
 
@@ -171,7 +191,9 @@ def test_fan_out_tasks_are_cached_as_a_whole():
     flow.run()
     run = flow.run()
     assert sorted(calls) == [1, 2, 3] and run.results["double"] == [2, 4, 6]  # ran once
-    assert run.states["double"] == "cached"
+    assert run.states["double"] == "cached"  # every element came from the cache
+    rows = run.timeline()
+    assert rows[rows.base_task == "double"].status.tolist() == ["cached"] * 3
 
 
 def test_an_input_that_cannot_be_hashed_means_no_reuse_and_a_warning():

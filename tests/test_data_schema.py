@@ -51,7 +51,11 @@ def flow_with(*tasks, **fields):
         (ok_task(dependencies=5), "tasks[0].dependencies", "must be a list"),
         (ok_task(colour="red"), "tasks[0].colour", "unknown field; known fields are id, name"),
         (ok_task(after=["x"]), "tasks[0].after", "not allowed: use 'dependencies'"),
-        (ok_task(concurrency=2), "tasks[0]", "concurrency, rate and allow_partial need fan_out"),
+        (
+            ok_task(concurrency=2),
+            "tasks[0]",
+            "concurrency, rate, allow_partial and key need fan_out",
+        ),
         (ok_task(meta={"agent": "x"}), "tasks[0].meta", "set by the loader"),
         ({"agent": "echo"}, "tasks[0].id", "required"),
         ({"id": "t"}, "tasks[0].agent", "required"),

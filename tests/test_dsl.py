@@ -170,7 +170,7 @@ def test_lambda_needs_a_name():
 
 def test_fan_out_must_name_a_parameter():
     flow = nf.Flow("f")
-    with pytest.raises(nf.DefinitionError, match=r"fan_out='items' is not a parameter"):
+    with pytest.raises(nf.DefinitionError, match=r"fan_out='items': 'items' is not a parameter"):
 
         @flow.task(fan_out="items")
         def a(x):
@@ -196,8 +196,9 @@ def test_decorator_signature_matches_task_options():
         for p in inspect.signature(with_options).parameters.values()
         if p.kind is p.KEYWORD_ONLY
     }
-    # `when` accepts a callable, which the DSL stores as `when_fn` (kept out of the JSON spec).
-    assert keyword_names == set(TaskOptions.model_fields) - {"when_fn"}
+    # `when`, `until` and `key` accept a callable, which the DSL stores as `when_fn`,
+    # `until_fn` and `key_fn` (kept out of the JSON spec).
+    assert keyword_names == set(TaskOptions.model_fields) - {"when_fn", "until_fn", "key_fn"}
 
 
 def test_callable_when_is_stored_out_of_the_json_spec():

@@ -145,7 +145,8 @@ def test_fan_out_over_a_non_iterable_fails_with_a_clear_error():
         return number
 
     run = flow.run()
-    assert "fan_out='number': upstream result int is not iterable" in str(run.errors["each"])
+    error = str(run.errors["each"])
+    assert "fan_out='number': upstream result 'number' (int) is not iterable" in error
 
 
 def test_fan_out_of_an_empty_list_yields_an_empty_list():

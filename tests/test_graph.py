@@ -132,17 +132,16 @@ def test_condition_reading_a_task_makes_it_upstream():
     assert flow.run().results["b"] == "ran"
 
 
-def test_fan_out_parameter_must_be_upstream():
+def test_fan_out_source_must_be_a_task_or_a_run_variable():
     flow = nf.Flow("f")
 
     @flow.task(fan_out="items")
     def each(items):
         return items
 
-    with pytest.raises(
-        nf.DefinitionError, match=r"fan_out='items': that parameter must name an upstream task"
-    ):
+    with pytest.raises(nf.MissingInputError, match=r"task 'each' parameter 'items' is not a task"):
         flow.validate()
+    flow.validate({"items": [1, 2]})  # a run variable is a source
 
 
 def test_plan_is_cached_until_definition_changes():

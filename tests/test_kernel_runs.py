@@ -223,3 +223,37 @@ def test_an_interrupt_leaves_queued_tasks_unstarted_and_the_dashboard_cancelled(
         "'data-nbflow-status=\"cancelled\"' in board._header, nf.health()['active_runs'])"
     )
     assert after == "['head'] ['head'] cancelled ['cancelled'] True 0\n"
+
+
+NESTED = """
+inner = nf.Flow("kernel-inner", store=None)
+
+@inner.task
+async def deep():
+    print("started", flush=True)
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        cleaned.append("deep")
+
+nested = nf.Flow("kernel-nested", store=None)
+nested.task(name="sub")(inner)
+nested.task(name="gate", wait_for="go")(lambda go: go)
+"""
+
+
+def test_an_interrupt_cancels_a_child_run_and_a_task_waiting_for_a_signal(kernel: Kernel):
+    kernel.run(NESTED)
+    msg_id = kernel.send("run = nested.run(show=True)\nprint('returned', run.status)")
+    kernel.pump(lambda: "started" in kernel.text(msg_id))
+    kernel.manager.interrupt_kernel()
+    kernel.pump(lambda: kernel.idle(msg_id))
+    assert kernel.errors(msg_id) == []
+    assert kernel.text(msg_id) == "started\nreturned cancelled\n"
+    after = kernel.run(
+        "child = run.children['sub'][0]\n"
+        "print(run.states, child.status, child.states, child.parent_run == run.run_id, cleaned)"
+    )
+    assert after == (
+        "{'sub': 'cancelled', 'gate': 'cancelled'} cancelled {'deep': 'cancelled'} True ['deep']\n"
+    )

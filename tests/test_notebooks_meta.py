@@ -31,6 +31,8 @@ EXPECTED = [
     "10-distributed-dask",
     "11-extending-nbflow",
     "12-workflow-patterns",
+    "13-signals-loops-subflows",
+    "14-streaming-fan-out",
 ]
 
 #: Notebooks that teach the store may open one; all others must pass ``store=``.

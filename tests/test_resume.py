@@ -333,7 +333,7 @@ def test_resume_runs_tasks_again_when_their_pack_is_gone(tmp_path):
     assert first.status == "succeeded"
     flow.state_store.flush()  # the run's last commit may still be going on (write-behind)
     with sqlite3.connect(path) as con:  # the rows stay, their bytes vanish (a hand edit)
-        con.execute("UPDATE result_packs SET data = x''")
+        con.execute("UPDATE records SET data = x'' WHERE data IS NOT NULL")
     calls.clear()
     flow = _counting_flow(calls)
     flow.store = str(path)

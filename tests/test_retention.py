@@ -46,7 +46,7 @@ def test_prune_keeps_the_newest_runs_of_each_flow_and_says_what_it_removed(tmp_p
     assert files_after == kept  # exactly the files of the kept runs
     with contextlib.closing(sqlite3.connect(store.location)) as con:
         assert con.execute(
-            "SELECT count(*) FROM event_log WHERE run_id = ?", (runs[0],)
+            "SELECT count(*) FROM records WHERE run_id = ?", (runs[0],)
         ).fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM cache_entries").fetchone() == (3,)  # 2 + other
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)

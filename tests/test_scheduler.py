@@ -273,3 +273,47 @@ def test_record_keeps_an_outcome_without_deciding_dependants():
     assert state.outcome == {"a": S.CANCELLED}
     assert state.counts == {} and state.left == {}
     assert sch.undecided(plan, state) == ["b"]
+
+
+# -- streaming: a producer counted as it opens (nbflow.streams) ----------------------------
+
+
+def _streaming_plan():
+    # c streams from s (a producer) and also waits for x.
+    return _plan([("s", "c"), ("x", "c"), ("s", "d")])
+
+
+def test_opened_counts_the_producer_for_its_consumers_once():
+    plan = _streaming_plan()
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state), sch.pop_ready(state)
+    assert sch.opened(plan, state, "s", ("c",), key).queued == []  # x still runs
+    assert state.left["c"] == 1
+    done = sch.complete(plan, state, "s", S.SUCCEEDED, key, ("c",))
+    assert done.queued == ["d"] and state.left["c"] == 1  # counted at open, not again
+    assert sch.complete(plan, state, "x", S.SUCCEEDED, key).queued == ["c"]
+
+
+def test_opened_queues_a_consumer_whose_other_upstream_tasks_succeeded():
+    plan = _streaming_plan()
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state), sch.pop_ready(state)
+    sch.complete(plan, state, "x", S.SUCCEEDED, key)
+    assert sch.opened(plan, state, "s", ("c",), key).queued == ["c"]
+    assert sch.opened(plan, state, "s", ("c",), key).queued == []  # decided: never twice
+    assert sch.complete(plan, state, "s", S.SUCCEEDED, key, ("c",)).queued == ["d"]
+
+
+def test_a_producer_that_fails_after_it_opened_decides_its_undecided_consumers():
+    plan = _streaming_plan()
+    key = key_of(plan)
+    state, _ = sch.initial(plan, key)
+    sch.pop_ready(state), sch.pop_ready(state)
+    sch.opened(plan, state, "s", ("c",), key)
+    failed = sch.complete(plan, state, "s", S.FAILED, key, ("c",))
+    assert sorted((n, s.value) for n, s, _ in failed.resolved) == [
+        ("c", "upstream_failed"),
+        ("d", "upstream_failed"),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -264,22 +265,102 @@ def test_concurrent_runs_on_one_loop_share_the_store(tmp_path):
         assert seqs == list(range(len(seqs)))
 
 
-@pytest.mark.parametrize("run_queues", [True, False])
-def test_every_event_is_recorded_with_or_without_run_queues(tmp_path, run_queues):
-    # With run queues the engine appends each task's events to the run's own queues; without
-    # (a store that does not take them), they all go through the store's one queue.
-    class Store(SQLiteStore):
-        takes_run_queues = run_queues
+def test_the_event_log_gives_back_every_event_as_it_was(tmp_path):
+    """Stored events are the live ones, field by field: plain results ride along, others
+    are left out (the store keeps them apart), an error comes back as its type's name and
+    message, a run variable that is not plain data as its repr (a lambda too)."""
+    from nbflow.store.eventlog import StoredError
 
-    store = Store(tmp_path / "queues.db")
-    flow = nf.Flow("queues", store=store)
-    for j in range(30):
-        flow.task(lambda j=j: j, name=f"t{j}")
-    run = flow.run()
-    kinds = [e["kind"] for e in store.events(run.run_id)]
-    assert kinds.count("TaskQueued") == kinds.count("TaskStarted") == 30
-    assert kinds.count("TaskSucceeded") == 30 and kinds[-1] == "RunFinished"
-    assert set(store.results(run.run_id)) == {f"t{j}" for j in range(30)}
+    flow = nf.Flow("log", store=tmp_path / "log.db", on_error="continue")
+    attempts: list[int] = []
+
+    @flow.task
+    def numbers():
+        return 7
+
+    @flow.task
+    def ratio(numbers):
+        return numbers / 2
+
+    @flow.task
+    def table(numbers):
+        return {"n": numbers}
+
+    @flow.task(retry=nf.Retry(max_retries=1, delay=0))
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("try again")
+        return None
+
+    @flow.task
+    def broken(ratio):
+        raise ValueError(f"no good: {ratio}")
+
+    flow.task(name="after_broken")(lambda broken: 1)
+    seen: list[nf.Event] = []
+    flow.subscribe(seen.append)
+    run = flow.run(variables={"scale": 2, "fn": lambda x: x})
+    stored = flow.state_store.event_objects(run.run_id)
+    assert len(stored) == len(seen) > 15
+    for live, back in zip(seen, stored, strict=True):
+        assert type(back) is type(live) and (back.run_id, back.seq, back.t) == (
+            live.run_id,
+            live.seq,
+            live.t,
+        )
+        for field in dataclasses.fields(live):
+            value, kept = getattr(live, field.name), getattr(back, field.name)
+            if isinstance(value, BaseException):
+                assert isinstance(kept, StoredError) and type(kept).__name__ == type(value).__name__
+                assert str(kept) == str(value)
+            elif field.name == "result" and type(value) not in (int, float, bool, type(None)):
+                assert kept is None  # kept apart: see store.results()
+            elif field.name == "variables":
+                assert kept["scale"] == 2 and kept["fn"].startswith("<function")
+            else:
+                assert kept == value, field.name
+    results = {e.task: e.result for e in stored if e.kind == "TaskSucceeded"}
+    assert results == {"numbers": 7, "ratio": 3.5, "table": None, "flaky": None}
+    assert flow.state_store.results(run.run_id)["table"].stored
+
+
+def test_the_event_log_leaves_out_unknown_kinds_and_keeps_what_events_carry(tmp_path):
+    """A newer nbflow's events: a kind this one does not know is left out (the others keep
+    their seq), one with more fields is read with those it has; what an event carries comes
+    back as it was when it pickles (a signal's value), else as its repr."""
+    import fractions
+    import pickle
+    import sqlite3
+    import threading as threading_module
+
+    from nbflow.store import eventlog
+
+    class Unknown(nf.Event):  # pickled by reference to a class this nbflow does not have
+        pass
+
+    Unknown.__module__, Unknown.__qualname__ = "nbflow.events", "TaskFromTheFuture"
+    nf.events.TaskFromTheFuture = Unknown
+    try:
+        items = [
+            nf.TaskQueued, 0.5, "a", "extra field",
+            Unknown, 0.6,
+            nf.SignalReceived, 0.7, "approved", fractions.Fraction(1, 3), "handle.send",
+        ]  # fmt: skip
+        data = pickle.dumps(items, protocol=5)
+    finally:
+        del nf.events.TaskFromTheFuture
+    store = SQLiteStore(tmp_path / "future.db")
+    with contextlib.closing(sqlite3.connect(store.location)) as con:
+        con.execute("INSERT INTO records (run_id, created, events) VALUES ('r', 0, ?)", (data,))
+        con.commit()
+    first, second = store.event_objects("r")
+    assert (first.seq, first.t, first.task) == (0, 0.5, "a")
+    assert (second.seq, second.t, second.signal) == (2, 0.7, "approved")
+    assert second.value == fractions.Fraction(1, 3)
+    lock = threading_module.Lock()  # does not pickle: kept as its repr
+    [back] = eventlog.decode("r", [eventlog.encode([nf.SignalReceived, 0.1, "s", lock, "me"])])
+    assert back.value.startswith("<unlocked _thread.lock") and back.sender == "me"
 
 
 def test_a_store_that_overrides_submit_sees_every_event(tmp_path):
@@ -422,9 +503,9 @@ def test_a_run_returns_once_its_records_are_written_and_the_loop_runs_meanwhile(
 
 
 def test_finished_tasks_are_committed_while_the_run_goes_on(tmp_path):
-    # Durability during a run: the writer commits every interval, also when the run's only
-    # events are the ones that go to its own queues (queued, started, succeeded). Read with
-    # sqlite3, not the store: its reads flush first, which would hide a writer that waits.
+    # Durability during a run: the run's records are committed every interval while it goes
+    # on. Read with sqlite3, not the store: its reads flush first, which would hide a writer
+    # that waits.
     import sqlite3
 
     path = tmp_path / "during.db"
@@ -463,6 +544,36 @@ def test_finished_tasks_are_committed_while_the_run_goes_on(tmp_path):
     assert sorted(committed()) == ["first", "second"]
 
 
+def test_records_are_committed_while_a_task_blocks_the_event_loop(tmp_path):
+    """The writer takes a run's records every interval from its own thread: a task that
+    blocks the run's loop does not hold up the commit of what finished before it."""
+    import sqlite3
+
+    path = tmp_path / "blocked.db"
+    flow = nf.Flow("blocked", store=SQLiteStore(path))
+
+    def committed() -> list[str]:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as con:
+            return [r[0] for r in con.execute("SELECT task FROM results")]
+
+    @flow.task
+    async def first():
+        return 1
+
+    @flow.task
+    async def blocker(first):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # time.sleep: the event loop stands still
+            if path.exists() and committed() == ["first"]:
+                return True
+            time.sleep(0.01)
+        return False
+
+    run = flow.run()
+    assert run.results["blocker"] is True, "first was not committed while the loop stood still"
+    assert sorted(committed()) == ["blocker", "first"]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
 def test_a_recorded_run_leaves_no_reference_cycle(tmp_path, kind):
     """A run with a store is freed by reference counting as soon as it is dropped, like one
@@ -496,9 +607,9 @@ def test_a_recorded_run_leaves_no_reference_cycle(tmp_path, kind):
 
 
 def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
-    """The events and results a busy run hands the writer wait in its queues as plain
-    fields (str, int, float, None, bytes): never an event, a tuple or a list, which would
-    count towards every collection and make full collections come twice as often."""
+    """The events and results a busy run hands the writer wait in its lists as event
+    classes, strings, numbers and bytes: never an event, a tuple or a list of its own, which
+    would count towards every collection and make full collections come twice as often."""
     import gc
 
     from nbflow.store import writer as writer_module
@@ -506,12 +617,13 @@ def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
     flow = nf.Flow("untracked", store=str(tmp_path / "untracked.db"))
     for i in range(50):
         flow.task(name=f"t{i}", after=[f"t{i - 1}"] if i else [])(lambda: [1, 2, 3])
+    flow.task(name="plain", after=["t49"])(lambda: 7)
     flow.run()  # the version record
     seen: list[object] = []
     original = writer_module._take
 
-    def spy(queue):
-        taken = original(queue)
+    def spy(items):
+        taken = original(items)
         seen.extend(taken)
         return taken
 
@@ -521,11 +633,27 @@ def test_what_waits_for_the_writer_is_nothing_the_collector_tracks(tmp_path):
     finally:
         writer_module._take = original
     assert run.status == "succeeded" and run.recorded
-    from nbflow.store.writer import RunOpened
-
-    once_a_run = (RunOpened, nf.RunStarted, nf.RunFinished, writer_module._Waiter)
-    queued = [item for item in seen if not isinstance(item, once_a_run)]
-    assert len(queued) >= 50 * (3 + 7 + 8 + 4)  # queued, started, succeeded, a result
-    assert [item for item in queued if gc.is_tracked(item)] == []
+    once_a_run = (writer_module.RunOpened, writer_module.Status, writer_module._Waiter)
+    seen = [x for x in seen if not isinstance(x, once_a_run)]  # the shared queue's
+    assert seen[0] is nf.RunStarted
+    variables = seen[5]  # once a run: RunStarted carries the run's variables (a dict)
+    assert variables == {}
+    per_event = [x for x in seen if x is not variables and not isinstance(x, type)]
+    assert len(per_event) >= 51 * (2 + 4 + 2 + 3) + 51 * 2  # queued, started, succeeded, result
+    assert [x for x in per_event if gc.is_tracked(x)] == []
     kinds = [e["kind"] for e in flow.state_store.events(run.run_id)]
-    assert [kinds.count(k) for k in ("TaskQueued", "TaskStarted", "TaskSucceeded")] == [50] * 3
+    assert [kinds.count(k) for k in ("TaskQueued", "TaskStarted", "TaskSucceeded")] == [51] * 3
+
+
+def test_a_pack_lists_every_task_name_as_json_whatever_its_characters():
+    import json as json_module
+
+    from nbflow.store.results import pack, unpack
+
+    odd = ['a"quote', "back\\slash", "é", "tab\there", '","']
+    for names in [["plain_name", "t1"], [], *(["plain", name] for name in odd)]:
+        flat = [x for i, name in enumerate(names) for x in (name, i)]
+        found = pack(flat, {})
+        assert json_module.loads(found.tasks) == names
+        rows = unpack("run", 1, 0.0, found.tasks, found.meta, {})
+        assert [(r.task, r.item) for r in rows] == [(n, i) for i, n in enumerate(names)]

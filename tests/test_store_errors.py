@@ -122,7 +122,8 @@ def test_an_older_nbflow_store_is_upgraded_keeping_its_runs_and_a_copy(tmp_path)
             INSERT INTO flow_versions VALUES ('old', 'v1', 1.0, 1, '{}', '{}');
             """
         )
-    with pytest.warns(UserWarning, match=r"upgraded to schema 6: its 1 runs and 1 flow versions"):
+    upgraded = rf"upgraded to schema {store_schema.SCHEMA_VERSION}: its 1 runs and 1 flow versions"
+    with pytest.warns(UserWarning, match=upgraded):
         store = SQLiteStore(path)
     assert [r["run_id"] for r in store.runs("old")] == ["r1"]
     assert [v["version"] for v in store.versions("old")] == ["v1"]
@@ -227,7 +228,9 @@ def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
         run = _bulky(store).run()
     _assert_loud(run, caught, "database or disk is full")
     assert "cannot rollback" not in str(run.store_error)  # the real cause, not the rollback's
-    assert run.run_id not in {r["run_id"] for r in store.runs()}  # and indeed not recorded
+    # ... and indeed not recorded whole: what fitted before the disk filled may be there (a
+    # run that started), never the run as it ended.
+    assert {r["status"] for r in store.runs() if r["run_id"] == run.run_id} <= {"running"}
 
 
 @pytest.fixture
@@ -265,16 +268,16 @@ def test_a_table_dropped_behind_the_stores_back_is_reported(tmp_path):
     store = SQLiteStore(path)
     _flow(store, []).run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("DROP TABLE event_log")
+        con.execute("DROP TABLE records")
     flow = _flow(store, [])
     shown = []  # the dashboard run(show=True) makes
     flow._show = lambda run, engine: shown.append(nf.Dashboard(run, engine=engine)) or shown[-1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = flow.run(show=True)
-    _assert_loud(run, caught, "no such table: event_log")
+    _assert_loud(run, caught, "no such table: records")
     # The dashboard says so too, once the store has answered (after the run's end).
-    assert "no such table: event_log" in run.state.store_error
+    assert "no such table: records" in run.state.store_error
     [dashboard] = shown
     for html in (dashboard._header, dashboard._repr_mimebundle_()["text/html"]):  # live, saved
         assert 'class="nbflow-unrecorded"' in html and "NOT recorded" in html
@@ -299,8 +302,11 @@ def test_a_flipped_byte_in_a_stored_result_is_a_miss_with_a_warning_never_a_valu
 
     flow.run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        (data,) = con.execute("SELECT data FROM result_packs").fetchone()
-        con.execute("UPDATE result_packs SET data = ?", (_flip_a_byte(data, len(data) // 2),))
+        (data,) = con.execute("SELECT data FROM records WHERE data IS NOT NULL").fetchone()
+        con.execute(
+            "UPDATE records SET data = ? WHERE data IS NOT NULL",
+            (_flip_a_byte(data, len(data) // 2),),
+        )
         con.commit()
     with pytest.warns(StoreWarning, match=r"task 'value': its stored result .* damaged"):
         again = flow.run()
@@ -331,7 +337,7 @@ def test_an_unreadable_stored_result_runs_the_task_again_on_resume(tmp_path):
     calls: list[str] = []
     first = _flow(path, calls).run()
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("UPDATE result_packs SET data = x'00'")
+        con.execute("UPDATE records SET data = x'00' WHERE data IS NOT NULL")
         con.commit()
     with pytest.warns(StoreWarning, match="stored result"):
         again = _flow(path, calls).run(resume=first.run_id)

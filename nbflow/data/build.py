@@ -90,7 +90,9 @@ def check_task(
             problem(f".dependencies[{i}]", "a task cannot depend on itself")
         elif dep not in ids:
             problem(f".dependencies[{i}]", f"{dep!r} is not a task of this flow", ref=dep)
-    if fan_out is not None and fan_out == doc.id:
+    if fan_out is not None and not isinstance(fan_out, str):
+        problem(".fan_out", "a flow document fans out over one upstream task: give its id")
+    elif fan_out is not None and fan_out == doc.id:
         problem(".fan_out", "a task cannot fan out over itself")
     elif fan_out is not None and fan_out not in ids:
         problem(

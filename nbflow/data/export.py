@@ -119,7 +119,18 @@ def _task(task: Task, registry: AgentRegistry) -> dict[str, Any]:
 
 
 def _options(spec: TaskSpec) -> dict[str, Any]:
-    for field, what in (("when_fn", "a callable `when`"), ("cache_key", "a callable cache_key")):
+    if spec.fan_out is not None and not isinstance(spec.fan_out, str):
+        raise DefinitionError(
+            f"task {spec.name!r} cannot be exported: fan_out={spec.fan_out} maps renamed or "
+            "several parameters, which a flow document cannot say yet (it fans out over one "
+            "upstream task id)"
+        )
+    for field, what in (
+        ("when_fn", "a callable `when`"),
+        ("cache_key", "a callable cache_key"),
+        ("until_fn", "a callable `until`"),
+        ("key_fn", "a callable `key`"),
+    ):
         if getattr(spec, field) is not None:
             raise DefinitionError(
                 f"task {spec.name!r} cannot be exported: {what} is Python code, not data; "
@@ -137,6 +148,8 @@ def _options(spec: TaskSpec) -> dict[str, Any]:
             continue
         if field == "retry":
             value = _retry(value)
+        elif field == "wait_for":
+            value = value.model_dump(exclude_defaults=True)  # read back by coerce_wait_for
         options[field] = _plain(value)
     return options
 

@@ -55,6 +55,8 @@ NOT_DATA = {
     "after": "use 'dependencies'",
     "when_fn": "a Python callable cannot be given as data; write 'when' as an expression",
     "cache_key": "a Python callable cannot be given as data",
+    "key_fn": "a Python callable cannot be given as data; write 'key' as an expression",
+    "until_fn": "a Python callable cannot be given as data; write 'until' as an expression",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _Model = TypeVar("_Model", bound=BaseModel)

@@ -189,11 +189,19 @@ def identity_options(spec: Any) -> tuple[tuple[str, Any], ...]:
     that shape its result and the user code they hold. Priority, retries, timeouts, tags
     and the like decide when and how often a task runs, not what it returns."""
     retry_if = spec.retry.retry_if if spec.retry is not None else None
-    found = [("fan_out", spec.fan_out), ("allow_partial", spec.allow_partial)]
-    callables = (("when", spec.when_fn), ("cache_key", spec.cache_key), ("retry_if", retry_if))
+    fan_out = spec.fan_out
+    if fan_out is not None and not isinstance(fan_out, str):  # a FanOut: as plain data
+        fan_out = (fan_out.mode, fan_out.params)
+    found = [("fan_out", fan_out), ("allow_partial", spec.allow_partial)]
+    callables = (
+        ("when", spec.when_fn), ("cache_key", spec.cache_key), ("retry_if", retry_if),
+        ("until", spec.until_fn),
+    )  # fmt: skip
     found += [(name, value) for name, value in callables if value is not None]
     if spec.cache_ignore:
         found.append((IGNORE, tuple(sorted(spec.cache_ignore))))
     if spec.complete_when is not None:  # which elements' results the list holds
         found.append(("complete_when", (spec.complete_when, spec.cancel_rest)))
+    if spec.max_iterations is not None:  # where a loop stops decides its result
+        found.append(("loop", (spec.until, spec.max_iterations)))
     return tuple(found)

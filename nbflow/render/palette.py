@@ -12,11 +12,13 @@ import html
 from dataclasses import dataclass
 
 #: What a node, a table row or a bar can show: the task states of
-#: :class:`~nbflow.lifecycle.TaskState`, and "partial", a fan-out task that succeeded with
-#: ``allow_partial=True`` while some of its elements failed (drawn, never a task's state).
+#: :class:`~nbflow.lifecycle.TaskState`, "partial", a fan-out task that succeeded with
+#: ``allow_partial=True`` while some of its elements failed, and "waiting", a queued task
+#: that waits for signals (``wait_for=``); those two are drawn, never a task's state.
 STATES: tuple[str, ...] = (
     "pending",
     "queued",
+    "waiting",
     "running",
     "retrying",
     "succeeded",
@@ -40,6 +42,7 @@ URGENCY: tuple[str, ...] = (
     "retrying",
     "running",
     "queued",
+    "waiting",
     "upstream_failed",
     "cancelled",
     "pending",
@@ -93,6 +96,8 @@ class StateStyle:
 STATE_STYLE: dict[str, StateStyle] = {
     "pending": StateStyle("pending", "○", "#F3F4F6", "#9CA3AF", "#374151", 1.25, "4 3"),
     "queued": StateStyle("queued", "◔", "#E4F2FB", _SKY, "#0B4F6C", 1.5, "4 3"),
+    # Queued, but for a signal rather than a slot: the same blue, dotted, a clock face.
+    "waiting": StateStyle("waiting", "◷", "#EEF6FC", _SKY, "#0B4F6C", 2.0, "1.5 2.5"),
     "running": StateStyle("running", "▶", "#D3E6F5", _BLUE, "#06385A", 3.0),
     "retrying": StateStyle("retrying", "↻", "#FCEBC8", _ORANGE, "#6B4700", 3.0, "6 3"),
     "succeeded": StateStyle("succeeded", "✓", "#D5EFE6", _GREEN, "#04533D", 1.5),

@@ -46,7 +46,10 @@ def fmt_duration(seconds: float) -> str:
 
 
 def detail_parts(node: NodeView) -> list[str]:
-    """What the node's second line says: priority, tries and duration, as far as known."""
+    """What the node's second line says: priority, tries and duration, as far as known;
+    for a task waiting for signals, what it waits for (its note)."""
+    if node.state == "waiting" and node.note:
+        return [node.note]
     parts = []
     if node.priority:
         parts.append(f"p={node.priority}")
@@ -81,12 +84,15 @@ def fit_node_w(view: GraphView) -> float:
     """One node width for ``view`` that fits every name and a typical detail line.
 
     The detail line reserved is the longest of ``p=<priority> · 2 tries · 0.00s``: a retried
-    task of the highest priority. Clamped to 140..240 px; longer text is shortened (names
-    with an ellipsis, detail lines by :func:`fit_detail`).
+    task of the highest priority, and of a pending node's note (what a task waiting for
+    signals will say: ``waiting for 'approved'``). Clamped to 140..240 px; longer text is
+    shortened (names with an ellipsis, detail lines by :func:`fit_detail`).
     """
     widest = 0.0
     for node in view.nodes:
         detail = (f"p={node.priority} · " if node.priority else "") + "2 tries · 0.00s"
+        if node.state == "pending" and node.note and len(node.note) >= len(detail):
+            detail = node.note + " "  # a character to spare: the fit is floored
         widest = max(widest, _NAME_PX * len(node.name) + 8, _DETAIL_PX * len(detail))
     return min(max(widest + _PAD, MIN_NODE_W), MAX_NODE_W)
 

@@ -1,34 +1,46 @@
-"""A run's events as rows, and back: the store's event log.
+"""A run's events as the store keeps them, and back: the store's event log.
 
-Every event is one row: ``(seq, t, task, attempt, element, worker, ...)``, the fields every
-task event has first (missing ones None), then those of its kind (:data:`LAYOUTS`), as plain
-data (an exception as its type's name and its message; a result is never in the log: the
-store keeps it apart, see :mod:`nbflow.store.results`). The events of one kind that one commit
-writes are one row of ``event_log``: a pickle (protocol 5) of their rows. For the three
-events of every task (queued, started, succeeded, :data:`HOT`) the engine's journal keeps
-the rows' fields one after the other as they happen (:func:`hot_route`: one ``attrgetter``
-and one ``deque.extend``, in C), and the pickle holds ``(width, fields)``. Pickle, not
-JSON, because this is the bulk of what a run writes, and JSON spends most of its time
-spelling floats: five times slower, and it would be GIL time taken from the run.
+The engine hands the run's journal each event as what it was made from, its class, ``t`` and
+``args`` (the event is ``cls(run_id, seq, t, *args)``; its ``seq`` is its place in the log:
+every event of a run goes there, in order), one after the other at the end of the run's log
+(one ``list.extend``). Nothing waits for the writer but these items: the class (never among
+an event's arguments, so it marks where the next event begins), the time, and the
+arguments, strings and numbers the event holds anyway; no tuple per event, nothing the
+garbage collector tracks, so thousands of events waiting for the writer cost neither
+collections nor memory of their own. What one commit writes of a run's log is a pickle of
+the items (:func:`encode`), in the ``events`` of the run's ``records`` row of that commit.
+Pickle, not JSON: this is the bulk of what a run writes, and JSON spends most of its time
+spelling floats (five times slower, and GIL time taken from the run). An event's fields are
+stored by position, so a field added to an event class goes at its end, with a default.
+
+What an event carries is stored as it is when it pickles (a signal's value comes back
+whole to the run that resumes it), else as its ``repr``; an exception as its type's name and
+its message (:func:`stored_error` gives it back); a run's variables as plain data (what is
+not, as its ``repr``: they are in the ``runs`` row too); a subflow's live child run not at
+all (the store has that run apart). A task's result rides along only
+when it is a plain value (:data:`LOGGED`: None, a bool, an int or a float); the store keeps
+results apart (:mod:`nbflow.store.results`), the engine leaves the others out of the row.
 
 :func:`decode` gives the events back as :mod:`nbflow.events` objects, so what is folded from
-the log (attempts, a timeline, a replay) is folded by the same reducer as a live run.
+the log (attempts, a timeline, a replay) is folded by the same reducer as a live run. An
+event of a kind this nbflow does not know (a newer one wrote it) is left out.
 """
 
 from __future__ import annotations
 
-import json
-import operator
+import dataclasses
+import io
 import pickle
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import events as ev
+from ..state import RunState
 
 COMMON = ("seq", "t", "task", "attempt", "element", "worker")
 
-#: The fields of each kind after :data:`COMMON`, in row order.
+#: The fields of each kind after :data:`COMMON` that :meth:`SQLiteStore.events` shows as its
+#: payload (``events()`` rows), in order.
 LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.RunStarted: (
         "flow",
@@ -49,114 +61,19 @@ LAYOUTS: dict[type[ev.Event], tuple[str, ...]] = {
     ev.TaskCancelled: ("reason",),
     ev.TaskLog: ("lines", "dropped", "latest"),
     ev.TaskProgress: ("done", "total"),
+    ev.SignalReceived: ("signal", "value", "sender"),
+    ev.TaskWaiting: ("signals", "description"),
+    ev.TaskSignalled: ("signals",),
+    ev.IterationStarted: ("size", "iteration"),
+    ev.IterationEnded: ("iteration", "began"),
+    ev.SubflowStarted: ("child_run", "flow"),
+    ev.ElementKeyed: ("key",),
 }
 KINDS: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in LAYOUTS}
-#: The kinds every task has (queued, started, succeeded): each gets a queue of its own in
-#: a run's journal, and its rows are made in C.
-HOT: tuple[type[ev.Event], ...] = (ev.TaskQueued, ev.TaskStarted, ev.TaskSucceeded)
-
-
-def _fast_getter(cls: type[ev.Event]) -> Callable[[Any], tuple[Any, ...]] | None:
-    """An ``attrgetter`` of the whole row, for kinds whose row is plain attributes in order:
-    every common field up to the last one the kind has, and no exception to turn to text."""
-    present = _present(cls)
-    if present != list((*COMMON, *LAYOUTS[cls])[: len(present)]):
-        return None
-    if {"error", "variables"} & set(present):
-        return None
-    return operator.attrgetter(*present)
-
-
-def _present(cls: type[ev.Event]) -> list[str]:
-    """The fields of ``cls``'s row that its events have (TaskQueued has no attempt)."""
-    fields = _fields(cls)
-    return [name for name in (*COMMON, *LAYOUTS[cls]) if name in fields]
-
-
-def _fields(cls: type[ev.Event]) -> set[str]:
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-_FAST = {cls: _fast_getter(cls) for cls in LAYOUTS}
-#: The row of each hot kind's event, made in C.
-ROWS: dict[type[ev.Event], Callable[[Any], tuple[Any, ...]]] = {
-    cls: getter for cls in HOT if (getter := _FAST[cls]) is not None
-}
-assert len(ROWS) == len(HOT), "a hot kind needs a fast row getter"
-#: The number of fields in each hot kind's row.
-WIDTHS = {cls: len(_present(cls)) for cls in HOT}
-
-
-def hot_route(
-    queue: deque[Any], row: Callable[[Any], tuple[Any, ...]]
-) -> Callable[[ev.Event], None]:
-    """Where the engine puts a hot event: its row's fields, one after the other, at the end
-    of ``queue`` (:func:`take_rows` gives the rows back).
-
-    Nothing that the garbage collector tracks is left behind: not the event, not a tuple.
-    What waits for the writer (thousands of items in a busy run) would otherwise count
-    towards every collection, survive into the older generations and make full
-    collections of the whole heap come twice as often (measured on a 10,000-task run:
-    +2.8 µs a task of collector time, the largest part of the store's cost).
-    """
-    extend = queue.extend
-
-    def put(event: ev.Event) -> None:
-        extend(row(event))
-
-    return put
-
-
-def _row(event: ev.Event) -> list[Any]:
-    """The row of one event, field by field (the kinds without a fast getter)."""
-    row: list[Any] = [event.seq, event.t]
-    for name in (*COMMON[2:], *LAYOUTS[type(event)]):
-        value = getattr(event, name, None)
-        if isinstance(value, BaseException):
-            value = (type(value).__name__, _message(value))
-        elif name == "variables":
-            value = _jsonable(value)
-        row.append(value)
-    while row and row[-1] is None:
-        row.pop()
-    return row
-
-
-def _message(error: BaseException) -> str:
-    try:
-        return str(error)
-    except Exception:  # an exception whose __str__ raises
-        return f"<{type(error).__name__} whose message cannot be shown>"
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain data for the log: a mapping of what JSON can hold, others by their repr."""
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return (
-            {str(k): repr(v) for k, v in value.items()} if isinstance(value, dict) else repr(value)
-        )
-
-
-def encode(by_kind: Mapping[type, list[Any]]) -> list[tuple[str, int, bytes]]:
-    """``(kind, first seq, data)`` of one run's events, one per kind. ``by_kind`` holds the
-    events of each kind in order, or for a hot kind (:func:`hot_route`) the fields of their
-    rows one after the other: those are stored as they are, ``(width, fields)``."""
-    segments = []
-    for cls, group in by_kind.items():
-        if type(group[0]) is not cls:  # a hot kind's fields: seq comes first
-            data = pickle.dumps((WIDTHS[cls], group), protocol=5)
-            segments.append((cls.__name__, group[0], data))
-            continue
-        getter = _FAST.get(cls)
-        rows = list(map(getter, group)) if getter is not None else list(map(_row, group))
-        first: int = group[0].seq  # type: ignore[attr-defined]
-        segments.append((cls.__name__, first, pickle.dumps(rows, protocol=5)))
-    return segments
+#: The types of result a ``TaskSucceeded`` row may carry (the engine leaves others out).
+LOGGED: frozenset[type] = frozenset({type(None), bool, int, float})
+_EXACT = frozenset({*LOGGED, str, bytes, complex})  # plain data, as it is
+_SHOWN = 1000  # characters of an object's repr kept in the log
 
 
 class StoredError(Exception):
@@ -174,28 +91,101 @@ def stored_error(type_name: str, message: str) -> StoredError:
     return cls(message)
 
 
-def decode(run_id: str, kind: str, data: bytes) -> list[ev.Event]:
-    """The events of one ``event_log`` row."""
-    cls = KINDS.get(kind)
-    if cls is None:
-        return []  # written by a newer nbflow: not shown
-    stored = pickle.loads(data)
-    if type(stored) is tuple:  # (width, fields): a hot kind's rows, flat
-        width, fields = stored
-        rows: Any = zip(*[iter(fields)] * width, strict=True)
-    else:
-        rows = stored
-    fields = _fields(cls)
-    names = (*COMMON, *LAYOUTS[cls])
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # an exception whose __str__ raises
+        return f"<{type(error).__name__} whose message cannot be shown>"
+
+
+def _shown(value: Any) -> str:
+    try:
+        return repr(value)[:_SHOWN]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+class _Pickler(pickle.Pickler):
+    # Called for what pickle has no builtin way for (not for str, int, tuple, dict...).
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException):
+            return stored_error, (type(obj).__name__, _message(obj))
+        if isinstance(obj, RunState):  # a subflow's child run, live: the store has it apart
+            return type(None), ()
+        return NotImplemented
+
+
+def encode(log: list[Any]) -> bytes:
+    """The ``events`` of one ``records`` row: the items of a run's log (class, ``t``,
+    arguments, class, ``t``, arguments...)."""
+    if log and log[0] is ev.RunStarted:  # its variables: plain data (see the docstring)
+        log = [*log[:5], _plain(log[5]), *log[6:]]
+    buffer = io.BytesIO()
+    try:
+        _Pickler(buffer, protocol=5).dump(log)
+    except Exception:  # something that does not pickle (a lock sent as a signal's value)
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=5).dump(list(map(_pickled_or_shown, log)))
+    return buffer.getvalue()
+
+
+def _pickled_or_shown(value: Any) -> Any:
+    try:
+        _Pickler(io.BytesIO(), protocol=5).dump(value)
+    except Exception:
+        return _shown(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with whatever is not plain data replaced by its ``repr``."""
+    kind = type(value)
+    if kind in _EXACT:
+        return value
+    if kind in (tuple, list, set, frozenset):
+        return kind(map(_plain, value))
+    if kind is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return _shown(value)
+
+
+class _Unknown(ev.Event):
+    """An event of a kind this nbflow does not know (a newer one wrote it): left out."""
+
+
+_EVENTS = {c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Event)}
+_EVENTS.add(_Unknown)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == ev.__name__:  # an event's class, maybe one of a newer nbflow
+            found = getattr(ev, name, None)
+            known = isinstance(found, type) and issubclass(found, ev.Event)
+            return found if known else _Unknown
+        return super().find_class(module, name)
+
+
+def rows_of(data: bytes) -> Iterator[tuple[type[ev.Event], float, tuple[Any, ...]]]:
+    """The events of one ``records`` row as ``(class, t, args)``."""
+    items = _Unpickler(io.BytesIO(data)).load()
+    # An event's class begins each event (no event holds an event's class: a signal's value
+    # could be a class, never one of these).
+    starts = [i for i, item in enumerate(items) if isinstance(item, type) and item in _EVENTS]
+    for start, end in zip(starts, [*starts[1:], len(items)], strict=True):
+        yield items[start], items[start + 1], tuple(items[start + 2 : end])
+
+
+def decode(run_id: str, parts: Iterable[bytes]) -> list[ev.Event]:
+    """The events of a run's ``records`` rows (their ``events``), in order; one of a kind
+    this nbflow does not know (a newer one wrote it) is left out."""
     found = []
-    for row in rows:
-        values = dict(zip(names, row, strict=False))
-        kwargs = {k: v for k, v in values.items() if k in fields and k not in ("seq", "t")}
-        error = kwargs.get("error")
-        if isinstance(error, list | tuple):
-            kwargs["error"] = stored_error(*error)
-        for name in ("tasks", "fan_out"):
-            if isinstance(kwargs.get(name), list):
-                kwargs[name] = tuple(kwargs[name])
-        found.append(cls(run_id, values["seq"], values["t"], **kwargs))
+    rows = (row for data in parts for row in rows_of(data))
+    for seq, (cls, t, args) in enumerate(rows):
+        if cls is _Unknown:
+            continue
+        try:
+            found.append(cls(run_id, seq, t, *args))
+        except TypeError:  # a newer nbflow's event, with fields this one does not have
+            found.append(cls(run_id, seq, t, *args[: len(dataclasses.fields(cls)) - 3]))
     return found

@@ -1,12 +1,15 @@
 """The engine's journal of one run: what the store records of it, as it happens.
 
 :class:`Recorder` registers the run when it is made (its ``runs`` row; the flow version and
-task identities the store has not seen), takes every event (``put``: one C-level append to
-the writer's queue), takes each result once, when its task returns (:meth:`Recorder.keep`:
-a snapshot, see :mod:`nbflow.store.codecs`), and at the run's end waits, without blocking
-the event loop, until the writer has written all of it (:meth:`Recorder.finished`). If the
-store could not write some of it, the run knows: ``run.recorded`` is False and
-``run.store_error`` says why, and a :class:`StoreWarning` shows in the cell.
+task identities the store has not seen) and hands the writer two lists that the engine
+fills: :attr:`Recorder.log`, each event's class, time and arguments (one ``list.extend``, see
+:mod:`nbflow.store.eventlog`), and :attr:`Recorder.kept`, each result's
+task and item (:meth:`Recorder.keep`, when its task returns: the value itself when it is
+plain, else its snapshot, see :mod:`nbflow.store.codecs`). The writer takes what they hold
+every ``interval``. At the run's end :meth:`Recorder.finished` waits, without blocking the
+event loop, until the writer has written all of it. If the store could not write some of
+it, the run knows: ``run.recorded`` is False and ``run.store_error`` says why, and a
+:class:`StoreWarning` shows in the cell.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import pickle
 import socket
 import time
 import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,21 +29,22 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError, describe
 from ..identity import Identities, Identity, Unhashable, user_sources
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
-from .eventlog import HOT, LAYOUTS, ROWS, hot_route
-from .keys import CONTROLLED, StoreWarning, controlled
-from .results import KEPT, ResultRow
-from .writer import RunOpened, safe_json
+from .eventlog import LOGGED
+from .keys import StoreWarning
+from .results import UNSTORED, ResultRow
+from .writer import RunOpened, Status, safe_json
 
 if TYPE_CHECKING:
     from ..graph import Plan
     from ..identity import FlowIdentity
     from ..spec import FlowSpec
+    from ..state import RunState
     from .sqlite import SQLiteStore
 
 HOST = socket.gethostname()
 #: Result types pickled at once, without asking the serialisers (none of the built-in ones
 #: takes them).
-_PLAIN = frozenset({type(None), bool, int, float, complex, str, tuple, list, dict, set})
+_PICKLED = frozenset({str, tuple, list, dict, set, complex})
 #: A result of a type whose size is unknown is serialised off the event loop when it holds
 #: more items than this (a long list of records takes a while to pickle).
 MANY_ITEMS = 10_000
@@ -85,106 +88,125 @@ def variable_digests(variables: dict[str, Any]) -> dict[str, str | None]:
     return found
 
 
+class _Watched(list[Any]):
+    """A run's log for a store that sees every record (it overrides ``submit``): each event
+    is also handed to ``submit``."""
+
+    def __init__(self, submit: Callable[[Any], None], run_id: str) -> None:
+        super().__init__()
+        self.submit, self.run_id, self.seq = submit, run_id, 0
+
+    def extend(self, row: Any) -> None:
+        self.submit(row[0](self.run_id, self.seq, *row[1:]))
+        self.seq += 1
+        super().extend(row)
+
+
 class Recorder:
     """The journal of one run in a store (see the module docstring)."""
 
     __slots__ = (
-        "_digests", "_flat", "_plain", "_unkept", "context", "error", "keys", "routes",
-        "snapshots", "store", "warnings",
+        "_kept", "_pickled", "_plain", "_started", "_timer", "_unkept", "context", "controlled",
+        "error", "kept", "keys", "log", "logged", "snapshots", "store", "warnings",
     )  # fmt: skip
 
     def __init__(self, store: SQLiteStore, context: RunContext) -> None:
         self.store = store
         self.context = context
-        self._digests = {name: found.digest for name, found in context.identity.tasks.items()}
-        # Tasks whose results are not stored: persist=False, or left on a remote cluster.
         plan, local = context.plan, context.local
-        self._unkept = frozenset(
-            n
-            for n in plan.names
-            if plan.specs[n].persist is False or (local is not None and n not in local)
+        # Tasks whose results are not stored: persist=False, or left on a remote cluster.
+        self._unkept = plan.table(
+            "unpersisted",
+            lambda: frozenset(n for n in plan.names if plan.specs[n].persist is False),
         )
-        # Plain values take the short path of keep() when no serialiser of the user's could
-        # claim them.
-        self._plain = _PLAIN if not store.serializers.custom else frozenset()
-        #: Task -> the snapshot of its result in this run (what its dependants received): a
-        #: pickle's bytes, or a :class:`Snapshot`.
+        if local is not None:
+            self._unkept = self._unkept | frozenset(n for n in plan.names if n not in local)
+        #: Result types whose values go to the store as they are: in the event rows (the
+        #: engine leaves other results out of them) and, as items, in the results.
+        self.logged = LOGGED
+        # ...unless a serialiser of the user's might claim them (then the serialisers decide).
+        custom = store.serializers.custom
+        self._plain = LOGGED if not custom else frozenset()
+        self._pickled = _PICKLED if not custom else frozenset()
+        #: The run's events, for the writer: class, t, arguments, class... (the engine
+        #: extends it; see nbflow.store.eventlog).
+        self.log: list[Any] = (
+            _Watched(store.submit, context.run_id) if store.sees_every_record else []
+        )
+        #: The run's results, task and item after task and item, for the writer.
+        self.kept: list[Any] = []
+        self._kept = self.kept.extend
+        #: Task -> the snapshot of its result in this run (what its dependants received),
+        #: for results that are not plain.
         self.snapshots: dict[str, Snapshot | bytes] = {}
         #: Task -> the cache key its coming result is to be stored under (cache=True).
         self.keys: dict[str, str] = {}
+        #: Tasks whose results are never to be reused (see :meth:`not_reusable`).
+        self.controlled: set[str] = set()
         self.warnings: list[str] = []
         self.error: StoreError | None = None
         opened = self._opened()
-        # Where the engine puts each event (``routes[event class]``) and where results go:
-        # the run's own queues, which the writer reads (one C-level append each), or the
-        # store's submit() when a store class wants to see every item.
-        if store.sees_every_record:
-            put = store.submit
-            self.routes: dict[type, Callable[[Any], None]] = dict.fromkeys(LAYOUTS, put)
-            self._flat: Callable[[Any], None] | None = None
-        else:
-            rest: deque[Any] = deque()
-            opened.events = {cls: deque() for cls in HOT}
-            opened.events[None] = rest
-            self.routes = {cls: rest.append for cls in LAYOUTS}
-            for cls in HOT:  # kept as rows (plain tuples), not as events: see hot_route
-                self.routes[cls] = hot_route(opened.events[cls], ROWS[cls])
-            # A result is its FLAT fields at the end of the run's results queue.
-            self._flat = opened.results.extend
-            opened.identity = self._digests
-        store.submit(opened)
-        store.wake()
+        self._started: float = opened.row[6]
+        self._timer: asyncio.TimerHandle | None = None
+        store.submit(opened)  # written with the run's first records (see started())
 
     def _opened(self) -> RunOpened:
         context = self.context
-        plan = context.plan
+        plan, store = context.plan, self.store
         started = time.time()
         row = (
             context.run_id, plan.flow_name, context.flow_version, safe_json(context.variables),
             json.dumps(context.var_digests), "running", started, None, None, context.parent_run,
             context.resumed_from, HOST, os.getpid(),
         )  # fmt: skip
-        version = None
-        if context.spec is not None and not self.store.knows_version(
+        version, identities = None, {}
+        if context.spec is not None and not store.knows_version(
             plan.flow_name, context.flow_version
         ):
             spec_json, sources = describe_version(context.spec, plan.funcs, context.identity)
+            tasks = context.identity.tasks
+            digests = json.dumps({name: found.digest for name, found in tasks.items()})
             version = (plan.flow_name, context.flow_version, started, len(plan.names),
-                       spec_json, sources)  # fmt: skip
-            self.store.note_version(plan.flow_name, context.flow_version)
-        distinct: dict[str, Identity] = {}
-        for found in context.identity.tasks.values():  # 10,000 tasks may share a few
-            if found.digest is not None and found.digest not in distinct:
-                distinct[found.digest] = found
-        new = self.store.new_identities(distinct)
-        identities = {digest: distinct[digest].to_json() for digest in new}
-        return RunOpened(context.run_id, row, started, version, identities)
+                       spec_json, sources, digests)  # fmt: skip
+            store.note_version(plan.flow_name, context.flow_version)
+            distinct: dict[str, Identity] = {}
+            for found in tasks.values():  # 10,000 tasks may share a few
+                if found.digest is not None and found.digest not in distinct:
+                    distinct[found.digest] = found
+            identities = {d: distinct[d].to_json() for d in store.new_identities(distinct)}
+        return RunOpened(context.run_id, row, version, identities, self.log, self.kept, self.keys,
+                         self.controlled)  # fmt: skip
 
     # -- results ------------------------------------------------------------------------------
 
     def keep(self, task: str, attempt: int, value: Any) -> Awaitable[None] | None:
         """Take ``task``'s result as it is now (its snapshot), for the store.
 
-        Small values are serialised at once; one that may take a while (a large frame, a
-        long list) in a thread, and the awaitable returned must be awaited before anything
-        else sees the value. A value that cannot be serialised is not stored (one warning).
+        A plain value is taken as it is; small others are serialised at once; one that may
+        take a while (a large frame, a long list) in a thread, and the awaitable returned
+        must be awaited before anything else sees the value. A value that cannot be
+        serialised is not stored (one warning).
         """
-        if type(value) in self._plain and task not in self._unkept:
-            # Most results: pickled at once (a microsecond), the snapshot is the pickle.
+        kind = type(value)
+        if kind in self._plain and task not in self._unkept:
+            self._kept((task, value))  # immutable: what the task returned, as it is
+            return None
+        if task in self._unkept:
+            self._kept((task, UNSTORED))
+            return None
+        if kind in self._pickled:
+            # Most other results: pickled at once (a microsecond), the snapshot is the pickle.
             data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
             if len(data) <= self.store.file_bytes:
-                self._kept(task, attempt, data)
+                self._took(task, data)
                 return None
-        if task in self._unkept:
-            self._kept(task, attempt, None)
-            return None
         if self._slow(value):
-            return self._keep_in_thread(task, attempt, value)
-        self._kept(task, attempt, self._snapshot(task, value))
+            return self._keep_in_thread(task, value)
+        self._took(task, self._snapshot(task, value))
         return None
 
-    async def _keep_in_thread(self, task: str, attempt: int, value: Any) -> None:
-        self._kept(task, attempt, await asyncio.to_thread(self._snapshot, task, value))
+    async def _keep_in_thread(self, task: str, value: Any) -> None:
+        self._took(task, await asyncio.to_thread(self._snapshot, task, value))
 
     def _slow(self, value: Any) -> bool:
         serializer = self.store.serializers.for_value(value)
@@ -210,20 +232,52 @@ class Recorder:
             )
             return None
 
-    def _kept(self, task: str, attempt: int, snap: Snapshot | bytes | None) -> None:
-        if snap is not None:
-            self.snapshots[task] = snap
-        key = self.keys.pop(task, None) if self.keys else None
-        if self._flat is not None:
-            self._flat((task, attempt, snap, key))
-        else:
-            self.store.submit((KEPT, self.context.run_id, task, attempt, self._digests[task],
-                               snap, key))  # fmt: skip
+    def _took(self, task: str, snap: Snapshot | bytes | None) -> None:
+        if snap is None:
+            self._kept((task, UNSTORED))
+            return
+        self.snapshots[task] = snap
+        self._kept((task, snap))
 
-    def digest_of(self, task: str) -> str | None:
-        """The content digest of ``task``'s result in this run (None: not stored)."""
+    def keep_element(
+        self, task: str, label: str, value: Any, cache_key: str
+    ) -> Awaitable[None] | None:
+        """Store a fan-out element's result as ``label`` (``task[key]``) under
+        ``cache_key`` (``cache=True`` caches each element: see :class:`nbflow.cache.
+        ElementCache`). Like :meth:`keep`, an awaitable to await when it serialises in a
+        thread; a value that cannot be serialised is not stored (one warning)."""
+        if task in self._unkept:
+            return None
+        kind = type(value)
+        if kind in self._plain:
+            self._element_kept(label, value, cache_key)
+            return None
+        if kind in self._pickled:
+            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            if len(data) <= self.store.file_bytes:
+                self._element_kept(label, data, cache_key)
+                return None
+        if self._slow(value):
+            return self._keep_element_in_thread(label, value, cache_key)
+        self._element_kept(label, self._snapshot(label, value), cache_key)
+        return None
+
+    async def _keep_element_in_thread(self, label: str, value: Any, cache_key: str) -> None:
+        self._element_kept(label, await asyncio.to_thread(self._snapshot, label, value), cache_key)
+
+    def _element_kept(self, label: str, item: Any, cache_key: str) -> None:
+        if item is None:  # it did not serialise (a warning says so)
+            return
+        self.keys[label] = cache_key  # first: the writer may take the item at once
+        self._kept((label, item))
+
+    def digest_of(self, task: str, value: Any) -> str | None:
+        """The content digest of ``task``'s result ``value`` in this run (None: not
+        stored)."""
         snap = self.snapshots.get(task)
         if snap is None:
+            if type(value) in self._plain and task not in self._unkept:
+                return hashlib.sha256(pickle.dumps(value, protocol=PICKLE_PROTOCOL)).hexdigest()
             return None
         if type(snap) is bytes:
             return hashlib.sha256(snap).hexdigest()
@@ -235,29 +289,38 @@ class Recorder:
         identity is marked :data:`~nbflow.store.keys.CONTROLLED`, so resume runs it again).
         Safe from the task's own thread: it comes before the result does."""
         self.keys.pop(task, None)
-        digest = self._digests.get(task)
-        if digest is not None and not controlled(digest):
-            self._digests[task] = CONTROLLED + digest
+        self.controlled.add(task)
 
     def reused(self, task: str, row: ResultRow) -> None:
         """Record that ``task``'s result is the stored one of ``row`` (resume, cache)."""
-        self.store.submit((KEPT, self.context.run_id, task, 0, self._digests[task], None, None,
-                           row))  # fmt: skip
+        self._kept((task, row))
 
-    # -- the end ------------------------------------------------------------------------------
+    # -- the start and the end ------------------------------------------------------------------
 
-    async def finished(self) -> StoreError | None:
-        """Wait until the store has written everything of the run (the loop runs on); the
-        error that kept some of it out, if any (also kept as :attr:`error`)."""
+    def started(self) -> None:
+        """The run starts on the running loop: the writer, which sleeps while no run goes on,
+        is woken once the run has gone on for an interval (a run shorter than that is
+        written once, at its end)."""
+        self._timer = asyncio.get_running_loop().call_later(self.store.interval, self.store.wake)
+
+    async def finished(self, state: RunState) -> StoreError | None:
+        """Record the run's end (as ``state`` has it) and wait until the store has written
+        everything of the run (the loop runs on); the error that kept some of it out, if
+        any (also kept as :attr:`error`)."""
+        store, run_id = self.store, self.context.run_id
+        if self._timer is not None:
+            self._timer.cancel()
+        ended = time.time() if state.finished_t is None else self._started + state.finished_t
+        store.submit(Status(run_id, state.status.value, ended, state.error))
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.store.timeout):
-                error = await asyncio.shield(self.store.finish(self.context.run_id, loop))
+            async with asyncio.timeout(store.timeout):
+                error = await asyncio.shield(store.finish(run_id, loop))
         except TimeoutError:
             error = StoreError(
-                f"store {self.store.location}: run {self.context.run_id} was not written "
-                f"within {self.store.timeout:g} s (a lock held by another process, or a slow "
-                "disk); its records wait in memory and are written when they can be"
+                f"store {store.location}: run {run_id} was not written within "
+                f"{store.timeout:g} s (a lock held by another process, or a slow disk); its "
+                "records wait in memory and are written when they can be"
             )
         self.error = error
         return error

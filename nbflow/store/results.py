@@ -1,80 +1,65 @@
 """Results in the store: packs of small results, files of large ones, and lazy handles.
 
-What a commit writes of a run's results is one *pack*: a row of ``result_packs`` whose
-``rows`` list each result (:data:`RESULT_FIELDS`) and whose ``data`` holds the small ones'
-bytes one after the other, with the SHA-256 of ``data`` as its ``checksum``. A large result is
-a file (:class:`~nbflow.store.codecs.Files`) whose name is its content's digest. Both are
-checked when read: a damaged result is never served, it is a cache miss with a warning.
+A run's journal gives the writer, per result, the task and its *item*: the value itself when
+it is plain (:data:`~nbflow.store.eventlog.LOGGED`: None, a bool, an int, a float), else its
+snapshot (:mod:`nbflow.store.codecs`): a pickle's bytes, or a :class:`Snapshot` (another
+codec, or a file), or :data:`UNSTORED`, or the :class:`ResultRow` of a stored result the
+run reused (resume, cache). What a commit writes of a run's results is one *pack*, in the
+run's ``records`` row of that commit: ``tasks`` lists the tasks (JSON), ``data`` is one
+pickle of their items (a value, or the bytes of its snapshot: a snapshot's own bytes are
+copied, never unpickled) and ``checksum`` is the SHA-256 of ``data``. Items that are more
+than that have a ``meta`` entry (:data:`META`); a pack of plain items has none.
 
-A result read back from the store is a :class:`StoredResult`: it loads its value when first
-asked (``load()``), so a resumed run reads only the results that a task which runs, a
-condition, or the user needs.
+Both packs and files are checked when read: a damaged result is never served, it is a cache
+miss with a warning. A result read back is a :class:`StoredResult`, which loads its value
+when first asked (``load()``), so a resumed run reads only the results that a task which
+runs, a condition, or the user needs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from itertools import accumulate, islice, repeat
+import pickle
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .codecs import Snapshot, restore
+from .codecs import PICKLE_PROTOCOL, Snapshot
+from .eventlog import LOGGED
+from .keys import CONTROLLED
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-#: The items of a row of a pack's ``rows`` JSON, in order.
-RESULT_FIELDS = (
-    "task",
-    "attempt",
-    "identity",
-    "codec",
-    "size",
-    "offset",
-    "length",
-    "file",
-    "reused_from",
-)
+#: The items of a pack's ``meta`` entry, in order (None where the item is plain); a result
+#: whose attempt cancelled or finished part of its run is ``controlled``: never reused.
+META = ("codec", "size", "file", "reused_from", "pack", "item", "controlled")
+#: The item of a result that could not be serialised (it is not stored: a warning said so).
+UNSTORED = "nbflow:unstored"
+_PLAIN = LOGGED | {bytes}  # items that need no meta entry: a value, or a pickle's bytes
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-#: The first item of what a run hands the writer for one result through the store's shared
-#: queue: ``(KEPT, run_id, task, attempt, identity, snapshot, cache_key[, reused row])``. The
-#: snapshot is the value's pickle (bytes), a :class:`~nbflow.store.codecs.Snapshot`, or None
-#: (not stored); ``reused`` is the stored row the result was reused from (resume, cache).
-#: A run's own results queue holds :data:`FLAT` fields per result instead (see
-#: :class:`KeptResults`).
-KEPT = "kept"
-#: A run's results queue holds, per result, these fields one after the other (no tuple: see
-#: :func:`nbflow.store.eventlog.hot_route` for why nothing tracked is left queued).
-FLAT = ("task", "attempt", "snapshot", "cache_key")
-
-
-class Kept(NamedTuple):
-    """One result for the writer, as it reads a :data:`KEPT` tuple."""
-
-    marker: str
-    run_id: str
-    task: str
-    attempt: int
-    identity: str | None
-    snapshot: Snapshot | bytes | None
-    cache_key: str | None = None
-    reused: ResultRow | None = None
+def _names(tasks: list[str]) -> str:
+    """The JSON array of ``tasks``: joined as they are when no name needs escaping (task
+    names are identifiers, as a rule), which is several times faster than encoding each."""
+    joined = '","'.join(tasks)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        return f'["{joined}"]' if tasks else "[]"
+    return _dumps(tasks)
 
 
 class ResultRow(NamedTuple):
-    """One stored result (a row of the ``results`` view)."""
+    """One stored result (a row of the ``results`` view); ``pack`` and ``item`` say where its
+    value is (for a reused result: in the pack it was first stored in)."""
 
     run_id: str
     pack: int
+    item: int
     task: str
-    attempt: int
     identity: str | None
     codec: str | None
     size: int | None
-    offset: int | None
-    length: int | None
     file: str | None
     reused_from: str | None
     created: float
@@ -92,134 +77,104 @@ class ResultRow(NamedTuple):
         return self.file.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
-class KeptResults:
-    """The results of one run that one commit writes, as columns.
+class Pack(NamedTuple):
+    """What a commit writes of one run's results (see the module docstring)."""
 
-    Columns, not a tuple per result: a commit of a busy run holds thousands, and that many
-    tuples alive at once would each count towards the garbage collector's next collection.
-    """
-
-    __slots__ = ("attempts", "identities", "keys", "reused", "snapshots", "tasks")
-
-    def __init__(self) -> None:
-        self.tasks: list[str] = []
-        self.attempts: list[int] = []
-        self.identities: list[str | None] = []
-        self.snapshots: list[Snapshot | bytes | None] = []
-        self.keys: list[str | None] = []
-        self.reused: dict[int, ResultRow] = {}  # position -> the stored row reused there
-
-    def add_flat(self, flat: list[Any], identity: Mapping[str, str | None]) -> None:
-        """Add what a run's results queue held (:data:`FLAT` fields per result);
-        ``identity`` maps its tasks to their identities."""
-        width = len(FLAT)
-        tasks = flat[0::width]
-        self.tasks += tasks
-        self.attempts += flat[1::width]
-        self.snapshots += flat[2::width]
-        self.keys += flat[3::width]
-        self.identities += map(identity.__getitem__, tasks)
-
-    def add(self, item: tuple[Any, ...]) -> None:
-        """Add one :data:`KEPT` tuple."""
-        kept = Kept(*item)
-        if kept.reused is not None:
-            self.reused[len(self.tasks)] = kept.reused
-        self.tasks.append(kept.task)
-        self.attempts.append(kept.attempt)
-        self.identities.append(kept.identity)
-        self.snapshots.append(kept.snapshot)
-        self.keys.append(kept.cache_key)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def cache_entries(self) -> list[tuple[str, str]]:
-        """``(cache key, task)`` of the results to be found by their cache key."""
-        return [(key, task) for task, key in zip(self.tasks, self.keys, strict=True) if key]
+    tasks: str
+    meta: str | None
+    data: bytes
+    checksum: str
+    files: list[Snapshot]
+    cache_entries: list[tuple[str, str, int]]  # (cache key, task, item)
 
 
-def pack(kept: KeptResults) -> tuple[str, bytes, str, list[Snapshot]]:
-    """``(rows JSON, data, checksum, files)`` of one run's results of one commit; ``files``
-    are the snapshots of those stored as files.
-
-    The usual commit holds only small pickles: their rows are made in C.
-    """
-    snaps = kept.snapshots
-    if not kept.reused and all(type(snap) is bytes for snap in snaps):
-        lengths = list(map(len, snaps))  # type: ignore[arg-type]
-        offsets = accumulate(lengths, initial=0)
-        rows = zip(kept.tasks, kept.attempts, kept.identities, repeat("pickle"), lengths, offsets,
-                   lengths)  # fmt: skip
-        data = b"".join(snaps)  # type: ignore[arg-type]
-        return _rows_json(rows), data, hashlib.sha256(data).hexdigest(), []
-    listed: list[list[Any]] = []
-    chunks: list[bytes] = []
-    offset = 0
+def pack(flat: list[Any], keys: dict[str, str], controlled: Set[str] = frozenset()) -> Pack:
+    """The pack of ``flat`` (task, item, task, item...); ``keys`` holds the cache keys of
+    tasks whose results go into the cache (taken from it as they are stored), ``controlled``
+    the tasks whose results are never to be reused."""
+    tasks, items = flat[0::2], flat[1::2]
+    meta: list[Any] | None = None
     files: list[Snapshot] = []
-    for position, snap in enumerate(snaps):
-        head = [kept.tasks[position], kept.attempts[position], kept.identities[position]]
-        reused = kept.reused.get(position)
-        if reused is not None:  # the very same stored value, by reference
-            listed.append([*head, reused.codec, reused.size, reused.offset, reused.length,
-                           reused.file, reused.run_id, reused.pack])  # fmt: skip
-        elif snap is None:
-            listed.append(head)
-        elif isinstance(snap, Snapshot) and snap.file is not None:
-            listed.append([*head, snap.codec, snap.size, None, None, snap.file])
-            files.append(snap)
-        else:
-            inline = snap if isinstance(snap, bytes) else snap.data
-            assert inline is not None
-            codec = snap.codec if isinstance(snap, Snapshot) else "pickle"
-            listed.append([*head, codec, len(inline), offset, len(inline)])
-            chunks.append(inline)
-            offset += len(inline)
-    data = b"".join(chunks)
-    return _rows_json(iter(listed)), data, hashlib.sha256(data).hexdigest(), files
+    if controlled or not set(map(type, items)) <= _PLAIN:
+        meta = [None] * len(items)
+        for i, item in enumerate(items):
+            kind = type(item)
+            if kind is Snapshot:
+                if item.file is not None:
+                    files.append(item)
+                    items[i] = None
+                else:
+                    items[i] = item.data
+                if item.codec != "pickle" or item.file is not None:
+                    meta[i] = [item.codec, item.size, item.file]
+            elif kind is ResultRow:  # the very same stored value, by reference
+                items[i] = None
+                meta[i] = [item.codec, item.size, item.file, item.run_id, item.pack, item.item]
+            elif item is UNSTORED:
+                items[i] = None
+                meta[i] = [None]
+            if tasks[i] in controlled:
+                meta[i] = [*(meta[i] or ["pickle"]), None, None, None, None, None, None][:6]
+                meta[i].append(True)
+    entries: list[tuple[str, str, int]] = []
+    if keys:
+        for i, task in enumerate(tasks):
+            key = keys.pop(task, None)
+            if key is not None and (meta is None or meta[i] is None or meta[i][0] is not None):
+                entries.append((key, task, i))
+    data = pickle.dumps(items, protocol=PICKLE_PROTOCOL)
+    return Pack(
+        _names(tasks),
+        _dumps(meta) if meta is not None else None,
+        data,
+        hashlib.sha256(data).hexdigest(),
+        files,
+        entries,
+    )
 
 
-_dump_rows = json.JSONEncoder(separators=(",", ":")).encode
-#: Rows encoded at a time: fewer than the collector's first threshold (700), so the rows of
-#: a large commit never exist all at once (see :class:`KeptResults`).
-_CHUNK = 256
+def unpack(
+    run_id: str,
+    pack_id: int,
+    created: float,
+    tasks: str,
+    meta: str | None,
+    identities: Mapping[str, str | None],
+) -> list[ResultRow]:
+    """The :class:`ResultRow` of each result of a pack (``identities``: of the run's tasks)."""
+    names = json.loads(tasks)
+    extras = json.loads(meta) if meta else [None] * len(names)
+    return [
+        result_row(run_id, pack_id, created, i, task, extra, identities.get(task))
+        for i, (task, extra) in enumerate(zip(names, extras, strict=True))
+    ]
 
 
-def _rows_json(rows: Iterator[Any]) -> str:
-    """The JSON array of ``rows``, encoded :data:`_CHUNK` rows at a time."""
-    parts = []
-    while chunk := list(islice(rows, _CHUNK)):
-        parts.append(_dump_rows(chunk)[1:-1])
-    return "[" + ",".join(parts) + "]"
+def result_row(
+    run_id: str,
+    pack_id: int,
+    created: float,
+    item: int,
+    task: str,
+    extra: list[Any] | None,
+    identity: str | None,
+) -> ResultRow:
+    """The :class:`ResultRow` of item ``item`` of a pack, whose meta entry is ``extra``."""
+    if extra is None:  # a plain item: the value, or its pickle
+        return ResultRow(run_id, pack_id, item, task, identity, "pickle", None, None, None,
+                         created)  # fmt: skip
+    codec, size, file, reused_from, home, home_item, controlled = (*extra, *[None] * 7)[:7]
+    if home is None:
+        home, home_item = pack_id, item
+    if controlled and identity is not None:
+        identity = CONTROLLED + identity
+    return ResultRow(run_id, home, home_item, task, identity, codec, size, file, reused_from,
+                     created)  # fmt: skip
 
 
-def unpack(run_id: str, pack_id: int, created: float, rows: str) -> list[ResultRow]:
-    """The :class:`ResultRow` of each result of a pack.
-
-    A reused result refers to the pack of the run it came from (its tenth item): the row
-    given here points there, so loading it reads the original bytes.
-    """
-    found = []
-    for row in json.loads(rows):
-        row = row + [None] * (10 - len(row))
-        task, attempt, identity, codec, size, offset, length, file, reused_from, home = row
-        found.append(
-            ResultRow(
-                run_id,
-                home if home is not None else pack_id,
-                task,
-                attempt,
-                identity,
-                codec,
-                size,
-                offset,
-                length,
-                file,
-                reused_from,
-                created,
-            )
-        )
-    return found
+def item_bytes(item: Any) -> bytes:
+    """The serialised bytes of an inline item (a plain value: its pickle)."""
+    return item if type(item) is bytes else pickle.dumps(item, protocol=PICKLE_PROTOCOL)
 
 
 class DamagedResultError(ValueError):
@@ -275,12 +230,7 @@ class StoredResult:
         return self._digest
 
     def __repr__(self) -> str:
-        row, size = self.row, self.row.size or 0
-        shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size} bytes"
-        return f"<stored result of {row.task!r} from run {row.run_id[:8]}: {shown} {row.codec}>"
-
-
-def load_inline(data: bytes, row: ResultRow, serializer: Any) -> Any:
-    """The value of an inline result from its pack's ``data``."""
-    assert row.offset is not None and row.length is not None
-    return restore(serializer, data[row.offset : row.offset + row.length])
+        row = self.row
+        size = "" if row.size is None else f"{row.size / 2**20:.1f} MB " if row.size >= 2**20 \
+            else f"{row.size} bytes "  # fmt: skip
+        return f"<stored result of {row.task!r} from run {row.run_id[:8]}: {size}{row.codec}>"

@@ -107,33 +107,51 @@ def remove_runs(con: sqlite3.Connection, runs: list[str]) -> tuple[int, list[str
     entries = con.execute(
         "DELETE FROM cache_entries WHERE run_id IN (SELECT run_id FROM doomed)"
     ).rowcount
-    # A pack a kept run reused a result from stays (its row refers to the pack: item 9).
-    con.execute(
-        "DELETE FROM result_packs WHERE run_id IN (SELECT run_id FROM doomed) AND id NOT IN "
-        "(SELECT json_extract(r.value, '$[9]') FROM result_packs p, json_each(p.rows) r "
-        "WHERE p.run_id NOT IN (SELECT run_id FROM doomed) "
-        "AND json_extract(r.value, '$[9]') IS NOT NULL)"
-    )
-    con.execute("DELETE FROM event_log WHERE run_id IN (SELECT run_id FROM doomed)")
     con.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM doomed)")
+    # The records of removed runs go, but for the values a remaining run reused (its meta
+    # entry names the records row: item 4), which stay until nothing refers to them.
+    con.execute(
+        "DELETE FROM records WHERE run_id NOT IN (SELECT run_id FROM runs) AND id NOT IN "
+        "(SELECT json_extract(m.value, '$[4]') FROM records p, json_each(p.meta) m "
+        "WHERE p.run_id IN (SELECT run_id FROM runs) "
+        "AND json_extract(m.value, '$[4]') IS NOT NULL)"
+    )
+    con.execute("UPDATE records SET events = NULL WHERE run_id NOT IN (SELECT run_id FROM runs)")
     kept_files = {
         row[0]
         for row in con.execute(
-            "SELECT DISTINCT json_extract(r.value, '$[7]') FROM result_packs p, "
-            "json_each(p.rows) r WHERE json_extract(r.value, '$[7]') IS NOT NULL"
+            "SELECT DISTINCT json_extract(m.value, '$[2]') FROM records p, "
+            "json_each(p.meta) m WHERE json_extract(m.value, '$[2]') IS NOT NULL"
         )
     }
     gone = [
         row[0] for row in con.execute("SELECT path FROM result_files") if row[0] not in kept_files
     ]
     con.executemany("DELETE FROM result_files WHERE path = ?", [(p,) for p in gone])
-    con.execute(
-        "DELETE FROM identities WHERE digest NOT IN (SELECT json_extract(r.value, '$[2]') "
-        "FROM result_packs p, json_each(p.rows) r WHERE json_extract(r.value, '$[2]') "
-        "IS NOT NULL)"
-    )
     con.execute("DELETE FROM doomed")
     return entries, gone
+
+
+def auto_prune(
+    con: sqlite3.Connection, flow: str, keep_runs: int, counts: dict[str, int]
+) -> list[str]:
+    """A store's own pruning, as a run of ``flow`` starts (its ``runs`` row committed):
+    remove the flow's oldest runs once it has :data:`AUTO_EVERY` more than ``keep_runs``;
+    the files no remaining result refers to (paths relative to the store's files).
+
+    ``counts`` (flow -> runs in the file) spares a count at every start: counted once, then
+    each start adds one; counted again after a prune (other processes add runs too).
+    """
+    count = counts.get(flow)
+    if count is None:
+        (count,) = con.execute("SELECT count(*) FROM runs WHERE flow = ?", (flow,)).fetchone()
+    counts[flow] = count = count + (flow in counts)
+    if count < keep_runs + AUTO_EVERY:
+        return []
+    with transaction(con):
+        _, gone = remove_runs(con, doomed(con, [flow], keep_runs, None))
+    del counts[flow]
+    return gone
 
 
 def prune(

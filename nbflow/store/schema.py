@@ -3,18 +3,21 @@
 Tables (``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; ``PRAGMA application_id`` marks
 the file as nbflow's, so another program's database is refused before anything is written):
 
-- ``flow_versions(flow, version, created, n_tasks, spec, sources)``: every distinct version
-  of a flow, with its spec JSON, its tasks' sources and identities (see :mod:`nbflow.identity`);
+- ``flow_versions(flow, version, created, n_tasks, spec, sources, identities)``: every
+  distinct version of a flow, with its spec JSON, its tasks' sources and identities (see
+  :mod:`nbflow.identity`); ``identities`` is ``{task: identity digest}`` (JSON), the same for
+  every run of the version;
 - ``runs(run_id, flow, version, variables, var_digests, status, started, ended, error,
   parent_run, resumed_from, host, pid)``;
-- ``event_log(run_id, first_seq, kind, rows)``: a run's events, a JSON array of the events of
-  one kind per commit (see :mod:`nbflow.store.events`). The ``events`` view shows one row per
-  event; attempts, timelines and replays are folded from it when read;
-- ``result_packs(id, run_id, created, rows, data, checksum)``: per commit, the results of a
-  run that ended then: ``rows`` (JSON: task, attempt, identity, codec, where...) and the
-  small results' bytes, one after the other, in ``data``, whose SHA-256 is ``checksum``. The
-  ``results`` view shows one row per result. Large results are files (``result_files``);
-- ``cache_entries(cache_key, created, run_id, task)``: results of tasks with ``cache=True``;
+- ``records(id, run_id, created, events, tasks, meta, data, checksum)``: what a run
+  recorded, one row per commit: its events of that commit, in order (``events``, see
+  :mod:`nbflow.store.eventlog`; attempts, timelines and replays are folded from them when
+  read) and the results of its tasks that returned meanwhile: ``tasks`` (a JSON array),
+  ``meta`` (a JSON array of what is not plain, or NULL) and the values in ``data``, whose
+  SHA-256 is ``checksum`` (see :mod:`nbflow.store.results`). The ``results`` view shows one
+  row per result. Large results are files (``result_files``);
+- ``cache_entries(cache_key, created, run_id, task, pack, item)``: results of tasks with
+  ``cache=True``, and where each is (its ``records`` row and its place in that row's pack);
 - ``identities(digest, parts)``: the parts of each distinct task identity (``run.why()``).
 
 Times are Unix seconds; an event's ``t`` is seconds since its run started.
@@ -32,41 +35,44 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: ``PRAGMA application_id`` of an nbflow store: "nbfl".
 APPLICATION_ID = 0x6E62666C
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE flow_versions (
         flow TEXT NOT NULL, version TEXT NOT NULL, created REAL NOT NULL,
-        n_tasks INTEGER NOT NULL, spec TEXT NOT NULL, sources TEXT NOT NULL,
+        n_tasks INTEGER NOT NULL, spec TEXT NOT NULL, sources TEXT NOT NULL, identities TEXT,
         PRIMARY KEY (flow, version)) WITHOUT ROWID""",
     """CREATE TABLE runs (
         run_id TEXT PRIMARY KEY, flow TEXT NOT NULL, version TEXT NOT NULL, variables TEXT,
         var_digests TEXT, status TEXT NOT NULL, started REAL, ended REAL, error TEXT,
         parent_run TEXT, resumed_from TEXT, host TEXT, pid INTEGER)""",
     "CREATE INDEX runs_by_flow ON runs (flow, started)",
-    """CREATE TABLE event_log (
-        run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, kind TEXT NOT NULL,
-        rows BLOB NOT NULL, PRIMARY KEY (run_id, first_seq, kind)) WITHOUT ROWID""",
-    """CREATE TABLE result_packs (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, created REAL NOT NULL,
-        rows TEXT NOT NULL, data BLOB NOT NULL, checksum TEXT NOT NULL)""",
-    "CREATE INDEX result_packs_by_run ON result_packs (run_id)",
+    """CREATE TABLE records (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, created REAL NOT NULL, events BLOB,
+        tasks TEXT, meta TEXT, data BLOB, checksum TEXT)""",
+    "CREATE INDEX records_by_run ON records (run_id)",
     """CREATE TABLE result_files (
         digest TEXT PRIMARY KEY, path TEXT NOT NULL, codec TEXT NOT NULL,
         size INTEGER NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE cache_entries (
         cache_key TEXT NOT NULL, created REAL NOT NULL, run_id TEXT NOT NULL,
-        task TEXT NOT NULL, PRIMARY KEY (cache_key, created, run_id)) WITHOUT ROWID""",
+        task TEXT NOT NULL, pack INTEGER NOT NULL, item INTEGER NOT NULL,
+        PRIMARY KEY (cache_key, created, run_id)) WITHOUT ROWID""",
     """CREATE TABLE identities (digest TEXT PRIMARY KEY, parts TEXT NOT NULL) WITHOUT ROWID""",
-    # One row per result (see RESULT_FIELDS in results.py for the order of a row's items).
+    # One row per result; a meta item is [codec, size, file, reused_from, pack, item] (see
+    # nbflow.store.results), none for a plain one ('pickle': a value, or its pickle); codec
+    # NULL: not stored. ``home``: the records row that holds the value (reused: another's).
     """CREATE VIEW results AS SELECT p.run_id AS run_id, p.id AS pack,
-        json_extract(r.value, '$[0]') AS task, json_extract(r.value, '$[1]') AS attempt,
-        json_extract(r.value, '$[2]') AS identity, json_extract(r.value, '$[3]') AS codec,
-        json_extract(r.value, '$[4]') AS size, json_extract(r.value, '$[7]') AS file,
-        json_extract(r.value, '$[8]') AS reused_from, p.created AS created
-        FROM result_packs p, json_each(p.rows) r""",
+        CAST(t.key AS INTEGER) AS item, t.value AS task,
+        CASE WHEN json_extract(p.meta, '$[' || t.key || ']') IS NULL THEN 'pickle'
+            ELSE json_extract(p.meta, '$[' || t.key || '][0]') END AS codec,
+        json_extract(p.meta, '$[' || t.key || '][2]') AS file,
+        json_extract(p.meta, '$[' || t.key || '][3]') AS reused_from,
+        coalesce(json_extract(p.meta, '$[' || t.key || '][4]'), p.id) AS home,
+        p.created AS created
+        FROM records p, json_each(p.tasks) t""",
 )
 
 _FIX = (
@@ -170,7 +176,7 @@ def prepare(path: str, timeout: float) -> sqlite3.Connection:
 
 
 def _inspect(path: str, timeout: float) -> int:
-    """The schema version of an existing file, read without writing (0: empty; 1 to 5: an
+    """The schema version of an existing file, read without writing (0: empty; 1 to 6: an
     older nbflow's).
 
     Raises:
@@ -284,7 +290,7 @@ def _copy_back(con: sqlite3.Connection) -> None:
         "FROM old_runs"
     )
     con.execute(
-        "INSERT INTO flow_versions SELECT flow, version, created, n_tasks, spec, sources "
+        "INSERT INTO flow_versions SELECT flow, version, created, n_tasks, spec, sources, NULL "
         "FROM old_flow_versions"
     )
     con.execute("DROP TABLE old_runs")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import pickle
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -23,9 +25,9 @@ from ..errors import StoreError
 from ..state import RunState
 from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
-from .results import DamagedResultError, ResultRow, unpack
+from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
 from .schema import connect, prepare, store_error
-from .writer import StatusChange, Writer, shared_writer
+from .writer import Status, Writer, shared_writer
 
 #: The columns of ``runs``, in order (what :class:`~nbflow.store.writer.RunOpened` carries).
 RUN_COLUMNS = (
@@ -93,7 +95,8 @@ class SQLiteStore:
         reader.row_factory = sqlite3.Row
         self._reader: sqlite3.Connection | None = reader
         self._lock = threading.Lock()
-        self._packs: OrderedDict[int, bytes] = OrderedDict()
+        self._packs: OrderedDict[int, list[Any]] = OrderedDict()  # pack -> its items
+        self._version_identities: dict[tuple[str, str], dict[str, str | None]] = {}
         self._known: set[tuple[str, str]] = {
             (r[0], r[1]) for r in reader.execute("SELECT flow, version FROM flow_versions")
         }
@@ -115,13 +118,15 @@ class SQLiteStore:
     # -- writing -----------------------------------------------------------------------------
 
     def submit(self, item: Any) -> None:
-        """Hand one record to the writer; O(1), never blocks (runs on the event loop)."""
+        """Hand one record to the writer (a run's start or end, someone waiting; an event
+        when a subclass overrides this: see :attr:`sees_every_record`); O(1), never blocks
+        (runs on the event loop)."""
         self._writer.submit(item)
 
     @property
     def sees_every_record(self) -> bool:
-        """Whether this store's class overrides :meth:`submit` to see each record: then a
-        run's events and results go through it too, instead of the run's own queues."""
+        """Whether this store's class overrides :meth:`submit` to see each record: then it
+        gets each of a run's events too (as an :class:`~nbflow.events.Event`)."""
         return type(self).submit is not SQLiteStore.submit
 
     def ensure_open(self) -> None:
@@ -135,7 +140,7 @@ class SQLiteStore:
             self._writer = self._make_writer()
 
     def wake(self) -> None:
-        """Have the writer write what is queued now."""
+        """Tell the writer a run started (it writes at its next tick)."""
         self._writer.wake()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -154,7 +159,7 @@ class SQLiteStore:
 
     def mark_interrupted(self, run_id: str) -> None:
         """Record that a run still marked running was cut short (its process is gone)."""
-        self.submit(StatusChange(run_id, "interrupted"))
+        self.submit(Status(run_id, "interrupted"))
 
     def knows_version(self, flow: str, version: str) -> bool:
         """Whether this flow version is recorded (or about to be)."""
@@ -205,11 +210,13 @@ class SQLiteStore:
 
     def event_objects(self, run_id: str) -> list[ev.Event]:
         """The events of ``run_id``, in order, as :mod:`nbflow.events` objects (an error is
-        a stand-in exception with the original's type name and message; a result is not
-        in the log: see :meth:`results`)."""
-        rows = self._query("SELECT kind, rows FROM event_log WHERE run_id = ?", (run_id,))
-        found = [e for r in rows for e in eventlog.decode(run_id, r[0], bytes(r[1]))]
-        return sorted(found, key=lambda e: e.seq)
+        a stand-in exception with the original's type name and message; a result is there
+        only when it is a plain value: see :meth:`results`)."""
+        rows = self._query(
+            "SELECT events FROM records WHERE run_id = ? AND events IS NOT NULL ORDER BY id",
+            (run_id,),
+        )
+        return eventlog.decode(run_id, (bytes(r[0]) for r in rows))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The event log of ``run_id`` in order: ``seq, kind, t, task, attempt, element,
@@ -239,8 +246,8 @@ class SQLiteStore:
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt of ``run_id`` (``element`` None for a task as a whole), in the order
-        they started: ``task, element, attempt, state, started, ended, worker, error,
-        traceback`` (times are Unix seconds)."""
+        they started: ``task, element, key, attempt, state, started, ended, worker, error,
+        traceback`` (times are Unix seconds; ``key`` is the element's ``key=``, or None)."""
         state = self.state(run_id)
         found = []
         for row in state.rows:
@@ -250,6 +257,7 @@ class SQLiteStore:
                 {
                     "task": row.base,
                     "element": row.element,
+                    "key": _key_of(record, row.element),
                     "attempt": row.attempt,
                     "state": row.status,
                     "started": state.wall_start + row.start,
@@ -265,24 +273,46 @@ class SQLiteStore:
         """Task -> :class:`ResultRow` for the tasks of ``run_id`` that succeeded (their
         values may not all be stored: see ``ResultRow.stored``)."""
         rows = self._query(
-            "SELECT id, created, rows FROM result_packs WHERE run_id = ? ORDER BY id", (run_id,)
+            "SELECT p.id, p.created, p.tasks, p.meta, r.flow, r.version FROM records p "
+            "LEFT JOIN runs r ON r.run_id = p.run_id WHERE p.run_id = ? AND p.tasks IS NOT NULL "
+            "ORDER BY p.id",
+            (run_id,),
         )
         found: dict[str, ResultRow] = {}
         for row in rows:
-            for result in unpack(run_id, row[0], row[1], row[2]):
+            identities = self._task_identities(row[4], row[5])
+            for result in unpack(run_id, row[0], row[1], row[2], row[3], identities):
                 found[result.task] = result
+        return found
+
+    def _task_identities(self, flow: str | None, version: str | None) -> dict[str, str | None]:
+        """Task -> identity digest in a flow version (empty: the version is not recorded)."""
+        key = (flow or "", version or "")
+        found = self._version_identities.get(key)
+        if found is None:
+            rows = self._query(
+                "SELECT identities FROM flow_versions WHERE flow = ? AND version = ?", key
+            )
+            found = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+            if rows:  # a version's identities never change once it is recorded
+                self._version_identities[key] = found
         return found
 
     def find_cached(self, key: str, since: float | None = None) -> ResultRow | None:
         """The newest stored result with cache key ``key`` (created at or after ``since``)."""
         rows = self._query(
-            "SELECT run_id, task FROM cache_entries WHERE cache_key = ? AND created >= ? "
-            "ORDER BY created DESC LIMIT 4",
+            "SELECT c.run_id, c.task, c.pack, c.item, p.created, "
+            "json_extract(p.meta, '$[' || c.item || ']'), r.flow, r.version "
+            "FROM cache_entries c JOIN records p ON p.id = c.pack "
+            "LEFT JOIN runs r ON r.run_id = c.run_id "
+            "WHERE c.cache_key = ? AND c.created >= ? ORDER BY c.created DESC LIMIT 4",
             (key, since if since is not None else 0.0),
         )
-        for run_id, task in rows:
-            found = self.results(run_id).get(task)
-            if found is not None and found.stored:
+        for run_id, task, pack_id, item, created, extra, flow, version in rows:
+            identity = self._task_identities(flow, version).get(task)
+            meta = json.loads(extra) if extra is not None else None
+            found = result_row(run_id, pack_id, created, item, task, meta, identity)
+            if found.stored:
                 return found
         return None
 
@@ -345,34 +375,31 @@ class SQLiteStore:
             StoreError: they are gone.
         """
         if row.file is None:
-            self._pack(row.pack)
-            return
+            self._items(row.pack)
+        else:
+            self._file(row)
+
+    def _file(self, row: ResultRow) -> Path:
+        """The checked file of a result stored as one."""
+        assert row.file is not None
         try:
-            self.files.verify(row.file, row.digest or "")
+            return self.files.verify(row.file, row.digest or "")
         except ValueError as error:
             raise DamagedResultError(str(error)) from None
         except OSError as error:
             raise StoreError(f"the file of task {row.task!r}'s result is gone ({error})") from None
 
     def result_bytes(self, row: ResultRow) -> bytes:
-        """The stored bytes of an inline result, checked against its pack's checksum.
+        """The stored bytes of a result (a plain value's: its pickle), checked against their
+        checksum.
 
         Raises:
-            DamagedResultError: the pack's bytes fail their checksum.
-            StoreError: the pack is gone (its run was pruned).
+            DamagedResultError: the bytes fail their checksum.
+            StoreError: they are gone (the run was pruned, the file removed).
         """
         if row.file is not None:
-            try:
-                return self.files.verify(row.file, row.digest or "").read_bytes()
-            except ValueError as error:
-                raise DamagedResultError(str(error)) from None
-            except OSError as error:
-                raise StoreError(
-                    f"the file of task {row.task!r}'s result is gone ({error})"
-                ) from None
-        data = self._pack(row.pack)
-        assert row.offset is not None and row.length is not None
-        return data[row.offset : row.offset + row.length]
+            return self._file(row).read_bytes()
+        return item_bytes(self._items(row.pack)[row.item])
 
     def read_result(self, row: ResultRow) -> Any:
         """The value of a stored result (see :class:`~nbflow.store.results.StoredResult`).
@@ -389,24 +416,22 @@ class SQLiteStore:
                 f"the result of task {row.task!r} was stored by serializer {row.codec!r}, which "
                 f"this store does not have; register it with store.serializers.register(...)"
             )
-        if row.file is None:
-            return restore(serializer, self.result_bytes(row))
-        try:
-            path = self.files.verify(row.file, row.digest or "")
-        except ValueError as error:
-            raise DamagedResultError(str(error)) from None
-        except OSError as error:
-            raise StoreError(f"the file of task {row.task!r}'s result is gone ({error})") from None
-        with open(path, "rb") as file:
-            return serializer.load(file)
+        if row.file is not None:
+            with open(self._file(row), "rb") as file:
+                return serializer.load(file)
+        item = self._items(row.pack)[row.item]
+        if type(item) is not bytes:
+            return item  # a plain value, stored as it is
+        return restore(serializer, item)
 
-    def _pack(self, pack_id: int) -> bytes:
+    def _items(self, pack_id: int) -> list[Any]:
+        """The items of a pack (see :mod:`nbflow.store.results`), checked."""
         found = self._packs.get(pack_id)
         if found is not None:
             self._packs.move_to_end(pack_id)
             return found
-        rows = self._query("SELECT data, checksum FROM result_packs WHERE id = ?", (pack_id,))
-        if not rows:
+        rows = self._query("SELECT data, checksum FROM records WHERE id = ?", (pack_id,))
+        if not rows or rows[0][0] is None:
             raise StoreError(f"result pack {pack_id} is gone from {self.location} (pruned)")
         data, checksum = bytes(rows[0][0]), rows[0][1]
         if hashlib.sha256(data).hexdigest() != checksum:
@@ -414,10 +439,10 @@ class SQLiteStore:
                 f"results stored in {self.location} (pack {pack_id}) are damaged: their "
                 "bytes do not match their checksum"
             )
-        self._packs[pack_id] = data
+        found = self._packs[pack_id] = pickle.loads(data)
         while len(self._packs) > _PACKS_KEPT:
             self._packs.popitem(last=False)
-        return data
+        return found
 
     # -- size and retention ------------------------------------------------------------------
 
@@ -444,10 +469,10 @@ class SQLiteStore:
         self._packs.clear()
 
     def run_sizes(self) -> dict[str, int]:
-        """Bytes each run takes in the database (its events and its packs of results)."""
+        """Bytes each run takes in the database (its records: events and results)."""
         rows = self._query(
-            "SELECT run_id, sum(n) FROM (SELECT run_id, length(rows) AS n FROM event_log "
-            "UNION ALL SELECT run_id, length(rows) + length(data) FROM result_packs) "
+            "SELECT run_id, sum(coalesce(length(events), 0) + coalesce(length(tasks), 0) "
+            "+ coalesce(length(meta), 0) + coalesce(length(data), 0)) FROM records "
             "GROUP BY run_id"
         )
         return {r[0]: r[1] for r in rows}
@@ -461,3 +486,10 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location!r}>"
+
+
+def _key_of(record: Any, element: int | None) -> str | None:
+    """The ``key=`` of a fan-out element (None: no element, or no key)."""
+    if element is None or record is None or record.element_keys is None:
+        return None
+    return record.element_keys.get(element)

@@ -1,13 +1,15 @@
 """The one writer of a store file in a process: a queue, a thread, a transaction per batch.
 
-A run's recorder puts its events and results in the run's own queues (:class:`RunOpened`
-carries them: one per hot event kind, one for the rest, one for results); everything else
-(a run that starts, someone waiting) goes through ``submit``. Each is one ``deque.append``
-on the event loop, in C. Every ``interval`` while a run goes on (at once when someone
-waits) the writer thread takes what is queued, the shared queue first (so a waiter's run
-has all its records in its queues by then), and writes it in one transaction: the runs that
-started, their events (one ``event_log`` row per kind, :mod:`nbflow.store.eventlog`), their
-results (one pack, :mod:`nbflow.store.results`), the runs that ended.
+A run's journal (:class:`~nbflow.store.recorder.Recorder`) gives the writer the run's two
+lists, which the engine fills on the event loop (one ``list.extend`` each, in C): its
+events' items and its results (:class:`RunOpened` carries them). Everything else (a run that
+starts or ends, someone waiting) goes through ``submit``. Every ``interval`` while a run
+goes on (the first once a timer on the run's loop says it has gone on for one; at once when
+someone waits) the writer thread takes what is queued, the shared queue first (so a run
+that ended has all its records in its lists by then), and what the lists hold, and writes
+it in one transaction: the runs that started, one ``records`` row per run (its events and
+its results: :mod:`nbflow.store.eventlog`, :mod:`nbflow.store.results`), the runs that
+ended. Encoding is this thread's work; the event loop only appends.
 
 Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
 table gone) is reported to every run it belonged to: a run waiting for its end to be written
@@ -31,16 +33,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat, starmap
 from typing import Any
 
 from .. import events as ev
-from ..errors import StoreError
+from ..errors import StoreError, describe
 from . import eventlog
-from .results import KEPT, KeptResults, pack
+from .results import Pack, pack
 from .schema import connect, store_error, transaction
 
 log = logging.getLogger("nbflow.store")
@@ -52,30 +52,31 @@ class StoreLockedError(StoreError):
 
 @dataclass(slots=True)
 class RunOpened:
-    """A run starts: its ``runs`` row, what its version adds to the store, and its queues.
-
-    ``events`` has a queue per hot event kind (:data:`~nbflow.store.eventlog.HOT`: its
-    rows' fields, see :func:`~nbflow.store.eventlog.hot_route`) and one (under ``None``) for
-    the others' events; ``results`` gets the :data:`~nbflow.store.results.FLAT` fields of
-    each result, whose identity ``identity`` gives.
-    """
+    """A run starts: its ``runs`` row, what its version adds to the store, and its lists:
+    ``log`` gets its events (see :mod:`nbflow.store.eventlog`), ``kept`` each result's task
+    and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose results go
+    into the cache to their cache keys; ``controlled`` lists those whose results are never
+    to be reused."""
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
-    wall_start: float
     version: tuple[Any, ...] | None = None  # a flow_versions row, when it is new
     identities: dict[str, str] = field(default_factory=dict)  # digest -> parts JSON
-    events: dict[type | None, deque[Any]] = field(default_factory=dict)
-    results: deque[Any] = field(default_factory=deque)
-    identity: dict[str, str | None] = field(default_factory=dict)  # task -> its identity
+    log: list[Any] = field(default_factory=list)
+    kept: list[Any] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    controlled: set[str] = field(default_factory=set)  # tasks whose results are not reused
 
 
 @dataclass(slots=True)
-class StatusChange:
-    """A recorded run's status changes after the fact (a dead run found ``interrupted``)."""
+class Status:
+    """A run's status in its ``runs`` row: as it ends (with when, Unix seconds, and its
+    error), or found out after the fact (a dead run is ``interrupted``)."""
 
     run_id: str
     status: str
+    ended: float | None = None
+    error: str | None = None
 
 
 class _Waiter:
@@ -101,34 +102,38 @@ class _Waiter:
 
 _STOP = object()
 _IDLE_POLL = 1.0  # seconds between looks at the queue while no run is going on
-_EVENTS = frozenset(eventlog.LAYOUTS)
 
 
-def _take(queue: deque[Any]) -> list[Any]:
-    """What ``queue`` holds now, taken in C (another thread may append meanwhile)."""
-    return list(starmap(queue.popleft, repeat((), len(queue))))
+def _take(items: list[Any]) -> list[Any]:
+    """What ``items`` holds now; other threads only append to it meanwhile, and each of the
+    two steps (and each append) holds the GIL, so what they add after the first stays."""
+    count = len(items)
+    taken = items[:count]
+    del items[:count]
+    return taken
 
 
 class _Batch:
-    """One transaction's worth of items, sorted by run."""
+    """One transaction's worth: what the shared queue held, and each run's records."""
 
-    __slots__ = ("changes", "events", "finished", "opened", "results", "waiters")
+    __slots__ = ("ended", "opened", "records", "statuses", "waiters")
 
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
-        self.changes: list[StatusChange] = []
-        self.events: dict[str, dict[type, list[Any]]] = {}  # run -> kind -> events or fields
-        self.results: dict[str, KeptResults] = {}
-        self.finished: list[ev.RunFinished] = []
+        self.statuses: dict[str, Status] = {}  # the last known of each run
+        self.ended: list[str] = []  # runs whose journal said they are over
+        self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
 
+    def single(self) -> bool:
+        """Whether the batch is one statement: one run's records, of plain results."""
+        if self.opened or self.statuses or len(self.records) != 1:
+            return False
+        found = self.records[0][2]
+        return found is None or not (found.files or found.cache_entries)
+
     def runs(self) -> set[str]:
-        return {
-            *self.events,
-            *self.results,
-            *(o.run_id for o in self.opened),
-            *(c.run_id for c in self.changes),
-        }
+        return {*(r[0] for r in self.records), *(o.run_id for o in self.opened), *self.statuses}
 
 
 class Writer:
@@ -138,6 +143,8 @@ class Writer:
         path: the database file.
         timeout: seconds to wait for a lock held by another writer, per try.
         interval: seconds between commits while a run goes on.
+        keep_runs: the newest runs of each flow to keep (see :func:`auto_prune`).
+        files: the store's result files (a prune removes those no result refers to).
     """
 
     def __init__(
@@ -149,18 +156,16 @@ class Writer:
         keep_runs: int | None = None,
         files: Any = None,
     ) -> None:
-        self.path = path
-        self.keep_runs = keep_runs
-        self.files = files  # the store's Files: a prune removes what no result refers to
-        self.timeout = timeout
-        self.interval = interval
-        self._queue: deque[Any] = deque()
+        self.path, self.timeout, self.interval = path, timeout, interval
+        self.keep_runs, self.files = keep_runs, files
+        self._queue: list[Any] = []
         self.submit: Callable[[Any], None] = self._queue.append  # the loop's cost per item
         self._wake = threading.Event()
-        self._open: dict[str, RunOpened] = {}  # runs going on (their queues)
+        self._open: dict[str, RunOpened] = {}  # runs going on (their lists)
         self._run_errors: dict[str, StoreError] = {}  # runs a batch could not record
         self._error: StoreError | None = None  # for the next flush
         self._locked_since: float | None = None
+        self._counts: dict[str, int] = {}  # flow -> its runs in the file (for keep_runs)
         self._con: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
         self._thread.start()
@@ -168,7 +173,7 @@ class Writer:
     # -- caller side -------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Write what is queued now (a run started, or someone waits)."""
+        """Write what is queued now (a run has gone on for an interval, or someone waits)."""
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -179,7 +184,9 @@ class Writer:
                 or the writer did not catch up within ``timeout`` (a lock held elsewhere).
         """
         if not self._thread.is_alive():
-            self._raise_pending()
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
             return
         waiter = _Waiter()
         self._queue.append(waiter)
@@ -230,11 +237,6 @@ class Writer:
             self._wake.set()
             self._thread.join(timeout)
 
-    def _raise_pending(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -245,18 +247,16 @@ class Writer:
             self._error = store_error(error, self.path, self.timeout)
         queue, wake = self._queue, self._wake
         while True:
-            wake.wait(self.interval if self._open or queue else _IDLE_POLL)
+            wake.wait(self.interval if self._open else _IDLE_POLL)
             wake.clear()  # before taking the queue: a submit after this wakes us again
-            if not queue and not self._open:
-                continue
-            if self._write(_take(queue)):
+            if (queue or self._open) and self._write(_take(queue)):
                 break
         if self._con is not None:
             self._con.close()
             self._con = None
 
     def _write(self, items: list[Any]) -> bool:
-        """Write ``items`` (the shared queue's) and what the open runs' queues hold, in one
+        """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
         transaction; True when told to stop."""
         batch, stop = _Batch(), False
         for item in items:
@@ -264,37 +264,36 @@ class Writer:
             if kind is RunOpened:
                 batch.opened.append(item)
                 self._open[item.run_id] = item
+            elif kind is Status:
+                batch.statuses[item.run_id] = item
+                if item.ended is not None:
+                    batch.ended.append(item.run_id)
             elif kind is _Waiter:
                 batch.waiters.append(item)
-            elif kind is StatusChange:
-                batch.changes.append(item)
-            elif kind in _EVENTS:  # a store whose submit() sees every event
-                batch.events.setdefault(item.run_id, {}).setdefault(kind, []).append(item)
-            elif kind is tuple and item[0] is KEPT:
-                batch.results.setdefault(item[1], KeptResults()).add(item)
             elif item is _STOP:
                 stop = True
+            # else: an event a store that sees every record passed on (its run's log has it)
         del items
-        for run_id, opened in self._open.items():
-            for hot, queue in opened.events.items():
-                if not queue:
-                    continue
-                by_kind = batch.events.setdefault(run_id, {})
-                if hot is not None:  # a hot kind's queue: its rows' fields
-                    by_kind.setdefault(hot, []).extend(_take(queue))
-                else:
-                    for event in _take(queue):
-                        by_kind.setdefault(type(event), []).append(event)
-            if opened.results:
-                kept = batch.results.setdefault(run_id, KeptResults())
-                kept.add_flat(_take(opened.results), opened.identity)
-        for by_kind in batch.events.values():
-            batch.finished.extend(
-                e for e in by_kind.get(ev.RunFinished, ()) if type(e) is ev.RunFinished
-            )
-        error = self._commit(batch) if batch.runs() else None
-        for finished in batch.finished:
-            self._open.pop(finished.run_id, None)
+        try:
+            for run_id, opened in self._open.items():
+                events = found = None
+                if opened.log:
+                    items = _take(opened.log)  # class, t, arguments, class...
+                    events = eventlog.encode(items)
+                    if len(items) >= 4 and items[-4] is ev.RunFinished:  # on disk before
+                        _, t, status, error = items[-4:]  # subscribers hear of it
+                        ended = Status(run_id, status, opened.row[6] + t, error)
+                        batch.statuses.setdefault(run_id, ended)
+                if opened.kept:
+                    found = pack(_take(opened.kept), opened.keys, opened.controlled)
+                if events is not None or found is not None:
+                    batch.records.append((run_id, events, found))
+            error = self._commit(batch) if batch.runs() else None
+        except Exception as raised:  # a bug: still never a silent loss
+            log.exception("nbflow store %s: could not write a batch", self.path)
+            error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
+        for run_id in batch.ended:
+            self._open.pop(run_id, None)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
                 self._prune(opened.row[1])
@@ -313,32 +312,32 @@ class Writer:
     def _commit(self, batch: _Batch) -> StoreError | None:
         """Write the batch, retrying while the file is locked elsewhere; on any other error
         note it for every run of the batch (and the next flush) and return it."""
-        if self._con is None:
-            error = self._error or StoreError(f"store {self.path} could not be opened")
-        else:
-            delay = 0.01
-            while True:
-                try:
-                    with transaction(self._con):
-                        self._statements(self._con, batch)
-                    self._locked_since = None
-                    return None
-                except sqlite3.OperationalError as raised:
-                    error = store_error(raised, self.path, self.timeout)
-                    if not isinstance(error, StoreLockedError):
-                        break
-                    if self._locked_since is None:
-                        self._locked_since = time.monotonic()
-                    time.sleep(delay)  # kept and retried until the lock goes
-                    delay = min(delay * 2, 0.25)
-                except sqlite3.Error as raised:
-                    error = store_error(raised, self.path, self.timeout)
+        con = self._con
+        if con is None:
+            unopened = StoreError(f"store {self.path} could not be opened")
+            return self._failed(batch, self._error or unopened)
+        delay = 0.01
+        while True:
+            try:
+                if batch.single():  # one INSERT, a transaction of its own (the usual tick)
+                    self._statements(con, batch)
+                else:
+                    with transaction(con):
+                        self._statements(con, batch)
+                self._locked_since = None
+                return None
+            except sqlite3.Error as raised:
+                error = store_error(raised, self.path, self.timeout)
+                if not isinstance(error, StoreLockedError):
                     break
-                except Exception as raised:  # a bug: still never a silent loss
-                    log.exception("nbflow store %s: could not write a batch", self.path)
-                    error = StoreError(f"store {self.path}: {type(raised).__name__}: {raised}")
-                    break
-            self._locked_since = None
+                if self._locked_since is None:
+                    self._locked_since = time.monotonic()
+                time.sleep(delay)  # kept and retried until the lock goes
+                delay = min(delay * 2, 0.25)
+        self._locked_since = None
+        return self._failed(batch, error)
+
+    def _failed(self, batch: _Batch, error: StoreError) -> StoreError:
         for run_id in batch.runs():
             self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
@@ -346,19 +345,11 @@ class Writer:
 
     def _prune(self, flow: str) -> None:
         """Keep ``flow`` to its newest ``keep_runs`` runs (see nbflow.store.retention)."""
-        from .retention import AUTO_EVERY, doomed, remove_runs
+        from .retention import auto_prune
 
         assert self._con is not None and self.keep_runs is not None
         try:
-            (count,) = self._con.execute(
-                "SELECT count(*) FROM runs WHERE flow = ?", (flow,)
-            ).fetchone()
-            if count < self.keep_runs + AUTO_EVERY:
-                return
-            with transaction(self._con):
-                runs = doomed(self._con, [flow], self.keep_runs, None)
-                _, gone = remove_runs(self._con, runs)
-            for relative in gone:
+            for relative in auto_prune(self._con, flow, self.keep_runs, self._counts):
                 if self.files is not None:
                     self.files.path(relative).unlink(missing_ok=True)
         except (sqlite3.Error, OSError) as error:  # a prune that fails costs space, not data
@@ -366,48 +357,51 @@ class Writer:
                 "nbflow store %s: could not remove old runs of %r: %s", self.path, flow, error
             )
 
-    def _statements(self, con: sqlite3.Connection, batch: _Batch) -> None:
+    @staticmethod
+    def _statements(con: sqlite3.Connection, batch: _Batch) -> None:
+        # As few statements as will do: each one lets go of the GIL and takes it back.
+        statuses = dict(batch.statuses)  # (the batch is written again if the file was locked)
         for opened in batch.opened:
-            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", opened.row)
+            row, end = opened.row, statuses.pop(opened.run_id, None)
+            if end is not None:  # started and ended in this batch: its row as it ended
+                row = (*row[:5], end.status, row[6], end.ended, end.error, *row[9:])
+            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * 13)})", row)
             if opened.version is not None:
                 con.execute(
-                    "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?)", opened.version
+                    "INSERT OR IGNORE INTO flow_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    opened.version,
                 )
             if opened.identities:
                 con.executemany(
                     "INSERT OR IGNORE INTO identities VALUES (?, ?)", opened.identities.items()
                 )
-        for run_id, by_kind in batch.events.items():
-            con.executemany(
-                "INSERT OR REPLACE INTO event_log VALUES (?, ?, ?, ?)",
-                [(run_id, first, kind, rows) for kind, first, rows in eventlog.encode(by_kind)],
-            )
         now = time.time()
-        for run_id, results in batch.results.items():
-            rows, data, checksum, files = pack(results)  # results: a KeptResults
-            con.execute(
-                "INSERT INTO result_packs (run_id, created, rows, data, checksum) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, now, rows, data, checksum),
-            )
-            for snap in files:
+        for run_id, events, found in batch.records:
+            if found is None:
                 con.execute(
-                    "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
-                    (snap.digest, snap.file, snap.codec, snap.size),
+                    "INSERT INTO records (run_id, created, events) VALUES (?, ?, ?)",
+                    (run_id, now, events),
                 )
-            keyed = [(key, now, run_id, task) for key, task in results.cache_entries()]
-            if keyed:
-                con.executemany("INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?)", keyed)
-        for change in batch.changes:
+                continue
+            pack_id = con.execute(
+                "INSERT INTO records VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, now, events, found.tasks, found.meta, found.data, found.checksum),
+            ).lastrowid
+            if found.files:
+                con.executemany(
+                    "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
+                    [(s.digest, s.file, s.codec, s.size) for s in found.files],
+                )
+            if found.cache_entries:
+                con.executemany(
+                    "INSERT OR IGNORE INTO cache_entries VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, now, run_id, task, pack_id, i) for key, task, i in found.cache_entries],
+                )
+        for status in statuses.values():
             con.execute(
-                "UPDATE runs SET status = ? WHERE run_id = ?", (change.status, change.run_id)
-            )
-        for finished in batch.finished:
-            found = self._open.get(finished.run_id)
-            ended = found.wall_start + finished.t if found is not None else time.time()
-            con.execute(
-                "UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
-                (finished.status, ended, finished.error, finished.run_id),
+                "UPDATE runs SET status = ?, ended = coalesce(?, ended), "
+                "error = coalesce(?, error) WHERE run_id = ?",
+                (status.status, status.ended, status.error, status.run_id),
             )
 
 

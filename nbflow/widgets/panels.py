@@ -59,6 +59,7 @@ _SEGMENTS = (
     "running",
     "retrying",
     "queued",
+    "waiting",
 )
 _FAINT = "rgba(127,127,127,.16)"
 # JupyterLab's error colour (right for its light and dark themes), else a dark vermillion.
@@ -103,6 +104,10 @@ def header_html(state: RunState, title: str | None = None, total: int | None = N
     """
     status = state.status.value
     n = counts(state)
+    if state.waiting:  # queued tasks that wait for signals are counted apart
+        waiting = sum(1 for t in list(state.waiting) if state.tasks[t].state == "queued")
+        n["queued"] -= waiting
+        n["waiting"] += waiting
     total = len(state.tasks) if total is None else total
     done = sum(n[k] for k in TERMINAL)
     pill = style_for("cancelled" if status == "cancelled" else _RUN_STYLE.get(status, status))
@@ -251,7 +256,8 @@ def _traceback_row(record: TaskRecord) -> str | None:
             summary += f" ({n} elements failed; <code>run.element_errors</code> has them all)"
         body = esc(
             "\n\n".join(
-                f"{record.name}[{i}]\n{user_traceback(record.element_tracebacks[i])}" for i in shown
+                f"{record.element_label(i)}\n{user_traceback(record.element_tracebacks[i])}"
+                for i in shown
             )
         )
     else:
@@ -271,6 +277,7 @@ def table_html(
     max_rows: int = MAX_ROWS,
     priorities: dict[str, int] | None = None,
     expanded: Collection[str] | None = (),
+    depth: int = 0,
 ) -> str:
     """The task table: state, tries, worker, duration and error per task.
 
@@ -279,7 +286,10 @@ def table_html(
     its log (drawn for the ``expanded`` tasks only; None: a static page, where the row only
     counts the lines; see :mod:`nbflow.widgets.logview`), and a failed task one that opens
     to its traceback (frames of nbflow itself left out), a fan-out task with failed
-    elements one that opens to theirs. Runs with more than ``max_rows`` tasks list the most
+    elements one that opens to theirs; a subflow task's, one ``<details>`` per child run it
+    started, which opens to that run's header and table (nested up to :data:`MAX_NESTING`
+    deep; ``depth``: how deep this table is). A task waiting for signals shows as
+    *waiting*, a loop its iteration. Runs with more than ``max_rows`` tasks list the most
     urgent ``max_rows`` and count the rest by state.
     """
     now = now_t(state)
@@ -303,10 +313,14 @@ def table_html(
     for r in records:
         value = str(r.state)
         shown = shown_state(r)  # "partial" for a fan-out task with failed elements allowed
+        if value == "queued" and r.name in state.waiting:
+            shown = "waiting"  # for its signals (nbflow.waits)
         duration = r.duration
         if duration is None and r.started_t is not None:
             duration = max(0.0, now - r.started_t)
         extra = counter(r)
+        if r.name in state.iterations:
+            extra = f"iteration {state.iterations[r.name]}"
         priority = (priorities or {}).get(r.name, 0)
         name = esc(r.name) + (
             f' <span style="opacity:.55;font-size:11px;font-weight:400">p={priority}</span>'
@@ -327,6 +341,8 @@ def table_html(
             out.append(logview.log_row(state, r, None if expanded is None else r.name in expanded))
         if (tb := _traceback_row(r)) is not None:
             out.append(tb)
+        if r.name in state.children and depth < MAX_NESTING:
+            out.append(_subflow_row(r.name, state.children[r.name], max_rows, depth))
     out.append("</tbody></table>")
     if hidden:
         more = ", ".join(f"{n} {style_for(k).label}" for k, n in sorted(hidden.items()))
@@ -335,6 +351,44 @@ def table_html(
             f"more tasks not listed ({esc(more)}); <code>run.states</code> has them all.</div>"
         )
     return "".join(out)
+
+
+#: Subflow tables nest this deep at most (a recursion goes deeper: its runs are counted).
+MAX_NESTING = 4
+
+
+def _subflow_row(task: str, runs: list[RunState | None], max_rows: int, depth: int) -> str:
+    """The row under a subflow task: each child run it started, collapsed to one line (its
+    flow, id, status and done/total) that opens to its header and task table."""
+    parts = []
+    for i, child in enumerate(runs, 1):
+        if child is None:  # read back from the store: the child run is its own run there
+            continue
+        n = counts(child)
+        done = sum(n[k] for k in TERMINAL)
+        label = f" {i} of {len(runs)}" if len(runs) > 1 else ""
+        s = style_for(child.status.value if child.status.value in _RUN_STYLE else "cancelled")
+        summary = (
+            f'<summary style="cursor:pointer;font-size:12px"><span style="color:{s.stroke}">'
+            f"{s.glyph}</span> subflow <b>{esc(child.flow)}</b>{label} · run "
+            f"<code>{esc(child.run_id[:8])}</code> · {esc(child.status.value)} · {done}/"
+            f"{len(child.tasks)} done</summary>"
+        )
+        inner = (
+            table_html(child, max_rows, None, None, depth=depth + 1)
+            if child.tasks
+            else empty("The child run has not started yet.")
+        )
+        parts.append(
+            f'<div data-row-task="{esc(task)}/subflow/{i}"><details class="nbflow-subflow" '
+            f'data-subflow="{esc(child.flow)}" data-child-run="{esc(child.run_id)}" '
+            f'data-depth="{depth + 1}">{summary}<div style="margin:4px 0 6px 14px;'
+            f'padding-left:8px;border-left:2px solid {_RULE}">{inner}</div></details></div>'
+        )
+    return (
+        f'<tr class="nbflow-subflow-row" data-row-task="{esc(task)}/subflow">'
+        f'<td colspan="6" style="padding:0 10px 6px 22px">{"".join(parts)}</td></tr>'
+    )
 
 
 @functools.cache

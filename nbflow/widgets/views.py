@@ -10,6 +10,7 @@ from here, so they agree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -21,7 +22,7 @@ from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import describe
-from nbflow.lifecycle import RunStatus
+from nbflow.lifecycle import RunStatus, TaskState
 from nbflow.render import GraphView, NodeView, topological_layers
 from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import detail_line, fit_node_w
@@ -89,6 +90,8 @@ class TaskFacts:
 
     priority: int = 0
     tags: tuple[str, ...] = ()
+    #: what the task waits for (``wait_for=``), as its node will say it; "" for none
+    waits_for: str = ""
 
 
 def error_text(error: BaseException | None) -> str | None:
@@ -114,10 +117,15 @@ def now_t(state: RunState) -> float:
 
 
 def counter(record: TaskRecord) -> str | None:
-    """``"37/100"`` for a fan-out task whose size is known, else None."""
-    if record.size is None:
+    """``"37/100"`` for a fan-out task whose size is known; ``"37/…"`` for one whose
+    elements stream in (their count is known when the task ends); else None."""
+    done = record.elements_done
+    if record.size is not None:
+        return f"{done}/{record.size}"
+    ended = done + record.elements_failed
+    if not ended:
         return None
-    return f"{record.elements_done}/{record.size}"
+    return f"{done}/…" if record.state is TaskState.RUNNING else f"{done}/{ended}"
 
 
 def partial(record: TaskRecord) -> bool:
@@ -142,7 +150,7 @@ def element_errors_text(record: TaskRecord) -> str | None:
         text = f"{n} element{'s' if n != 1 else ''} failed"
     if record.element_errors:
         index = min(record.element_errors)
-        text += f"; first: {record.name}[{index}] {error_text(record.element_errors[index])}"
+        text += f"; first: {record.element_label(index)} {error_text(record.element_errors[index])}"
     return text
 
 
@@ -181,8 +189,9 @@ def node_view(
     A fan-out task whose failed elements were allowed (``allow_partial=True``) is drawn
     "partial", its error saying how many elements failed and the first error.
     """
-    if record is None:
-        return NodeView(name, "pending", facts.priority, tags=facts.tags)
+    if record is None:  # a waiting task's note makes room on the node for what it will say
+        note = f"waiting for {facts.waits_for}" if facts.waits_for else None
+        return NodeView(name, "pending", facts.priority, tags=facts.tags, note=note)
     duration = record.duration
     if duration is None and record.started_t is not None:
         duration = max(0.0, now - record.started_t)
@@ -332,7 +341,12 @@ class Structure:
     def from_plan(cls, plan: Plan, max_nodes: int = MAX_NODES) -> Structure:
         """The structure of a validated plan (edges from its upstream map)."""
         edges = [(u, n) for n in plan.names for u in plan.upstream[n]]
-        facts = {n: TaskFacts(s.priority, tuple(s.tags)) for n, s in plan.specs.items()}
+        facts = {
+            n: TaskFacts(
+                s.priority, tuple(s.tags), s.wait_for.describe() if s.wait_for is not None else ""
+            )
+            for n, s in plan.specs.items()
+        }
         return cls(plan.names, edges, facts, max_nodes)
 
     @classmethod
@@ -389,12 +403,41 @@ class Structure:
         now = now_t(state)
         facts = self.facts
         if state.progress:  # some task reported its progress
-            return {
+            nodes = {
                 n: node_view(n, r, facts[n], now, progress_of(state, r) if r else None)
                 for n in self.names
                 for r in (records.get(n),)
             }
-        return {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
+        else:
+            nodes = {n: node_view(n, records.get(n), facts[n], now) for n in self.names}
+        if state.waiting or state.iterations or state.children:
+            annotate(nodes, state)
+        return nodes
+
+
+def annotate(nodes: dict[str, NodeView], state: RunState) -> None:
+    """Say on their nodes where tasks that wait for signals, loop or run a subflow are:
+    ``waiting for 'approved'``, ``iteration 7``, the child run's ``done/total``."""
+    records = state.tasks
+    for name, waits_for in list(state.waiting.items()):
+        node, record = nodes.get(name), records.get(name)
+        if node is not None and record is not None and record.state == "queued":
+            nodes[name] = dataclasses.replace(
+                node, state="waiting", note=f"waiting for {waits_for}"
+            )
+    for name, iteration in list(state.iterations.items()):
+        node = nodes.get(name)
+        if node is not None:
+            nodes[name] = dataclasses.replace(node, counter=f"iteration {iteration}")
+    for name, runs in list(state.children.items()):
+        node, child = nodes.get(name), runs[-1] if runs else None
+        if node is not None and child is not None and child.tasks:
+            done = sum(n for k, n in counts_of(child).items() if k in TERMINAL)
+            nodes[name] = dataclasses.replace(
+                node,
+                counter=node.counter or f"{done}/{len(child.tasks)}",
+                note=f"child run {child.run_id[:8]} of flow {child.flow!r}: {child.status.value}",
+            )
 
 
 def gantt_rows(state: RunState) -> list[dict[str, Any]]:
