@@ -1633,3 +1633,25 @@ def test_what_changed_two_levels_down(cells, source, words):
     cells.run(HELPER)
     cells.run(source)
     assert changed(cells, "t", "K = 2\n") == words
+
+
+def test_fan_outs_over_several_parameters_and_loops_count(cells):
+    import nbflow as nf
+
+    cells.run("def done(result):\n    return result > 1\n")
+
+    def options(**kwargs: object) -> dict[str, object]:
+        flow = nf.Flow("shaped", store=None)
+        flow.task(name="a")(lambda: [1, 2])
+        flow.task(name="b")(lambda: [3])
+        flow.task(name="t", **kwargs)(lambda a, b, previous=None: a)
+        return dict(identity_options(flow.tasks["t"].spec))
+
+    product = options(fan_out=["a", "b"])["fan_out"]
+    assert product == ("product", (("a", "a"), ("b", "b")))
+    assert options(fan_out=nf.zip("a", "b"))["fan_out"] == ("zip", (("a", "a"), ("b", "b")))
+    assert options(fan_out="a")["fan_out"] == "a"
+    loop = options(until="result > 1", max_iterations=3)
+    assert loop["loop"] == ("result > 1", 3)
+    assert options(until="result > 1", max_iterations=4)["loop"] == ("result > 1", 4)
+    assert options(until=cells["done"], max_iterations=3)["until"] is cells["done"]
