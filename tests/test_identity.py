@@ -1269,8 +1269,8 @@ def test_a_global_bound_to_another_member_of_a_group_changes_the_identity(cells)
     cells.run(
         "def even(n):\n    return n == 0 or odd(n - 1)\n"
         "def odd(n):\n    return n != 0 and even(n - 1)\n"
-        "pick = even\ndef t():\n    return pick(3)\n"
-    )
+        "pick = even\ndef via():\n    return pick(3)\ndef t():\n    return via()\n"
+    )  # (through via: past the depth its parts are listed to, its digest alone tells)
     ids = Identities()
     before = ids.task(cells["t"])
     cells.run("pick = odd\n")
@@ -1326,10 +1326,12 @@ def test_a_class_as_a_task_counts_by_its_identity(cells):
     cells.run("K = 2\n")
     after = ids.task(cells["Make"])
     assert after.changes_since(before) == ["source: method `__init__`: helper `helper` changed"]
-    cells.run("Base.B = 2\nMake.limit__ = 2\n")  # in place: the same class objects
-    assert ids.task(cells["Make"]).changes_since(after) == [
-        "source: base `Base`: attribute `B` changed (1 -> 2)",
-        "source: attribute `limit__` changed (1 -> 2)",
+    cells.run("Base.B = 2\n")  # in place: Make is the same object, made of the same ones
+    later = ids.task(cells["Make"])
+    assert later.changes_since(after) == ["source: base `Base`: attribute `B` changed (1 -> 2)"]
+    cells.run("Make.limit__ = 2\n")  # (a name ending in __ is no dunder)
+    assert ids.task(cells["Make"]).changes_since(later) == [
+        "source: attribute `limit__` changed (1 -> 2)"
     ]
     # A builtin bound to a class of yours (a dict's classmethod): that class counts.
     before = ids.task(cells["Registry"].fromkeys)
@@ -1448,18 +1450,18 @@ def deep(levels: int, make) -> object:
 #: Deeper than the walk (40 levels): the rest by its pickle (stable bytes: ints, tuples,
 #: lists, dicts), and a tree that knows its parent by the pickle of the whole.
 def _tree() -> dict:
-    root: dict = {"kids": []}
+    root: dict = {"kids": [], "day": __import__("datetime").date(2020, 1, 2)}
     root["kids"] += [{"parent": root, "n": i} for i in range(3)]
     return root
 
 
 DEEP = [
-    (deep(45, lambda v: [v]), "cf5f7aab3bb1eb80"),
+    ([deep(45, lambda v: [v]), __import__("datetime").date(2020, 1, 2)], "9db70f3f14482aa8"),
     (deep(45, lambda v: (v,)), "936ffdd3bae677fb"),
     (deep(45, lambda v: {"k": v}), "d632c1a3a47c4d97"),
     ({deep(45, lambda v: (v,)): 1}, "7cfda6f9685c0426"),
     (frozenset({deep(45, lambda v: (v,))}), "b4d3d1c254e83e9a"),
-    (_tree(), "78a1d61b39366d7c"),
+    (_tree(), "9c7a0704d202941f"),
 ]
 
 
@@ -1655,3 +1657,113 @@ def test_fan_outs_over_several_parameters_and_loops_count(cells):
     assert loop["loop"] == ("result > 1", 3)
     assert options(until="result > 1", max_iterations=4)["loop"] == ("result > 1", 4)
     assert options(until=cells["done"], max_iterations=3)["until"] is cells["done"]
+
+
+def test_a_value_holding_a_member_of_a_group_is_not_remembered_half_made(cells):
+    # even reads TABLE, which holds odd: while the group is made again, TABLE is hashed with
+    # odd standing in by its name; a task reading TABLE must still see odd's own code.
+    cells.run(
+        "def even(n):\n    return n == 0 or TABLE['odd'](n - 1)\n"
+        "def odd(n):\n    return n != 0 and even(n - 1)\nTABLE = {'odd': odd}\n"
+        "def t():\n    return even(3)\ndef u():\n    return TABLE\n"
+    )
+    ids = Identities()
+    before = ids.tasks([(cells["t"], ()), (cells["u"], ())])
+    cells.run("def odd(n):\n    return n != 0 and even(n - 1) and True\nTABLE['odd'] = odd\n")
+    after = ids.tasks([(cells["t"], ()), (cells["u"], ())])
+    assert after[1].digest != before[1].digest
+    assert after == Identities().tasks([(cells["t"], ()), (cells["u"], ())])
+    assert after[1] == Identities().task(cells["u"])
+
+
+def test_pandas_values_other_than_frames_count_by_content():
+    ids = Identities()
+    assert ids.value_digest(pd.Timestamp("2020-01-01")) != ids.value_digest(
+        pd.Timestamp("2021-01-01")
+    )
+    assert ids.value_digest(pd.Categorical(["a"])) != ids.value_digest(pd.Categorical(["b"]))
+
+
+def test_code_a_pickle_names_counts(cells):
+    # A library's object (a SimpleNamespace) holding a helper, and an object pickled its own
+    # way, holding one: the pickle names the helper, its identity counts.
+    with kernel() as main:
+        main.run(
+            "import types\nK = 1\ndef helper():\n    return K\n"
+            "CFG = types.SimpleNamespace(step=helper)\n"
+            "class Own:\n    def __init__(self, f):\n        self.f = f\n"
+            "    def __getstate__(self):\n        return {'f': self.f}\n"
+            "OWN = Own(helper)\ndef t():\n    return CFG.step(), OWN.f()\n"
+        )
+        ids = Identities()
+        before = ids.task(main["t"])
+        main.run("K = 2\n")
+        after = ids.task(main["t"])
+        assert after.changes_since(before) == ["global `CFG` changed", "global `OWN` changed"]
+        assert after == Identities().task(main["t"])
+        main.namespace["LOCK"] = threading.Lock()
+        main.run("def helper():\n    return LOCK\nCFG.step = helper\n")
+        found = Identities().task(main["t"])
+        # (OWN still holds the helper before, which its name no longer finds: no pickle.)
+        assert [path for path, _ in found.unhashable] == ["global CFG", "global OWN"]
+        assert found.unhashable[0][1].startswith("its helper cannot be hashed (global LOCK: ")
+
+
+def test_a_generated_function_has_the_identity_of_what_it_stands_for(cells):
+    from nbflow.identity import IDENTITY_OF
+
+    cells.run(
+        "def action(x):\n    return x + 1\ndef call(**kwargs):\n    return action(**kwargs)\n"
+    )
+    setattr(cells["call"], IDENTITY_OF, cells["action"])
+    assert Identities().task(cells["call"]) == Identities().task(cells["action"])
+
+
+def test_options_code_two_levels_down_and_options_that_cannot_be_hashed(cells):
+    cells.run("K = 1\ndef g():\n    return K\ndef gate(vars):\n    return g()\n")
+    cells.run("def t():\n    return 1\n")
+    ids = Identities()
+    gate = (("when", cells["gate"]),)
+    before = ids.task(cells["t"], gate)
+    cells.run("K = 2\n")
+    assert ids.task(cells["t"], gate).changes_since(before) == [
+        "option `when`: helper `g`: global `K` changed (1 -> 2)"
+    ]
+    locked = ids.task(cells["t"], (("x", threading.Lock()),))
+    generated = ids.task(cells["t"], (("x", (i for i in ())),))
+    assert "lock" in locked.unhashable[0][1] and "generator" in generated.unhashable[0][1]
+
+
+def test_functions_alike_but_for_their_code_have_their_own_identities(cells):
+    # The same keyword-only defaults, or closures of the same values, another code.
+    cells.run(
+        "def f(*, k=1):\n    return k\ndef g(*, k=1):\n    return k + 1\n"
+        "def make_a(v):\n    def a():\n        return v\n    return a\n"
+        "def make_b(v):\n    def b():\n        return v + 1\n    return b\n"
+        "a, b = make_a(1), make_b(1)\n"
+    )
+    ids = Identities()
+    assert ids.task(cells["f"]).digest != ids.task(cells["g"]).digest
+    assert ids.task(cells["a"]).digest != ids.task(cells["b"]).digest
+
+
+def test_builtins_of_other_modules_count_by_their_module(cells):
+    import collections
+
+    python = sys.version.split()[0]
+    counter = Identities().task(collections.deque().count)
+    assert counter.parts[0] == Part(
+        "source", sha("builtin", "collections", "deque.count", python), "deque.count"
+    )
+    empty = Identities().task(np.empty)
+    assert empty.parts == (
+        Part("source", sha("builtin", "numpy", "empty", np.__version__), "empty"),
+    )
+
+
+def test_a_library_without_a_version_attribute_counts_by_its_distributions(cells):
+    import importlib.metadata
+
+    cells.run("import anyio\ndef t():\n    return anyio\n")
+    shown = {p.path: p.shown for p in identity_of(cells, "t").parts}["module anyio"]
+    assert shown == f"anyio {importlib.metadata.version('anyio')}"

@@ -114,7 +114,7 @@ class Recursion:
         """Make each member of a group again and give it the group's digest (see the module
         docstring); returns the first member's node."""
         index = self._depth
-        self._depth += 1  # the group is open: what meets a member is not kept
+        self._depth = index + 1  # the group is open: what meets a member is not kept
         for obj in members:
             self._within.pop(id(obj), None)
             self._open[id(obj)] = index
@@ -123,7 +123,7 @@ class Recursion:
         try:
             made: list[_Made] = [self._remake(obj) for obj in members]
         finally:
-            self._depth -= 1
+            self._depth = index
             for obj in members:
                 del self._open[id(obj)]
             self._low = outer
