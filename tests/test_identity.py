@@ -1440,8 +1440,8 @@ def test_an_enum_member_counts_by_its_class(cells):
     assert ids.task(cells["t"]).changes_since(before) == ["default `m` changed"]
 
 
-def deep(levels: int, make) -> object:
-    value: object = 1
+def deep(levels: int, make, bottom: object = 1) -> object:
+    value: object = bottom
     for _ in range(levels):
         value = make(value)
     return value
@@ -1456,7 +1456,7 @@ def _tree() -> dict:
 
 
 DEEP = [
-    ([deep(45, lambda v: [v]), __import__("datetime").date(2020, 1, 2)], "9db70f3f14482aa8"),
+    (deep(45, lambda v: [v], __import__("datetime").date(2020, 1, 2)), "30265e65ad2b973a"),
     (deep(45, lambda v: (v,)), "936ffdd3bae677fb"),
     (deep(45, lambda v: {"k": v}), "d632c1a3a47c4d97"),
     ({deep(45, lambda v: (v,)): 1}, "7cfda6f9685c0426"),
@@ -1767,3 +1767,32 @@ def test_a_library_without_a_version_attribute_counts_by_its_distributions(cells
     cells.run("import anyio\ndef t():\n    return anyio\n")
     shown = {p.path: p.shown for p in identity_of(cells, "t").parts}["module anyio"]
     assert shown == f"anyio {importlib.metadata.version('anyio')}"
+
+
+def test_more_code_that_counts(cells):
+    # A parameter's annotation (a wrapper like pydantic's validate_call acts on it), a
+    # member of a recursive group held in a list, a keyword argument two levels down, and a
+    # value of a library's class holding code and data: each change is seen.
+    cells.run(HELPER + "def h2():\n    return helper()\n")
+    cells.run("t = functools.partial(lambda f=None: f(), f=h2)\n")
+    assert changed(cells, "t", "K = 2\n") == [
+        "argument `f`: helper `helper`: global `K` changed (1 -> 2)"
+    ]
+    cells.run("def t(x: int = 1):\n    return x\n")
+    assert changed(cells, "t", "def t(x: str = 1):\n    return x\n") == ["source changed"]
+    cells.run(
+        "def even(n):\n    return n == 0 or odd(n - 1)\n"
+        "def odd(n):\n    return n != 0 and even(n - 1)\n"
+        "FUNCS = [even]\ndef t():\n    return FUNCS[0](3)\n"
+    )
+    (words,) = changed(cells, "t", "FUNCS[0] = odd\n")
+    assert words.startswith("global `FUNCS` changed")
+    with kernel() as main:
+        main.run(
+            "import types\ndef helper():\n    return 1\n"
+            "CFG = types.SimpleNamespace(step=helper, rate=1)\ndef t():\n    return CFG\n"
+        )
+        ids = Identities()
+        before = ids.task(main["t"])
+        main.run("CFG.rate = 2\n")
+        assert ids.task(main["t"]).changes_since(before) == ["global `CFG` changed"]

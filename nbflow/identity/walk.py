@@ -77,7 +77,10 @@ class Identities(Recursion):
     _node_of = _Node
 
     def __init__(self) -> None:
-        self._code: dict[types.CodeType, tuple[CodeFacts, list[int]]] = {}
+        # Code facts by the code object's id (the object held): two code objects that
+        # compare equal (the same bytecode) may come from sources that differ, as by a
+        # parameter's annotation, which the facts see.
+        self._code: dict[int, tuple[CodeFacts, list[int], types.CodeType]] = {}
         self._nodes: dict[tuple[int, ...], _Node] = {}
         self._files: dict[str, tuple[int, int, str]] = {}  # path -> (mtime_ns, size, digest)
         self._versions: dict[str, str] = {}  # top-level module -> its distribution's version
@@ -146,7 +149,7 @@ class Identities(Recursion):
         of a flow defined in a loop share their code and usually their node, and come here
         once per run each.
         """
-        facts = self._code.get(fn.__code__)
+        facts = self._code.get(id(fn.__code__))
         if facts is None or IDENTITY_OF in fn.__dict__:
             return None
         pins: tuple[Any, ...] = (fn.__code__, fn.__defaults__)
@@ -235,9 +238,9 @@ class Identities(Recursion):
 
     def facts(self, code: types.CodeType) -> CodeFacts:
         """:func:`code_facts`, remembered."""
-        found = self._code.get(code)
+        found = self._code.get(id(code))
         if found is None:
-            found = self._code[code] = (code_facts(code), [self._pass])
+            found = self._code[id(code)] = (code_facts(code), [self._pass], code)
         else:
             found[1][0] = self._pass
         return found[0]
@@ -248,12 +251,7 @@ class Identities(Recursion):
             self._reach(id(fn))
             return seen[1]
         code = fn.__code__
-        found = self._code.get(code)
-        if found is None:
-            facts = self.facts(code)
-        else:
-            facts = found[0]
-            found[1][0] = self._pass
+        facts = self.facts(code)
         # What the node is made from (see the class docstring), read in as few steps as
         # possible: tasks made in a loop pass here once each, every run.
         pins: tuple[Any, ...] = (code, fn.__defaults__)
