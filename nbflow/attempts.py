@@ -44,52 +44,53 @@ TIME_SLICE = 0.005
 
 async def run_task(engine: Engine, name: str, worker: str | None) -> S | None:
     """Run one placed task to its end; emit its events; return its outcome (None: it
-    completed early, see :mod:`nbflow.completion`, and its dependants were decided then)."""
-    try:
-        if name in engine._plain:
-            return await run_plain(engine, name, worker)
-        if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
-            await engine.locks.hold_remote(name)
-        if name in engine._async_gated and (engine.waits is None or name not in engine.waits.gated):
-            closed = await async_gates(engine, name)
-            if closed is not None:
-                return closed
-        kwargs = inputs_of(engine, name, worker)
-        waits = engine.waits
-        if waits is not None and name in waits.released:  # the signals it waited for
-            kwargs.update(waits.released[name])
-        hooks = engine.hooks
-        if hooks is not None and not engine.streams_into(name):
-            cached = await hooks.lookup(name, kwargs)
-            if cached is not None:
-                why = hooks.decisions[name].summary()
-                engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
-                return S.CACHED
-        if hooks is not None:
-            kwargs = await loaded(kwargs)  # stored upstream results, read only now
-        special = engine._special.get(name)  # a fan-out, a loop (see Engine._special)
-        if special is not None:
-            return await special(engine, name, kwargs, worker)
-        ok, _ = await run_attempts(engine, name, kwargs, worker, None)
-        return S.SUCCEEDED if ok else S.FAILED
-    except asyncio.CancelledError:
-        count = engine.state.tasks[name].attempts
+    completed early, see :mod:`nbflow.completion`, and its dependants were decided then).
+
+    What it raises besides an attempt (an attempt's own errors end in
+    :func:`run_attempts`) ends the task in :func:`task_raised`, called by the runner
+    (:meth:`Engine._runner <nbflow.engine.Engine._runner>`), which also gives back the
+    task's slot. A plain task takes :func:`run_plain` instead."""
+    if engine.locks is not None:  # a lock on the executor's side (nbflow.dask_locks)
+        await engine.locks.hold_remote(name)
+    if name in engine._async_gated and (engine.waits is None or name not in engine.waits.gated):
+        closed = await async_gates(engine, name)
+        if closed is not None:
+            return closed
+    kwargs = inputs_of(engine, name, worker)
+    waits = engine.waits
+    if waits is not None and name in waits.released:  # the signals it waited for
+        kwargs.update(waits.released[name])
+    hooks = engine.hooks
+    if hooks is not None and not engine.streams_into(name):
+        cached = await hooks.lookup(name, kwargs)
+        if cached is not None:
+            why = hooks.decisions[name].summary()
+            engine._emit(ev.TaskSucceeded, name, 0, cached, None, True, None, None, why)
+            return S.CACHED
+    if hooks is not None:
+        kwargs = await loaded(kwargs)  # stored upstream results, read only now
+    special = engine._special.get(name)  # a fan-out, a loop (see Engine._special)
+    if special is not None:
+        return await special(engine, name, kwargs, worker)
+    ok, _ = await run_attempts(engine, name, kwargs, worker, None)
+    return S.SUCCEEDED if ok else S.FAILED
+
+
+def task_raised(engine: Engine, name: str, error: BaseException) -> S | None:
+    """End a task whose run raised ``error``: ``cancelled`` when the run cancelled it,
+    else ``failed`` (an engine-side error: a bad fan-out input, a store hook's error; or a
+    ``CancelledError`` the task raised itself). None: it had completed early (see
+    :func:`run_task`) and what was left of it was cut short."""
+    count = engine.state.tasks[name].attempts
+    if isinstance(error, asyncio.CancelledError):
         if name in engine.sched.outcome:  # completed early: what was left of it is cut short
             return None
         if cancelled_from_outside():
             engine._emit(ev.TaskCancelled, name, count, None, engine.cancel_reason(name))
             return S.CANCELLED
         error = asyncio.CancelledError("the task raised CancelledError itself")
-        engine._emit(ev.TaskFailed, name, count, error, format_error(error))
-        return S.FAILED
-    except Exception as error:  # engine side: a bad fan-out input, a store hook's error
-        engine._emit(ev.TaskFailed, name, engine.state.tasks[name].attempts, error,
-                   format_error(error))  # fmt: skip
-        return S.FAILED
-    finally:
-        engine._inflight.pop(name, None)
-        if worker is not None:
-            engine.slots.release(worker)
+    engine._emit(ev.TaskFailed, name, count, error, format_error(error))
+    return S.FAILED
 
 
 def inputs_of(engine: Engine, name: str, worker: str | None) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def plain_tasks(plan: Any) -> frozenset[str]:
 
 
 async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
-    """:func:`run_attempts` for a plain task (see :func:`plain_tasks`): one attempt, awaited
+    """:func:`run_task` for a plain task (see :func:`plain_tasks`): one attempt, awaited
     here. Most tasks of a large flow are plain, and four frames less each is a quarter of
     the engine's own cost on the benchmark's W1 (measured: see docs/performance.md)."""
     kwargs = inputs_of(engine, name, worker)

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
+import operator
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +52,9 @@ from .attempts import (
     format_error,
     gate_verdict,
     plain_tasks,
+    run_plain,
     run_task,
+    task_raised,
     upstream_results,
 )
 from .children import kernel_tasks, run_funcs
@@ -72,13 +76,71 @@ from .runners import special_tasks
 from .state import HANDLERS as _APPLY
 from .state import RunState
 from .streams import Stream, stream_consumers, streamers
-from .termination import Termination
+from .termination import Termination, joins_of
 from .waits import Waits, known_signals
 
 S = TaskState
 _FAILED = S.FAILED
+_STATE = operator.attrgetter("state")
 _SUCCEEDED = ev.TaskSucceeded
 log = logging.getLogger("nbflow.engine")
+
+
+def prepare(plan: Plan) -> None:
+    """Work out now what every run of ``plan`` reads that depends on the plan alone: the
+    engine's tables of it and the scheduler's.
+
+    :meth:`Flow.plan <nbflow.flow.Flow.plan>` calls it as it makes a plan (definition
+    time), so that runs spend their time on their own work. Each table is kept in the
+    plan's memo (:meth:`~nbflow.graph.Plan.table`): a run makes what it finds missing
+    (a plan made elsewhere).
+    """
+    for key in _TABLES:
+        _table(plan, key)
+    sch.prepare(plan)
+    joins_of(plan)
+    stream_consumers(plan)
+    streamers(plan)
+    plan.roots()
+    plan.with_free_params()
+
+
+def _gated(plan: Plan) -> frozenset[str]:
+    return frozenset(n for n, g in plan.gates.items() if g)
+
+
+def _async_gated(plan: Plan) -> frozenset[str]:
+    return frozenset(n for n in _table(plan, "gated") if awaits(plan.gates[n]))
+
+
+def _fan_outs(plan: Plan) -> tuple[str, ...]:
+    return tuple(n for n in plan.names if plan.specs[n].fan_out)
+
+
+def _locked(plan: Plan) -> dict[str, str]:
+    return {n: s.lock for n in plan.names if (s := plan.specs[n]).lock}
+
+
+#: The engine's tables of a plan, by their key in its memo, and how each is made.
+_TABLES: dict[str, Callable[[Plan], Any]] = {
+    "gated": _gated,
+    "async_gated": _async_gated,
+    "sync_gated": lambda plan: _table(plan, "gated") - _table(plan, "async_gated"),
+    "fan_outs": _fan_outs,
+    # Tasks that hold no slot themselves: a fan-out's elements and a subflow's child run
+    # take theirs (see nbflow.limits).
+    "slotless": lambda plan: frozenset(_table(plan, "fan_outs")) | _table(plan, "in_kernel"),
+    "plain_tasks": plain_tasks,
+    "locked": _locked,
+    "signalled": lambda plan: bool(known_signals(plan)),
+    "special": special_tasks,
+    "in_kernel": kernel_tasks,
+    "funcs": run_funcs,
+}
+
+
+def _table(plan: Plan, key: str) -> Any:
+    return plan.table(key, functools.partial(_TABLES[key], plan))
 
 
 class Engine:
@@ -170,26 +232,21 @@ class Engine:
         # Gates are decided as a task is placed; an async ``when=`` is awaited as the task's
         # first step instead, and so are all gates when upstream results may be stored ones,
         # read only when needed (hooks).
-        self._async_gated: frozenset[str] = plan.table(
-            "async_gated", lambda: frozenset(n for n, g in plan.gates.items() if awaits(g))
-        )
+        self._async_gated: frozenset[str] = _table(plan, "async_gated")
+        self._gated: frozenset[str] = _table(plan, "sync_gated")
         if hooks is not None:
-            self._async_gated = frozenset(n for n, g in plan.gates.items() if g)
-        self._gated = {n for n, g in plan.gates.items() if g and n not in self._async_gated}
+            self._async_gated, self._gated = _table(plan, "gated"), frozenset()
         # Tasks that hold no slot themselves: a fan-out's elements and a subflow's child run
         # take theirs (see nbflow.limits).
-        self._slotless = plan.table(
-            "slotless",
-            lambda: frozenset(n for n in plan.names if plan.specs[n].fan_out) | kernel_tasks(plan),
-        )
+        self._slotless: frozenset[str] = _table(plan, "slotless")
         # A remote executor (nbflow.dask) returns handles to results that stay on the cluster;
         # results the kernel itself reads (gates, fan-out sources, the cache) are fetched.
         self._remote = bool(getattr(self.executor, "remote_results", False))
         self._fetch = needs_local(plan) if self._remote else frozenset()
         self._inline_async = type(self.executor) is LocalExecutor
         # Tasks whose only step is one await of their function (see attempts.run_plain).
-        self._plain = (
-            plan.table("plain_tasks", lambda: plain_tasks(plan))
+        self._plain: frozenset[str] = (
+            _table(plan, "plain_tasks")
             if self._inline_async and hooks is None and not self.task_mw
             else frozenset()
         )
@@ -198,29 +255,27 @@ class Engine:
         # gates open, before it takes a slot. Empty for flows that use none of them.
         self.scope = Termination(plan)
         self._stop_reason = ""
-        self._locked: dict[str, str] = plan.table(
-            "locked", lambda: {n: s.lock for n in plan.names if (s := plan.specs[n]).lock}
-        )
-        self._gated.update(self._locked)
+        self._locked: dict[str, str] = _table(plan, "locked")
+        if self._locked:  # a locked task takes its lock as its gates are decided
+            self._gated = self._gated.union(self._locked)
         self._lock_table = locks
         self.locks: RunLocks | None = None
         # Signals (nbflow.waits): a task that waits for some is decided as its gates open,
         # before its lock and slot. None for flows that neither wait nor have subflows.
-        self.waits: Waits | None = Waits(plan) if plan.table(
-            "signalled", lambda: bool(known_signals(plan))) else None  # fmt: skip
+        self.waits: Waits | None = Waits(plan) if _table(plan, "signalled") else None
         if self.waits is not None:
-            self._gated.update(self.waits.tasks)
+            self._gated = self._gated.union(self.waits.tasks)
         #: Signals the run starts with: (signal, value, sender) of a resumed run or a parent.
         self.inherited: list[tuple[str, Any, str]] = []
         #: The flows of the runs this one is a child of, outermost first (nbflow.children).
         self.lineage: tuple[str, ...] = ()
         # How tasks that are not plain function calls run (fan-outs, loops, subflows, tasks
         # given signals): one lookup per task (nbflow.attempts.run_task).
-        self._special: dict[str, Any] = plan.table("special", lambda: special_tasks(plan))
+        self._special: dict[str, Any] = _table(plan, "special")
         # Tasks whose calls run in the kernel whatever the executor (subflows), and what the
         # engine calls for each task (a subflow's: its child run; nbflow.children).
-        self._in_kernel: frozenset[str] = plan.table("in_kernel", lambda: kernel_tasks(plan))
-        self._funcs: dict[str, Callable[..., Any]] = plan.table("funcs", lambda: run_funcs(plan))
+        self._in_kernel: frozenset[str] = _table(plan, "in_kernel")
+        self._funcs: dict[str, Callable[..., Any]] = _table(plan, "funcs")
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
@@ -288,7 +343,7 @@ class Engine:
         self._emit(
             ev.RunStarted, plan.flow_name, self.flow_version, plan.names, dict(self.variables),
             self.wall_start if self.wall_start is not None else time.time(),
-            plan.table("fan_outs", lambda: tuple(n for n in plan.names if plan.specs[n].fan_out)),
+            _table(plan, "fan_outs"),
             self.parent_run,
         )  # fmt: skip
         if self.hooks is not None:
@@ -483,7 +538,7 @@ class Engine:
                 self._emit(ev.TaskCancelled, name, 0, None, self._stop_reason)
         status = self._final_status
         if status is None:
-            failed = any(r.state is S.FAILED for r in self.state.tasks.values())
+            failed = _FAILED in map(_STATE, self.state.tasks.values())
             status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         self._emit(ev.RunFinished, status.value, self.state.error)
         if self.wall_start is None:  # real time only: simulated durations say nothing
@@ -553,8 +608,10 @@ class Engine:
         fan-out task none: its elements take theirs), and queue them for runners, best
         first. A task that gets no slot (the pool has no free worker for it) waits in the
         ready queue; the others still go."""
-        sched, slots, gated, placed = self.sched, self.slots, self._gated, self._placed
+        sched, slots, gated, placed = self._sched, self.slots, self._gated, self._placed
+        assert sched is not None, "the run has not begun"
         ready, inflight, slotless = sched.ready, self._inflight, self._slotless
+        specs = self.plan.specs
         unplaced: list[tuple[Any, str]] = []
         while ready and not self._stopping:
             if slots.full and not slotless:  # nothing could be placed: leave them queued
@@ -566,12 +623,11 @@ class Engine:
                 continue
             worker: str | None = None
             if name not in slotless:
-                if slots.full:
+                worker = slots.take(name, specs[name].worker)
+                if worker is None:  # no slot free, or none the task can use (a pool's)
                     unplaced.append(item)
-                    break
-                worker = slots.take(name, self.plan.specs[name].worker)
-                if worker is None:
-                    unplaced.append(item)
+                    if slots.full:
+                        break
                     continue
             inflight[name] = None  # placed: a runner takes it
             placed.append((name, worker))
@@ -680,14 +736,25 @@ class Engine:
         """Run placed tasks one after another until none is left (see the module)."""
         me = asyncio.current_task()
         assert me is not None
-        clock, placed, inflight = self._clock, self._placed, self._inflight
-        targeted, locks = self.scope.targeted, self.locks
+        clock, placed, inflight, slots = self._clock, self._placed, self._inflight, self.slots
+        targeted, locks, plain = self.scope.targeted, self.locks, self._plain
         if self._slice_end <= clock():
             self._slice_end = clock() + TIME_SLICE
         while placed and not self._stopping:
             name, worker = placed.popleft()
             inflight[name] = me
-            outcome = await run_task(self, name, worker)
+            outcome: S | None
+            try:
+                if name in plain:
+                    outcome = await run_plain(self, name, worker)
+                else:
+                    outcome = await run_task(self, name, worker)
+            except (asyncio.CancelledError, Exception) as error:
+                outcome = task_raised(self, name, error)
+            finally:
+                inflight.pop(name, None)
+                if worker is not None:
+                    slots.release(worker)
             if targeted:  # a task cancelled on its own: this runner goes on
                 self.scope.settle(name, me)
             if locks is not None:
@@ -712,7 +779,8 @@ class Engine:
 
     def _after_task(self, name: str, outcome: S, *, dispatch: bool = True) -> None:
         """Decide the dependants of a finished task and place what became ready."""
-        sched = self.sched
+        sched = self._sched
+        assert sched is not None, "the run has not begun"
         streamed = None
         if self._streams:  # a producer that streamed: its consumers counted it as it opened
             stream = self._streams.get(name)
@@ -737,6 +805,8 @@ class Engine:
         if outcome is _FAILED and (self.on_error == "stop" or self.plan.specs[name].critical):
             self._stop(RunStatus.FAILED)
             return
-        if dispatch and sched.ready:
-            self._dispatch()
-        self._maybe_finish()
+        if sched.ready:
+            if dispatch:
+                self._dispatch()
+        elif not self._inflight:
+            self._maybe_finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import operator
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from . import health
 from .checks import check_run
 from .dsl import Definition
-from .engine import Engine
+from .engine import Engine, prepare
 from .events import Event, EventBus
 from .graph import Plan, build_plan, check_inputs
 from .handle import RunHandle
@@ -33,6 +34,7 @@ from .pool import Pool
 from .run import Run
 from .runtime import run_blocking, running_loop
 from .spec import OnError
+from .strategies import prepare as prepare_order
 from .strategies import resolve_strategy
 from .streams import check_generators
 from .subflows import check_cycles, planned_subflows, revisions, subflows_of
@@ -137,6 +139,8 @@ class Flow(Definition):
         self._plan_cache: tuple[Any, Plan] | None = None
         # Task identities, remembered between runs of this flow (see nbflow.identity).
         self._identities = Identities()
+        # The last version computed: (definition hash, task identities, version).
+        self._last_version: tuple[str, list[Identity], str] | None = None
         #: The last run started by run(), arun() or start(), also when it was interrupted.
         self.last_run: Run | None = None
 
@@ -163,6 +167,12 @@ class Flow(Definition):
         replaced or removed and every branch added moves on: a plan never outlives the
         functions it was made from.
 
+        What every run reads that depends on the definition alone is worked out as the
+        plan is made (definition time): the engine's tables of the plan and each task's
+        identity (see :meth:`identify`). A run computes the identities again, as of its
+        start, and finds those of an unchanged flow in a check of the objects they were
+        made from.
+
         Raises:
             DefinitionError: the definition is invalid (its subclasses CycleError,
                 MissingDependencyError and ConditionError say how).
@@ -177,7 +187,14 @@ class Flow(Definition):
                     return cached[1]
                 for name in subflows:  # their parameters are their child's inputs: anew
                     self.tasks[name]._spec = None
-            cached = self._plan_cache = (key, build_plan(self))
+            plan = build_plan(self)
+            prepare(plan)
+            prepare_order(plan, self.strategy)
+            # Ahead of the runs, which compute identities again: what fails here fails
+            # there (raised by the run), not in plan(), graph() or validate().
+            with contextlib.suppress(Exception):
+                self.identify(plan)
+            cached = self._plan_cache = (key, plan)
         return cached[1]
 
     def identify(self, plan: Plan | None = None) -> FlowIdentity:
@@ -191,7 +208,17 @@ class Flow(Definition):
         tasks = dict(zip(plan.names, found, strict=True))
         for name, sub in planned_subflows(plan).items():  # a subflow is what its child is
             tasks[name] = _subflow_identity(tasks[name], sub)
-        return FlowIdentity(flow_version(plan.spec_version + self._version_extra(), tasks), tasks)
+        spec = plan.spec_version + self._version_extra()
+        found = list(tasks.values())
+        last = self._last_version
+        if (
+            last is None
+            or last[0] != spec
+            or len(last[1]) != len(found)
+            or not all(map(operator.is_, last[1], found))
+        ):  # (an unchanged task comes back as the very same Identity: no new hash needed)
+            last = self._last_version = (spec, found, flow_version(spec, tasks))
+        return FlowIdentity(last[2], tasks)
 
     def _version_extra(self) -> str:
         """What else a subclass's version covers (a data flow's default variables)."""

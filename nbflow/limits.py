@@ -44,6 +44,9 @@ class Slots:
         self.limit = limit
         self.pool = pool
         self.used = 0
+        #: Whether the run's own limit is reached: an attribute kept as ``used`` changes (in
+        #: take and release), not a property, as the engine reads it for every task it places.
+        self.full = limit is not None and self.used >= limit
         self._wake = wake
         self._names: list[str] = []  # free slot names, reused last in, first out
         self._next = 0
@@ -51,11 +54,6 @@ class Slots:
         self._handed: list[str] = []  # pool workers another run handed to this one
         self._closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def full(self) -> bool:
-        """Whether the run's own limit is reached."""
-        return self.limit is not None and self.used >= self.limit
 
     def take(self, task: str, want: str | None = None) -> str | None:
         """A slot for a ready task now (its worker's name), or None: none free for it, or
@@ -76,6 +74,7 @@ class Slots:
             if worker is None:
                 return None
         self.used += 1
+        self.full = self.limit is not None and self.used >= self.limit
         return worker
 
     def _from_handed(self, want: str | None) -> str | None:
@@ -108,11 +107,13 @@ class Slots:
     def release(self, worker: str) -> None:
         """Give back ``worker``'s slot: to the longest-waiting fan-out element, if any."""
         self.used -= 1
+        self.full = self.limit is not None and self.used >= self.limit
         if self.pool is None:
             self._names.append(worker)
         else:
             self.pool.release(worker)
-        self._serve_waiting()
+        if self._waiting:
+            self._serve_waiting()
 
     def handed(self, worker: str) -> None:
         """Another run released pool worker ``worker`` for this one (on this run's loop).

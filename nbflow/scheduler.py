@@ -199,7 +199,7 @@ def complete(
     """
     transition = None
     # Read straight from the memo on this hot path; plan.table makes it the first time.
-    needs = plan.memo.get("needs") or plan.table("needs", lambda: _needs(plan))
+    needs = plan.memo.get("needs") or prepare(plan)
     decided, all_counts, left = state.decided, state.counts, state.left
     stack = [(name, outcome)]
     while stack:
@@ -254,6 +254,13 @@ def complete(
                 transition.resolved.append((child, TaskState(verdict), reason))
                 stack.append((child, TaskState(verdict)))
     return NOTHING if transition is None else transition
+
+
+def prepare(plan: Plan) -> dict[str, int]:
+    """Make the scheduler's tables of ``plan`` (what :func:`complete` reads) if not made
+    yet; returns the first (each task's number of upstream successes it waits for)."""
+    _gate_readers(plan)
+    return plan.table("needs", lambda: _needs(plan))
 
 
 def _gate_readers(plan: Plan) -> dict[str, frozenset[str]]:

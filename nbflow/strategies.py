@@ -91,6 +91,13 @@ def _priority_keys(plan: Plan) -> KeyFunction:
     return keys.__getitem__
 
 
+def prepare(plan: Plan, strategy: Any) -> None:
+    """Work out ``strategy``'s order of ``plan`` now if it depends on the plan alone (the
+    priority strategies', kept with the plan); the others order each run as it goes."""
+    if isinstance(strategy, PriorityStrategy):
+        strategy.prepare(plan)
+
+
 class SequentialStrategy(PriorityStrategy):
     """One task at a time, in priority order among the ready ones."""
 

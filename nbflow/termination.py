@@ -94,6 +94,16 @@ def targets(plan: Any, task: Any = None, tag: str | None = None, caller: str | N
     return [name]
 
 
+def joins_of(plan: Any) -> frozenset[str]:
+    """The joins of ``plan`` with ``cancel_rest`` and a partial trigger (kept with it)."""
+    return plan.table(
+        "cancel_rest",
+        lambda: frozenset(
+            n for n in plan.names if plan.specs[n].cancel_rest and partial(plan.specs[n].trigger)
+        ),
+    )
+
+
 class Termination:
     """One run's cancellation scopes and explicit termination (see the module docstring).
 
@@ -106,14 +116,7 @@ class Termination:
     def __init__(self, plan: Any) -> None:
         #: Joins with cancel_rest: a partial trigger (a fan-out task's complete_when cancels
         #: its own elements, see nbflow.completion; one with both does both).
-        self.joins: frozenset[str] = plan.table(
-            "cancel_rest",
-            lambda: frozenset(
-                n
-                for n in plan.names
-                if plan.specs[n].cancel_rest and partial(plan.specs[n].trigger)
-            ),
-        )
+        self.joins: frozenset[str] = joins_of(plan)
         #: Running tasks being cancelled on their own -> the runner running each; the engine
         #: reads its truth value after every task, so it is empty unless a cancel is on.
         self.targeted: dict[str, asyncio.Task[Any]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import operator
 import os
 import sys
 import sysconfig
@@ -326,6 +327,137 @@ def test_closures_of_one_factory_share_one_node():
     assert len(ids._nodes) == 1
 
 
+def test_tasks_made_in_a_loop_each_see_their_own_objects():
+    # Consecutive tasks of the same code, globals, defaults, closure contents and options
+    # share the identity of the one before; one that differs in any of them gets its own,
+    # exactly what it gets computed alone.
+    def make(value):
+        def node(x=0):  # one defaults tuple (a constant) for every node
+            return value + x
+
+        return node
+
+    def keyword(value):
+        def node(*, y=0):  # a dict of its own for each node
+            return value + y
+
+        return node
+
+    def kwonly(value):
+        def node(*, y):  # no keyword defaults, unless given some later
+            return value + y
+
+        return node
+
+    def twice(value):  # other code, the same everything else
+        def node():
+            return value * 2
+
+        return node
+
+    def once(value):
+        def node():
+            return value
+
+        return node
+
+    def unbound():
+        def node():
+            return later
+
+        return node
+        later = 1  # never bound: the closure cell stays empty
+
+    def in_module(value):  # the same code, bound to another globals dict
+        scope = {"VALUE": value}
+        exec(code, scope)
+        return scope["node"]
+
+    code = compile("def node():\n    return VALUE\n", "<cell>", "exec")
+    values = [1, 1, 2, 2, 1, 1.0, True, [1], [1]]
+    fns = [make(v) for v in values] + [make(1), make(1)]
+    fns[-1].__defaults__ = (7,)
+    fns += [keyword(1), keyword(1), in_module(1), in_module(2), in_module(2)]
+    fns[12].__kwdefaults__["y"] = 9
+    fns += [kwonly(1), kwonly(1), once(1), twice(1)]
+    fns[17].__kwdefaults__ = {"y": 4}
+    fns += [unbound(), unbound()]
+    plain, other = (("fan_out", None),), (("fan_out", "x"),)
+    options = [plain] * len(fns)
+    options[3] = other
+    calls = list(zip(fns, options, strict=True))
+    ids = Identities()
+    found = [i.digest for i in ids.tasks(calls)]
+    alone = [Identities().task(f, o).digest for f, o in calls]
+    assert found == alone
+    assert found[0] == found[1] == found[4] == found[9] and found[2] != found[3]
+    assert len({found[0], found[5], found[6], found[7], found[10]}) == 5
+    assert found[7] == found[8] and found[11] != found[12]
+    assert found[13] != found[14] == found[15]
+    assert found[16] != found[17] and found[18] != found[19] and found[20] == found[21]
+    fns[1].__closure__[0].cell_contents = 3  # rebound: seen by the next pass
+    fns[15].__globals__["VALUE"] = 3
+    again = [i.digest for i in ids.tasks(calls)]
+    assert again == [Identities().task(f, o).digest for f, o in calls]
+    assert again[1] != found[1] and again[15] != found[15]
+    assert [d for i, d in enumerate(again) if i not in (1, 15)] == [
+        d for i, d in enumerate(found) if i not in (1, 15)
+    ]
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.attempts = [0, 0]
+
+    def total(self) -> int:
+        return sum(self.attempts)
+
+
+def test_mutable_values_are_hashed_again_each_pass_and_the_rest_reused():
+    # A node made from mutable values (a partial over a counter, a list in a closure, a
+    # default dict) is checked, not made again: the same identity while they hash alike,
+    # and exactly a fresh computation's as soon as one of them changes in any way.
+    scope: dict = {"RATE": 1}
+    exec("def f(counter, i):\n    return counter.attempts[i] * RATE\n", scope)
+    exec("def g(counter, i):\n    return -counter.attempts[i]\n", scope)
+    counter, items = _Counter(), [1]
+
+    def make(op):
+        def node(options={"mode": "a"}):  # noqa: B006 - a mutable default, on purpose
+            return op() + len(items)
+
+        return node
+
+    partials = [functools.partial(scope["f"], counter, i) for i in range(2)]
+    other = _Counter()
+    fns = [make(p) for p in partials] + [make(other.total)]  # a bound method: made again
+    calls = [(f, ()) for f in fns]
+    ids = Identities()
+
+    def check() -> list[Identity]:
+        found = ids.tasks(calls)
+        assert [i.digest for i in found] == [Identities().task(f).digest for f in fns]
+        return found
+
+    first = check()
+    assert all(map(operator.is_, check()[:2], first))  # reused: nothing was made again
+    edits = [
+        lambda: other.attempts.append(1),  # the bound method's instance
+        lambda: counter.attempts.__setitem__(0, 1),  # the partial's argument, in place
+        lambda: items.append(2),  # a closure list
+        lambda: fns[1].__defaults__[0].__setitem__("mode", "b"),  # a default dict
+        lambda: scope.__setitem__("RATE", 2),  # a global of the partial's function
+        lambda: partials[1].__setstate__((scope["g"], (counter, 1), None, None)),
+        lambda: partials[0].__setstate__((scope["f"], (counter, 0), {"i": 0}, None)),
+    ]
+    seen = {tuple(i.digest for i in first)}
+    for edit in edits:
+        edit()
+        digests = tuple(i.digest for i in check())
+        assert digests not in seen
+        seen.add(digests)
+
+
 def test_recursive_helpers_end(cells):
     cells.run(
         """
@@ -337,6 +469,52 @@ def test_recursive_helpers_end(cells):
     )
     cells.run("def t():\n    return even(4)\n")
     assert identity_of(cells, "t").digest is not None
+
+
+def test_recursive_helpers_are_checked_again_on_the_next_pass(cells):
+    # The second pass re-checks remembered nodes instead of rebuilding them: a recursive
+    # group must end there too (it recursed without end: a Task used as a task function),
+    # give the same digest, and still see an edit of either member.
+    cells.run(
+        """
+        def even(n):
+            return n == 0 or odd(n - 1)
+        def odd(n):
+            return n != 0 and even(n - 1)
+        def t():
+            return even(4)
+        """
+    )
+    ids = Identities()
+    first = ids.task(cells["t"])
+    assert ids.task(cells["t"]).digest == first.digest
+    assert ids.task(cells["t"]).digest == first.digest
+    cells.run("def odd(n):\n    return n != 0 and not even(n - 1)\n")
+    assert ids.task(cells["t"]).digest != first.digest
+
+
+@pytest.mark.parametrize("order", [["t", "handle"], ["handle", "t"]])
+def test_a_value_changed_in_place_to_hold_its_reader_is_checked_to_an_end(cells, order):
+    # A remembered node is checked with its function open, as it is made: when a value it
+    # read comes to hold the function (changed in place: the node's key is unchanged), the
+    # check meets the function's stand-in, fails, and the group is found (it recursed
+    # without end when the check ran with the function not open).
+    cells.run("HANDLERS = {}\ndef handle():\n    return HANDLERS\ndef t():\n    return handle()\n")
+
+    def identities(ids: Identities) -> list[Identity]:
+        return ids.tasks([(cells[name], ()) for name in order])
+
+    ids = Identities()
+    first = identities(ids)
+    cells.run("HANDLERS['handle'] = handle\n")
+    held = identities(ids)
+    assert [i.digest for i in held] == [i.digest for i in identities(Identities())]
+    assert {i.digest for i in held}.isdisjoint({i.digest for i in first})
+    assert identities(ids) == held
+    cells.run("HANDLERS['n'] = 1\n")
+    more = identities(ids)
+    assert [i.digest for i in more] == [i.digest for i in identities(Identities())]
+    assert {i.digest for i in more}.isdisjoint({i.digest for i in held})
 
 
 def test_options_that_shape_a_result_count_and_others_do_not():

@@ -129,3 +129,59 @@ def test_versions_of_a_flow_without_store_is_a_store_error():
     flow.store = None
     with pytest.raises(nf.StoreError, match="flow 'etl' has no store"):
         flow.versions()
+
+
+def test_the_version_of_one_flow_object_follows_each_change_and_its_undoing():
+    # Read again and again from the same flow (as runs do): a global, a closure variable
+    # and a default changed in turn each give a new version; undone, the old one is back.
+    scope: dict = {}
+    source = "RATE = 1\ndef make(factor):\n    def task(x=0):\n        return RATE * factor + x\n"
+    exec(source + "    return task\n", scope)
+    flow = nf.Flow("loop", store=None)
+    for k in range(3):
+        flow.task(name=f"t{k}")(scope["make"](2))
+    seen = [flow.flow_version, flow.flow_version]
+    scope["RATE"] = 2  # a global of every task
+    seen.append(flow.flow_version)
+    scope["RATE"] = 1
+    seen.append(flow.flow_version)
+    task = flow.plan().funcs["t1"]
+    task.__defaults__ = (5,)  # a default of one task
+    seen.append(flow.flow_version)
+    task.__defaults__ = (0,)
+    seen.append(flow.flow_version)
+    task.__closure__[0].cell_contents = 3  # a closure variable of one task
+    seen.append(flow.flow_version)
+    task.__closure__[0].cell_contents = 2
+    seen.append(flow.flow_version)
+    assert seen[0] == seen[1] == seen[3] == seen[5] == seen[7]
+    assert len({seen[0], seen[2], seen[4], seen[6]}) == 4
+
+
+def test_a_change_between_the_plan_and_the_run_is_seen_by_the_run():
+    # The plan works out identities at definition time; the run reads them again.
+    scope: dict = {}
+    exec("RATE = 1\ndef task():\n    return RATE\n", scope)
+    flow = nf.Flow("later", store=None)
+    flow.task(name="t")(scope["task"])
+    flow.validate()
+    planned = flow.flow_version
+    scope["RATE"] = 2
+    run = flow.run()
+    assert run.results == {"t": 2}
+    assert run.flow_version == flow.flow_version != planned
+
+
+def test_an_identity_that_cannot_be_worked_out_fails_the_run_not_the_plan(monkeypatch):
+    # The plan works out identities ahead of the runs; an error doing so is the run's.
+    from nbflow.identity import Identities
+
+    def broken(self, calls):
+        raise RuntimeError("identity broke")
+
+    flow = nf.Flow("ahead", store=None)
+    flow.task(name="t")(lambda: 1)
+    monkeypatch.setattr(Identities, "tasks", broken)
+    assert flow.validate().names == ("t",)
+    with pytest.raises(RuntimeError, match="identity broke"):
+        flow.run()

@@ -29,9 +29,10 @@ themselves are identified as a group (:mod:`nbflow.identity.recursion`).
 Values are read when the identity is computed, at the start of each run: a global changed by
 a later cell is seen by the next run. :class:`Identities` remembers, per flow, what cannot
 have changed since the last run (the facts of a code object; a function whose code,
-defaults, closure and globals are the very same immutable objects), so an unchanged flow
-costs about a microsecond per task. Memos hold the objects they describe (never their
-``id()``), and entries not used by the latest run are dropped.
+defaults, closure and globals are the very same objects, the mutable ones among them
+hashing as they did), so an unchanged flow costs under a microsecond per task (tasks made
+in a loop), a few when each task closes over objects of its own. Memos hold the objects
+they describe (never their ``id()``), and entries not used by the latest run are dropped.
 """
 
 from .code import (

@@ -84,9 +84,9 @@ class Recursion:
         self._low = min(outer, low)
         return low >= self._depth
 
-    def _make(self, obj: Any, make: Callable[[], Any]) -> tuple[Any, bool]:
-        """The node of function or class ``obj``, made by ``make()`` with ``obj`` open, and
-        whether it may be kept across passes (False: it is in a recursive group)."""
+    def _make(self, obj: Any, make: Callable[..., Any], *args: Any) -> tuple[Any, bool]:
+        """The node of function or class ``obj``, made by ``make(*args)`` with ``obj`` open,
+        and whether it may be kept across passes (False: it is in a recursive group)."""
         key = id(obj)
         index = self._depth
         self._depth += 1
@@ -94,7 +94,7 @@ class Recursion:
         self._seen[key] = (obj, self._node_of(f"recursive:{obj.__qualname__}", (), ()))
         outer = self._watch()
         try:
-            node = make()
+            node = make(*args)
         finally:
             self._depth -= 1
             del self._open[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import os
 import sys
 import types
@@ -45,8 +46,16 @@ class _Node:
     unhashable: tuple[tuple[str, str], ...]
     #: The functions, classes and modules it refers to, with their digests then.
     children: tuple[tuple[Any, str], ...] = ()
-    #: Whether everything else it was made from is immutable (else: made again every pass).
+    #: Whether the next pass can check everything else it was made from (else: it is made
+    #: again every pass): immutable values, and the two kinds below.
     reusable: bool = False
+    #: Mutable values it was made from (a list, a dict, an object hashed by its pickle),
+    #: with their content digests then: hashed again each pass (once, however many nodes
+    #: read them), the node holds while each hashes alike.
+    values: tuple[tuple[Any, str], ...] = ()
+    #: ``functools.partial`` objects among them, with the function and arguments they held
+    #: (a partial can be given others in place, with ``__setstate__``).
+    partials: tuple[tuple[Any, Any, tuple[Any, ...]], ...] = ()
     #: The objects it was made from: held, so that the ``id()``s in its key stay theirs.
     pins: tuple[Any, ...] = ()
     #: The last pass that used it / that checked its children.
@@ -69,9 +78,14 @@ class Identities(Recursion):
     while the entry exists: the key means "these very objects", which equality could not
     say (``1 == True``, an equal but distinct list). The next pass reuses the node when the
     same objects are found, the functions, classes and modules among them still have the
-    digests they had, and all the others are immutable. Closures made by one factory from
-    the same values share one node. Functions and classes that reach themselves are
-    identified as a group (:mod:`nbflow.identity.recursion`).
+    digests they had, the partials among them hold the function and arguments they held,
+    and the mutable values among them (lists, dicts, objects hashed by their pickle) hash
+    as they did, hashed again for it (once a pass, however many nodes read one). Any other
+    value (a bound method, a wrapper) has the node made again each pass. Closures made by
+    one factory from the same values share one node. Functions and classes that reach
+    themselves are identified as a group (:mod:`nbflow.identity.recursion`), and a node is
+    checked as it is made: with its function or class open, so that a check that comes
+    round to it meets its stand-in and the group is found.
     """
 
     _node_of = _Node
@@ -133,9 +147,39 @@ class Identities(Recursion):
         self.begin()
         try:
             found: list[Identity] = []
+            # Tasks defined in a loop follow each other with the same code, globals and
+            # options, and often the same defaults and closure contents: such a task has the
+            # identity of the one before it (within a pass, the same objects are the same
+            # values; the same globals dict binds the same names to the same objects). Seen
+            # in a few attribute reads, where finding the node of its function takes ~1 µs.
+            last: Identity | None = None
+            code = scope = defaults = options_before = None
+            cells: tuple[Any, ...] = ()
             for fn, options in calls:
-                identity = self._known(fn, options) if type(fn) is types.FunctionType else None
-                found.append(identity if identity is not None else self._task(fn, options))
+                if type(fn) is not types.FunctionType or IDENTITY_OF in fn.__dict__:
+                    last = None
+                    found.append(self._task(fn, options))
+                    continue
+                try:
+                    if (
+                        last is not None
+                        and fn.__code__ is code  # so as many closure cells as before
+                        and fn.__globals__ is scope
+                        and fn.__defaults__ is defaults
+                        and options is options_before
+                        and not fn.__kwdefaults__
+                        and all(map(operator.is_, map(_CONTENTS, fn.__closure__ or ()), cells))
+                    ):
+                        found.append(last)
+                        continue
+                except ValueError:  # a closure cell not bound yet: the long way
+                    pass
+                last = self._known(fn, options) or self._task(fn, options)
+                found.append(last)
+                if fn.__kwdefaults__:  # a dict, changed in place: not compared
+                    last = None
+                code, scope, defaults = fn.__code__, fn.__globals__, fn.__defaults__
+                options_before, cells = options, _cells(fn)
             return found
         finally:
             self.end()
@@ -143,25 +187,17 @@ class Identities(Recursion):
     def _known(
         self, fn: types.FunctionType, options: tuple[tuple[str, Any], ...]
     ) -> Identity | None:
-        """The identity of a task whose node this pass has checked already, else None.
+        """The identity of a task whose node holds (checked now if this pass has not yet)
+        and knows the task's options, else None.
 
-        What :meth:`_function` and :meth:`_task` do for such a task, in one step: the tasks
-        of a flow defined in a loop share their code and usually their node, and come here
-        once per run each.
+        What :meth:`_function` and :meth:`_task` do for such a task, in one step: each task
+        comes here once per run.
         """
         facts = self._code.get(id(fn.__code__))
-        if facts is None or IDENTITY_OF in fn.__dict__:
+        if facts is None:
             return None
-        pins: tuple[Any, ...] = (fn.__code__, fn.__defaults__)
-        if fn.__kwdefaults__:
-            pins += _kwdefaults(fn)
-        if fn.__closure__:
-            pins += _cells(fn)
-        names = facts[0].global_names
-        if names:
-            pins += tuple(map(fn.__globals__.get, names, repeat(_UNDEFINED)))
-        node = self._nodes.get(tuple(map(id, pins)))
-        if node is None or node.checked != self._pass or not node.tasks or not node.reusable:
+        node = self._nodes.get(tuple(map(id, _pins(fn, facts[0].global_names))))
+        if node is None or not node.tasks or not self._still_valid(node):
             return None
         seen = self._seen.get(id(options))
         identity = node.tasks.get(seen[1][0]) if seen is not None else None
@@ -250,31 +286,23 @@ class Identities(Recursion):
         if seen is not None:
             self._reach(id(fn))
             return seen[1]
-        code = fn.__code__
-        facts = self.facts(code)
-        # What the node is made from (see the class docstring), read in as few steps as
-        # possible: tasks made in a loop pass here once each, every run.
-        pins: tuple[Any, ...] = (code, fn.__defaults__)
-        if fn.__kwdefaults__:
-            pins += _kwdefaults(fn)
-        if fn.__closure__:
-            pins += _cells(fn)
-        if facts.global_names:
-            pins += tuple(map(fn.__globals__.get, facts.global_names, repeat(_UNDEFINED)))
-        return self._kept(fn, pins, lambda: self._make_function(fn, facts))
+        facts = self.facts(fn.__code__)
+        pins = _pins(fn, facts.global_names)
+        return self._kept(fn, pins, self._make_function, fn, facts)
 
-    def _kept(self, obj: Any, pins: tuple[Any, ...], make: Callable[[], _Node]) -> _Node:
+    def _kept(
+        self, obj: Any, pins: tuple[Any, ...], make: Callable[..., _Node], *args: Any
+    ) -> _Node:
         """The node of function or class ``obj``, made from ``pins`` (see the class
-        docstring): the one kept from an earlier pass if it still holds, else ``make()``."""
+        docstring): the one kept from an earlier pass if it still holds, else
+        ``make(*args)``. A kept node is checked as it would be made, with ``obj`` open: a
+        check that comes round to ``obj`` (through a value changed in place to hold it)
+        meets its stand-in, so the check fails and the group is found, where it would
+        recurse without end."""
         key = tuple(map(id, pins))
         node = self._nodes.get(key)
-        if node is None or not self._still_valid(node):
-            seen = self._seen.get(id(obj))
-            if seen is not None:  # made while its old node's children were checked
-                self._reach(id(obj))
-                return seen[1]
-            node, lasting = self._make(obj, make)
-            node.pins, node.checked = pins, self._pass
+        if node is None or node.checked != self._pass or not node.reusable:
+            node, lasting = self._make(obj, self._check_or_make, node, pins, make, args)
             if not lasting:  # in a recursive group: made again next pass
                 return node
             self._nodes[key] = node
@@ -282,13 +310,32 @@ class Identities(Recursion):
         self._seen[id(obj)] = (obj, node)
         return node
 
+    def _check_or_make(
+        self, node: _Node | None, pins: tuple[Any, ...], make: Callable[..., _Node], args: Any
+    ) -> _Node:
+        if node is not None and self._still_valid(node):
+            return node
+        node = make(*args)
+        node.pins, node.checked = pins, self._pass
+        return node
+
     def _still_valid(self, node: _Node) -> bool:
-        """Whether a remembered node holds: reusable, and its children unchanged."""
+        """Whether a remembered node holds: reusable, its children unchanged, its partials
+        holding what they held, and its mutable values hashing as they did."""
         if not node.reusable:
             return False
         if node.checked != self._pass:
+            for partial, func, args in node.partials:
+                if partial.func is not func or partial.args is not args or partial.keywords:
+                    return False
             for child, digest in node.children:
                 if self._digest_of(child) != digest:
+                    return False
+            for value, digest in node.values:
+                try:
+                    if self.value_digest(value) != digest:
+                        return False
+                except Unhashable:
                     return False
             node.checked = self._pass
         return True
@@ -327,17 +374,47 @@ class Identities(Recursion):
         return self._node(parts, bad, leaves)
 
     def _node(self, parts: list[Part], bad: list[tuple[str, str]], leaves: list[Any]) -> _Node:
-        children = tuple(
-            (v, self._digest_of(v))
-            for v in leaves
-            if isinstance(v, types.FunctionType | type | types.ModuleType)
-        )
-        others = [
-            v for v in leaves if not isinstance(v, types.FunctionType | type | types.ModuleType)
-        ]
+        found: list[Any] = []
+        values: list[tuple[Any, str]] = []
+        partials: list[tuple[Any, Any, tuple[Any, ...]]] = []
+        reusable = not bad and all([self._checkable(v, found, values, partials) for v in leaves])
+        if not reusable:  # (its children only, as _still_valid looks no further)
+            found = [v for v in leaves if _is_child(v)]
+        children = tuple((v, self._digest_of(v)) for v in found)
         digest = sha("\n".join(f"{p.path}={p.digest}" for p in parts)) if not bad else "unhashable"
-        reusable = not bad and all(map(_immutable, others))
-        return _Node(digest, tuple(parts), tuple(bad), children, reusable)
+        return _Node(
+            digest, tuple(parts), tuple(bad), children, reusable, tuple(values), tuple(partials)
+        )
+
+    def _checkable(
+        self,
+        value: Any,
+        children: list[Any],
+        values: list[tuple[Any, str]],
+        partials: list[tuple[Any, Any, tuple[Any, ...]]],
+    ) -> bool:
+        """Sort ``value``, something a node was made from, by how the next pass checks it
+        (a child's digest, a partial's contents, a mutable value's content digest); False:
+        it cannot be checked. It follows :meth:`_value_parts`, so that what is checked is
+        what the node's part of ``value`` was made from."""
+        if _is_child(value):
+            children.append(value)
+            return True
+        if _immutable(value) or _builtin_by_name(value):
+            return True
+        if type(value) is functools.partial:  # its function and arguments: _callable_parts
+            if value.keywords:
+                return False
+            partials.append((value, value.func, value.args))
+            inside = (value.func, *value.args)
+            return all([self._checkable(v, children, values, partials) for v in inside])
+        if callable(value) and _is_code_like(value):  # bound methods, wrappers...
+            return False
+        known = self._values.get(id(value))  # hashed by content this pass: value_digest
+        if known is None or known[0] is not value:
+            return False
+        values.append(known)
+        return True
 
     def _class(self, cls: type) -> _Node:
         seen = self._seen.get(id(cls))
@@ -347,7 +424,7 @@ class Identities(Recursion):
         if not self._is_library(cls.__module__):
             items, bases = _class_items(cls)
             pins = (cls, *bases, *(v for _, v in items))
-            return self._kept(cls, pins, lambda: self._make_class(cls, items, bases))
+            return self._kept(cls, pins, self._make_class, cls, items, bases)
         version = self._module_version(cls.__module__)
         node = _Node(sha("class", cls.__module__, cls.__qualname__, version), (), ())
         self._seen[id(cls)] = (cls, node)
@@ -475,9 +552,7 @@ class Identities(Recursion):
             digest, shown = self._module(value)
             parts.append(Part(f"module {name}" if kind == "global" else path, digest, shown))
             return
-        if isinstance(value, types.BuiltinFunctionType) and isinstance(
-            getattr(value, "__self__", None), types.ModuleType | type(None)
-        ):
+        if _builtin_by_name(value):
             parts.append(self._builtin_part(path, value))
             return
         if callable(value) and not isinstance(value, _SCALARS) and _is_code_like(value):
@@ -667,12 +742,35 @@ def _is_child(value: Any) -> bool:
     return isinstance(value, types.FunctionType | type | types.ModuleType)
 
 
+def _builtin_by_name(value: Any) -> bool:
+    """A builtin function of a module (``len``, ``math.sqrt``): identified by its name."""
+    return isinstance(value, types.BuiltinFunctionType) and isinstance(
+        getattr(value, "__self__", None), types.ModuleType | type(None)
+    )
+
+
+def _pins(fn: types.FunctionType, global_names: tuple[str, ...]) -> tuple[Any, ...]:
+    """What the node of ``fn`` is made from, as bound now (see :class:`Identities`): its
+    code, defaults, closure contents and the objects its global names are bound to."""
+    pins: tuple[Any, ...] = (fn.__code__, fn.__defaults__)
+    if fn.__kwdefaults__:
+        pins += _kwdefaults(fn)
+    if fn.__closure__:
+        pins += _cells(fn)
+    if global_names:
+        pins += tuple(map(fn.__globals__.get, global_names, repeat(_UNDEFINED)))
+    return pins
+
+
+_CONTENTS = operator.attrgetter("cell_contents")
+
+
 def _cells(fn: types.FunctionType) -> tuple[Any, ...]:
     closure = fn.__closure__
     if not closure:
         return ()
     try:
-        return tuple([cell.cell_contents for cell in closure])
+        return tuple(map(_CONTENTS, closure))
     except ValueError:  # some cell is not bound yet
         pass
     values = []
