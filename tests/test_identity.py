@@ -1974,3 +1974,16 @@ def test_more_code_that_counts(cells):
         before = ids.task(main["t"])
         main.run("CFG.rate = 2\n")
         assert ids.task(main["t"]).changes_since(before) == ["global `CFG` changed"]
+
+
+def test_elements_equal_but_for_their_type_or_sign_are_told_apart(cells):
+    # (Elements' digests are remembered for a pass by type and value, floats excepted.)
+    cells.run("V = [1, True, 1, 0.0, -0.0, 'a', b'a', None]\ndef t():\n    return V\n")
+    ids = Identities()
+    seen = {ids.task(cells["t"]).digest}
+    for edit in ("V[1] = 1", "V[0] = True", "V[3] = -0.0", "V[4] = 0.0", "V[6] = 'a'"):
+        cells.run(f"V = [1, True, 1, 0.0, -0.0, 'a', b'a', None]\n{edit}\n")
+        digest = ids.task(cells["t"]).digest
+        assert digest not in seen, edit
+        assert digest == Identities().task(cells["t"]).digest
+        seen.add(digest)

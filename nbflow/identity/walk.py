@@ -104,6 +104,7 @@ class Identities(Recursion):
         # Digests of the values this pass read, by id (the value pinned): an object several
         # tasks close over (a config, a shared counter) is hashed once per pass, not per task.
         self._values: dict[int, tuple[Any, str]] = {}
+        self._scalars: dict[tuple[type, Any], str] = {}  # elements' digests (value_digest)
         self._pass = 0
         self._active = 0
         self._reading = False  # value_digest() is reading one value, outside a pass
@@ -115,7 +116,7 @@ class Identities(Recursion):
     def begin(self) -> None:
         """Start a pass: values are read from now on as they are at this moment."""
         if self._active == 0:
-            self._seen, self._values = {}, {}
+            self._seen, self._values, self._scalars = {}, {}, {}
             self._reset_recursion()
             self._pass += 1
         self._active += 1
@@ -127,7 +128,7 @@ class Identities(Recursion):
             now = self._pass
             self._nodes = {k: n for k, n in self._nodes.items() if n.used == now}
             self._code = {c: f for c, f in self._code.items() if f[1][0] == now}
-            self._seen, self._values = {}, {}
+            self._seen, self._values, self._scalars = {}, {}, {}
             self._reset_recursion()
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -284,7 +285,8 @@ class Identities(Recursion):
     def _function(self, fn: types.FunctionType) -> _Node:
         seen = self._seen.get(id(fn))
         if seen is not None:
-            self._reach(id(fn))
+            if self._depth:  # (at the top, nothing is open: nothing to note)
+                self._reach(id(fn))
             return seen[1]
         facts = self.facts(fn.__code__)
         pins = _pins(fn, facts.global_names)
@@ -419,7 +421,8 @@ class Identities(Recursion):
     def _class(self, cls: type) -> _Node:
         seen = self._seen.get(id(cls))
         if seen is not None:
-            self._reach(id(cls))
+            if self._depth:
+                self._reach(id(cls))
             return seen[1]
         if not self._is_library(cls.__module__):
             items, bases = _class_items(cls)
@@ -583,11 +586,15 @@ class Identities(Recursion):
         """
         kind = type(value)
         if kind in _SCALAR_TYPES:
-            if kind is str:
-                return sha("str:", value)
-            if kind is bytes:
-                return sha("bytes:", value)
-            return sha(f"{kind.__name__}:{value!r}")
+            if depth and kind in _ALIKE:
+                # An element, remembered for the pass by type and value where equal values
+                # of a type are alike (not floats: 0.0 == -0.0): a list of counters hashes
+                # each number once.
+                found = self._scalars.get((kind, value))
+                if found is None:
+                    found = self._scalars[kind, value] = _scalar_digest(value, kind)
+                return found
+            return _scalar_digest(value, kind)
         if depth > _MAX_DEPTH:
             named: list[Any] = []
             return self._with_code(_pickled(value, named), named)
@@ -601,7 +608,7 @@ class Identities(Recursion):
             try:
                 return self.value_digest(value, depth)
             finally:
-                self._reading, self._values = False, {}
+                self._reading, self._values, self._scalars = False, {}, {}
         # The values being walked, from this value down (a value of a class or a function
         # met on the way starts its own walk: those end with the memo of the pass).
         outer = self._walking
@@ -696,6 +703,9 @@ class Identities(Recursion):
 #: instance adds ``__slotnames__``, ``isinstance`` against an ABC changes ``_abc_impl``).
 _CLASS_NOISE = frozenset({"_abc_impl"})
 
+#: Scalar types whose equal values are alike (one digest): see value_digest.
+_ALIKE = frozenset({int, str, bytes, bool, type(None)})
+
 
 class _Cycle(Exception):
     """A value holds itself (see :meth:`Identities.value_digest`)."""
@@ -705,6 +715,14 @@ def _class_items(cls: type) -> tuple[tuple[tuple[str, Any], ...], tuple[type, ..
     """What a user class's node is made from: its attributes that count, and its bases."""
     items = tuple((k, v) for k, v in sorted(vars(cls).items()) if _counts(k, v))
     return items, tuple(b for b in cls.__bases__ if b is not object)
+
+
+def _scalar_digest(value: Any, kind: type) -> str:
+    if kind is str:
+        return sha("str:", value)
+    if kind is bytes:
+        return sha("bytes:", value)
+    return sha(f"{kind.__name__}:{value!r}")
 
 
 def _counts(name: str, value: Any) -> bool:
