@@ -305,3 +305,22 @@ def test_a_value_that_cannot_be_hashed_anywhere_means_one_warning_and_no_reuse(p
                 found[0].message
             )
             assert run.states["t"] == "succeeded"  # ran: never served from the cache
+
+
+def test_a_task_whose_function_is_in_a_recursive_group_sees_the_other_members(tmp_path):
+    # The task's own parts hold the other members by name (a stand-in each, as in any
+    # member's parts): the group's digest is a part of its identity. Without it, an edit of
+    # what odd reads was served from the cache: even(4) stayed True with STEP = 2.
+    with kernel() as cells:
+        cells.run(
+            f"import nbflow as nf\nflow = nf.Flow('group', store={str(tmp_path / 's.db')!r})\n"
+            "STEP = 1\ndef odd(n):\n    return n != 0 and even(n - STEP)\n"
+            "def even(n=4):\n    return n == 0 or odd(n - 1)\n"
+            "flow.task(name='even', cache=True)(even)\n"
+        )
+        assert cells["flow"].run().results == {"even": True}
+        assert cells["flow"].run().states == {"even": "cached"}
+        cells.run("STEP = 2\n")
+        run = cells["flow"].run()
+        assert run.states == {"even": "succeeded"} and run.results == {"even": False}
+        assert run.why("even").startswith("ran: group `even, odd` changed since run ")

@@ -14,7 +14,8 @@ of a group is made:
   that what a member is made of does not depend on where the walk came into the group;
 - each member's digest is that of the group (every member's own, by name) and its name. An
   edit of any member changes the identity of every task that reaches any of them, whichever
-  task was walked first.
+  task was walked first, a task whose function is a member too (its own parts hold the
+  other members by name: its identity has the group's digest as a part of its own).
 
 A node made while it met an open one holds only while that one is open: it is never kept
 across passes, and a value hashed through it is not remembered in the pass. Members of a
@@ -129,6 +130,7 @@ class Recursion:
             self._low = outer
         pairs = list(zip(members, made, strict=True))
         group = sha("group", *sorted(f"{obj.__qualname__}={node.digest}" for obj, node in pairs))
+        names = ", ".join(sorted(obj.__qualname__ for obj in members))
         bad = [(other, path, reason) for other, node in pairs for path, reason in node.unhashable]
         for obj, node in pairs:
             unhashable = node.unhashable + tuple(
@@ -138,7 +140,7 @@ class Recursion:
             )
             digest = "unhashable" if unhashable else sha("group", group, obj.__qualname__)
             # (Never kept across passes: it needs no children to be checked by.)
-            self._seen[id(obj)] = (obj, self._node_of(digest, node.parts, unhashable))
+            self._seen[id(obj)] = (obj, self._node_of(digest, node.parts, unhashable, group=names))
         return self._seen[id(members[0])][1]
 
 

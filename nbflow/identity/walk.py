@@ -63,6 +63,8 @@ class _Node:
     checked: int = 0
     #: Identities of tasks calling it, by the digest of their options.
     tasks: dict[str, Identity] | None = None
+    #: The members of its recursive group, by name ("": in none; see recursion.py).
+    group: str = ""
 
 
 class Identities(Recursion):
@@ -246,6 +248,8 @@ class Identities(Recursion):
             node = self._function(fn)
             bad.extend(node.unhashable)
             parts.extend(node.parts)  # its own parts: the task is this function
+            if node.group:  # they hold the other members by name: the group's digest counts
+                parts.append(Part(f"group {node.group}", node.digest))
         elif isinstance(fn, functools.partial):
             self._callable_parts(fn.func, parts, bad)
             for i, arg in enumerate(fn.args):
