@@ -1987,3 +1987,26 @@ def test_elements_equal_but_for_their_type_or_sign_are_told_apart(cells):
         assert digest not in seen, edit
         assert digest == Identities().task(cells["t"]).digest
         seen.add(digest)
+
+
+def test_an_enum_member_or_a_number_of_a_class_edited_in_place_is_seen():
+    # Their digests hold their class's code: a node that read one is checked by hashing it
+    # again, not kept as if the value were a plain number (the memo kept the old identity).
+    with kernel() as cells:
+        cells.run(
+            "import enum\nclass Color(enum.Enum):\n    RED = 1\n"
+            "    def label(self):\n        return 'red'\n"
+            "class Rate(float):\n    def apply(self, x):\n        return x * self\n"
+            "C, R = Color.RED, Rate(0.5)\n"
+            "def t():\n    return C.label()\ndef u():\n    return R.apply(2)\n"
+        )
+        ids = Identities()
+        calls = [(cells["t"], ()), (cells["u"], ())]
+        before = ids.tasks(calls)
+        cells.run("Color.label = lambda self: 'RED'\nRate.apply = lambda self, x: x + self\n")
+        after = ids.tasks(calls)
+        assert after == Identities().tasks(calls)
+        assert [a.changes_since(b) for a, b in zip(after, before, strict=True)] == [
+            ["global `C` changed"],
+            ["global `R` changed"],
+        ]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import enum
 import io
 import pickle
 import types
@@ -20,6 +19,7 @@ class Unhashable(Exception):
 
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, range)
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def show(value: Any) -> str:
@@ -44,15 +44,16 @@ def show(value: Any) -> str:
 
 
 def _immutable(value: Any) -> bool:
-    """Whether ``value``'s content can never change (so an identical object hashes alike)."""
-    if isinstance(value, (*_SCALARS, enum.Enum)):
+    """Whether ``value``'s digest can never change (so an identical object hashes alike):
+    builtin scalars, and tuples and frozensets of them. Not an enum member nor an instance
+    of a subclass of ``int`` or ``str``: their digest holds their class's code, which a
+    later cell can edit in place (``Color.label = ...``)."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
         return True
-    if type(value) in (tuple, frozenset):
+    if kind in (tuple, frozenset):
         return all(map(_immutable, value))
     return False
-
-
-_SCALAR_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, range})
 
 
 def _state(obj: Any) -> Any:
