@@ -2010,3 +2010,15 @@ def test_an_enum_member_or_a_number_of_a_class_edited_in_place_is_seen():
             ["global `C` changed"],
             ["global `R` changed"],
         ]
+
+
+def test_a_module_file_counts_by_its_bytes(cells, tmp_path, monkeypatch):
+    # (Line endings too: the file is read as bytes, as it is stored.)
+    path = tmp_path / "bytes_for_identity.py"
+    path.write_bytes(b"VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bytes_for_identity", raising=False)
+    cells.run("import bytes_for_identity\ndef t():\n    return bytes_for_identity.VALUE\n")
+    before = Identities().task(cells["t"])
+    path.write_bytes(b"VALUE = 1\r\n")
+    assert Identities().task(cells["t"]).digest != before.digest
