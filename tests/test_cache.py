@@ -284,6 +284,18 @@ UNHASHABLE_PLACES = {
         "    def __call__(self):\n        return str(self.lock)\ntask = Runner(LOCK)\n",
         "instance",
     ),
+    # A function or a class held in a value: the value's digest stood for it by a mark,
+    # whatever else it read (its own part's digest "unhashable"): a result was reused.
+    "function in a list": (
+        "def handle():\n    return str(LOCK)\nHANDLERS = [handle]\n"
+        "def task():\n    return HANDLERS[0]()\n",
+        "global HANDLERS",
+    ),
+    "class in a dict": (
+        "class Conn:\n    lock = LOCK\nKINDS = {'conn': Conn}\n"
+        "def task():\n    return str(KINDS['conn'].lock)\n",
+        "global KINDS",
+    ),
 }
 
 

@@ -1601,7 +1601,7 @@ def test_an_object_whose_class_cannot_be_hashed(cells):
         assert found.unhashable == (
             (
                 "global C",
-                "its class cannot be hashed (attribute lock: lock cannot be pickled "
+                "its class Conn cannot be hashed (attribute lock: lock cannot be pickled "
                 "(TypeError: cannot pickle '_thread.lock' object))",
             ),
         )
@@ -1884,7 +1884,8 @@ def test_code_a_pickle_names_counts(cells):
         found = Identities().task(main["t"])
         # (OWN still holds the helper before, which its name no longer finds: no pickle.)
         assert [path for path, _ in found.unhashable] == ["global CFG", "global OWN"]
-        assert found.unhashable[0][1].startswith("its helper cannot be hashed (global LOCK: ")
+        reason = found.unhashable[0][1]
+        assert reason.startswith("its function helper cannot be hashed (global LOCK: ")
 
 
 def test_a_generated_function_has_the_identity_of_what_it_stands_for(cells):
@@ -2022,3 +2023,26 @@ def test_a_module_file_counts_by_its_bytes(cells, tmp_path, monkeypatch):
     before = Identities().task(cells["t"])
     path.write_bytes(b"VALUE = 1\r\n")
     assert Identities().task(cells["t"]).digest != before.digest
+
+
+def test_a_value_holding_code_that_cannot_be_hashed_tells_what_else_that_code_reads(cells):
+    # The handler reads a lock and X: the list held it by the mark of a node without a
+    # digest, so that an edit of X changed nothing (a stale result). Now the list cannot be
+    # hashed, and says why; a library function in a value counts by name and version.
+    cells.namespace["LOCK"] = threading.Lock()
+    cells.run(
+        "import statistics\nX = 1\ndef handle():\n    return LOCK, X\n"
+        "HANDLERS = [handle]\nTOOLS = [statistics.mean]\n"
+        "def t():\n    return HANDLERS\ndef u():\n    return TOOLS\n"
+    )
+    t, u = Identities().tasks([(cells["t"], ()), (cells["u"], ())])
+    assert t.digest is None
+    assert t.unhashable == (
+        (
+            "global HANDLERS",
+            "its function handle cannot be hashed (global LOCK: lock cannot be pickled "
+            "(TypeError: cannot pickle '_thread.lock' object))",
+        ),
+    )
+    assert u.digest is not None
+    assert u == Identities().task(cells["u"])

@@ -653,18 +653,20 @@ class Identities(Recursion):
         if kind in (set, frozenset):
             return sha(kind.__name__, *sorted(self.value_digest(v, depth + 1) for v in value))
         if isinstance(value, enum.Enum):
-            return sha("enum", self._class(kind).digest, value.name)
-        if isinstance(value, types.FunctionType | type | types.ModuleType):
-            return self._digest_of(value)
+            return sha("enum", self._code_digest(kind), value.name)
+        if isinstance(value, types.ModuleType):
+            return self._module(value)[0]
+        if isinstance(value, types.FunctionType | type):
+            if self._is_library(value.__module__):  # as _value_parts: by name and version
+                version = self._module_version(value.__module__)
+                return sha("code", value.__module__, value.__qualname__, version)
+            return self._code_digest(value)
         if self._plain_object(kind):
             # An instance of a class of user code, pickled the default way: by its class's
             # identity (its code) and its state, walked like any value (so that a set or a
             # dict in it counts by content, not by the order a pickle would list it in).
-            node = self._class(kind)
-            if node.unhashable:
-                path, reason = node.unhashable[0]
-                raise Unhashable(f"its class cannot be hashed ({path}: {reason})")
-            return sha("object", node.digest, self.value_digest(_state(value), depth + 1))
+            node_digest = self._code_digest(kind)
+            return sha("object", node_digest, self.value_digest(_state(value), depth + 1))
         named: list[Any] = []
         module = kind.__module__.partition(".")[0]
         if module == "numpy":
@@ -690,17 +692,23 @@ class Identities(Recursion):
         """``digest`` of a pickle, with the identity of the user code it names: a pickle
         names a class or a function and does not hold its code, so an instance of a class
         whose method was edited would pickle as before (a stale result)."""
-        found = []
-        for code in named:
-            if self._is_library(code.__module__):
-                continue
-            is_function = isinstance(code, types.FunctionType)
-            node = self._function(code) if is_function else self._class(code)
-            if node.unhashable:
-                path, reason = node.unhashable[0]
-                raise Unhashable(f"its {code.__qualname__} cannot be hashed ({path}: {reason})")
-            found.append(node.digest)
+        found = [self._code_digest(c) for c in named if not self._is_library(c.__module__)]
         return sha(digest, *found) if found else digest
+
+    def _code_digest(self, code: Any) -> str:
+        """The digest of a user function or class that a value holds or names.
+
+        Raises:
+            Unhashable: it has none (a part of it cannot be hashed: its node's digest, a
+                mark, would not follow what it is made from).
+        """
+        is_class = isinstance(code, type)
+        node = self._class(code) if is_class else self._function(code)
+        if node.unhashable:
+            path, reason = node.unhashable[0]
+            kind = "class" if is_class else "function"
+            raise Unhashable(f"its {kind} {code.__qualname__} cannot be hashed ({path}: {reason})")
+        return node.digest
 
 
 #: Class attributes that Python and libraries keep for themselves (caches: pickling an
