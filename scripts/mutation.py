@@ -57,7 +57,14 @@ TESTS = {
     "state": ["test_state", "test_engine", "test_run"],
     "graph": ["test_graph", "test_dsl", "test_triggers", "test_engine"],
     "spec": ["test_spec", "test_dsl", "test_graph"],
-    "identity": ["test_identity", "test_identity_properties", "test_cache", "test_spec"],
+    "identity": [
+        "test_identity",
+        "test_identity_properties",
+        "test_cache",
+        "test_spec",
+        "test_versions",
+        "test_dsl",
+    ],
     "retry": ["test_retry", "test_engine", "test_fanout"],
     "conditions": ["test_conditions", "test_graph", "test_triggers"],
 }
