@@ -647,7 +647,7 @@ def test_libraries_are_found_under_the_interpreter_and_site_packages():
     roots = _library_roots()
     assert all(root.endswith(os.sep) for root in roots)
     assert os.path.join(os.path.realpath(sysconfig.get_paths()["stdlib"]), "") in roots
-    assert is_library("json") and is_library("numpy.linalg") and is_library(None)
+    assert is_library("json") and is_library("numpy.linalg") and not is_library(None)
     assert is_library("builtins") and not is_library("__main__")
     assert not is_library("nbflow_no_such_module")
     assert _distribution_version("numpy") == np.__version__
@@ -2046,3 +2046,17 @@ def test_a_value_holding_code_that_cannot_be_hashed_tells_what_else_that_code_re
     )
     assert u.digest is not None
     assert u == Identities().task(cells["u"])
+
+
+def test_a_helper_made_by_exec_in_a_dict_of_its_own_counts_by_its_code(cells):
+    # Its __module__ is None: taken for a library's (by name and version), it failed the
+    # identity (no version of None) and would have hidden its code and globals.
+    scope = {"K": 1}
+    exec("def helper():\n    return K\n", scope)  # the test's own code
+    cells.namespace["helper"] = scope["helper"]
+    cells.run("def t():\n    return helper()\n")
+    ids = Identities()
+    before = ids.task(cells["t"])
+    scope["K"] = 2
+    after = ids.task(cells["t"])
+    assert after.changes_since(before) == ["helper `helper`: global `K` changed (1 -> 2)"]
