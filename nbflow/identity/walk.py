@@ -384,9 +384,8 @@ class Identities(Recursion):
         values: list[tuple[Any, str]] = []
         partials: list[tuple[Any, Any, tuple[Any, ...]]] = []
         reusable = not bad and all([self._checkable(v, found, values, partials) for v in leaves])
-        if not reusable:  # (its children only, as _still_valid looks no further)
-            found = [v for v in leaves if _is_child(v)]
-        children = tuple((v, self._digest_of(v)) for v in found)
+        # (A node that is not reusable is never checked: it needs no children.)
+        children = tuple((v, self._digest_of(v)) for v in found) if reusable else ()
         digest = sha("\n".join(f"{p.path}={p.digest}" for p in parts)) if not bad else "unhashable"
         return _Node(
             digest, tuple(parts), tuple(bad), children, reusable, tuple(values), tuple(partials)
