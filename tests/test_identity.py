@@ -2060,3 +2060,277 @@ def test_a_helper_made_by_exec_in_a_dict_of_its_own_counts_by_its_code(cells):
     scope["K"] = 2
     after = ids.task(cells["t"])
     assert after.changes_since(before) == ["helper `helper`: global `K` changed (1 -> 2)"]
+
+
+# -- what the memo of a flow saves, and what it must never serve (mutation run 5) ------------
+
+
+class _Counting(Identities):
+    """Identities that count the work a pass does (see the test below)."""
+
+    def __init__(self, work: dict[str, int]) -> None:
+        super().__init__()
+        self.work = work
+
+    def _count(self, what: str) -> None:
+        self.work[what] = self.work.get(what, 0) + 1
+
+    def _make(self, obj, make, *args):  # type: ignore[no-untyped-def]
+        self._count("open")
+        return super()._make(obj, make, *args)
+
+    def _make_function(self, fn, facts):  # type: ignore[no-untyped-def]
+        self._count("make")
+        return super()._make_function(fn, facts)
+
+    def _make_class(self, cls, items, bases):  # type: ignore[no-untyped-def]
+        self._count("make")
+        return super()._make_class(cls, items, bases)
+
+    def _task(self, fn, options):  # type: ignore[no-untyped-def]
+        self._count("task")
+        return super()._task(fn, options)
+
+    def _file_digest(self, path):  # type: ignore[no-untyped-def]
+        self._count("file")
+        return super()._file_digest(path)
+
+    def _module_version(self, module_name):  # type: ignore[no-untyped-def]
+        self._count("version")
+        return super()._module_version(module_name)
+
+    def _value_parts(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if path.startswith("option "):
+            self._count("option")
+        return super()._value_parts(path, *args, **kwargs)
+
+
+def test_an_unchanged_flow_is_checked_not_made_again(cells, tmp_path, monkeypatch):
+    # The memo's promise (docs/performance.md): the next pass over an unchanged flow makes
+    # no node and reads no source, hashes a mutable value once and each number in it once,
+    # a file once, a library's version once, and a task's identity is the one remembered.
+    from nbflow.identity import walk
+
+    work: dict[str, int] = {}
+
+    def counted(name: str, function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            work[name] = work.get(name, 0) + 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(walk, "code_facts", counted("source", walk.code_facts))
+    monkeypatch.setattr(walk, "is_library", counted("library", walk.is_library))
+    monkeypatch.setattr(walk, "_scalar_digest", counted("number", walk._scalar_digest))
+    monkeypatch.setattr(walk, "open", counted("read", open), raising=False)
+    (tmp_path / "local_for_memo.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "local_for_memo", raising=False)
+    cells.run(
+        "import math\nimport local_for_memo\nfrom collections import OrderedDict\n"
+        "from math import sqrt\n"
+        "CFG = {'n': [1, 1, 1, 2]}\n"
+        "class Call:\n    def __call__(self):\n        return 1\nCALL = Call()\n"
+        "def make_helper(cfg):\n    def helper():\n        return cfg, local_for_memo\n"
+        "    return helper\nH1, H2 = make_helper(CFG), make_helper(CFG)\n"
+        "BOUND = CALL.__call__\ndef hb():\n    return BOUND\n"
+        "def a():\n    return H1(), OrderedDict, CALL, sqrt, math.pi, local_for_memo, hb\n"
+        "def b():\n    return H2(), OrderedDict, CFG, hb\n"
+    )
+    ids = _Counting(work)
+    options = (("fan_out", None), ("allow_partial", False))
+    calls = [(cells["a"], options), (cells["b"], options)]
+    first = ids.tasks(calls)
+    assert work["option"] == 2  # the options both tasks share, hashed once
+    for _ in range(2):  # (the third pass finds what the second kept)
+        work.clear()
+        assert ids.tasks(calls) == first
+        # The first task hashes the shared options again (one task's identity worked out
+        # the long way, from its node), the second is the one remembered; three nodes are
+        # checked, each once: a's, H1's (H2 shares it) and class Call's (CALL hashed
+        # again); hb's, which reads a bound method, is made again, once for both tasks;
+        # CFG's numbers once each ("n", 1, 2, and the options' None and False); the file's
+        # digest asked once; the versions of collections and math once each.
+        assert work == {
+            "task": 1,
+            "option": 2,
+            "open": 4,
+            "make": 1,
+            "number": 5,
+            "file": 1,
+            "version": 2,
+        }
+
+
+def test_a_helper_made_like_a_member_of_a_recursive_group_gets_a_whole_node(cells):
+    # step_a is in t's group; step_b, made by the same factory (the same code and globals:
+    # one node key), is reached after the group is made. The node step_a had while the
+    # group was being made holds the other members by name only: it must not be kept for
+    # step_b (u did not see an edit of t's default), whichever task is walked first.
+    cells.run(
+        "def make_step():\n    def step(n):\n        return n and t(n - 1)\n    return step\n"
+        "step_a, step_b = make_step(), make_step()\n"
+        "def t(n=3):\n    return step_a(n)\ndef u():\n    return step_b(2)\n"
+    )
+    ids = Identities()
+    _, u = ids.tasks([(cells["t"], ()), (cells["u"], ())])
+    assert u == Identities().task(cells["u"])
+    cells.namespace["t"].__defaults__ = (4,)
+    assert ids.tasks([(cells["t"], ()), (cells["u"], ())])[1].digest != u.digest
+
+
+def test_a_partials_keywords_changed_in_place_are_seen(cells):
+    cells.run(
+        "import functools\ndef pf(x, q=None):\n    return x, q\n"
+        "P = functools.partial(pf, 1, q=2)\ndef t():\n    return P()\n"
+    )
+    ids = Identities()
+    before = ids.task(cells["t"])
+    cells["P"].keywords["q"] = 3
+    after = ids.task(cells["t"])
+    assert after.digest != before.digest and after == Identities().task(cells["t"])
+
+
+def test_a_partial_given_another_function_or_arguments_in_place_is_seen(cells):
+    # (functools.partial.__setstate__ replaces them in the very object a task reads.)
+    cells.run(
+        "import functools\ndef pf(x, y=None):\n    return x, y\ndef pg(x, y=None):\n    return y\n"
+        "P = functools.partial(pf, functools.partial(pf, 1))\ndef t():\n    return P()\n"
+    )
+    ids = Identities()
+    seen = {ids.task(cells["t"]).digest}
+    assert ids.task(cells["t"]).digest in seen  # (a partial holding a partial: checked)
+    partial = cells["P"]
+    for state in ((cells["pg"], partial.args), (cells["pg"], (2,))):
+        partial.__setstate__((*state, {}, None))
+        found = ids.task(cells["t"])
+        assert found.digest not in seen and found == Identities().task(cells["t"])
+        seen.add(found.digest)
+
+
+def test_a_list_that_comes_to_hold_a_lock_in_place_leaves_no_digest(cells):
+    cells.run("L = [1]\ndef t():\n    return L\n")
+    ids = Identities()
+    assert ids.task(cells["t"]).digest is not None
+    cells["L"].append(threading.Lock())
+    found = ids.task(cells["t"])
+    assert found.digest is None and [path for path, _ in found.unhashable] == ["global L"]
+
+
+def test_a_global_bound_to_none_then_deleted_is_seen(cells):
+    # (A node is remembered under the ids of the objects its globals are bound to: an
+    # undefined global must not be taken for one bound to None.)
+    cells.run("X = None\ndef t():\n    return X\n")
+    ids = Identities()
+    before = ids.task(cells["t"])
+    cells.run("del X\n")
+    assert ids.task(cells["t"]).changes_since(before) == ["global `X` changed (None -> undefined)"]
+
+
+def test_tasks_in_a_row_with_another_kind_between_them(cells):
+    # Tasks made in a loop take the identity of the one before them; a task of another
+    # kind (a partial) between two of them must not be taken for one of them.
+    cells.run(
+        "import functools\nK = 1\nmade = []\nfor i in range(2):\n"
+        "    def t():\n        return K\n    made.append(t)\n"
+        "P = functools.partial(pow, 2)\n"
+    )
+    t0, t1 = cells["made"]
+    calls = [(t0, ()), (cells["P"], ()), (t1, ())]
+    assert Identities().tasks(calls) == [Identities().task(fn) for fn, _ in calls]
+
+
+def test_a_class_whose_method_reads_it_is_a_group_whichever_is_walked_first(cells):
+    # u walks Node first, then its method child meets Node again: they are one group, so
+    # t, which calls child through a global, sees an attribute of Node changed in place.
+    cells.run(
+        "class Node:\n    K = 1\n    def child(self):\n        return Node.K\n"
+        "step = Node.child\ndef u():\n    return Node\ndef t():\n    return step(None)\n"
+    )
+    ids = Identities()
+    calls = [(cells["u"], ()), (cells["t"], ())]
+    before = ids.tasks(calls)
+    cells["Node"].K = 2
+    after = ids.tasks(calls)
+    assert after == Identities().tasks(calls)
+    assert after[1].digest != before[1].digest
+
+
+def test_two_local_modules_with_the_same_bytes_are_two_modules(cells, tmp_path, monkeypatch):
+    # (Their names count: a module's code can read its own __name__, and pickles name it.)
+    for name in ("twin_a_for_identity", "twin_b_for_identity"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cells.run("import twin_a_for_identity as mod\ndef t():\n    return mod.VALUE\n")
+    before = Identities().task(cells["t"])
+    cells.run("import twin_b_for_identity as mod\n")
+    assert Identities().task(cells["t"]).digest != before.digest
+
+
+def test_a_frame_counts_by_its_contents_not_by_how_it_was_built(cells):
+    # One built at once, one column by column (two blocks inside: another pickle). (Not
+    # by the module path: pandas' and numpy's public types name their top module.)
+    cells.run(
+        "import pandas as pd\nA = pd.DataFrame({'a': [1, 2], 'b': [3, 4]})\n"
+        "B = pd.DataFrame({'a': [1, 2]})\nB['b'] = [3, 4]\n"
+    )
+    ids = Identities()
+    assert ids.value_digest(cells["A"]) == ids.value_digest(cells["B"])
+
+
+def test_a_method_of_a_function_foreign_to_the_class_is_made_again_each_pass():
+    # M binds a function that is not the class's: its pickle (held in L too) names the
+    # instance and a method name, not the function, so a node reading M is made again
+    # each pass rather than checked by M's digest (an edit of f's global was not seen).
+    with kernel() as cells:
+        cells.run(
+            "import types\nK = 1\nclass Obj:\n    pass\ndef f(self):\n    return K\n"
+            "O = Obj()\nO.f = None\nM = types.MethodType(f, O)\nL = [M]\n"
+            "def t():\n    return L, M\n"
+        )
+        ids = Identities()
+        before = ids.task(cells["t"])
+        cells.run("K = 2\n")
+        after = ids.task(cells["t"])
+        assert after.digest is not None
+        assert after.digest != before.digest and after == Identities().task(cells["t"])
+
+
+def test_a_remembered_node_holds_the_objects_its_key_is_the_ids_of(cells):
+    # Closures of one factory over numbers made one after the other: a number freed as
+    # soon as its closure is would leave its id to the next one (CPython reuses the
+    # memory), and a node keyed by that id, if it did not hold its number, would be served
+    # for the next closure: the identity of the number before.
+    cells.run("def make(n):\n    def t():\n        return n\n    return t\n")
+    ids = Identities()
+    for i in range(20):
+        fn = cells["make"](10**30 + i)
+        assert ids.task(fn) == Identities().task(fn), i
+        del fn
+
+
+def test_a_lambda_counts_by_its_source_as_written(cells):
+    # Its syntax tree, as a def's: not its bytecode, which another Python version compiles
+    # otherwise, and which folds `1 + 1` into `2`.
+    cells.run("f = lambda: 1 + 1\n")
+    cells.run("g = lambda: 2\n")
+    assert code_facts(cells["f"].__code__).digest != code_facts(cells["g"].__code__).digest
+    cells.run("h = lambda: 1 + 1  # the same, written again\n")
+    assert code_facts(cells["h"].__code__).digest == code_facts(cells["f"].__code__).digest
+
+
+def test_code_that_no_definition_names_counts_by_its_whole_text(cells):
+    # A generator expression's code: the whole line, not the one lambda in it.
+    cells.run("G1 = (v for v in [1] if (lambda w: w)(v))\n")
+    cells.run("G2 = (v for v in [2] if (lambda w: w)(v))\n")
+    assert code_facts(cells["G1"].gi_code).digest != code_facts(cells["G2"].gi_code).digest
+
+
+def test_a_global_that_wraps_a_function_but_is_not_callable_is_no_helper(cells):
+    # A classmethod object has __wrapped__ and cannot be called: no code of the task's.
+    cells.run(
+        "def helper():\n    return 1\nHOLDER = classmethod(helper)\ndef t():\n    return HOLDER\n"
+    )
+    assert user_sources(cells["t"]) == {"": "def t():\n    return HOLDER\n"}
