@@ -2334,3 +2334,48 @@ def test_a_global_that_wraps_a_function_but_is_not_callable_is_no_helper(cells):
         "def helper():\n    return 1\nHOLDER = classmethod(helper)\ndef t():\n    return HOLDER\n"
     )
     assert user_sources(cells["t"]) == {"": "def t():\n    return HOLDER\n"}
+
+
+def test_library_code_in_a_value_counts_by_its_name_and_version(cells, monkeypatch):
+    import statistics
+    import types as types_module
+
+    fake = types_module.ModuleType("nbflow_fake_lib_in_value")
+    fake.__version__ = "1.0"
+    monkeypatch.setitem(sys.modules, "nbflow_fake_lib_in_value", fake)
+    cells.run(
+        "import statistics, threading\ndef tool():\n    return 1\n"
+        "tool.__module__ = 'nbflow_fake_lib_in_value'\n"
+        "TOOLS = [statistics.mean, threading.active_count, tool]\ndef t():\n    return TOOLS\n"
+    )
+    # (active_count reads a lock: by its name, its code is not walked.)
+    seen = {Identities().task(cells["t"]).digest}
+    assert None not in seen
+    cells["TOOLS"][0] = statistics.median
+    seen.add(Identities().task(cells["t"]).digest)
+    fake.__version__ = "2.0"
+    seen.add(Identities().task(cells["t"]).digest)
+    cells.run("import copy, shutil\nTOOLS[0] = copy.copy\n")
+    seen.add(Identities().task(cells["t"]).digest)
+    cells["TOOLS"][0] = cells["shutil"].copy  # (a namesake in another module of the same version)
+    seen.add(Identities().task(cells["t"]).digest)
+    assert len(seen) == 5
+
+
+def test_a_module_held_in_a_value_counts_as_a_global_one(cells, tmp_path, monkeypatch):
+    (tmp_path / "held_for_identity.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "held_for_identity", raising=False)
+    cells.run(
+        "import math, held_for_identity\nMODS = [math, held_for_identity]\n"
+        "def t():\n    return MODS[1].VALUE\n"
+    )
+    before = Identities().task(cells["t"])
+    (tmp_path / "held_for_identity.py").write_text("VALUE = 22\n")
+    after = Identities().task(cells["t"])
+    assert None not in (before.digest, after.digest) and after.digest != before.digest
+
+
+def test_library_functions_are_no_helpers_in_a_tasks_sources(cells):
+    cells.run("from statistics import mean\ndef t():\n    return mean([1, 2])\n")
+    assert user_sources(cells["t"]) == {"": "def t():\n    return mean([1, 2])\n"}
