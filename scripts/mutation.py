@@ -97,7 +97,14 @@ TESTS = {
         "test_mapping",
         "test_element_cache",
     ],
-    "identity": ["test_identity", "test_cache", "test_spec"],
+    "identity": [
+        "test_identity",
+        "test_identity_properties",
+        "test_cache",
+        "test_spec",
+        "test_versions",
+        "test_dsl",
+    ],
     "retry": ["test_retry", "test_engine", "test_fanout", "test_data_loader"],
     "conditions": [
         "test_conditions",
@@ -110,7 +117,9 @@ TESTS = {
     ],
 }
 #: mutmut's exit codes (mutmut/stats.py) grouped as this table counts them.
-KILLED = {1, 3, 24, -24, 152, 255, 36, 37}  # a failing test, a timeout, the type checker
+# -9: the system killed the run (a mutant that makes a value unbounded, as `tuple(map(f,
+# repeat(x)))`, eats memory until then; mutmut names it a segfault).
+KILLED = {1, 3, 24, -24, 152, 255, 36, 37, -9}  # a failing test, a timeout, the type checker
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 
@@ -130,10 +139,10 @@ def results(module: str) -> dict[str, int | None]:
     return json.loads(saved.read_text())
 
 
-def row(module: str, equivalent: set[str]) -> tuple[str, ...]:
-    codes = results(module)
+def row(label: str, codes: dict[str, int | None], equivalent: set[str]) -> tuple[str, ...]:
+    """One line of the table: ``label``'s mutants (``codes``) counted."""
     if not codes:
-        return (module, "-", "-", "-", "-", "not run")
+        return (label, "-", "-", "-", "-", "not run")
     count: Counter[str] = Counter()
     for name, code in codes.items():
         if name in equivalent:
@@ -149,7 +158,7 @@ def row(module: str, equivalent: set[str]) -> tuple[str, ...]:
     if count["not run"]:
         score += f" ({count['not run']} not run)"
     return (
-        module,
+        label,
         str(len(codes)),
         str(count["killed"]),
         str(count["survived"]),
@@ -158,13 +167,29 @@ def row(module: str, equivalent: set[str]) -> tuple[str, ...]:
     )
 
 
+def rows(module: str, equivalent: set[str]) -> list[tuple[str, ...]]:
+    """The table's lines for ``module``: one, or for a package one per module of it
+    (``identity.walk``: mutants named ``nbflow.identity.walk.<function>__mutmut_<n>``) and
+    the package's total."""
+    codes = results(module)
+    if not (ROOT / "nbflow" / module).is_dir() or not codes:
+        return [row(module, codes, equivalent)]
+    prefix = f"nbflow.{module}."
+    by_module: dict[str, dict[str, int | None]] = {}
+    for name, code in codes.items():
+        inner = name[len(prefix) :].partition(".")[0]
+        by_module.setdefault(f"{module}.{inner}", {})[name] = code
+    found = [row(label, by_module[label], equivalent) for label in sorted(by_module)]
+    return [*found, row(f"{module} (all)", codes, equivalent)]
+
+
 def table(modules: list[str]) -> str:
     equivalent = equivalent_mutants()
     lines = [
         "| module | mutants | killed | survived | equivalent | score |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += ["| " + " | ".join(row(m, equivalent)) + " |" for m in modules]
+    lines += ["| " + " | ".join(r) + " |" for m in modules for r in rows(m, equivalent)]
     return "\n".join(lines)
 
 
@@ -195,6 +220,21 @@ cli(["run", "--max-children", jobs, *(names or [f"nbflow.{module}.*"])])
 """
 
 
+def _exit_codes(module: str) -> dict[str, int | None]:
+    """mutmut's exit code for each mutant of ``module`` (of each of its modules, for a
+    package such as ``identity``), from the ``.meta`` files it writes next to the mutants."""
+    mutated = ROOT / "mutants" / "nbflow"
+    package = mutated / module
+    if package.is_dir():
+        metas = sorted(package.glob("*.py.meta"))
+    else:
+        metas = [mutated / f"{module}.py.meta"]
+    codes: dict[str, int | None] = {}
+    for meta in metas:
+        codes.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return codes
+
+
 def run(module: str, jobs: int, names: list[str] | None = None) -> float:
     """``mutmut run`` for one module's mutants (all, or ``names``); returns its seconds."""
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -212,8 +252,7 @@ def run(module: str, jobs: int, names: list[str] | None = None) -> float:
     seconds = time.monotonic() - start
     if done.returncode != 0:
         sys.exit(f"mutmut failed on {module} (exit {done.returncode}); see {LOGS / module}.log")
-    meta = ROOT / "mutants" / "nbflow" / f"{module}.py.meta"
-    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    codes = _exit_codes(module)
     if names:  # a rerun of some mutants: the others keep their last result
         last = results(module)
         codes = {n: code if n in names else last.get(n) for n, code in codes.items()}

@@ -8,9 +8,13 @@ by default, like a kernel's), so a test can define, run, edit and re-run cells a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import linecache
+import sys
 import textwrap
+import types
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -35,3 +39,18 @@ class Cells:
 
     def __getitem__(self, name: str) -> Any:
         return self.namespace[name]
+
+
+@contextlib.contextmanager
+def kernel() -> Iterator[Cells]:
+    """Cells in a fresh ``__main__`` module, for the duration: as in a Jupyter kernel, what
+    they define is an attribute of ``sys.modules["__main__"]``, so an instance of a class
+    they define pickles (by its class's name), as it does in a notebook. (A :class:`Cells`
+    of its own namespace has no module: such an instance does not pickle.)"""
+    saved = sys.modules["__main__"]
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    try:
+        yield Cells(namespace=main.__dict__)
+    finally:
+        sys.modules["__main__"] = saved

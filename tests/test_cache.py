@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
+from ipython_cells import kernel
 
 import nbflow as nf
 from nbflow import cache as cache_module
@@ -247,3 +249,90 @@ def test_cache_hits_across_processes_and_misses_after_the_code_changed(tmp_path)
     assert third["states"] == {"base": "succeeded", "report": "succeeded"}
     assert third["results"] == {"base": [0, 7, 14], "report": 21}
     assert ran() == {"base": 2, "report": 2}
+
+
+#: A task reading a lock (which does not pickle) through each place its identity covers:
+#: (the cell defining `task` in a flow `flow`, the path the warning names).
+UNHASHABLE_PLACES = {
+    "global": ("def task():\n    return str(LOCK)\n", "global LOCK"),
+    "helper's global": (
+        "def helper():\n    return str(LOCK)\ndef task():\n    return helper()\n",
+        "global helper / global LOCK",
+    ),
+    "default": ("def task(lock=LOCK):\n    return str(lock)\n", "default lock"),
+    "closure": (
+        "def make(lock):\n    def task():\n        return str(lock)\n    return task\n"
+        "task = make(LOCK)\n",
+        "closure lock",
+    ),
+    "class attribute": (
+        "class Cfg:\n    lock = LOCK\ndef task():\n    return str(Cfg.lock)\n",
+        "global Cfg / attribute lock",
+    ),
+    "partial argument": (
+        "import functools\ndef run(lock):\n    return str(lock)\n"
+        "task = functools.partial(run, LOCK)\n",
+        "argument 0",
+    ),
+    "instance": (
+        "class Holder:\n    def __init__(self, lock):\n        self.lock = lock\n"
+        "    def run(self):\n        return str(self.lock)\ntask = Holder(LOCK).run\n",
+        "instance",
+    ),
+    "callable object": (
+        "class Runner:\n    def __init__(self, lock):\n        self.lock = lock\n"
+        "    def __call__(self):\n        return str(self.lock)\ntask = Runner(LOCK)\n",
+        "instance",
+    ),
+    # A function or a class held in a value: the value's digest stood for it by a mark,
+    # whatever else it read (its own part's digest "unhashable"): a result was reused.
+    "function in a list": (
+        "def handle():\n    return str(LOCK)\nHANDLERS = [handle]\n"
+        "def task():\n    return HANDLERS[0]()\n",
+        "global HANDLERS",
+    ),
+    "class in a dict": (
+        "class Conn:\n    lock = LOCK\nKINDS = {'conn': Conn}\n"
+        "def task():\n    return str(KINDS['conn'].lock)\n",
+        "global KINDS",
+    ),
+}
+
+
+@pytest.mark.parametrize("place", list(UNHASHABLE_PLACES))
+def test_a_value_that_cannot_be_hashed_anywhere_means_one_warning_and_no_reuse(place):
+    source, path = UNHASHABLE_PLACES[place]
+    with kernel() as cells:
+        cells.run("import threading\nimport nbflow as nf\nLOCK = threading.Lock()\n")
+        cells.run(source)
+        flow = nf.Flow(f"unhashable-{place}")
+        flow.task(name="t", cache=True)(cells["task"])
+        for _ in range(2):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = flow.run()
+            found = [w for w in caught if issubclass(w.category, nf.CacheWarning)]
+            assert len(found) == 1, [str(w.message) for w in found]
+            assert str(found[0].message).startswith(f"task 't': {path} cannot be hashed"), str(
+                found[0].message
+            )
+            assert run.states["t"] == "succeeded"  # ran: never served from the cache
+
+
+def test_a_task_whose_function_is_in_a_recursive_group_sees_the_other_members(tmp_path):
+    # The task's own parts hold the other members by name (a stand-in each, as in any
+    # member's parts): the group's digest is a part of its identity. Without it, an edit of
+    # what odd reads was served from the cache: even(4) stayed True with STEP = 2.
+    with kernel() as cells:
+        cells.run(
+            f"import nbflow as nf\nflow = nf.Flow('group', store={str(tmp_path / 's.db')!r})\n"
+            "STEP = 1\ndef odd(n):\n    return n != 0 and even(n - STEP)\n"
+            "def even(n=4):\n    return n == 0 or odd(n - 1)\n"
+            "flow.task(name='even', cache=True)(even)\n"
+        )
+        assert cells["flow"].run().results == {"even": True}
+        assert cells["flow"].run().states == {"even": "cached"}
+        cells.run("STEP = 2\n")
+        run = cells["flow"].run()
+        assert run.states == {"even": "succeeded"} and run.results == {"even": False}
+        assert run.why("even").startswith("ran: group `even, odd` changed since run ")

@@ -19,9 +19,12 @@ the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_
   options (``when=``, ``cache_key=``, ``retry_if``).
 
 Values are hashed by content: scalars and builtin containers canonically, numpy arrays by
-dtype, shape and bytes, pandas objects by ``hash_pandas_object``, anything else by the SHA-256
-of its pickle. A value that cannot be hashed leaves the identity without a digest: no cached
-or resumed result can match it (a :class:`CacheWarning` says which variable, once).
+dtype, shape and bytes, pandas objects by ``hash_pandas_object``, an object of a user class
+by its class's identity and its state, anything else by the SHA-256 of its pickle and the
+identity of the user functions and classes the pickle names. A value that cannot be hashed
+leaves the identity without a digest: no cached or resumed result can match it (a
+:class:`CacheWarning` says which variable, once). Functions and classes that reach
+themselves are identified as a group (:mod:`nbflow.identity.recursion`).
 
 Values are read when the identity is computed, at the start of each run: a global changed by
 a later cell is seen by the next run. :class:`Identities` remembers, per flow, what cannot

@@ -200,11 +200,12 @@ _ROOTS = _library_roots()
 def is_library(module_name: str | None) -> bool:
     """Whether ``module_name`` is installed code (the standard library or site-packages),
     which is identified by its version, rather than user code (``__main__``, a local file),
-    which is identified by its content."""
+    which is identified by its content. No name (a function made by ``exec`` in a dict of
+    its own has ``__module__`` None): user code, read by content, which is never stale."""
     if not module_name:
-        return True
+        return False
     top = module_name.partition(".")[0]
-    if top in sys.stdlib_module_names or top == "builtins":
+    if top in sys.stdlib_module_names:  # ("builtins" is one)
         return True
     module = sys.modules.get(module_name) or sys.modules.get(top)
     if top == "__main__" or module is None:

@@ -94,9 +94,13 @@ class Identity:
         words: list[str] = []
         found = self.differences(before)
         # A part whose own parts changed is told by those ("helper `f`: global `K` changed"),
-        # not once more as a whole.
-        inner = {path.rsplit(SEP, 1)[0] for path, _, _ in found if SEP in path}
+        # not once more as a whole; one that is new or gone is told as a whole, not by its
+        # own parts ("helper `f` is new").
+        whole = {path for path, old, new in found if old is None or new is None}
+        inner = {path.rsplit(SEP, 1)[0] for path, _, _ in found if SEP in path} - whole
         for path, old, new in found:
+            if SEP in path and path.rsplit(SEP, 1)[0] in whole:
+                continue
             if path in inner or (skip is not None and skip(path)):
                 continue
             if old is None:
@@ -133,7 +137,7 @@ def is_code_path(path: str) -> bool:
 
 
 def _plural(count: int, kind: str) -> str:
-    name = {"closure": "closure variable", "option": "option"}.get(kind, kind)
+    name = "closure variable" if kind == "closure" else kind
     return f"{count} {name}{'s' if count != 1 else ''}"
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import enum
+import io
 import pickle
 import types
 from typing import Any
@@ -19,6 +19,7 @@ class Unhashable(Exception):
 
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, range)
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def show(value: Any) -> str:
@@ -43,15 +44,16 @@ def show(value: Any) -> str:
 
 
 def _immutable(value: Any) -> bool:
-    """Whether ``value``'s content can never change (so an identical object hashes alike)."""
-    if isinstance(value, (*_SCALARS, enum.Enum)):
+    """Whether ``value``'s digest can never change (so an identical object hashes alike):
+    builtin scalars, and tuples and frozensets of them. Not an enum member nor an instance
+    of a subclass of ``int`` or ``str``: their digest holds their class's code, which a
+    later cell can edit in place (``Color.label = ...``)."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
         return True
-    if type(value) in (tuple, frozenset):
+    if kind in (tuple, frozenset):
         return all(map(_immutable, value))
     return False
-
-
-_SCALAR_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, range})
 
 
 def _state(obj: Any) -> Any:
@@ -64,37 +66,57 @@ def _state(obj: Any) -> Any:
     return state
 
 
-def _pickled(value: Any) -> str:
+class _Pickler(pickle.Pickler):
+    """A pickler that notes each class and function the pickle names (``named``): a pickle
+    refers to them by their name, it does not hold their code."""
+
+    def __init__(self, file: io.BytesIO, named: list[Any]) -> None:
+        super().__init__(file, protocol=5)
+        self.named = named
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type | types.FunctionType):
+            self.named.append(obj)
+        return NotImplemented  # pickled as usual
+
+
+def _pickled(value: Any, named: list[Any]) -> str:
+    """The digest of ``value``'s pickle (the bytes of ``pickle.dumps(value, protocol=5)``);
+    the classes and functions it names are appended to ``named``."""
     try:
-        return sha("pickle:", pickle.dumps(value, protocol=5))
+        file = io.BytesIO()
+        _Pickler(file, named).dump(value)
+        return sha("pickle:", file.getbuffer())
     except Exception as error:
         raise Unhashable(
             f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
         ) from None
 
 
-def _numpy_digest(value: Any) -> str:
+def _numpy_digest(value: Any, named: list[Any]) -> str:
     import numpy as np
 
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    # An array exactly (a subclass may hold more than its data, as a masked array's mask):
+    # its dtype, shape and bytes.
+    if type(value) is np.ndarray and value.dtype != object:
         data = np.ascontiguousarray(value)
         return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
     if isinstance(value, np.generic):
         return sha("numpy", value.dtype.str, value.tobytes())
-    return _pickled(value)
+    return _pickled(value, named)
 
 
-def _pandas_digest(value: Any) -> str:
+def _pandas_digest(value: Any, named: list[Any]) -> str:
     import pandas as pd
 
     try:
         if isinstance(value, pd.DataFrame | pd.Series | pd.Index):
             hashed = pd.util.hash_pandas_object(value, index=not isinstance(value, pd.Index))
+            frame = isinstance(value, pd.DataFrame)  # (a Series' dtypes is one dtype)
             meta = repr((type(value).__name__, getattr(value, "name", None),
-                         list(map(str, getattr(value, "columns", ()))),
-                         list(map(str, value.dtypes if hasattr(value, "dtypes")
-                                  else [value.dtype]))))  # fmt: skip
+                         list(map(str, value.columns)) if frame else [],
+                         list(map(str, value.dtypes if frame else [value.dtype]))))  # fmt: skip
             return sha("pandas", meta, hashed.to_numpy().tobytes())
     except TypeError:
         pass  # cells that pandas cannot hash (lists, dicts): the pickle decides
-    return _pickled(value)
+    return _pickled(value, named)

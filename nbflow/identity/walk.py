@@ -21,6 +21,7 @@ from typing import Any
 
 from .code import CodeFacts, _distribution_version, code_facts, is_library
 from .model import _MAX_DEPTH, IDENTITY_OF, IGNORE, PART_DEPTH, SEP, Identity, Part, sha
+from .recursion import Recursion
 from .values import (
     _SCALAR_TYPES,
     _SCALARS,
@@ -62,9 +63,11 @@ class _Node:
     checked: int = 0
     #: Identities of tasks calling it, by the digest of their options.
     tasks: dict[str, Identity] | None = None
+    #: The members of its recursive group, by name ("": in none; see recursion.py).
+    group: str = ""
 
 
-class Identities:
+class Identities(Recursion):
     """Computes task identities for one flow; remembers what cannot have changed.
 
     One instance per flow (no process-wide state). Call :meth:`begin` before a set of
@@ -81,11 +84,19 @@ class Identities:
     and the mutable values among them (lists, dicts, objects hashed by their pickle) hash
     as they did, hashed again for it (once a pass, however many nodes read one). Any other
     value (a bound method, a wrapper) has the node made again each pass. Closures made by
-    one factory from the same values share one node.
+    one factory from the same values share one node. Functions and classes that reach
+    themselves are identified as a group (:mod:`nbflow.identity.recursion`), and a node is
+    checked as it is made: with its function or class open, so that a check that comes
+    round to it meets its stand-in and the group is found.
     """
 
+    _node_of = _Node
+
     def __init__(self) -> None:
-        self._code: dict[types.CodeType, tuple[CodeFacts, list[int]]] = {}
+        # Code facts by the code object's id (the object held): two code objects that
+        # compare equal (the same bytecode) may come from sources that differ, as by a
+        # parameter's annotation, which the facts see.
+        self._code: dict[int, tuple[CodeFacts, list[int], types.CodeType]] = {}
         self._nodes: dict[tuple[int, ...], _Node] = {}
         self._files: dict[str, tuple[int, int, str]] = {}  # path -> (mtime_ns, size, digest)
         self._versions: dict[str, str] = {}  # top-level module -> its distribution's version
@@ -95,15 +106,20 @@ class Identities:
         # Digests of the values this pass read, by id (the value pinned): an object several
         # tasks close over (a config, a shared counter) is hashed once per pass, not per task.
         self._values: dict[int, tuple[Any, str]] = {}
+        self._scalars: dict[tuple[type, Any], str] = {}  # elements' digests (value_digest)
         self._pass = 0
         self._active = 0
+        self._reading = False  # value_digest() is reading one value, outside a pass
+        self._walking: set[int] = set()  # ids of the values being hashed (to see cycles)
+        self._reset_recursion()
 
     # -- passes ---------------------------------------------------------------------------------
 
     def begin(self) -> None:
         """Start a pass: values are read from now on as they are at this moment."""
         if self._active == 0:
-            self._seen, self._values = {}, {}
+            self._seen, self._values, self._scalars = {}, {}, {}
+            self._reset_recursion()
             self._pass += 1
         self._active += 1
 
@@ -114,7 +130,8 @@ class Identities:
             now = self._pass
             self._nodes = {k: n for k, n in self._nodes.items() if n.used == now}
             self._code = {c: f for c, f in self._code.items() if f[1][0] == now}
-            self._seen, self._values = {}, {}
+            self._seen, self._values, self._scalars = {}, {}, {}
+            self._reset_recursion()
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -179,7 +196,7 @@ class Identities:
         What :meth:`_function` and :meth:`_task` do for such a task, in one step: each task
         comes here once per run.
         """
-        facts = self._code.get(fn.__code__)
+        facts = self._code.get(id(fn.__code__))
         if facts is None:
             return None
         node = self._nodes.get(tuple(map(id, _pins(fn, facts[0].global_names))))
@@ -230,7 +247,9 @@ class Identities:
         if isinstance(fn, types.FunctionType):
             node = self._function(fn)
             bad.extend(node.unhashable)
-            self._node_parts("", node, parts, 0, own=True)
+            parts.extend(node.parts)  # its own parts: the task is this function
+            if node.group:  # they hold the other members by name: the group's digest counts
+                parts.append(Part(f"group {node.group}", node.digest))
         elif isinstance(fn, functools.partial):
             self._callable_parts(fn.func, parts, bad)
             for i, arg in enumerate(fn.args):
@@ -251,15 +270,18 @@ class Identities:
             self._value_parts("source", fn, parts, bad, 0)
         else:  # a callable object: its class, and its own state
             self._value_parts(f"class {type(fn).__qualname__}", type(fn), parts, bad, 0)
-            self._value_parts("instance", _state(fn), parts, bad, 0)
+            # (One of a library's, like operator.itemgetter(1), keeps it where only its
+            # pickle sees it.)
+            state = _state(fn) if self._plain_object(type(fn)) else fn
+            self._value_parts("instance", state, parts, bad, 0)
 
     # -- functions and classes --------------------------------------------------------------------
 
     def facts(self, code: types.CodeType) -> CodeFacts:
         """:func:`code_facts`, remembered."""
-        found = self._code.get(code)
+        found = self._code.get(id(code))
         if found is None:
-            found = self._code[code] = (code_facts(code), [self._pass])
+            found = self._code[id(code)] = (code_facts(code), [self._pass], code)
         else:
             found[1][0] = self._pass
         return found[0]
@@ -267,19 +289,40 @@ class Identities:
     def _function(self, fn: types.FunctionType) -> _Node:
         seen = self._seen.get(id(fn))
         if seen is not None:
+            if self._depth:  # (at the top, nothing is open: nothing to note)
+                self._reach(id(fn))
             return seen[1]
         facts = self.facts(fn.__code__)
         pins = _pins(fn, facts.global_names)
+        return self._kept(fn, pins, self._make_function, fn, facts)
+
+    def _kept(
+        self, obj: Any, pins: tuple[Any, ...], make: Callable[..., _Node], *args: Any
+    ) -> _Node:
+        """The node of function or class ``obj``, made from ``pins`` (see the class
+        docstring): the one kept from an earlier pass if it still holds, else
+        ``make(*args)``. A kept node is checked as it would be made, with ``obj`` open: a
+        check that comes round to ``obj`` (through a value changed in place to hold it)
+        meets its stand-in, so the check fails and the group is found, where it would
+        recurse without end."""
         key = tuple(map(id, pins))
         node = self._nodes.get(key)
-        # A function met again while its own node is checked or made is a recursive group:
-        # it stands in by name, in the check as in the making, so both see the same digest.
-        self._seen[id(fn)] = (fn, _Node(f"recursive:{fn.__qualname__}", (), ()))
-        if node is None or not self._still_valid(node):
-            node = self._nodes[key] = self._make_function(fn, facts)
-            node.pins, node.checked = pins, self._pass
+        if node is None or node.checked != self._pass or not node.reusable:
+            node, lasting = self._make(obj, self._check_or_make, node, pins, make, args)
+            if not lasting:  # in a recursive group: made again next pass
+                return node
+            self._nodes[key] = node
         node.used = self._pass
-        self._seen[id(fn)] = (fn, node)
+        self._seen[id(obj)] = (obj, node)
+        return node
+
+    def _check_or_make(
+        self, node: _Node | None, pins: tuple[Any, ...], make: Callable[..., _Node], args: Any
+    ) -> _Node:
+        if node is not None and self._still_valid(node):
+            return node
+        node = make(*args)
+        node.pins, node.checked = pins, self._pass
         return node
 
     def _still_valid(self, node: _Node) -> bool:
@@ -314,7 +357,7 @@ class Identities:
         code = fn.__code__
         cells = _cells(fn)
         refs = tuple(map(fn.__globals__.get, facts.global_names, repeat(_UNDEFINED)))
-        parts: list[Part] = [Part("source", facts.digest, "")]
+        parts: list[Part] = [Part("source", facts.digest)]
         bad: list[tuple[str, str]] = []
         leaves: list[Any] = []
         defaults = fn.__defaults__ or ()
@@ -341,9 +384,8 @@ class Identities:
         values: list[tuple[Any, str]] = []
         partials: list[tuple[Any, Any, tuple[Any, ...]]] = []
         reusable = not bad and all([self._checkable(v, found, values, partials) for v in leaves])
-        if not reusable:  # (its children only, as _still_valid looks no further)
-            found = [v for v in leaves if _is_child(v)]
-        children = tuple((v, self._digest_of(v)) for v in found)
+        # (A node that is not reusable is never checked: it needs no children.)
+        children = tuple((v, self._digest_of(v)) for v in found) if reusable else ()
         digest = sha("\n".join(f"{p.path}={p.digest}" for p in parts)) if not bad else "unhashable"
         return _Node(
             digest, tuple(parts), tuple(bad), children, reusable, tuple(values), tuple(partials)
@@ -382,24 +424,23 @@ class Identities:
     def _class(self, cls: type) -> _Node:
         seen = self._seen.get(id(cls))
         if seen is not None:
+            if self._depth:
+                self._reach(id(cls))
             return seen[1]
-        self._seen[id(cls)] = (cls, _Node(f"recursive:{cls.__qualname__}", (), ()))
-        if self._is_library(cls.__module__):
-            version = self._module_version(cls.__module__)
-            node = _Node(sha("class", cls.__module__, cls.__qualname__, version), (), ())
-        else:
-            items = tuple((k, v) for k, v in sorted(vars(cls).items()) if _counts(k, v))
-            bases = tuple(b for b in cls.__bases__ if b is not object)
+        if not self._is_library(cls.__module__):
+            items, bases = _class_items(cls)
             pins = (cls, *bases, *(v for _, v in items))
-            key = tuple(map(id, pins))
-            reused = self._nodes.get(key)
-            if reused is None or not self._still_valid(reused):
-                reused = self._nodes[key] = self._make_class(cls, items, bases)
-                reused.pins, reused.checked = pins, self._pass
-            reused.used = self._pass
-            node = reused
+            return self._kept(cls, pins, self._make_class, cls, items, bases)
+        version = self._module_version(cls.__module__)
+        node = _Node(sha("class", cls.__module__, cls.__qualname__, version), (), ())
         self._seen[id(cls)] = (cls, node)
         return node
+
+    def _remake(self, obj: Any) -> _Node:
+        """The node of a function or class made again (a member of a recursive group)."""
+        if isinstance(obj, type):
+            return self._make_class(obj, *_class_items(obj))
+        return self._make_function(obj, self.facts(obj.__code__))
 
     def _make_class(
         self,
@@ -413,11 +454,12 @@ class Identities:
         for base in bases:
             self._value_parts(f"base {base.__qualname__}", base, parts, bad, 1, leaves)
         for name, value in items:
+            method = isinstance(value, types.FunctionType | staticmethod | classmethod | property)
             if isinstance(value, staticmethod | classmethod):
                 value = value.__func__
             elif isinstance(value, property):
                 value = (value.fget, value.fset, value.fdel)
-            kind = "method" if isinstance(value, types.FunctionType | tuple) else "attribute"
+            kind = "method" if method else "attribute"  # (a tuple is an attribute)
             self._value_parts(f"{kind} {name}", value, parts, bad, 1, leaves)
         return self._node(parts, bad, leaves)
 
@@ -445,7 +487,7 @@ class Identities:
 
     def _module_version(self, module_name: str) -> str:
         top = module_name.partition(".")[0]
-        if top in sys.stdlib_module_names or top == "builtins":
+        if top in sys.stdlib_module_names:
             return sys.version.split()[0]
         found = self._versions.get(top)
         if found is None:
@@ -471,15 +513,10 @@ class Identities:
 
     # -- values ---------------------------------------------------------------------------------
 
-    def _node_parts(
-        self, path: str, node: _Node, parts: list[Part], depth: int, *, own: bool = False
-    ) -> None:
-        """A function's or class's parts: its own (the task's function), or one part for it
-        and, down to :data:`PART_DEPTH`, its parts under ``path``."""
-        if own:
-            parts.extend(node.parts)
-            return
-        parts.append(Part(path, node.digest, ""))
+    def _node_parts(self, path: str, node: _Node, parts: list[Part], depth: int) -> None:
+        """One part for a function or class, and its parts under ``path`` down to
+        :data:`PART_DEPTH` (so that a change in them can be told: ``helper `f`: global `K```)."""
+        parts.append(Part(path, node.digest))
         parts.extend(
             Part(f"{path}{SEP}{p.path}", p.digest, p.shown)
             for p in node.parts
@@ -552,18 +589,54 @@ class Identities:
         """
         kind = type(value)
         if kind in _SCALAR_TYPES:
-            if kind is str:
-                return sha("str:", value)
-            if kind is bytes:
-                return sha("bytes:", value)
-            return sha(f"{kind.__name__}:{value!r}")
+            if depth and kind in _ALIKE:
+                # An element, remembered for the pass by type and value where equal values
+                # of a type are alike (not floats: 0.0 == -0.0): a list of counters hashes
+                # each number once.
+                found = self._scalars.get((kind, value))
+                if found is None:
+                    found = self._scalars[kind, value] = _scalar_digest(value, kind)
+                return found
+            return _scalar_digest(value, kind)
         if depth > _MAX_DEPTH:
-            return _pickled(value)
+            named: list[Any] = []
+            return self._with_code(_pickled(value, named), named)
         known = self._values.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
-        digest = self._content_digest(value, kind, depth)
-        if self._active:  # within a pass, a value cannot change between two reads of it
+        if not self._active and not self._reading:
+            # Outside a pass (a run's variables): the memo of values lasts for this value,
+            # so that a part it holds several times is hashed once (else: 2^n for n levels).
+            self._reading = True
+            try:
+                return self.value_digest(value, depth)
+            finally:
+                self._reading, self._values, self._scalars = False, {}, {}
+        # The values being walked, from this value down (a value of a class or a function
+        # met on the way starts its own walk: those end with the memo of the pass).
+        outer = self._walking
+        if not depth:
+            self._walking = set()
+        if id(value) in self._walking:
+            raise _Cycle  # a value that holds itself: see below
+        self._walking.add(id(value))
+        outer_low = self._watch()
+        try:
+            digest = self._content_digest(value, kind, depth)
+        except _Cycle:
+            if depth:
+                raise
+            # A cycle (a tree whose nodes know their parent): by the pickle of the whole,
+            # which follows each object once, where a walk would follow every path.
+            names: list[Any] = []
+            digest = self._with_code(_pickled(value, names), names)
+        finally:
+            self._walking.discard(id(value))
+            self._walking = outer
+            lasting = self._unwatch(outer_low)
+        # Within a pass (or one value's reading), a value cannot change between two reads;
+        # one hashed through a function or class being made holds only while it is.
+        if lasting:
             self._values[id(value)] = (value, digest)
         return digest
 
@@ -579,20 +652,88 @@ class Identities:
         if kind in (set, frozenset):
             return sha(kind.__name__, *sorted(self.value_digest(v, depth + 1) for v in value))
         if isinstance(value, enum.Enum):
-            return sha("enum", self._class(kind).digest, value.name)
-        if isinstance(value, types.FunctionType | type | types.ModuleType):
-            return self._digest_of(value)
+            return sha("enum", self._code_digest(kind), value.name)
+        if isinstance(value, types.ModuleType):
+            return self._module(value)[0]
+        if isinstance(value, types.FunctionType | type):
+            if self._is_library(value.__module__):  # as _value_parts: by name and version
+                version = self._module_version(value.__module__)
+                return sha("code", value.__module__, value.__qualname__, version)
+            return self._code_digest(value)
+        if self._plain_object(kind):
+            # An instance of a class of user code, pickled the default way: by its class's
+            # identity (its code) and its state, walked like any value (so that a set or a
+            # dict in it counts by content, not by the order a pickle would list it in).
+            node_digest = self._code_digest(kind)
+            return sha("object", node_digest, self.value_digest(_state(value), depth + 1))
+        named: list[Any] = []
         module = kind.__module__.partition(".")[0]
         if module == "numpy":
-            return _numpy_digest(value)
-        if module == "pandas":
-            return _pandas_digest(value)
-        return _pickled(value)
+            digest = _numpy_digest(value, named)
+        elif module == "pandas":
+            digest = _pandas_digest(value, named)
+        else:
+            digest = _pickled(value, named)
+        return self._with_code(digest, named)
+
+    def _plain_object(self, kind: type) -> bool:
+        """Whether instances of ``kind`` are user code's plain objects: every class of its
+        MRO is user code, and none changes how an instance pickles (its state is then its
+        ``__dict__`` and slots)."""
+        return (
+            kind.__reduce_ex__ is object.__reduce_ex__
+            and kind.__reduce__ is object.__reduce__
+            and kind.__getstate__ is object.__getstate__
+            and all(c is object or not self._is_library(c.__module__) for c in kind.__mro__)
+        )
+
+    def _with_code(self, digest: str, named: list[Any]) -> str:
+        """``digest`` of a pickle, with the identity of the user code it names: a pickle
+        names a class or a function and does not hold its code, so an instance of a class
+        whose method was edited would pickle as before (a stale result)."""
+        found = [self._code_digest(c) for c in named if not self._is_library(c.__module__)]
+        return sha(digest, *found) if found else digest
+
+    def _code_digest(self, code: Any) -> str:
+        """The digest of a user function or class that a value holds or names.
+
+        Raises:
+            Unhashable: it has none (a part of it cannot be hashed: its node's digest, a
+                mark, would not follow what it is made from).
+        """
+        is_class = isinstance(code, type)
+        node = self._class(code) if is_class else self._function(code)
+        if node.unhashable:
+            path, reason = node.unhashable[0]
+            kind = "class" if is_class else "function"
+            raise Unhashable(f"its {kind} {code.__qualname__} cannot be hashed ({path}: {reason})")
+        return node.digest
 
 
 #: Class attributes that Python and libraries keep for themselves (caches: pickling an
 #: instance adds ``__slotnames__``, ``isinstance`` against an ABC changes ``_abc_impl``).
 _CLASS_NOISE = frozenset({"_abc_impl"})
+
+#: Scalar types whose equal values are alike (one digest): see value_digest.
+_ALIKE = frozenset({int, str, bytes, bool, type(None)})
+
+
+class _Cycle(Exception):
+    """A value holds itself (see :meth:`Identities.value_digest`)."""
+
+
+def _class_items(cls: type) -> tuple[tuple[tuple[str, Any], ...], tuple[type, ...]]:
+    """What a user class's node is made from: its attributes that count, and its bases."""
+    items = tuple((k, v) for k, v in sorted(vars(cls).items()) if _counts(k, v))
+    return items, tuple(b for b in cls.__bases__ if b is not object)
+
+
+def _scalar_digest(value: Any, kind: type) -> str:
+    if kind is str:
+        return sha("str:", value)
+    if kind is bytes:
+        return sha("bytes:", value)
+    return sha(f"{kind.__name__}:{value!r}")
 
 
 def _counts(name: str, value: Any) -> bool:
