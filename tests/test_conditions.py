@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 import pytest
@@ -384,7 +385,12 @@ def test_a_condition_python_cannot_parse_for_its_depth_is_refused_by_name():
     with pytest.raises(nf.ConditionError) as error:
         parse_condition("t", "-" * 3000 + "1 == 1")
     assert error.value.task == "t"
-    assert str(error.value).endswith(": it is nested too deeply to parse")
+    if sys.version_info >= (3, 13):  # its parser takes it; nbflow's own depth check refuses it
+        assert str(error.value).endswith(
+            "nests more than 100 levels deep; split it or compute in a task"
+        )
+    else:
+        assert str(error.value).endswith(": it is nested too deeply to parse")
 
 
 def test_a_condition_that_runs_out_of_stack_as_it_evaluates_names_its_task():
