@@ -23,7 +23,7 @@ from .checks import check_run
 from .dsl import Definition
 from .engine import Engine, prepare
 from .events import Event, EventBus
-from .graph import Plan, build_plan, check_inputs
+from .graph import Plan, build_plan
 from .handle import RunHandle
 from .identity import FlowIdentity, Identities, Identity, Part, flow_version, sha
 from .lines import LogCapture
@@ -38,6 +38,7 @@ from .strategies import prepare as prepare_order
 from .strategies import resolve_strategy
 from .streams import check_generators
 from .subflows import check_cycles, planned_subflows, revisions, subflows_of
+from .variables import check_inputs
 from .waits import resumed
 
 

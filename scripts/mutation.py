@@ -42,6 +42,7 @@ MODULES = (
     "fanout",
     "state",
     "graph",
+    "variables",
     "spec",
     "identity",
     "retry",
@@ -116,6 +117,8 @@ TESTS = {
         "test_gates",
     ],
 }
+#: The run-variable checks (variables.py) came out of graph.py: the same tests reach them.
+TESTS["variables"] = TESTS["graph"]
 #: mutmut's exit codes (mutmut/stats.py) grouped as this table counts them.
 # -9: the system killed the run (a mutant that makes a value unbounded, as `tuple(map(f,
 # repeat(x)))`, eats memory until then; mutmut names it a segfault).

@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("spec", {"spec"}),
     ("DSL", {"dsl", "switch", "subflows"}),
-    ("graph", {"graph"}),
+    ("graph", {"graph", "variables"}),
     (
         "the engine's parts",
         {
