@@ -35,10 +35,10 @@ from .spec import (
     TriggerRule,
     WeightRule,
     introspect_params,
-    spec_version,
     task_spec,
     unwrapped,
 )
+from .spec_hash import spec_version
 from .subflows import Subflow
 from .switch import Switch, make_switch
 

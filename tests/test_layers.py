@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "loops",
         },
     ),
-    ("spec", {"spec"}),
+    ("spec", {"spec", "spec_hash"}),
     ("DSL", {"dsl", "switch", "subflows"}),
     ("graph", {"graph", "variables"}),
     (
