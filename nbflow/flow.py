@@ -257,7 +257,8 @@ class Flow(Definition):
             DefinitionError: the definition is invalid (its subclasses CycleError,
                 MissingDependencyError and ConditionError say how).
         """
-        from .widgets.views import Structure, to_digraph
+        from .widgets.digraph import to_digraph
+        from .widgets.views import Structure
 
         return to_digraph(Structure.from_plan(self.plan()), run.state if run else None)
 
