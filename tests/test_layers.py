@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("spec", {"spec", "spec_hash"}),
-    ("DSL", {"dsl", "switch", "subflows"}),
+    ("DSL", {"dsl", "tasks", "switch", "subflows"}),
     ("graph", {"graph", "variables"}),
     (
         "the engine's parts",
