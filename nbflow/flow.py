@@ -3,6 +3,12 @@
 ``Flow`` inherits the DSL (:class:`~nbflow.dsl.Definition`: ``task``, ``branch``) and adds
 what runs it: ``run`` (blocking, notebook-safe), ``arun`` (awaitable), ``start`` (background
 handle), plus ``subscribe`` and ``use`` for observers and middleware.
+
+Longer than 500 lines: it is the one composition root, a single class. ``run``, ``arun`` and
+``start`` share the plan memo, the task identities kept between runs and the run options set
+in ``Flow(...)`` through ``_engine``; the methods of flows as data, chaining and schedules
+are a few lines each that hand the flow to their own modules. Split, the wiring would be
+spread over modules that each need all of Flow's state.
 """
 
 from __future__ import annotations
