@@ -53,7 +53,7 @@ class Decision:
     ``kind``: ``resumed``, ``cached``, ``ran``, or ``elements`` (a fan-out task whose
     elements are cached one by one: ``reason`` says how many were served); ``source``: the
     run whose result was reused; ``reason``: for ``ran``, why not (``no earlier result``,
-    ``identity``, ``inputs``, ``unhashable``, ``damaged``, ``off``).
+    ``identity``, ``inputs``, ``unhashable``, ``damaged``, ``unreadable``, ``off``).
     """
 
     kind: str
@@ -229,6 +229,7 @@ class ReuseHooks:
         self.decisions: dict[str, Decision] = {}
         self._reused: dict[str, StoredResult] = {}  # tasks served from the store, this run
         self._state: RunState | None = None
+        self._unreadable = False  # a read of the store failed in this run (said once)
 
     @property
     def active(self) -> bool:
@@ -277,7 +278,11 @@ class ReuseHooks:
             self.decisions[name] = Decision("ran", reason="inputs")
             return None
         since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-        row = await asyncio.to_thread(self.store.find_cached, key, since)
+        try:
+            row = await asyncio.to_thread(self.store.find_cached, key, since)
+        except StoreError as error:
+            self.unreadable(name, error)
+            row = None
         if row is not None:
             hit = await self._checked(name, row)
             if hit is not None:
@@ -296,7 +301,11 @@ class ReuseHooks:
         if previous.identity != identity:  # (also when it is CONTROLLED: never reused)
             self.decisions[name] = Decision("ran", previous.run_id, "identity")
             return None
-        old = await asyncio.to_thread(self._old_digests, name)
+        try:
+            old = await asyncio.to_thread(self._old_digests, name)
+        except StoreError as error:
+            self.unreadable(name, error)
+            return None
         same = all(
             digests.get(param) is not None
             and (digests[param] == old.get(param) or digests[param] == _RESTORED)
@@ -310,6 +319,20 @@ class ReuseHooks:
             return None
         self.decisions[name] = Decision("resumed", previous.run_id)
         return self._serve(name, previous, hit)
+
+    def unreadable(self, name: str, error: StoreError) -> None:
+        """A read of the store for ``name`` failed (a lock held elsewhere past the timeout,
+        a damaged file): nothing is reused, the task runs (a miss costs time, never a wrong
+        result, and never the task), and the first such failure of the run is a warning."""
+        self.decisions[name] = Decision("ran", reason="unreadable")
+        if not self._unreadable:
+            self._unreadable = True
+            warnings.warn(
+                f"task {name!r}: the store could not be read ({error}); tasks of run "
+                f"{self.context.run_id} that could reuse a stored result run instead",
+                StoreWarning,
+                stacklevel=2,
+            )
 
     def _serve(self, name: str, row: ResultRow, hit: StoredResult) -> StoredResult:
         self._reused[name] = hit
@@ -488,7 +511,11 @@ class ElementCache:
             self.ran += 1
             return False, None
         store = self.hooks.store
-        row = await asyncio.to_thread(store.find_cached, key, self.since)
+        try:
+            row = await asyncio.to_thread(store.find_cached, key, self.since)
+        except StoreError as error:
+            self.hooks.unreadable(self.name, error)
+            row = None
         if row is not None:
             try:  # its bytes are checked against their checksum as they are read
                 value = await asyncio.to_thread(StoredResult(store, row).load)

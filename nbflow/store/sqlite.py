@@ -178,7 +178,9 @@ class SQLiteStore:
     # -- reading -----------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        self.flush()
+        # What this process submitted is read back; a write of it that failed was told to
+        # its run (and to the next flush()), not to each later reader.
+        self._writer.flush(self.timeout, reading=True)
         with self._lock:
             try:
                 if self._reader is None:
