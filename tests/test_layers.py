@@ -100,6 +100,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "widgets",
             "render",
             "cache",
+            "element_cache",
             "health",
             "handle",
             "reuse",

@@ -285,10 +285,9 @@ def test_a_store_that_cannot_be_read_is_a_cache_miss_never_a_failed_task(tmp_pat
             calls.append(name)
             return name
 
-    with _write_lock_held(path):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            run = flow.run(max_workers=1)
+    with _write_lock_held(path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run(max_workers=1)
     assert run.status == "succeeded" and sorted(calls) == ["a", "b", "c"]
     unreadable = [str(w.message) for w in caught if "could not be read" in str(w.message)]
     assert len(unreadable) == 1, unreadable  # one warning for the run, not one per task
