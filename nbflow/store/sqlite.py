@@ -479,6 +479,18 @@ class SQLiteStore:
         )
         return {r[0]: r[1] for r in rows}
 
+    def run_file_sizes(self) -> dict[str, int]:
+        """Bytes of the result files each run wrote (its own results' files, each once; a
+        result it reused from another run is that run's). Identical results share one
+        file, so a file two runs wrote alike counts in both."""
+        rows = self._query(
+            "SELECT run_id, sum(size) FROM (SELECT DISTINCT p.run_id AS run_id, f.path, f.size "
+            "FROM records p, json_each(p.tasks) t "
+            "JOIN result_files f ON f.path = json_extract(p.meta, '$[' || t.key || '][2]') "
+            "WHERE json_extract(p.meta, '$[' || t.key || '][3]') IS NULL) GROUP BY run_id"
+        )
+        return {r[0]: r[1] for r in rows}
+
     def close(self) -> None:
         """Close this handle's reader (the shared writer stays for other handles)."""
         with self._lock:
