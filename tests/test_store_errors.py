@@ -440,3 +440,19 @@ def test_identical_results_are_one_file_and_a_file_is_never_half_written(tmp_pat
     assert len(files) == 1 and not any(p.name.startswith(".tmp-") for p in files)
     digest = files[0].stem
     assert hashlib.sha256(files[0].read_bytes()).hexdigest() == digest
+
+
+def test_a_result_file_the_full_disk_refuses_is_told_as_the_disks_fault(tiny_disk):
+    """A large result goes to a file; when the disk has no room for it, the warning names
+    the disk and what to do, not the value (it would pickle fine), and no half file stays."""
+    store = SQLiteStore(tiny_disk / "store.db", file_bytes=1_000)
+    flow = nf.Flow("too-big", store=store)
+    flow.task(name="big")(lambda: b"z" * 400_000)  # 400 kB for a 256 kB disk
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run()
+    assert run.status == "succeeded" and run.results["big"] == b"z" * 400_000
+    [message] = [str(w.message) for w in caught if "task 'big'" in str(w.message)]
+    assert "could not be written to" in message and "free disk space" in message, message
+    assert "cannot be pickled" not in message
+    assert not [p for p in store.files.root.rglob("*") if p.is_file()]  # no half file

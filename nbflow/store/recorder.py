@@ -15,6 +15,7 @@ it, the run knows: ``run.recorded`` is False and ``run.store_error`` says why, a
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -86,6 +87,10 @@ def variable_digests(variables: dict[str, Any]) -> dict[str, str | None]:
         except Unhashable:
             found[name] = None
     return found
+
+
+#: Errors of the disk, not of the value, when a result is written as a file.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES})
 
 
 class _Watched(list[Any]):
@@ -225,10 +230,17 @@ class Recorder:
         except Exception as error:
             how = store.serializers.for_value(value).name
             verb = "pickled" if how == "pickle" else f"serialised by {how!r}"
+            problem = f"cannot be {verb} ({describe(error)})"
+            if isinstance(error, OSError) and error.errno in _DISK_ERRNOS:  # not the value's fault
+                where = store.files.root if store.files is not None else store.location
+                problem = (
+                    f"could not be written to {where} ({describe(error)}; free disk space: "
+                    "nf.prune() removes old runs)"
+                )
             self.warnings.append(
-                f"task {task!r}: its result ({type(value).__name__}) cannot be {verb} "
-                f"({describe(error)}), so it is not stored; the run goes on, but "
-                "resume and the cache will run this task again (persist=False silences this)"
+                f"task {task!r}: its result ({type(value).__name__}) {problem}, so it is not "
+                "stored; the run goes on, but resume and the cache will run this task again "
+                "(persist=False silences this)"
             )
             return None
 
