@@ -2,7 +2,9 @@
 
 A leaf module (like ``errors``): the engine and the run read values through it without
 knowing where they come from. A lazy value's class sets ``nbflow_lazy = True`` and has a
-``load()`` method that returns the value (reading it the first time, then keeping it).
+``load()`` method that returns the value (reading it the first time, then keeping it); its
+``cheap`` attribute, when true, says reading it is quick (a small value in the database,
+not a large file), so showing it may read it.
 """
 
 from __future__ import annotations
@@ -69,10 +71,14 @@ class LazyValues(Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment]  # a mutable view, like dict
 
     def __repr__(self) -> str:
+        # What printing `run.results` in a cell shows: the values, read if they are small
+        # (a cached or resumed result is a value like any other to the person looking); a
+        # large one not yet read shows as what it is (task, run, size, format) rather than
+        # be read whole just to be printed.
         shown = ", ".join(
-            f"{k!r}: {v!r}"
-            if not is_lazy(v) or not getattr(v, "loaded", False)
-            else f"{k!r}: {v.load()!r}"
+            f"{k!r}: {v.load()!r}"
+            if is_lazy(v) and (getattr(v, "loaded", False) or getattr(v, "cheap", False))
+            else f"{k!r}: {v!r}"
             for k, v in self._raw.items()
         )
         return f"{{{shown}}}"

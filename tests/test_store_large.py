@@ -75,9 +75,27 @@ def test_a_resumed_run_does_not_read_a_large_result_no_rerunning_task_needs(tmp_
     assert second.states == {"frame": "cached", "count": "cached", "report": "succeeded"}
     assert second.results["report"] == f"{ROWS} rows"
     assert second.why("frame").startswith("resumed")
+    # Printing the results shows the large one as what it is, unread.
+    assert "'frame': <stored result of 'frame' from run" in repr(second.results)
     # Only now is the frame read, and only now is the damage found.
     with pytest.raises(DamagedResultError):
         second.results["frame"]
+
+
+def test_printed_results_show_small_stored_values_and_leave_large_ones_unread(tmp_path):
+    """`run.results` printed in a cell: a cached or resumed small result is a value like any
+    other to the person looking (it is read from the database to be shown); a large one,
+    a file, shows as what it is (task, run, size, format) and is not read to be printed."""
+    flow = nf.Flow("shown", store=str(tmp_path / "shown.db"))
+    flow.task(name="small", cache=True)(lambda: {"rows": 3})
+    flow.task(name="big", cache=True)(lambda: np.arange(ROWS))
+    flow.run()
+    again = flow.run()
+    assert set(again.states.values()) == {"cached"}
+    shown = repr(again.results)
+    assert "'small': {'rows': 3}" in shown
+    assert "'big': <stored result of 'big' from run" in shown and "MB npy>" in shown
+    assert not again.results._raw["big"].loaded  # printing read nothing large
 
 
 def test_a_task_that_reruns_reads_the_large_result_it_needs_and_checks_it(tmp_path):

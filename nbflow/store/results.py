@@ -217,6 +217,12 @@ class StoredResult:
         """Whether the value has been read already."""
         return self._value is not self._MISSING
 
+    @property
+    def cheap(self) -> bool:
+        """Whether reading it is quick: its bytes are in the database (a value below the
+        store's ``file_bytes``), not a file of a large result (see :mod:`nbflow.lazy`)."""
+        return self.row.file is None
+
     def load(self) -> Any:
         """The value (read, checked and deserialised the first time)."""
         if self._value is self._MISSING:
