@@ -17,6 +17,7 @@ runs whenever a run of it starts and it has more than that (then never more than
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
@@ -52,6 +53,29 @@ class PruneReport:
             f"removed {self.runs} runs, {self.cache_entries} cache entries and {self.files} "
             f"files; {self.bytes_freed / 2**20:.1f} MiB freed"
         )
+
+
+def keep_runs_option(value: int | str | None) -> int | None:
+    """A store's ``keep_runs``: an int, None (no limit), or ``"default"``, which is
+    ``NBFLOW_KEEP_RUNS`` (1000 when unset; ``none`` for no limit).
+
+    Raises:
+        ValueError: not an int >= 0, None or "default".
+        StoreError: ``NBFLOW_KEEP_RUNS`` is not a number (or none).
+    """
+    if value != "default":
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"keep_runs must be an int >= 0, None or 'default', got {value!r}")
+        return value
+    found = os.environ.get("NBFLOW_KEEP_RUNS", "1000").strip().lower()
+    if found in ("", "none", "off"):
+        return None
+    try:
+        return max(0, int(found))
+    except ValueError:
+        raise StoreError(
+            f"NBFLOW_KEEP_RUNS={found!r}: give a number of runs, or 'none' for no limit"
+        ) from None
 
 
 def seconds(value: float | str | None) -> float | None:

@@ -26,6 +26,7 @@ from ..state import RunState
 from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
 from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
+from .retention import keep_runs_option
 from .schema import connect, prepare, store_error
 from .writer import Status, Writer, shared_writer
 
@@ -35,22 +36,6 @@ RUN_COLUMNS = (
     "error", "parent_run", "resumed_from", "host", "pid",
 )  # fmt: skip
 _PACKS_KEPT = 8  # packs kept in memory once read (a resumed run reads a few, many times)
-
-
-def _keep_runs(value: int | str | None) -> int | None:
-    if value != "default":
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise ValueError(f"keep_runs must be an int >= 0, None or 'default', got {value!r}")
-        return value
-    found = os.environ.get("NBFLOW_KEEP_RUNS", "1000").strip().lower()
-    if found in ("", "none", "off"):
-        return None
-    try:
-        return max(0, int(found))
-    except ValueError:
-        raise StoreError(
-            f"NBFLOW_KEEP_RUNS={found!r}: give a number of runs, or 'none' for no limit"
-        ) from None
 
 
 class SQLiteStore:
@@ -86,7 +71,7 @@ class SQLiteStore:
         self.path = Path(location)
         self.timeout = timeout
         self.file_bytes = file_bytes
-        self.keep_runs = _keep_runs(keep_runs)
+        self.keep_runs = keep_runs_option(keep_runs)
         self.interval = interval
         self.serializers = Serializers()
         self.files = Files(f"{location}-results")
