@@ -2379,3 +2379,153 @@ def test_a_module_held_in_a_value_counts_as_a_global_one(cells, tmp_path, monkey
 def test_library_functions_are_no_helpers_in_a_tasks_sources(cells):
     cells.run("from statistics import mean\ndef t():\n    return mean([1, 2])\n")
     assert user_sources(cells["t"]) == {"": "def t():\n    return mean([1, 2])\n"}
+
+
+# -- code held in values: bound methods and their neighbours ------------------------------------
+
+#: ``f`` bound to ``box`` with ``types.MethodType``, though it is not a method of ``box``'s
+#: class, held in each place a task can read it: (the cell defining ``M`` and the task ``t``).
+#: Python pickles such a method as ``getattr(box, "f")``, which holds neither ``f`` nor its
+#: code: hashed by its pickle, an edit of ``f`` was served from the cache.
+_FOREIGN = "types.MethodType(f, box)"
+BOUND_METHOD_PLACES = {
+    "a list": (f"M = [{_FOREIGN}]\n", "def t():\n    return M[0]()\n"),
+    "a tuple": (f"M = ({_FOREIGN},)\n", "def t():\n    return M[0]()\n"),
+    "a dict": (f"M = {{'m': {_FOREIGN}}}\n", "def t():\n    return M['m']()\n"),
+    "a set": (f"M = {{{_FOREIGN}}}\n", "def t():\n    return next(iter(M))()\n"),
+    "nested containers": (
+        f"M = [{{'deep': ({_FOREIGN},)}}]\n",
+        "def t():\n    return M[0]['deep'][0]()\n",
+    ),
+    "a global": (f"M = {_FOREIGN}\n", "def t():\n    return M()\n"),
+    "a default": (f"M = {_FOREIGN}\n", "def t(m=M):\n    return m()\n"),
+    "a default list": (f"M = {_FOREIGN}\n", "def t(ms=[M]):\n    return ms[0]()\n"),
+    "a closure": (
+        f"M = [{_FOREIGN}]\n",
+        "def make(ms):\n    def t():\n        return ms[0]()\n    return t\nt = make(M)\n",
+    ),
+    "a partial's arguments": (
+        f"M = {_FOREIGN}\n",
+        "def call(m):\n    return m()\nt = functools.partial(call, M)\n",
+    ),
+    "a partial in a list": (
+        f"M = [functools.partial(operator.call, {_FOREIGN})]\n",
+        "def t():\n    return M[0]()\n",
+    ),
+    "an object of yours": (
+        f"class Holder:\n    pass\nM = Holder()\nM.m = {_FOREIGN}\n",
+        "def t():\n    return M.m()\n",
+    ),
+    # (Hashed by its pickle: a library's object, and an instance holding its own method.)
+    "a library's object": (
+        f"M = types.SimpleNamespace(m={_FOREIGN})\n",
+        "def t():\n    return M.m()\n",
+    ),
+    "its own instance": (f"box.m = {_FOREIGN}\nM = box\n", "def t():\n    return M.m()\n"),
+}
+
+
+@pytest.mark.parametrize("place", list(BOUND_METHOD_PLACES))
+def test_a_method_bound_to_a_function_foreign_to_the_class_counts_by_its_code(place):
+    holder, task = BOUND_METHOD_PLACES[place]
+    with kernel() as cells:
+        cells.run(
+            "import functools, operator, types\nclass Box:\n    pass\nbox = Box()\nK = 1\n"
+            "def f(self):\n    return K\n"
+        )
+        cells.run(holder)
+        cells.run(task)
+        ids = Identities()
+        first = ids.task(cells["t"])
+        assert first.digest is not None, first.unhashable
+        assert ids.task(cells["t"]) == first  # unchanged: the cache stays useful
+        # The cell defining f edited, and the cells binding it re-run.
+        assert changed(cells, "t", "def f(self):\n    return K + 1\n" + holder + task)
+        assert changed(cells, "t", "K = 2\n")  # what f reads, changed
+        assert ids.task(cells["t"]) == Identities().task(cells["t"])  # (the memo: not stale)
+
+
+def test_a_method_of_a_lambda_in_an_object_that_holds_it_cannot_be_hashed_and_says_where():
+    # A value that holds itself is hashed by its pickle, and a lambda does not pickle: no
+    # digest (never a stale hit), the variable named.
+    with kernel() as cells:
+        cells.run(
+            "import types\nclass Box:\n    pass\nbox = Box()\n"
+            "box.m = types.MethodType(lambda self: 1, box)\ndef t():\n    return box.m()\n"
+        )
+        found = Identities().task(cells["t"])
+        assert found.digest is None
+        assert [path for path, _ in found.unhashable] == ["global box"]
+
+
+#: Neighbours of a foreign bound method: code held in a value that a pickle names (or not)
+#: without its code. (the cell defining ``M`` and ``t``, the edit.)
+CODE_IN_VALUES = {
+    "a builtin bound to a list": (
+        "ITEMS = [1]\nM = [ITEMS.count]\ndef t():\n    return M[0](1)\n",
+        "ITEMS.append(1)\n",
+    ),
+    "an unbound method of a builtin": (
+        "M = [str.upper]\ndef t():\n    return M[0]('a')\n",
+        "M = [str.lower]\n",
+    ),
+    "a staticmethod in a list": (
+        "def g():\n    return 1\nM = [staticmethod(g)]\ndef t():\n    return M[0]()\n",
+        "def g():\n    return 2\nM = [staticmethod(g)]\n",
+    ),
+    "a classmethod in a dict": (
+        "def g(cls):\n    return 1\nM = {'c': classmethod(g)}\n"
+        "def t():\n    return M['c'].__func__(None)\n",
+        "def g(cls):\n    return 2\nM = {'c': classmethod(g)}\n",
+    ),
+    "a classmethod as a global": (
+        "def g(cls):\n    return 1\nM = classmethod(g)\ndef t():\n    return M.__func__(None)\n",
+        "def g(cls):\n    return 2\nM = classmethod(g)\n",
+    ),
+    "a staticmethod in a library's object": (
+        "def g():\n    return 1\nM = types.SimpleNamespace(s=staticmethod(g))\n"
+        "def t():\n    return M.s()\n",
+        "def g():\n    return 2\nM.s = staticmethod(g)\n",
+    ),
+    "a partial of a lambda in a list": (
+        "M = [functools.partial(lambda x: x, 1)]\ndef t():\n    return M[0]()\n",
+        "M = [functools.partial(lambda x: x + 1, 1)]\n",
+    ),
+    "a partial's keyword in a tuple": (
+        "def g(x=0):\n    return x\nM = (functools.partial(g, x=1),)\n"
+        "def t():\n    return M[0]()\n",
+        "M[0].keywords['x'] = 2\n",
+    ),
+    "a lambda bound to an object, in a list": (
+        "class Box:\n    pass\nbox = Box()\nM = [types.MethodType(lambda self: 1, box)]\n"
+        "def t():\n    return M[0]()\n",
+        "M = [types.MethodType(lambda self: 2, box)]\n",
+    ),
+    "a staticmethod of a lambda in a list": (
+        "M = [staticmethod(lambda: 1)]\ndef t():\n    return M[0]()\n",
+        "M = [staticmethod(lambda: 2)]\n",
+    ),
+    "a lambda in a dict": (
+        "M = {'f': lambda: 1}\ndef t():\n    return M['f']()\n",
+        "M['f'] = lambda: 2\n",
+    ),
+    "a bound method of a class of yours in a list": (
+        "class C:\n    def m(self):\n        return 1\nM = [C().m]\ndef t():\n    return M[0]()\n",
+        "class C:\n    def m(self):\n        return 2\nM = [C().m]\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("place", list(CODE_IN_VALUES))
+def test_code_held_in_a_value_counts_by_what_it_runs(place):
+    source, edit = CODE_IN_VALUES[place]
+    with kernel() as cells:
+        cells.run("import functools, types\n")
+        cells.run(source)
+        ids = Identities()
+        first = ids.task(cells["t"])
+        assert first.digest is not None, first.unhashable
+        assert ids.task(cells["t"]) == first
+        words = changed(cells, "t", edit)
+        assert [w.split(" (")[0] for w in words] == ["global `M` changed"]
+        assert ids.task(cells["t"]) == Identities().task(cells["t"])

@@ -20,8 +20,10 @@ the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_
 
 Values are hashed by content: scalars and builtin containers canonically, numpy arrays by
 dtype, shape and bytes, pandas objects by ``hash_pandas_object``, an object of a user class
-by its class's identity and its state, anything else by the SHA-256 of its pickle and the
-identity of the user functions and classes the pickle names. A value that cannot be hashed
+by its class's identity and its state, a bound method (``types.MethodType(f, obj)`` too), a
+``staticmethod``, ``classmethod`` or ``functools.partial`` by its function and what it holds,
+anything else by the SHA-256 of its pickle and the identity of the user functions and
+classes the pickle names (a bound method in it as its function bound to its instance). A value that cannot be hashed
 leaves the identity without a digest: no cached or resumed result can match it (a
 :class:`CacheWarning` says which variable, once). Functions and classes that reach
 themselves are identified as a group (:mod:`nbflow.identity.recursion`).

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import pickle
 import types
 from typing import Any
@@ -68,7 +69,14 @@ def _state(obj: Any) -> Any:
 
 class _Pickler(pickle.Pickler):
     """A pickler that notes each class and function the pickle names (``named``): a pickle
-    refers to them by their name, it does not hold their code."""
+    refers to them by their name, it does not hold their code.
+
+    A bound method is pickled as its function bound to its instance: Python pickles it as
+    ``getattr(instance, name)``, which names neither the function nor its class when the
+    function is not the class's own (``types.MethodType(f, obj)``), so an edit of ``f``
+    would pickle as before. A ``staticmethod`` or ``classmethod`` object (which Python
+    does not pickle) as its function.
+    """
 
     def __init__(self, file: io.BytesIO, named: list[Any]) -> None:
         super().__init__(file, protocol=5)
@@ -77,6 +85,10 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type | types.FunctionType):
             self.named.append(obj)
+        elif isinstance(obj, types.MethodType):  # f.__get__(instance): how a method binds
+            return operator.methodcaller("__get__", obj.__self__), (obj.__func__,)
+        elif isinstance(obj, staticmethod | classmethod):
+            return type(obj), (obj.__func__,)
         return NotImplemented  # pickled as usual
 
 

@@ -660,6 +660,24 @@ class Identities(Recursion):
                 version = self._module_version(value.__module__)
                 return sha("code", value.__module__, value.__qualname__, version)
             return self._code_digest(value)
+        if kind is types.MethodType:
+            # By its function and its instance (its pickle, getattr(instance, name), holds
+            # neither a function foreign to the class nor that function's code).
+            return sha(
+                "method",
+                self.value_digest(value.__func__, depth + 1),
+                self.value_digest(value.__self__, depth + 1),
+            )
+        if kind is staticmethod or kind is classmethod:  # (they do not pickle)
+            return sha(kind.__name__, self.value_digest(value.__func__, depth + 1))
+        if kind is functools.partial:  # as _callable_parts: its function and arguments
+            return sha(
+                "partial",
+                self.value_digest(value.func, depth + 1),
+                self.value_digest(value.args, depth + 1),
+                self.value_digest(value.keywords, depth + 1),
+                self.value_digest(vars(value), depth + 1),
+            )
         if self._plain_object(kind):
             # An instance of a class of user code, pickled the default way: by its class's
             # identity (its code) and its state, walked like any value (so that a set or a
