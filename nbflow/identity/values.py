@@ -98,7 +98,7 @@ def _pickled(value: Any, named: list[Any]) -> str:
     try:
         file = io.BytesIO()
         _Pickler(file, named).dump(value)
-        return sha("pickle:", file.getbuffer())
+        return sha("pickle", file.getbuffer())
     except Exception as error:
         raise Unhashable(
             f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
