@@ -349,6 +349,27 @@ def test_a_method_bound_to_a_function_of_another_class_is_run_again_after_an_edi
             assert run.states == {"t": "succeeded"} and run.results == {"t": 3}
 
 
+def test_flows_and_tasks_whose_names_join_alike_share_no_cache_entry(tmp_path):
+    # The key joined flow, task and identity with "\x00", which a name may hold: the task "c"
+    # of flow "a\x00b" and the task "b\x00c" of flow "a" had one key, in one store.
+    store = str(tmp_path / "s.db")
+
+    def where() -> list[str]:
+        context = nf.context()
+        return [context.flow, context.task]
+
+    def run(flow_name: str, task_name: str) -> nf.Run:
+        flow = nf.Flow(flow_name, store=store)
+        flow.task(name=task_name, cache=True)(where)
+        return flow.run()
+
+    assert run("a\x00b", "c").results == {"c": ["a\x00b", "c"]}
+    second = run("a", "b\x00c")
+    assert second.states == {"b\x00c": "succeeded"}
+    assert second.results == {"b\x00c": ["a", "b\x00c"]}
+    assert run("a", "b\x00c").states == {"b\x00c": "cached"}
+
+
 def test_a_task_whose_function_is_in_a_recursive_group_sees_the_other_members(tmp_path):
     # The task's own parts hold the other members by name (a stand-in each, as in any
     # member's parts): the group's digest is a part of its identity. Without it, an edit of
