@@ -586,6 +586,26 @@ def test_numpy_values_differ_by_dtype_shape_and_content():
     assert ids.value_digest(np.int64(1)) != ids.value_digest(np.int32(1))
 
 
+def test_structured_arrays_differ_by_their_fields(cells):
+    # A structured dtype's str is its size alone ("|V8"): an array whose field was renamed
+    # or retyped (the same bytes) had the digest it had.
+    cells.run(
+        "import numpy as np\nROWS = np.zeros(2, dtype=[('a', '<i4'), ('b', '<i4')])\n"
+        "def t():\n    return ROWS['a'].sum()\n"
+    )
+    seen = {identity_of(cells, "t").digest}
+    assert changed(cells, "t", "ROWS = np.zeros(2, dtype=[('x', '<i4'), ('b', '<i4')])\n")
+    seen.add(identity_of(cells, "t").digest)
+    assert changed(cells, "t", "ROWS = np.zeros(2, dtype=[('x', '<f4'), ('b', '<i4')])\n")
+    seen.add(identity_of(cells, "t").digest)
+    assert changed(cells, "t", "ROWS = ROWS[0]\n")  # one row: a numpy scalar
+    seen.add(identity_of(cells, "t").digest)
+    assert changed(cells, "t", "ROWS = np.zeros(2, dtype=[('y', '<f4'), ('b', '<i4')])[0]\n")
+    seen.add(identity_of(cells, "t").digest)
+    assert len(seen) == 5 and None not in seen
+    assert np.zeros(2, dtype="<f8").dtype.str == "<f8"  # (plain dtypes keep their digests)
+
+
 def test_pandas_values_differ_by_content_name_columns_and_dtype():
     ids = Identities()
     frame = pd.DataFrame({"a": [1, 2]})

@@ -112,10 +112,17 @@ def _numpy_digest(value: Any, named: list[Any]) -> str:
     # its dtype, shape and bytes.
     if type(value) is np.ndarray and value.dtype != object:
         data = np.ascontiguousarray(value)
-        return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
+        return sha("ndarray", _dtype_text(value.dtype), repr(value.shape), data.data.cast("B"))
     if isinstance(value, np.generic):
-        return sha("numpy", value.dtype.str, value.tobytes())
+        return sha("numpy", _dtype_text(value.dtype), value.tobytes())
     return _pickled(value, named)
+
+
+def _dtype_text(dtype: Any) -> str:
+    """A dtype as text that tells every dtype apart: its ``str`` (``<f8``), or for a
+    structured one, whose ``str`` is only its size (``|V8``), its fields' names, types and
+    offsets (``descr``): renaming a field, or retyping it with the same bytes, is a change."""
+    return dtype.str if dtype.fields is None else repr(dtype.descr)
 
 
 def _pandas_digest(value: Any, named: list[Any]) -> str:
