@@ -239,10 +239,7 @@ def test_a_list_the_task_only_appends_to_does_not_count(cells):
     assert identity_of(cells, "t").digest == first.digest
     # ... but a list it reads does.
     cells.run("def u():\n    calls.append('u')\n    return len(calls)\n")
-    ids = Identities()
-    before = ids.task(cells["u"])
-    cells.run("calls.append('again')\n")
-    assert ids.task(cells["u"]).digest != before.digest
+    assert changed(cells, "u", "calls.append('again')\n")
 
 
 def test_write_only_names_are_only_those_used_as_adders():
@@ -723,9 +720,7 @@ def test_a_user_class_counts_by_its_name_bases_methods_and_attributes(cells):
         "C.p = property(lambda self: 4)\n": "class `C`: method `p` changed",
         "Base.K = 2\n": "class `C`: base `Base` changed",
     }.items():
-        before = ids.task(cells["t"])
-        cells.run(edit)
-        assert ids.task(cells["t"]).changes_since(before) == [words], edit
+        assert changed(cells, "t", edit) == [words], edit
 
 
 def test_a_callable_objects_slots_count_too(cells):
@@ -795,9 +790,7 @@ def test_a_lambdas_source_is_its_own_syntax_tree(cells):
 
 def test_keyword_only_defaults_count_by_name(cells):
     cells.run("def t(*, a=1, b=2):\n    return a + b\n")
-    before = identity_of(cells, "t")
-    cells.run("def t(*, a=2, b=1):\n    return a + b\n")
-    assert identity_of(cells, "t").changes_since(before) == [
+    assert changed(cells, "t", "def t(*, a=2, b=1):\n    return a + b\n") == [
         "default `a` changed (1 -> 2)",
         "default `b` changed (2 -> 1)",
     ]
@@ -1469,10 +1462,7 @@ def test_a_global_bound_to_another_member_of_a_group_changes_the_identity(cells)
         "def odd(n):\n    return n != 0 and even(n - 1)\n"
         "pick = even\ndef via():\n    return pick(3)\ndef t():\n    return via()\n"
     )  # (through via: past the depth its parts are listed to, its digest alone tells)
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells.run("pick = odd\n")
-    assert ids.task(cells["t"]).digest != before.digest
+    assert changed(cells, "t", "pick = odd\n")
 
 
 def test_a_recursive_group_that_cannot_be_hashed_names_the_variable(cells):
@@ -1541,10 +1531,7 @@ def test_a_class_as_a_task_counts_by_its_identity(cells):
 
 def test_classes_differ_by_name_and_say_so(cells):
     cells.run("class A:\n    x = 1\nclass B:\n    x = 1\nC = A\ndef t():\n    return C\n")
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells.run("C = B\n")
-    assert ids.task(cells["t"]).changes_since(before) == ["class `C`: name changed (A -> B)"]
+    assert changed(cells, "t", "C = B\n") == ["class `C`: name changed (A -> B)"]
 
 
 def test_code_held_in_globals_counts_by_the_code_it_runs(cells):
@@ -1581,15 +1568,11 @@ def test_a_wrapper_object_of_yours_counts_by_its_own_class_and_state(cells):
         "class Logged:\n    def __init__(self, fn):\n        self.__wrapped__ = fn\n"
         "    def __call__(self):\n        return self.__wrapped__() + 1\nt = Logged(f)\n"
     )
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells.run(
+    edit = (
         "class Logged:\n    def __init__(self, fn):\n        self.__wrapped__ = fn\n"
         "    def __call__(self):\n        return self.__wrapped__() + 2\nt = Logged(f)\n"
     )
-    assert ids.task(cells["t"]).changes_since(before) == [
-        "class `Logged`: method `__call__` changed"
-    ]
+    assert changed(cells, "t", edit) == ["class `Logged`: method `__call__` changed"]
 
 
 def test_library_functions_and_modules_in_other_places(cells):
@@ -1604,12 +1587,9 @@ def test_library_functions_and_modules_in_other_places(cells):
 
 def test_a_value_that_stops_being_hashable_says_from_what(cells):
     cells.run("X = 1\ndef t():\n    return X\n")
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells.namespace["X"] = threading.Lock()
-    after = ids.task(cells["t"])
-    assert after.digest is None
-    assert after.changes_since(before) == ["global `X` changed (1 -> <lock>)"]
+    edit = "import threading\nX = threading.Lock()\n"
+    assert changed(cells, "t", edit) == ["global `X` changed (1 -> <lock>)"]
+    assert identity_of(cells, "t").digest is None
 
 
 def test_an_object_whose_class_cannot_be_hashed(cells):
@@ -1632,10 +1612,9 @@ def test_an_enum_member_counts_by_its_class(cells):
         "import enum\nclass Mode(enum.Enum):\n    FAST = 1\ndef t(m=Mode.FAST):\n    return m\n"
     )
     ids = Identities()
-    before = ids.task(cells["t"])
-    assert ids.task(cells["t"]) == before
-    cells.run("class Mode(enum.Enum):\n    FAST = 2\ndef t(m=Mode.FAST):\n    return m\n")
-    assert ids.task(cells["t"]).changes_since(before) == ["default `m` changed"]
+    assert ids.task(cells["t"]) == ids.task(cells["t"])
+    edit = "class Mode(enum.Enum):\n    FAST = 2\ndef t(m=Mode.FAST):\n    return m\n"
+    assert changed(cells, "t", edit) == ["default `m` changed"]
 
 
 def deep(levels: int, make, bottom: object = 1) -> object:
@@ -1791,10 +1770,7 @@ def test_builtins_are_those_the_function_sees():
 
 def test_keyword_only_defaults_replaced_in_place(cells):
     cells.run("def t(*, k=1):\n    return k\n")
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells["t"].__kwdefaults__ = {"k": 2}
-    assert ids.task(cells["t"]).changes_since(before) == ["default `k` changed (1 -> 2)"]
+    assert changed(cells, "t", "t.__kwdefaults__ = {'k': 2}\n") == ["default `k` changed (1 -> 2)"]
 
 
 def test_a_pass_reads_values_as_of_its_start(cells):
@@ -1991,10 +1967,7 @@ def test_more_code_that_counts(cells):
             "import types\ndef helper():\n    return 1\n"
             "CFG = types.SimpleNamespace(step=helper, rate=1)\ndef t():\n    return CFG\n"
         )
-        ids = Identities()
-        before = ids.task(main["t"])
-        main.run("CFG.rate = 2\n")
-        assert ids.task(main["t"]).changes_since(before) == ["global `CFG` changed"]
+        assert changed(main, "t", "CFG.rate = 2\n") == ["global `CFG` changed"]
 
 
 def test_elements_equal_but_for_their_type_or_sign_are_told_apart(cells):
@@ -2242,10 +2215,7 @@ def test_a_global_bound_to_none_then_deleted_is_seen(cells):
     # (A node is remembered under the ids of the objects its globals are bound to: an
     # undefined global must not be taken for one bound to None.)
     cells.run("X = None\ndef t():\n    return X\n")
-    ids = Identities()
-    before = ids.task(cells["t"])
-    cells.run("del X\n")
-    assert ids.task(cells["t"]).changes_since(before) == ["global `X` changed (None -> undefined)"]
+    assert changed(cells, "t", "del X\n") == ["global `X` changed (None -> undefined)"]
 
 
 def test_tasks_in_a_row_with_another_kind_between_them(cells):
@@ -2284,9 +2254,7 @@ def test_two_local_modules_with_the_same_bytes_are_two_modules(cells, tmp_path, 
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     cells.run("import twin_a_for_identity as mod\ndef t():\n    return mod.VALUE\n")
-    before = Identities().task(cells["t"])
-    cells.run("import twin_b_for_identity as mod\n")
-    assert Identities().task(cells["t"]).digest != before.digest
+    assert changed(cells, "t", "import twin_b_for_identity as mod\n")
 
 
 def test_a_frame_counts_by_its_contents_not_by_how_it_was_built(cells):
