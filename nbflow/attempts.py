@@ -25,12 +25,12 @@ from .errors import RetryIfError, TaskTimeoutError
 from .errors import format_exception as format_error
 from .executors import LocalExecutor
 from .gates import GateContext, condition_error, evaluate, is_async
-from .graph import task_variables
 from .lazy import loaded
 from .lifecycle import SUCCESSFUL, TaskState
 from .middleware import Context, call_with
 from .retry import RetryState
 from .streams import drain, is_stream_value, streamers
+from .variables import task_variables
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import mapping
+from .element_cache import ElementCache, unusable
 from .errors import StoreError, describe
 from .identity import CacheWarning, FlowIdentity, Identities, Unhashable
 from .lifecycle import SUCCESSFUL
@@ -53,7 +53,7 @@ class Decision:
     ``kind``: ``resumed``, ``cached``, ``ran``, or ``elements`` (a fan-out task whose
     elements are cached one by one: ``reason`` says how many were served); ``source``: the
     run whose result was reused; ``reason``: for ``ran``, why not (``no earlier result``,
-    ``identity``, ``inputs``, ``unhashable``, ``damaged``, ``off``).
+    ``identity``, ``inputs``, ``unhashable``, ``damaged``, ``unreadable``, ``off``).
     """
 
     kind: str
@@ -229,6 +229,7 @@ class ReuseHooks:
         self.decisions: dict[str, Decision] = {}
         self._reused: dict[str, StoredResult] = {}  # tasks served from the store, this run
         self._state: RunState | None = None
+        self._unreadable = False  # a read of the store failed in this run (said once)
 
     @property
     def active(self) -> bool:
@@ -277,7 +278,11 @@ class ReuseHooks:
             self.decisions[name] = Decision("ran", reason="inputs")
             return None
         since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-        row = await asyncio.to_thread(self.store.find_cached, key, since)
+        try:
+            row = await asyncio.to_thread(self.store.find_cached, key, since)
+        except StoreError as error:
+            self.unreadable(name, error)
+            row = None
         if row is not None:
             hit = await self._checked(name, row)
             if hit is not None:
@@ -296,7 +301,11 @@ class ReuseHooks:
         if previous.identity != identity:  # (also when it is CONTROLLED: never reused)
             self.decisions[name] = Decision("ran", previous.run_id, "identity")
             return None
-        old = await asyncio.to_thread(self._old_digests, name)
+        try:
+            old = await asyncio.to_thread(self._old_digests, name)
+        except StoreError as error:
+            self.unreadable(name, error)
+            return None
         same = all(
             digests.get(param) is not None
             and (digests[param] == old.get(param) or digests[param] == _RESTORED)
@@ -310,6 +319,29 @@ class ReuseHooks:
             return None
         self.decisions[name] = Decision("resumed", previous.run_id)
         return self._serve(name, previous, hit)
+
+    def unreadable(self, name: str, error: StoreError) -> None:
+        """A read of the store for ``name`` failed (a lock held elsewhere past the timeout,
+        a damaged file): nothing is reused, the task runs (a miss costs time, never a wrong
+        result, and never the task), and the first such failure of the run is a warning."""
+        self.decisions[name] = Decision("ran", reason="unreadable")
+        if not self._unreadable:
+            self._unreadable = True
+            warnings.warn(
+                f"task {name!r}: the store could not be read ({error}); tasks of run "
+                f"{self.context.run_id} that could reuse a stored result run instead",
+                StoreWarning,
+                stacklevel=2,
+            )
+
+    def elements_decided(self, name: str, served: int, ran: int) -> None:
+        """Fan-out task ``name`` had ``served`` elements from the cache and ``ran`` ran
+        (:class:`~nbflow.element_cache.ElementCache`), for ``run.why()``."""
+        self.decisions[name] = Decision(
+            "elements",
+            reason=f"{served} of {served + ran} elements served from the cache (each by "
+            f"its own input), {ran} ran",
+        )
 
     def _serve(self, name: str, row: ResultRow, hit: StoredResult) -> StoredResult:
         self._reused[name] = hit
@@ -432,104 +464,3 @@ class ReuseHooks:
 
 #: An input that is the very result the resumed run had (equal by construction).
 _RESTORED = "restored"
-
-
-def unusable(what: str, row: ResultRow, error: Exception, again: str) -> None:
-    """Warn that the stored result of ``row`` cannot be used, so ``again`` runs again (a
-    damaged result is never served: it is a miss)."""
-    warnings.warn(
-        f"{what}: its stored result (run {row.run_id}) cannot be used ({error}); running "
-        f"{again} again",
-        StoreWarning,
-        stacklevel=3,
-    )
-
-
-class ElementCache:
-    """``cache=True`` (or ``cache_key=``) on a fan-out task, in one run: each element is
-    cached by its own input, so a source that gained one element runs that one element.
-
-    An element's cache key is that of a task call whose inputs are the task's other inputs
-    (upstream results, run variables) and the element's own values, each by its content
-    digest (or ``cache_key(**inputs)``). An element that ran and succeeded is stored under
-    its key, as ``task[key]`` (``task[index]`` without ``key=``), as it ends, whatever the
-    task's outcome: a run that failed at one element reruns only what did not succeed.
-    """
-
-    def __init__(self, hooks: ReuseHooks, name: str, kwargs: Mapping[str, Any]) -> None:
-        self.hooks, self.name = hooks, name
-        context = hooks.context
-        self.spec = spec = context.plan.specs[name]
-        assert spec.fan_out is not None
-        self.identity = context.identity.tasks[name].digest
-        self.params = tuple(p for p, _ in mapping.pairs(spec.fan_out))
-        digests = hooks._input_digests(name)
-        for param, source in mapping.pairs(spec.fan_out):  # the whole source is not an input
-            digests.pop(param, None)
-            digests.pop(source, None)
-        self.base = digests
-        self.hasher = Identities()
-        self.since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-        self.keys: dict[int, str] = {}
-        self.sources: dict[int, str] = {}  # element -> run its result came from
-        self.ran = 0
-
-    async def lookup(
-        self, index: int, label: str, values: tuple[Any, ...], inputs: Mapping[str, Any]
-    ) -> tuple[bool, Any]:
-        """``(True, value)`` when element ``index`` (``values``; ``inputs``: the call's
-        keyword arguments) has a stored result, else ``(False, None)``.
-
-        Raises:
-            RuntimeError: the task's ``cache_key`` callable raised (the element fails).
-        """
-        key = self._key(values, inputs)
-        if key is None:
-            self.ran += 1
-            return False, None
-        store = self.hooks.store
-        row = await asyncio.to_thread(store.find_cached, key, self.since)
-        if row is not None:
-            try:  # its bytes are checked against their checksum as they are read
-                value = await asyncio.to_thread(StoredResult(store, row).load)
-            except (DamagedResultError, StoreError) as error:
-                unusable(f"element {label}", row, error, "the element")
-            else:
-                self.sources[index] = row.run_id
-                return True, value
-        self.keys[index] = key
-        self.ran += 1
-        return False, None
-
-    def _key(self, values: tuple[Any, ...], inputs: Mapping[str, Any]) -> str | None:
-        if self.identity is None:
-            return None
-        digests = dict(self.base)
-        for param, value in zip(self.params, values, strict=True):
-            try:
-                digests[param] = self.hasher.value_digest(value)
-            except Unhashable:
-                return None  # this element cannot be cached: it runs
-        return self.hooks._cache_key(self.name, self.spec, self.identity, digests, inputs)
-
-    def reused(self, index: int) -> str:
-        """Where element ``index``'s result came from, in words."""
-        return f"cached from run {self.sources[index][:8]}"
-
-    async def keep(self, index: int, label: str, value: Any) -> None:
-        """Store element ``index``'s result under its cache key (when it has one)."""
-        key = self.keys.pop(index, None)
-        if key is None:
-            return
-        pending = self.hooks.recorder.keep_element(self.name, label, value, key)
-        if pending is not None:
-            await pending
-
-    def decide(self) -> None:
-        """Record, for ``run.why()``, how many elements were served and how many ran."""
-        served = len(self.sources)
-        self.hooks.decisions[self.name] = Decision(
-            "elements",
-            reason=f"{served} of {served + self.ran} elements served from the cache (each by "
-            f"its own input), {self.ran} ran",
-        )

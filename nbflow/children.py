@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from .context import current
 from .errors import NbflowError, describe
-from .graph import readable_variables
 from .subflows import Subflow, planned_subflows
+from .variables import readable_variables
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -29,6 +29,13 @@ may be synchronous or asynchronous (``await Client(..., asynchronous=True)`` on 
 loop); either works.
 
 Install with ``pip install 'nbflow[dask]'``; ``import nbflow`` never imports this module.
+
+Longer than 500 lines: :class:`DaskExecutor` is one class around one client. Connecting,
+submitting, waiting, cancelling, placement reports and fetching results all go through the
+same client, its loop (``_io``, ``_on_client_loop``: the kernel's loop never blocks on it),
+the lost-scheduler checks and the ``closed`` state. The functions at the end (``_invoke``
+and ``_send``, which run on the workers) are the other side of the same exchange, kept
+beside the calls that submit them.
 """
 
 from __future__ import annotations

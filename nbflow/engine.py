@@ -25,11 +25,12 @@ task that awaits the run: nothing new starts, running tasks are cancelled once (
 cleanup runs to its end, however many cancels follow), and tasks that never started end
 ``cancelled``.
 
-(Nearly 700 lines: the run's lifecycle and its dispatch share their state and read best
-side by side. One task's half is :mod:`nbflow.attempts`; tasks waiting for signals are
+Longer than 500 lines (about 800): the run's lifecycle and its dispatch share their state
+(the scheduler's state, the slots, the runners, the TaskGroup) and read best side by side.
+One task's half is :mod:`nbflow.attempts`; tasks waiting for signals are
 :mod:`nbflow.waits`, cancelling part of a run :mod:`nbflow.termination`, locks
 :mod:`nbflow.locks`: each hooks in where a task leaves the ready queue, and costs nothing
-to a flow that does not use it.)
+to a flow that does not use it.
 """
 
 from __future__ import annotations

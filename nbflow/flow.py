@@ -3,6 +3,12 @@
 ``Flow`` inherits the DSL (:class:`~nbflow.dsl.Definition`: ``task``, ``branch``) and adds
 what runs it: ``run`` (blocking, notebook-safe), ``arun`` (awaitable), ``start`` (background
 handle), plus ``subscribe`` and ``use`` for observers and middleware.
+
+Longer than 500 lines: it is the one composition root, a single class. ``run``, ``arun`` and
+``start`` share the plan memo, the task identities kept between runs and the run options set
+in ``Flow(...)`` through ``_engine``; the methods of flows as data, chaining and schedules
+are a few lines each that hand the flow to their own modules. Split, the wiring would be
+spread over modules that each need all of Flow's state.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from .checks import check_run
 from .dsl import Definition
 from .engine import Engine, prepare
 from .events import Event, EventBus
-from .graph import Plan, build_plan, check_inputs
+from .graph import Plan, build_plan
 from .handle import RunHandle
 from .identity import (
     FlowIdentity,
@@ -46,6 +52,7 @@ from .strategies import prepare as prepare_order
 from .strategies import resolve_strategy
 from .streams import check_generators
 from .subflows import check_cycles, planned_subflows, revisions, subflows_of
+from .variables import check_inputs
 from .waits import resumed
 
 
@@ -264,7 +271,8 @@ class Flow(Definition):
             DefinitionError: the definition is invalid (its subclasses CycleError,
                 MissingDependencyError and ConditionError say how).
         """
-        from .widgets.views import Structure, to_digraph
+        from .widgets.digraph import to_digraph
+        from .widgets.views import Structure
 
         return to_digraph(Structure.from_plan(self.plan()), run.state if run else None)
 

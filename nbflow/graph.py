@@ -4,8 +4,8 @@
 task names read by conditions and branches) and raises every definition error before anything
 runs: :class:`CycleError` naming the cycle,
 :class:`MissingDependencyError` with the closest name, :class:`ConditionError` for names a
-condition cannot see. :func:`check_inputs` then checks that run variables or defaults supply
-every parameter that is not a task.
+condition cannot see. Then :func:`nbflow.variables.check_inputs` checks, at each run, that run
+variables or defaults supply every parameter that is not a task.
 
 The :class:`Plan` is plain data (tuples and dicts keyed by task name) so the engine's hot path
 never touches networkx. Validation is O(tasks + edges) on those tuples (Kahn's algorithm finds
@@ -16,7 +16,6 @@ plan.
 
 from __future__ import annotations
 
-import ast
 import operator
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -25,21 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import mapping
 from .collector import paused_gc
-from .conditions import Condition, constant_key, parse_condition
-from .element_keys import Keys
-from .errors import (
-    CycleError,
-    DefinitionError,
-    MissingDependencyError,
-    MissingInputError,
-    UnknownVariableError,
-    closest,
-)
+from .conditions import Condition, parse_condition
+from .errors import CycleError, DefinitionError, MissingDependencyError
 from .identity import identity_options
 from .joins import check_plan as check_joins
 from .loops import PREVIOUS, check_until_names, parse_until
 from .signals import check_choices, check_wait_for
-from .spec import ParamSpec, TaskSpec, parameters
+from .spec import ParamSpec, TaskSpec
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -393,131 +384,3 @@ def _own_inputs(
     if values["max_iterations"] is not None:
         own.add(PREVIOUS)
     free_params[name] = tuple(p for p in free_params[name] if p.name not in own)
-
-
-def check_inputs(plan: Plan, variables: Mapping[str, Any]) -> None:
-    """Check that every non-task parameter has a run variable or a default, and that no run
-    variable is a misspelling of one that something reads.
-
-    Raises:
-        MissingInputError: names the task, the parameter, and a close task name if any.
-        UnknownVariableError: a variable nothing reads is a close match of one that a task
-            parameter, a condition or a template reads (``mdoe`` for ``mode``).
-        FanOutError: a run variable that a fan-out maps over is not a collection, or (when
-            all of a fan-out's sources are run variables) a zip of unequal lengths or a
-            ``key=`` that is not unique (see :func:`check_variable_sources`).
-    """
-    for name in plan.with_free_params():  # not every task: this runs before every run
-        for param in plan.free_params[name]:
-            if not param.has_default and param.name not in variables and param.name != "worker":
-                raise MissingInputError(name, param.name, plan.names)
-    for name in plan.table("variable_fan_outs", lambda: _variable_fan_outs(plan)):
-        check_variable_sources(plan, name, variables)
-    readable = plan.table("readable_variables", lambda: _readable_variables(plan))
-    if readable is None:
-        return  # some condition reads variables by computed names: any name may be read
-    for variable in variables:
-        if variable not in readable:
-            suggestion = closest(str(variable), readable)
-            if suggestion is not None:
-                raise UnknownVariableError(str(variable), suggestion)
-
-
-def readable_variables(plan: Plan) -> frozenset[str] | None:
-    """Every run variable something in ``plan`` can read (None: any name may be read), made
-    once per plan (see :func:`_readable_variables`)."""
-    return plan.table("readable_variables", lambda: _readable_variables(plan))
-
-
-def _variable_fan_outs(plan: Plan) -> tuple[str, ...]:
-    """Fan-out tasks that map over a run variable (or a parameter's default)."""
-    found = []
-    for name in plan.names:
-        fan_out = plan.specs[name].fan_out
-        if fan_out is not None and any(s not in plan.specs for _, s in mapping.pairs(fan_out)):
-            found.append(name)
-    return tuple(found)
-
-
-def check_variable_sources(plan: Plan, name: str, variables: Mapping[str, Any]) -> None:
-    """Check the run-variable sources of fan-out task ``name`` before any task runs: each
-    must be a collection (:func:`~nbflow.mapping.check_source`); when every source is one,
-    the elements are known now, so a zip of unequal lengths and a duplicate ``key=`` are
-    refused now too.
-
-    Raises:
-        FanOutError: as above (:class:`~nbflow.errors.DuplicateKeyError` for a key).
-    """
-    spec = plan.specs[name]
-    fan_out = spec.fan_out
-    assert fan_out is not None
-    given = task_variables(plan, name, variables)
-    pairs = mapping.pairs(fan_out)
-    lists = []
-    for _, source in pairs:
-        if source in plan.specs:
-            continue
-        value = given[source]  # check_inputs made sure it is there
-        mapping.check_source(name, fan_out, source, value, "run variable")
-        lists.append(list(value))
-    if len(lists) < len(pairs):
-        return  # some source is a task: its elements are known when it has run
-    elements = mapping.combine_lists(fan_out, name, lists)
-    if spec.key is not None or spec.key_fn is not None:
-        keys = Keys(name, spec.key, spec.key_fn, tuple(p for p, _ in pairs))
-        for index, values in enumerate(elements):
-            keys.key(index, values)
-
-
-def _readable_variables(plan: Plan) -> frozenset[str] | None:
-    """Every run variable something in ``plan`` can read: task parameters that are no task,
-    and ``vars['name']`` in conditions. None when a condition uses ``vars`` otherwise (a
-    computed key, the whole mapping) or a callable gate gets them: then any name may be read.
-    """
-    names = {p.name for task in plan.with_free_params() for p in plan.free_params[task]}
-    for gates in plan.gates.values():
-        for gate in gates:
-            if gate.condition is None:
-                return None
-            keys = variable_keys(gate.condition.tree)
-            if keys is None:
-                return None
-            names |= keys
-    return frozenset(names)
-
-
-def variable_keys(tree: ast.AST) -> set[str] | None:
-    """The constant keys a condition reads as ``vars['key']`` (None: it also uses ``vars``
-    another way, so it may read any variable)."""
-    keys: set[str] = set()
-    keyed: set[int] = set()
-    for node in ast.walk(tree):
-        key = constant_key(node, "vars")
-        if key is not None:
-            keys.add(key)
-            keyed.add(id(node.value))  # type: ignore[attr-defined]  # a Subscript's
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "vars" and id(node) not in keyed:
-            return None
-    return keys
-
-
-def task_variables(plan: Plan, name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
-    """What a condition of task ``name`` sees as ``vars``: the run's variables over the
-    defaults of the task's own parameters (``def publish(joined, mode="full")`` reads
-    ``vars['mode']`` as ``"full"`` unless the run says otherwise)."""
-    defaults = plan.table("defaults", lambda: _defaults(plan)).get(name)
-    return {**defaults, **variables} if defaults else dict(variables)
-
-
-def _defaults(plan: Plan) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for name in plan.with_free_params():
-        free = {p.name for p in plan.free_params[name] if p.has_default}
-        if free:
-            found[name] = {
-                param: default
-                for param, _, default in parameters(plan.funcs[name])
-                if param in free
-            }
-    return found

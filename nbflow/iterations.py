@@ -19,9 +19,9 @@ from . import events as ev
 from .attempts import run_attempts, upstream_results
 from .errors import ConditionError, describe
 from .errors import format_exception as format_error
-from .graph import task_variables
 from .lifecycle import TaskState
 from .loops import PREVIOUS, LoopContext, LoopError, parse_until
+from .variables import task_variables
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -31,10 +31,10 @@ from .element_keys import Keys
 from .elements import Elements
 from .errors import format_exception as format_error
 from .fanout import Withdrawn, window
-from .graph import task_variables
 from .joins import rest_of
 from .lifecycle import FAILED_LIKE, TaskState
 from .streams import Stream
+from .variables import task_variables
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

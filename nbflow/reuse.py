@@ -111,6 +111,10 @@ def _difference(
     reason: str = "",
 ) -> str:
     """What differs from the newest earlier result of ``task`` in ``flow``."""
+    if reason == "unreadable":
+        return (
+            "the store could not be read as it ran (a StoreWarning said why), so nothing was reused"
+        )
     earlier = [r for r in store.task_results(flow, task, before) if r.run_id != run_id]
     if not earlier:
         return "no earlier result of this task in the store"

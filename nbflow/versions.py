@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 HISTORY_COLUMNS = [
     "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
-    "resumed_from", "parent_run", "stored_bytes",
+    "resumed_from", "parent_run", "stored_bytes", "file_bytes",
 ]  # fmt: skip
 VERSION_COLUMNS = ["version", "created", "n_tasks", "runs", "last_run", "current"]
 #: Spec fields that are not "options" in a diff (they are identity, code or dependencies).
@@ -57,8 +57,10 @@ def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
     going or whose process died unseen, ``interrupted`` once a resume found it dead),
     ``start``, ``end``, ``duration_s``, ``variables`` (JSON), ``resumed_from``,
     ``parent_run``, ``stored_bytes`` (what the run's events and results take in the
-    database; result files are shared and counted once, in the total). The frame's
-    ``attrs["store_bytes"]`` is the store's whole size on disk. ``store``: a path or store
+    database), ``file_bytes`` (what the result files of its own results take: large
+    results are files beside the database; identical results share one file, counted in
+    each run that wrote it). The frame's ``attrs["store_bytes"]`` is the store's whole size
+    on disk, files included. ``store``: a path or store
     object; default: the default store (see :func:`nbflow.store.default_location`).
 
     Raises:
@@ -69,6 +71,7 @@ def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
     found = _store(store)
     rows = found.runs(flow_name)
     sizes = found.run_sizes()
+    files = found.run_file_sizes()
     frame = pd.DataFrame(
         [
             (
@@ -83,6 +86,7 @@ def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
                 r["resumed_from"],
                 r["parent_run"],
                 sizes.get(r["run_id"], 0),
+                files.get(r["run_id"], 0),
             )
             for r in rows
         ],

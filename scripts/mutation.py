@@ -42,7 +42,9 @@ MODULES = (
     "fanout",
     "state",
     "graph",
+    "variables",
     "spec",
+    "spec_hash",
     "identity",
     "retry",
     "conditions",
@@ -116,6 +118,10 @@ TESTS = {
         "test_gates",
     ],
 }
+#: The run-variable checks (variables.py) came out of graph.py: the same tests reach them.
+TESTS["variables"] = TESTS["graph"]
+#: The version hash (spec_hash.py) came out of spec.py: the same tests reach it.
+TESTS["spec_hash"] = TESTS["spec"]
 #: mutmut's exit codes (mutmut/stats.py) grouped as this table counts them.
 # -9: the system killed the run (a mutant that makes a value unbounded, as `tuple(map(f,
 # repeat(x)))`, eats memory until then; mutmut names it a segfault).

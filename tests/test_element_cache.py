@@ -1,4 +1,4 @@
-"""``cache=True`` on a fan-out task caches each element by its own input (nbflow.cache's
+"""``cache=True`` on a fan-out task caches each element by its own input (nbflow.element_cache's
 ElementCache), through the real SQLite store and the in-memory one; resume too."""
 
 from __future__ import annotations

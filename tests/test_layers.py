@@ -43,9 +43,9 @@ LAYERS: list[tuple[str, set[str]]] = [
             "loops",
         },
     ),
-    ("spec", {"spec"}),
-    ("DSL", {"dsl", "switch", "subflows"}),
-    ("graph", {"graph"}),
+    ("spec", {"spec", "spec_hash"}),
+    ("DSL", {"dsl", "tasks", "switch", "subflows"}),
+    ("graph", {"graph", "variables"}),
     (
         "the engine's parts",
         {
@@ -100,6 +100,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "widgets",
             "render",
             "cache",
+            "element_cache",
             "health",
             "handle",
             "reuse",
@@ -127,7 +128,7 @@ ALLOWED = {
         "on its hot path, instead of feeding the reducer as an observer; engine.py is being "
         "rewritten (issue #24 report)"
     ),
-    ("widgets.panels", "__init__"): (
+    ("widgets.tracebacks", "__init__"): (
         "`import nbflow` only to read nbflow.__file__, to leave the package's own frames out "
         "of a traceback (issue #24 report)"
     ),

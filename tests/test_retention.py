@@ -100,6 +100,24 @@ def test_history_says_how_much_each_run_and_the_store_take(tmp_path):
     assert history.attrs["store_bytes"] >= history.stored_bytes.sum()
 
 
+def test_history_counts_the_result_files_each_run_wrote(tmp_path):
+    """Large results are files beside the database: ``file_bytes`` says what a run's own
+    files take (a file of two identical results once; a result served from the cache is
+    the earlier run's), so the runs worth pruning can be told from the table."""
+    store = SQLiteStore(tmp_path / "files.db", keep_runs=None, file_bytes=1_000)
+    flow = nf.Flow("files", store=store)
+    flow.task(name="big", cache=True)(lambda: b"x" * 50_000)
+    flow.task(name="same")(lambda: b"x" * 50_000)  # identical: one file
+    flow.task(name="small")(lambda: 1)
+    flow.run()
+    again = flow.run()  # big from the cache; same runs again (no cache), its file exists
+    assert again.states["big"] == "cached"
+    history = nf.history("files", store=store)
+    (size,) = {f.stat().st_size for f in store.files.root.rglob("*") if f.is_file()}
+    assert history.file_bytes.tolist() == [size, size]
+    assert history.attrs["store_bytes"] >= size + history.stored_bytes.sum()
+
+
 def test_prune_needs_a_rule_and_well_formed_ages(tmp_path):
     store = SQLiteStore(tmp_path / "bad.db")
     with pytest.raises(ValueError, match="keep_runs=N, older_than"):

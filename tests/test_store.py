@@ -386,7 +386,7 @@ def test_history_is_a_dataframe_of_runs_oldest_first():
     assert everything.flow.tolist() == ["recorded", "other"]
     assert list(everything.columns) == [
         "run_id", "flow", "flow_version", "status", "start", "end", "duration_s", "variables",
-        "resumed_from", "parent_run", "stored_bytes",
+        "resumed_from", "parent_run", "stored_bytes", "file_bytes",
     ]  # fmt: skip
     assert nf.history("other").flow.tolist() == ["other"]
     assert (everything.duration_s >= 0).all() and str(everything.start.dtype).startswith("date")

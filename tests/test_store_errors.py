@@ -233,6 +233,71 @@ def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
     assert {r["status"] for r in store.runs() if r["run_id"] == run.run_id} <= {"running"}
 
 
+def _cached_bulky(store, name="cached-bulky", tasks=12, size=20_000):
+    flow = nf.Flow(name, store=store)
+    for i in range(tasks):
+        flow.task(name=f"t{i}", cache=True)(lambda i=i: bytes([i % 256]) * size)
+    return flow
+
+
+def test_a_full_disk_fails_no_cached_task_and_later_reads_work(tmp_path, monkeypatch):
+    """Each cached task's lookup reads the store, which first waits for the writer: a write
+    that failed (the disk filled up) is its run's to tell, not an error of each task that
+    reads after it (it was: the run ended failed, its tasks cancelled), nor of the
+    next ``nf.history()``."""
+    store = SQLiteStore(tmp_path / "full.db")
+    _bulky(store, tasks=1).run()  # the file exists with its schema
+    pages = store._query("PRAGMA page_count")[0][0]
+    connect = store_writer.connect
+
+    def limited(path, timeout, **options):
+        con = connect(path, timeout, **options)
+        con.execute(f"PRAGMA max_page_count = {pages + 4}")
+        return con
+
+    nf.store.close_all()
+    monkeypatch.setattr(store_writer, "connect", limited)
+    store = SQLiteStore(tmp_path / "full.db")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _cached_bulky(store).run()
+    _assert_loud(run, caught, "database or disk is full")
+    assert set(run.states.values()) == {"succeeded"} and len(run.results) == 12
+    assert run.results["t3"] == bytes([3]) * 20_000
+    assert not [w for w in caught if "could not be read" in str(w.message)]  # reads worked
+    runs = store.runs()  # a read after the failed write: what is in the file, no error
+    assert run.run_id not in {r["run_id"] for r in runs if r["status"] == "succeeded"}
+    assert len(nf.history("cached-bulky", store=store)) <= 1
+
+
+def test_a_store_that_cannot_be_read_is_a_cache_miss_never_a_failed_task(tmp_path):
+    """A lookup that cannot read the store (here: another writer holds the lock past the
+    timeout, so this process's records cannot be read back) is a miss: the task runs, the
+    run says so once, and run.why() tells the reason."""
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, timeout=0.2)
+    calls: list[str] = []
+    flow = nf.Flow("busy-cache", store=store)
+    for name in ("a", "b", "c"):
+
+        @flow.task(name=name, cache=True, cache_ignore="calls")
+        def task(calls=calls, name=name):
+            calls.append(name)
+            return name
+
+    with _write_lock_held(path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run(max_workers=1)
+    assert run.status == "succeeded" and sorted(calls) == ["a", "b", "c"]
+    unreadable = [str(w.message) for w in caught if "could not be read" in str(w.message)]
+    assert len(unreadable) == 1, unreadable  # one warning for the run, not one per task
+    assert "is locked by another writer" in unreadable[0] and run.run_id in unreadable[0]
+    store.flush()  # the lock is gone: every record is written
+    assert "the store could not be read as it ran" in run.why("b")
+    again = flow.run()  # the store readable again: the results are served
+    assert set(again.states.values()) == {"cached"} and sorted(calls) == ["a", "b", "c"]
+
+
 @pytest.fixture
 def tiny_disk(tmp_path) -> Iterator[Path]:
     """A 256 KiB tmpfs (skipped where this process may not mount one)."""
@@ -261,6 +326,16 @@ def test_a_real_full_disk_is_reported_and_the_run_not_presented_as_recorded(tiny
         warnings.simplefilter("always")
         run = _bulky(store, tasks=40, size=20_000).run()  # 800 kB for a 256 kB disk
     _assert_loud(run, caught, "full")
+
+
+def test_a_real_full_disk_fails_no_cached_task(tiny_disk):
+    store = SQLiteStore(tiny_disk / "store.db", file_bytes=1 << 30)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _cached_bulky(store, tasks=40).run()  # 800 kB for a 256 kB disk
+    _assert_loud(run, caught, "full")
+    assert set(run.states.values()) == {"succeeded"}
+    store.runs()  # no error of the failed write
 
 
 def test_a_table_dropped_behind_the_stores_back_is_reported(tmp_path):

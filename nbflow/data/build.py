@@ -239,7 +239,7 @@ def make_function(plan: TaskPlan, fan_out: str | None) -> Callable[..., Any]:
 
 
 def _is_async(action: Callable[..., Any]) -> bool:
-    # The same test nbflow.dsl.build_task applies to the unwrapped function.
+    # The same test nbflow.tasks.build_task applies to the unwrapped function.
     target = inspect.unwrap(action)
     return inspect.iscoroutinefunction(target) or (
         not inspect.isfunction(target) and inspect.iscoroutinefunction(type(target).__call__)

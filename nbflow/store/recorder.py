@@ -243,7 +243,7 @@ class Recorder:
         self, task: str, label: str, value: Any, cache_key: str
     ) -> Awaitable[None] | None:
         """Store a fan-out element's result as ``label`` (``task[key]``) under
-        ``cache_key`` (``cache=True`` caches each element: see :class:`nbflow.cache.
+        ``cache_key`` (``cache=True`` caches each element: see :class:`nbflow.element_cache.
         ElementCache`). Like :meth:`keep`, an awaitable to await when it serialises in a
         thread; a value that cannot be serialised is not stored (one warning)."""
         if task in self._unkept:

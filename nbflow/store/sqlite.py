@@ -178,7 +178,9 @@ class SQLiteStore:
     # -- reading -----------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        self.flush()
+        # What this process submitted is read back; a write of it that failed was told to
+        # its run (and to the next flush()), not to each later reader.
+        self._writer.flush(self.timeout, reading=True)
         with self._lock:
             try:
                 if self._reader is None:
@@ -474,6 +476,18 @@ class SQLiteStore:
             "SELECT run_id, sum(coalesce(length(events), 0) + coalesce(length(tasks), 0) "
             "+ coalesce(length(meta), 0) + coalesce(length(data), 0)) FROM records "
             "GROUP BY run_id"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def run_file_sizes(self) -> dict[str, int]:
+        """Bytes of the result files each run wrote (its own results' files, each once; a
+        result it reused from another run is that run's). Identical results share one
+        file, so a file two runs wrote alike counts in both."""
+        rows = self._query(
+            "SELECT run_id, sum(size) FROM (SELECT DISTINCT p.run_id AS run_id, f.path, f.size "
+            "FROM records p, json_each(p.tasks) t "
+            "JOIN result_files f ON f.path = json_extract(p.meta, '$[' || t.key || '][2]') "
+            "WHERE json_extract(p.meta, '$[' || t.key || '][3]') IS NULL) GROUP BY run_id"
         )
         return {r[0]: r[1] for r in rows}
 

@@ -14,8 +14,10 @@ ended. Encoding is this thread's work; the event loop only appends.
 Nothing is lost in silence. A batch the database refuses (a full disk, a damaged file, a
 table gone) is reported to every run it belonged to: a run waiting for its end to be written
 (:meth:`Writer.finish`) gets that error, with SQLite's own words, and so does the next
-``flush()``. A batch that meets a lock held by another process is kept and tried again until
-the lock goes; meanwhile ``flush()`` times out with a :class:`StoreLockedError` that says so.
+``flush()`` (but not a read, which waits for the writer only to see what was written: a cache
+lookup in a later run, ``nf.history()``; the error is its run's to tell). A batch that meets
+a lock held by another process is kept and tried again until the lock goes; meanwhile
+``flush()`` times out with a :class:`StoreLockedError` that says so.
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
@@ -83,13 +85,17 @@ class _Waiter:
     """Someone waiting until everything queued before it is written: a thread (``flush``)
     or a run's coroutine (``finish``)."""
 
-    __slots__ = ("callback", "done", "error", "run_id")
+    __slots__ = ("callback", "done", "error", "reading", "run_id")
 
     def __init__(
-        self, run_id: str | None = None, callback: Callable[[StoreError | None], None] | None = None
+        self,
+        run_id: str | None = None,
+        callback: Callable[[StoreError | None], None] | None = None,
+        reading: bool = False,
     ) -> None:
         self.run_id = run_id
         self.callback = callback
+        self.reading = reading  # a reader: told of no write error (runs are, and flush())
         self.done = threading.Event()
         self.error: StoreError | None = None
 
@@ -176,19 +182,25 @@ class Writer:
         """Write what is queued now (a run has gone on for an interval, or someone waits)."""
         self._wake.set()
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None, *, reading: bool = False) -> None:
         """Block until everything submitted so far is written.
 
+        ``reading``: the caller only wants to read what is written (a write that failed
+        is not its error: the run it belonged to is told, and so is the next plain flush).
+
         Raises:
-            StoreError: a batch could not be written since the last flush (SQLite's message),
-                or the writer did not catch up within ``timeout`` (a lock held elsewhere).
+            StoreError: a batch could not be written since the last flush (SQLite's message;
+                not when ``reading``), or the writer did not catch up within ``timeout`` (a
+                lock held elsewhere).
         """
         if not self._thread.is_alive():
+            if reading:
+                return
             error, self._error = self._error, None
             if error is not None:
                 raise error
             return
-        waiter = _Waiter()
+        waiter = _Waiter(reading=reading)
         self._queue.append(waiter)
         self._wake.set()
         if not waiter.done.wait(timeout):
@@ -298,7 +310,9 @@ class Writer:
             for opened in batch.opened:
                 self._prune(opened.row[1])
         for waiter in batch.waiters:
-            if waiter.run_id is None:
+            if waiter.reading:
+                failure = None
+            elif waiter.run_id is None:
                 failure, self._error = self._error, None
             else:
                 failure = self._run_errors.pop(waiter.run_id, None)

@@ -21,6 +21,13 @@ state is drawn when the run finishes or is waited for (:meth:`sync`).
 The DAG is laid out once per graph shape and restyled per update. With Graphviz ``dot``
 available, the layout runs as an async subprocess while the built-in layout is shown; both
 are cached per shape, so re-running a cell lays nothing out again.
+
+Longer than 500 lines: :class:`Dashboard` is one widget whose parts share its state. The
+event listener, the engine's end-of-run future, the ticker, the cell-end hook and the
+layout subprocess's future all read and set the same run, engine, traits and last drawn
+event number; the order they hand over in (listen, then wait, then draw the end once) is
+the point of the class and is only checkable when read in one place. The kernel helpers at
+the end are a few lines each, used only here.
 """
 
 from __future__ import annotations

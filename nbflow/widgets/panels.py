@@ -13,21 +13,18 @@ data-done=.. data-total=..>``. A run the store could not record carries, inside 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import html
-import os
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import nbflow
 from nbflow.render import DagTemplate, gantt_svg
 from nbflow.render.palette import FONT_FAMILY, STATES, TERMINAL, URGENCY, style_for
 from nbflow.render.svg import fmt_duration
 from nbflow.widgets import logview
+from nbflow.widgets.tracebacks import user_traceback
 from nbflow.widgets.views import (
     Structure,
     counter,
@@ -199,41 +196,6 @@ def _error_cell(record: TaskRecord) -> str:
     if text:  # a retrying task's last error
         return f'<span style="opacity:.8">{esc(text)}</span>'
     return ""
-
-
-def user_traceback(text: str) -> str:
-    """``text`` (a formatted traceback) without the frames of nbflow and asyncio themselves.
-
-    What is left starts at the user's task function, which is what a reader wants to see.
-    The text comes back unchanged when it does not look like a traceback or when every
-    frame would go.
-    """
-    lines = text.splitlines()
-    if not lines or not lines[0].startswith("Traceback"):
-        return text
-    kept, drop = [lines[0]], False
-    dropped = 0
-    for line in lines[1:]:
-        if line.startswith('  File "'):
-            path = line[8 : line.find('"', 8)]
-            drop = path.startswith(_INTERNAL)
-            dropped += drop
-            if not drop:
-                kept.append(line)
-        elif line.startswith("    ") and drop:
-            continue
-        else:
-            drop = False
-            kept.append(line)
-    if not dropped or not any(line.startswith('  File "') for line in kept):
-        return text
-    return "\n".join(kept)
-
-
-# Frames from these directories are the machinery around a task, not the user's code.
-_INTERNAL = tuple(
-    str(Path(module.__file__ or ".").resolve().parent) + os.sep for module in (asyncio, nbflow)
-)
 
 
 #: A partial fan-out task's row opens to the tracebacks of this many failed elements.

@@ -3,9 +3,9 @@
 :class:`Structure` is the drawn shape of one flow (names, edges, static node facts, and for
 big flows the grouping), computed once per dashboard. Per update it turns a
 :class:`~nbflow.state.RunState` into node views, and :func:`gantt_rows` turns the state's
-attempt rows into Gantt input. :func:`to_digraph` builds the ``graphviz.Digraph`` that
-``flow.graph(run)`` returns. The dashboard, the static summary and ``flow.graph`` all draw
-from here, so they agree.
+attempt rows into Gantt input. :func:`~nbflow.widgets.digraph.to_digraph` draws a structure as the
+``graphviz.Digraph`` that ``flow.graph(run)`` returns. The dashboard, the static summary and
+``flow.graph`` all draw from here, so they agree.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 from nbflow.errors import describe
 from nbflow.lifecycle import RunStatus, TaskState
 from nbflow.render import GraphView, NodeView, topological_layers
-from nbflow.render.palette import EDGE_COLOUR, TERMINAL, URGENCY, style_for
-from nbflow.render.svg import detail_line, fit_node_w
+from nbflow.render.palette import TERMINAL, URGENCY
+from nbflow.render.svg import fit_node_w
 
 if TYPE_CHECKING:
-    import graphviz
-
     from nbflow.graph import Plan
     from nbflow.state import RunState, TaskRecord
 
@@ -459,69 +457,3 @@ def gantt_rows(state: RunState) -> list[dict[str, Any]]:
         }
         for r in list(state.rows)  # a copy: a run in another thread may append meanwhile
     ]
-
-
-def to_digraph(structure: Structure, state: RunState | None = None) -> graphviz.Digraph:
-    """A ``graphviz.Digraph`` of the structure, nodes styled by ``state`` when given.
-
-    Nodes are rounded boxes, left to right, tasks without upstream in the first column.
-    Without ``state`` they show the plain structure: neutral boxes with the name and the
-    priority (a group: its number of tasks), no state. With ``state`` each is labelled with
-    a state glyph, the name and a detail line (priority, tries, duration, fan-out counter);
-    a failed node's tooltip holds its error. Styles come from
-    :data:`~nbflow.render.STATE_STYLE`, as in the dashboard.
-    """
-    import graphviz  # lazily: keeps `import nbflow` fast
-
-    from nbflow.render.dot import sources_first
-
-    g = graphviz.Digraph(
-        "nbflow",
-        graph_attr={"rankdir": "LR", "nodesep": "0.25", "ranksep": "0.6", "bgcolor": "transparent"},
-        node_attr={
-            "shape": "box",
-            "fontname": "Helvetica",
-            "fontsize": "11",
-            "margin": "0.15,0.06",
-        },
-        edge_attr={"color": EDGE_COLOUR, "arrowsize": "0.6", "penwidth": "1.2"},
-    )
-    ids = {}
-    if state is None:
-        for i, node in enumerate(structure.view.nodes):
-            ids[node.name] = f"n{i}"
-            size = structure.groups.get(node.name)
-            facts = [f"{len(size):,} tasks"] if size else []
-            facts += [f"p={node.priority}"] if node.priority else []
-            g.node(
-                f"n{i}",
-                label="\\n".join([graphviz.escape(node.name), *facts]),
-                tooltip=graphviz.escape(node.name),
-                **_PLAIN,
-            )
-    else:
-        for i, node in enumerate(structure.nodes(state).values()):
-            s = style_for(node.state)
-            ids[node.name] = f"n{i}"
-            detail = detail_line(node) + (f" · {node.counter}" if node.counter else "")
-            g.node(
-                f"n{i}",
-                label=f"{s.glyph} {graphviz.escape(node.name)}\\n{graphviz.escape(detail)}",
-                tooltip=graphviz.escape(f"{node.name}: {node.error or s.label}"),
-                **s.dot_attrs(),
-                **{"class": f"nbflow-state-{node.state}"},
-            )
-    for u, v in structure.view.edges:
-        g.edge(ids[u], ids[v])
-    g.body.append(sources_first(structure.view.names, structure.view.edges, ids))
-    return g
-
-
-#: How ``flow.graph()`` draws a task when no run is given: the structure only, no state.
-_PLAIN = {
-    "style": "rounded",
-    "color": "#6B7280",
-    "fontcolor": "#1F2937",
-    "penwidth": "1.2",
-    "class": "nbflow-task",
-}
