@@ -31,7 +31,15 @@ from .engine import Engine, prepare
 from .events import Event, EventBus
 from .graph import Plan, build_plan
 from .handle import RunHandle
-from .identity import FlowIdentity, Identities, Identity, Part, flow_version, sha
+from .identity import (
+    FlowIdentity,
+    Identities,
+    Identity,
+    Part,
+    flow_version,
+    parts_digest,
+    sha,
+)
 from .lines import LogCapture
 from .lines import resolve as resolve_logs
 from .locks import Locks, check_executor
@@ -87,7 +95,7 @@ def _subflow_identity(own: Identity, sub: Any) -> Identity:
         *option_parts,
     )  # fmt: skip
     bad = tuple(b for b in own.unhashable if b[0].startswith("option "))
-    digest = None if bad else sha("\n".join(f"{p.path}={p.digest}" for p in parts))
+    digest = None if bad else parts_digest(parts)
     return Identity(digest, parts, bad)
 
 

@@ -319,6 +319,57 @@ def test_a_value_that_cannot_be_hashed_anywhere_means_one_warning_and_no_reuse(p
             assert run.states["t"] == "succeeded"  # ran: never served from the cache
 
 
+def test_a_method_bound_to_a_function_of_another_class_is_run_again_after_an_edit(tmp_path):
+    # A list of handlers, each a function bound to an object with types.MethodType: hashed by
+    # its pickle (getattr(box, "f")), the edit of f was served from the cache (1, not 2).
+    with kernel() as cells:
+        cells.run(
+            "import types\nimport nbflow as nf\n"
+            f"flow = nf.Flow('m', store={str(tmp_path / 's.db')!r})\n"
+            "class Box:\n    pass\nbox = Box()\n"
+            "def task():\n    return HANDLERS[0]()\nflow.task(name='t', cache=True)(task)\n"
+        )
+        cells.run("def f(self):\n    return 1\nHANDLERS = [types.MethodType(f, box)]\n")
+        assert cells["flow"].run().results == {"t": 1}
+        assert cells["flow"].run().states == {"t": "cached"}
+        cells.run("def f(self):\n    return 2\nHANDLERS = [types.MethodType(f, box)]\n")
+        run = cells["flow"].run()
+        assert run.states == {"t": "succeeded"} and run.results == {"t": 2}
+        assert run.why("t").startswith("ran: global `HANDLERS` changed since run ")
+        # One it cannot hash (a lambda bound to the object holding it): one warning naming
+        # the task and the variable, and no reuse.
+        cells.run("box.m = types.MethodType(lambda self: 3, box)\nHANDLERS = [box.m]\n")
+        for _ in range(2):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = cells["flow"].run()
+            found = [str(w.message) for w in caught if issubclass(w.category, nf.CacheWarning)]
+            assert len(found) == 1, found
+            assert found[0].startswith("task 't': global HANDLERS cannot be hashed"), found
+            assert run.states == {"t": "succeeded"} and run.results == {"t": 3}
+
+
+def test_flows_and_tasks_whose_names_join_alike_share_no_cache_entry(tmp_path):
+    # The key joined flow, task and identity with "\x00", which a name may hold: the task "c"
+    # of flow "a\x00b" and the task "b\x00c" of flow "a" had one key, in one store.
+    store = str(tmp_path / "s.db")
+
+    def where() -> list[str]:
+        context = nf.context()
+        return [context.flow, context.task]
+
+    def run(flow_name: str, task_name: str) -> nf.Run:
+        flow = nf.Flow(flow_name, store=store)
+        flow.task(name=task_name, cache=True)(where)
+        return flow.run()
+
+    assert run("a\x00b", "c").results == {"c": ["a\x00b", "c"]}
+    second = run("a", "b\x00c")
+    assert second.states == {"b\x00c": "succeeded"}
+    assert second.results == {"b\x00c": ["a", "b\x00c"]}
+    assert run("a", "b\x00c").states == {"b\x00c": "cached"}
+
+
 def test_a_task_whose_function_is_in_a_recursive_group_sees_the_other_members(tmp_path):
     # The task's own parts hold the other members by name (a stand-in each, as in any
     # member's parts): the group's digest is a part of its identity. Without it, an edit of

@@ -20,11 +20,13 @@ the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_
 
 Values are hashed by content: scalars and builtin containers canonically, numpy arrays by
 dtype, shape and bytes, pandas objects by ``hash_pandas_object``, an object of a user class
-by its class's identity and its state, anything else by the SHA-256 of its pickle and the
-identity of the user functions and classes the pickle names. A value that cannot be hashed
-leaves the identity without a digest: no cached or resumed result can match it (a
-:class:`CacheWarning` says which variable, once). Functions and classes that reach
-themselves are identified as a group (:mod:`nbflow.identity.recursion`).
+by its class's identity and its state, a bound method (``types.MethodType(f, obj)`` too), a
+``staticmethod``, ``classmethod`` or ``functools.partial`` by its function and what it holds,
+anything else by the SHA-256 of its pickle and the identity of the user functions and
+classes the pickle names (a bound method in it as its function bound to its instance). A
+value that cannot be hashed leaves the identity without a digest: no cached or resumed
+result can match it (a :class:`CacheWarning` says which variable, once). Functions and
+classes that reach themselves are identified as a group (:mod:`nbflow.identity.recursion`).
 
 Values are read when the identity is computed, at the start of each run: a global changed by
 a later cell is seen by the next run. :class:`Identities` remembers, per flow, what cannot
@@ -57,6 +59,7 @@ from .model import (
     flow_version,
     identity_options,
     is_code_path,
+    parts_digest,
     sha,
 )
 from .values import Unhashable, show
@@ -80,6 +83,7 @@ __all__ = [
     "identity_options",
     "is_code_path",
     "is_library",
+    "parts_digest",
     "sha",
     "show",
     "source_digest",

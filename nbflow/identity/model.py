@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +32,18 @@ class CacheWarning(UserWarning):
 
 
 def sha(*chunks: str | bytes | memoryview) -> str:
-    """Hex SHA-256 of the chunks, cut to :data:`DIGEST_SIZE` characters."""
+    """Hex SHA-256 of the chunks, cut to :data:`DIGEST_SIZE` characters.
+
+    Each chunk is hashed after its length (8 bytes), so the chunks are told apart however
+    they split: ``sha("json", "dumps") != sha("jsond", "umps")``, and no chunk can pass for
+    two. (Joined without a mark between them, two names could have the digest of two
+    others: a stale hit.)
+    """
     digest = hashlib.sha256()
     for chunk in chunks:
-        digest.update(chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk)
+        data = chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk
+        digest.update(memoryview(data).nbytes.to_bytes(8, "little"))
+        digest.update(data)
     return digest.hexdigest()[:DIGEST_SIZE]
 
 
@@ -47,6 +55,12 @@ class Part:
     path: str
     digest: str
     shown: str = ""
+
+
+def parts_digest(parts: Iterable[Part]) -> str:
+    """The digest of parts: each one's path and digest, as chunks of :func:`sha` (a path
+    holds any character: a partial's keyword, a flow's name)."""
+    return sha(*[chunk for part in parts for chunk in (part.path, part.digest)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +191,13 @@ def flow_version(spec_version: str, tasks: Mapping[str, Identity]) -> str:
     """A flow's version: its definition's hash (``spec_version``: names, options,
     dependencies) and the identity of every task. A task that cannot be hashed counts by
     what could not be hashed (its variable's path), so the version stays stable."""
-    lines = [spec_version]
+    chunks = [spec_version]
     for name, identity in tasks.items():
-        digest = identity.digest or "unhashable:" + ",".join(p for p, _ in identity.unhashable)
-        lines.append(f"{name}={digest}")
-    return sha("\n".join(lines))
+        if identity.digest is not None:
+            chunks += [name, "digest", identity.digest]
+        else:  # (a path holds any character: the paths' own digest, a chunk of fixed size)
+            chunks += [name, "unhashable", sha(*[path for path, _ in identity.unhashable])]
+    return sha(*chunks)
 
 
 def identity_options(spec: Any) -> tuple[tuple[str, Any], ...]:

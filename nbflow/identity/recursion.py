@@ -129,7 +129,8 @@ class Recursion:
                 del self._open[id(obj)]
             self._low = outer
         pairs = list(zip(members, made, strict=True))
-        group = sha("group", *sorted(f"{obj.__qualname__}={node.digest}" for obj, node in pairs))
+        named = sorted((obj.__qualname__, node.digest) for obj, node in pairs)
+        group = sha("group", *[chunk for pair in named for chunk in pair])
         names = ", ".join(sorted(obj.__qualname__ for obj in members))
         bad = [(other, path, reason) for other, node in pairs for path, reason in node.unhashable]
         for obj, node in pairs:

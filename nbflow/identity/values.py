@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import pickle
 import types
 from typing import Any
@@ -68,7 +69,14 @@ def _state(obj: Any) -> Any:
 
 class _Pickler(pickle.Pickler):
     """A pickler that notes each class and function the pickle names (``named``): a pickle
-    refers to them by their name, it does not hold their code."""
+    refers to them by their name, it does not hold their code.
+
+    A bound method is pickled as its function bound to its instance: Python pickles it as
+    ``getattr(instance, name)``, which names neither the function nor its class when the
+    function is not the class's own (``types.MethodType(f, obj)``), so an edit of ``f``
+    would pickle as before. A ``staticmethod`` or ``classmethod`` object (which Python
+    does not pickle) as its function.
+    """
 
     def __init__(self, file: io.BytesIO, named: list[Any]) -> None:
         super().__init__(file, protocol=5)
@@ -77,6 +85,10 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type | types.FunctionType):
             self.named.append(obj)
+        elif isinstance(obj, types.MethodType):  # f.__get__(instance): how a method binds
+            return operator.methodcaller("__get__", obj.__self__), (obj.__func__,)
+        elif isinstance(obj, staticmethod | classmethod):
+            return type(obj), (obj.__func__,)
         return NotImplemented  # pickled as usual
 
 
@@ -86,7 +98,7 @@ def _pickled(value: Any, named: list[Any]) -> str:
     try:
         file = io.BytesIO()
         _Pickler(file, named).dump(value)
-        return sha("pickle:", file.getbuffer())
+        return sha("pickle", file.getbuffer())
     except Exception as error:
         raise Unhashable(
             f"{type(value).__qualname__} cannot be pickled ({describe(error)})"
@@ -100,10 +112,17 @@ def _numpy_digest(value: Any, named: list[Any]) -> str:
     # its dtype, shape and bytes.
     if type(value) is np.ndarray and value.dtype != object:
         data = np.ascontiguousarray(value)
-        return sha("ndarray", value.dtype.str, repr(value.shape), data.data.cast("B"))
+        return sha("ndarray", _dtype_text(value.dtype), repr(value.shape), data.data.cast("B"))
     if isinstance(value, np.generic):
-        return sha("numpy", value.dtype.str, value.tobytes())
+        return sha("numpy", _dtype_text(value.dtype), value.tobytes())
     return _pickled(value, named)
+
+
+def _dtype_text(dtype: Any) -> str:
+    """A dtype as text that tells every dtype apart: its ``str`` (``<f8``), or for a
+    structured one, whose ``str`` is only its size (``|V8``), its fields' names, types and
+    offsets (``descr``): renaming a field, or retyping it with the same bytes, is a change."""
+    return dtype.str if dtype.fields is None else repr(dtype.descr)
 
 
 def _pandas_digest(value: Any, named: list[Any]) -> str:

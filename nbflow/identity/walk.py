@@ -20,7 +20,17 @@ from itertools import repeat
 from typing import Any
 
 from .code import CodeFacts, _distribution_version, code_facts, is_library
-from .model import _MAX_DEPTH, IDENTITY_OF, IGNORE, PART_DEPTH, SEP, Identity, Part, sha
+from .model import (
+    _MAX_DEPTH,
+    IDENTITY_OF,
+    IGNORE,
+    PART_DEPTH,
+    SEP,
+    Identity,
+    Part,
+    parts_digest,
+    sha,
+)
 from .recursion import Recursion
 from .values import (
     _SCALAR_TYPES,
@@ -218,8 +228,8 @@ class Identities(Recursion):
             option_bad: list[tuple[str, str]] = []
             for name, value in options:
                 self._value_parts(f"option {name}", value, option_parts, option_bad, 0)
-            summary = "\n".join(f"{p.path}={p.digest}" for p in option_parts)
-            seen = self._seen[id(options)] = (options, (sha(summary), option_parts, option_bad))
+            summary = parts_digest(option_parts)
+            seen = self._seen[id(options)] = (options, (summary, option_parts, option_bad))
         options_digest, option_parts, option_bad = seen[1]
         node = self._function(fn) if type(fn) is types.FunctionType else None
         if node is not None and node.tasks is not None:
@@ -235,7 +245,7 @@ class Identities(Recursion):
             bad = [b for b in bad if not _ignored(b[0], ignored)]
         parts += option_parts
         bad += option_bad
-        digest = None if bad else sha("\n".join(f"{p.path}={p.digest}" for p in parts))
+        digest = None if bad else parts_digest(parts)
         identity = Identity(digest, tuple(parts), tuple(bad))
         if node is not None and node.reusable and not option_bad:
             if node.tasks is None:
@@ -386,7 +396,7 @@ class Identities(Recursion):
         reusable = not bad and all([self._checkable(v, found, values, partials) for v in leaves])
         # (A node that is not reusable is never checked: it needs no children.)
         children = tuple((v, self._digest_of(v)) for v in found) if reusable else ()
-        digest = sha("\n".join(f"{p.path}={p.digest}" for p in parts)) if not bad else "unhashable"
+        digest = parts_digest(parts) if not bad else "unhashable"
         return _Node(
             digest, tuple(parts), tuple(bad), children, reusable, tuple(values), tuple(partials)
         )
@@ -564,8 +574,7 @@ class Identities(Recursion):
         if callable(value) and not isinstance(value, _SCALARS) and _is_code_like(value):
             sub: list[Part] = []
             self._callable_parts(value, sub, bad)
-            parts.append(Part(path, sha("\n".join(f"{p.path}={p.digest}" for p in sub)),
-                              show(value)))  # fmt: skip
+            parts.append(Part(path, parts_digest(sub), show(value)))
             return
         try:
             digest = self.value_digest(value)
@@ -642,13 +651,13 @@ class Identities(Recursion):
 
     def _content_digest(self, value: Any, kind: type, depth: int) -> str:
         if kind in (tuple, list):
-            return sha(kind.__name__, *[self.value_digest(v, depth + 1) + "," for v in value])
+            return sha(kind.__name__, *[self.value_digest(v, depth + 1) for v in value])
         if kind is dict or (isinstance(value, Mapping) and kind.__module__ == "collections"):
             pairs = sorted(
                 (self.value_digest(k, depth + 1), self.value_digest(v, depth + 1))
                 for k, v in value.items()
             )
-            return sha("dict", *[f"{k}:{v}," for k, v in pairs])
+            return sha("dict", *[digest for pair in pairs for digest in pair])
         if kind in (set, frozenset):
             return sha(kind.__name__, *sorted(self.value_digest(v, depth + 1) for v in value))
         if isinstance(value, enum.Enum):
@@ -660,6 +669,24 @@ class Identities(Recursion):
                 version = self._module_version(value.__module__)
                 return sha("code", value.__module__, value.__qualname__, version)
             return self._code_digest(value)
+        if kind is types.MethodType:
+            # By its function and its instance (its pickle, getattr(instance, name), holds
+            # neither a function foreign to the class nor that function's code).
+            return sha(
+                "method",
+                self.value_digest(value.__func__, depth + 1),
+                self.value_digest(value.__self__, depth + 1),
+            )
+        if kind is staticmethod or kind is classmethod:  # (they do not pickle)
+            return sha(kind.__name__, self.value_digest(value.__func__, depth + 1))
+        if kind is functools.partial:  # as _callable_parts: its function and arguments
+            return sha(
+                "partial",
+                self.value_digest(value.func, depth + 1),
+                self.value_digest(value.args, depth + 1),
+                self.value_digest(value.keywords, depth + 1),
+                self.value_digest(vars(value), depth + 1),
+            )
         if self._plain_object(kind):
             # An instance of a class of user code, pickled the default way: by its class's
             # identity (its code) and its state, walked like any value (so that a set or a
@@ -729,11 +756,7 @@ def _class_items(cls: type) -> tuple[tuple[tuple[str, Any], ...], tuple[type, ..
 
 
 def _scalar_digest(value: Any, kind: type) -> str:
-    if kind is str:
-        return sha("str:", value)
-    if kind is bytes:
-        return sha("bytes:", value)
-    return sha(f"{kind.__name__}:{value!r}")
+    return sha(kind.__name__, value if kind is str or kind is bytes else repr(value))
 
 
 def _counts(name: str, value: Any) -> bool:

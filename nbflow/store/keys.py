@@ -43,7 +43,10 @@ def inputs_hash(digests: Mapping[str, str | None]) -> str | None:
 
 
 def cache_key(flow: str, task: str, identity: str, inputs: str, user_key: object = None) -> str:
-    """The cache key of one task call: flow, task, identity and inputs (or ``cache_key=``)."""
-    if user_key is not None:
-        return sha(f"{flow}\x00{task}\x00{identity}\x00user:{user_key!r}")
-    return sha(f"{flow}\x00{task}\x00{identity}\x00{inputs}")
+    """The cache key of one task call: flow, task, identity and inputs (or ``cache_key=``).
+
+    Each field after its length: a name may hold any character (a mark between the fields
+    would let flow ``"a\\x00b"``'s task ``"c"`` share the key of flow ``"a"``'s task
+    ``"b\\x00c"``, and be served its result)."""
+    last = inputs if user_key is None else f"user:{user_key!r}"
+    return sha("".join(f"{len(field)}:{field}" for field in (flow, task, identity, last)))
