@@ -1207,7 +1207,7 @@ def test_the_code_in_options_counts(cells):
 PINNED_MORE = [
     (__import__("datetime").date(2020, 1, 2), "6961a619fa3aa6ff"),
     (__import__("decimal").Decimal("1.5"), "4ab000f33dad9015"),
-    (pd.Series([1, 2], name="a"), "f0564fb2913f8f1b"),
+    (pd.Series([1, 2], name="a"), "4f6f91b23fb8e44f"),
 ]
 
 

@@ -180,7 +180,7 @@ def _index_digest(index: Any, named: list[Any], element: Callable[[Any], str]) -
     import pandas as pd
 
     kind = type(index)
-    if not kind.__module__.startswith("pandas."):
+    if kind.__module__.partition(".")[0] != "pandas":
         return _pickled(index, named)  # a subclass of someone's: what it holds, it says
     names = element(list(index.names))
     if isinstance(index, pd.MultiIndex):
@@ -212,7 +212,7 @@ def _array_digest(array: Any, named: list[Any], element: Callable[[Any], str]) -
     kind = type(array)
     dates = pd.arrays.DatetimeArray | pd.arrays.TimedeltaArray | pd.arrays.PeriodArray
     nullable = pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray
-    if not kind.__module__.startswith("pandas."):
+    if kind.__module__.partition(".")[0] != "pandas":
         return _pickled(array, named)
     text = f"{type(dtype).__qualname__}|{dtype!r}|{dtype!s}|{getattr(dtype, 'storage', '')}"
     if isinstance(array, pd.Categorical):
