@@ -179,7 +179,8 @@ def run_matrix(opts: Options) -> list[dict[str, Any]]:
         for k in range(opts.rounds):
             shift = k % len(opts.engines)
             for info in opts.engines[shift:] + opts.engines[:shift]:
-                rows.extend({**r, "round": k} for r in _run_cell(info, w, opts, rows))
+                new = _run_cell(info, w, opts, rows)
+                rows.extend([{**r, "round": k} for r in new] if opts.rounds > 1 else new)
     return rows
 
 
