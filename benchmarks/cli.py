@@ -42,6 +42,7 @@ class Options:
     workloads: list[workloads.Workload]
     quick: bool = False
     repeat: int = 3
+    rounds: int = 1
     timeout_s: float = 120.0
     with_peers: bool = True
     json_path: Path | None = None
@@ -167,32 +168,39 @@ def _skip_reason(
 
 
 def run_matrix(opts: Options) -> list[dict[str, Any]]:
-    """Run every selected cell, workload-major; return raw rows in run order."""
+    """Run every selected cell, workload-major; return raw rows in run order.
+
+    With ``rounds`` > 1 each workload's cells run that many times, the engines' order turned
+    by one each round (A B C, then B C A, ...), and every row says its ``round``: a machine
+    that speeds up or slows down meanwhile weighs on each engine alike, and
+    :func:`report.merge_rounds` takes each ratio round by round."""
     rows: list[dict[str, Any]] = []
     for w in opts.workloads:
-        for info in opts.engines:
-            if not info.runs(w.group):
-                continue
-            if info.name in opts.peer_errors:
-                rows.append(
-                    {
-                        **base_row(info, w),
-                        "status": "not run",
-                        "reason": opts.peer_errors[info.name],
-                    }
-                )
-                continue
-            skip = _skip_reason(info, w, rows, opts.timeout_s)
-            if skip:
-                rows.append({**base_row(info, w), "status": "too slow", "reason": skip})
-                _log(f"{w.key:8} {info.name:17} skipped ({skip})")
-                continue
-            started = time.perf_counter()
-            new = run_child(info, w, opts)
-            rows.extend(new)
-            status = ", ".join(r["status"] for r in new)
-            _log(f"{w.key:8} {info.name:17} {status} ({time.perf_counter() - started:.1f} s)")
+        for k in range(opts.rounds):
+            shift = k % len(opts.engines)
+            for info in opts.engines[shift:] + opts.engines[:shift]:
+                new = _run_cell(info, w, opts, rows)
+                rows.extend([{**r, "round": k} for r in new] if opts.rounds > 1 else new)
     return rows
+
+
+def _run_cell(
+    info: EngineInfo, w: workloads.Workload, opts: Options, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One (workload, engine) cell's rows: run, or why it was not."""
+    if not info.runs(w.group):
+        return []
+    if info.name in opts.peer_errors:
+        return [{**base_row(info, w), "status": "not run", "reason": opts.peer_errors[info.name]}]
+    skip = _skip_reason(info, w, rows, opts.timeout_s)
+    if skip:
+        _log(f"{w.key:8} {info.name:17} skipped ({skip})")
+        return [{**base_row(info, w), "status": "too slow", "reason": skip}]
+    started = time.perf_counter()
+    new = run_child(info, w, opts)
+    status = ", ".join(r["status"] for r in new)
+    _log(f"{w.key:8} {info.name:17} {status} ({time.perf_counter() - started:.1f} s)")
+    return new
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -206,6 +214,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--engines", help=f"comma list of: {', '.join(BY_NAME)}")
     parser.add_argument("--workloads", help="comma list, e.g. W1,W2 or W1-10k (default: W1..W7)")
     parser.add_argument("--repeat", type=int, default=3, help="timed repeats per cell (median)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each workload's cells this many times, interleaved; a ratio is then the "
+        "median of its per-round ratios, with their range",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per cell")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -235,6 +250,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         workloads=chosen,
         quick=args.quick,
         repeat=max(1, args.repeat),
+        rounds=max(1, args.rounds),
         timeout_s=args.timeout,
         with_peers=not args.no_peers,
         json_path=args.json,
@@ -247,13 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     resolve_interpreters(opts)
     started = time.time()
-    rows = report.summarize(run_matrix(opts))
+    rows = report.summarize(report.merge_rounds(run_matrix(opts)))
     meta = {
         **report.environment(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "wall_s": round(time.time() - started, 1),
         "quick": opts.quick,
         "repeat": opts.repeat,
+        "rounds": opts.rounds,
         "timeout_s": opts.timeout_s,
     }
     report.write_json(opts.results_dir / "latest.json", rows, meta)
@@ -261,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write_json(opts.json_path, rows, meta)
     print(
         f"## nbflow benchmarks ({meta['started']}, Python {meta['python']}, "
-        f"{meta['cpus']} CPUs, repeat={opts.repeat}{', quick' if opts.quick else ''})\n"
+        f"{meta['cpus']} CPUs, repeat={opts.repeat}"
+        f"{f', rounds={opts.rounds}' if opts.rounds > 1 else ''}"
+        f"{', quick' if opts.quick else ''})\n"
     )
     print(f"Versions: {report.versions(rows)}.\n")
     print(report.markdown(rows))

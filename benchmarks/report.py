@@ -25,6 +25,51 @@ def _median(values: Sequence[float] | None) -> float | None:
     return statistics.median(values) if values else None
 
 
+def merge_rounds(rows: Iterable[Row]) -> list[Row]:
+    """One row per (engine, workload, variant) from the rows of every round (``--rounds``):
+    the timings of all rounds together, each round's median apart (``round_s``,
+    ``round_cpu_s``), the largest peak RSS. A cell that failed in any round is reported by
+    its first failed row, which says the round. Rows without a ``round`` pass unchanged."""
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r["engine"], r["workload"], r.get("variant", "")), []).append(r)
+    out = []
+    for group in groups.values():
+        if "round" not in group[0]:
+            out.extend(group)
+            continue
+        failed = next((r for r in group if r.get("status") != "ok"), None)
+        if failed is not None:
+            reason = failed.get("reason") or failed["status"]
+            out.append({**failed, "reason": f"{reason} (round {failed['round'] + 1})"})
+            continue
+        merged = dict(group[0])
+        for key in ("run_s", "cpu_s", "build_s"):
+            if key in merged:
+                merged[key] = [v for r in group for v in r.get(key) or ()]
+        merged["phases"] = {}
+        for r in group:
+            for phase, seconds in (r.get("phases") or {}).items():
+                merged["phases"].setdefault(phase, []).extend(seconds)
+        merged["round_s"] = [statistics.median(r["run_s"]) for r in group]
+        if all(r.get("cpu_s") for r in group):
+            merged["round_cpu_s"] = [statistics.median(r["cpu_s"]) for r in group]
+        rss = [r["peak_rss_kib"] for r in group if r.get("peak_rss_kib")]
+        merged["peak_rss_kib"] = max(rss) if rss else None
+        merged["rounds"] = len(group)
+        del merged["round"]
+        out.append(merged)
+    return out
+
+
+def _per_round(a: Row, b: Row, key: str) -> list[float] | None:
+    """``a``'s time over ``b``'s, round by round (None: they did not run the same rounds)."""
+    x, y = a.get(key), b.get(key)
+    if not x or not y or len(x) != len(y) or not all(y):
+        return None
+    return [p / q for p, q in zip(x, y, strict=True)]
+
+
 def summarize(rows: Iterable[Row]) -> list[Row]:
     """Add ``median_s``, ``us_per_task``, ``build_median_s``, ``ratio``, ``efficiency`` and
     the W6 (100k/10k) and W7 (vs. plain) comparisons to each ok row; return new dicts."""
@@ -46,13 +91,21 @@ def summarize(rows: Iterable[Row]) -> list[Row]:
     }
     for (engine, key, variant), r in ok.items():
         base = ok.get((BASELINE, key, ""))
-        if base and base["median_s"]:
+        if base and (rounds := _per_round(r, base, "round_s")):
+            # Each round's ratio: measured close in time, whatever the machine did between.
+            r["ratio"] = statistics.median(rounds)
+            r["ratio_range"] = (min(rounds), max(rounds))
+        elif base and base["median_s"]:
             r["ratio"] = r["median_s"] / base["median_s"]
         if key == "W6-100k" and (small := ok.get((engine, "W6-10k", variant))):
             r["scale_ratio"] = r["median_s"] / small["median_s"]
         if variant and (plain := ok.get((engine, key, ""))):
             r["overhead_pct"] = 100.0 * (r["median_s"] / plain["median_s"] - 1.0)
-            if r.get("cpu_us_per_task") and plain.get("cpu_us_per_task"):
+            if rounds := _per_round(r, plain, "round_s"):
+                r["overhead_pct"] = 100.0 * (statistics.median(rounds) - 1.0)
+            if rounds := _per_round(r, plain, "round_cpu_s"):
+                r["cpu_overhead_pct"] = 100.0 * (statistics.median(rounds) - 1.0)
+            elif r.get("cpu_us_per_task") and plain.get("cpu_us_per_task"):
                 ratio = r["cpu_us_per_task"] / plain["cpu_us_per_task"]
                 r["cpu_overhead_pct"] = 100.0 * (ratio - 1.0)
     return out
@@ -79,6 +132,9 @@ def _notes(r: Row) -> str:
         notes.append(f"{r['overhead_pct']:+.0f}% vs plain")
     if r.get("efficiency") is not None:
         notes.append(f"ideal {r['ideal_s']:.2f} s")
+    if r.get("ratio_range") is not None and r["engine"] != BASELINE:
+        low, high = r["ratio_range"]
+        notes.append(f"ratio {low:.2f}-{high:.2f} over {r['rounds']} rounds")
     phases = r.get("phases") or {}
     if phases and r["group"] in ("W6", "E"):
         notes.append(", ".join(f"{k} {_fmt_s(_median(v))}" for k, v in phases.items()))

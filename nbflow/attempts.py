@@ -85,10 +85,19 @@ def task_raised(engine: Engine, name: str, error: BaseException) -> S | None:
     if isinstance(error, asyncio.CancelledError):
         if name in engine.sched.outcome:  # completed early: what was left of it is cut short
             return None
-        if cancelled_from_outside():
+        if not cancelled_from_outside():
+            error = asyncio.CancelledError("the task raised CancelledError itself")
+        elif engine._stopping or name in engine.scope.targeted:  # the run cancelled it
             engine._emit(ev.TaskCancelled, name, count, None, engine.cancel_reason(name))
             return S.CANCELLED
-        error = asyncio.CancelledError("the task raised CancelledError itself")
+        else:
+            # Nothing of the run's asked for it: the task cancelled the asyncio task it runs
+            # in, a runner it shares with other tasks (the runner then leaves: see _runner).
+            error = asyncio.CancelledError(
+                "the task cancelled the asyncio task it runs in "
+                "(asyncio.current_task().cancel()), which nbflow shares between tasks; to "
+                "end the task, raise an exception (or ctx.cancel() for a task of the run)"
+            )
     engine._emit(ev.TaskFailed, name, count, error, format_error(error))
     return S.FAILED
 

@@ -761,12 +761,21 @@ class Engine:
                     slots.release(worker)
             if targeted:  # a task cancelled on its own: this runner goes on
                 self.scope.settle(name, me)
+            # A cancel of this runner that nothing of the run asked for (the task cancelled
+            # `asyncio.current_task()`) would fall on the next task it ran: it leaves after
+            # this one, and a new runner takes the placed tasks.
+            leave = me.cancelling() > 0 and not self._stopping
             if locks is not None:
                 locks.release(name)
             if outcome is not None:
                 self._after_task(name, outcome)
             else:  # it completed early (complete_when: nbflow.completion); now it is over
                 self._maybe_finish()
+            if leave:
+                if locks is not None and locks.remote is not None and self._group is not None:
+                    self._group.create_task(locks.release_remote(name))  # (not awaited here)
+                self._spawn_later()
+                return
             if locks is not None and locks.remote is not None:
                 # After the task is decided: a cancel arriving during this await finds it
                 # over (before, it would have been decided twice).

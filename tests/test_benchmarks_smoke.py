@@ -140,3 +140,41 @@ def test_store_table_prints_the_cost_of_the_store_per_workload() -> None:
         "| W2 (1k chain) | 10.0 | error |  | 9.8 | error |  |",
     ]
     assert report.store_table(rows[-1:]) == ""
+
+
+def test_rounds_are_merged_and_each_ratio_is_taken_round_by_round() -> None:
+    """``--rounds``: a round in which the machine was slow for everyone does not move the
+    ratio (each round's ratio is taken between rows measured close in time), the timings of
+    all rounds are kept, and a cell that failed in any round says which."""
+    from benchmarks import report
+
+    def row(engine: str, k: int, run_s: float, variant: str = "", **extra: object) -> dict:
+        return {
+            "engine": engine, "label": engine, "workload": "W1-1k", "group": "W1",
+            "n_tasks": 1000, "variant": variant, "status": "ok", "round": k,
+            "run_s": [run_s, run_s], "cpu_s": [run_s], "peak_rss_kib": 1000 + k, **extra,
+        }  # fmt: skip
+
+    raw = [
+        row("asyncio-rq", 0, 0.005), row("nbflow", 0, 0.010),
+        row("nbflow", 0, 0.011, "+sqlite-store"),
+        row("asyncio-rq", 1, 0.050), row("nbflow", 1, 0.100),  # a slow round: ten times
+        row("nbflow", 1, 0.110, "+sqlite-store"),
+        row("asyncio-rq", 2, 0.005), row("nbflow", 2, 0.012),
+        row("nbflow", 2, 0.0132, "+sqlite-store"),
+        row("asyncio", 0, 0.004), row("asyncio", 1, 0.0, status="error", reason="boom"),
+    ]  # fmt: skip
+    rows = {(r["engine"], r["variant"]): r for r in report.summarize(report.merge_rounds(raw))}
+    nbflow = rows["nbflow", ""]
+    assert nbflow["run_s"] == [0.010, 0.010, 0.100, 0.100, 0.012, 0.012]
+    assert nbflow["rounds"] == 3 and "round" not in nbflow
+    assert nbflow["peak_rss_kib"] == 1002
+    assert nbflow["ratio"] == pytest.approx(2.0)  # rounds: 2.0, 2.0, 2.4
+    assert nbflow["ratio_range"] == pytest.approx((2.0, 2.4))
+    # Across rounds instead, the medians (0.012 over 0.005) would say 2.4.
+    assert rows["nbflow", "+sqlite-store"]["overhead_pct"] == pytest.approx(10.0)
+    assert rows["nbflow", "+sqlite-store"]["cpu_overhead_pct"] == pytest.approx(10.0)
+    assert rows["asyncio", ""]["status"] == "error"
+    assert rows["asyncio", ""]["reason"] == "boom (round 2)"
+    assert "ratio 2.00-2.40 over 3 rounds" in report.markdown(list(rows.values()))
+    assert "over 3 rounds" not in report.markdown([rows["asyncio-rq", ""]])

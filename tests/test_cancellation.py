@@ -10,6 +10,7 @@ process in ``test_runtime.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -512,6 +513,53 @@ def test_a_task_that_raises_cancelled_error_itself_fails(kind: str):
     assert run.results["bystander"] == 6
     error = run.errors["culprit"]
     assert asyncio.CancelledError in (type(error), type(error.__cause__)), repr(error)
+
+
+def test_a_task_that_cancels_its_own_asyncio_task_fails_and_the_next_tasks_are_spared():
+    """``asyncio.current_task().cancel()`` in a task cancels the runner it runs in, which
+    nbflow shares between tasks. That task fails, saying so; and the cancel does not stay
+    on the runner to fall on the next task (it did: a later task raising CancelledError
+    itself was reported `cancelled`, as if the run had cancelled it)."""
+    flow = nf.Flow("cancels-itself", store=None, on_error="continue")
+
+    @flow.task(priority=10)
+    async def culprit():
+        asyncio.current_task().cancel()
+        await asyncio.sleep(0.01)
+        return 1
+
+    @flow.task(priority=5)
+    async def swallows():  # cancels its runner and catches the CancelledError itself
+        asyncio.current_task().cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+        return "caught"
+
+    @flow.task(priority=3, retry=nf.Retry(max_retries=1, delay=0))
+    async def raises_its_own():  # the attempts path: its own CancelledError, after the above
+        raise asyncio.CancelledError("mine")
+
+    @flow.task(priority=1, timeout=0.05)
+    async def times_out():
+        await asyncio.sleep(3600)
+
+    for i in range(5):  # the rest of the run goes on, on other runners
+        flow.task(name=f"after{i}")(lambda i=i: i)
+
+    run = flow.run(max_workers=1)
+    assert run.states == {
+        "culprit": "failed",
+        "swallows": "succeeded",
+        "raises_its_own": "failed",
+        "times_out": "failed",
+        **{f"after{i}": "succeeded" for i in range(5)},
+    }
+    assert "cancelled the asyncio task it runs in" in str(run.errors["culprit"])
+    assert str(run.errors["raises_its_own"]) == "mine"
+    # (its one attempt: a CancelledError is not an Exception, which Retry's on= defaults to)
+    assert run.state.tasks["raises_its_own"].attempts == 1
+    assert isinstance(run.errors["times_out"], nf.TaskTimeoutError)
+    assert run.status == "failed"
 
 
 def test_a_task_raising_cancelled_error_stops_the_run_under_on_error_stop():
