@@ -205,7 +205,7 @@ def _array_digest(array: Any, named: list[Any], element: Callable[[Any], str]) -
         array = array.to_numpy()
     if isinstance(array, np.ndarray):
         if array.dtype == object:
-            return sha("object", repr(array.shape), _cells_digest(array.ravel(), element))
+            return sha("object", repr(array.shape), _cells_digest(array.ravel(), named, element))
         data = np.ascontiguousarray(array)
         return sha("ndarray", _dtype_text(array.dtype), repr(array.shape), data.data.cast("B"))
     dtype = array.dtype
@@ -233,7 +233,7 @@ def _array_digest(array: Any, named: list[Any], element: Callable[[Any], str]) -
         return sha("masked", text, *masked)
     # Strings, intervals, pyarrow's types: the dtype says the type; each cell its value.
     cells = np.asarray(array.to_numpy(dtype=object))
-    return sha("extension", text, _cells_digest(cells.ravel(), element))
+    return sha("extension", text, _cells_digest(cells.ravel(), named, element))
 
 
 #: Cell types written as their text, with a tag for their type: a column of them is hashed
@@ -242,10 +242,11 @@ _TEXT_CELLS: dict[type, str] = {str: "s", int: "i", float: "f", bool: "b", type(
                                 bytes: "y", decimal.Decimal: "d"}  # fmt: skip
 
 
-def _cells_digest(cells: Any, element: Callable[[Any], str]) -> str:
+def _cells_digest(cells: Any, named: list[Any], element: Callable[[Any], str]) -> str:
     """The digest of an object array's cells, each with its exact type: strings, numbers
     and ``None`` by their text and a tag for their type (``repr`` tells every value of
-    those types apart, ``-0.0`` and ``nan`` included), anything else by ``element``."""
+    those types apart, ``-0.0`` and ``nan`` included), others by their pickle (the
+    classes and functions it names noted in ``named``), else by ``element``."""
     import numpy as np
 
     items = cells.tolist()
@@ -258,7 +259,13 @@ def _cells_digest(cells: Any, element: Callable[[Any], str]) -> str:
             texts = [v if type(v) is str else _text(v) for v in items]
         sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         return sha("text cells", tags, sizes.data.cast("B"), "".join(texts))
-    return sha("cells", *map(element, items))
+    # Other cells (lists, dicts, objects): by their pickle, which holds each one's type and
+    # contents (~50x faster than a walk, which costs ~8 µs a cell); cells that do not
+    # pickle (a lambda), one by one.
+    try:
+        return sha("pickled cells", _pickled(items, named))
+    except Unhashable:
+        return sha("cells", *map(element, items))
 
 
 _TEXT_KINDS = frozenset(_TEXT_CELLS)
