@@ -840,9 +840,20 @@ def test_mappings_enums_and_deep_values_have_digests():
 
     ids = Identities()
     plain = ids.value_digest({"a": 1, "b": 2})
-    assert ids.value_digest(collections.OrderedDict([("b", 2), ("a", 1)])) == plain
-    assert ids.value_digest(collections.defaultdict(int, {"a": 1, "b": 2})) == plain
+    assert ids.value_digest({"a": 1, "b": 2}) == plain
     assert ids.value_digest({"a": 1, "b": 3}) != plain
+    # A mapping counts in its order and by its type and state: code can see them.
+    assert ids.value_digest({"b": 2, "a": 1}) != plain
+    assert ids.value_digest(collections.OrderedDict([("a", 1), ("b", 2)])) != plain
+    counts = {"a": 1, "b": 2}
+    assert ids.value_digest(collections.defaultdict(int, counts)) != ids.value_digest(
+        collections.defaultdict(list, counts)
+    )
+    ordered = collections.OrderedDict(counts)
+    before = ids.value_digest(ordered)
+    ordered.move_to_end("a")  # the dict underneath keeps its order; OrderedDict's changes
+    assert Identities().value_digest(ordered) != before
+    assert ids.value_digest(collections.Counter(counts)) != plain
     assert ids.value_digest({1, 2}) != ids.value_digest(frozenset({1, 2}))
     assert ids.value_digest((1, 2)) != ids.value_digest([1, 2])
     assert ids.value_digest("a") != ids.value_digest(b"a")
@@ -1191,11 +1202,12 @@ def test_the_code_in_options_counts(cells):
 
 
 #: Kept in stores too (see PINNED): a value's pickle (the same bytes on Python 3.11-3.13), a
-#: pandas object's hash (pandas' own, stable across its versions) and a flow's version.
+#: pandas object's digest (its values' bytes, labels, names and dtypes, read through pandas'
+#: public API) and a flow's version.
 PINNED_MORE = [
     (__import__("datetime").date(2020, 1, 2), "6961a619fa3aa6ff"),
     (__import__("decimal").Decimal("1.5"), "4ab000f33dad9015"),
-    (pd.Series([1, 2], name="a"), "05ffc85466d16771"),
+    (pd.Series([1, 2], name="a"), "4f6f91b23fb8e44f"),
 ]
 
 

@@ -264,15 +264,20 @@ def _content(value: Any) -> Hashable:
         return (kind.__name__, repr(value))  # 1, True and 1.0 are three values
     if kind in (list, tuple):
         return (kind.__name__, tuple(_content(v) for v in value))
-    if kind is dict:  # in any order
-        items = frozenset((_content(k), _content(v)) for k, v in value.items())
-        return ("dict", items)
+    if kind is dict:  # in its order: code can see it (list(d))
+        return ("dict", tuple((_content(k), _content(v)) for k, v in value.items()))
     if kind in (set, frozenset):
         return (kind.__name__, frozenset(_content(v) for v in value))
     if isinstance(value, np.ndarray):
         return ("ndarray", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, np.generic):
         return ("numpy", value.dtype.str, value.tobytes())
+    if isinstance(value, pd.DataFrame):  # everything code reading it sees
+        columns = tuple(_content(c) for c in value.columns)
+        cells = tuple(tuple(_content(x) for x in value.iloc[:, i]) for i in range(len(columns)))
+        labels = (tuple(_content(x) for x in value.index), _content(value.index.name))
+        dtypes = tuple(map(str, value.dtypes))
+        return ("DataFrame", columns, dtypes, cells, labels, _content(value.attrs))
     if isinstance(value, pd.Series):
         return ("Series", repr(value.name), str(value.dtype), tuple(value), tuple(value.index))
     if isinstance(value, datetime.date):
@@ -315,6 +320,15 @@ _leaves = st.one_of(
     st.builds(
         pd.Series, st.lists(st.integers(-3, 3), max_size=3), name=st.sampled_from([None, "a", "b"])
     ),
+    st.builds(
+        lambda cells, dtype: pd.DataFrame({"a": pd.Series(cells, dtype=dtype)}),
+        st.lists(st.one_of(st.integers(-2, 2), st.sampled_from(["1", "x"])), max_size=3),
+        st.sampled_from([object]),
+    )
+    | st.builds(
+        lambda cells: pd.DataFrame({"a": pd.Series(cells, dtype="int64")}),
+        st.lists(st.integers(-2, 2), max_size=3),
+    ),
     st.builds(datetime.date, st.integers(2000, 2001), st.integers(1, 2), st.integers(1, 2)),
     st.builds(Colored, st.sampled_from(["RED", "BLUE"])),
     st.just(Foreign()),
@@ -336,6 +350,7 @@ EDITS = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(sorted(SLOTS)), VALUES),
     st.tuples(st.just("in place"), st.sampled_from(sorted(SLOTS)), VALUES),
     st.tuples(st.just("copy"), st.sampled_from(sorted(SLOTS)), st.none()),
+    st.tuples(st.just("meta"), st.sampled_from(sorted(SLOTS)), st.integers(0, 3)),
     st.tuples(st.just("rerun"), st.sampled_from(["task", "helper", "box", "foreign"]), st.none()),
     st.tuples(st.just("helper code"), st.integers(0, 1), st.none()),
     st.tuples(st.just("foreign code"), st.integers(0, 1), st.none()),
@@ -357,6 +372,21 @@ def edit(nb: Notebook, what: str, target: Any, value: Any) -> None:
             current.add(len(current))
         elif isinstance(current, np.ndarray) and current.size:
             current.flat[0] += 1
+    elif what == "meta":  # what a dict's or a frame's contents do not show, in place
+        current = nb.values[target]
+        if isinstance(current, dict) and current:
+            current[next(iter(current))] = current.pop(next(iter(current)))  # (to the end)
+        elif isinstance(current, pd.DataFrame):
+            if value == 0:
+                current.index.name = "day" if current.index.name is None else None
+            elif value == 1:
+                current.attrs["k"] = current.attrs.get("k", 0) + 1
+            elif value == 2:
+                current.columns = [1 if current.columns[0] == "a" else "a"]
+            elif len(current):
+                current.iloc[0, 0] = (
+                    str(current.iloc[0, 0]) if current.dtypes.iloc[0].kind == "O" else 7
+                )
     elif what == "copy":  # an equal value, another object
         with contextlib.suppress(TypeError):  # a lock does not copy
             nb.set(target, copy.deepcopy(nb.values[target]))
@@ -402,6 +432,19 @@ PROPERTY = settings(
 @example(
     start=dict.fromkeys(SLOTS),
     edits=[("set", "G", [Foreign()]), ("foreign code", 1, None), ("set", "G", [Foreign()])],
+)
+# (A dict reordered in place, a frame's index name, attrs, column label and cell type.)
+@example(
+    start={**dict.fromkeys(SLOTS), "G": {"a": 1, "b": 2}, "S": {1: 2, 3: 4}},
+    edits=[("meta", "G", 0), ("meta", "S", 0), ("copy", "G", None)],
+)
+@example(
+    start={
+        **dict.fromkeys(SLOTS),
+        "G": pd.DataFrame({"a": pd.Series([1, "x"], dtype=object)}),
+        "D": pd.DataFrame({"a": [1, 2]}),
+    },
+    edits=[("meta", s, k) for k in range(4) for s in ("G", "D")] + [("copy", "G", None)],
 )
 def test_identities_follow_every_edit_and_only_edits(start, edits):
     with kernel() as cells:

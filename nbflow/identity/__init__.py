@@ -18,8 +18,13 @@ the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_
 - the options that shape a result (``fan_out``, ``allow_partial``) and the user code in the
   options (``when=``, ``cache_key=``, ``retry_if``).
 
-Values are hashed by content: scalars and builtin containers canonically, numpy arrays by
-dtype, shape and bytes, pandas objects by ``hash_pandas_object``, an object of a user class
+Values are hashed by content: scalars with their types; a list, tuple or dict in its order
+(code can read a dict's order), a set in none (its order changes with each process); a
+subclass of those by its class and state too (an ``OrderedDict``'s order, a ``defaultdict``'s
+factory); numpy arrays by dtype, shape and bytes; a pandas DataFrame, Series or Index by all
+code reading it sees (values with their exact types, dtypes with a categorical's categories
+and order, labels with their types, index, column and level names, ``attrs``, flags); an
+object of a user class
 by its class's identity and its state, a bound method (``types.MethodType(f, obj)`` too), a
 ``staticmethod``, ``classmethod`` or ``functools.partial`` by its function and what it holds,
 anything else by the SHA-256 of its pickle and the identity of the user functions and

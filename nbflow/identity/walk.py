@@ -8,13 +8,14 @@ check, not easier.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import operator
 import os
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -41,6 +42,7 @@ from .values import (
     _pandas_digest,
     _pickled,
     _state,
+    _text,
     show,
 )
 
@@ -650,16 +652,26 @@ class Identities(Recursion):
         return digest
 
     def _content_digest(self, value: Any, kind: type, depth: int) -> str:
-        if kind in (tuple, list):
-            return sha(kind.__name__, *[self.value_digest(v, depth + 1) for v in value])
-        if kind is dict or (isinstance(value, Mapping) and kind.__module__ == "collections"):
-            pairs = sorted(
-                (self.value_digest(k, depth + 1), self.value_digest(v, depth + 1))
-                for k, v in value.items()
+        if kind in _CONTAINERS:
+            return self._container_digest(value, kind, depth)
+        if isinstance(value, _CONTAINER_BASES):
+            # A subclass (OrderedDict, defaultdict, Counter, a namedtuple, one of yours):
+            # its class, its contents as its builtin base's, and its own state (a
+            # defaultdict's default_factory, attributes of yours).
+            base = next(b for b in kind.__mro__ if b in _CONTAINERS)
+            kept: list[Any] = [_state(value), None, None]
+            if isinstance(value, collections.defaultdict):
+                kept[1] = value.default_factory
+            if isinstance(value, collections.OrderedDict):  # (its order is not the dict's)
+                kept[2] = list(collections.OrderedDict.keys(value))
+            return sha(
+                "subclass",
+                self.value_digest(kind, depth + 1),
+                self._container_digest(value, base, depth),
+                self.value_digest(kept, depth + 1),
             )
-            return sha("dict", *[digest for pair in pairs for digest in pair])
-        if kind in (set, frozenset):
-            return sha(kind.__name__, *sorted(self.value_digest(v, depth + 1) for v in value))
+        if kind is collections.ChainMap:  # its mappings, in their order
+            return sha("ChainMap", self.value_digest(value.maps, depth + 1))
         if isinstance(value, enum.Enum):
             return sha("enum", self._code_digest(kind), value.name)
         if isinstance(value, types.ModuleType):
@@ -698,10 +710,27 @@ class Identities(Recursion):
         if module == "numpy":
             digest = _numpy_digest(value, named)
         elif module == "pandas":
-            digest = _pandas_digest(value, named)
+            element = functools.partial(self.value_digest, depth=depth + 1)
+            digest = _pandas_digest(value, named, element)
         else:
             digest = _pickled(value, named)
         return self._with_code(digest, named)
+
+    def _container_digest(self, value: Any, kind: type, depth: int) -> str:
+        """The digest of a list, tuple, dict, set or frozenset's contents (``kind``). A dict
+        counts in its order, as a list or a tuple does: code can see it (``list(d)``,
+        ``next(iter(d))``), so ``{"b": 2, "a": 1}`` is not ``{"a": 1, "b": 2}``. A set
+        counts in no order: its order is its elements' hashes', which for strings changes
+        with each process (``PYTHONHASHSEED``), not something code means to read."""
+        # (Read through the builtin's own methods: a subclass's may say otherwise.)
+        if kind is dict:
+            pairs = dict.items(value)
+            return sha("dict", *[self.value_digest(x, depth + 1) for pair in pairs for x in pair])
+        builtin: Any = kind
+        elements = [self.value_digest(v, depth + 1) for v in builtin.__iter__(value)]
+        if kind is set or kind is frozenset:
+            elements.sort()
+        return sha(kind.__name__, *elements)
 
     def _plain_object(self, kind: type) -> bool:
         """Whether instances of ``kind`` are user code's plain objects: every class of its
@@ -741,6 +770,10 @@ class Identities(Recursion):
 #: instance adds ``__slotnames__``, ``isinstance`` against an ABC changes ``_abc_impl``).
 _CLASS_NOISE = frozenset({"_abc_impl"})
 
+#: Builtin containers, hashed by their contents (see Identities._container_digest).
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+_CONTAINER_BASES = (list, tuple, dict, set, frozenset)
+
 #: Scalar types whose equal values are alike (one digest): see value_digest.
 _ALIKE = frozenset({int, str, bytes, bool, type(None)})
 
@@ -756,7 +789,7 @@ def _class_items(cls: type) -> tuple[tuple[tuple[str, Any], ...], tuple[type, ..
 
 
 def _scalar_digest(value: Any, kind: type) -> str:
-    return sha(kind.__name__, value if kind is str or kind is bytes else repr(value))
+    return sha(kind.__name__, value if kind is str or kind is bytes else _text(value))
 
 
 def _counts(name: str, value: Any) -> bool:
