@@ -140,6 +140,17 @@ def test_a_helper_of_a_helper(cells):
     ]
 
 
+def test_the_order_of_a_partials_keywords(cells):
+    # A function taking **kwargs sees them in the order the partial holds them.
+    cells.run(
+        "import functools\ndef f(**kw):\n    return list(kw)\n"
+        "t = functools.partial(f, a=1, b=2)\n"
+    )
+    assert changed(cells, "t", "t = functools.partial(f, b=2, a=1)\n") == [
+        "keywords changed (a, b -> b, a)"
+    ]
+
+
 def test_a_partial_argument(cells):
     cells.run("import functools\ndef f(a, b):\n    return a + b\nt = functools.partial(f, b=1)\n")
     assert changed(cells, "t", "t = functools.partial(f, b=2)\n") == [

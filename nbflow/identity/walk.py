@@ -268,6 +268,9 @@ class Identities(Recursion):
                 self._value_parts(f"argument {i}", arg, parts, bad, 0)
             for key in sorted(fn.keywords):
                 self._value_parts(f"argument {key}", fn.keywords[key], parts, bad, 0)
+            if len(fn.keywords) > 1:  # a function taking **kwargs sees them in this order
+                order = ", ".join(fn.keywords)
+                parts.append(Part("keywords", sha("keywords", *fn.keywords), order))
         elif isinstance(fn, types.MethodType):
             self._callable_parts(fn.__func__, parts, bad)
             self._value_parts("instance", fn.__self__, parts, bad, 0)
