@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _python(code: str, **kwargs) -> subprocess.Popen[str]:
     # A broken clock spins forever in a thread that nothing can stop: run it in a process.
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        # -X faulthandler: a child that hangs dumps every thread's stack on SIGABRT.
+        [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -140,7 +141,12 @@ def test_ctrl_c_stops_a_simulated_run_in_a_script():
         assert process.stdout.readline().strip() == "ticking"
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
+        try:
+            _, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:  # say where it hangs (once seen in CI under load)
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=10)
+            pytest.fail(f"the run did not end within 20 s of SIGINT; its threads:\n{err}")
     finally:
         process.kill()
     assert process.returncode != 0
