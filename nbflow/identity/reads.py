@@ -130,8 +130,8 @@ def _import(ops: list[dis.Instruction], i: int) -> Import:
 # -- what the reads are, for a function as bound now ----------------------------------------------
 
 #: Calls through which code can read any global or module by a name computed at run time,
-#: and what to say about each. ``locals()`` is not one (in a function it shows its own
-#: variables); ``vars(x)`` with an argument is ``x.__dict__``; ``vars()`` is ``locals()``.
+#: and what to say about each. ``locals()`` and ``vars()`` are none (in a function they
+#: show its own variables), nor ``vars(x)`` (``x.__dict__``, as ``getattr`` reads it).
 _GLOBALS = "nbflow cannot see which globals it reads"
 _MODULE = "nbflow cannot see which module it reads"
 _FRAME = "nbflow cannot see what it reads through a frame"
@@ -188,8 +188,6 @@ def resolve(
             continue
         found = known.get(id(value))
         if found is not None and found[0] is value and not rest:
-            if value is builtins.vars and follow != ("call", None, 0):
-                continue  # vars(x): x's attributes, as getattr reads them
             blind.append((f"reads {found[1]}", f"{found[2]}; {_FIX}"))
             continue
         if value is os.environ:

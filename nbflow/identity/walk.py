@@ -402,6 +402,8 @@ class Identities(Recursion):
                 if not hasattr(_builtins(fn), name):
                     parts.append(Part(f"global {name}", "undefined", "undefined"))
                 continue
+            if value is os.environ:  # the variables read count (or it cannot be seen)
+                continue
             if (
                 isinstance(value, types.ModuleType)
                 and name not in facts.whole
