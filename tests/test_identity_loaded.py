@@ -73,6 +73,8 @@ def test_an_edited_module_counts_once_it_is_reloaded(modules, tmp_path, style):
             "def f():\n    return 2\nclass C:\n    def v(self):\n        return 2\n"
         )
         assert _run(cells)[:2] == (1, "cached")
+        cells.run(_flow_cell(tmp_path, bodies[style]))  # the flow's cell run again
+        assert _run(cells)[:2] == (1, "cached")
         cells.run("import importlib\nimportlib.reload(lib_loaded)\n")
         if style in ("from-import", "class"):  # the cell that imports it, run again
             cells.run(bodies[style].split("\n")[0] + "\n")
@@ -85,7 +87,9 @@ def test_a_module_counts_with_the_user_modules_it_imports(modules, tmp_path):
     modules("inner_loaded", "def h():\n    return 10\n")
     modules("outer_loaded", "import inner_loaded\ndef g():\n    return inner_loaded.h()\n")
     with kernel() as cells:
-        cells.run(_flow_cell(tmp_path, "import outer_loaded\ndef t():\n    return outer_loaded.g()\n"))
+        cells.run(
+            _flow_cell(tmp_path, "import outer_loaded\ndef t():\n    return outer_loaded.g()\n")
+        )
         assert _run(cells)[:2] == (10, "succeeded")
         assert _run(cells)[:2] == (10, "cached")
         (tmp_path / "inner_loaded.py").write_text("def h():\n    return 20\n")
@@ -100,7 +104,9 @@ def test_a_module_used_as_a_whole_counts_with_its_modules_cycles_too(modules, tm
     modules("cyc_a", "import cyc_b\nRATE = 1\ndef f():\n    return cyc_b.g()\n")
     modules("cyc_b", "import cyc_a\ndef g():\n    return cyc_a.RATE\n")
     with kernel() as cells:
-        cells.run(_flow_cell(tmp_path, "import cyc_a\ndef t():\n    return getattr(cyc_a, 'f')()\n"))
+        cells.run(
+            _flow_cell(tmp_path, "import cyc_a\ndef t():\n    return getattr(cyc_a, 'f')()\n")
+        )
         assert _run(cells)[:2] == (1, "succeeded")
         assert _run(cells)[:2] == (1, "cached")
         (tmp_path / "cyc_b.py").write_text("import cyc_a\ndef g():\n    return cyc_a.RATE + 1\n")
@@ -112,7 +118,9 @@ def test_a_module_used_as_a_whole_counts_with_its_modules_cycles_too(modules, tm
 def test_a_module_imported_inside_a_task_and_not_loaded_is_never_reused(modules, tmp_path):
     modules("late_loaded", "def f():\n    return 1\n")
     with kernel() as cells:
-        cells.run(_flow_cell(tmp_path, "def t():\n    import late_loaded\n    return late_loaded.f()\n"))
+        cells.run(
+            _flow_cell(tmp_path, "def t():\n    import late_loaded\n    return late_loaded.f()\n")
+        )
         with pytest.warns(CacheWarning, match="task 't'.*imports late_loaded"):
             assert _run(cells)[:2] == (1, "succeeded")
         assert _run(cells)[:2] == (1, "succeeded")  # now loaded: seen, stored
@@ -133,7 +141,7 @@ def test_code_from_a_file_counts_by_its_bytecode_not_its_lines_now(modules, tmp_
     assert code_facts(lines_loaded.f.__code__).digest != before
 
 
-# -- reads nbflow cannot see ------------------------------------------------------------------------
+# -- reads nbflow cannot see ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -232,7 +240,9 @@ def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch):
 def test_an_environment_write_is_no_read(tmp_path):
     with kernel() as cells:
         cells.run("import os\n")
-        cells.run(_flow_cell(tmp_path, "def t():\n    os.environ['NBFLOW_T_Z'] = '1'\n    return 1\n"))
+        cells.run(
+            _flow_cell(tmp_path, "def t():\n    os.environ['NBFLOW_T_Z'] = '1'\n    return 1\n")
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("error", CacheWarning)
             assert _run(cells)[:2] == (1, "succeeded")

@@ -233,7 +233,9 @@ def imported(
         full = name
         if level:
             try:
-                full = importlib.util.resolve_name("." * level + name, scope.get("__package__") or "")
+                full = importlib.util.resolve_name(
+                    "." * level + name, scope.get("__package__") or ""
+                )
             except (ImportError, ValueError):
                 modules.append(("." * level + name, None))
                 continue

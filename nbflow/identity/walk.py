@@ -20,8 +20,8 @@ from itertools import repeat
 from typing import Any
 
 from .code import CodeFacts, _distribution_version, code_facts, is_library
-from .reads import imported, resolve
 from .model import _MAX_DEPTH, IDENTITY_OF, IGNORE, PART_DEPTH, SEP, Identity, Part, sha
+from .reads import imported, resolve
 from .recursion import Recursion
 from .values import (
     _SCALAR_TYPES,
