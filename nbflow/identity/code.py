@@ -273,14 +273,15 @@ _ROOTS = _library_roots()
 
 
 def is_library(module_name: str | None) -> bool:
-    """Whether ``module_name`` is installed code (the standard library or site-packages),
+    """Whether ``module_name`` is installed code (the standard library, site-packages, or
+    nbflow itself),
     which is identified by its version, rather than user code (``__main__``, a local file),
     which is identified by its content. No name (a function made by ``exec`` in a dict of
     its own has ``__module__`` None): user code, read by content, which is never stale."""
     if not module_name:
         return False
     top = module_name.partition(".")[0]
-    if top in sys.stdlib_module_names:  # ("builtins" is one)
+    if top in sys.stdlib_module_names or top == _OWN:  # ("builtins" is one)
         return True
     module = sys.modules.get(module_name) or sys.modules.get(top)
     if top == "__main__":
@@ -291,6 +292,11 @@ def is_library(module_name: str | None) -> bool:
     if path is None:
         return True  # built into the interpreter
     return os.path.realpath(path).startswith(_ROOTS)
+
+
+#: nbflow itself: the tool, not the notebook's code, wherever it is installed from (a
+#: development checkout too), counted by its version as any library.
+_OWN = __name__.partition(".")[0]
 
 
 def _installed(top: str) -> bool:
