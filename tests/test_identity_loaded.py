@@ -269,3 +269,18 @@ def test_an_unchanged_module_is_checked_not_read_each_pass(modules, tmp_path, mo
         for _ in range(3):
             assert ids.task(cells["t"]) == first
         assert made == []
+
+
+def test_an_environment_variable_can_be_left_out(tmp_path, monkeypatch):
+    # One that does not change the result (how long to wait, how many threads).
+    monkeypatch.setenv("NBFLOW_T_W", "1")
+    with kernel() as cells:
+        cells.run(
+            "import os\nimport nbflow as nf\n"
+            f"flow = nf.Flow('ignored', store={str(tmp_path / 's.db')!r})\n"
+            "@flow.task(cache=True, cache_ignore=('NBFLOW_T_W',))\n"
+            "def t():\n    return len(os.environ['NBFLOW_T_W'])\n"
+        )
+        assert _run(cells)[:2] == (1, "succeeded")
+        monkeypatch.setenv("NBFLOW_T_W", "2")
+        assert _run(cells)[:2] == (1, "cached")

@@ -870,7 +870,10 @@ def _ignored(path: str, names: tuple[str, ...]) -> bool:
     named in ``cache_ignore`` (with what is listed under it)."""
     head = path.split(SEP, 1)[0]
     kind, _, name = head.partition(" ")
-    return kind in ("global", "helper", "module", "class", "closure", "default") and name in names
+    return (
+        kind in ("global", "helper", "module", "class", "closure", "default", "environment")
+        and name in names
+    )
 
 
 def _is_child(value: Any) -> bool:
