@@ -150,6 +150,14 @@ def _warn_unhashable(plan: Plan, identity: FlowIdentity, resuming: bool) -> None
         if found.digest is not None:
             continue
         path, reason = found.unhashable[0]
+        if "nbflow cannot see" in reason:  # a read it cannot follow (identity/reads.py)
+            warnings.warn(
+                f"task {name!r} {path.replace(' / ', ': ')}: {reason}. So its result is never "
+                f"{'resumed' if resuming else 'reused'}: it runs every time",
+                CacheWarning,
+                stacklevel=5,
+            )
+            continue
         warnings.warn(
             f"task {name!r}: {path} cannot be hashed ({reason}), so the task cannot be "
             f"{'resumed' if resuming else 'served from the cache'} and runs every time. Make "

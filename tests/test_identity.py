@@ -192,7 +192,7 @@ def test_a_local_module_edited_on_disk(cells, tmp_path, monkeypatch):
     importlib.reload(sys.modules["mylib_for_identity"])
     after = ids.task(cells["t"])
     assert after.digest != before.digest
-    assert after.changes_since(before)[0].startswith("module `mylib_for_identity` changed")
+    assert after.changes_since(before) == ["global `mylib_for_identity.VALUE` changed (1 -> 22)"]
 
 
 def test_a_library_module_counts_by_name_and_version(cells):
@@ -807,17 +807,20 @@ def test_keyword_only_defaults_count_by_name(cells):
     ]
 
 
-def test_a_local_module_file_that_is_gone(cells, tmp_path, monkeypatch):
-    (tmp_path / "gone_for_identity.py").write_text("VALUE = 1\n")
+def test_a_local_module_counts_by_what_is_loaded_not_its_file(cells, tmp_path, monkeypatch):
+    """Its file edited (or gone) without a reload: the code that runs is the one loaded."""
+    (tmp_path / "gone_for_identity.py").write_text("VALUE = 1\ndef f():\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "gone_for_identity", raising=False)
-    cells.run("import gone_for_identity\ndef t():\n    return gone_for_identity.VALUE\n")
-    ids = Identities()
-    before = {p.path: p for p in ids.task(cells["t"]).parts}["module gone_for_identity"]
-    assert before.shown == f"gone_for_identity (file {sha(b'VALUE = 1' + bytes([10]))[:8]})"
+    cells.run("import gone_for_identity\ndef t():\n    return gone_for_identity")
+    before = Identities().task(cells["t"])
+    assert {p.path: p for p in before.parts}["module gone_for_identity"].shown.startswith(
+        "gone_for_identity (code "
+    )
+    (tmp_path / "gone_for_identity.py").write_text("VALUE = 2\ndef f():\n    return 2\n")
+    assert Identities().task(cells["t"]).digest == before.digest
     (tmp_path / "gone_for_identity.py").unlink()
-    after = {p.path: p for p in Identities().task(cells["t"]).parts}["module gone_for_identity"]
-    assert after.shown == "gone_for_identity (file missing)"
+    assert Identities().task(cells["t"]).digest == before.digest
 
 
 def test_source_digests_follow_what_a_callable_runs():
@@ -1756,14 +1759,16 @@ def test_a_module_file_is_read_once_while_it_is_unchanged(cells, tmp_path, monke
     assert ids.task(cells["t"]) == first == Identities().task(cells["t"])
 
 
-def test_a_module_made_in_the_notebook_counts_by_its_name(cells):
-    # (No file to read: its name only. Its attributes do not count, see docs/reuse.md.)
+def test_a_module_made_in_the_notebook_counts_by_its_contents(cells):
+    # (No file: what it holds, as any module of user code.)
     cells.run(
         "import types\ncfg = types.ModuleType('cfg')\ndef t():\n    return cfg\n"
         "other = types.ModuleType('other')\n"
     )
     found = {p.path: p for p in identity_of(cells, "t").parts}
-    assert found["module cfg"].shown == f"cfg (file {sha('module', 'cfg')[:8]})"
+    assert found["module cfg"].shown.startswith("cfg (code ")
+    cells.run("cfg.RATE = 2\n")
+    assert changed(cells, "t", "cfg.RATE = 3\n") == ["module `cfg`: global `RATE` changed (2 -> 3)"]
     cells.run("cfg = other\n")
     assert {p.path: p for p in identity_of(cells, "t").parts}["module cfg"] != found["module cfg"]
 
@@ -2029,15 +2034,19 @@ def test_an_enum_member_or_a_number_of_a_class_edited_in_place_is_seen():
         ]
 
 
-def test_a_module_file_counts_by_its_bytes(cells, tmp_path, monkeypatch):
-    # (Line endings too: the file is read as bytes, as it is stored.)
+def test_a_module_counts_by_what_it_loaded_not_by_its_bytes(cells, tmp_path, monkeypatch):
+    # (Line endings do not change the code loaded; a reload of a new value does.)
     path = tmp_path / "bytes_for_identity.py"
     path.write_bytes(b"VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "bytes_for_identity", raising=False)
-    cells.run("import bytes_for_identity\ndef t():\n    return bytes_for_identity.VALUE\n")
+    cells.run("import bytes_for_identity\ndef t():\n    return bytes_for_identity\n")
     before = Identities().task(cells["t"])
     path.write_bytes(b"VALUE = 1\r\n")
+    importlib.reload(sys.modules["bytes_for_identity"])
+    assert Identities().task(cells["t"]).digest == before.digest
+    path.write_bytes(b"VALUE = 2\r\n")
+    importlib.reload(sys.modules["bytes_for_identity"])
     assert Identities().task(cells["t"]).digest != before.digest
 
 
@@ -2107,10 +2116,6 @@ class _Counting(Identities):
         self._count("task")
         return super()._task(fn, options)
 
-    def _file_digest(self, path):  # type: ignore[no-untyped-def]
-        self._count("file")
-        return super()._file_digest(path)
-
     def _module_version(self, module_name):  # type: ignore[no-untyped-def]
         self._count("version")
         return super()._module_version(module_name)
@@ -2164,19 +2169,11 @@ def test_an_unchanged_flow_is_checked_not_made_again(cells, tmp_path, monkeypatc
         assert ids.tasks(calls) == first
         # The first task hashes the shared options again (one task's identity worked out
         # the long way, from its node), the second is the one remembered; three nodes are
-        # checked, each once: a's, H1's (H2 shares it) and class Call's (CALL hashed
-        # again); hb's, which reads a bound method, is made again, once for both tasks;
-        # CFG's numbers once each ("n", 1, 2, and the options' None and False); the file's
-        # digest asked once; the versions of collections and math once each.
-        assert work == {
-            "task": 1,
-            "option": 2,
-            "open": 4,
-            "make": 1,
-            "number": 5,
-            "file": 1,
-            "version": 2,
-        }
+        # checked, each once: a's, H1's (H2 shares it), class Call's (CALL hashed
+        # again) and module local_for_memo's (no file read); hb's, which reads a bound
+        # method, is made again, once for both tasks; CFG's numbers once each ("n", 1, 2,
+        # and the options' None and False); the versions of collections and math once each.
+        assert work == {"task": 1, "option": 2, "open": 5, "make": 1, "number": 5, "version": 2}
 
 
 def test_a_helper_made_like_a_member_of_a_recursive_group_gets_a_whole_node(cells):
@@ -2276,7 +2273,7 @@ def test_two_local_modules_with_the_same_bytes_are_two_modules(cells, tmp_path, 
         (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    cells.run("import twin_a_for_identity as mod\ndef t():\n    return mod.VALUE\n")
+    cells.run("import twin_a_for_identity as mod\ndef t():\n    return mod\n")
     assert changed(cells, "t", "import twin_b_for_identity as mod\n")
 
 
@@ -2383,6 +2380,7 @@ def test_a_module_held_in_a_value_counts_as_a_global_one(cells, tmp_path, monkey
     )
     before = Identities().task(cells["t"])
     (tmp_path / "held_for_identity.py").write_text("VALUE = 22\n")
+    importlib.reload(sys.modules["held_for_identity"])
     after = Identities().task(cells["t"])
     assert None not in (before.digest, after.digest) and after.digest != before.digest
 

@@ -5,14 +5,23 @@ the flow version (``run.flow_version``, ``flow.versions()``, :func:`nbflow.diff_
 ``run.why()``. The identity of a task covers:
 
 - ``source``: the function's code, as the syntax tree of its source (comments, blank lines and
-  decorators do not count), or its bytecode and constants when there is no source;
+  decorators do not count) when the source is a notebook cell's (held in memory), else its
+  bytecode, constants and names: code from a file counts as loaded, not as the file reads now;
 - ``default x``: each default and keyword-only default, by value;
 - ``closure x``: each closure variable, by value;
 - ``global x``: each global name the code loads (nested functions and comprehensions included),
-  as it is bound *now*, by value. A module counts by its name and version (a local module by
-  the content of its file); a function or class defined in user code (a notebook, a local
-  file) by its own identity, recursively, so editing a helper changes every task that calls
-  it; a library function or class by its qualified name and its package's version;
+  as it is bound *now*, by value. A library module counts by its name and version; a
+  module of user code read through attributes (``mylib.f``) by those attributes, used whole
+  by its globals as loaded, the user modules among them recursively (a reload is seen, an
+  edit of its file not yet reloaded is not: the old code runs); a function or class defined
+  in user code (a notebook, a local file) by its own identity, recursively, so editing a
+  helper changes every task that calls it; a library function or class by its qualified
+  name and its package's version;
+- ``import m``: each module the body imports, as loaded now (not imported yet, of user
+  code: no digest); ``environment X``: each environment variable read by a literal name
+  (:mod:`nbflow.identity.reads`). A read nbflow cannot follow (``globals()``, ``eval``,
+  ``exec``, ``sys.modules``, ``importlib.import_module``, a frame, ``os.environ`` with a
+  computed key) leaves the identity without a digest, with a :class:`CacheWarning`;
 - ``functools.partial`` objects by their function and arguments, bound methods by their
   function and instance, callable objects by their class and state;
 - the options that shape a result (``fan_out``, ``allow_partial``) and the user code in the

@@ -7,6 +7,7 @@ import ast
 import dis
 import functools
 import inspect
+import linecache
 import os
 import sys
 import sysconfig
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import sha
+from .reads import Import, Read, scan
 
 # -- code facts ---------------------------------------------------------------------------------
 
@@ -31,6 +33,13 @@ class CodeFacts:
     text: str
     global_names: tuple[str, ...]
     write_only: frozenset[str] = frozenset()
+    #: What it reads besides its global names, from its bytecode (:mod:`.reads`).
+    reads: tuple[Read, ...] = ()
+    imports: tuple[Import, ...] = ()
+    #: The attribute names read from each global, as ``(name, (attribute, ...))``, and
+    #: the globals also used as a whole (passed on, called, indexed).
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    whole: frozenset[str] = frozenset()
 
 
 _LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
@@ -53,7 +62,13 @@ def source_text(code: types.CodeType) -> str | None:
 
 
 def code_facts(code: types.CodeType) -> CodeFacts:
-    """Facts of ``code``: see :class:`CodeFacts`."""
+    """Facts of ``code``: see :class:`CodeFacts`.
+
+    The source counts when it is the text the code was compiled from: a notebook cell's,
+    which IPython keeps in memory. A file's lines are read from the disk now, and the file
+    may have been edited since the code was loaded (a module not reloaded yet): code from a
+    file counts by its bytecode, constants and names, the code that runs.
+    """
     text = source_text(code)
     tree = _function_tree(text, code.co_name) if text is not None else None
     if tree is None:
@@ -62,10 +77,54 @@ def code_facts(code: types.CodeType) -> CodeFacts:
     else:
         write_only = write_only_names(tree)
         canonical = _dump_without_decorations(tree)
-    if canonical is None:
+    if canonical is None or not _in_memory(code.co_filename):
         canonical = _bytecode_text(code)
+        # The tree may be of an edited file: a name it only adds to counts as one only
+        # where the loaded code does nothing else with it either.
+        write_only = write_only & _only_added_to(code)
     names = sorted(set(_global_names(code)) - write_only)
-    return CodeFacts(sha(canonical), text or canonical, tuple(names), write_only)
+    reads, imports = scan(code)
+    chains: dict[str, set[tuple[str, ...]]] = {}
+    whole: set[str] = set()
+    for (kind, name), attrs, _ in reads:
+        if kind == "global":
+            if attrs:
+                chains.setdefault(name, set()).add(attrs)
+            else:
+                whole.add(name)
+    attributes = tuple((n, a) for n in sorted(chains) for a in sorted(chains[n]))
+    return CodeFacts(
+        sha(canonical), text or canonical, tuple(names), write_only, reads, imports,
+        attributes, frozenset(whole),
+    )  # fmt: skip
+
+
+def _in_memory(filename: str) -> bool:
+    """Whether linecache holds ``filename``'s lines as given (a notebook cell's, which
+    IPython registers with no modification time), not as read from a file."""
+    entry = linecache.cache.get(filename)
+    return entry is not None and len(entry) == 4 and entry[1] is None
+
+
+def _only_added_to(code: types.CodeType) -> frozenset[str]:
+    """Names every load of which, in ``code`` and the code nested in it, is followed by
+    reading one of :data:`_ADDERS` from it."""
+    found: dict[str, bool] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        stack += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+        ops = [i for i in dis.get_instructions(current) if i.opname not in _NOISE]
+        for i, op in enumerate(ops):
+            if op.opname.startswith("LOAD_") and isinstance(op.argval, str):
+                nxt = ops[i + 1] if i + 1 < len(ops) else None
+                adds = nxt is not None and nxt.opname in _ATTRS and nxt.argval in _ADDERS
+                found[op.argval] = found.get(op.argval, True) and adds
+    return frozenset(n for n, only in found.items() if only)
+
+
+_NOISE = frozenset({"EXTENDED_ARG", "CACHE", "NOP", "PRECALL", "KW_NAMES", "PUSH_NULL"})
+_ATTRS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 
 #: Methods that put something into a container, a file or a queue and return nothing worth
@@ -178,10 +237,26 @@ def _canonical_source(text: str, name: str) -> str | None:
 
 
 def _bytecode_text(code: types.CodeType) -> str:
-    consts = tuple(
-        _bytecode_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
-    )
-    return repr((code.co_code.hex(), consts, code.co_names, code.co_varnames))
+    """What the code does, with no line numbers: its instructions, constants (nested code
+    too), names and signature."""
+    consts = tuple(_const_text(c) for c in code.co_consts)
+    return repr(
+        (
+            code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars,
+            code.co_cellvars, code.co_argcount, code.co_posonlyargcount,
+            code.co_kwonlyargcount, code.co_flags, code.co_exceptiontable.hex(),
+        )
+    )  # fmt: skip
+
+
+def _const_text(const: Any) -> str:
+    if isinstance(const, types.CodeType):
+        return _bytecode_text(const)
+    if isinstance(const, frozenset):  # its order follows string hashing, which varies
+        return "frozenset(" + repr(sorted(map(_const_text, const))) + ")"
+    if isinstance(const, tuple):
+        return "(" + ",".join(map(_const_text, const)) + ")"
+    return f"{type(const).__name__}:{const!r}"
 
 
 # -- libraries and modules ----------------------------------------------------------------------
@@ -198,22 +273,49 @@ _ROOTS = _library_roots()
 
 
 def is_library(module_name: str | None) -> bool:
-    """Whether ``module_name`` is installed code (the standard library or site-packages),
+    """Whether ``module_name`` is installed code (the standard library, site-packages, or
+    nbflow itself),
     which is identified by its version, rather than user code (``__main__``, a local file),
     which is identified by its content. No name (a function made by ``exec`` in a dict of
     its own has ``__module__`` None): user code, read by content, which is never stale."""
     if not module_name:
         return False
     top = module_name.partition(".")[0]
-    if top in sys.stdlib_module_names:  # ("builtins" is one)
+    if top in sys.stdlib_module_names or top == _OWN:  # ("builtins" is one)
         return True
     module = sys.modules.get(module_name) or sys.modules.get(top)
-    if top == "__main__" or module is None:
+    if top == "__main__":
         return False
+    if module is None:  # not imported yet (a task imports it): where it would come from
+        return _installed(top)
     path = getattr(module, "__file__", None)
     if path is None:
         return True  # built into the interpreter
     return os.path.realpath(path).startswith(_ROOTS)
+
+
+#: nbflow itself: the tool, not the notebook's code, wherever it is installed from (a
+#: development checkout too), counted by its version as any library.
+_OWN = __name__.partition(".")[0]
+
+
+def _installed(top: str) -> bool:
+    """Whether top-level module ``top``, not imported, would be imported from a library's
+    folder (finding a top-level module imports nothing)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin
+    if origin in ("built-in", "frozen"):
+        return True
+    if origin is None and spec.submodule_search_locations:
+        origin = next(iter(spec.submodule_search_locations), None)
+    return origin is not None and os.path.realpath(origin).startswith(_ROOTS)
 
 
 def _distribution_version(top: str) -> str:

@@ -92,7 +92,7 @@ class Recursion:
         index = self._depth
         self._depth += 1
         self._open[key] = index
-        self._seen[key] = (obj, self._node_of(f"recursive:{obj.__qualname__}", (), ()))
+        self._seen[key] = (obj, self._node_of(f"recursive:{_qualname(obj)}", (), ()))
         outer = self._watch()
         try:
             node = make(*args)
@@ -119,7 +119,7 @@ class Recursion:
         for obj in members:
             self._within.pop(id(obj), None)
             self._open[id(obj)] = index
-            self._seen[id(obj)] = (obj, self._node_of(f"recursive:{obj.__qualname__}", (), ()))
+            self._seen[id(obj)] = (obj, self._node_of(f"recursive:{_qualname(obj)}", (), ()))
         outer = self._watch()
         try:
             made: list[_Made] = [self._remake(obj) for obj in members]
@@ -129,17 +129,17 @@ class Recursion:
                 del self._open[id(obj)]
             self._low = outer
         pairs = list(zip(members, made, strict=True))
-        named = sorted((obj.__qualname__, node.digest) for obj, node in pairs)
+        named = sorted((_qualname(obj), node.digest) for obj, node in pairs)
         group = sha("group", *[chunk for pair in named for chunk in pair])
-        names = ", ".join(sorted(obj.__qualname__ for obj in members))
+        names = ", ".join(sorted(_qualname(obj) for obj in members))
         bad = [(other, path, reason) for other, node in pairs for path, reason in node.unhashable]
         for obj, node in pairs:
             unhashable = node.unhashable + tuple(
-                (f"{_kind(other)} {other.__qualname__}{SEP}{path}", reason)
+                (f"{_kind(other)} {_qualname(other)}{SEP}{path}", reason)
                 for other, path, reason in bad
                 if other is not obj
             )
-            digest = "unhashable" if unhashable else sha("group", group, obj.__qualname__)
+            digest = "unhashable" if unhashable else sha("group", group, _qualname(obj))
             # (Never kept across passes: it needs no children to be checked by.)
             self._seen[id(obj)] = (obj, self._node_of(digest, node.parts, unhashable, group=names))
         return self._seen[id(members[0])][1]
@@ -147,3 +147,8 @@ class Recursion:
 
 def _kind(obj: Any) -> str:
     return "class" if isinstance(obj, type) else "helper"
+
+
+def _qualname(obj: Any) -> str:
+    """A function's or class's qualified name; a module's name."""
+    return getattr(obj, "__qualname__", None) or obj.__name__

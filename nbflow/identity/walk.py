@@ -32,6 +32,7 @@ from .model import (
     parts_digest,
     sha,
 )
+from .reads import imported, resolve
 from .recursion import Recursion
 from .values import (
     _SCALAR_TYPES,
@@ -77,6 +78,10 @@ class _Node:
     tasks: dict[str, Identity] | None = None
     #: The members of its recursive group, by name ("": in none; see recursion.py).
     group: str = ""
+    #: The environment variables it read, with their values then (None: unset).
+    environ: tuple[tuple[str, str | None], ...] = ()
+    #: A short rendering (a module's: its name and digest).
+    shown: str = ""
 
 
 class Identities(Recursion):
@@ -110,7 +115,6 @@ class Identities(Recursion):
         # parameter's annotation, which the facts see.
         self._code: dict[int, tuple[CodeFacts, list[int], types.CodeType]] = {}
         self._nodes: dict[tuple[int, ...], _Node] = {}
-        self._files: dict[str, tuple[int, int, str]] = {}  # path -> (mtime_ns, size, digest)
         self._versions: dict[str, str] = {}  # top-level module -> its distribution's version
         self._library: dict[str, bool] = {}
         # The current pass: id -> (the object, its node or digest); the object is held.
@@ -211,7 +215,7 @@ class Identities(Recursion):
         facts = self._code.get(id(fn.__code__))
         if facts is None:
             return None
-        node = self._nodes.get(tuple(map(id, _pins(fn, facts[0].global_names))))
+        node = self._nodes.get(tuple(map(id, self._pins(fn, facts[0]))))
         if node is None or not node.tasks or not self._still_valid(node):
             return None
         seen = self._seen.get(id(options))
@@ -308,8 +312,24 @@ class Identities(Recursion):
                 self._reach(id(fn))
             return seen[1]
         facts = self.facts(fn.__code__)
-        pins = _pins(fn, facts.global_names)
+        pins = self._pins(fn, facts)
         return self._kept(fn, pins, self._make_function, fn, facts)
+
+    def _pins(self, fn: types.FunctionType, facts: CodeFacts) -> tuple[Any, ...]:
+        """What the node of ``fn`` is made from, as bound now (see :class:`Identities`):
+        its code, defaults, closure contents, the objects its global names are bound to,
+        the attributes it reads from user modules among them (a module reloaded is the
+        same object, its functions new ones) and the modules its body imports."""
+        pins = _pins(fn, facts.global_names)
+        if facts.attributes:
+            scope = fn.__globals__
+            for name, attrs in facts.attributes:
+                root = scope.get(name)
+                if isinstance(root, types.ModuleType) and not self._is_library(root.__name__):
+                    pins += (_attribute(root, attrs)[0],)
+        if facts.imports:
+            pins += tuple(m for _, m in imported(facts.imports, fn.__globals__)[0])
+        return pins
 
     def _kept(
         self, obj: Any, pins: tuple[Any, ...], make: Callable[..., _Node], *args: Any
@@ -358,6 +378,9 @@ class Identities(Recursion):
                         return False
                 except Unhashable:
                     return False
+            for key, value in node.environ:
+                if os.environ.get(key) != value:
+                    return False
             node.checked = self._pass
         return True
 
@@ -366,7 +389,7 @@ class Identities(Recursion):
             return self._function(value).digest
         if isinstance(value, type):
             return self._class(value).digest
-        return self._module(value)[0]
+        return self._module(value).digest
 
     def _make_function(self, fn: types.FunctionType, facts: CodeFacts) -> _Node:
         code = fn.__code__
@@ -386,13 +409,53 @@ class Identities(Recursion):
         for name, value in zip(code.co_freevars, cells, strict=True):
             if value is not _EMPTY and name not in facts.write_only:
                 self._value_parts(f"closure {name}", value, parts, bad, 1, leaves)
+        attributes: dict[str, list[tuple[str, ...]]] = {}
+        for name, attrs in facts.attributes:
+            attributes.setdefault(name, []).append(attrs)
         for name, value in zip(facts.global_names, refs, strict=True):
             if value is _UNDEFINED:
                 if not hasattr(_builtins(fn), name):
                     parts.append(Part(f"global {name}", "undefined", "undefined"))
                 continue
+            if value is os.environ:  # the variables read count (or it cannot be seen)
+                continue
+            if (
+                isinstance(value, types.ModuleType)
+                and name not in facts.whole
+                and name in attributes
+                and not self._is_library(value.__name__)
+            ):
+                # A user module read only through its attributes: what is read counts (a
+                # reloaded module's new functions), not the whole module.
+                for attrs in attributes[name]:
+                    found, used = _attribute(value, attrs)
+                    path = ".".join((name, *used))
+                    if found is _UNDEFINED:
+                        parts.append(Part(f"global {path}", "undefined", "undefined"))
+                    else:
+                        self._value_parts(f"global {path}", found, parts, bad, 1, leaves)
+                continue
             self._value_parts(f"global {name}", value, parts, bad, 1, leaves)
-        return self._node(parts, bad, leaves)
+        environ: tuple[tuple[str, str | None], ...] = ()
+        if facts.imports or facts.reads:
+            modules, local = imported(facts.imports, fn.__globals__)
+            for module_name, module in modules:
+                if module is not None:
+                    self._value_parts(f"import {module_name}", module, parts, bad, 1, leaves)
+                elif self._is_library(module_name):
+                    version = self._module_version(module_name)
+                    parts.append(Part(f"import {module_name}", sha("module", module_name,
+                                      version), f"{module_name} {version}".strip()))  # fmt: skip
+                else:
+                    bad.append((f"imports {module_name}", _NOT_LOADED))
+            keys, blind = resolve(facts.reads, fn.__globals__, local)
+            environ = tuple((key, os.environ.get(key)) for key in keys)
+            for key, value in environ:
+                parts.append(Part(f"environment {key}", sha("environ", repr(value)), repr(value)))
+            bad += blind
+        node = self._node(parts, bad, leaves)
+        node.environ = environ
+        return node
 
     def _node(self, parts: list[Part], bad: list[tuple[str, str]], leaves: list[Any]) -> _Node:
         found: list[Any] = []
@@ -452,9 +515,12 @@ class Identities(Recursion):
         return node
 
     def _remake(self, obj: Any) -> _Node:
-        """The node of a function or class made again (a member of a recursive group)."""
+        """The node of a function, class or module made again (a member of a recursive
+        group)."""
         if isinstance(obj, type):
             return self._make_class(obj, *_class_items(obj))
+        if isinstance(obj, types.ModuleType):
+            return self._make_module(obj, _module_items(obj))
         return self._make_function(obj, self.facts(obj.__code__))
 
     def _make_class(
@@ -478,21 +544,39 @@ class Identities(Recursion):
             self._value_parts(f"{kind} {name}", value, parts, bad, 1, leaves)
         return self._node(parts, bad, leaves)
 
-    def _module(self, module: types.ModuleType) -> tuple[str, str]:
-        """``(digest, shown)``: a library by version, user code by its file's content."""
+    def _module(self, module: types.ModuleType) -> _Node:
+        """A library module by its name and version; a module of user code by the code and
+        values it holds now (loaded, whatever its file says now: see :meth:`_make_module`)."""
         name = module.__name__
         seen = self._seen.get(id(module))
         if seen is not None:
+            if self._depth:
+                self._reach(id(module))
             return seen[1]
         if self._is_library(name):
             version = self._module_version(name)
-            found = (sha("module", name, version), f"{name} {version}".strip())
+            node = _Node(sha("module", name, version), (), (), shown=f"{name} {version}".strip())
+        elif name == "__main__":  # the notebook's namespace: any of its globals
+            node = _Node("unhashable", (), (("", _MAIN),), shown=name)
         else:
-            path = getattr(module, "__file__", None)
-            digest = self._file_digest(path) if path else sha("module", name)
-            found = (sha("module", name, digest), f"{name} (file {digest[:8]})")
-        self._seen[id(module)] = (module, found)
-        return found
+            items = _module_items(module)
+            pins = (module, *(x for item in items for x in item))
+            node = self._kept(module, pins, self._make_module, module, items)
+            node.shown = f"{name} (code {node.digest[:8]})"
+            return node
+        self._seen[id(module)] = (module, node)
+        return node
+
+    def _make_module(self, module: types.ModuleType, items: tuple[tuple[str, Any], ...]) -> _Node:
+        """The node of a module of user code: its globals as bound now, each as a task's
+        global counts (functions and classes by their code, as loaded; the user modules it
+        imports by theirs, recursively; values by content)."""
+        parts: list[Part] = [Part("name", sha(module.__name__), module.__name__)]
+        bad: list[tuple[str, str]] = []
+        leaves: list[Any] = []
+        for name, value in items:
+            self._value_parts(f"global {name}", value, parts, bad, 1, leaves)
+        return self._node(parts, bad, leaves)
 
     def _is_library(self, module_name: str) -> bool:
         found = self._library.get(module_name)
@@ -513,25 +597,14 @@ class Identities(Recursion):
             self._versions[top] = found
         return found
 
-    def _file_digest(self, path: str) -> str:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return "missing"
-        known = self._files.get(path)
-        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
-            return known[2]
-        with open(path, "rb") as file:
-            digest = sha(file.read())
-        self._files[path] = (stat.st_mtime_ns, stat.st_size, digest)
-        return digest
-
     # -- values ---------------------------------------------------------------------------------
 
-    def _node_parts(self, path: str, node: _Node, parts: list[Part], depth: int) -> None:
-        """One part for a function or class, and its parts under ``path`` down to
+    def _node_parts(
+        self, path: str, node: _Node, parts: list[Part], depth: int, shown: str = ""
+    ) -> None:
+        """One part for a function, class or module, and its parts under ``path`` down to
         :data:`PART_DEPTH` (so that a change in them can be told: ``helper `f`: global `K```)."""
-        parts.append(Part(path, node.digest))
+        parts.append(Part(path, node.digest, shown))
         parts.extend(
             Part(f"{path}{SEP}{p.path}", p.digest, p.shown)
             for p in node.parts
@@ -570,8 +643,10 @@ class Identities(Recursion):
                 parts.append(Part(path, node.digest, value.__qualname__))
             return
         if isinstance(value, types.ModuleType):
-            digest, shown = self._module(value)
-            parts.append(Part(f"module {name}" if kind == "global" else path, digest, shown))
+            node = self._module(value)
+            bad.extend((f"{path}{SEP}{p}" if p else path, r) for p, r in node.unhashable)
+            where = f"module {name}" if kind == "global" else path
+            self._node_parts(where, node, parts, depth, node.shown)
             return
         if _builtin_by_name(value):
             parts.append(self._builtin_part(path, value))
@@ -678,7 +753,7 @@ class Identities(Recursion):
         if isinstance(value, enum.Enum):
             return sha("enum", self._code_digest(kind), value.name)
         if isinstance(value, types.ModuleType):
-            return self._module(value)[0]
+            return self._code_digest(value)
         if isinstance(value, types.FunctionType | type):
             if self._is_library(value.__module__):  # as _value_parts: by name and version
                 version = self._module_version(value.__module__)
@@ -761,11 +836,14 @@ class Identities(Recursion):
                 mark, would not follow what it is made from).
         """
         is_class = isinstance(code, type)
-        node = self._class(code) if is_class else self._function(code)
+        if isinstance(code, types.ModuleType):
+            node, kind, name = self._module(code), "module", code.__name__
+        else:
+            node = self._class(code) if is_class else self._function(code)
+            kind, name = ("class" if is_class else "function"), code.__qualname__
         if node.unhashable:
             path, reason = node.unhashable[0]
-            kind = "class" if is_class else "function"
-            raise Unhashable(f"its {kind} {code.__qualname__} cannot be hashed ({path}: {reason})")
+            raise Unhashable(f"its {kind} {name} cannot be hashed ({path}: {reason})")
         return node.digest
 
 
@@ -818,12 +896,43 @@ _UNDEFINED = _Marker("<undefined>")
 _EMPTY = _Marker("<empty cell>")
 
 
+def _module_items(module: types.ModuleType) -> tuple[tuple[str, Any], ...]:
+    """What a user module's node is made from: its globals that count (as a class's)."""
+    return tuple((k, v) for k, v in sorted(vars(module).items()) if _counts(k, v))
+
+
+def _attribute(module: types.ModuleType, attrs: tuple[str, ...]) -> tuple[Any, tuple[str, ...]]:
+    """``(value, attributes followed)``: ``attrs`` read from ``module`` through modules
+    only (an attribute of another object could run code to be read: that object counts)."""
+    value: Any = module
+    used: list[str] = []
+    for attr in attrs:
+        if not isinstance(value, types.ModuleType):
+            break
+        value = vars(value).get(attr, _UNDEFINED)
+        used.append(attr)
+    return value, tuple(used)
+
+
+_MAIN = (
+    "the notebook's namespace as a module: nbflow cannot see which globals are read from "
+    "it; read the global by name, or pass it as a parameter"
+)
+_NOT_LOADED = (
+    "a module of user code imported inside the task and not imported yet: nbflow cannot "
+    "see its code until it is; import it in a cell before the run"
+)
+
+
 def _ignored(path: str, names: tuple[str, ...]) -> bool:
     """Whether a part is one of the task's own globals, closure variables or defaults
     named in ``cache_ignore`` (with what is listed under it)."""
     head = path.split(SEP, 1)[0]
     kind, _, name = head.partition(" ")
-    return kind in ("global", "helper", "module", "class", "closure", "default") and name in names
+    return (
+        kind in ("global", "helper", "module", "class", "closure", "default", "environment")
+        and name in names
+    )
 
 
 def _is_child(value: Any) -> bool:

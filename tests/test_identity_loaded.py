@@ -1,0 +1,286 @@
+"""What a task reads besides its global names, end to end through a real store (cache=True):
+modules of user code as loaded (edited files, reloads, the modules they import), reads
+nbflow cannot see (``globals()``, ``eval``...), and environment variables.
+
+Cells run as IPython runs them (see ``ipython_cells.py``); modules are real files in a
+temporary folder on ``sys.path``, edited and reloaded as a user does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+import pytest
+from ipython_cells import Cells, kernel
+
+from nbflow.identity import CacheWarning, Identities, code_facts
+
+
+def _run(cells: Cells, flow: str = "flow") -> tuple[object, str, str]:
+    """Run the flow of the cells (as a cell would); (result, state, why) of task ``t``."""
+    cells.run(f"run = {flow}.run()\n")
+    run = cells["run"]
+    return run.results["t"], run.states["t"], run.why("t")
+
+
+@pytest.fixture
+def modules(tmp_path, monkeypatch):
+    """A folder of user modules on sys.path; the modules written there are forgotten after."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names: list[str] = []
+
+    def write(name: str, text: str) -> None:
+        (tmp_path / f"{name}.py").write_text(text)
+        names.append(name)
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def _flow_cell(tmp_path, body: str) -> str:
+    """A cell defining ``flow`` with ``body`` (its imports first, then ``def t``) cached."""
+    imports, _, definition = body.rpartition("def t():")
+    return (
+        f"{imports}import nbflow as nf\n"
+        f"flow = nf.Flow('loaded', store={str(tmp_path / 's.db')!r})\n"
+        f"@flow.task(cache=True)\ndef t():{definition}"
+    )
+
+
+# -- modules: the code loaded counts, not the file -----------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["module", "from-import", "local-import", "class"])
+def test_an_edited_module_counts_once_it_is_reloaded(modules, tmp_path, style):
+    modules("lib_loaded", "def f():\n    return 1\nclass C:\n    def v(self):\n        return 1\n")
+    bodies = {
+        "module": "import lib_loaded\ndef t():\n    return lib_loaded.f()\n",
+        "from-import": "from lib_loaded import f\ndef t():\n    return f()\n",
+        "local-import": "def t():\n    import lib_loaded\n    return lib_loaded.f()\n",
+        "class": "from lib_loaded import C\ndef t():\n    return C().v()\n",
+    }
+    with kernel() as cells:
+        cells.run("import lib_loaded\n")
+        cells.run(_flow_cell(tmp_path, bodies[style]))
+        assert _run(cells)[:2] == (1, "succeeded")
+        assert _run(cells)[:2] == (1, "cached")  # the cache stays useful
+        # The file edited, not reloaded: the old code runs, and its result is the one
+        # stored (under the identity of the code that ran, not of the file).
+        (tmp_path / "lib_loaded.py").write_text(
+            "def f():\n    return 2\nclass C:\n    def v(self):\n        return 2\n"
+        )
+        assert _run(cells)[:2] == (1, "cached")
+        cells.run(_flow_cell(tmp_path, bodies[style]))  # the flow's cell run again
+        assert _run(cells)[:2] == (1, "cached")
+        cells.run("import importlib\nimportlib.reload(lib_loaded)\n")
+        if style in ("from-import", "class"):  # the cell that imports it, run again
+            cells.run(bodies[style].split("\n")[0] + "\n")
+        result, state, why = _run(cells)
+        assert (result, state) == (2, "succeeded"), why
+        assert _run(cells)[:2] == (2, "cached")
+
+
+def test_a_module_counts_with_the_user_modules_it_imports(modules, tmp_path):
+    modules("inner_loaded", "def h():\n    return 10\n")
+    modules("outer_loaded", "import inner_loaded\ndef g():\n    return inner_loaded.h()\n")
+    with kernel() as cells:
+        cells.run(
+            _flow_cell(tmp_path, "import outer_loaded\ndef t():\n    return outer_loaded.g()\n")
+        )
+        assert _run(cells)[:2] == (10, "succeeded")
+        assert _run(cells)[:2] == (10, "cached")
+        (tmp_path / "inner_loaded.py").write_text("def h():\n    return 20\n")
+        cells.run("import importlib, inner_loaded\nimportlib.reload(inner_loaded)\n")
+        result, state, why = _run(cells)
+        assert (result, state) == (20, "succeeded")
+        assert "helper `outer_loaded.g`: helper `inner_loaded.h` changed" in why
+
+
+def test_a_module_used_as_a_whole_counts_with_its_modules_cycles_too(modules, tmp_path):
+    # Two modules that import each other; the task hands the module on (not one attribute).
+    modules("cyc_a", "import cyc_b\nRATE = 1\ndef f():\n    return cyc_b.g()\n")
+    modules("cyc_b", "import cyc_a\ndef g():\n    return cyc_a.RATE\n")
+    with kernel() as cells:
+        cells.run(
+            _flow_cell(tmp_path, "import cyc_a\ndef t():\n    return getattr(cyc_a, 'f')()\n")
+        )
+        assert _run(cells)[:2] == (1, "succeeded")
+        assert _run(cells)[:2] == (1, "cached")
+        (tmp_path / "cyc_b.py").write_text("import cyc_a\ndef g():\n    return cyc_a.RATE + 1\n")
+        cells.run("import importlib, cyc_b\nimportlib.reload(cyc_b)\n")
+        assert _run(cells)[:2] == (2, "succeeded")
+        assert _run(cells)[:2] == (2, "cached")
+
+
+def test_a_module_imported_inside_a_task_and_not_loaded_is_never_reused(modules, tmp_path):
+    modules("late_loaded", "def f():\n    return 1\n")
+    with kernel() as cells:
+        cells.run(
+            _flow_cell(tmp_path, "def t():\n    import late_loaded\n    return late_loaded.f()\n")
+        )
+        with pytest.warns(CacheWarning, match="task 't'.*imports late_loaded"):
+            assert _run(cells)[:2] == (1, "succeeded")
+        assert _run(cells)[:2] == (1, "succeeded")  # now loaded: seen, stored
+        assert _run(cells)[:2] == (1, "cached")
+
+
+def test_code_from_a_file_counts_by_its_bytecode_not_its_lines_now(modules, tmp_path):
+    modules("lines_loaded", "def f(x):\n    return x + 1\n")
+    import lines_loaded
+
+    before = code_facts(lines_loaded.f.__code__).digest
+    (tmp_path / "lines_loaded.py").write_text("def f(x):\n    return x - 1\n")
+    import linecache
+
+    linecache.checkcache()
+    assert code_facts(lines_loaded.f.__code__).digest == before
+    importlib.reload(lines_loaded)
+    assert code_facts(lines_loaded.f.__code__).digest != before
+
+
+# -- reads nbflow cannot see ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("return globals()['G']", "globals()"),
+        ("return eval('G')", "eval()"),
+        ("out = {}\n    exec('x = G', None, out)\n    return out['x']", "exec()"),
+        ("import sys\n    return sys.modules['__main__'].G", "sys.modules"),
+        ("return getattr(sys.modules['__main__'], 'G')", "sys.modules"),
+        ("import importlib\n    return importlib.import_module('__main__').G", "import_module"),
+        ("return helper()", "globals()"),  # in a helper it reaches
+    ],
+    ids=["globals", "eval", "exec", "sys-modules", "getattr", "import-module", "helper"],
+)
+def test_a_global_read_by_a_computed_name_is_never_reused(tmp_path, body, named):
+    with kernel() as cells:
+        cells.run("import sys\nG = 1\ndef helper():\n    return globals()['G']\n")
+        cells.run(_flow_cell(tmp_path, f"def t():\n    {body}\n"))
+        with pytest.warns(CacheWarning) as caught:
+            assert _run(cells)[:2] == (1, "succeeded")
+        messages = [str(w.message) for w in caught if w.category is CacheWarning]
+        assert len(messages) == 1
+        assert "task 't'" in messages[0] and named in messages[0]
+        assert "cannot see" in messages[0]
+        cells.run("G = 2\n")
+        with pytest.warns(CacheWarning):
+            result, state, why = _run(cells)
+        assert (result, state) == (2, "succeeded")
+        assert named in why
+
+
+def test_common_code_that_reads_no_global_by_name_stays_cached(tmp_path):
+    # getattr on an object, vars(obj), locals() and vars() (in a function: its own
+    # variables), a library call: nothing hidden.
+    with kernel() as cells:
+        cells.run(
+            "import types, math\nOBJ = types.SimpleNamespace(x=1)\n"
+            + _flow_cell(
+                tmp_path,
+                "def t():\n    y = getattr(OBJ, 'x') + vars(OBJ)['x']\n"
+                "    return y + len(locals()) - len(vars()) + int(math.sqrt(0))\n",
+            )
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            assert _run(cells)[:2] == (2, "succeeded")
+            assert _run(cells)[:2] == (2, "cached")
+            cells.run("OBJ.x = 2\n")
+            assert _run(cells)[:2] == (4, "succeeded")
+
+
+# -- environment variables -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        "os.environ['NBFLOW_T_X']",
+        "os.getenv('NBFLOW_T_X')",
+        "os.getenv('NBFLOW_T_X', 'unset')",
+        "os.environ.get('NBFLOW_T_X')",
+        "environ['NBFLOW_T_X']",
+        "str('NBFLOW_T_X' in os.environ) + os.environ['NBFLOW_T_X']",
+    ],
+)
+def test_an_environment_variable_read_by_its_name_counts(tmp_path, monkeypatch, read):
+    monkeypatch.setenv("NBFLOW_T_X", "1")
+    with kernel() as cells:
+        cells.run("import os\nfrom os import environ\n")
+        cells.run(_flow_cell(tmp_path, f"def t():\n    return {read}\n"))
+        first = _run(cells)
+        assert first[1] == "succeeded"
+        assert _run(cells)[:2] == (first[0], "cached")
+        monkeypatch.setenv("NBFLOW_T_X", "2")
+        result, state, why = _run(cells)
+        assert state == "succeeded" and "2" in str(result)
+        assert "environment `NBFLOW_T_X` changed ('1' -> '2')" in why
+        monkeypatch.delenv("NBFLOW_T_X")
+        if "['NBFLOW_T_X']" not in read:  # (a KeyError else)
+            assert _run(cells)[1] == "succeeded"
+
+
+def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBFLOW_T_Y", "1")
+    with kernel() as cells:
+        cells.run("import os\nKEY = 'NBFLOW_T_Y'\n")
+        cells.run(_flow_cell(tmp_path, "def t():\n    return os.environ[KEY]\n"))
+        with pytest.warns(CacheWarning, match="task 't'.*os.environ"):
+            assert _run(cells)[:2] == ("1", "succeeded")
+        monkeypatch.setenv("NBFLOW_T_Y", "2")
+        with pytest.warns(CacheWarning):
+            assert _run(cells)[:2] == ("2", "succeeded")
+
+
+def test_an_environment_write_is_no_read(tmp_path):
+    with kernel() as cells:
+        cells.run("import os\n")
+        cells.run(
+            _flow_cell(tmp_path, "def t():\n    os.environ['NBFLOW_T_Z'] = '1'\n    return 1\n")
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            assert _run(cells)[:2] == (1, "succeeded")
+            assert _run(cells)[:2] == (1, "cached")
+
+
+def test_an_unchanged_module_is_checked_not_read_each_pass(modules, tmp_path, monkeypatch):
+    # Identity work stays at definition: a pass over an unchanged flow with a user module
+    # makes no node and reads no file.
+    from nbflow.identity import walk
+
+    modules("memo_loaded", "import json\nRATE = 1\ndef f():\n    return RATE\n")
+    with kernel() as cells:
+        cells.run("import memo_loaded\ndef t():\n    return memo_loaded, memo_loaded.f()\n")
+        ids = Identities()
+        first = ids.task(cells["t"])
+        made: list[object] = []
+        monkeypatch.setattr(walk, "code_facts", lambda code: made.append(code))
+        original = Identities._make_module
+        monkeypatch.setattr(
+            Identities, "_make_module", lambda self, *a: made.append(a) or original(self, *a)
+        )
+        monkeypatch.setattr("builtins.open", lambda *a, **k: made.append(a))
+        for _ in range(3):
+            assert ids.task(cells["t"]) == first
+        assert made == []
+
+
+def test_an_environment_variable_can_be_left_out(tmp_path, monkeypatch):
+    # One that does not change the result (how long to wait, how many threads).
+    monkeypatch.setenv("NBFLOW_T_W", "1")
+    with kernel() as cells:
+        cells.run(
+            "import os\nimport nbflow as nf\n"
+            f"flow = nf.Flow('ignored', store={str(tmp_path / 's.db')!r})\n"
+            "@flow.task(cache=True, cache_ignore=('NBFLOW_T_W',))\n"
+            "def t():\n    return len(os.environ['NBFLOW_T_W'])\n"
+        )
+        assert _run(cells)[:2] == (1, "succeeded")
+        monkeypatch.setenv("NBFLOW_T_W", "2")
+        assert _run(cells)[:2] == (1, "cached")
