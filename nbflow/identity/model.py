@@ -40,11 +40,25 @@ def sha(*chunks: str | bytes | memoryview) -> str:
     others: a stale hit.)
     """
     digest = hashlib.sha256()
+    # The same bytes as one update per length and per chunk, in fewer updates (each costs
+    # ~0.1 µs, and a run re-checks thousands of digests): small chunks are joined first; a
+    # large one (an array's buffer) is hashed where it is, never copied.
+    pending: list[bytes | memoryview] = []
     for chunk in chunks:
         data = chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk
-        digest.update(memoryview(data).nbytes.to_bytes(8, "little"))
-        digest.update(data)
+        size = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+        pending.append(size.to_bytes(8, "little"))
+        if size > _JOINED:
+            digest.update(b"".join(pending))
+            pending.clear()
+            digest.update(data)
+        else:
+            pending.append(data)
+    digest.update(b"".join(pending))
     return digest.hexdigest()[:DIGEST_SIZE]
+
+
+_JOINED = 1 << 16  # chunks up to this many bytes are joined before they are hashed
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +72,14 @@ class Part:
 
 
 def parts_digest(parts: Iterable[Part]) -> str:
-    """The digest of parts: each one's path and digest, as chunks of :func:`sha` (a path
-    holds any character: a partial's keyword, a flow's name)."""
-    return sha(*[chunk for part in parts for chunk in (part.path, part.digest)])
+    """The digest of parts: each one's path and digest, each after its length (a path holds
+    any character: a partial's keyword, a flow's name), so no two lists of parts spell
+    alike. One string, hashed once: a run re-checks thousands of these, and a chunk of
+    :func:`sha` each cost four calls more per part."""
+    return sha(
+        "parts",
+        "".join([f"{len(p.path)}:{p.path}{len(p.digest)}:{p.digest}" for p in parts]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
