@@ -24,6 +24,7 @@ from .context import current
 from .errors import RetryIfError, TaskTimeoutError
 from .errors import format_exception as format_error
 from .executors import LocalExecutor
+from .fanout import SELF_CANCELLED
 from .gates import GateContext, condition_error, evaluate, is_async
 from .lazy import loaded
 from .lifecycle import SUCCESSFUL, TaskState
@@ -203,7 +204,7 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     the engine's own cost on the benchmark's W1 (measured: see docs/performance.md)."""
     kwargs = inputs_of(engine, name, worker)
     if engine._stopping:
-        await _cancel_this_task()
+        await _cancel_this_task(engine, name)
     engine._emit(ev.TaskStarted, name, 1, worker)  # (element None: one item less to store)
     here = (engine, name, 1, None, worker)
     token = current.set(here)
@@ -252,7 +253,7 @@ async def run_attempts(
     attempt = 0
     while True:
         if engine._stopping:
-            await _cancel_this_task()
+            await _cancel_this_task(engine, name)
         attempt += 1
         if iteration < 2:
             engine._emit(ev.TaskStarted, name, attempt, worker, element)
@@ -274,11 +275,23 @@ async def run_attempts(
                 if pending is not None:
                     await pending
         except asyncio.CancelledError as cancelled:
-            if cancelled_from_outside():
-                if element is not None:
-                    engine._emit(ev.TaskCancelled, name, attempt, element)
-                raise
             error: BaseException = cancelled  # raised by the task: its own failure
+            if cancelled_from_outside():
+                if element is None:
+                    raise  # the runner decides (task_raised)
+                lane = asyncio.current_task()
+                if (
+                    engine._stopping
+                    or name in engine.scope.targeted
+                    or lane in (engine._asked_lanes.get(name, ()))
+                ):
+                    engine._emit(ev.TaskCancelled, name, attempt, element)
+                    raise
+                # No one of the run's asked: the element cancelled the lane it runs in. Its
+                # failure (see fanout.window); the lane goes on with the next element.
+                assert lane is not None
+                lane.uncancel()
+                error = asyncio.CancelledError(SELF_CANCELLED)
         except Exception as raised:
             error = raised
         else:
@@ -444,7 +457,7 @@ def attempt_over(engine: Engine, task: str, element: int | None, attempt: int) -
     return row is None or row.attempt != attempt
 
 
-async def _cancel_this_task() -> None:
+async def _cancel_this_task(engine: Engine, name: str) -> None:
     """End the running asyncio task as cancelled, as the stopping run would a moment later.
 
     A fan-out element's lane that the loop runs before its task's group is cancelled (the
@@ -452,6 +465,9 @@ async def _cancel_this_task() -> None:
     """
     task = asyncio.current_task()
     assert task is not None
+    asked = engine._asked_lanes.get(name)
+    if asked is not None:  # a lane of the run's own cancelling (see fanout.window)
+        asked.add(task)
     task.cancel()
     await asyncio.sleep(0)
 

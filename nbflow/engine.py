@@ -282,6 +282,9 @@ class Engine:
         #: Fan-out task -> {element index: the lane running it}, while its elements run
         #: (ctx.finish() from an element cancels the others: nbflow.termination).
         self._lanes: dict[str, dict[int, asyncio.Task[Any]]] = {}
+        #: Fan-out task -> the lanes its window cancelled (an element's lane cancelled by no
+        #: one of the run's was cancelled by the element itself: see attempts.run_attempts).
+        self._asked_lanes: dict[str, set[asyncio.Task[Any]]] = {}
         # Streaming (nbflow.streams): producer -> its consumers, the tasks whose result may
         # be an iterator to read out, and the streams opened in this run (by producer).
         self._stream_consumers = stream_consumers(plan)

@@ -77,6 +77,7 @@ async def window(
     rate: float | None = None,
     until: Until | None = None,
     size: int | None = None,
+    asked: set[asyncio.Task[Any]] | None = None,
 ) -> list[ElementOutcome]:
     """Call ``run_one(index, item)`` for each ``(index, item)`` of ``elements``, at most
     ``concurrency`` at once; the outcomes, by index.
@@ -90,7 +91,13 @@ async def window(
     so: no further element starts (``run_one`` may raise :class:`Withdrawn` for one it was
     about to start) and the elements still running are cancelled (``until.cancel_rest``)
     or awaited; the outcomes of elements that ended are returned either way.
+
+    ``asked``: the lanes this window cancels go there (the caller's set, to tell a cancel
+    asked for from one an element made of its own lane, ``asyncio.current_task().cancel()``,
+    which is that element's failure, as a ``CancelledError`` it raises is).
     """
+    outer = asyncio.current_task()  # the task awaiting the window
+    asked = set() if asked is None else asked
     outcomes: dict[int, ElementOutcome] = {}
     if until is not None and until.holds(None):
         await _close(elements)
@@ -112,6 +119,7 @@ async def window(
         me = asyncio.current_task()
         for lane in lanes:  # idle lanes wait for an element that will not start: end them
             if lane is not me and (cancel or lane in idle):
+                asked.add(lane)
                 lane.cancel()
 
     def add_lane() -> None:
@@ -150,12 +158,18 @@ async def window(
             try:
                 outcome = ElementOutcome(index, True, await run_one(index, item))
             except asyncio.CancelledError as cancelled:
+                own: BaseException = cancelled
                 if me.cancelling():
-                    raise  # the window is being cancelled
+                    if me in asked or (outer is not None and outer.cancelling()):
+                        raise  # the window is being cancelled
+                    # Nobody asked: the element cancelled the lane it runs in. Its failure;
+                    # the lane goes on with the next element.
+                    me.uncancel()
+                    own = asyncio.CancelledError(SELF_CANCELLED)
                 # The element raised CancelledError itself: its failure. (Re-raised, it
                 # would end this lane as cancelled, which the TaskGroup ignores: the
                 # element would vanish from the results.)
-                outcome = ElementOutcome(index, False, error=cancelled)
+                outcome = ElementOutcome(index, False, error=own)
             except Withdrawn:
                 return
             except Exception as error:
@@ -179,6 +193,11 @@ async def window(
 
 
 _END = object()
+#: What an element that cancelled the asyncio task it runs in fails with.
+SELF_CANCELLED = (
+    "the element cancelled the asyncio task it runs in (asyncio.current_task().cancel()), "
+    "which is not its own; to end it, raise an exception"
+)
 
 
 def _taker(

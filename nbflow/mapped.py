@@ -76,6 +76,7 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
     wants_worker = name in engine._wants_worker
     record = engine.state.tasks[name]
     running = engine._lanes[name] = {}  # element -> its lane (see Engine._lanes)
+    asked = engine._asked_lanes[name] = set()  # lanes the window cancels (see fanout.window)
     one = params[0] if len(params) == 1 else None  # (the usual case, made cheaper)
     remote_values = engine._remote and (keys is not None or cache is not None)
     fetched: dict[int, tuple[Any, ...]] = {}  # remote_values: each element's, fetched
@@ -145,10 +146,11 @@ async def run_fan_out(engine: Engine, name: str, kwargs: dict[str, Any]) -> S | 
         outcomes = await window(
             listed() if elements.size is not None and not remote_values else streamed(),
             run_one, concurrency=min(lanes) if lanes else None, rate=spec.rate,
-            until=completion, size=elements.size,
+            until=completion, size=elements.size, asked=asked,
         )  # fmt: skip
     finally:
         del engine._lanes[name]
+        del engine._asked_lanes[name]
         if cache is not None:
             cache.decide()
     if completion is not None and completion.stopped:

@@ -284,6 +284,9 @@ def _finish(engine: Engine, caller: str, element: int | None) -> None:
         reason=f"the run was finished by {who} (ctx.finish())",
     )
     if element is not None:
+        asked = engine._asked_lanes.get(caller)
         for index, lane in list(engine._lanes.get(caller, {}).items()):
             if index != element:
+                if asked is not None:  # (a cancel of the run's: see fanout.window)
+                    asked.add(lane)
                 lane.cancel()

@@ -562,6 +562,48 @@ def test_a_task_that_cancels_its_own_asyncio_task_fails_and_the_next_tasks_are_s
     assert run.status == "failed"
 
 
+@pytest.mark.parametrize("max_workers", [1, 2, None])
+def test_an_element_that_cancels_its_own_asyncio_task_fails_and_no_element_is_lost(max_workers):
+    """A fan-out element runs in a lane (an asyncio task) that goes on with the next
+    elements. An element cancelling it (``asyncio.current_task().cancel()``) is that
+    element's failure; before, the lane ended cancelled, which the task group ignores:
+    that element and the lane's next ones vanished, and the task said `succeeded`."""
+    flow = nf.Flow("element-cancels-itself", store=None, on_error="continue")
+
+    @flow.task
+    def items():
+        return [1, 2, 3, 4]
+
+    @flow.task(fan_out="items")
+    async def element(items):
+        if items == 2:
+            asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+        return items * 10
+
+    run = flow.run(max_workers=max_workers)
+    assert run.states == {"items": "succeeded", "element": "failed"}
+    record = run.state.tasks["element"]
+    assert record.elements_done == 3 and record.elements_failed == 1
+    assert record.element_results == {0: 10, 2: 30, 3: 40}
+    assert "cancelled the asyncio task it runs in" in str(record.element_errors[1])
+
+
+def test_the_standalone_fan_out_keeps_every_element_when_one_cancels_its_lane():
+    async def element(x: int) -> int:
+        if x == 2:
+            asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+        return x
+
+    for concurrency in (1, 2, None):
+        values = asyncio.run(
+            nf.fan_out(element, [1, 2, 3, 4], concurrency=concurrency, return_exceptions=True)
+        )
+        assert values[0] == 1 and values[2:] == [3, 4], (concurrency, values)
+        assert isinstance(values[1], Exception)
+
+
 def test_a_task_raising_cancelled_error_stops_the_run_under_on_error_stop():
     flow = nf.Flow("own-stop", store=None)
 
