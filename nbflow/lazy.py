@@ -75,10 +75,16 @@ class LazyValues(Mapping[str, Any]):
         # (a cached or resumed result is a value like any other to the person looking); a
         # large one not yet read shows as what it is (task, run, size, format) rather than
         # be read whole just to be printed.
-        shown = ", ".join(
-            f"{k!r}: {v.load()!r}"
-            if is_lazy(v) and (getattr(v, "loaded", False) or getattr(v, "cheap", False))
-            else f"{k!r}: {v!r}"
-            for k, v in self._raw.items()
-        )
+        shown = ", ".join(f"{k!r}: {_shown(v)}" for k, v in self._raw.items())
         return f"{{{shown}}}"
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of the value a lazy value stands for when it is read already or cheap to
+    read; else (or if reading it fails: a damaged row, a locked store) the lazy value's."""
+    if is_lazy(value) and (getattr(value, "loaded", False) or getattr(value, "cheap", False)):
+        try:
+            return repr(value.load())
+        except Exception:  # printing shows what it is; reading it says why it failed
+            pass
+    return repr(value)

@@ -284,3 +284,44 @@ def test_an_environment_variable_can_be_left_out(tmp_path, monkeypatch):
         assert _run(cells)[:2] == (1, "succeeded")
         monkeypatch.setenv("NBFLOW_T_W", "2")
         assert _run(cells)[:2] == (1, "cached")
+
+
+# -- found by the review of 2026-12-07 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "read",
+    ["lazy_attr.RATE", "lazy_attr.__dict__['CONFIG']['RATE']"],
+    ids=["module-getattr", "module-dict"],
+)
+def test_a_module_attribute_not_read_from_its_globals_counts_the_whole_module(
+    modules, tmp_path, read
+):
+    # RATE is made up by the module's __getattr__ (PEP 562) from CONFIG, and `__dict__` is
+    # every global: reading either is reading the module whole, so CONFIG's edit counts.
+    # (Its __getattr__ raises KeyError for a name it does not know, as such code does.)
+    modules("lazy_attr", "CONFIG = {'RATE': 1}\ndef __getattr__(name):\n    return CONFIG[name]\n")
+    with kernel() as cells:
+        cells.run(_flow_cell(tmp_path, f"import lazy_attr\ndef t():\n    return {read}\n"))
+        assert _run(cells)[:2] == (1, "succeeded")
+        assert _run(cells)[:2] == (1, "cached")
+        cells.run("lazy_attr.CONFIG['RATE'] = 2\n")
+        assert _run(cells)[:2] == (2, "succeeded")
+        assert _run(cells)[:2] == (2, "cached")
+
+
+def test_a_library_function_that_reads_the_environment_itself_is_never_reused(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NBFLOW_T_Z", "one")
+    with kernel() as cells:
+        cells.run(
+            _flow_cell(
+                tmp_path, "import os\ndef t():\n    return os.path.expandvars('$NBFLOW_T_Z')\n"
+            )
+        )
+        with pytest.warns(CacheWarning, match=r"task 't'.*os\.path\.expandvars"):
+            assert _run(cells)[:2] == ("one", "succeeded")
+        monkeypatch.setenv("NBFLOW_T_Z", "two")
+        with pytest.warns(CacheWarning):
+            assert _run(cells)[:2] == ("two", "succeeded")

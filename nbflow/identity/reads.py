@@ -135,6 +135,7 @@ def _import(ops: list[dis.Instruction], i: int) -> Import:
 _GLOBALS = "nbflow cannot see which globals it reads"
 _MODULE = "nbflow cannot see which module it reads"
 _FRAME = "nbflow cannot see what it reads through a frame"
+_ENVIRONMENT = "it reads environment variables nbflow cannot name (HOME, $VARS in a string)"
 _BLIND: dict[int, tuple[Any, str, str]] = {
     id(obj): (obj, shown, why)
     for obj, shown, why in (
@@ -148,6 +149,10 @@ _BLIND: dict[int, tuple[Any, str, str]] = {
         (inspect.currentframe, "inspect.currentframe()", _FRAME),
         (inspect.stack, "inspect.stack()", _FRAME),
         (os.environb, "os.environb", "nbflow cannot see which variables it reads"),
+        # Library functions that read the environment themselves: which variables, the
+        # string decides at run time.
+        (os.path.expandvars, "os.path.expandvars()", _ENVIRONMENT),
+        (os.path.expanduser, "os.path.expanduser()", _ENVIRONMENT),
     )
 }
 

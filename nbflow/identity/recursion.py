@@ -26,6 +26,7 @@ kept node's children never goes round a cycle.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -150,5 +151,8 @@ def _kind(obj: Any) -> str:
 
 
 def _qualname(obj: Any) -> str:
-    """A function's or class's qualified name; a module's name."""
+    """A function's or class's qualified name; a module's name (read from its globals: a
+    module ``__getattr__`` may raise anything for a name it does not know)."""
+    if isinstance(obj, types.ModuleType):
+        return str(vars(obj).get("__name__", "?"))
     return getattr(obj, "__qualname__", None) or obj.__name__

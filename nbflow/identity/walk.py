@@ -424,6 +424,7 @@ class Identities(Recursion):
                 and name not in facts.whole
                 and name in attributes
                 and not self._is_library(value.__name__)
+                and all(_read_plainly(value, attrs) for attrs in attributes[name])
             ):
                 # A user module read only through its attributes: what is read counts (a
                 # reloaded module's new functions), not the whole module.
@@ -912,6 +913,21 @@ def _attribute(module: types.ModuleType, attrs: tuple[str, ...]) -> tuple[Any, t
         value = vars(value).get(attr, _UNDEFINED)
         used.append(attr)
     return value, tuple(used)
+
+
+def _read_plainly(module: types.ModuleType, attrs: tuple[str, ...]) -> bool:
+    """Whether reading ``attrs`` from ``module`` reads its modules' own globals: no dunder
+    (``__dict__`` is every global), no module ``__getattr__`` (PEP 562: it makes values up
+    from what it reads). Otherwise the module counts whole."""
+    value: Any = module
+    for attr in attrs:
+        if not isinstance(value, types.ModuleType):
+            return True
+        table = vars(value)
+        if attr.startswith("__") or "__getattr__" in table:
+            return False
+        value = table.get(attr)
+    return True
 
 
 _MAIN = (
