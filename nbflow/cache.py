@@ -345,10 +345,15 @@ class ReuseHooks:
     def elements_decided(self, name: str, served: int, ran: int) -> None:
         """Fan-out task ``name`` had ``served`` elements from the cache and ``ran`` ran
         (:class:`~nbflow.element_cache.ElementCache`), for ``run.why()``."""
+        before = self.decisions.get(name)
+        unread = before is not None and before.reason == "unreadable"
         self.decisions[name] = Decision(
             "elements",
             reason=f"{served} of {served + ran} elements served from the cache (each by "
-            f"its own input), {ran} ran",
+            f"its own input), {ran} ran"
+            + (
+                " (the store could not be read for some: a StoreWarning said why)" if unread else ""
+            ),
         )
 
     def _serve(self, name: str, row: ResultRow, hit: StoredResult) -> StoredResult:

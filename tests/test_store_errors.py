@@ -233,6 +233,21 @@ def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
     assert {r["status"] for r in store.runs() if r["run_id"] == run.run_id} <= {"running"}
 
 
+def test_a_fan_out_task_whose_elements_cannot_read_the_store_runs_them_and_says_why(tmp_path):
+    path = tmp_path / "busy-elements.db"
+    store = SQLiteStore(path, timeout=0.2)
+    flow = nf.Flow("busy-elements", store=store)
+    flow.task(name="items")(lambda: [1, 2])
+    flow.task(name="double", fan_out="items", cache=True)(lambda items: items * 2)
+    with _write_lock_held(path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run()
+    assert run.status == "succeeded" and run.results["double"] == [2, 4]
+    assert [w for w in caught if "could not be read" in str(w.message)]
+    store.flush()
+    assert "the store could not be read for some" in run.why("double")
+
+
 def _cached_bulky(store, name="cached-bulky", tasks=12, size=20_000):
     flow = nf.Flow(name, store=store)
     for i in range(tasks):
