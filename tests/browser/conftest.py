@@ -155,12 +155,14 @@ class LabServer:
     log_path: Path
     process: subprocess.Popen[bytes]
 
-    def api(self, method: str, path: str) -> Any:
-        """Call the server's REST API (``path`` like ``/api/kernels``); return decoded JSON."""
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the server's REST API (``path`` like ``/api/kernels``; ``body`` sent as
+        JSON); return decoded JSON."""
         request = urllib.request.Request(
             f"{self.url}{path}",
             method=method,
-            headers={"Authorization": f"token {self.token}"},
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            data=None if body is None else json.dumps(body).encode(),
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()

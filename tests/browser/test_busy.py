@@ -25,7 +25,7 @@ plays no part in it (docs/jupyter.md, "Is the kernel busy?"). So the test checks
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -118,21 +118,30 @@ def test_a_blocking_run_keeps_its_cell_busy_and_nbflow_never_makes_the_kernel_id
     assert run.page_errors == []
 
 
-# What the "Kernel Comms over subshells: Disabled" setting does (the settings plugin sets
-# this on the service manager; docs/jupyter.md tells users where to find it).
-NO_COMMS_OVER_SUBSHELLS_JS = """() => {
-  window.jupyterapp.serviceManager.kernels.commsOverSubshells = 'disabled';
-}"""
+# The "Kernel Comms over subshells: Disabled" setting (docs/jupyter.md tells users where to
+# find it), saved as a user would in Settings, so the page reads it as it starts. (Set on the
+# service manager from the test, it raced with the settings plugin, which sets it from the
+# saved settings once they load: now and then after the test, undoing it.)
+KERNELS_SETTINGS = "/lab/api/settings/@jupyterlab/apputils-extension:kernels-settings"
+
+
+@pytest.fixture
+def no_comms_over_subshells(lab_server: Any) -> Iterator[None]:
+    """The setting saved on the (shared) server for this test, then put back."""
+    before = (lab_server.api("GET", KERNELS_SETTINGS) or {}).get("raw") or "{}"
+    lab_server.api("PUT", KERNELS_SETTINGS, {"raw": '{"commsOverSubshells": "disabled"}'})
+    try:
+        yield
+    finally:
+        lab_server.api("PUT", KERNELS_SETTINGS, {"raw": before})
 
 
 def test_without_comms_over_subshells_the_kernel_reads_busy_through_every_run(
-    run_notebook: Callable[..., NotebookRun],
+    run_notebook: Callable[..., NotebookRun], no_comms_over_subshells: None
 ) -> None:
-    def on_page(page: Any) -> None:
-        page.evaluate(NO_COMMS_OVER_SUBSHELLS_JS)
-        page.evaluate(LOG_STATES_JS)
-
-    run = run_notebook("busy.ipynb", "#nbflow-busy-done", on_page=on_page, timeout=120)
+    run = run_notebook("busy.ipynb", "#nbflow-busy-done", on_page=LOG_STATES_JS, timeout=120)
+    setting = "() => window.jupyterapp.serviceManager.kernels.commsOverSubshells"
+    assert run.page.evaluate(setting) == "disabled"
     log = run.page.evaluate("() => window.__nbflowRecords")
     assert all(busy_throughout(log, first, last) for _, first, last in runs(log)), log
     assert not any(e[0] == "message" and e[2] == "create_subshell_request" for e in log), log
