@@ -208,8 +208,9 @@ def _assert_loud(run, caught, words):
     assert any("NOT fully recorded" in m and words in m for m in messages), messages
 
 
-def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
-    # SQLite's own limit on the file's size: the same SQLITE_FULL a full disk gives.
+def _filling_store(tmp_path, monkeypatch):
+    """A store whose file fills up four pages past its schema: SQLite's own limit on the
+    file's size (``max_page_count``), the same SQLITE_FULL a full disk gives."""
     store = SQLiteStore(tmp_path / "full.db")
     _bulky(store, tasks=1).run()  # the file exists with its schema
     pages = store._query("PRAGMA page_count")[0][0]
@@ -223,6 +224,11 @@ def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
     nf.store.close_all()
     monkeypatch.setattr(store_writer, "connect", limited)
     store = SQLiteStore(tmp_path / "full.db")
+    return store
+
+
+def test_a_full_disk_is_reported_with_sqlites_own_words(tmp_path, monkeypatch):
+    store = _filling_store(tmp_path, monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = _bulky(store).run()
@@ -260,19 +266,7 @@ def test_a_full_disk_fails_no_cached_task_and_later_reads_work(tmp_path, monkeyp
     that failed (the disk filled up) is its run's to tell, not an error of each task that
     reads after it (it was: the run ended failed, its tasks cancelled), nor of the
     next ``nf.history()``."""
-    store = SQLiteStore(tmp_path / "full.db")
-    _bulky(store, tasks=1).run()  # the file exists with its schema
-    pages = store._query("PRAGMA page_count")[0][0]
-    connect = store_writer.connect
-
-    def limited(path, timeout, **options):
-        con = connect(path, timeout, **options)
-        con.execute(f"PRAGMA max_page_count = {pages + 4}")
-        return con
-
-    nf.store.close_all()
-    monkeypatch.setattr(store_writer, "connect", limited)
-    store = SQLiteStore(tmp_path / "full.db")
+    store = _filling_store(tmp_path, monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = _cached_bulky(store).run()
