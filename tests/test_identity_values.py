@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import decimal
+import importlib.util
 import warnings
 
 import numpy as np
@@ -320,10 +321,6 @@ PAIRS = {
         pd.Series(pd.arrays.SparseArray([0, 1], fill_value=1)),
     ),
     "sparse / dense": (pd.Series(pd.arrays.SparseArray([0, 1])), pd.Series([0, 1])),
-    "string storage": (
-        pd.Series(["a"], dtype="string[python]"),
-        pd.Series(["a"], dtype="string[pyarrow]"),
-    ),
     "time zone": (
         pd.Series(pd.to_datetime(["2020-01-01"])),
         pd.Series(pd.to_datetime(["2020-01-01"]).tz_localize("UTC")),
@@ -353,6 +350,11 @@ PAIRS = {
         collections.ChainMap({"a": 1}, {"a": 3}),
     ),
 }
+if importlib.util.find_spec("pyarrow") is not None:  # the data extra (not in a core install)
+    PAIRS["string storage"] = (
+        pd.Series(["a"], dtype="string[python]"),
+        pd.Series(["a"], dtype="string[pyarrow]"),
+    )
 
 
 @pytest.mark.parametrize("name", list(PAIRS))
