@@ -424,18 +424,18 @@ class Identities(Recursion):
                 and name not in facts.whole
                 and name in attributes
                 and not self._is_library(value.__name__)
-                and all(_read_plainly(value, attrs) for attrs in attributes[name])
             ):
-                # A user module read only through its attributes: what is read counts (a
+                # A user module read only through its globals: what is read counts (a
                 # reloaded module's new functions), not the whole module.
-                for attrs in attributes[name]:
-                    found, used = _attribute(value, attrs)
-                    path = ".".join((name, *used))
-                    if found is _UNDEFINED:
-                        parts.append(Part(f"global {path}", "undefined", "undefined"))
-                    else:
-                        self._value_parts(f"global {path}", found, parts, bad, 1, leaves)
-                continue
+                reads = [_attribute(value, attrs) for attrs in attributes[name]]
+                if all(found is not _NOT_GLOBAL for found, _ in reads):
+                    for found, used in reads:
+                        path = ".".join((name, *used))
+                        if found is _UNDEFINED:
+                            parts.append(Part(f"global {path}", "undefined", "undefined"))
+                        else:
+                            self._value_parts(f"global {path}", found, parts, bad, 1, leaves)
+                    continue
             self._value_parts(f"global {name}", value, parts, bad, 1, leaves)
         environ: tuple[tuple[str, str | None], ...] = ()
         if facts.imports or facts.reads:
@@ -904,30 +904,24 @@ def _module_items(module: types.ModuleType) -> tuple[tuple[str, Any], ...]:
 
 def _attribute(module: types.ModuleType, attrs: tuple[str, ...]) -> tuple[Any, tuple[str, ...]]:
     """``(value, attributes followed)``: ``attrs`` read from ``module`` through modules
-    only (an attribute of another object could run code to be read: that object counts)."""
+    only (an attribute of another object could run code to be read: that object counts).
+    The value is :data:`_NOT_GLOBAL` when a module on the way may make it up rather than
+    hold it as a global: a dunder (``__dict__`` is every global), a module ``__getattr__``
+    (PEP 562: it computes values from what it reads). Such a module counts whole."""
     value: Any = module
     used: list[str] = []
     for attr in attrs:
         if not isinstance(value, types.ModuleType):
             break
-        value = vars(value).get(attr, _UNDEFINED)
+        table = vars(value)
+        if attr.startswith("__") or "__getattr__" in table:
+            return _NOT_GLOBAL, tuple(used)
+        value = table.get(attr, _UNDEFINED)
         used.append(attr)
     return value, tuple(used)
 
 
-def _read_plainly(module: types.ModuleType, attrs: tuple[str, ...]) -> bool:
-    """Whether reading ``attrs`` from ``module`` reads its modules' own globals: no dunder
-    (``__dict__`` is every global), no module ``__getattr__`` (PEP 562: it makes values up
-    from what it reads). Otherwise the module counts whole."""
-    value: Any = module
-    for attr in attrs:
-        if not isinstance(value, types.ModuleType):
-            return True
-        table = vars(value)
-        if attr.startswith("__") or "__getattr__" in table:
-            return False
-        value = table.get(attr)
-    return True
+_NOT_GLOBAL = object()  # see _attribute
 
 
 _MAIN = (
