@@ -88,7 +88,7 @@ def task_raised(engine: Engine, name: str, error: BaseException) -> S | None:
             return None
         if not cancelled_from_outside():
             error = asyncio.CancelledError("the task raised CancelledError itself")
-        elif engine._stopping or name in engine.scope.targeted:  # the run cancelled it
+        elif cancel_asked(engine, name):
             engine._emit(ev.TaskCancelled, name, count, None, engine.cancel_reason(name))
             return S.CANCELLED
         else:
@@ -279,16 +279,12 @@ async def run_attempts(
             if cancelled_from_outside():
                 if element is None:
                     raise  # the runner decides (task_raised)
-                lane = asyncio.current_task()
-                if (
-                    engine._stopping
-                    or name in engine.scope.targeted
-                    or lane in (engine._asked_lanes.get(name, ()))
-                ):
+                if cancel_asked(engine, name):
                     engine._emit(ev.TaskCancelled, name, attempt, element)
                     raise
                 # No one of the run's asked: the element cancelled the lane it runs in. Its
                 # failure (see fanout.window); the lane goes on with the next element.
+                lane = asyncio.current_task()
                 assert lane is not None
                 lane.uncancel()
                 error = asyncio.CancelledError(SELF_CANCELLED)
@@ -470,6 +466,18 @@ async def _cancel_this_task(engine: Engine, name: str) -> None:
         asked.add(task)
     task.cancel()
     await asyncio.sleep(0)
+
+
+def cancel_asked(engine: Engine, name: str) -> bool:
+    """Whether the run asked for the cancel of the asyncio task running ``name`` (a runner,
+    or a fan-out element's lane): the run is stopping, ``name`` was cancelled on its own, or
+    its window or ``ctx.finish()`` cancelled that lane. Else the task's own code cancelled
+    the asyncio task it runs in: its failure, not the run's cancel."""
+    return (
+        engine._stopping
+        or name in engine.scope.targeted
+        or asyncio.current_task() in engine._asked_lanes.get(name, ())
+    )
 
 
 def cancelled_from_outside() -> bool:
