@@ -27,9 +27,9 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .element_cache import ElementCache, unusable
 from .errors import StoreError, describe
@@ -39,6 +39,8 @@ from .store import resolve_store
 from .store.keys import NONE_DIGEST, StoreWarning, cache_key, inputs_hash
 from .store.recorder import Recorder, RunContext, variable_digests
 from .store.results import DamagedResultError, ResultRow, StoredResult
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .graph import Plan
@@ -286,11 +288,7 @@ class ReuseHooks:
             self.decisions[name] = Decision("ran", reason="inputs")
             return None
         since = time.time() - spec.cache_ttl if spec.cache_ttl is not None else None
-        try:
-            row = await asyncio.to_thread(self.store.find_cached, key, since)
-        except StoreError as error:
-            self.unreadable(name, error)
-            row = None
+        row = await self.read(name, self.store.find_cached, key, since)
         if row is not None:
             hit = await self._checked(name, row)
             if hit is not None:
@@ -309,10 +307,8 @@ class ReuseHooks:
         if previous.identity != identity:  # (also when it is CONTROLLED: never reused)
             self.decisions[name] = Decision("ran", previous.run_id, "identity")
             return None
-        try:
-            old = await asyncio.to_thread(self._old_digests, name)
-        except StoreError as error:
-            self.unreadable(name, error)
+        old = await self.read(name, self._old_digests, name)
+        if old is None:
             return None
         same = all(
             digests.get(param) is not None
@@ -327,6 +323,15 @@ class ReuseHooks:
             return None
         self.decisions[name] = Decision("resumed", previous.run_id)
         return self._serve(name, previous, hit)
+
+    async def read(self, name: str, read: Callable[..., T], *args: Any) -> T | None:
+        """``read(*args)``, a read of the store for task ``name``, in a thread; None when
+        the store cannot be read (see :meth:`unreadable`)."""
+        try:
+            return await asyncio.to_thread(read, *args)
+        except StoreError as error:
+            self.unreadable(name, error)
+            return None
 
     def unreadable(self, name: str, error: StoreError) -> None:
         """A read of the store for ``name`` failed (a lock held elsewhere past the timeout,

@@ -79,11 +79,7 @@ class ElementCache:
             self.ran += 1
             return False, None
         store = self.hooks.store
-        try:
-            row = await asyncio.to_thread(store.find_cached, key, self.since)
-        except StoreError as error:
-            self.hooks.unreadable(self.name, error)
-            row = None
+        row = await self.hooks.read(self.name, store.find_cached, key, self.since)
         if row is not None:
             try:  # its bytes are checked against their checksum as they are read
                 value = await asyncio.to_thread(StoredResult(store, row).load)
