@@ -206,8 +206,7 @@ def _array_digest(array: Any, named: list[Any], element: Callable[[Any], str]) -
     if isinstance(array, np.ndarray):
         if array.dtype == object:
             return sha("object", repr(array.shape), _cells_digest(array.ravel(), named, element))
-        data = np.ascontiguousarray(array)
-        return sha("ndarray", _dtype_text(array.dtype), repr(array.shape), data.data.cast("B"))
+        return _numpy_digest(array, named)
     dtype = array.dtype
     kind = type(array)
     dates = pd.arrays.DatetimeArray | pd.arrays.TimedeltaArray | pd.arrays.PeriodArray
