@@ -260,11 +260,15 @@ async def run_attempts(
         else:
             engine._emit(ev.IterationStarted, name, attempt, worker, element, None, iteration)
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
+        # A sync call may wait for a thread: when its body began (run clock), for its row.
+        began: list[float] | None = [] if name in engine._threaded else None
         here = (engine, name, attempt, element, worker)
         token = current.set(here)
         try:
-            result = await call(engine, name, kwargs, attempt, worker, element)
-            if engine._remote:
+            result = await call(engine, name, kwargs, attempt, worker, element, began)
+            if began:
+                where = (None, began[0] - engine._t0)
+            elif engine._remote:
                 where = placement(engine, result)
                 if element is None and name in engine._fetch:
                     result = await engine.executor.amaterialize(result)
@@ -298,7 +302,9 @@ async def run_attempts(
             output = engine.output  # per-task logs and progress (nbflow.logs)
             if output is not None and output.open:  # only if the attempt wrote something
                 output.end(here)
-        if engine._remote and where is _NOWHERE:
+        if began:
+            where = (None, began[0] - engine._t0)
+        elif engine._remote and where is _NOWHERE:
             where = placement(engine, error)
         delay = None
         if retry_state is not None:
@@ -335,17 +341,19 @@ async def call(
     attempt: int,
     worker: str | None,
     element: int | None,
+    began: list[float] | None = None,
 ) -> Any:
     """One call of the task's function, through the task middleware, within its timeout.
 
     The timeout measures the attempt's own body: a sync call waiting for a free thread
-    starts its clock when the thread takes it. A task that may stream has its iterator
-    read out within it (:func:`produced`).
+    starts its clock when the thread takes it (and appends its ``time.monotonic()`` to
+    ``began``, if given). A task that may stream has its iterator read out within it
+    (:func:`produced`).
     """
     spec = engine.plan.specs[name]
     timeout = spec.timeout
     if timeout is None:
-        result = await invoke(engine, name, kwargs, attempt, worker, element, None)
+        result = await invoke(engine, name, kwargs, attempt, worker, element, None, began)
         if name in engine._streamers:
             return await produced(engine, name, result)
         return result
@@ -360,7 +368,9 @@ async def call(
     try:
         async with asyncio.timeout(None) as scope:
             try:
-                result = await invoke(engine, name, kwargs, attempt, worker, element, started)
+                result = await invoke(
+                    engine, name, kwargs, attempt, worker, element, started, began
+                )
             finally:
                 live = False
             if name in engine._streamers:  # reading the iterator out is the attempt's work
@@ -380,8 +390,10 @@ def invoke(
     worker: str | None,
     element: int | None,
     started: Any,
+    began: list[float] | None = None,
 ) -> Any:
-    """The awaitable of one call; ``started()`` (if given) is called as its body starts."""
+    """The awaitable of one call; ``started()`` (if given) is called as its body starts,
+    and a call in a thread appends that moment to ``began`` (if given)."""
     spec = engine.plan.specs[name]
     fn = engine._funcs[name]
     executor = engine.executor
@@ -395,12 +407,12 @@ def invoke(
         async def innermost() -> Any:
             if name in engine._in_kernel:  # a subflow: its child run's tasks go out
                 return await fn(**ctx.inputs)
-            return await executor_call(engine, name, fn, ctx.inputs, spec, started, threads)
+            return await executor_call(engine, name, fn, ctx.inputs, spec, started, threads, began)
 
         return call_with(engine.task_mw, ctx, innermost)
     if spec.is_async and (engine._inline_async or name in engine._in_kernel):
         return fn(**kwargs)  # what LocalExecutor.call does, minus a frame
-    return executor_call(engine, name, fn, kwargs, spec, started, threads)
+    return executor_call(engine, name, fn, kwargs, spec, started, threads, began)
 
 
 def executor_call(
@@ -411,10 +423,11 @@ def executor_call(
     spec: Any,
     started: Any,
     threads: bool,
+    began: list[float] | None = None,
 ) -> Any:
     if threads:
         return engine.executor.call(name, fn, kwargs, is_async=False, priority=spec.priority,
-                                  started=started)  # fmt: skip
+                                  started=started, began=began)  # fmt: skip
     return engine.executor.call(name, fn, kwargs, is_async=spec.is_async,
                               priority=spec.priority)  # fmt: skip
 

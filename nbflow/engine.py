@@ -336,6 +336,14 @@ class Engine:
         # The loop's clock; time.monotonic itself when that is all loop.time() does.
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self._t0 = loop.time()
+        # Sync tasks the local executor runs in its threads, where a call may wait for a
+        # thread: their attempts' rows start when the body began (attempts.run_attempts),
+        # read on the loop's clock, so only when that clock is time.monotonic.
+        self._threaded: frozenset[str] = (
+            frozenset(n for n in self.plan.names if not self.plan.specs[n].is_async)
+            if self._inline_async and self._clock is time.monotonic
+            else frozenset()
+        )
         self._key = self.strategy.prepare(self.plan)
         self._done = loop.create_future()
         plan = self.plan

@@ -13,7 +13,9 @@ A sync call waits for a free thread in a queue. A call cancelled while it waits 
 stopped, its attempt timed out) never starts; one cancelled while it runs goes on in its
 thread until it returns (Python cannot stop a thread), its result discarded: a long loop
 can check ``nf.context().cancelled`` and return early. ``call(..., started=...)`` is told,
-on the loop, when the body starts, so a timeout measures the body, not the wait.
+on the loop, when the body starts, so a timeout measures the body, not the wait; and
+``call(..., began=[])`` gets the ``time.monotonic()`` of that moment appended (without waking
+the loop), so the attempt's row in the timeline starts there, not in the queue.
 
 Threads: each run that is not given an executor makes its own :class:`LocalExecutor`,
 whose threads start on demand (at most ``max_workers``, else 32), are reused call after
@@ -31,14 +33,15 @@ import contextvars
 import inspect
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .context import current
 
-# A job for a worker thread: (loop, future, context, fn, kwargs, started); None tells a worker
-# to stop.
+# A job for a worker thread: (loop, future, context, fn, kwargs, started, began); None tells
+# a worker to stop.
 _Job = tuple[
     asyncio.AbstractEventLoop,
     asyncio.Future[Any],
@@ -46,6 +49,7 @@ _Job = tuple[
     Any,
     dict[str, Any],
     Callable[[], None] | None,
+    list[float] | None,
 ]
 
 
@@ -124,16 +128,19 @@ class LocalExecutor:
         is_async: bool,
         priority: int = 0,
         started: Callable[[], None] | None = None,
+        began: list[float] | None = None,
     ) -> Any:
         """Run ``fn(**kwargs)`` and return its result (awaiting it if it is awaitable).
 
-        ``started()`` is called on the loop when a sync call's body starts in its thread.
+        ``started()`` is called on the loop when a sync call's body starts in its thread;
+        ``began``, a list, gets the ``time.monotonic()`` of that moment appended (by the
+        thread: read it once the call has returned or raised).
         """
         if is_async:
             return await fn(**kwargs)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._submit((loop, future, contextvars.copy_context(), fn, kwargs, started))
+        self._submit((loop, future, contextvars.copy_context(), fn, kwargs, started, began))
         result = await future
         if inspect.isawaitable(result):
             result = await result
@@ -157,7 +164,7 @@ class LocalExecutor:
             job = jobs.get()
             if job is None:
                 return
-            loop, future, context, fn, kwargs, started = job
+            loop, future, context, fn, kwargs, started, began = job
             if started is not None and not _dropped(future, context):
                 # Told before the last check, not after: telling the loop writes to its
                 # self-pipe, which lets the loop run, and a call cancelled then (its run
@@ -166,11 +173,13 @@ class LocalExecutor:
                     loop.call_soon_threadsafe(started)
             dropped = _dropped(future, context)
             if not dropped:  # the check and the call: a few bytecodes apart, no system call
+                if began is not None:  # (list.append: atomic, read after the call returns)
+                    began.append(time.monotonic())
                 try:
                     value, ok = context.run(fn, **kwargs), True
                 except BaseException as error:  # handed to the awaiting task
                     value, ok = error, False
-            del job, fn, kwargs, started, context
+            del job, fn, kwargs, started, began, context
             # Idle before handing the result back: the loop may submit the next call at once,
             # and it should find this thread rather than start another.
             with self._lock:

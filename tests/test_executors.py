@@ -96,3 +96,26 @@ def test_threads_are_reused_not_spawned_per_call():
     asyncio.run(scenario())
     assert len(executor._workers) == 1  # sequential calls: one thread, reused
     executor.close()
+
+
+def test_began_gets_the_moment_the_body_starts_not_the_moment_it_was_queued():
+    """With one thread, the second call waits for the first: its ``began`` comes after the
+    first body's end (time.sleep never returns early), though both were queued at once."""
+    executor = LocalExecutor(threads=1)
+    began: list[list[float]] = [[], []]
+
+    async def scenario():
+        queued = time.monotonic()
+        calls = [
+            executor.call("t", lambda: time.sleep(0.05), {}, is_async=False, began=began[i])
+            for i in range(2)
+        ]
+        await asyncio.gather(*calls)
+        return queued
+
+    try:
+        queued = asyncio.run(scenario())
+    finally:
+        executor.close()
+    assert len(began[0]) == len(began[1]) == 1
+    assert queued <= began[0][0] and began[1][0] - began[0][0] >= 0.05 - 1e-9
