@@ -9,6 +9,7 @@ returned one cell by cell, types included.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -177,3 +178,30 @@ def test_a_serialiser_that_accepts_a_value_then_fails_leaves_it_to_pickle(tmp_pa
     assert calls == [] and second.states["values"] == "cached"
     assert second.results["values"].tolist() == [0, 1, 2, 3]
     assert _codecs(path, "values") == {"pickle"}
+
+
+def test_a_value_neither_its_serialiser_nor_pickle_can_write_is_warned_about_once(tmp_path):
+    class Refusing:
+        name, suffix = "refusing", ".refusing"
+
+        def accepts(self, value: Any) -> bool:
+            return type(value).__name__ == "lock"
+
+        def dump(self, value: Any, file: Any) -> None:
+            raise OSError("the format cannot hold a lock")
+
+        def load(self, file: Any) -> Any:
+            raise AssertionError("nothing was written by this serialiser")
+
+        def size_hint(self, value: Any) -> int | None:
+            return None
+
+    flow = nf.Flow("locks", store=str(tmp_path / "locks.db"))
+    flow.state_store.serializers.register(Refusing())
+    flow.task(name="guard")(lambda: threading.Lock())
+    with pytest.warns(nf.StoreWarning) as caught:
+        flow.run()
+    said = [str(w.message) for w in caught if "guard" in str(w.message)]
+    assert len(said) == 1
+    assert "cannot be serialised by 'refusing' nor pickled" in said[0]
+    assert "cannot pickle '_thread.lock' object" in said[0]  # pickle's error: the last one
