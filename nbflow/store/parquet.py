@@ -12,8 +12,11 @@ others to pickle, which keeps any frame as it is:
 
 - an exact ``pandas.DataFrame`` (a subclass may carry more than its columns) whose column
   names are unique strings, with the default flags;
-- no column or index level of dtype ``object``: what such a column holds is known only by
-  looking at every cell, and Parquet converts what it finds there;
+- no column or index level of dtype ``object``, but for one of strings only (no missing
+  value: Parquet reads a NaN among strings back as None): what an ``object`` column holds
+  is known only by looking at every cell, and Parquet converts what it finds there (pandas
+  2 keeps its strings in such columns; pandas 3 reads them back as ``str``, which the
+  round trip below refuses);
 - and the frame's *schema* survives the round trip: its first row (with the same columns,
   dtypes, index, names and ``attrs``) is written and read back once, and compared; a row,
   not an empty frame, because pyarrow gives an empty categorical's string categories back
@@ -87,11 +90,18 @@ def _plain_frame(frame: Any) -> bool:
         return False
     index = frame.index
     levels = [index.get_level_values(i) for i in range(index.nlevels)]
-    return not any(_is_object(d) for d in [*frame.dtypes, *(level.dtype for level in levels)])
+    columns = [frame.iloc[:, i] for i in range(frame.shape[1])]
+    return all(map(_faithful, [*columns, *levels]))
 
 
-def _is_object(dtype: Any) -> bool:
-    return getattr(dtype, "kind", None) == "O" and str(dtype) == "object"
+def _faithful(values: Any) -> bool:
+    """Not of dtype ``object``, or of strings only (checked in C, cell by cell)."""
+    dtype = values.dtype
+    if getattr(dtype, "kind", None) != "O" or str(dtype) != "object":
+        return True
+    from pandas.api.types import infer_dtype
+
+    return bool(infer_dtype(values, skipna=False) == "string")
 
 
 def _schema_key(frame: Any) -> Any:
