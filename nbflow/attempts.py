@@ -206,7 +206,7 @@ async def run_plain(engine: Engine, name: str, worker: str | None) -> S:
     if engine._stopping:
         await _cancel_this_task(engine, name)
     engine._emit(ev.TaskStarted, name, 1, worker)  # (element None: one item less to store)
-    here = (engine, name, 1, None, worker)
+    here = (engine, name, 1, None, worker, 0)
     token = current.set(here)
     try:
         result = await engine._funcs[name](**kwargs)
@@ -262,7 +262,7 @@ async def run_attempts(
         where = _NOWHERE  # a remote executor's (worker, run-clock start) of the attempt
         # A sync call may wait for a thread: when its body began (run clock), for its row.
         began: list[float] | None = [] if name in engine._threaded else None
-        here = (engine, name, attempt, element, worker)
+        here = (engine, name, attempt, element, worker, iteration)
         token = current.set(here)
         try:
             result = await call(engine, name, kwargs, attempt, worker, element, began)

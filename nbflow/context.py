@@ -24,7 +24,8 @@ from .signals import SignalError
 if TYPE_CHECKING:
     from .engine import Engine
 
-#: ``(engine, task, attempt, element, worker)`` of the attempt running in this context.
+#: ``(engine, task, attempt, element, worker, iteration)`` of the attempt running in this
+#: context (``iteration``: a loop task's, 1, 2...; 0 for any other task).
 current: contextvars.ContextVar[tuple[Any, ...] | None] = contextvars.ContextVar(
     "nbflow_task", default=None
 )
@@ -41,12 +42,20 @@ class TaskContext:
         element: the fan-out element's index (None: not a fan-out element); ``key`` its
             ``key=``.
         worker: the worker (pool) or slot the attempt runs on.
+        iteration: a loop task's iteration (1, 2...; see ``flow.loop``), whose attempts
+            count from 1 again; 0 for a task that is not a loop.
     """
 
-    __slots__ = ("_engine", "attempt", "element", "flow", "run_id", "task", "worker")
+    __slots__ = ("_engine", "attempt", "element", "flow", "iteration", "run_id", "task", "worker")
 
     def __init__(
-        self, engine: Engine, task: str, attempt: int, element: int | None, worker: str | None
+        self,
+        engine: Engine,
+        task: str,
+        attempt: int,
+        element: int | None,
+        worker: str | None,
+        iteration: int = 0,
     ) -> None:
         self._engine = engine
         self.run_id = engine.run_id
@@ -55,6 +64,7 @@ class TaskContext:
         self.attempt = attempt
         self.element = element
         self.worker = worker
+        self.iteration = iteration
 
     @property
     def key(self) -> str | None:
@@ -145,6 +155,8 @@ class TaskContext:
 
     def __repr__(self) -> str:
         element = f"[{self.element}]" if self.element is not None else ""
+        if self.iteration > 1:
+            element += f"#{self.iteration}"
         return (
             f"<TaskContext {self.flow!r} {self.task}{element} attempt={self.attempt} "
             f"run={self.run_id[:8]}>"

@@ -582,5 +582,5 @@ def observing(task: str) -> tuple[tuple[Any, ...] | None, Observed | None]:
         return None, None
     engine = found[0]
     observed = Observed(engine.run_id, engine.plan.flow_name, task, found[2], found[3],
-                        output.cap, output.echo)  # fmt: skip
+                        output.cap, output.echo, found[5])  # fmt: skip
     return found, observed

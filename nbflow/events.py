@@ -162,6 +162,10 @@ class TaskLog(Event):
     lines: tuple[tuple[float, str, str, str | None], ...] = ()
     dropped: int = 0
     latest: str | None = None
+    #: a loop task's iteration that wrote them (1, 2...; 0: not a loop, or a store written
+    #: before nbflow kept it): with ``task`` and ``attempt``, the timeline row they belong
+    #: to (``task`` for 0 and 1, ``task#2``... after: see :func:`row_label`).
+    iteration: int = 0
 
 
 @dataclass(slots=True)
@@ -174,6 +178,8 @@ class TaskProgress(Event):
     element: int | None
     done: float
     total: float | None = None
+    #: a loop task's iteration, as in :class:`TaskLog`.
+    iteration: int = 0
 
 
 @dataclass(slots=True)
@@ -246,6 +252,12 @@ class ElementKeyed(Event):
     task: str
     element: int
     key: str
+
+
+def row_label(task: str, iteration: int) -> str:
+    """The timeline row of a loop's ``iteration`` (``task#2``...); ``task`` itself for the
+    first iteration and for a task that is not a loop (``iteration`` 0)."""
+    return task if iteration < 2 else f"{task}#{iteration}"
 
 
 Subscriber = Callable[[Event], Any]

@@ -100,7 +100,7 @@ def _dropped(future: asyncio.Future[Any], context: contextvars.Context) -> bool:
     attempt = context.get(current)
     if attempt is None:  # a call from outside a run
         return False
-    engine, task, number, element, _ = attempt
+    engine, task, number, element = attempt[:4]
     return bool(engine.attempt_over(task, element, number))
 
 

@@ -3,7 +3,8 @@
 Every run has a :class:`RunOutput` (``engine.output``), made by :func:`observing` around the
 run. Inside a task, three things reach it, keyed by the running attempt (the tuple in
 :data:`nbflow.context.current`, which follows asyncio tasks and is copied into a sync task's
-thread, so concurrent tasks never mix):
+thread, so concurrent tasks never mix; a loop task's holds its iteration too, so each
+iteration's attempts have their own lines, as they have their own timeline rows):
 
 - ``print`` and writes to ``sys.stdout``/``sys.stderr``, and records of the ``logging``
   module, through the hooks of :mod:`nbflow.capture` (installed while a run captures);
@@ -79,8 +80,13 @@ class RunOutput:
         if found is not None or self.closed:
             return found
         engine, task, attempt, element = key[0], key[1], key[2], key[3]
-        row = engine.state.open_rows.get(task if element is None else (task, element))
+        state = engine.state
+        row = state.open_rows.get(task if element is None else (task, element))
         if row is None or row.attempt != attempt:
+            return None
+        # A loop's next iteration counts its attempts from 1 again: the row must be this
+        # iteration's (late progress from a worker would land on the next one's).
+        if key[5] and state.iterations.get(task, 1) != key[5]:
             return None
         with self._lock:
             return self.open.setdefault(key, AttemptLog())
@@ -213,10 +219,10 @@ class RunOutput:
 
     def _emit_log(self, key: tuple[Any, ...], lines: Any, dropped: int, latest: Any) -> None:
         if self.engine.state.finished_t is None:
-            self.engine._emit(ev.TaskLog, key[1], key[2], key[3], lines, dropped, latest)
+            self.engine._emit(ev.TaskLog, key[1], key[2], key[3], lines, dropped, latest, key[5])
 
     def _emit_progress(self, key: tuple[Any, ...], progress: tuple[float, float | None]) -> None:
-        self.engine._emit(ev.TaskProgress, key[1], key[2], key[3], *progress)
+        self.engine._emit(ev.TaskProgress, key[1], key[2], key[3], *progress, key[5])
 
     def _failed(self) -> None:
         self.errors += 1

@@ -36,6 +36,8 @@ class Observed:
     element: int | None
     cap: LogCapture | None
     echo: bool
+    #: a loop task's iteration (see :data:`nbflow.context.current`).
+    iteration: int = 0
 
 
 class _Plan:
@@ -144,7 +146,7 @@ def observed_call(
         return
     output = WorkerOutput(observed, send)
     here = (WorkerAttempt(observed, output), observed.task, observed.attempt,
-            observed.element, worker)  # fmt: skip
+            observed.element, worker, observed.iteration)  # fmt: skip
     if observed.cap is not None:
         capture.activate()
     token = current.set(here)

@@ -145,7 +145,9 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     """Events that fold into ``state`` again, at the times it recorded (see the module).
 
     Each attempt's chain of events (start, then end) is listed in causal order and the list
-    sorted by time, stably, so events at the same moment keep that order.
+    sorted by time, stably, so events at the same moment keep that order. A loop's rows
+    come back as its iterations (``IterationStarted``, ``IterationEnded``), a fan-out's
+    elements with their keys, a cancelled task with its reason, a subflow task's child runs.
     """
     if state.started_t is None:
         raise NbflowError(f"run {state.run_id[:8]} never started: nothing to replay")
@@ -154,29 +156,51 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     def add(t: float | None, cls: type[ev.Event], *args: Any) -> None:
         found.append((t if t is not None else state.last_t, cls, args))
 
-    tasks, fan_out = state.tasks, state.fan_out
+    tasks, fan_out, rows = state.tasks, state.fan_out, state.rows
     add(state.started_t, ev.RunStarted, state.flow, state.flow_version, tuple(tasks),
         dict(state.variables), state.wall_start, tuple(n for n in tasks if n in fan_out),
         state.parent_run)  # fmt: skip
+    # When each element first shows (its key is sent before: rows are labelled by it).
+    first: dict[tuple[str, int | None], float] = {}
+    for row in rows:
+        first.setdefault((row.base, row.element), row.end if row.status == "cached" else row.start)
     for name, record in tasks.items():
         if record.queued_t is not None:
             add(record.queued_t, ev.TaskQueued, name)
         if name in fan_out and record.size is not None and record.started_t is not None:
             add(record.started_t, ev.TaskStarted, name, 1, None, None, record.size)
-    last = {(row.base, row.element): row for row in state.rows}
-    for row in state.rows:
+        for index, key in (record.element_keys or {}).items():
+            add(first.get((name, index), record.started_t), ev.ElementKeyed, name, index, key)
+    last = {(row.base, row.element): row for row in rows}
+    # A subflow task's child runs, one per attempt or iteration: each row's, in order.
+    children = {task: list(runs) for task, runs in state.children.items()}
+    cancelled_rows: set[str] = set()
+    for row in rows:
         if row.status == "cached":  # reused: where from is the task's reason
             reused = tasks[row.base].reason or None if row.element is None else None
             add(row.end, ev.TaskSucceeded, row.base, row.attempt, None, row.element, True,
                 None, None, reused)  # fmt: skip
             continue
-        add(row.start, ev.TaskStarted, row.base, row.attempt, row.worker, row.element)
+        if row.iteration:
+            add(row.start, ev.IterationStarted, row.base, row.attempt, row.worker, row.element,
+                None, row.iteration)  # fmt: skip
+        else:
+            add(row.start, ev.TaskStarted, row.base, row.attempt, row.worker, row.element)
+        child = children[row.base].pop(0) if children.get(row.base) else None
+        if child is not None:
+            add(row.start, ev.SubflowStarted, row.base, child.run_id, child.flow, child)
         if row.end is None:
             continue
-        if row.status == "succeeded":
+        if row.status == "succeeded" and last[row.base, row.element] is not row:
+            # A loop's iteration that another one followed (a task's success is its last row).
+            add(row.end, ev.IterationEnded, row.base, row.attempt, row.iteration or 1)
+        elif row.status == "succeeded":
             add(row.end, ev.TaskSucceeded, row.base, row.attempt, None, row.element)
         elif row.status == "cancelled":
-            add(row.end, ev.TaskCancelled, row.base, row.attempt, row.element)
+            reason = tasks[row.base].reason if row.element is None else ""
+            add(row.end, ev.TaskCancelled, row.base, row.attempt, row.element, reason)
+            if row.element is None:
+                cancelled_rows.add(row.base)
         elif last[row.base, row.element] is not row:  # a later attempt followed: a retry
             add(row.end, ev.TaskRetrying, row.base, row.attempt, _error(row.error), 0.0,
                 row.element)  # fmt: skip
@@ -189,13 +213,13 @@ def events_from_state(state: RunState) -> list[ev.Event]:
                 trace = (record.element_tracebacks or {}).get(row.element, "")
             error = error or _error(row.error)
             add(row.end, ev.TaskFailed, row.base, row.attempt, error, trace, row.element)
-    rows_of = {row.base for row in state.rows}
+    rows_of = {row.base for row in rows}
     for name, record in tasks.items():
         value = record.state.value
         if value in ("skipped", "upstream_failed"):
             add(record.ended_t, ev.TaskSkipped, name, value, record.reason)
-        elif value == "cancelled" and name not in state.open_rows:
-            add(record.ended_t, ev.TaskCancelled, name)
+        elif value == "cancelled" and name not in cancelled_rows:
+            add(record.ended_t, ev.TaskCancelled, name, 0, None, record.reason)
         elif name in fan_out and value in ("succeeded", "failed") and record.size is not None:
             if value == "succeeded":
                 add(record.ended_t, ev.TaskSucceeded, name, 1)
@@ -205,12 +229,13 @@ def events_from_state(state: RunState) -> list[ev.Event]:
             add(record.ended_t, ev.TaskFailed, name, 0, record.error, record.traceback)
     for batches in state.logs.values():
         for e in batches:
-            add(e.t, ev.TaskLog, e.task, e.attempt, e.element, e.lines, e.dropped, e.latest)
+            add(e.t, ev.TaskLog, e.task, e.attempt, e.element, e.lines, e.dropped, e.latest,
+                e.iteration)  # fmt: skip
     for key, (attempt, done, total) in state.progress.items():
         task, element = (key, None) if isinstance(key, str) else key
         final = last.get((task, element))
         add(final.end if final is not None else None, ev.TaskProgress, task, attempt, element,
-            done, total)  # fmt: skip
+            done, total, final.iteration if final is not None else 0)  # fmt: skip
     if state.status not in (RunStatus.PENDING, RunStatus.RUNNING):
         add(state.finished_t, ev.RunFinished, state.status.value, state.error)
     found.sort(key=lambda item: item[0])  # stable: causal order at equal times

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskFailedError
+from .events import row_label
 from .lazy import LazyValues
 from .lifecycle import SUCCESSFUL, RunStatus, TaskState
 from .state import RunState
@@ -259,19 +260,26 @@ class Run:
         None for prints). In the order the lines were written. Live while the run goes on;
         a run read from the store has them too. See :class:`~nbflow.logs.LogCapture`.
 
+        A loop task's lines are labelled as its timeline rows are: ``task`` for the first
+        iteration, ``task#2``, ``task#3``... for the next ones, each iteration's attempts
+        counted from 1. ``logs("refine")`` gives every iteration's lines (as a fan-out
+        task's name gives every element's), ``logs("refine#2")`` the second iteration's.
+
         Raises:
-            KeyError: ``task`` is not a task of this run.
+            KeyError: ``task`` is neither a task of this run nor a loop iteration's row
+                (``task#N``) it has reached.
         """
         import pandas as pd
 
         s = self._state
-        if task is not None and task not in s.tasks:
-            raise KeyError(f"{task!r} is not a task of run {s.run_id[:8]} (flow {s.flow!r})")
+        wanted = None if task is None else _log_filter(s, task)
         rows = [
-            (e.task, e.attempt, e.element, s.wall_start + t, level, message, logger)
+            (row_label(e.task, e.iteration), e.attempt, e.element, s.wall_start + t, level,
+             message, logger)  # fmt: skip
             for name, batches in list(s.logs.items())  # a copy: a live run may add meanwhile
-            if task is None or name == task
+            if wanted is None or name == wanted[0]
             for e in batches
+            if wanted is None or wanted[1] is None or e.iteration == wanted[1]
             for t, level, message, logger in e.lines
         ]
         frame = pd.DataFrame(rows, columns=LOG_COLUMNS)
@@ -313,6 +321,25 @@ class Run:
         from .summary import run_summary_html
 
         return run_summary_html(self)
+
+
+def _log_filter(state: RunState, label: str) -> tuple[str, int | None]:
+    """What ``run.logs(label)`` selects: (task, None) for a task's name, (task, N) for the
+    row ``task#N`` of a loop that has reached its iteration N (N >= 2)."""
+    if label in state.tasks:  # a task's own name first: '#' may be part of one
+        return label, None
+    base, _, number = label.rpartition("#")
+    iteration = int(number) if number.isdigit() else 0
+    if base in state.tasks and 2 <= iteration <= state.iterations.get(base, 0):
+        return base, iteration
+    if base in state.tasks and number.isdigit():
+        reached = state.iterations.get(base, 0)
+        raise KeyError(
+            f"{label!r} is not a row of run {state.run_id[:8]} (flow {state.flow!r}): "
+            + (f"loop {base!r} has reached iteration {reached} (its first one's row is "
+               f"{base!r})" if reached else f"{base!r} ran no second loop iteration")  # fmt: skip
+        )
+    raise KeyError(f"{label!r} is not a task of run {state.run_id[:8]} (flow {state.flow!r})")
 
 
 def _key(state: RunState, task: str, element: int | None) -> str | None:

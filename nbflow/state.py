@@ -31,6 +31,8 @@ class AttemptRow:
     element: int | None = None
     base: str = ""
     seq: int = 0
+    #: A loop's iteration from the second on (2, 3...: the row ``task#2``...); 0 otherwise.
+    iteration: int = 0
 
 
 @dataclass(slots=True)
@@ -101,7 +103,8 @@ class RunState:
     open_rows: dict[str | tuple[str, int], AttemptRow] = field(default_factory=dict)
     fan_out: frozenset[str] = frozenset()
     #: What each task printed or logged, by task: its :class:`~nbflow.events.TaskLog`
-    #: batches in order (all attempts and elements; empty for a task that wrote nothing).
+    #: batches in order (all attempts, elements and loop iterations, which each batch
+    #: names; empty for a task that wrote nothing).
     logs: dict[str, list[ev.TaskLog]] = field(default_factory=dict)
     #: The latest progress of running attempts, keyed like :attr:`open_rows`:
     #: ``(attempt, done, total)`` (``nf.track``, ``ctx.progress``).
@@ -337,7 +340,9 @@ def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
 
 def _iteration(s: RunState, e: ev.IterationStarted) -> None:
     s.iterations[e.task] = e.iteration
-    _started(s, e, f"{e.task}#{e.iteration}")
+    s.progress.pop(e.task, None)  # the iteration before's: this one has reported nothing yet
+    _started(s, e, ev.row_label(e.task, e.iteration))
+    s.open_rows[e.task].iteration = e.iteration
 
 
 def _iteration_ended(s: RunState, e: ev.IterationEnded) -> None:

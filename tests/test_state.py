@@ -308,7 +308,7 @@ def test_an_iteration_has_a_row_closed_with_where_and_when_it_ran():
     state.apply(ev.IterationEnded(RUN, 2, 20.0, "a", 1, 2, worker="remote", began=15.0))
     assert state.iterations == {"a": 2}
     assert state.rows == [
-        AttemptRow("a#2", 1, "succeeded", 15.0, 20.0, "remote", None, None, "a", 1)
+        AttemptRow("a#2", 1, "succeeded", 15.0, 20.0, "remote", None, None, "a", 1, 2)
     ]
     assert state.open_rows == {}
 

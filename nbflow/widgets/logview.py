@@ -4,7 +4,7 @@ A task that printed or logged something gets a row under its own in the task tab
 ``<details class="nbflow-log">`` whose summary counts the lines and whose body, drawn only
 while the reader has it open (the dashboard's ``expanded`` tasks; a closed one costs a
 line of HTML however long the log), lists the newest :data:`MAX_LINES` lines, attempt by
-attempt. A running task that reports its progress gets a bar in its State cell.
+attempt (a loop's labelled by iteration, as its timeline rows are: ``task#2 · attempt 1``). A running task that reports its progress gets a bar in its State cell.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from nbflow.events import row_label
 from nbflow.render.svg import fmt_duration
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ def counts(batches: list[TaskLog]) -> tuple[int, int, str | None]:
     kept, last = 0, {}
     for e in batches:
         kept += len(e.lines)
-        last[e.attempt, e.element] = e  # each attempt's latest batch has its running count
+        # Each attempt's latest batch has its running count (a loop's iterations each
+        # count their attempts from 1).
+        last[e.iteration, e.attempt, e.element] = e
     latest = next((e.latest for e in reversed(batches) if e.latest is not None), None)
     return kept, sum(e.dropped for e in last.values()), latest
 
@@ -56,7 +59,7 @@ def summary(batches: list[TaskLog]) -> str:
 def lines_html(state: RunState, task: str, limit: int = MAX_LINES) -> str:
     """The newest ``limit`` lines of ``task``'s log as a ``<pre>``, attempt by attempt."""
     batches = state.logs.get(task, [])
-    rows = [(e.attempt, e.element, line) for e in list(batches) for line in e.lines]
+    rows = [((e.iteration, e.attempt, e.element), line) for e in list(batches) for line in e.lines]
     out = []
     if len(rows) > limit:
         out.append(
@@ -65,16 +68,17 @@ def lines_html(state: RunState, task: str, limit: int = MAX_LINES) -> str:
         )
         rows = rows[-limit:]
     start = state.started_t or 0.0
-    shown: tuple[int, int | None] | None = None
-    several = len({(a, e) for a, e, _ in rows}) > 1
-    for attempt, element, (t, level, message, _logger) in rows:
-        if several and (attempt, element) != shown:
-            label = f"{task}[{element}]" if element is not None else task
+    shown: tuple[int, int, int | None] | None = None
+    several = len({which for which, _ in rows}) > 1
+    for which, (t, level, message, _logger) in rows:
+        if several and which != shown:
+            iteration, attempt, element = which
+            label = row_label(task, iteration) if element is None else f"{task}[{element}]"
             out.append(
                 f'<div class="nbflow-log-attempt" style="opacity:.6;margin-top:2px">'
                 f"— {esc(label)} · attempt {attempt} —</div>"
             )
-            shown = (attempt, element)
+            shown = which
         colour = _TAGS.get(level)
         tag = (
             f'<span style="color:{colour};font-weight:600">{esc(level)}</span> '
