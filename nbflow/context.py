@@ -96,7 +96,8 @@ class TaskContext:
         """
         from .progress import report
 
-        report((self._engine, self.task, self.attempt, self.element, self.worker), done, total)
+        here = (self._engine, self.task, self.attempt, self.element, self.worker, self.iteration)
+        report(here, done, total)
 
     @property
     def cancelled(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 
 import pytest
 
@@ -251,3 +252,145 @@ def test_a_rebuilt_cached_task_keeps_where_its_result_came_from(tmp_path):
     replayer = Replayer(events_from_state(run.state))
     record = replayer.seek(replayer.end).tasks["a"]
     assert record.state == "cached" and record.reason == run.state.tasks["a"].reason != ""
+
+
+def every_kind_flow() -> nf.Flow:
+    """A loop with retries, a keyed fan-out with a retried and a failed element, a
+    cancel_rest join (cancelling a running task and a pending one), a skipped task, a
+    failed one and the one after it, a subflow loop; the tasks print."""
+    flow = nf.Flow("kinds", store=None, on_error="continue", logs=LogCapture(echo=False))
+
+    @flow.loop(until="result >= 3", max_iterations=5, retry=nf.Retry(max_retries=1, delay=1))
+    async def refine(previous=None):
+        ctx = nf.context()
+        print(f"refine iteration {ctx.iteration} attempt {ctx.attempt}")
+        ctx.progress(ctx.iteration, 3)
+        await asyncio.sleep(1)
+        if ctx.iteration == 2 and ctx.attempt == 1:
+            raise ConnectionError("flaky")
+        return (previous or 0) + 1
+
+    @flow.task
+    def items():
+        return ["a", "b", "c"]
+
+    @flow.task(fan_out="items", key="item", retry=nf.Retry(max_retries=1, delay=1),
+               allow_partial=True)  # fmt: skip
+    async def each(items):
+        print("each", items, nf.context().attempt)
+        await asyncio.sleep(1)
+        if items == "b" and nf.context().attempt == 1:
+            raise ConnectionError("retry b")
+        if items == "c":
+            raise ValueError("c fails for good")
+        return items
+
+    for name, seconds in {"r1": 1, "r2": 2, "r3": 30}.items():
+
+        async def replica(seconds=seconds):
+            print("replica sleeps", seconds)
+            await asyncio.sleep(seconds)
+            return seconds
+
+        flow.task(name=name)(replica)
+
+    flow.task(name="r4")(lambda r3: r3)  # still pending when the join cancels it
+
+    @flow.task(trigger=nf.at_least(2), cancel_rest=True)
+    def quorum(r1, r2, r4):
+        return [r1, r2, r4]
+
+    @flow.task(when="False")
+    def gated():
+        return 1
+
+    @flow.task
+    def boom(items):
+        print("about to fail")
+        raise OSError("boom")
+
+    @flow.task
+    def after_boom(boom):
+        return 2
+
+    child = nf.Flow("step", store=None)
+
+    @child.task
+    async def halve(previous=None):
+        await asyncio.sleep(1)
+        return (8 if previous is None else previous["halve"]) // 2
+
+    flow.loop(until=lambda ctx: ctx.result["halve"] <= 2, max_iterations=5, name="halving")(child)
+    return flow
+
+
+def everything(run: nf.Run) -> dict[str, object]:
+    """What a replay must show of a run: rows, task states and reasons, iterations, logs."""
+    state = run.state
+    rows = [(r.task, r.base, r.attempt, r.status, r.element, r.start, r.end, r.worker, r.error,
+             r.iteration) for r in state.rows]  # fmt: skip
+    tasks = {
+        n: (r.state.value, r.attempts, r.reason, repr(r.error), r.traceback, r.element_keys,
+            {i: repr(e) for i, e in (r.element_errors or {}).items()}, r.elements_done,
+            r.elements_failed, r.size, r.started_t, r.ended_t, r.worker)
+        for n, r in state.tasks.items()
+    }  # fmt: skip
+    timeline = run.timeline()
+    return {
+        "status": (state.status, state.error, state.started_t, state.finished_t),
+        "rows": rows,
+        "timeline": timeline.to_dict("list"),
+        "tasks": tasks,
+        "iterations": dict(state.iterations),
+        "logs": run.logs().to_dict("list"),
+        "refine#2": run.logs("refine#2").to_dict("list"),
+        "progress": dict(state.progress),
+        "children": {t: [c.run_id for c in cs] for t, cs in state.children.items()},
+    }
+
+
+def test_a_replayed_run_without_a_store_equals_the_live_one():
+    flow = every_kind_flow()
+    sent: list[nf.Event] = []
+    flow.subscribe(sent.append)
+    live = flow.run(simulate=True)
+    assert live.states == {
+        "refine": "succeeded", "items": "succeeded", "each": "succeeded", "r1": "succeeded",
+        "r2": "succeeded", "r3": "cancelled", "r4": "cancelled", "quorum": "succeeded",
+        "gated": "skipped",
+        "boom": "failed", "after_boom": "upstream_failed", "halving": "succeeded",
+    }  # fmt: skip
+    seen = everything(live)
+    # The flow has what the test is about (so a change to it cannot empty the comparison).
+    assert [r[:4] for r in seen["rows"] if r[1] == "refine"] == [  # type: ignore[index]
+        ("refine", "refine", 1, "succeeded"), ("refine#2", "refine", 1, "failed"),
+        ("refine#2", "refine", 2, "succeeded"), ("refine#3", "refine", 1, "succeeded"),
+    ]  # fmt: skip
+    assert seen["iterations"] == {"refine": 3, "halving": 2}
+    assert live.state.tasks["r3"].reason.startswith("cancel_rest: 'quorum'")
+    assert live.state.tasks["r4"].reason == live.state.tasks["r3"].reason
+    assert live.state.tasks["each"].element_keys == {0: "a", 1: "b", 2: "c"}
+    assert "each[b]" in seen["timeline"]["task"]  # type: ignore[index]
+    assert seen["refine#2"]["message"] == [  # type: ignore[index]
+        "refine iteration 2 attempt 1", "refine iteration 2 attempt 2",
+    ]  # fmt: skip
+    assert seen["progress"] == {"refine": (1, 3, 3)}
+    replay = nf.replay(live)
+    try:
+        assert everything(replay.run) == seen
+        # The same events, kind by kind and task by task (of progress, only the last value).
+        def kinds(events: list[nf.Event]) -> Counter[tuple[str, str | None]]:
+            return Counter((e.kind, getattr(e, "task", None)) for e in events
+                           if not isinstance(e, nf.TaskProgress))  # fmt: skip
+
+        assert kinds(replay.replayer.events) == kinds(sent)
+        # ...and at every moment the replay can show, a state the live run went through:
+        # here, the second iteration waiting for its retry, then running it.
+        replayer = Replayer(events_from_state(live.state))
+        waiting = replayer.seek(2.5)
+        assert waiting.iterations["refine"] == 2 and waiting.tasks["refine"].state == "retrying"
+        during = replayer.seek(3.5)
+        row = during.open_rows["refine"]
+        assert (row.task, row.attempt, during.tasks["refine"].state) == ("refine#2", 2, "running")
+    finally:
+        replay.close()
