@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import sys
 import threading
 import time
@@ -125,6 +126,106 @@ def test_logs_of_a_task_and_unknown_task():
     assert run.logs().empty and run.logs("quiet").empty
     with pytest.raises(KeyError, match="'nope' is not a task of run"):
         run.logs("nope")
+
+
+# -- a loop's iterations -----------------------------------------------------------------------
+
+
+def looping(store: object = None, **cap: int) -> nf.Flow:
+    """A loop of three iterations whose second fails once and is retried; a plain task after
+    it. Every attempt prints what ``nf.context()`` says it is."""
+    flow = nf.Flow("loop-logs", store=store, logs=LogCapture(echo=False, **cap))
+
+    @flow.loop(until="result >= 3", max_iterations=5, retry=nf.Retry(max_retries=1, delay=0))
+    async def refine(previous=None):
+        ctx = nf.context()
+        for line in range(3):
+            print(f"iteration {ctx.iteration} attempt {ctx.attempt} line {line}")
+        await asyncio.sleep(0)
+        if ctx.iteration == 2 and ctx.attempt == 1:
+            raise ConnectionError("flaky")
+        return (previous or 0) + 1
+
+    @flow.task
+    def after(refine):
+        print(f"after, iteration {nf.context().iteration}")
+
+    return flow
+
+
+def test_each_loop_iteration_has_its_own_lines_as_its_own_timeline_rows():
+    store = nf.MemoryStore()
+    run = looping(store).run()
+    assert run.status == "succeeded", run.errors
+    timeline = run.timeline()
+    rows = list(zip(timeline["task"], timeline["attempt"], timeline["status"], strict=True))
+    assert rows[:4] == [
+        ("refine", 1, "succeeded"), ("refine#2", 1, "failed"), ("refine#2", 2, "succeeded"),
+        ("refine#3", 1, "succeeded"),
+    ]  # fmt: skip
+    frame = run.logs()
+    firsts = frame[frame["message"].str.endswith("line 0") | (frame["task"] == "after")]
+    assert list(zip(firsts["task"], firsts["attempt"], firsts["message"], strict=True)) == [
+        ("refine", 1, "iteration 1 attempt 1 line 0"),
+        ("refine#2", 1, "iteration 2 attempt 1 line 0"),
+        ("refine#2", 2, "iteration 2 attempt 2 line 0"),
+        ("refine#3", 1, "iteration 3 attempt 1 line 0"),
+        ("after", 1, "after, iteration 0"),
+    ]  # fmt: skip
+    # Each line's (task, attempt) is a timeline row's: the one that wrote it.
+    assert set(zip(frame["task"], frame["attempt"], strict=True)) == set(
+        zip(timeline["task"], timeline["attempt"], strict=True)
+    )
+    # A row's label selects that iteration; the task's name every iteration (the first's
+    # row is the task's name in both).
+    assert lines_of(run, "refine#2") == [
+        f"iteration 2 attempt {a} line {i}" for a in (1, 2) for i in range(3)
+    ]
+    assert run.logs("refine#2")["task"].unique().tolist() == ["refine#2"]
+    assert lines_of(run, "refine") == frame[frame["task"] != "after"]["message"].tolist()
+    assert len(lines_of(run, "refine")) == 12
+    with pytest.raises(KeyError, match="'refine#4' is not a row of run .* loop 'refine' has "
+                       "reached iteration 3 \\(its first one's row is 'refine'\\)"):  # fmt: skip
+        run.logs("refine#4")
+    with pytest.raises(KeyError, match="'refine#1' is not a row of run"):
+        run.logs("refine#1")
+    with pytest.raises(KeyError, match="'after#2' is not a row of run .* 'after' ran no second"):
+        run.logs("after#2")
+    with pytest.raises(KeyError, match="'nope#2' is not a task of run"):
+        run.logs("nope#2")
+    # Read back from the store: the same lines, labelled the same.
+    stored = nf.Run(store.state(run.run_id))
+    assert stored.logs().equals(frame)
+    assert stored.logs("refine#2").equals(run.logs("refine#2"))
+
+
+def test_the_dashboard_lists_a_loops_lines_by_iteration_and_counts_each_ones_cap():
+    from nbflow.widgets import logview
+
+    run = looping(head=1, tail=1).run()  # each attempt keeps 2 of its 3 lines
+    html = logview.lines_html(run.state, "refine")
+    marks = re.findall(r"— (\S+) · attempt (\d) —", html)
+    assert marks == [("refine", "1"), ("refine#2", "1"), ("refine#2", "2"), ("refine#3", "1")]
+    # Four attempts each left one line out (iterations count their attempts from 1 again).
+    assert logview.counts(run.state.logs["refine"])[:2] == (4 * 3, 4)  # kept: 2 + the count
+
+
+def test_logs_of_a_store_written_before_iterations_were_kept_read_as_the_task():
+    from nbflow.state import RunState
+    from nbflow.store import eventlog
+
+    line = (0.5, "stdout", "old line", None)
+    # A TaskLog as a store wrote it before the event had its `iteration` (its last field).
+    old = [nf.RunStarted, 0.0, "old", "v1", ("refine",), {}, 0.0,
+           nf.TaskLog, 0.5, "refine", 1, None, (line,), 0, None]  # fmt: skip
+    state = RunState()
+    for event in eventlog.decode("r", [eventlog.encode(old)]):
+        state.apply(event)
+    frame = nf.Run(state).logs()
+    assert list(zip(frame["task"], frame["attempt"], frame["message"], strict=True)) == [
+        ("refine", 1, "old line")
+    ]
+    assert nf.Run(state).logs("refine")["message"].tolist() == ["old line"]
 
 
 # -- the user's streams and logging ---------------------------------------------------------

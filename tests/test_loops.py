@@ -259,3 +259,25 @@ def test_previous_without_a_default_is_none_the_first_time():
 
     run = flow.run(simulate=True)
     assert run.results["count"] == 3
+
+
+def test_an_iterations_progress_is_its_own():
+    flow = nf.Flow("progress", store=None)
+    contexts: list[nf.TaskContext] = []
+
+    @flow.loop(until="iteration == 2", max_iterations=5)
+    async def refine(previous=None):
+        ctx = nf.context()
+        contexts.append(ctx)
+        if ctx.iteration == 1:
+            ctx.progress(1, 1)
+        else:  # late news of the iteration before (a worker's, sent late): not this one's
+            contexts[0].progress(5, 10)
+        await asyncio.sleep(1)
+
+    run = flow.run(simulate=True)
+    assert [(c.iteration, c.attempt) for c in contexts] == [(1, 1), (2, 1)]
+    assert repr(contexts[1]).startswith("<TaskContext 'progress' refine#2 attempt=1")
+    # The second iteration reported nothing: it has no bar, neither the first's nor the
+    # late one.
+    assert "refine" not in run.state.progress
