@@ -12,13 +12,14 @@ Where the events come from (:func:`recorded_events`):
   in ``store`` (default: the default store);
 - a :class:`~nbflow.run.Run` of a flow without a store (``store=None``, a simulated run):
   events rebuilt from its final state (:func:`events_from_state`): every attempt's start
-  and end, each state change and log line at its time; of a task's progress, only the last
-  value it reported.
+  and end, each state change, signal and log line at its time; of a task's progress, only
+  the last value it reported; no task's result (a replay shows states).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -147,7 +148,8 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     Each attempt's chain of events (start, then end) is listed in causal order and the list
     sorted by time, stably, so events at the same moment keep that order. A loop's rows
     come back as its iterations (``IterationStarted``, ``IterationEnded``), a fan-out's
-    elements with their keys, a cancelled task with its reason, a subflow task's child runs.
+    elements with their keys, a cancelled task with its reason, a subflow task's child
+    runs, the signals and the waits for them.
     """
     if state.started_t is None:
         raise NbflowError(f"run {state.run_id[:8]} never started: nothing to replay")
@@ -160,6 +162,10 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     add(state.started_t, ev.RunStarted, state.flow, state.flow_version, tuple(tasks),
         dict(state.variables), state.wall_start, tuple(n for n in tasks if n in fan_out),
         state.parent_run)  # fmt: skip
+    # Signals as they came and the waits for them, listed first: at the same moment they
+    # come before what they cause (a task woken and started, a choice's loser skipped).
+    for e in state.signal_events:
+        add(e.t, type(e), *(getattr(e, f.name) for f in dataclasses.fields(e)[3:]))
     # When each element first shows (its key is sent before: rows are labelled by it).
     first: dict[tuple[str, int | None], float] = {}
     for row in rows:

@@ -117,6 +117,9 @@ class RunState:
     waiting: dict[str, str] = field(default_factory=dict)
     #: Tasks whose signals came -> (when they began to wait or None, when the signals came).
     signalled: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    #: The run's signal events in order (``SignalReceived``, ``TaskWaiting``,
+    #: ``TaskSignalled``): few, and what a replay of a run without a store needs of them.
+    signal_events: list[ev.Event] = field(default_factory=list)
     #: Loop tasks -> the iteration they are at (from 2: see :mod:`nbflow.iterations`).
     iterations: dict[str, int] = field(default_factory=dict)
     #: Subflow tasks -> the states of the child runs they started (one per attempt or
@@ -322,15 +325,18 @@ def _progress(s: RunState, e: ev.TaskProgress) -> None:
 
 def _signal(s: RunState, e: ev.SignalReceived) -> None:
     s.signals[e.signal] = e.value
+    s.signal_events.append(e)
 
 
 def _waiting(s: RunState, e: ev.TaskWaiting) -> None:
+    s.signal_events.append(e)
     s.waiting[e.task] = e.description
     s.signalled[e.task] = (e.t, e.t)  # the second: when they come (see _signalled)
     s.tasks[e.task].reason = f"waiting for {e.description}"
 
 
 def _signalled(s: RunState, e: ev.TaskSignalled) -> None:
+    s.signal_events.append(e)
     s.waiting.pop(e.task, None)
     began = s.signalled.get(e.task)
     s.signalled[e.task] = (began[0] if began is not None else None, e.t)

@@ -257,7 +257,8 @@ def test_a_rebuilt_cached_task_keeps_where_its_result_came_from(tmp_path):
 def every_kind_flow() -> nf.Flow:
     """A loop with retries, a keyed fan-out with a retried and a failed element, a
     cancel_rest join (cancelling a running task and a pending one), a skipped task, a
-    failed one and the one after it, a subflow loop; the tasks print."""
+    failed one and the one after it, a subflow loop, a deferred choice between two tasks
+    waiting for signals; the tasks print."""
     flow = nf.Flow("kinds", store=None, on_error="continue", logs=LogCapture(echo=False))
 
     @flow.loop(until="result >= 3", max_iterations=5, retry=nf.Retry(max_retries=1, delay=1))
@@ -313,6 +314,21 @@ def every_kind_flow() -> nf.Flow:
     def after_boom(boom):
         return 2
 
+    review = nf.any_of("approve", "reject")  # a deferred choice: one waits, one is skipped
+
+    @flow.task(wait_for=review.on("approve"))
+    def ship(approve):
+        return approve
+
+    @flow.task(wait_for=review.on("reject"))
+    def refund(reject):
+        return reject
+
+    @flow.task
+    async def customer():
+        await asyncio.sleep(3)
+        nf.context().send("approve", "ok")
+
     child = nf.Flow("step", store=None)
 
     @child.task
@@ -346,6 +362,7 @@ def everything(run: nf.Run) -> dict[str, object]:
         "refine#2": run.logs("refine#2").to_dict("list"),
         "progress": dict(state.progress),
         "children": {t: [c.run_id for c in cs] for t, cs in state.children.items()},
+        "signals": (state.signals, state.waiting, state.signalled),
     }
 
 
@@ -357,7 +374,7 @@ def test_a_replayed_run_without_a_store_equals_the_live_one():
     assert live.states == {
         "refine": "succeeded", "items": "succeeded", "each": "succeeded", "r1": "succeeded",
         "r2": "succeeded", "r3": "cancelled", "r4": "cancelled", "quorum": "succeeded",
-        "gated": "skipped",
+        "gated": "skipped", "ship": "succeeded", "refund": "skipped", "customer": "succeeded",
         "boom": "failed", "after_boom": "upstream_failed", "halving": "succeeded",
     }  # fmt: skip
     seen = everything(live)
@@ -389,6 +406,7 @@ def test_a_replayed_run_without_a_store_equals_the_live_one():
         replayer = Replayer(events_from_state(live.state))
         waiting = replayer.seek(2.5)
         assert waiting.iterations["refine"] == 2 and waiting.tasks["refine"].state == "retrying"
+        assert replayer.seek(2).tasks["ship"].reason == "waiting for 'approve'"
         during = replayer.seek(3.5)
         row = during.open_rows["refine"]
         assert (row.task, row.attempt, during.tasks["refine"].state) == ("refine#2", 2, "running")
