@@ -167,7 +167,7 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     for e in state.signal_events:
         add(e.t, type(e), *(getattr(e, f.name) for f in dataclasses.fields(e)[3:]))
     # When each element first shows (its key is sent before: rows are labelled by it).
-    first: dict[tuple[str, int | None], float] = {}
+    first: dict[tuple[str, int | None], float | None] = {}
     for row in rows:
         first.setdefault((row.base, row.element), row.end if row.status == "cached" else row.start)
     for name, record in tasks.items():
@@ -175,11 +175,12 @@ def events_from_state(state: RunState) -> list[ev.Event]:
             add(record.queued_t, ev.TaskQueued, name)
         if name in fan_out and record.size is not None and record.started_t is not None:
             add(record.started_t, ev.TaskStarted, name, 1, None, None, record.size)
-        for index, key in (record.element_keys or {}).items():
-            add(first.get((name, index), record.started_t), ev.ElementKeyed, name, index, key)
+        for index, element_key in (record.element_keys or {}).items():
+            add(first.get((name, index), record.started_t), ev.ElementKeyed, name, index,
+                element_key)  # fmt: skip
     last = {(row.base, row.element): row for row in rows}
     # A subflow task's child runs, one per attempt or iteration: each row's, in order.
-    children = {task: list(runs) for task, runs in state.children.items()}
+    children = {name: list(runs) for name, runs in state.children.items()}
     cancelled_rows: set[str] = set()
     for row in rows:
         if row.status == "cached":  # reused: where from is the task's reason

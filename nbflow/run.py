@@ -274,8 +274,15 @@ class Run:
         s = self._state
         wanted = None if task is None else _log_filter(s, task)
         rows = [
-            (row_label(e.task, e.iteration), e.attempt, e.element, s.wall_start + t, level,
-             message, logger)  # fmt: skip
+            (
+                row_label(e.task, e.iteration),
+                e.attempt,
+                e.element,
+                s.wall_start + t,
+                level,
+                message,
+                logger,
+            )
             for name, batches in list(s.logs.items())  # a copy: a live run may add meanwhile
             if wanted is None or name == wanted[0]
             for e in batches
@@ -336,8 +343,11 @@ def _log_filter(state: RunState, label: str) -> tuple[str, int | None]:
         reached = state.iterations.get(base, 0)
         raise KeyError(
             f"{label!r} is not a row of run {state.run_id[:8]} (flow {state.flow!r}): "
-            + (f"loop {base!r} has reached iteration {reached} (its first one's row is "
-               f"{base!r})" if reached else f"{base!r} ran no second loop iteration")  # fmt: skip
+            + (
+                f"loop {base!r} has reached iteration {reached} (its first one's row is {base!r})"
+                if reached
+                else f"{base!r} ran no second loop iteration"
+            )
         )
     raise KeyError(f"{label!r} is not a task of run {state.run_id[:8]} (flow {state.flow!r})")
 

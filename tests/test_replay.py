@@ -395,6 +395,7 @@ def test_a_replayed_run_without_a_store_equals_the_live_one():
     replay = nf.replay(live)
     try:
         assert everything(replay.run) == seen
+
         # The same events, kind by kind and task by task (of progress, only the last value).
         def kinds(events: list[nf.Event]) -> Counter[tuple[str, str | None]]:
             return Counter((e.kind, getattr(e, "task", None)) for e in events

@@ -4,7 +4,8 @@ A task that printed or logged something gets a row under its own in the task tab
 ``<details class="nbflow-log">`` whose summary counts the lines and whose body, drawn only
 while the reader has it open (the dashboard's ``expanded`` tasks; a closed one costs a
 line of HTML however long the log), lists the newest :data:`MAX_LINES` lines, attempt by
-attempt (a loop's labelled by iteration, as its timeline rows are: ``task#2 · attempt 1``). A running task that reports its progress gets a bar in its State cell.
+attempt (a loop's labelled by iteration, as its timeline rows are: ``task#2 · attempt 1``).
+A running task that reports its progress gets a bar in its State cell.
 """
 
 from __future__ import annotations
