@@ -151,3 +151,24 @@ def test_no_capture_asked_nothing_sent(executor):
 
     run = flow.run()
     assert run.results["quiet"] == 1 and run.logs().empty
+
+
+def test_a_loops_iterations_keep_their_own_lines_on_a_worker(executor):
+    flow = nf.Flow("dask-loop", store=None, executor=executor, logs=LogCapture(echo=False))
+
+    @flow.loop(until="result >= 2", max_iterations=3, retry=nf.Retry(max_retries=1, delay=0))
+    def refine(previous=None):
+        ctx = nf.context()  # the worker's: it knows the iteration too
+        print(f"iteration {ctx.iteration} attempt {ctx.attempt}")
+        if ctx.iteration == 2 and ctx.attempt == 1:
+            raise ConnectionError("flaky")
+        return (previous or 0) + 1
+
+    run = flow.run()
+    assert run.status == "succeeded", run.errors
+    frame = run.logs()
+    assert list(zip(frame["task"], frame["attempt"], frame["message"], strict=True)) == [
+        ("refine", 1, "iteration 1 attempt 1"),
+        ("refine#2", 1, "iteration 2 attempt 1"),
+        ("refine#2", 2, "iteration 2 attempt 2"),
+    ]
