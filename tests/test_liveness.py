@@ -1,10 +1,10 @@
 """A run whose process was killed is shown and pruned as ``interrupted``, with its child
 runs; a run going on in another process is left running (nbflow.store.liveness).
 
-Each test kills a real process (SIGKILL) in the middle of a real run recorded in a real
-SQLite file: ``outer`` -> subflow ``middle`` -> subflow ``inner``, whose task waits
-(tests/flows/nested_flow.py). What the file says is read with sqlite3 directly, so reading
-it does not itself settle the runs.
+Most tests kill a real process (SIGKILL) in the middle of a real run recorded in a real
+SQLite file: ``outer`` -> subflow ``middle`` -> subflow ``inner``, whose task waits, after
+subflow ``done`` ended (tests/flows/nested_flow.py). What the file says is read with
+sqlite3 directly, so reading it does not itself settle the runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from nbflow.store.retention import AUTO_EVERY
 from nbflow.store.sqlite import SQLiteStore
 
 NESTED = Path(__file__).parent / "flows" / "nested_flow.py"
-FLOWS = ("outer", "middle", "inner")
+FLOWS = ("outer", "middle", "inner")  # the runs going on when the process is killed
 
 
 def _rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -34,10 +35,12 @@ def _rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 def _statuses(db: Path) -> dict[str, list[str]]:
-    """Flow -> the statuses of its runs, oldest first, as the file says."""
+    """Flow -> the statuses of its runs, oldest first, as the file says (but for ``done``,
+    which always ends, and must stay as it ended)."""
     found: dict[str, list[str]] = {}
     for flow, status in _rows(db, "SELECT flow, status FROM runs ORDER BY started, rowid"):
         found.setdefault(flow, []).append(status)
+    assert set(found.pop("done", ["succeeded"])) == {"succeeded"}
     return found
 
 
@@ -78,7 +81,10 @@ def test_history_shows_a_killed_run_and_its_child_runs_interrupted(tmp_path):
     _killed(db, tmp_path / "release")
     history = nf.history(store=db)
     assert dict(zip(history.flow, history.status, strict=True)) == {
-        flow: "interrupted" for flow in FLOWS
+        "outer": "interrupted",
+        "done": "succeeded",  # a child run that had ended keeps its end
+        "middle": "interrupted",
+        "inner": "interrupted",
     }
     assert _statuses(db) == {flow: ["interrupted"] for flow in FLOWS}  # written, once
     assert nf.history("inner", store=db).status.tolist() == ["interrupted"]
@@ -135,8 +141,8 @@ def test_prune_removes_a_killed_run_and_exactly_what_it_alone_held(tmp_path):
     before = {p for p in files.rglob("*") if p.is_file()}
     assert len(before) == 2 and files / dead_file[0] in before  # each run's own `big`
 
-    report = nf.prune(keep_runs=1, store=db)
-    assert (report.runs, report.cache_entries, report.files) == (3, 0, 1)
+    report = nf.prune(keep_runs=1, store=db)  # the killed runs, and the older `done`
+    assert (report.runs, report.cache_entries, report.files) == (4, 0, 1)
     assert _statuses(db) == {flow: ["succeeded"] for flow in FLOWS}
     assert _rows(db, f"SELECT count(*) FROM records WHERE {in_dead}", dead) == [(0,)]
     assert {p for p in files.rglob("*") if p.is_file()} == before - {files / dead_file[0]}
@@ -169,9 +175,15 @@ def test_a_run_going_on_in_another_process_is_left_running(tmp_path):
     child = _start(db, release)
     try:
         history = nf.history(store=db)
-        assert history.status.tolist() == ["succeeded", "running", "running", "running"]
+        assert dict(zip(history.flow, history.status, strict=True)) == {
+            "finished": "succeeded",
+            "outer": "running",
+            "done": "succeeded",
+            "middle": "running",
+            "inner": "running",
+        }
         report = nf.prune(keep_runs=0, store=db)
-        assert report.runs == 1  # `finished`: the live runs are neither marked nor removed
+        assert report.runs == 2  # `finished`, `done`: the live runs stay, running
         again = nf.Flow("outer", store=db)
         again.task(name="other")(lambda: 2)
         assert again.run(resume="last").status == "succeeded"  # a resume reads it, live
@@ -190,6 +202,38 @@ def test_a_run_going_on_in_another_process_is_left_running(tmp_path):
         "middle": ["succeeded"],
         "inner": ["succeeded"],
     }
+
+
+def test_a_run_going_on_in_this_process_is_left_running(tmp_path):
+    """A kernel that reads its history or prunes while a run of its own goes on (here on a
+    loop in another thread): the rows name this process, which records those runs."""
+    db = tmp_path / "here.db"
+    started, release = threading.Event(), threading.Event()
+    inner = nf.Flow("inner", store=db)
+
+    @inner.task
+    def wait():
+        started.set()
+        release.wait(60)
+        return 1
+
+    outer = nf.Flow("outer", store=db)
+    outer.task(name="inner")(inner)
+    handle = outer.start()
+    try:
+        assert started.wait(60)
+        deadline = time.monotonic() + 60
+        while _rows(db, "SELECT count(*) FROM runs WHERE status = 'running'") != [(2,)]:
+            assert time.monotonic() < deadline, "the runs were never recorded"
+            time.sleep(0.02)
+        assert nf.history(store=db).status.tolist() == ["running", "running"]
+        assert nf.prune(keep_runs=0, store=db).runs == 0
+        assert _statuses(db) == {"outer": ["running"], "inner": ["running"]}
+    finally:
+        release.set()
+        run = handle.wait(60)
+    assert run.status == "succeeded"
+    assert _statuses(db) == {"outer": ["succeeded"], "inner": ["succeeded"]}
 
 
 def test_a_pid_taken_by_another_process_is_no_sign_of_life(tmp_path):

@@ -3,9 +3,10 @@
     python nested_flow.py STORE RELEASE [--resume]
 
 ``outer`` stores a large result (a file: the store's ``file_bytes`` is 100; its bytes name
-this process, so no other run shares the file), then runs its subflow ``middle``, whose
-subflow ``inner`` has a task that prints ``waiting`` and waits until the file ``RELEASE``
-exists. A test kills the process there, or creates ``RELEASE`` to let the run end.
+this process, so no other run shares the file) and runs its subflow ``done`` to its end;
+then its subflow ``middle``, whose subflow ``inner`` has a task that prints ``waiting`` and
+waits until the file ``RELEASE`` exists. A test kills the process there, or creates
+``RELEASE`` to let the run end.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def wait():
 middle = nf.Flow("middle", store=store)
 middle.task(name="inner")(inner)
 
+done = nf.Flow("done", store=store)
+done.task(name="step")(lambda: 1)
+
 outer = nf.Flow("outer", store=store)
 
 
@@ -42,7 +46,8 @@ def big():
     return f"{os.getpid()}:" + "x" * 5_000
 
 
-outer.task(name="middle", after=["big"])(middle)
+outer.task(name="done")(done)
+outer.task(name="middle", after=["big", "done"])(middle)
 
 run = outer.run(resume="last" if "--resume" in sys.argv else None)
 print(run.status, flush=True)
