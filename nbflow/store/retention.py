@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError
 from .liveness import Own, settle
 from .schema import connect, store_error, transaction
+from .writer import recording
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
@@ -208,8 +209,6 @@ def prune(
     if keep_runs is not None and (not isinstance(keep_runs, int) or keep_runs < 0):
         raise ValueError(f"keep_runs must be an int >= 0, got {keep_runs!r}")
     age = seconds(older_than)
-    from .writer import recording
-
     store.flush()  # this process's records are all in the file first
     before = store.size()
     con = connect(store.location, store.timeout)
