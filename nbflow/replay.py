@@ -170,11 +170,16 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     first: dict[tuple[str, int | None], float | None] = {}
     for row in rows:
         first.setdefault((row.base, row.element), row.end if row.status == "cached" else row.start)
+    # Fan-out tasks that ran no element: their row is their own start and end (below).
+    elementless = {r.base for r in rows if r.element is None and r.base in fan_out} - {
+        r.base for r in rows if r.status == "cached"
+    }
     for name, record in tasks.items():
         if record.queued_t is not None:
             add(record.queued_t, ev.TaskQueued, name)
-        if name in fan_out and record.size is not None and record.started_t is not None:
-            add(record.started_t, ev.TaskStarted, name, 1, None, None, record.size)
+        if name in fan_out and record.started_t is not None:
+            if record.size is not None or name in elementless:
+                add(record.started_t, ev.TaskStarted, name, 1, record.worker, None, record.size)
         for index, element_key in (record.element_keys or {}).items():
             add(first.get((name, index), record.started_t), ev.ElementKeyed, name, index,
                 element_key)  # fmt: skip
@@ -183,6 +188,13 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     children = {name: list(runs) for name, runs in state.children.items()}
     cancelled_rows: set[str] = set()
     for row in rows:
+        if row.base in elementless:  # its own end makes it again (its start is above)
+            record = tasks[row.base]
+            if row.status == "succeeded":
+                add(row.end, ev.TaskSucceeded, row.base, 1)
+            else:
+                add(row.end, ev.TaskFailed, row.base, 1, record.error, record.traceback)
+            continue
         if row.status == "cached":  # reused: where from is the task's reason
             reused = tasks[row.base].reason or None if row.element is None else None
             add(row.end, ev.TaskSucceeded, row.base, row.attempt, None, row.element, True,
@@ -221,13 +233,14 @@ def events_from_state(state: RunState) -> list[ev.Event]:
             error = error or _error(row.error)
             add(row.end, ev.TaskFailed, row.base, row.attempt, error, trace, row.element)
     rows_of = {row.base for row in rows}
+    ended = {n for n in fan_out if tasks[n].size is not None and n not in elementless}
     for name, record in tasks.items():
         value = record.state.value
         if value in ("skipped", "upstream_failed"):
             add(record.ended_t, ev.TaskSkipped, name, value, record.reason)
         elif value == "cancelled" and name not in cancelled_rows:
             add(record.ended_t, ev.TaskCancelled, name, 0, None, record.reason)
-        elif name in fan_out and value in ("succeeded", "failed") and record.size is not None:
+        elif name in ended and value in ("succeeded", "failed"):
             if value == "succeeded":
                 add(record.ended_t, ev.TaskSucceeded, name, 1)
             else:

@@ -258,7 +258,8 @@ def every_kind_flow() -> nf.Flow:
     """A loop with retries, a keyed fan-out with a retried and a failed element, a
     cancel_rest join (cancelling a running task and a pending one), a skipped task, a
     failed one and the one after it, a subflow loop, a deferred choice between two tasks
-    waiting for signals; the tasks print."""
+    waiting for signals, a fan-out over nothing and one failing before its first element;
+    the tasks print."""
     flow = nf.Flow("kinds", store=None, on_error="continue", logs=LogCapture(echo=False))
 
     @flow.loop(until="result >= 3", max_iterations=5, retry=nf.Retry(max_retries=1, delay=1))
@@ -285,6 +286,12 @@ def every_kind_flow() -> nf.Flow:
         if items == "c":
             raise ValueError("c fails for good")
         return items
+
+    flow.task(name="empty")(lambda: [])
+    flow.task(name="over_empty", fan_out="empty")(lambda empty: empty)  # a row, no element
+
+    flow.task(name="five")(lambda: 5)
+    flow.task(name="early", fan_out="five")(lambda five: five)  # 5 is no list: a row too
 
     for name, seconds in {"r1": 1, "r2": 2, "r3": 30}.items():
 
@@ -376,6 +383,7 @@ def test_a_replayed_run_without_a_store_equals_the_live_one():
         "r2": "succeeded", "r3": "cancelled", "r4": "cancelled", "quorum": "succeeded",
         "gated": "skipped", "ship": "succeeded", "refund": "skipped", "customer": "succeeded",
         "boom": "failed", "after_boom": "upstream_failed", "halving": "succeeded",
+        "empty": "succeeded", "over_empty": "succeeded", "five": "succeeded", "early": "failed",
     }  # fmt: skip
     seen = everything(live)
     # The flow has what the test is about (so a change to it cannot empty the comparison).
@@ -388,6 +396,9 @@ def test_a_replayed_run_without_a_store_equals_the_live_one():
     assert live.state.tasks["r4"].reason == live.state.tasks["r3"].reason
     assert live.state.tasks["each"].element_keys == {0: "a", 1: "b", 2: "c"}
     assert "each[b]" in seen["timeline"]["task"]  # type: ignore[index]
+    assert [r[3] for r in seen["rows"] if r[1] in ("over_empty", "early")] == [  # type: ignore[index]
+        "succeeded", "failed",
+    ]  # fmt: skip
     assert seen["refine#2"]["message"] == [  # type: ignore[index]
         "refine iteration 2 attempt 1", "refine iteration 2 attempt 2",
     ]  # fmt: skip
