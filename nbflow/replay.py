@@ -177,9 +177,9 @@ def events_from_state(state: RunState) -> list[ev.Event]:
     for name, record in tasks.items():
         if record.queued_t is not None:
             add(record.queued_t, ev.TaskQueued, name)
-        if name in fan_out and record.started_t is not None:
-            if record.size is not None or name in elementless:
-                add(record.started_t, ev.TaskStarted, name, 1, record.worker, None, record.size)
+        began = record.started_t is not None and (record.size is not None or name in elementless)
+        if name in fan_out and began:
+            add(record.started_t, ev.TaskStarted, name, 1, record.worker, None, record.size)
         for index, element_key in (record.element_keys or {}).items():
             add(first.get((name, index), record.started_t), ev.ElementKeyed, name, index,
                 element_key)  # fmt: skip
