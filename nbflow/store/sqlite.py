@@ -240,15 +240,12 @@ class SQLiteStore:
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt of ``run_id`` (``element`` None for a task as a whole), in the order
         they started: ``task, element, key, attempt, state, started, ended, worker, error,
-        traceback, iteration`` (times are Unix seconds; ``key`` is the element's ``key=``, or
-        None; ``iteration`` a loop's from the second on, whose attempts count from 1 again,
-        else 0; the traceback is on the task's last attempt)."""
+        traceback`` (times are Unix seconds; ``key`` is the element's ``key=``, or None)."""
         state = self.state(run_id)
-        finals = {row.base: row for row in state.rows if row.element is None}
         found = []
         for row in state.rows:
             record = state.tasks.get(row.base)
-            last = finals.get(row.base) is row
+            last = record is not None and record.attempts == row.attempt and row.element is None
             found.append(
                 {
                     "task": row.base,
@@ -261,7 +258,6 @@ class SQLiteStore:
                     "worker": row.worker,
                     "error": row.error,
                     "traceback": (record.traceback or None) if last and record else None,
-                    "iteration": row.iteration,
                 }
             )
         return found
