@@ -281,4 +281,3 @@ def test_an_iterations_progress_is_its_own():
     # The second iteration reported nothing: it has no bar, neither the first's nor the
     # late one.
     assert "refine" not in run.state.progress
-
