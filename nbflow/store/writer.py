@@ -19,6 +19,16 @@ lookup in a later run, ``nf.history()``; the error is its run's to tell). A batc
 a lock held by another process is kept and tried again until the lock goes; meanwhile
 ``flush()`` times out with a :class:`StoreLockedError` that says so.
 
+Nor when the file itself goes: deleted (``rm -rf .nbflow``), moved, or replaced by another
+while the writer has it open. SQLite would go on writing into the file it opened (on Linux,
+an unlinked file nobody can read again), so before each transaction the writer compares the
+file at its path with the one it opened (device and inode, a ``stat``). When they differ,
+every run going on has lost its records: each is told (its further records are dropped,
+never written into the new file without the rows they belong to), and the writer opens the
+file now at the path (a new store, when it was deleted) for the runs to come; store handles
+follow it (:attr:`Writer.token`). Likewise a run whose result files were deleted with their
+directory while it went on is told at its end, and the cache no longer offers them.
+
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
 SQLite's busy timeout serialises.
@@ -43,7 +53,7 @@ from .. import events as ev
 from ..errors import StoreError, describe
 from . import eventlog
 from .results import Pack, pack
-from .schema import connect, store_error, transaction
+from .schema import connect, prepare, store_error, transaction
 
 log = logging.getLogger("nbflow.store")
 
@@ -52,13 +62,38 @@ class StoreLockedError(StoreError):
     """The database stayed locked by another writer for longer than the store's timeout."""
 
 
+def file_identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (None: there is none).
+
+    Raises:
+        OSError: it cannot be looked at (a directory without permission).
+    """
+    try:
+        found = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return found.st_dev, found.st_ino
+
+
+def replaced_error(path: str) -> StoreError:
+    """What a run whose records went into a store file that is gone is told."""
+    return StoreError(
+        f"the store file {path} was deleted or replaced while the run went on: this run's "
+        "records are lost (SQLite went on writing into the file it had opened). The next runs "
+        f"record in the file now at {path} (a new, empty store if it was deleted): run the flow "
+        "again to record it. To clear a store, delete its files while no run is going on, or "
+        "remove old runs with nf.prune()."
+    )
+
+
 @dataclass(slots=True)
 class RunOpened:
     """A run starts: its ``runs`` row, what its version adds to the store, and its lists:
     ``log`` gets its events (see :mod:`nbflow.store.eventlog`), ``kept`` each result's task
     and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose results go
     into the cache to their cache keys; ``controlled`` lists those whose results are never
-    to be reused."""
+    to be reused. ``token`` is the writer's :attr:`Writer.token` the run was described for
+    (which flow versions and identities the file already held)."""
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
@@ -68,6 +103,7 @@ class RunOpened:
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     controlled: set[str] = field(default_factory=set)  # tasks whose results are not reused
+    token: object = None
 
 
 @dataclass(slots=True)
@@ -173,6 +209,13 @@ class Writer:
         self._locked_since: float | None = None
         self._counts: dict[str, int] = {}  # flow -> its runs in the file (for keep_runs)
         self._con: sqlite3.Connection | None = None
+        #: Which file the writer writes: a new object each time it opens another (the file at
+        #: its path was deleted or replaced), so a handle knows to forget what it knew of the
+        #: old one (see SQLiteStore._follow).
+        self.token = object()
+        self._identity: tuple[int, int] | None = None  # the file the connection has open
+        self._lost: set[str] = set()  # runs going on whose records went into a file now gone
+        self._files: dict[str, list[tuple[str, str]]] = {}  # run -> (task, file) it wrote
         self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
         self._thread.start()
 
@@ -237,6 +280,14 @@ class Writer:
         self._wake.set()
         return future
 
+    def stale(self) -> bool:
+        """Whether the file at the path is not the one the writer has open (a ``stat``; the
+        writer notices it too, before its next transaction)."""
+        try:
+            return file_identity(self.path) != self._identity
+        except OSError:
+            return False  # cannot tell: the writer's own transaction will say what is wrong
+
     @property
     def closed(self) -> bool:
         """Whether the thread has stopped (after :meth:`close`)."""
@@ -252,11 +303,7 @@ class Writer:
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            self._con = connect(self.path, 0.1)  # short waits: a lock is retried, and said
-            self._con.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as error:
-            self._error = store_error(error, self.path, self.timeout)
+        self._open_file()
         queue, wake = self._queue, self._wake
         while True:
             wake.wait(self.interval if self._open else _IDLE_POLL)
@@ -267,17 +314,79 @@ class Writer:
             self._con.close()
             self._con = None
 
+    def _open_file(self) -> None:
+        """Open the file at the path (created when missing) and note which file it is."""
+        con = identity = None
+        try:
+            for _ in range(3):  # until the file opened is the one at the path after too
+                prepare(self.path, self.timeout).close()  # a new file gets its schema
+                before = file_identity(self.path)
+                opened = connect(self.path, 0.1)  # short waits: a lock is retried, and said
+                identity = file_identity(self.path)
+                if before == identity:
+                    con = opened
+                    break
+                opened.close()
+            else:
+                raise StoreError(f"store {self.path} was replaced again as it was opened")
+            con.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.Error, StoreError, OSError) as error:
+            if con is not None:
+                con.close()
+            con = identity = None
+            with contextlib.suppress(OSError):  # opened again only once this file is replaced
+                identity = file_identity(self.path)
+            if isinstance(error, sqlite3.Error):
+                error = store_error(error, self.path, self.timeout)
+            elif isinstance(error, OSError):
+                error = StoreError(f"store {self.path}: {describe(error)}")
+            self._error = self._error or error
+        self._con, self._identity = con, identity
+
+    def _check_file(self) -> None:
+        """If the file at the path is no longer the one the connection has open, every run
+        going on has lost its records (they are told, and the rest of theirs is dropped);
+        then open the file now at the path, for the runs to come."""
+        try:
+            if file_identity(self.path) == self._identity:
+                return
+        except OSError:
+            return  # cannot tell (a directory without permission): the commit says what fails
+        error = replaced_error(self.path)
+        log.error("%s", error)
+        for run_id in self._open:
+            self._lose(run_id, error)
+        if self._con is not None:
+            # SQLite does not checkpoint a moved file as it closes, nor delete the WAL and
+            # shared memory files by their names, which may be the new file's now.
+            with contextlib.suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+        self.token = object()
+        self._counts = {}
+        self._open_file()
+
+    def _lose(self, run_id: str, error: StoreError) -> None:
+        self._lost.add(run_id)
+        self._run_errors.setdefault(run_id, error)
+        self._error = self._error or error
+
     def _write(self, items: list[Any]) -> bool:
         """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
         transaction; True when told to stop."""
         batch, stop = _Batch(), False
+        self._check_file()  # a stat: before anything is written into a file that is gone
         for item in items:
             kind = type(item)
             if kind is RunOpened:
-                batch.opened.append(item)
                 self._open[item.run_id] = item
+                if item.token is not self.token:  # described for a file that is gone
+                    self._lose(item.run_id, replaced_error(self.path))
+                else:
+                    batch.opened.append(item)
             elif kind is Status:
-                batch.statuses[item.run_id] = item
+                if item.run_id not in self._lost:
+                    batch.statuses[item.run_id] = item
                 if item.ended is not None:
                     batch.ended.append(item.run_id)
             elif kind is _Waiter:
@@ -286,8 +395,12 @@ class Writer:
                 stop = True
             # else: an event a store that sees every record passed on (its run's log has it)
         del items
+        lost = self._lost
         try:
             for run_id, opened in self._open.items():
+                if run_id in lost:  # told already; nothing of it goes into the new file
+                    del opened.log[:], opened.kept[:]
+                    continue
                 events = found = None
                 if opened.log:
                     items = _take(opened.log)  # class, t, arguments, class...
@@ -304,8 +417,18 @@ class Writer:
         except Exception as raised:  # a bug: still never a silent loss
             log.exception("nbflow store %s: could not write a batch", self.path)
             error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
+        if error is None:
+            for run_id, _, found in batch.records:
+                if found is not None and found.files:
+                    self._files.setdefault(run_id, []).extend(
+                        (t, s.file) for t, s in found.files if s.file is not None
+                    )
         for run_id in batch.ended:
             self._open.pop(run_id, None)
+            lost.discard(run_id)
+            written = self._files.pop(run_id, None)
+            if written and run_id not in self._run_errors:
+                self._check_files(run_id, written)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
                 self._prune(opened.row[1])
@@ -350,6 +473,45 @@ class Writer:
                 delay = min(delay * 2, 0.25)
         self._locked_since = None
         return self._failed(batch, error)
+
+    def _check_files(self, run_id: str, written: list[tuple[str, str]]) -> None:
+        """Tell a run whose result files are gone (their directory was deleted while it went
+        on) that those results are lost, and stop offering them to the cache."""
+        assert self.files is not None
+        gone = [(task, file) for task, file in written if not self.files.path(file).exists()]
+        if not gone:
+            return
+        tasks = sorted({task for task, _ in gone})
+        shown = ", ".join(map(repr, tasks[:5])) + (
+            f" and {len(tasks) - 5} more" if len(tasks) > 5 else ""
+        )
+        error = StoreError(
+            f"the store's result files {self.files.root} were deleted while the run went on: "
+            f"the stored results of {shown} are lost (their files are gone; the rest of the run "
+            "is recorded). Resume and the cache run those tasks again. To clear a store, delete "
+            "its files while no run is going on, or remove old runs with nf.prune()."
+        )
+        log.error("%s", error)
+        self._run_errors.setdefault(run_id, error)
+        self._error = self._error or error
+        if self._con is None:
+            return
+        files = sorted({file for _, file in gone})
+        marks = ", ".join("?" * len(files))
+        try:
+            with transaction(self._con):
+                self._con.execute(
+                    "DELETE FROM cache_entries WHERE (cache_key, created, run_id) IN ("
+                    "SELECT c.cache_key, c.created, c.run_id FROM cache_entries c "
+                    "JOIN records p ON p.id = c.pack "
+                    f"WHERE json_extract(p.meta, '$[' || c.item || '][2]') IN ({marks}))",
+                    files,
+                )
+                self._con.execute(f"DELETE FROM result_files WHERE path IN ({marks})", files)
+        except sqlite3.Error as raised:  # the results stay offered: a miss with a warning
+            log.warning(
+                "nbflow store %s: could not forget lost result files: %s", self.path, raised
+            )
 
     def _failed(self, batch: _Batch, error: StoreError) -> StoreError:
         for run_id in batch.runs():
@@ -404,7 +566,7 @@ class Writer:
             if found.files:
                 con.executemany(
                     "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
-                    [(s.digest, s.file, s.codec, s.size) for s in found.files],
+                    [(s.digest, s.file, s.codec, s.size) for _, s in found.files],
                 )
             if found.cache_entries:
                 con.executemany(
