@@ -353,7 +353,6 @@ class Writer:
         except OSError:
             return  # cannot tell (a directory without permission): the commit says what fails
         error = replaced_error(self.path)
-        log.error("%s", error)
         for run_id in self._open:
             self._lose(run_id, error)
         if self._con is not None:
@@ -367,6 +366,8 @@ class Writer:
         self._open_file()
 
     def _lose(self, run_id: str, error: StoreError) -> None:
+        if run_id not in self._lost:
+            log.error("nbflow store: run %s: %s", run_id, error)
         self._lost.add(run_id)
         self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
@@ -375,7 +376,8 @@ class Writer:
         """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
         transaction; True when told to stop."""
         batch, stop = _Batch(), False
-        self._check_file()  # a stat: before anything is written into a file that is gone
+        if self._open or any(item is not _STOP for item in items):  # (not at a mere stop)
+            self._check_file()  # a stat, before anything is written into a file now gone
         for item in items:
             kind = type(item)
             if kind is RunOpened:
