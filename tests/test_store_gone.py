@@ -153,6 +153,32 @@ def test_a_store_replaced_during_a_run_loses_that_run_and_the_next_records_in_th
     assert [r["run_id"] for r in store.runs("other-flow")] == [kept.run_id]
 
 
+def test_a_store_deleted_by_path_while_another_flow_opens_it_loses_only_the_run_going_on(
+    tmp_path,
+):
+    """As in a notebook: ``!rm -rf .nbflow`` while a run goes on, and another cell makes a
+    flow on the same path meanwhile. The run going on is told; the store is not stopped
+    under it (it was, and the run waited out the store's timeout for a reply)."""
+    path = tmp_path / ".nbflow" / "nbflow.db"
+    calls: list[str] = []
+    other = nf.Flow("other", store=str(path))
+    other.task(name="one")(lambda: 1)
+
+    def delete_and_open_again():
+        nf.store.open_store(path).flush()
+        shutil.rmtree(path.parent)
+        nf.store.open_store(path)  # what Flow(store=path).run() resolves first
+
+    flow = _flow(str(path), "by-path", delete_and_open_again, calls)
+    run, warned = _run(flow)
+    _assert_lost(run, warned, f"the store file {path} was deleted or replaced")
+    done, warned = _run(other)
+    assert warned == [] and done.recorded is True
+    store = nf.store.open_store(path)
+    _assert_records_normally(flow, store, calls, [])
+    assert [r["flow"] for r in store.runs()] == ["other", "by-path"]
+
+
 def test_a_store_deleted_between_runs_is_a_new_store_and_the_next_run_records(tmp_path):
     path = tmp_path / "s.db"
     store = SQLiteStore(path, file_bytes=1000)
