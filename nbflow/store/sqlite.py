@@ -5,6 +5,11 @@ writer for the file (:mod:`nbflow.store.writer`); reads use a connection of this
 first wait for what this process has submitted, so a read after a run sees the whole run.
 What is derived (a run's attempts, its timeline, a replay) is folded from the event log when
 read, by the same reducer a live run uses (:class:`~nbflow.state.RunState`).
+
+Longer than 500 lines: :class:`SQLiteStore` is the one handle every reader of a store goes
+through (runs, events, attempts, results and their checks, versions, sizes), each a short
+query on the handle's connection; it also keeps what it knows of the file, which it must
+forget at once when the writer opens another (a deleted or replaced store file).
 """
 
 from __future__ import annotations
@@ -125,7 +130,9 @@ class SQLiteStore:
         return type(self).submit is not SQLiteStore.submit
 
     def ensure_open(self) -> None:
-        """Get a writer again if this handle's was stopped (``nbflow.store.close_all()``).
+        """Get a writer again if this handle's was stopped (``nbflow.store.close_all()``),
+        and follow it to the file now at the path if the one it had open was deleted or
+        replaced (a run is only ever written into the file it was described for).
 
         Raises:
             StoreError: the store cannot be opened again.

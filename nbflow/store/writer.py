@@ -19,19 +19,19 @@ lookup in a later run, ``nf.history()``; the error is its run's to tell). A batc
 a lock held by another process is kept and tried again until the lock goes; meanwhile
 ``flush()`` times out with a :class:`StoreLockedError` that says so.
 
-Nor when the file itself goes: deleted (``rm -rf .nbflow``), moved, or replaced by another
-while the writer has it open. SQLite would go on writing into the file it opened (on Linux,
-an unlinked file nobody can read again), so before each transaction the writer compares the
-file at its path with the one it opened (device and inode, a ``stat``). When they differ,
-every run going on has lost its records: each is told (its further records are dropped,
-never written into the new file without the rows they belong to), and the writer opens the
-file now at the path (a new store, when it was deleted) for the runs to come; store handles
-follow it (:attr:`Writer.token`). Likewise a run whose result files were deleted with their
-directory while it went on is told at its end, and the cache no longer offers them.
+Nor when the file itself goes (deleted, moved, replaced: :mod:`nbflow.store.vanished`):
+every run going on is told, the rest of its records is dropped (never written into the new
+file without the rows they belong to), and the writer opens the file now at the path for
+the runs to come; store handles follow it (:attr:`Writer.token`).
 
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
 SQLite's busy timeout serialises.
+
+Longer than 500 lines: :class:`Writer` is one thread's state (its connection, the file it
+has open, the runs going on, what each could not record) that every transaction reads and
+changes; batching, committing, telling runs what was lost and following a replaced file are
+its methods because they share that state, and the registry of writers sits by the class.
 """
 
 from __future__ import annotations
@@ -54,36 +54,13 @@ from ..errors import StoreError, describe
 from . import eventlog
 from .results import Pack, pack
 from .schema import connect, prepare, store_error, transaction
+from .vanished import file_identity, forget_files, lost_files, replaced_error
 
 log = logging.getLogger("nbflow.store")
 
 
 class StoreLockedError(StoreError):
     """The database stayed locked by another writer for longer than the store's timeout."""
-
-
-def file_identity(path: str) -> tuple[int, int] | None:
-    """The device and inode of the file at ``path`` (None: there is none).
-
-    Raises:
-        OSError: it cannot be looked at (a directory without permission).
-    """
-    try:
-        found = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return found.st_dev, found.st_ino
-
-
-def replaced_error(path: str) -> StoreError:
-    """What a run whose records went into a store file that is gone is told."""
-    return StoreError(
-        f"the store file {path} was deleted or replaced while the run went on: this run's "
-        "records are lost (SQLite went on writing into the file it had opened). The next runs "
-        f"record in the file now at {path} (a new, empty store if it was deleted): run the flow "
-        "again to record it. To clear a store, delete its files while no run is going on, or "
-        "remove old runs with nf.prune()."
-    )
 
 
 @dataclass(slots=True)
@@ -480,40 +457,18 @@ class Writer:
         """Tell a run whose result files are gone (their directory was deleted while it went
         on) that those results are lost, and stop offering them to the cache."""
         assert self.files is not None
-        gone = [(task, file) for task, file in written if not self.files.path(file).exists()]
-        if not gone:
+        found = lost_files(self.files, written)
+        if found is None:
             return
-        tasks = sorted({task for task, _ in gone})
-        shown = ", ".join(map(repr, tasks[:5])) + (
-            f" and {len(tasks) - 5} more" if len(tasks) > 5 else ""
-        )
-        error = StoreError(
-            f"the store's result files {self.files.root} were deleted while the run went on: "
-            f"the stored results of {shown} are lost (their files are gone; the rest of the run "
-            "is recorded). Resume and the cache run those tasks again. To clear a store, delete "
-            "its files while no run is going on, or remove old runs with nf.prune()."
-        )
-        log.error("%s", error)
+        error, files = found
+        log.error("nbflow store: run %s: %s", run_id, error)
         self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
-        if self._con is None:
-            return
-        files = sorted({file for _, file in gone})
-        marks = ", ".join("?" * len(files))
-        try:
-            with transaction(self._con):
-                self._con.execute(
-                    "DELETE FROM cache_entries WHERE (cache_key, created, run_id) IN ("
-                    "SELECT c.cache_key, c.created, c.run_id FROM cache_entries c "
-                    "JOIN records p ON p.id = c.pack "
-                    f"WHERE json_extract(p.meta, '$[' || c.item || '][2]') IN ({marks}))",
-                    files,
-                )
-                self._con.execute(f"DELETE FROM result_files WHERE path IN ({marks})", files)
-        except sqlite3.Error as raised:  # the results stay offered: a miss with a warning
-            log.warning(
-                "nbflow store %s: could not forget lost result files: %s", self.path, raised
-            )
+        if self._con is not None:
+            try:
+                forget_files(self._con, files)
+            except sqlite3.Error as raised:  # still offered: a miss with a warning, later
+                log.warning("nbflow store %s: could not forget lost files: %s", self.path, raised)
 
     def _failed(self, batch: _Batch, error: StoreError) -> StoreError:
         for run_id in batch.runs():
