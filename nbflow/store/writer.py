@@ -406,7 +406,7 @@ class Writer:
             self._open.pop(run_id, None)
             lost.discard(run_id)
             written = self._files.pop(run_id, None)
-            if written and run_id not in self._run_errors:
+            if written and self.files is not None and run_id not in self._run_errors:
                 self._check_files(run_id, written)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
@@ -456,15 +456,17 @@ class Writer:
     def _check_files(self, run_id: str, written: list[tuple[str, str]]) -> None:
         """Tell a run whose result files are gone (their directory was deleted while it went
         on) that those results are lost, and stop offering them to the cache."""
-        assert self.files is not None
-        found = lost_files(self.files, written)
+        try:
+            found = lost_files(self.files, written)
+        except OSError as raised:  # cannot tell (a directory without permission): say so
+            found = StoreError(f"store {self.path}: {describe(raised)}"), []
         if found is None:
             return
         error, files = found
         log.error("nbflow store: run %s: %s", run_id, error)
         self._run_errors.setdefault(run_id, error)
         self._error = self._error or error
-        if self._con is not None:
+        if self._con is not None and files:
             try:
                 forget_files(self._con, files)
             except sqlite3.Error as raised:  # still offered: a miss with a warning, later
