@@ -17,7 +17,7 @@ from typing import Any
 
 import simpleeval
 
-from .errors import ConditionError, describe
+from .errors import ConditionError, closest, describe
 from .evaluator import BoundedEval, static_problem
 
 #: Functions a condition may call: pure, cheap, and unable to reach the outside world.
@@ -60,9 +60,21 @@ class Condition:
         known = tasks if isinstance(tasks, set | frozenset | dict) else set(tasks)
         return {n for n in (self.names | self.result_keys) if n in known}
 
-    def check_names(self, allowed: Iterable[str]) -> None:
-        """Raise :class:`ConditionError` when the expression uses a name it cannot see."""
+    def check_names(self, allowed: Iterable[str], tasks: Iterable[str] = ()) -> None:
+        """Raise :class:`ConditionError` when the expression uses a name it cannot see, or
+        reads ``results['name']`` of no task it can see (a task it reads that way is its
+        upstream: what is not there is no task of the flow). ``tasks``: the flow's, for a
+        close match to suggest."""
         allowed_set = set(allowed) | RESERVED_NAMES | set(SAFE_FUNCTIONS)
+        missing = sorted(self.result_keys - set(allowed))
+        if missing:
+            close = closest(missing[0], tasks)
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise ConditionError(
+                self.task,
+                self.expression,
+                f"results[{missing[0]!r}] reads no task of this flow{hint}",
+            )
         unknown = sorted(self.names - allowed_set)
         if unknown:
             visible = ", ".join(sorted(set(allowed) | {"results", "vars"}))
@@ -79,7 +91,7 @@ class Condition:
         Raises:
             ConditionError: the expression failed at run time (bad key, forbidden construct).
         """
-        names: dict[str, Any] = {"results": dict(results), "vars": dict(variables)}
+        names: dict[str, Any] = {"results": dict(results), "vars": _Variables(variables)}
         for name in self.names:
             if name in results and name not in names:
                 names[name] = results[name]
@@ -104,11 +116,30 @@ class Condition:
             return evaluator.eval(self.expression, previously_parsed=self.tree.body)
         except simpleeval.InvalidExpression as error:
             raise ConditionError(self.task, self.expression, str(error)) from None
+        except _MissingVariable as missing:
+            raise ConditionError(self.task, self.expression, missing.reason) from None
         except (RecursionError, MemoryError) as error:
             reason = f"{type(error).__name__} while evaluating: the expression is too deep or large"
             raise ConditionError(self.task, self.expression, reason) from None
         except Exception as error:  # a KeyError or TypeError inside the user's expression
             raise ConditionError(self.task, self.expression, describe(error)) from error
+
+
+class _MissingVariable(KeyError):
+    def __init__(self, name: Any) -> None:
+        super().__init__(name)
+        self.reason = (
+            f"vars[{name!r}]: the run has no variable {name!r}; pass it "
+            f"(flow.run(variables={{{name!r}: ...}})) or give a parameter {name!r} of a task "
+            f"a default (read an optional one as vars.get({name!r}))"
+        )
+
+
+class _Variables(dict[str, Any]):
+    """The run's variables as a condition reads them: a missing one says how to give it."""
+
+    def __missing__(self, name: Any) -> Any:
+        raise _MissingVariable(name)
 
 
 def constant_key(node: ast.AST, mapping: str) -> str | None:

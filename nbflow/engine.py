@@ -215,6 +215,8 @@ class Engine:
         self._yielding = 0  # runners between two tasks, yielding to the loop
         self._stopping = False
         self._cancel_requested = False
+        # A subscriber's KeyboardInterrupt or SystemExit, raised when the run has ended.
+        self._raise_after: BaseException | None = None
         self._final_status: RunStatus | None = None
         self._sched: sch.SchedulerState | None = None
         self._done: asyncio.Future[None] | None = None
@@ -310,7 +312,18 @@ class Engine:
             # one tuple less than (cls, t, *args): 25 ns of the 90 an event costs here.
             record((cls, t) + args)  # noqa: RUF005
         if self._subscribers:  # the bus's own list: subscribers may come and go mid-run
-            self.bus.publish(event)
+            try:
+                self.bus.publish(event)
+            except (KeyboardInterrupt, SystemExit) as stop:  # from a subscriber's own code
+                self._subscriber_stop(stop)
+
+    def _subscriber_stop(self, stop: BaseException) -> None:
+        """A subscriber raised ``KeyboardInterrupt`` or ``SystemExit``: not the fault of
+        the task whose event it was given, and no place to end the run from. The run is
+        cancelled as an interrupt would cancel it, and ``stop`` raised once it has ended."""
+        if self._raise_after is None:
+            self._raise_after = stop
+        self.cancel()
 
     def _emit_transition(self, transition: sch.Transition) -> None:
         for name in transition.queued:
@@ -326,9 +339,14 @@ class Engine:
         Raises:
             CancelledError: the task awaiting the run was cancelled (the run is then over,
                 recorded ``cancelled``, every task of it finished).
+            KeyboardInterrupt, SystemExit: a subscriber raised it; the run was cancelled
+                first, and is over.
         """
         with frozen_gc():  # nothing, unless NBFLOW_GC_FREEZE=1 (see nbflow.collector)
-            return await self._run()
+            state = await self._run()
+        if self._raise_after is not None:  # a subscriber's KeyboardInterrupt or SystemExit
+            raise self._raise_after
+        return state
 
     async def _run(self) -> RunState:
         self.loop = loop = asyncio.get_running_loop()

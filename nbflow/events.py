@@ -13,6 +13,7 @@ Subscribers (``flow.subscribe(cb)``) receive each event as it happens; see :clas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,12 +280,18 @@ class EventBus:
             self._subscribers.remove(callback)
 
     def publish(self, event: Event) -> None:
-        """Call every subscriber with ``event``; exceptions are logged and swallowed."""
+        """Call every subscriber with ``event``; exceptions are logged and swallowed.
+
+        ``asyncio.CancelledError`` too: a subscriber is a plain call, so one it raises (it
+        read a cancelled future) is its own error, never a cancel of the run's task.
+        ``KeyboardInterrupt`` and ``SystemExit`` are not swallowed: the engine stops the run
+        for them, and raises them once it has ended (see ``Engine._emit``).
+        """
         # A copy: a subscriber may unsubscribe itself (or others) while being called.
         for callback in tuple(self._subscribers):
             try:
                 callback(event)
-            except Exception:
+            except (Exception, asyncio.CancelledError):
                 log.exception(
                     "nbflow subscriber %r raised on %s; the run goes on", callback, event.kind
                 )

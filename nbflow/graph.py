@@ -326,7 +326,7 @@ def _build_plan(definition: Definition) -> Plan:
     for name, task_gates in gates.items():
         for gate in task_gates:
             if gate.condition is not None:
-                gate.condition.check_names(upstream[name])
+                gate.condition.check_names(upstream[name], known)
     if waiting:
         check_choices(specs.values())
     for task in tasks:

@@ -98,15 +98,15 @@ class RunOutput:
             slot = self._slot(key)
             if slot is None:
                 return False
-        if "\n" not in text and "\r" not in text:
-            # Most writes of a print (its words, the spaces between) complete no line: they
-            # only grow the unfinished one, which no other thread reads while the task runs.
-            partial = slot.partial.get(stream)
-            joined = partial + text if partial else text
-            if len(joined) <= cap.max_chars:
-                slot.partial[stream] = joined
-                return not self.echo
-        with self._lock:
+        with self._lock:  # threads the task started with its context write here too
+            if "\n" not in text and "\r" not in text:
+                # Most writes of a print (its words, the spaces between) complete no line:
+                # they only grow the unfinished one.
+                partial = slot.partial.get(stream)
+                joined = partial + text if partial else text
+                if len(joined) <= cap.max_chars:
+                    slot.partial[stream] = joined
+                    return not self.echo
             slot.write(stream, text, self._now, cap)
         if not self._armed:
             self._arm()

@@ -141,8 +141,11 @@ def _difference(
         )
     if reason == "damaged":
         return f"the stored result of run {last.run_id[:8]} was damaged (checksum)"
-    if reason == "not stored":
-        return f"run {last.run_id[:8]} could not store its result"
+    if reason == "not stored" or not last.stored:
+        return (
+            f"run {last.run_id[:8]} could not store its result (a StoreWarning said why), so "
+            "there was nothing to reuse"
+        )
     return f"same {identity.summary()} and inputs as run {last.run_id[:8]}"
 
 

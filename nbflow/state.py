@@ -257,6 +257,8 @@ def _succeeded(s: RunState, e: ev.TaskSucceeded) -> None:
             e.task, e.attempt, status, e.t, e.t, record.worker, None, None, e.task, e.seq
         )
         s.rows.append(row)
+    elif s.fan_out and e.task in s.fan_out and not record.elements_done:
+        _elementless_row(s, record, status, e.t, None)  # a fan-out over nothing
     s._close(e.task, None, e.t, status, None, e.worker, e.began)
     if e.worker is not None:
         record.worker = e.worker
@@ -283,11 +285,26 @@ def _failed(s: RunState, e: ev.TaskFailed) -> None:
         return
     s._close(e.task, None, e.t, "failed", e.error, e.worker, e.began)
     record = s.tasks[e.task]
+    if s.fan_out and e.task in s.fan_out and not (record.elements_done or record.elements_failed):
+        _elementless_row(s, record, "failed", e.t, e.error)  # failed before any element
     record.state, record.error, record.traceback, record.ended_t = (
         TaskState.FAILED,
         e.error,
         e.traceback,
         e.t,
+    )
+
+
+def _elementless_row(
+    s: RunState, record: TaskRecord, status: str, t: float, error: BaseException | None
+) -> None:
+    """The row of a fan-out task that ran no element (its rows are its elements' otherwise):
+    from its start to ``t``, so the timeline lists every task that ran."""
+    start = record.started_t if record.started_t is not None else t
+    seq = record.started_seq if record.started_seq is not None else s.last_seq
+    shown = describe(error) if error is not None else None
+    s.rows.append(
+        AttemptRow(record.name, 1, status, start, t, record.worker, shown, None, record.name, seq)
     )
 
 

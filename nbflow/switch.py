@@ -41,7 +41,7 @@ class UnknownMemberError(MissingDependencyError):
         DefinitionError.__init__(
             self,
             f"switch {switch!r}: {group} names {missing!r}, which is not a task of this "
-            f"flow{hint} Define that task, or correct the name in the switch",
+            f"flow{hint or '.'} Define that task, or correct the name in the switch",
         )
 
 

@@ -126,7 +126,14 @@ def build_specs(tasks: Iterable[Task]) -> None:
         if task._spec is not None:
             continue
         fn = task.fn
-        params = introspect_params(fn, task._params)
+        try:
+            params = introspect_params(fn, task._params)
+        except (ValueError, TypeError) as error:  # a builtin with no signature to read
+            raise DefinitionError(
+                f"task {task._name!r}: its function's parameters cannot be read ({error}); "
+                "wrap the call in a function of your own, e.g. lambda: ... or def "
+                f"{task._name}(...): ..."
+            ) from None
         if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__:
             # Tasks defined in a loop share one code object: its facts are read once.
             found = facts.get(fn.__code__)

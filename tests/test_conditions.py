@@ -351,6 +351,33 @@ def test_an_unknown_name_says_what_a_condition_can_use():
     )
 
 
+def test_results_of_no_task_of_the_flow_is_refused_before_any_task_runs():
+    ran: list[str] = []
+    flow = nf.Flow("typo", store=None)
+    flow.task(name="total")(lambda: ran.append("total") or 3)
+    flow.task(name="report", when="results['totl'] > 0")(lambda: ran.append("report"))
+    with pytest.raises(nf.ConditionError) as info:
+        flow.run()
+    assert info.value.task == "report"
+    assert info.value.reason == "results['totl'] reads no task of this flow; did you mean 'total'?"
+    assert ran == []
+
+
+def test_a_missing_variable_says_how_to_give_it():
+    flow = nf.Flow("modes", store=None)
+    flow.task(name="a")(lambda: 1)
+    flow.task(name="publish", when="vars['mode'] == 'full'")(lambda a: a)
+    run = flow.run()
+    assert run.states["publish"] == "failed"
+    reason = run.errors["publish"].reason
+    assert reason.startswith("vars['mode']: the run has no variable 'mode'; pass it")
+    assert "vars.get('mode')" in reason
+    guarded = nf.Flow("guarded", store=None)
+    guarded.task(name="a")(lambda: 1)
+    guarded.task(name="publish", when="vars.get('mode') == 'full'")(lambda a: a)
+    assert guarded.run().states["publish"] == "skipped"  # an optional one: no error
+
+
 def test_evaluation_errors_name_the_task_and_the_error():
     condition = parse_condition("t", "results['nope'] > 1")
     with pytest.raises(nf.ConditionError) as info:

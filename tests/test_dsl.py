@@ -244,3 +244,15 @@ def _named(name):
 
     fn.__name__ = name
     return fn
+
+
+def test_a_builtin_whose_parameters_cannot_be_read_is_a_definition_error_naming_the_task():
+    import threading
+
+    ran: list[str] = []
+    flow = nf.Flow("builtins", store=None)
+    flow.task(name="first")(lambda: ran.append("first"))
+    flow.task(name="guard")(threading.Lock)  # C code: no signature for inspect to read
+    with pytest.raises(nf.DefinitionError, match=r"task 'guard': its function's parameters"):
+        flow.run()
+    assert ran == []  # raised before any task ran

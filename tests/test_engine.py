@@ -368,6 +368,67 @@ def test_events_arrive_in_order_and_a_raising_subscriber_is_harmless(caplog):
     assert "subscriber bug" in caplog.text
 
 
+@pytest.mark.parametrize("simulate", [False, True])
+def test_a_subscriber_raising_cancelled_error_is_its_own_error_not_the_tasks(caplog, simulate):
+    """A subscriber that reads a cancelled future raises CancelledError: logged, harmless."""
+    flow = nf.Flow("events", store=None)
+    flow.task(name="extract")(lambda: 1)
+    flow.task(name="load")(lambda extract: extract + 1)
+
+    def reads_a_cancelled_future(event):
+        if event.kind == "TaskSucceeded":
+            raise asyncio.CancelledError()
+
+    flow.subscribe(reads_a_cancelled_future)
+    with caplog.at_level(logging.ERROR, logger="nbflow.events"):
+        run = flow.run(simulate=simulate)
+    assert run.status == "succeeded" and run.results["load"] == 2
+    assert "reads_a_cancelled_future" in caplog.text
+
+
+async def _in_a_cell(flow: nf.Flow) -> nf.Run:
+    """``flow.run()`` from inside a running loop, as a notebook cell calls it."""
+    return flow.run()
+
+
+@pytest.mark.parametrize("in_a_cell", [False, True])
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_subscriber_raising_an_interrupt_cancels_the_run_cleanly_then_raises_it(
+    stop, in_a_cell
+):
+    """Not the task's failure: the run ends cancelled (as an interrupt would end it), every
+    task of it over, and the interrupt reaches the caller after that. (It used to escape
+    from the task's attempt: the task the event was about was failed, its dependants
+    upstream_failed, the run failed.)"""
+    flow = nf.Flow("interrupted-by-subscriber", store=None)
+    cleaned: list[str] = []
+
+    @flow.task
+    async def slow():
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned.append("slow")
+
+    @flow.task
+    def fast():
+        return 1
+
+    flow.task(name="after")(lambda fast: fast)
+
+    def stops(event):
+        if event.kind == "TaskSucceeded" and event.task == "fast":
+            raise stop()
+
+    flow.subscribe(stops)
+    with pytest.raises(stop):
+        asyncio.run(_in_a_cell(flow)) if in_a_cell else flow.run()
+    run = flow.last_run
+    assert run is not None and run.status == "cancelled"
+    assert run.states == {"slow": "cancelled", "fast": "succeeded", "after": "cancelled"}
+    assert cleaned == ["slow"]
+
+
 def test_unsubscribe_stops_delivery():
     flow = nf.Flow("events")
     flow.task(name="a")(lambda: 1)

@@ -123,7 +123,8 @@ def test_a_zip_pairs_by_position_and_refuses_unequal_lengths():
     assert "zip needs sources of equal lengths, but 'urls' has 3 elements, 'short' has 2" in str(
         error
     )
-    assert not [r for r in run.state.rows if r.base == "mismatch"]  # no element ran
+    rows = [r for r in run.state.rows if r.base == "mismatch"]
+    assert [(r.task, r.element, r.status) for r in rows] == [("mismatch", None, "failed")]
 
 
 def test_a_renamed_parameter_reads_its_source_and_not_the_whole_list():

@@ -133,6 +133,26 @@ def test_the_first_run_says_there_was_nothing_to_reuse(cells):
     assert run(cells).why("taxed") == "ran: no earlier result of this task in the store"
 
 
+def test_why_says_a_result_that_could_not_be_stored_was_not_there_to_reuse():
+    cells = Cells()
+    cells.run(
+        "import threading\n"
+        "import nbflow as nf\n"
+        "flow = nf.Flow('locks')\n"
+        "@flow.task(cache=True)\n"
+        "def guard():\n"
+        "    return threading.Lock()\n"
+    )
+    with pytest.warns(nf.StoreWarning, match="cannot be pickled"):
+        first = run(cells)
+    with pytest.warns(nf.StoreWarning):
+        second = run(cells)
+    said = f"ran: run {first.run_id[:8]} could not store its result (a StoreWarning said why)"
+    assert second.states["guard"] == "succeeded"
+    assert second.why("guard").startswith(said)
+    assert nf.why(second.run_id, "guard").startswith(said)  # the same, read from the store
+
+
 def test_without_a_store_why_says_so():
     flow = nf.Flow("nostore", store=None)
     flow.task(name="a")(lambda: 1)

@@ -276,11 +276,29 @@ def test_elements_served_from_the_cache_get_rows_labelled_by_their_key():
     assert [row.task for row in unkeyed.rows] == ["g[0]"]
 
 
-def test_a_fan_out_task_over_no_element_adds_no_row():
+def test_a_fan_out_task_over_no_element_has_one_row_of_its_own():
     state = _state("f", fan_out=("f",))
     state.apply(ev.TaskStarted(RUN, 1, 10.0, "f", 1, "w0", size=0))
-    state.apply(ev.TaskSucceeded(RUN, 2, 10.0, "f", 1, result=[]))
-    assert state.rows == [] and state.tasks["f"].state == TaskState.SUCCEEDED
+    assert state.rows == []  # a fan-out task's rows are its elements'...
+    state.apply(ev.TaskSucceeded(RUN, 2, 10.5, "f", 1, result=[]))
+    assert state.tasks["f"].state == TaskState.SUCCEEDED
+    # ...but over nothing, it gets one, from its start: the timeline lists every task
+    assert state.rows == [AttemptRow("f", 1, "succeeded", 10.0, 10.5, "w0", None, None, "f", 1)]
+
+
+def test_a_fan_out_task_failing_before_its_first_element_has_one_row_with_the_error():
+    state = _state("f", fan_out=("f",))
+    state.apply(ev.TaskStarted(RUN, 1, 10.0, "f", 1, "w0"))
+    state.apply(ev.TaskFailed(RUN, 2, 11.0, "f", 1, ValueError("not iterable")))
+    assert state.rows == [
+        AttemptRow("f", 1, "failed", 10.0, 11.0, "w0", "ValueError: not iterable", None, "f", 1)
+    ]
+    elements = _state("g", fan_out=("g",))  # one that failed after an element: its rows
+    elements.apply(ev.TaskStarted(RUN, 1, 10.0, "g", 1, "w0", size=1))
+    elements.apply(ev.TaskStarted(RUN, 2, 10.0, "g", 1, "w0", element=0))
+    elements.apply(ev.TaskFailed(RUN, 3, 11.0, "g", 1, ValueError("no"), element=0))
+    elements.apply(ev.TaskFailed(RUN, 4, 11.0, "g", 1, ValueError("no")))
+    assert [row.task for row in elements.rows] == ["g[0]"]
 
 
 def test_a_reused_result_and_a_cancellation_say_why():

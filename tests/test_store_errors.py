@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import sqlite3
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -465,3 +466,39 @@ def test_a_result_file_the_full_disk_refuses_is_told_as_the_disks_fault(tiny_dis
     assert "could not be written to" in message and "free disk space" in message, message
     assert "cannot be pickled" not in message
     assert not [p for p in store.files.root.rglob("*") if p.is_file()]  # no half file
+
+
+_FILE_SIZE_LIMITED = """
+import os, resource, signal, sys, warnings
+import nbflow as nf
+flow = nf.Flow("limited", store=sys.argv[1])
+flow.task(name="first")(lambda: 1)
+flow.run()  # the store exists, with its schema, before the limit
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+limit = os.path.getsize(sys.argv[1]) + (1 << 20)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+flow.task(name="big", after=["first"])(lambda: os.urandom(4 << 20))  # a result file
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    run = flow.run()
+print(run.status)
+for warning in caught:
+    print(warning.message)
+"""
+
+
+def test_a_file_size_limit_is_reported_as_the_disks_problem_not_the_values(tmp_path):
+    """``ulimit -f`` (EFBIG), like a full disk: the result file cannot be written."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMITED, str(tmp_path / "limited.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status, *warned = done.stdout.splitlines()
+    assert status == "succeeded"
+    said = " ".join(warned)
+    assert "task 'big'" in said and "could not be written to" in said, said
+    assert "File too large" in said and "free disk space" in said

@@ -6,9 +6,11 @@ whatever later happens to the object (a downstream task adding a column to a Dat
 received changes nothing stored).
 
 The first serialiser of a store's :class:`Serializers` that accepts a value is used; pickle,
-which accepts anything, comes last. Built in:
+which accepts anything, comes last, and takes a value another serialiser accepted but then
+failed to write (a frame Parquet refuses is still stored). Built in:
 
-- ``parquet``: pandas DataFrames, when pyarrow is installed (``pip install nbflow[data]``);
+- ``parquet``: pandas DataFrames, when pyarrow is installed (``pip install nbflow[data]``)
+  and the frame comes back from Parquet unchanged (see :mod:`nbflow.store.parquet`);
 - ``npy``: numpy arrays of a plain dtype (numpy's own file format);
 - ``bytes``: ``bytes`` and ``bytearray``, as they are;
 - ``pickle``: everything else (protocol 5).
@@ -36,6 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
+
+from .parquet import ParquetSerializer
 
 PICKLE_PROTOCOL = 5
 #: Snapshots larger than this go to files (a store's default ``file_bytes``).
@@ -143,42 +147,6 @@ class NumpySerializer:
         return int(value.nbytes)
 
 
-class ParquetSerializer:
-    """pandas DataFrames as Parquet, with pyarrow (the ``data`` extra); pandas' own dtypes
-    and index come back as they were."""
-
-    name, suffix = "parquet", ".parquet"
-
-    def __init__(self) -> None:
-        self._available: bool | None = None
-
-    def accepts(self, value: Any) -> bool:
-        """For a pandas DataFrame, when pyarrow is installed and the frame's columns are
-        strings (Parquet needs that; other frames are pickled)."""
-        kind = type(value)
-        if kind.__name__ != "DataFrame" or not kind.__module__.startswith("pandas"):
-            return False
-        if self._available is None:
-            import importlib.util
-
-            self._available = importlib.util.find_spec("pyarrow") is not None
-        return self._available and all(isinstance(c, str) for c in value.columns)
-
-    def dump(self, value: Any, file: IO[bytes]) -> None:
-        """``DataFrame.to_parquet``."""
-        value.to_parquet(file, engine="pyarrow")
-
-    def load(self, file: IO[bytes]) -> Any:
-        """``pandas.read_parquet``."""
-        import pandas as pd
-
-        return pd.read_parquet(file, engine="pyarrow")
-
-    def size_hint(self, value: Any) -> int | None:
-        """The frame's memory (shallow: Parquet is usually smaller)."""
-        return int(value.memory_usage(index=True, deep=False).sum())
-
-
 class Serializers:
     """A store's serialisers, tried in order; pickle, last, takes anything."""
 
@@ -209,6 +177,11 @@ class Serializers:
         for serializer in self._list:
             if serializer.accepts(value):
                 return serializer
+        return self._pickle
+
+    @property
+    def anything(self) -> Serializer:
+        """The serialiser tried last, which takes any value that pickles."""
         return self._pickle
 
     def named(self, name: str) -> Serializer | None:
@@ -254,6 +227,17 @@ def snapshot(
         Exception: whatever the serialiser raises (a value that does not pickle).
     """
     serializer = serializers.for_value(value)
+    if serializer.name != "pickle":
+        try:
+            return _serialised(value, serializer, files, file_bytes)
+        except Exception:  # it accepted the value, then could not write it: pickle may
+            serializer = serializers.anything  # (a file it began was removed)
+    return _serialised(value, serializer, files, file_bytes)
+
+
+def _serialised(
+    value: Any, serializer: Serializer, files: Files | None, file_bytes: int
+) -> Snapshot:
     if files is not None:
         hint = serializer.size_hint(value)
         if hint is not None and hint > file_bytes:

@@ -90,7 +90,9 @@ def variable_digests(variables: dict[str, Any]) -> dict[str, str | None]:
 
 
 #: Errors of the disk, not of the value, when a result is written as a file.
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES})
+_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES}
+)
 
 
 class _Watched(list[Any]):
@@ -229,7 +231,9 @@ class Recorder:
             return snapshot(value, store.serializers, store.files, store.file_bytes)
         except Exception as error:
             how = store.serializers.for_value(value).name
-            verb = "pickled" if how == "pickle" else f"serialised by {how!r}"
+            # (snapshot() leaves what another serialiser could not write to pickle: the
+            # error is pickle's then)
+            verb = "pickled" if how == "pickle" else f"serialised by {how!r} nor pickled"
             problem = f"cannot be {verb} ({describe(error)})"
             if isinstance(error, OSError) and error.errno in _DISK_ERRNOS:  # not the value's fault
                 where = store.files.root if store.files is not None else store.location
