@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -195,25 +193,9 @@ def _resumed(
             f"{store.location}{owner}; see nf.history({flow!r}) for run ids, or use "
             "resume='last'"
         )
-    if record["status"] == "running" and _dead(record):
-        store.mark_interrupted(run_id)
+    if record["status"] == "running":
+        store.settle()  # its process may be gone: then it, and its child runs, interrupted
     return run_id, store.results(run_id), json.loads(record.get("var_digests") or "{}")
-
-
-def _dead(record: Mapping[str, Any]) -> bool:
-    # A run still marked running whose process on this host is gone was interrupted.
-    if record.get("host") != socket.gethostname() or not record.get("pid"):
-        return False
-    pid = int(record["pid"])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 class ReuseHooks:

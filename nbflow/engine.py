@@ -137,6 +137,7 @@ _TABLES: dict[str, Callable[[Plan], Any]] = {
     "special": special_tasks,
     "in_kernel": kernel_tasks,
     "funcs": run_funcs,
+    "sync": lambda plan: frozenset(n for n in plan.names if not plan.specs[n].is_async),
 }
 
 
@@ -358,7 +359,7 @@ class Engine:
         # thread: their attempts' rows start when the body began (attempts.run_attempts),
         # read on the loop's clock, so only when that clock is time.monotonic.
         self._threaded: frozenset[str] = (
-            frozenset(n for n in self.plan.names if not self.plan.specs[n].is_async)
+            _table(self.plan, "sync")
             if self._inline_async and self._clock is time.monotonic
             else frozenset()
         )

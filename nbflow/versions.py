@@ -53,8 +53,9 @@ def _timestamps(frame: pd.DataFrame, *columns: str) -> None:
 def history(flow_name: str | None = None, store: Any = None) -> pd.DataFrame:
     """Every recorded run (of ``flow_name``), oldest first, as a pandas DataFrame.
 
-    Columns: ``run_id``, ``flow``, ``flow_version``, ``status`` (``running`` for a run still
-    going or whose process died unseen, ``interrupted`` once a resume found it dead),
+    Columns: ``run_id``, ``flow``, ``flow_version``, ``status`` (``running``, ``succeeded``,
+    ``failed``, ``cancelled``, or ``interrupted``: its process died before it ended, see
+    :mod:`nbflow.store.liveness`; a run that may still be going on is ``running``),
     ``start``, ``end``, ``duration_s``, ``variables`` (JSON), ``resumed_from``,
     ``parent_run``, ``stored_bytes`` (what the run's events and results take in the
     database), ``file_bytes`` (what the result files of its own results take: large

@@ -299,7 +299,8 @@ def test_crash_halfway_then_resume_in_a_new_process_runs_every_task_exactly_once
         victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
     first_run = nf.history("crash", store=db)
-    assert first_run.status.tolist() == ["running"]  # nobody recorded its end: it was killed
+    # Nobody recorded its end (it was killed); history sees that its process is gone.
+    assert first_run.status.tolist() == ["interrupted"]
 
     release.write_text("go")
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import pickle
-import socket
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +31,7 @@ from ..identity import Identities, Identity, Unhashable, user_sources
 from .codecs import PICKLE_PROTOCOL, Snapshot, snapshot
 from .eventlog import LOGGED
 from .keys import StoreWarning
+from .liveness import HOST
 from .results import UNSTORED, ResultRow
 from .writer import RunOpened, Status, safe_json
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from ..state import RunState
     from .sqlite import SQLiteStore
 
-HOST = socket.gethostname()
 #: Result types pickled at once, without asking the serialisers (none of the built-in ones
 #: takes them).
 _PICKLED = frozenset({str, tuple, list, dict, set, complex})

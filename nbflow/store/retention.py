@@ -2,12 +2,14 @@
 
 ``nf.prune(keep_runs=20, older_than="30d")`` removes, per flow, the runs beyond the newest
 ``keep_runs`` and those that started before ``older_than`` ago (a run still going on is never
-removed), and with them everything only they referred to: their events, their results (a
-result a kept run reused stays), their cache entries, and the files no remaining result
-refers to. Files no row of the store knows (a process killed while it wrote one, or between
-writing it and committing its row) are removed too, once they are :data:`ORPHAN_AGE`
-seconds old (younger, they may be another process's write in progress). The database is
-then ``VACUUM``-ed when a quarter or more of it is free pages.
+removed; one whose process is gone is first marked ``interrupted``, see
+:mod:`nbflow.store.liveness`, and goes like any other), and with them everything only they
+referred to: their events, their results (a result a kept run reused stays), their cache
+entries, and the files no remaining result refers to. Files no row of the store knows (a
+process killed while it wrote one, or between writing it and committing its row) are
+removed too, once they are :data:`ORPHAN_AGE` seconds old (younger, they may be another
+process's write in progress). The database is then ``VACUUM``-ed when a quarter or more of
+it is free pages.
 
 A store can also prune by itself: ``SQLiteStore(path, keep_runs=N)`` (default 1,000 per flow;
 ``NBFLOW_KEEP_RUNS`` sets it, ``none`` for no limit) has the writer remove a flow's oldest
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
+from .liveness import Own, settle
 from .schema import connect, store_error, transaction
+from .writer import recording
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
@@ -157,11 +161,18 @@ def remove_runs(con: sqlite3.Connection, runs: list[str]) -> tuple[int, list[str
 
 
 def auto_prune(
-    con: sqlite3.Connection, flow: str, keep_runs: int, counts: dict[str, int]
+    con: sqlite3.Connection,
+    flow: str,
+    keep_runs: int,
+    counts: dict[str, int],
+    location: str,
+    own: Own,
 ) -> list[str]:
     """A store's own pruning, as a run of ``flow`` starts (its ``runs`` row committed):
-    remove the flow's oldest runs once it has :data:`AUTO_EVERY` more than ``keep_runs``;
-    the files no remaining result refers to (paths relative to the store's files).
+    remove the flow's oldest runs once it has :data:`AUTO_EVERY` more than ``keep_runs``
+    (the dead runs of the store at ``location`` first marked interrupted: ``own`` as for
+    :func:`~nbflow.store.liveness.settle`); the files no remaining result refers to (paths
+    relative to the store's files).
 
     ``counts`` (flow -> runs in the file) spares a count at every start: counted once, then
     each start adds one; counted again after a prune (other processes add runs too).
@@ -173,6 +184,7 @@ def auto_prune(
     if count < keep_runs + AUTO_EVERY:
         return []
     with transaction(con):
+        settle(con, location, own)
         _, gone = remove_runs(con, doomed(con, [flow], keep_runs, None))
     del counts[flow]
     return gone
@@ -202,6 +214,7 @@ def prune(
     con = connect(store.location, store.timeout)
     try:
         with transaction(con):
+            settle(con, store.location, recording)
             flows = [flow] if flow is not None else [
                 r[0] for r in con.execute("SELECT DISTINCT flow FROM runs")
             ]  # fmt: skip

@@ -30,10 +30,11 @@ from ..errors import StoreError
 from ..state import RunState
 from . import eventlog
 from .codecs import FILE_BYTES, Files, Serializers, restore
+from .liveness import dead_runs
 from .results import DamagedResultError, ResultRow, item_bytes, result_row, unpack
 from .retention import keep_runs_option
 from .schema import connect, prepare, store_error
-from .writer import Status, Writer, shared_writer
+from .writer import Interrupted, Writer, recording, shared_writer
 
 #: The columns of ``runs``, in order (what :class:`~nbflow.store.writer.RunOpened` carries).
 RUN_COLUMNS = (
@@ -185,9 +186,13 @@ class SQLiteStore:
         could not be (with the :class:`StoreError`)."""
         return self._writer.finish(run_id, loop)
 
-    def mark_interrupted(self, run_id: str) -> None:
-        """Record that a run still marked running was cut short (its process is gone)."""
-        self.submit(Status(run_id, "interrupted"))
+    def settle(self) -> None:
+        """Mark the runs whose process is gone ``interrupted``, with the runs started under
+        them (:mod:`nbflow.store.liveness`); the next read sees it (it waits for the writer)."""
+        rows = self._query("SELECT run_id, host, pid FROM runs WHERE status = 'running'")
+        dead = dead_runs(rows, self.location, recording) if rows else []
+        if dead:
+            self.submit(Interrupted(tuple(dead)))
 
     def knows_version(self, flow: str, version: str) -> bool:
         """Whether this flow version is recorded (or about to be)."""
@@ -221,7 +226,8 @@ class SQLiteStore:
                 raise store_error(error, self.location, self.timeout) from None
 
     def runs(self, flow: str | None = None) -> list[dict[str, Any]]:
-        """Every run (of ``flow``), oldest first, as dicts of the ``runs`` columns."""
+        """Every run (of ``flow``), oldest first, as ``runs`` rows (dicts), :meth:`settle`-d."""
+        self.settle()
         where, params = ("WHERE flow = ?", (flow,)) if flow is not None else ("", ())
         rows = self._query(f"SELECT * FROM runs {where} ORDER BY started, rowid", params)
         return [dict(r) for r in rows]

@@ -52,6 +52,7 @@ from typing import Any
 from .. import events as ev
 from ..errors import StoreError, describe
 from . import eventlog
+from .liveness import mark
 from .results import Pack, pack
 from .schema import connect, prepare, store_error, transaction
 from .vanished import file_identity, forget_files, lost_files, replaced_error
@@ -85,13 +86,21 @@ class RunOpened:
 
 @dataclass(slots=True)
 class Status:
-    """A run's status in its ``runs`` row: as it ends (with when, Unix seconds, and its
-    error), or found out after the fact (a dead run is ``interrupted``)."""
+    """A run's status in its ``runs`` row as it ends (with when, Unix seconds, and its
+    error)."""
 
     run_id: str
     status: str
     ended: float | None = None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Interrupted:
+    """Runs found dead (see :mod:`nbflow.store.liveness`): they, and the runs started under
+    them, are marked ``interrupted`` where still marked running."""
+
+    runs: tuple[str, ...]
 
 
 class _Waiter:
@@ -135,18 +144,19 @@ def _take(items: list[Any]) -> list[Any]:
 class _Batch:
     """One transaction's worth: what the shared queue held, and each run's records."""
 
-    __slots__ = ("ended", "opened", "records", "statuses", "waiters")
+    __slots__ = ("dead", "ended", "opened", "records", "statuses", "waiters")
 
     def __init__(self) -> None:
         self.opened: list[RunOpened] = []
         self.statuses: dict[str, Status] = {}  # the last known of each run
+        self.dead: list[str] = []  # runs found dead (Interrupted)
         self.ended: list[str] = []  # runs whose journal said they are over
         self.records: list[tuple[str, bytes | None, Pack | None]] = []  # (run, events, pack)
         self.waiters: list[_Waiter] = []
 
     def single(self) -> bool:
         """Whether the batch is one statement: one run's records, of plain results."""
-        if self.opened or self.statuses or len(self.records) != 1:
+        if self.opened or self.statuses or self.dead or len(self.records) != 1:
             return False
         found = self.records[0][2]
         return found is None or not (found.files or found.cache_entries)
@@ -368,6 +378,8 @@ class Writer:
                     batch.statuses[item.run_id] = item
                 if item.ended is not None:
                     batch.ended.append(item.run_id)
+            elif kind is Interrupted:
+                batch.dead.extend(item.runs)
             elif kind is _Waiter:
                 batch.waiters.append(item)
             elif item is _STOP:
@@ -392,7 +404,7 @@ class Writer:
                     found = pack(_take(opened.kept), opened.keys, opened.controlled)
                 if events is not None or found is not None:
                     batch.records.append((run_id, events, found))
-            error = self._commit(batch) if batch.runs() else None
+            error = self._commit(batch) if batch.runs() or batch.dead else None
         except Exception as raised:  # a bug: still never a silent loss
             log.exception("nbflow store %s: could not write a batch", self.path)
             error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
@@ -484,7 +496,8 @@ class Writer:
 
         assert self._con is not None and self.keep_runs is not None
         try:
-            for relative in auto_prune(self._con, flow, self.keep_runs, self._counts):
+            found = auto_prune(self._con, flow, self.keep_runs, self._counts, self.path, recording)
+            for relative in found:
                 if self.files is not None:
                     self.files.path(relative).unlink(missing_ok=True)
         except (sqlite3.Error, OSError) as error:  # a prune that fails costs space, not data
@@ -538,6 +551,7 @@ class Writer:
                 "error = coalesce(?, error) WHERE run_id = ?",
                 (status.status, status.ended, status.error, status.run_id),
             )
+        mark(con, batch.dead)  # after the ends: a run that ended meanwhile keeps its end
 
 
 def safe_json(value: Any) -> str:
@@ -561,6 +575,14 @@ def shared_writer(path: str, make: Callable[[], Writer]) -> Writer:
         if writer is None or writer.closed:
             writer = _writers[path] = make()
         return writer
+
+
+def recording(run_id: str) -> bool:
+    """Whether this process is recording run ``run_id`` now (a writer of it has the run
+    open: from before its ``runs`` row is written until after its end is)."""
+    with _registry_lock:
+        writers = list(_writers.values())
+    return any(run_id in writer._open for writer in writers)
 
 
 def close_writer(path: str, timeout: float | None = 10.0) -> None:
