@@ -94,7 +94,8 @@ def test_when_it_never_holds_the_task_ends_as_any_fan_out_does():
 def test_it_may_hold_before_any_element_starts():
     run = probes(complete_when="total < 10").run(simulate=True)
     assert run.results["after"] == [] and run.duration == 0.0
-    assert sorted(rows(run)) == ["after", "items"]
+    found = rows(run)  # no element started: the task has one row of its own
+    assert sorted(found) == ["after", "items", "probe"] and found["probe"][0] == "succeeded"
 
 
 def test_an_expression_that_fails_fails_the_task_and_cancels_the_elements():
@@ -103,7 +104,9 @@ def test_an_expression_that_fails_fails_the_task_and_cancels_the_elements():
     error = run.errors["probe"]
     assert isinstance(error, nf.ConditionError) and error.field == "complete_when"
     assert "ZeroDivisionError" in str(error) and "'done': 0" in str(error)
-    assert all(status == "cancelled" for status, *_ in rows(run).values() if status != "succeeded")
+    elements = {label: row for label, row in rows(run).items() if label.startswith("probe[")}
+    assert all(status == "cancelled" for status, *_ in elements.values() if status != "succeeded")
+    assert rows(run)["probe"][0] == "failed"  # it failed before its first element: its row
 
 
 def test_stopping_at_the_first_failure_still_succeeds_with_what_succeeded():

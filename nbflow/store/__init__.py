@@ -98,13 +98,9 @@ def open_store(path: str | os.PathLike[str]) -> SQLiteStore:
             return _memory[0]
     location = os.path.abspath(os.path.expanduser(text))
     with _lock:
+        # (A handle whose file was deleted or replaced follows the writer to the new one:
+        # see SQLiteStore.ensure_open. Its writer is not stopped: a run may be writing.)
         handle = _handles.get(location)
-        if handle is not None and not os.path.exists(location):
-            handle.close()  # the file was deleted: start a new one
-            from .writer import close_writer
-
-            close_writer(location, timeout=1.0)
-            handle = None
         if handle is None:
             from .sqlite import SQLiteStore
 

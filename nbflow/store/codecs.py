@@ -286,6 +286,8 @@ class Files:
     this directory never holds half a file, even after ``kill -9`` (the store's row that
     refers to a file is committed after the rename; a file no row refers to, or a temporary
     one a killed process left, is removed by :func:`nbflow.prune` once it is an hour old).
+    A directory deleted while a file is written is made again and the file written again
+    (once); files written before it was deleted are gone: the writer tells their run.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -304,6 +306,12 @@ class Files:
         return self._store(serializer, lambda file: file.write(data))
 
     def _store(self, serializer: Serializer, fill: Any) -> Snapshot:
+        try:
+            return self._store_once(serializer, fill)
+        except FileNotFoundError:  # the directory was deleted as the file was written
+            return self._store_once(serializer, fill)  # (at most once more: then it says)
+
+    def _store_once(self, serializer: Serializer, fill: Any) -> Snapshot:
         self.root.mkdir(parents=True, exist_ok=True)
         temporary = self.root / f".tmp-{uuid.uuid4().hex}"
         try:

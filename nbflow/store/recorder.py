@@ -181,7 +181,7 @@ class Recorder:
                     distinct[found.digest] = found
             identities = {d: distinct[d].to_json() for d in store.new_identities(distinct)}
         return RunOpened(context.run_id, row, version, identities, self.log, self.kept, self.keys,
-                         self.controlled)  # fmt: skip
+                         self.controlled, store.token)  # fmt: skip
 
     # -- results ------------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class Pack(NamedTuple):
     meta: str | None
     data: bytes
     checksum: str
-    files: list[Snapshot]
+    files: list[tuple[str, Snapshot]]  # (task, its file's snapshot)
     cache_entries: list[tuple[str, str, int]]  # (cache key, task, item)
 
 
@@ -103,14 +103,14 @@ def pack(flat: list[Any], keys: dict[str, str], controlled: Set[str] = frozenset
     the tasks whose results are never to be reused."""
     tasks, items = flat[0::2], flat[1::2]
     meta: list[Any] | None = None
-    files: list[Snapshot] = []
+    files: list[tuple[str, Snapshot]] = []
     if controlled or not set(map(type, items)) <= _PLAIN:
         meta = [None] * len(items)
         for i, item in enumerate(items):
             kind = type(item)
             if kind is Snapshot:
                 if item.file is not None:
-                    files.append(item)
+                    files.append((tasks[i], item))
                     items[i] = None
                 else:
                     items[i] = item.data

@@ -5,6 +5,11 @@ writer for the file (:mod:`nbflow.store.writer`); reads use a connection of this
 first wait for what this process has submitted, so a read after a run sees the whole run.
 What is derived (a run's attempts, its timeline, a replay) is folded from the event log when
 read, by the same reducer a live run uses (:class:`~nbflow.state.RunState`).
+
+Longer than 500 lines: :class:`SQLiteStore` is the one handle every reader of a store goes
+through (runs, events, attempts, results and their checks, versions, sizes), each a short
+query on the handle's connection; it also keeps what it knows of the file, which it must
+forget at once when the writer opens another (a deleted or replaced store file).
 """
 
 from __future__ import annotations
@@ -83,11 +88,21 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._packs: OrderedDict[int, list[Any]] = OrderedDict()  # pack -> its items
         self._version_identities: dict[tuple[str, str], dict[str, str | None]] = {}
-        self._known: set[tuple[str, str]] = {
+        self._known: set[tuple[str, str]] = set()
+        self._identities: set[str] = set()
+        self._learn(reader)
+        self._writer = self._make_writer()
+        #: The writer's :attr:`~nbflow.store.writer.Writer.token` when this handle learnt
+        #: what the file holds (a run's records are only written into that file).
+        self.token = self._writer.token
+
+    def _learn(self, reader: sqlite3.Connection) -> None:
+        """Note the flow versions and task identities the file holds (a run that starts
+        sends the store only what it lacks)."""
+        self._known = {
             (r[0], r[1]) for r in reader.execute("SELECT flow, version FROM flow_versions")
         }
-        self._identities: set[str] = {r[0] for r in reader.execute("SELECT digest FROM identities")}
-        self._writer = self._make_writer()
+        self._identities = {r[0] for r in reader.execute("SELECT digest FROM identities")}
 
     def _make_writer(self) -> Writer:
         return shared_writer(
@@ -116,7 +131,9 @@ class SQLiteStore:
         return type(self).submit is not SQLiteStore.submit
 
     def ensure_open(self) -> None:
-        """Get a writer again if this handle's was stopped (``nbflow.store.close_all()``).
+        """Get a writer again if this handle's was stopped (``nbflow.store.close_all()``),
+        and follow it to the file now at the path if the one it had open was deleted or
+        replaced (a run is only ever written into the file it was described for).
 
         Raises:
             StoreError: the store cannot be opened again.
@@ -124,6 +141,32 @@ class SQLiteStore:
         if self._writer.closed:
             prepare(self.location, self.timeout).close()  # the file may be gone or changed
             self._writer = self._make_writer()
+        if self._writer.stale():  # deleted or replaced since: the writer opens the new one
+            self._writer.flush(self.timeout, reading=True)
+        self._follow()
+
+    def _follow(self) -> None:
+        """After the writer opened another file (the one at the path was deleted or
+        replaced), forget what this handle knew of the old one: its reader, the versions,
+        identities and results it had seen."""
+        writer = self._writer
+        if writer.token is self.token:
+            return
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = None
+            self._packs.clear()
+            self._version_identities.clear()
+            self.token = writer.token
+            try:
+                reader = self._reader = connect(self.location, self.timeout)
+                reader.row_factory = sqlite3.Row
+                reader.execute("PRAGMA query_only = ON")
+                self._learn(reader)
+            except sqlite3.Error as error:
+                self._known, self._identities = set(), set()  # send them all again
+                raise store_error(error, self.location, self.timeout) from None
 
     def wake(self) -> None:
         """Tell the writer a run started (it writes at its next tick)."""
@@ -171,6 +214,7 @@ class SQLiteStore:
         # What this process submitted is read back; a write of it that failed was told to
         # its run (and to the next flush()), not to each later reader.
         self._writer.flush(self.timeout, reading=True)
+        self._follow()
         with self._lock:
             try:
                 if self._reader is None:

@@ -19,9 +19,19 @@ lookup in a later run, ``nf.history()``; the error is its run's to tell). A batc
 a lock held by another process is kept and tried again until the lock goes; meanwhile
 ``flush()`` times out with a :class:`StoreLockedError` that says so.
 
+Nor when the file itself goes (deleted, moved, replaced: :mod:`nbflow.store.vanished`):
+every run going on is told, the rest of its records is dropped (never written into the new
+file without the rows they belong to), and the writer opens the file now at the path for
+the runs to come; store handles follow it (:attr:`Writer.token`).
+
 One writer exists per store file per process (:func:`shared_writer`), so two flows of one
 notebook never contend for the file; two processes contend only at commit time, which
 SQLite's busy timeout serialises.
+
+Longer than 500 lines: :class:`Writer` is one thread's state (its connection, the file it
+has open, the runs going on, what each could not record) that every transaction reads and
+changes; batching, committing, telling runs what was lost and following a replaced file are
+its methods because they share that state, and the registry of writers sits by the class.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ from ..errors import StoreError, describe
 from . import eventlog
 from .liveness import mark
 from .results import Pack, pack
-from .schema import connect, store_error, transaction
+from .schema import connect, prepare, store_error, transaction
+from .vanished import file_identity, forget_files, lost_files, replaced_error
 
 log = logging.getLogger("nbflow.store")
 
@@ -59,7 +70,8 @@ class RunOpened:
     ``log`` gets its events (see :mod:`nbflow.store.eventlog`), ``kept`` each result's task
     and item (see :mod:`nbflow.store.results`); ``keys`` maps the tasks whose results go
     into the cache to their cache keys; ``controlled`` lists those whose results are never
-    to be reused."""
+    to be reused. ``token`` is the writer's :attr:`Writer.token` the run was described for
+    (which flow versions and identities the file already held)."""
 
     run_id: str
     row: tuple[Any, ...]  # the runs row (see sqlite.RUN_COLUMNS)
@@ -69,6 +81,7 @@ class RunOpened:
     kept: list[Any] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     controlled: set[str] = field(default_factory=set)  # tasks whose results are not reused
+    token: object = None
 
 
 @dataclass(slots=True)
@@ -183,6 +196,13 @@ class Writer:
         self._locked_since: float | None = None
         self._counts: dict[str, int] = {}  # flow -> its runs in the file (for keep_runs)
         self._con: sqlite3.Connection | None = None
+        #: Which file the writer writes: a new object each time it opens another (the file at
+        #: its path was deleted or replaced), so a handle knows to forget what it knew of the
+        #: old one (see SQLiteStore._follow).
+        self.token = object()
+        self._identity: tuple[int, int] | None = None  # the file the connection has open
+        self._lost: set[str] = set()  # runs going on whose records went into a file now gone
+        self._files: dict[str, list[tuple[str, str]]] = {}  # run -> (task, file) it wrote
         self._thread = threading.Thread(target=self._run, name=f"nbflow-store:{path}", daemon=True)
         self._thread.start()
 
@@ -247,6 +267,14 @@ class Writer:
         self._wake.set()
         return future
 
+    def stale(self) -> bool:
+        """Whether the file at the path is not the one the writer has open (a ``stat``; the
+        writer notices it too, before its next transaction)."""
+        try:
+            return file_identity(self.path) != self._identity
+        except OSError:
+            return False  # cannot tell: the writer's own transaction will say what is wrong
+
     @property
     def closed(self) -> bool:
         """Whether the thread has stopped (after :meth:`close`)."""
@@ -262,11 +290,7 @@ class Writer:
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            self._con = connect(self.path, 0.1)  # short waits: a lock is retried, and said
-            self._con.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as error:
-            self._error = store_error(error, self.path, self.timeout)
+        self._open_file()
         queue, wake = self._queue, self._wake
         while True:
             wake.wait(self.interval if self._open else _IDLE_POLL)
@@ -277,17 +301,81 @@ class Writer:
             self._con.close()
             self._con = None
 
+    def _open_file(self) -> None:
+        """Open the file at the path (created when missing) and note which file it is."""
+        con = identity = None
+        try:
+            for _ in range(3):  # until the file opened is the one at the path after too
+                prepare(self.path, self.timeout).close()  # a new file gets its schema
+                before = file_identity(self.path)
+                opened = connect(self.path, 0.1)  # short waits: a lock is retried, and said
+                identity = file_identity(self.path)
+                if before == identity:
+                    con = opened
+                    break
+                opened.close()
+            else:
+                raise StoreError(f"store {self.path} was replaced again as it was opened")
+            con.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.Error, StoreError, OSError) as error:
+            if con is not None:
+                con.close()
+            con = identity = None
+            with contextlib.suppress(OSError):  # opened again only once this file is replaced
+                identity = file_identity(self.path)
+            if isinstance(error, sqlite3.Error):
+                error = store_error(error, self.path, self.timeout)
+            elif isinstance(error, OSError):
+                error = StoreError(f"store {self.path}: {describe(error)}")
+            self._error = self._error or error
+        self._con, self._identity = con, identity
+
+    def _check_file(self) -> None:
+        """If the file at the path is no longer the one the connection has open, every run
+        going on has lost its records (they are told, and the rest of theirs is dropped);
+        then open the file now at the path, for the runs to come."""
+        try:
+            if file_identity(self.path) == self._identity:
+                return
+        except OSError:
+            return  # cannot tell (a directory without permission): the commit says what fails
+        error = replaced_error(self.path)
+        for run_id in self._open:
+            self._lose(run_id, error)
+        if self._con is not None:
+            # SQLite does not checkpoint a moved file as it closes, nor delete the WAL and
+            # shared memory files by their names, which may be the new file's now.
+            with contextlib.suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+        self.token = object()
+        self._counts = {}
+        self._open_file()
+
+    def _lose(self, run_id: str, error: StoreError) -> None:
+        if run_id not in self._lost:
+            log.error("nbflow store: run %s: %s", run_id, error)
+        self._lost.add(run_id)
+        self._run_errors.setdefault(run_id, error)
+        self._error = self._error or error
+
     def _write(self, items: list[Any]) -> bool:
         """Write ``items`` (the shared queue's) and what the open runs' lists hold, in one
         transaction; True when told to stop."""
         batch, stop = _Batch(), False
+        if self._open or any(item is not _STOP for item in items):  # (not at a mere stop)
+            self._check_file()  # a stat, before anything is written into a file now gone
         for item in items:
             kind = type(item)
             if kind is RunOpened:
-                batch.opened.append(item)
                 self._open[item.run_id] = item
+                if item.token is not self.token:  # described for a file that is gone
+                    self._lose(item.run_id, replaced_error(self.path))
+                else:
+                    batch.opened.append(item)
             elif kind is Status:
-                batch.statuses[item.run_id] = item
+                if item.run_id not in self._lost:
+                    batch.statuses[item.run_id] = item
                 if item.ended is not None:
                     batch.ended.append(item.run_id)
             elif kind is Interrupted:
@@ -298,8 +386,12 @@ class Writer:
                 stop = True
             # else: an event a store that sees every record passed on (its run's log has it)
         del items
+        lost = self._lost
         try:
             for run_id, opened in self._open.items():
+                if run_id in lost:  # told already; nothing of it goes into the new file
+                    del opened.log[:], opened.kept[:]
+                    continue
                 events = found = None
                 if opened.log:
                     items = _take(opened.log)  # class, t, arguments, class...
@@ -316,8 +408,18 @@ class Writer:
         except Exception as raised:  # a bug: still never a silent loss
             log.exception("nbflow store %s: could not write a batch", self.path)
             error = self._failed(batch, StoreError(f"store {self.path}: {describe(raised)}"))
+        if error is None:
+            for run_id, _, found in batch.records:
+                if found is not None and found.files:
+                    self._files.setdefault(run_id, []).extend(
+                        (t, s.file) for t, s in found.files if s.file is not None
+                    )
         for run_id in batch.ended:
             self._open.pop(run_id, None)
+            lost.discard(run_id)
+            written = self._files.pop(run_id, None)
+            if written and self.files is not None and run_id not in self._run_errors:
+                self._check_files(run_id, written)
         if self.keep_runs is not None and error is None:
             for opened in batch.opened:
                 self._prune(opened.row[1])
@@ -362,6 +464,25 @@ class Writer:
                 delay = min(delay * 2, 0.25)
         self._locked_since = None
         return self._failed(batch, error)
+
+    def _check_files(self, run_id: str, written: list[tuple[str, str]]) -> None:
+        """Tell a run whose result files are gone (their directory was deleted while it went
+        on) that those results are lost, and stop offering them to the cache."""
+        try:
+            found = lost_files(self.files, written)
+        except OSError as raised:  # cannot tell (a directory without permission): say so
+            found = StoreError(f"store {self.path}: {describe(raised)}"), []
+        if found is None:
+            return
+        error, files = found
+        log.error("nbflow store: run %s: %s", run_id, error)
+        self._run_errors.setdefault(run_id, error)
+        self._error = self._error or error
+        if self._con is not None and files:
+            try:
+                forget_files(self._con, files)
+            except sqlite3.Error as raised:  # still offered: a miss with a warning, later
+                log.warning("nbflow store %s: could not forget lost files: %s", self.path, raised)
 
     def _failed(self, batch: _Batch, error: StoreError) -> StoreError:
         for run_id in batch.runs():
@@ -417,7 +538,7 @@ class Writer:
             if found.files:
                 con.executemany(
                     "INSERT OR IGNORE INTO result_files VALUES (?, ?, ?, ?)",
-                    [(s.digest, s.file, s.codec, s.size) for s in found.files],
+                    [(s.digest, s.file, s.codec, s.size) for _, s in found.files],
                 )
             if found.cache_entries:
                 con.executemany(
