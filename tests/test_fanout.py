@@ -344,7 +344,7 @@ def test_a_bad_element_of_a_streaming_source_cancels_the_elements_in_flight():
 def test_a_fan_out_that_runs_no_element_still_has_its_row_in_the_timeline():
     """Its rows are its elements' otherwise: over nothing, or failing before its first
     element, it gets one row of its own, so the timeline lists every task that ran."""
-    flow = nf.Flow("elementless", store=None)
+    flow = nf.Flow("elementless", store=None, on_error="continue")  # bad must not stop each
     flow.task(name="nothing")(lambda: [])
     flow.task(name="number")(lambda: 3)
     flow.task(name="each", fan_out="nothing")(lambda nothing: nothing)
