@@ -102,6 +102,9 @@ TESTS = {
     "identity": [
         "test_identity",
         "test_identity_properties",
+        "test_identity_loaded",
+        "test_identity_values",
+        "test_reuse",
         "test_cache",
         "test_spec",
         "test_versions",
