@@ -141,6 +141,68 @@ def test_code_from_a_file_counts_by_its_bytecode_not_its_lines_now(modules, tmp_
     assert code_facts(lines_loaded.f.__code__).digest != before
 
 
+@pytest.fixture
+def env_pkg(tmp_path, monkeypatch):
+    """A user package on sys.path, ``env_pkg.inner``: ``conf`` imports ``getenv``, and
+    ``relative`` reads it through relative imports inside its functions."""
+    inner = tmp_path / "env_pkg" / "inner"
+    inner.mkdir(parents=True)
+    (tmp_path / "env_pkg" / "__init__.py").write_text("")
+    (inner / "__init__.py").write_text("")
+    (inner / "conf.py").write_text("from os import getenv\n")
+    (inner / "relative.py").write_text(
+        "def one():\n    from . import conf\n    return conf.getenv('NBFLOW_T_I')\n"
+        "def two():\n    from ..inner.conf import getenv\n    return getenv('NBFLOW_T_I')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in [n for n in sys.modules if n.partition(".")[0] == "env_pkg"]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import os\n    return os.getenv('NBFLOW_T_I')",
+        "import os as o\n    return o.environ['NBFLOW_T_I']",
+        "from os import sep, environ as env\n    return env['NBFLOW_T_I']",
+        "from os.path import sep, expanduser as home\n    return os.environ['NBFLOW_T_I']",
+        "import env_pkg.inner.conf\n    return env_pkg.inner.conf.getenv('NBFLOW_T_I')",
+        "import env_pkg.inner.conf as c\n    return c.getenv('NBFLOW_T_I')",
+        "import env_pkg.inner as i\n    return i.conf.getenv('NBFLOW_T_I')",
+        "from env_pkg.inner import conf\n    return conf.getenv('NBFLOW_T_I')",
+        "from env_pkg.inner.conf import getenv as g\n    return g('NBFLOW_T_I')",
+        "from env_pkg.inner.relative import one\n    return one()",
+        "from env_pkg.inner.relative import two\n    return two()",
+    ],
+    ids=[
+        "import", "import-as", "from-import", "from-import-unused", "dotted", "dotted-as",
+        "package-as", "from-package", "from-module-as", "relative", "relative-parent",
+    ],
+)  # fmt: skip
+def test_an_environment_variable_read_through_an_import_in_the_body_counts(
+    env_pkg, tmp_path, monkeypatch, body
+):
+    # Each import binds what Python binds (the top package for `import a.b`, the module
+    # itself for `import a.b.c as c` and `from a.b import c`): the variable read through
+    # the name counts, and nothing read makes the task one nbflow cannot follow.
+    monkeypatch.setenv("NBFLOW_T_I", "1")
+    import env_pkg.inner.conf
+    import env_pkg.inner.relative  # noqa: F401 (loaded, as a notebook that uses it has)
+
+    with kernel() as cells:
+        cells.run(_flow_cell(tmp_path, f"import os\ndef t():\n    {body}\n"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            assert _run(cells)[:2] == ("1", "succeeded")
+            assert _run(cells)[:2] == ("1", "cached")
+            monkeypatch.setenv("NBFLOW_T_I", "2")
+            result, state, why = _run(cells)
+        assert (result, state) == ("2", "succeeded")
+        if "relative" not in body:  # (else a helper of the module it imports changed)
+            assert "environment `NBFLOW_T_I` changed ('1' -> '2')" in why
+
+
 # -- reads nbflow cannot see ---------------------------------------------------------------------
 
 
