@@ -9,6 +9,7 @@ temporary folder on ``sys.path``, edited and reloaded as a user does.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
@@ -201,6 +202,87 @@ def test_an_environment_variable_read_through_an_import_in_the_body_counts(
         assert (result, state) == ("2", "succeeded")
         if "relative" not in body:  # (else a helper of the module it imports changed)
             assert "environment `NBFLOW_T_I` changed ('1' -> '2')" in why
+
+
+@pytest.mark.parametrize(
+    "loaded",
+    [
+        "    n = len(LOG.copy())\n    LOG.append(x)\n    return n\n",  # read, then added to
+        "    return len(LOG)\n",
+    ],
+    ids=["read-then-added", "read"],
+)
+def test_a_global_the_loaded_code_reads_counts_though_the_edited_file_only_adds_to_it(
+    modules, tmp_path, loaded
+):
+    # The file, edited and not reloaded, says f only appends to LOG; the code that runs
+    # reads it: LOG counts, and a change of LOG is a change of f.
+    modules("adds_loaded", f"LOG = []\ndef f(x):\n{loaded}")
+    import adds_loaded
+
+    (tmp_path / "adds_loaded.py").write_text("LOG = []\ndef f(x):\n    LOG.append(x)\n")
+    import linecache
+
+    linecache.checkcache()
+    facts = code_facts(adds_loaded.f.__code__)
+    assert "LOG" in facts.global_names and "LOG" not in facts.write_only
+
+
+def test_a_global_a_files_function_only_adds_to_is_not_part_of_it(modules):
+    # A log a function nested in f appends to (the one of f's nested functions that is not
+    # the last): what it holds cannot change what f computes.
+    modules(
+        "log_loaded",
+        "LOG = []\ndef f(x):\n    def first():\n        LOG.append(x)\n"
+        "    def second():\n        return x\n    first()\n    return second()\n",
+    )
+    import log_loaded
+
+    facts = code_facts(log_loaded.f.__code__)
+    assert facts.write_only == frozenset({"LOG"}) and "LOG" not in facts.global_names
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("x in {1, 2}", "x in {1, 3}"),  # a frozenset constant
+        ("x in (1, 2)", "x in (1, 3)"),  # a tuple constant
+        ("x in (1, (2, 3))", "x in (1, (2, 4))"),
+        ("(lambda: x in {1, 2})()", "(lambda: x in {1, 3})()"),  # nested code
+    ],
+)
+def test_a_constant_of_code_from_a_file_counts_once_reloaded(modules, tmp_path, before, after):
+    modules("consts_loaded", f"def f(x):\n    return {before}\n")
+    import consts_loaded
+
+    first = code_facts(consts_loaded.f.__code__).digest
+    importlib.reload(consts_loaded)
+    assert code_facts(consts_loaded.f.__code__).digest == first  # the same code: the same
+    (tmp_path / "consts_loaded.py").write_text(f"def f(x):\n    return {after}\n")
+    importlib.reload(consts_loaded)
+    assert code_facts(consts_loaded.f.__code__).digest != first
+
+
+def test_a_module_not_imported_yet_is_a_library_where_libraries_are_installed(
+    tmp_path, monkeypatch
+):
+    # Found without importing it: a module file or a namespace package (a folder without
+    # __init__.py) in a library folder is a library; one of the notebook's folder is not.
+    from nbflow.identity import code
+
+    library, mine = tmp_path / "site", tmp_path / "mine"
+    (library / "lib_ns").mkdir(parents=True)
+    (library / "lib_ns" / "part.py").write_text("")
+    (library / "lib_file.py").write_text("")
+    (mine / "mine_ns").mkdir(parents=True)
+    (mine / "mine_file.py").write_text("")
+    monkeypatch.syspath_prepend(str(library))
+    monkeypatch.syspath_prepend(str(mine))
+    monkeypatch.setattr(code, "_ROOTS", (os.path.join(os.path.realpath(library), ""),))
+    assert code.is_library("lib_file") and code.is_library("lib_ns.part")
+    assert not code.is_library("mine_file") and not code.is_library("mine_ns")
+    assert not code.is_library("nbflow_no_such_module")
+    assert "lib_file" not in sys.modules and "mine_file" not in sys.modules
 
 
 # -- reads nbflow cannot see ---------------------------------------------------------------------
