@@ -369,11 +369,16 @@ def test_an_environment_variable_read_by_its_name_counts(tmp_path, monkeypatch, 
             assert _run(cells)[1] == "succeeded"
 
 
-def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "read",
+    ["os.environ[KEY]", "os.environ.get(KEY)", "dict(os.environ.items())[KEY]"],
+    ids=["index", "get", "items"],
+)
+def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch, read):
     monkeypatch.setenv("NBFLOW_T_Y", "1")
     with kernel() as cells:
         cells.run("import os\nKEY = 'NBFLOW_T_Y'\n")
-        cells.run(_flow_cell(tmp_path, "def t():\n    return os.environ[KEY]\n"))
+        cells.run(_flow_cell(tmp_path, f"def t():\n    return {read}\n"))
         with pytest.warns(CacheWarning, match="task 't'.*os.environ"):
             assert _run(cells)[:2] == ("1", "succeeded")
         monkeypatch.setenv("NBFLOW_T_Y", "2")
@@ -391,6 +396,9 @@ def test_an_environment_write_is_no_read(tmp_path):
             warnings.simplefilter("error", CacheWarning)
             assert _run(cells)[:2] == (1, "succeeded")
             assert _run(cells)[:2] == (1, "cached")
+        cells.run("def w():\n    os.environ['NBFLOW_T_Z'] = '1'\n")
+        parts = Identities().task(cells["w"]).parts
+        assert [p.path for p in parts if p.path.startswith("environment")] == []
 
 
 def test_an_unchanged_module_is_checked_not_read_each_pass(modules, tmp_path, monkeypatch):
