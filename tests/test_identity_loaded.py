@@ -477,3 +477,56 @@ def test_a_library_function_that_reads_the_environment_itself_is_never_reused(
         monkeypatch.setenv("NBFLOW_T_Z", "two")
         with pytest.warns(CacheWarning):
             assert _run(cells)[:2] == ("two", "succeeded")
+
+
+def test_the_notebooks_namespace_imported_as_a_module_is_a_read_nbflow_cannot_see():
+    with kernel() as cells:
+        cells.run("G = 1\ndef t():\n    import __main__\n    return __main__.G\n")
+        found = Identities().task(cells["t"])
+        assert found.digest is None
+        assert found.unhashable == (
+            (
+                "import __main__",
+                "the notebook's namespace as a module: nbflow cannot see which globals are "
+                "read from it; read the global by name, or pass it as a parameter",
+            ),
+        )
+        assert [(p.path, p.shown) for p in found.parts][1:] == [("import __main__", "__main__")]
+
+
+@pytest.mark.parametrize(
+    ("body", "edit", "before", "after"),
+    [
+        # through its __dict__ (every global), with no module __getattr__
+        ("plain_attr.__dict__['RATE']", "plain_attr.RATE = 2", 1, 2),
+        # through an attribute of a value it holds (a dict's method)
+        ("plain_attr.CONFIG.get('a')", "plain_attr.CONFIG['a'] = 2", 1, 2),
+        # an attribute it does not have yet, then one that is None
+        (
+            "_later()",
+            "plain_attr.LATER = None",
+            "none",
+            None,
+        ),
+        # its own __getattr__, edited
+        ("plain_attr.MADE", "plain_attr.__getattr__ = lambda name: 2", 1, 2),
+    ],
+    ids=["dict", "value-method", "undefined-then-none", "module-getattr-edited"],
+)
+def test_what_a_task_reads_from_a_user_module_counts(modules, tmp_path, body, edit, before, after):
+    modules(
+        "plain_attr",
+        "RATE = 1\nCONFIG = {'a': 1}\n"
+        + ("def __getattr__(name):\n    return 1\n" if "MADE" in body else ""),
+    )
+    later = (
+        "def _later():\n    try:\n        return plain_attr.LATER\n"
+        "    except AttributeError:\n        return 'none'\n"
+    )
+    with kernel() as cells:
+        cells.run("import plain_attr\n" + later)
+        cells.run(_flow_cell(tmp_path, f"import plain_attr\ndef t():\n    return {body}\n"))
+        assert _run(cells)[:2] == (before, "succeeded")
+        assert _run(cells)[:2] == (before, "cached")
+        cells.run(edit + "\n")
+        assert _run(cells)[:2] == (after, "succeeded")
