@@ -16,7 +16,7 @@ import warnings
 import pytest
 from ipython_cells import Cells, kernel
 
-from nbflow.identity import CacheWarning, Identities, code_facts
+from nbflow.identity import CacheWarning, Identities, Part, code_facts, sha
 
 
 def _run(cells: Cells, flow: str = "flow") -> tuple[object, str, str]:
@@ -530,3 +530,21 @@ def test_what_a_task_reads_from_a_user_module_counts(modules, tmp_path, body, ed
         assert _run(cells)[:2] == (before, "cached")
         cells.run(edit + "\n")
         assert _run(cells)[:2] == (after, "succeeded")
+
+
+def test_a_module_imported_in_a_task_lists_its_name_and_globals_as_parts(modules):
+    # What run.why() names when one of them changes (two levels down, as any part).
+    modules("parts_loaded", "RATE = 2\ndef f(x):\n    return x * RATE\n")
+    import parts_loaded  # noqa: F401 (loaded, as in the notebook)
+
+    with kernel() as cells:
+        cells.run("def t():\n    import parts_loaded\n    return parts_loaded.f(1)\n")
+        parts = Identities().task(cells["t"]).parts
+    module, name, rate, helper = parts[1:]
+    assert (module.path, module.shown) == (
+        "import parts_loaded",
+        f"parts_loaded (code {module.digest[:8]})",
+    )
+    assert name == Part("import parts_loaded / name", sha("parts_loaded"), "parts_loaded")
+    assert rate.path == "import parts_loaded / global RATE" and rate.shown == "2"
+    assert (helper.path, helper.shown) == ("import parts_loaded / helper f", "")
