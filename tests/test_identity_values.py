@@ -348,6 +348,8 @@ PAIRS = {
         collections.defaultdict(list, a=1),
     ),
     "Counter order": (collections.Counter(a=1, b=1), collections.Counter(b=1, a=1)),
+    "Counter counts": (collections.Counter(a=1), collections.Counter(a=2)),
+    "OrderedDict values": (collections.OrderedDict(a=1), collections.OrderedDict(a=2)),
     "tuple / namedtuple": ((1, 2), collections.namedtuple("P", "x y")(1, 2)),
     "ChainMap maps": (
         collections.ChainMap({"a": 1}, {"a": 2}),
