@@ -277,6 +277,18 @@ class _Mine(pd.arrays.IntegerArray):
     """An array class of the notebook's (not pandas'): counted by its pickle."""
 
 
+class _Rate:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+
+    def get(self) -> int:
+        return self.rate
+
+
+def _twice(x: int) -> int:
+    return 2 * x
+
+
 #: Values that differ only in what the name says: every pair has two digests.
 PAIRS = {
     "object cell int / str": (pd.Series([1], dtype=object), pd.Series(["1"], dtype=object)),
@@ -396,6 +408,15 @@ PAIRS = {
         pd.MultiIndex(levels=[[1, 2]], codes=[[0, 1]]),
         pd.MultiIndex(levels=[[1, 2]], codes=[[0, 1]], sortorder=0),
     ),
+    # (object cells, pickled: a method with its instance, a wrapped function with its wrapper)
+    "a bound method's instance in a cell": (
+        pd.Series([_Rate(1).get], dtype=object),
+        pd.Series([_Rate(2).get], dtype=object),
+    ),
+    "staticmethod / classmethod in a cell": (
+        pd.Series([staticmethod(_twice)], dtype=object),
+        pd.Series([classmethod(_twice)], dtype=object),
+    ),
     "Timestamp": (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-02")),
     "an array class of yours": (
         pd.Series(_Mine(np.array([1, 2]), np.zeros(2, bool))),
@@ -403,6 +424,10 @@ PAIRS = {
     ),
 }
 if importlib.util.find_spec("pyarrow") is not None:  # the data extra (not in a core install)
+    PAIRS["pyarrow int64 / int32"] = (
+        pd.Series([1], dtype="int64[pyarrow]"),
+        pd.Series([1], dtype="int32[pyarrow]"),
+    )
     PAIRS["string storage"] = (
         pd.Series(["a"], dtype="string[python]"),
         pd.Series(["a"], dtype="string[pyarrow]"),
