@@ -417,6 +417,7 @@ PAIRS = {
         pd.Series([staticmethod(_twice)], dtype=object),
         pd.Series([classmethod(_twice)], dtype=object),
     ),
+    "staticmethod / classmethod": (staticmethod(_twice), classmethod(_twice)),
     "Timestamp": (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-02")),
     "an array class of yours": (
         pd.Series(_Mine(np.array([1, 2]), np.zeros(2, bool))),
