@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import decimal
+import functools
 import importlib.util
 import warnings
 
@@ -289,6 +290,11 @@ def _twice(x: int) -> int:
     return 2 * x
 
 
+def _tagged(value: functools.partial, unit: str) -> functools.partial:
+    value.unit = unit  # type: ignore[attr-defined]
+    return value
+
+
 #: Values that differ only in what the name says: every pair has two digests.
 PAIRS = {
     "object cell int / str": (pd.Series([1], dtype=object), pd.Series(["1"], dtype=object)),
@@ -418,6 +424,10 @@ PAIRS = {
         pd.Series([classmethod(_twice)], dtype=object),
     ),
     "staticmethod / classmethod": (staticmethod(_twice), classmethod(_twice)),
+    "a partial's attribute": (
+        _tagged(functools.partial(_twice, 1), "m"),
+        _tagged(functools.partial(_twice, 1), "km"),
+    ),
     "Timestamp": (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-02")),
     "an array class of yours": (
         pd.Series(_Mine(np.array([1, 2]), np.zeros(2, bool))),
