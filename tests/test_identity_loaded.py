@@ -228,6 +228,21 @@ def test_a_global_the_loaded_code_reads_counts_though_the_edited_file_only_adds_
     assert "LOG" in facts.global_names and "LOG" not in facts.write_only
 
 
+def test_a_global_the_loaded_code_only_adds_to_is_left_out_as_the_edited_file_says(
+    modules, tmp_path
+):
+    # The loaded code rebinds LOG (a store is no read) and appends to it; the file, edited
+    # since, only appends: LOG is written only, by both.
+    modules("store_loaded", "def f(x):\n    global LOG\n    LOG = []\n    LOG.append(x)\n")
+    import store_loaded
+
+    (tmp_path / "store_loaded.py").write_text("LOG = []\ndef f(x):\n    LOG.append(x)\n")
+    import linecache
+
+    linecache.checkcache()
+    assert "LOG" in code_facts(store_loaded.f.__code__).write_only
+
+
 def test_a_global_a_files_function_only_adds_to_is_not_part_of_it(modules):
     # A log a function nested in f appends to (the one of f's nested functions that is not
     # the last): what it holds cannot change what f computes.
