@@ -382,6 +382,10 @@ PAIRS = {
         pd.Series([lambda: 1], dtype=object),
         pd.Series([lambda: 2], dtype=object),
     ),
+    "a frame's cells that do not pickle": (
+        pd.DataFrame({"f": pd.Series([lambda: 1], dtype=object)}),
+        pd.DataFrame({"f": pd.Series([lambda: 2], dtype=object)}),
+    ),
     "sparse points' places": (
         pd.Series(pd.arrays.SparseArray([0, 1], fill_value=0)),
         pd.Series(pd.arrays.SparseArray([1, 0], fill_value=0)),
