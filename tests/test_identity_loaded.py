@@ -563,3 +563,35 @@ def test_a_module_imported_in_a_task_lists_its_name_and_globals_as_parts(modules
     assert name == Part("import parts_loaded / name", sha("parts_loaded"), "parts_loaded")
     assert rate.path == "import parts_loaded / global RATE" and rate.shown == "2"
     assert (helper.path, helper.shown) == ("import parts_loaded / helper f", "")
+
+
+def test_reads_of_the_environment_nbflow_cannot_follow_are_each_named():
+    fix = 'read each variable by a literal name (os.environ["X"], os.getenv("X"))'
+    with kernel() as cells:
+        cells.run(
+            "import os\nKEY = 'NBFLOW_T_Y'\n"
+            "def t():\n    g = os.getenv\n"
+            "    return g(KEY), os.environ[KEY], eval(KEY), globals()\n"
+        )
+        why = (
+            "nbflow cannot see which globals it reads; read the global by name, or pass it as "
+            "a parameter"
+        )
+        assert Identities().task(cells["t"]).unhashable == (
+            ("reads eval()", why),
+            ("reads globals()", why),
+            ("reads os.environ", f"nbflow cannot see which variables it reads; {fix}"),
+            ("reads os.getenv()", f"nbflow cannot see which variable it reads; {fix}"),
+        )
+
+
+def test_an_environment_variable_counts_beside_a_name_that_is_not_defined(monkeypatch):
+    monkeypatch.setenv("NBFLOW_T_U", "1")
+    with kernel() as cells:
+        cells.run(
+            "import os\ndef t(flag=False):\n    if flag:\n        return UNDEFINED_NAME  # noqa\n"
+            "    return os.environ['NBFLOW_T_U']\n"
+        )
+        before = Identities().task(cells["t"]).digest
+        monkeypatch.setenv("NBFLOW_T_U", "2")
+        assert Identities().task(cells["t"]).digest != before
