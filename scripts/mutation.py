@@ -14,7 +14,8 @@ to ``test-artifacts/mutation/<module>.log``.
 The table counts a mutant listed in docs/mutation-report.md (a name in backquotes) as
 equivalent: no test can tell it from the original, so it leaves the score's denominator.
 ``score = killed / (mutants - equivalent)``; a timeout counts as killed, a mutant that no
-test reaches as survived.
+test reaches as survived, and a mutant not run (a run stopped early) is left out of the score
+(the table says how many).
 
 Environment: ``MUTATION_JOBS`` (default 1) is mutmut's ``--max-children``.
 """
@@ -102,6 +103,9 @@ TESTS = {
     "identity": [
         "test_identity",
         "test_identity_properties",
+        "test_identity_loaded",
+        "test_identity_values",
+        "test_reuse",
         "test_cache",
         "test_spec",
         "test_versions",
@@ -159,7 +163,9 @@ def row(label: str, codes: dict[str, int | None], equivalent: set[str]) -> tuple
             count["not run"] += 1
         else:  # survived, no tests, suspicious, segfault: not killed
             count["survived"] += 1
-    scored = len(codes) - count["equivalent"]
+    # A mutant not run (a run stopped before its end) is left out of the score, which is of
+    # the mutants run; the row says how many were not.
+    scored = len(codes) - count["equivalent"] - count["not run"]
     score = f"{100 * count['killed'] / scored:.1f} %" if scored else "-"
     if count["not run"]:
         score += f" ({count['not run']} not run)"

@@ -9,13 +9,14 @@ temporary folder on ``sys.path``, edited and reloaded as a user does.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
 import pytest
 from ipython_cells import Cells, kernel
 
-from nbflow.identity import CacheWarning, Identities, code_facts
+from nbflow.identity import CacheWarning, Identities, Part, code_facts, sha
 
 
 def _run(cells: Cells, flow: str = "flow") -> tuple[object, str, str]:
@@ -141,6 +142,164 @@ def test_code_from_a_file_counts_by_its_bytecode_not_its_lines_now(modules, tmp_
     assert code_facts(lines_loaded.f.__code__).digest != before
 
 
+@pytest.fixture
+def env_pkg(tmp_path, monkeypatch):
+    """A user package on sys.path, ``env_pkg.inner``: ``conf`` imports ``getenv``, and
+    ``relative`` reads it through relative imports inside its functions."""
+    inner = tmp_path / "env_pkg" / "inner"
+    inner.mkdir(parents=True)
+    (tmp_path / "env_pkg" / "__init__.py").write_text("")
+    (inner / "__init__.py").write_text("")
+    (inner / "conf.py").write_text("from os import getenv\n")
+    (inner / "relative.py").write_text(
+        "def one():\n    from . import conf\n    return conf.getenv('NBFLOW_T_I')\n"
+        "def two():\n    from ..inner.conf import getenv\n    return getenv('NBFLOW_T_I')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in [n for n in sys.modules if n.partition(".")[0] == "env_pkg"]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import os\n    return os.getenv('NBFLOW_T_I')",
+        "import os as o\n    return o.environ['NBFLOW_T_I']",
+        "from os import sep, environ as env\n    return env['NBFLOW_T_I']",
+        "from os.path import sep, expanduser as home\n    return os.environ['NBFLOW_T_I']",
+        "import env_pkg.inner.conf\n    return env_pkg.inner.conf.getenv('NBFLOW_T_I')",
+        "import env_pkg.inner.conf as c\n    return c.getenv('NBFLOW_T_I')",
+        "import env_pkg.inner as i\n    return i.conf.getenv('NBFLOW_T_I')",
+        "from env_pkg.inner import conf\n    return conf.getenv('NBFLOW_T_I')",
+        "from env_pkg.inner.conf import getenv as g\n    return g('NBFLOW_T_I')",
+        "from env_pkg.inner.relative import one\n    return one()",
+        "from env_pkg.inner.relative import two\n    return two()",
+    ],
+    ids=[
+        "import", "import-as", "from-import", "from-import-unused", "dotted", "dotted-as",
+        "package-as", "from-package", "from-module-as", "relative", "relative-parent",
+    ],
+)  # fmt: skip
+def test_an_environment_variable_read_through_an_import_in_the_body_counts(
+    env_pkg, tmp_path, monkeypatch, body
+):
+    # Each import binds what Python binds (the top package for `import a.b`, the module
+    # itself for `import a.b.c as c` and `from a.b import c`): the variable read through
+    # the name counts, and nothing read makes the task one nbflow cannot follow.
+    monkeypatch.setenv("NBFLOW_T_I", "1")
+    import env_pkg.inner.conf
+    import env_pkg.inner.relative  # noqa: F401 (loaded, as a notebook that uses it has)
+
+    with kernel() as cells:
+        cells.run(_flow_cell(tmp_path, f"import os\ndef t():\n    {body}\n"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            assert _run(cells)[:2] == ("1", "succeeded")
+            assert _run(cells)[:2] == ("1", "cached")
+            monkeypatch.setenv("NBFLOW_T_I", "2")
+            result, state, why = _run(cells)
+        assert (result, state) == ("2", "succeeded")
+        if "relative" not in body:  # (else a helper of the module it imports changed)
+            assert "environment `NBFLOW_T_I` changed ('1' -> '2')" in why
+
+
+@pytest.mark.parametrize(
+    "loaded",
+    [
+        "    n = len(LOG.copy())\n    LOG.append(x)\n    return n\n",  # read, then added to
+        "    return len(LOG)\n",
+    ],
+    ids=["read-then-added", "read"],
+)
+def test_a_global_the_loaded_code_reads_counts_though_the_edited_file_only_adds_to_it(
+    modules, tmp_path, loaded
+):
+    # The file, edited and not reloaded, says f only appends to LOG; the code that runs
+    # reads it: LOG counts, and a change of LOG is a change of f.
+    modules("adds_loaded", f"LOG = []\ndef f(x):\n{loaded}")
+    import adds_loaded
+
+    (tmp_path / "adds_loaded.py").write_text("LOG = []\ndef f(x):\n    LOG.append(x)\n")
+    import linecache
+
+    linecache.checkcache()
+    facts = code_facts(adds_loaded.f.__code__)
+    assert "LOG" in facts.global_names and "LOG" not in facts.write_only
+
+
+def test_a_global_the_loaded_code_only_adds_to_is_left_out_as_the_edited_file_says(
+    modules, tmp_path
+):
+    # The loaded code rebinds LOG (a store is no read) and appends to it; the file, edited
+    # since, only appends: LOG is written only, by both.
+    modules("store_loaded", "def f(x):\n    global LOG\n    LOG = []\n    LOG.append(x)\n")
+    import store_loaded
+
+    (tmp_path / "store_loaded.py").write_text("LOG = []\ndef f(x):\n    LOG.append(x)\n")
+    import linecache
+
+    linecache.checkcache()
+    assert "LOG" in code_facts(store_loaded.f.__code__).write_only
+
+
+def test_a_global_a_files_function_only_adds_to_is_not_part_of_it(modules):
+    # A log a function nested in f appends to (the one of f's nested functions that is not
+    # the last): what it holds cannot change what f computes.
+    modules(
+        "log_loaded",
+        "LOG = []\ndef f(x):\n    def first():\n        LOG.append(x)\n"
+        "    def second():\n        return x\n    first()\n    return second()\n",
+    )
+    import log_loaded
+
+    facts = code_facts(log_loaded.f.__code__)
+    assert facts.write_only == frozenset({"LOG"}) and "LOG" not in facts.global_names
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("x in {1, 2}", "x in {1, 3}"),  # a frozenset constant
+        ("x in (1, 2)", "x in (1, 3)"),  # a tuple constant
+        ("x in (1, (2, 3))", "x in (1, (2, 4))"),
+        ("(lambda: x in {1, 2})()", "(lambda: x in {1, 3})()"),  # nested code
+    ],
+)
+def test_a_constant_of_code_from_a_file_counts_once_reloaded(modules, tmp_path, before, after):
+    modules("consts_loaded", f"def f(x):\n    return {before}\n")
+    import consts_loaded
+
+    first = code_facts(consts_loaded.f.__code__).digest
+    importlib.reload(consts_loaded)
+    assert code_facts(consts_loaded.f.__code__).digest == first  # the same code: the same
+    (tmp_path / "consts_loaded.py").write_text(f"def f(x):\n    return {after}\n")
+    importlib.reload(consts_loaded)
+    assert code_facts(consts_loaded.f.__code__).digest != first
+
+
+def test_a_module_not_imported_yet_is_a_library_where_libraries_are_installed(
+    tmp_path, monkeypatch
+):
+    # Found without importing it: a module file or a namespace package (a folder without
+    # __init__.py) in a library folder is a library; one of the notebook's folder is not.
+    from nbflow.identity import code
+
+    library, mine = tmp_path / "site", tmp_path / "mine"
+    (library / "lib_ns").mkdir(parents=True)
+    (library / "lib_ns" / "part.py").write_text("")
+    (library / "lib_file.py").write_text("")
+    (mine / "mine_ns").mkdir(parents=True)
+    (mine / "mine_file.py").write_text("")
+    monkeypatch.syspath_prepend(str(library))
+    monkeypatch.syspath_prepend(str(mine))
+    monkeypatch.setattr(code, "_ROOTS", (os.path.join(os.path.realpath(library), ""),))
+    assert code.is_library("lib_file") and code.is_library("lib_ns.part")
+    assert not code.is_library("mine_file") and not code.is_library("mine_ns")
+    assert not code.is_library("nbflow_no_such_module")
+    assert "lib_file" not in sys.modules and "mine_file" not in sys.modules
+
+
 # -- reads nbflow cannot see ---------------------------------------------------------------------
 
 
@@ -225,11 +384,16 @@ def test_an_environment_variable_read_by_its_name_counts(tmp_path, monkeypatch, 
             assert _run(cells)[1] == "succeeded"
 
 
-def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "read",
+    ["os.environ[KEY]", "os.environ.get(KEY)", "dict(os.environ.items())[KEY]"],
+    ids=["index", "get", "items"],
+)
+def test_the_environment_read_as_a_whole_is_never_reused(tmp_path, monkeypatch, read):
     monkeypatch.setenv("NBFLOW_T_Y", "1")
     with kernel() as cells:
         cells.run("import os\nKEY = 'NBFLOW_T_Y'\n")
-        cells.run(_flow_cell(tmp_path, "def t():\n    return os.environ[KEY]\n"))
+        cells.run(_flow_cell(tmp_path, f"def t():\n    return {read}\n"))
         with pytest.warns(CacheWarning, match="task 't'.*os.environ"):
             assert _run(cells)[:2] == ("1", "succeeded")
         monkeypatch.setenv("NBFLOW_T_Y", "2")
@@ -247,6 +411,9 @@ def test_an_environment_write_is_no_read(tmp_path):
             warnings.simplefilter("error", CacheWarning)
             assert _run(cells)[:2] == (1, "succeeded")
             assert _run(cells)[:2] == (1, "cached")
+        cells.run("def w():\n    os.environ['NBFLOW_T_Z'] = '1'\n")
+        parts = Identities().task(cells["w"]).parts
+        assert [p.path for p in parts if p.path.startswith("environment")] == []
 
 
 def test_an_unchanged_module_is_checked_not_read_each_pass(modules, tmp_path, monkeypatch):
@@ -325,3 +492,106 @@ def test_a_library_function_that_reads_the_environment_itself_is_never_reused(
         monkeypatch.setenv("NBFLOW_T_Z", "two")
         with pytest.warns(CacheWarning):
             assert _run(cells)[:2] == ("two", "succeeded")
+
+
+def test_the_notebooks_namespace_imported_as_a_module_is_a_read_nbflow_cannot_see():
+    with kernel() as cells:
+        cells.run("G = 1\ndef t():\n    import __main__\n    return __main__.G\n")
+        found = Identities().task(cells["t"])
+        assert found.digest is None
+        assert found.unhashable == (
+            (
+                "import __main__",
+                "the notebook's namespace as a module: nbflow cannot see which globals are "
+                "read from it; read the global by name, or pass it as a parameter",
+            ),
+        )
+        assert [(p.path, p.shown) for p in found.parts][1:] == [("import __main__", "__main__")]
+
+
+@pytest.mark.parametrize(
+    ("body", "edit", "before", "after"),
+    [
+        # through its __dict__ (every global), with no module __getattr__
+        ("plain_attr.__dict__['RATE']", "plain_attr.RATE = 2", 1, 2),
+        # through an attribute of a value it holds (a dict's method)
+        ("plain_attr.CONFIG.get('a')", "plain_attr.CONFIG['a'] = 2", 1, 2),
+        # an attribute it does not have yet, then one that is None
+        (
+            "_later()",
+            "plain_attr.LATER = None",
+            "none",
+            None,
+        ),
+        # its own __getattr__, edited
+        ("plain_attr.MADE", "plain_attr.__getattr__ = lambda name: 2", 1, 2),
+    ],
+    ids=["dict", "value-method", "undefined-then-none", "module-getattr-edited"],
+)
+def test_what_a_task_reads_from_a_user_module_counts(modules, tmp_path, body, edit, before, after):
+    modules(
+        "plain_attr",
+        "RATE = 1\nCONFIG = {'a': 1}\n"
+        + ("def __getattr__(name):\n    return 1\n" if "MADE" in body else ""),
+    )
+    later = (
+        "def _later():\n    try:\n        return plain_attr.LATER\n"
+        "    except AttributeError:\n        return 'none'\n"
+    )
+    with kernel() as cells:
+        cells.run("import plain_attr\n" + later)
+        cells.run(_flow_cell(tmp_path, f"import plain_attr\ndef t():\n    return {body}\n"))
+        assert _run(cells)[:2] == (before, "succeeded")
+        assert _run(cells)[:2] == (before, "cached")
+        cells.run(edit + "\n")
+        assert _run(cells)[:2] == (after, "succeeded")
+
+
+def test_a_module_imported_in_a_task_lists_its_name_and_globals_as_parts(modules):
+    # What run.why() names when one of them changes (two levels down, as any part).
+    modules("parts_loaded", "RATE = 2\ndef f(x):\n    return x * RATE\n")
+    import parts_loaded  # noqa: F401 (loaded, as in the notebook)
+
+    with kernel() as cells:
+        cells.run("def t():\n    import parts_loaded\n    return parts_loaded.f(1)\n")
+        parts = Identities().task(cells["t"]).parts
+    module, name, rate, helper = parts[1:]
+    assert (module.path, module.shown) == (
+        "import parts_loaded",
+        f"parts_loaded (code {module.digest[:8]})",
+    )
+    assert name == Part("import parts_loaded / name", sha("parts_loaded"), "parts_loaded")
+    assert rate.path == "import parts_loaded / global RATE" and rate.shown == "2"
+    assert (helper.path, helper.shown) == ("import parts_loaded / helper f", "")
+
+
+def test_reads_of_the_environment_nbflow_cannot_follow_are_each_named():
+    fix = 'read each variable by a literal name (os.environ["X"], os.getenv("X"))'
+    with kernel() as cells:
+        cells.run(
+            "import os\nKEY = 'NBFLOW_T_Y'\n"
+            "def t():\n    g = os.getenv\n"
+            "    return g(KEY), os.environ[KEY], eval(KEY), globals()\n"
+        )
+        why = (
+            "nbflow cannot see which globals it reads; read the global by name, or pass it as "
+            "a parameter"
+        )
+        assert Identities().task(cells["t"]).unhashable == (
+            ("reads eval()", why),
+            ("reads globals()", why),
+            ("reads os.environ", f"nbflow cannot see which variables it reads; {fix}"),
+            ("reads os.getenv()", f"nbflow cannot see which variable it reads; {fix}"),
+        )
+
+
+def test_an_environment_variable_counts_beside_a_name_that_is_not_defined(monkeypatch):
+    monkeypatch.setenv("NBFLOW_T_U", "1")
+    with kernel() as cells:
+        cells.run(
+            "import os\ndef t(flag=False):\n    if flag:\n        return UNDEFINED_NAME  # noqa\n"
+            "    return os.environ['NBFLOW_T_U']\n"
+        )
+        before = Identities().task(cells["t"]).digest
+        monkeypatch.setenv("NBFLOW_T_U", "2")
+        assert Identities().task(cells["t"]).digest != before

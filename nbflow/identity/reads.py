@@ -124,6 +124,10 @@ def _import(ops: list[dis.Instruction], i: int) -> Import:
         j += 2
         while j < len(ops) and ops[j].opname in ("POP_TOP", "SWAP"):
             j += 1
+    if fromlist is None and bound and bound[-1][1]:
+        # import a.b.c as d: its IMPORT_FROMs walk down to a.b.c, which d is bound to (not
+        # to attribute c of the top package a, which is only right for a.b as d).
+        return (0, name, True, ((bound[-1][0], ""),))
     return (int(level or 0), name, fromlist is not None, tuple(bound))
 
 
