@@ -246,13 +246,23 @@ def _named(name):
     return fn
 
 
-def test_a_builtin_whose_parameters_cannot_be_read_is_a_definition_error_naming_the_task():
-    import threading
+class _Unreadable:
+    """A callable whose parameters inspect cannot read, as some C functions' (which ones
+    depends on the Python version: threading.Lock has a signature from 3.13 on)."""
 
+    def __call__(self) -> int:
+        return 1
+
+    @property
+    def __signature__(self) -> None:
+        raise ValueError("no signature found for builtin <built-in function allocate_lock>")
+
+
+def test_a_function_whose_parameters_cannot_be_read_is_a_definition_error_naming_the_task():
     ran: list[str] = []
     flow = nf.Flow("builtins", store=None)
     flow.task(name="first")(lambda: ran.append("first"))
-    flow.task(name="guard")(threading.Lock)  # C code: no signature for inspect to read
+    flow.task(name="guard")(_Unreadable())
     with pytest.raises(nf.DefinitionError, match=r"task 'guard': its function's parameters"):
         flow.run()
     assert ran == []  # raised before any task ran
