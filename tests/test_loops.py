@@ -281,3 +281,21 @@ def test_an_iterations_progress_is_its_own():
     # The second iteration reported nothing: it has no bar, neither the first's nor the
     # late one.
     assert "refine" not in run.state.progress
+
+
+def test_the_stores_attempts_of_a_loop_name_their_iteration_and_its_last_has_the_traceback():
+    store = nf.MemoryStore()
+    flow = nf.Flow("failing-loop", store=store)
+
+    @flow.loop(until="result > 100", max_iterations=3)
+    def grow(previous=1):
+        return previous * 2
+
+    run = flow.run()
+    attempts = store.attempts(run.run_id)
+    assert [(a["task"], a["iteration"], a["attempt"], a["state"]) for a in attempts] == [
+        ("grow", 0, 1, "succeeded"), ("grow", 2, 1, "succeeded"), ("grow", 3, 1, "failed"),
+    ]  # fmt: skip
+    # Every iteration's attempt is attempt 1: the traceback is on the last one only.
+    assert [a["traceback"] is not None for a in attempts] == [False, False, True]
+    assert "LoopError" in attempts[-1]["traceback"]

@@ -284,12 +284,15 @@ class SQLiteStore:
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt of ``run_id`` (``element`` None for a task as a whole), in the order
         they started: ``task, element, key, attempt, state, started, ended, worker, error,
-        traceback`` (times are Unix seconds; ``key`` is the element's ``key=``, or None)."""
+        traceback, iteration`` (times are Unix seconds; ``key`` is the element's ``key=``, or
+        None; ``iteration`` a loop's from the second on, whose attempts count from 1 again,
+        else 0; the traceback is on the task's last attempt)."""
         state = self.state(run_id)
+        finals = {row.base: row for row in state.rows if row.element is None}
         found = []
         for row in state.rows:
             record = state.tasks.get(row.base)
-            last = record is not None and record.attempts == row.attempt and row.element is None
+            last = finals.get(row.base) is row
             found.append(
                 {
                     "task": row.base,
@@ -302,6 +305,7 @@ class SQLiteStore:
                     "worker": row.worker,
                     "error": row.error,
                     "traceback": (record.traceback or None) if last and record else None,
+                    "iteration": row.iteration,
                 }
             )
         return found
