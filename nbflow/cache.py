@@ -334,13 +334,11 @@ class ReuseHooks:
         (:class:`~nbflow.element_cache.ElementCache`), for ``run.why()``."""
         before = self.decisions.get(name)
         unread = before is not None and before.reason == "unreadable"
+        note = " (the store could not be read for some: a StoreWarning said why)" if unread else ""
         self.decisions[name] = Decision(
             "elements",
             reason=f"{served} of {served + ran} elements served from the cache (each by "
-            f"its own input), {ran} ran"
-            + (
-                " (the store could not be read for some: a StoreWarning said why)" if unread else ""
-            ),
+            f"its own input), {ran} ran{note}",
         )
 
     def _serve(self, name: str, row: ResultRow, hit: StoredResult) -> StoredResult:

@@ -386,16 +386,8 @@ def test_a_subscriber_raising_cancelled_error_is_its_own_error_not_the_tasks(cap
     assert "reads_a_cancelled_future" in caplog.text
 
 
-async def _in_a_cell(flow: nf.Flow) -> nf.Run:
-    """``flow.run()`` from inside a running loop, as a notebook cell calls it."""
-    return flow.run()
-
-
-@pytest.mark.parametrize("in_a_cell", [False, True])
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
-def test_a_subscriber_raising_an_interrupt_cancels_the_run_cleanly_then_raises_it(
-    stop, in_a_cell
-):
+def test_a_subscriber_raising_an_interrupt_cancels_the_run_cleanly_then_raises_it(stop):
     """Not the task's failure: the run ends cancelled (as an interrupt would end it), every
     task of it over, and the interrupt reaches the caller after that. (It used to escape
     from the task's attempt: the task the event was about was failed, its dependants
@@ -422,7 +414,7 @@ def test_a_subscriber_raising_an_interrupt_cancels_the_run_cleanly_then_raises_i
 
     flow.subscribe(stops)
     with pytest.raises(stop):
-        asyncio.run(_in_a_cell(flow)) if in_a_cell else flow.run()
+        flow.run()
     run = flow.last_run
     assert run is not None and run.status == "cancelled"
     assert run.states == {"slow": "cancelled", "fast": "succeeded", "after": "cancelled"}

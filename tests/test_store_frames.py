@@ -80,7 +80,9 @@ def _codecs(path: str, task: str) -> set[str]:
     return {codec for (codec,) in rows}
 
 
-def _twice(make, tmp_path) -> tuple[nf.Run, pd.DataFrame, list[str], str]:
+def _cached_twice(make, tmp_path) -> set[str]:
+    """Run a cache=True task returning ``make()`` twice: the second is served from the store
+    and equals what the task returned, cell by cell; the codecs it was stored with."""
     path = str(tmp_path / "frames.db")
     calls: list[str] = []
 
@@ -97,23 +99,19 @@ def _twice(make, tmp_path) -> tuple[nf.Run, pd.DataFrame, list[str], str]:
     flow().run()
     calls.clear()
     second = flow().run()
-    return second, make(), calls, path
+    assert calls == [] and second.states["frame"] == "cached"
+    _same(second.results["frame"], make())
+    return _codecs(path, "frame")
 
 
 @pytest.mark.parametrize("case", CHANGED_OR_REFUSED)
 def test_a_frame_parquet_would_change_or_refuse_is_pickled_and_comes_back_the_same(case, tmp_path):
-    second, returned, calls, path = _twice(CHANGED_OR_REFUSED[case], tmp_path)
-    assert calls == [] and second.states["frame"] == "cached"
-    _same(second.results["frame"], returned)
-    assert _codecs(path, "frame") == {"pickle"}
+    assert _cached_twice(CHANGED_OR_REFUSED[case], tmp_path) == {"pickle"}
 
 
 @pytest.mark.parametrize("case", KEPT_AS_PARQUET)
 def test_a_frame_parquet_gives_back_unchanged_is_stored_as_parquet(case, tmp_path):
-    second, returned, calls, path = _twice(KEPT_AS_PARQUET[case], tmp_path)
-    assert calls == [] and second.states["frame"] == "cached"
-    _same(second.results["frame"], returned)
-    assert _codecs(path, "frame") == {"parquet"}
+    assert _cached_twice(KEPT_AS_PARQUET[case], tmp_path) == {"parquet"}
 
 
 def test_a_downstream_task_that_worked_on_the_first_run_works_on_the_cached_frame(tmp_path):
